@@ -1,0 +1,45 @@
+// Manager configuration from the environment (the admin settings file arrives with the policy work).
+import { join } from 'node:path';
+import { DEFAULT_NATS_PORT } from '../bus/embedded.ts';
+import { EciError } from './errors.ts';
+
+export interface ManagerConfig {
+  stateDir: string;
+  runDir: string;
+  socket: string;
+  natsUrl?: string;
+  natsPort: number;
+  runc: string;
+  range: { base: number; size: number; count: number };
+  logLevel: string;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new EciError('ECONFIG', `${name}=${v}: expected an integer from ${min} to ${max}`);
+  return n;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConfig {
+  const runDir = env.ECI_RUN_DIR || '/run/eci';
+  const range = {
+    base: int(env, 'ECI_UID_BASE', 100000, 1, 0xffffffff),
+    size: int(env, 'ECI_UID_SIZE', 65536, 65536, 0x7fffffff),
+    count: int(env, 'ECI_UID_COUNT', 1024, 1, 65536),
+  };
+  if (range.base + range.size * range.count > 0xffffffff) {
+    throw new EciError('ECONFIG', `uid ranges ${range.base} + ${range.count} x ${range.size} go past the 32-bit id space`);
+  }
+  return {
+    stateDir: env.ECI_STATE_DIR || '/var/lib/eci',
+    runDir,
+    socket: env.ECI_SOCKET || join(runDir, 'eci.sock'),
+    natsUrl: env.ECI_NATS_URL || undefined,
+    natsPort: int(env, 'ECI_NATS_PORT', DEFAULT_NATS_PORT, 1, 65535),
+    runc: env.ECI_RUNC || 'runc',
+    range,
+    logLevel: env.ECI_LOG_LEVEL || 'info',
+  };
+}

@@ -1,0 +1,119 @@
+// One actor per container: runs the lifecycle machine, performing its effects (range request over
+// the bus, rootfs mapping, release) and feeding their results back as events.
+import { createActor, waitFor, type Actor, type SimulatedClock, type SnapshotFrom } from 'xstate';
+import { containerMachine, type ContainerContext } from '../statecharts/container.machine.ts';
+import type { AllocationResult, ContainerStateName, IdRange } from '../statecharts/events.ts';
+
+export interface ContainerDeps {
+  requestRange(id: string): Promise<AllocationResult>;
+  freeRange(id: string): Promise<void>;
+  /** Maps the rootfs; resolves with where it is and the id of the mount eci made. */
+  mountRootfs(id: string, uid: IdRange, gid: IdRange): Promise<{ path: string; mountId: number }>;
+  unmountRootfs(id: string, path: string | undefined, mountId: number | undefined): Promise<void>;
+  /** Called on every transition, in order; must not throw. */
+  transition(state: ContainerStateName, from: ContainerStateName | undefined, context: ContainerContext): void;
+}
+
+export interface ContainerRecord {
+  state: ContainerStateName;
+  context: ContainerContext;
+  runcRoot?: string;
+  created: string;
+}
+
+export interface ContainerActorOptions {
+  runcRoot?: string;
+  created?: string;
+  /** Resume from a record kept in KV (manager restart). */
+  restore?: ContainerRecord;
+  /** For tests: a simulated clock driving the machine's timeouts. */
+  clock?: SimulatedClock;
+}
+
+export class ContainerActor {
+  readonly runcRoot?: string;
+  readonly created: string;
+  readonly actor: Actor<typeof containerMachine>;
+  private lastState?: ContainerStateName;
+  /** Resolves once resources are released after the machine reached stopped or failed. */
+  readonly released: Promise<void>;
+  private resolveReleased!: () => void;
+
+  constructor(readonly id: string, bundle: string, private deps: ContainerDeps, o: ContainerActorOptions = {}) {
+    this.runcRoot = o.runcRoot;
+    this.created = o.created ?? new Date().toISOString();
+    const restore = o.restore;
+    this.released = new Promise((r) => (this.resolveReleased = r));
+    const machine = containerMachine.provide({
+      actions: {
+        publish: (_, p) => {
+          const from = this.lastState;
+          this.lastState = p.state;
+          this.deps.transition(p.state, from, p.context);
+        },
+        allocateRange: ({ self }, p) => {
+          this.deps.requestRange(p.id).then(
+            (r) => {
+              if (self.getSnapshot().status !== 'active') {
+                // Deleted while the request was in flight: hand the range straight back.
+                if (r.ok) void this.deps.freeRange(p.id);
+                return;
+              }
+              self.send(r.ok ? { type: 'range.allocated', index: r.index, uid: r.uid, gid: r.gid } : { type: 'range.failed', reason: r.reason });
+            },
+            (e) => self.send({ type: 'range.failed', reason: `allocator unreachable: ${(e as Error).message}` }),
+          );
+        },
+        mountRootfs: ({ self }, p) => {
+          this.deps.mountRootfs(p.id, p.uid, p.gid).then(
+            (m) => {
+              if (self.getSnapshot().status !== 'active') return void this.deps.unmountRootfs(p.id, m.path, m.mountId);
+              self.send({ type: 'rootfs.mounted', path: m.path, mountId: m.mountId });
+            },
+            (e) => self.send({ type: 'rootfs.failed', reason: (e as Error).message }),
+          );
+        },
+        releaseResources: (_, p) => {
+          // Unmount first, then free: the range must not be handed out while its rootfs is live.
+          (async () => {
+            await this.deps.unmountRootfs(p.id, p.rootfs, p.mountId);
+            if (p.index !== undefined) await this.deps.freeRange(p.id);
+          })().finally(() => this.resolveReleased());
+        },
+      },
+    });
+    if (restore) {
+      this.lastState = restore.state;
+      const snapshot = machine.resolveState({ value: restore.state, context: restore.context });
+      this.actor = createActor(machine, { snapshot, input: { id, bundle }, ...(o.clock ? { clock: o.clock } : {}) });
+    } else {
+      this.actor = createActor(machine, { input: { id, bundle }, ...(o.clock ? { clock: o.clock } : {}) });
+    }
+  }
+
+  start(): this {
+    this.actor.start();
+    return this;
+  }
+
+  get state(): ContainerStateName {
+    return this.actor.getSnapshot().value as ContainerStateName;
+  }
+
+  get context(): ContainerContext {
+    return this.actor.getSnapshot().context;
+  }
+
+  record(): ContainerRecord {
+    return { state: this.state, context: this.context, runcRoot: this.runcRoot, created: this.created };
+  }
+
+  send(e: Parameters<Actor<typeof containerMachine>['send']>[0]): void {
+    if (this.actor.getSnapshot().status === 'active') this.actor.send(e);
+  }
+
+  /** Waits until the container is ready for runc (mounted) or has failed. */
+  async ready(): Promise<SnapshotFrom<typeof containerMachine>> {
+    return waitFor(this.actor, (s) => s.matches('mounted') || s.matches('failed') || s.matches('stopped'), { timeout: 60_000 });
+  }
+}

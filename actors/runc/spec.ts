@@ -1,0 +1,93 @@
+// Checks and rewrites an OCI config.json for eci. Pure: host facts come in as arguments.
+import { EciError } from '../errors.ts';
+
+export interface IdRange { hostID: number; size: number }
+
+export interface Namespace { type: string; path?: string }
+
+/** The part of an OCI spec eci reads or writes; everything else is carried through untouched. */
+export interface OciSpec {
+  ociVersion?: string;
+  root?: { path?: string; readonly?: boolean };
+  process?: Record<string, unknown>;
+  mounts?: unknown[];
+  linux?: {
+    namespaces?: Namespace[];
+    uidMappings?: { containerID: number; hostID: number; size: number }[];
+    gidMappings?: { containerID: number; hostID: number; size: number }[];
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+
+/** Namespaces a container must own. `user` is always added by eci and is not checked here. */
+export const REQUIRED_NAMESPACES = ['pid', 'ipc', 'uts', 'mount'] as const;
+
+export const hostNamespacesMessage = (names: string[]) =>
+  `eci containers can't share namespaces [${names.join(' ')}] with the host (because they use the linux user-namespace for isolation)`;
+export const hostNetworkMessage =
+  "eci containers can't share a network namespace with the host (because they use the linux user-namespace for isolation)";
+
+/** Parses config.json text; a malformed file is a one-line error naming the problem. */
+export function parseSpec(text: string, where: string): OciSpec {
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (e) {
+    throw new EciError('EBADSPEC', `${where}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new EciError('EBADSPEC', `${where}: expected a JSON object`);
+  const s = spec as OciSpec;
+  if (!s.root || typeof s.root !== 'object' || typeof s.root.path !== 'string' || s.root.path === '') {
+    throw new EciError('EBADSPEC', `${where}: root.path: expected a non-empty string`);
+  }
+  if (!s.linux || typeof s.linux !== 'object') throw new EciError('EBADSPEC', `${where}: linux: expected an object (eci runs Linux containers only)`);
+  const ns = s.linux.namespaces;
+  if (ns !== undefined && (!Array.isArray(ns) || ns.some((n) => !n || typeof n !== 'object' || typeof n.type !== 'string' || (n.path !== undefined && typeof n.path !== 'string')))) {
+    throw new EciError('EBADSPEC', `${where}: linux.namespaces: expected an array of {type, path?}`);
+  }
+  if (s.process !== undefined && (typeof s.process !== 'object' || s.process === null)) {
+    throw new EciError('EBADSPEC', `${where}: process: expected an object`);
+  }
+  if (s.mounts !== undefined && !Array.isArray(s.mounts)) throw new EciError('EBADSPEC', `${where}: mounts: expected an array`);
+  return s;
+}
+
+/**
+ * Refuses specs that share a host namespace: a required namespace that is missing, or one whose
+ * path is the host's own. `isHostNamespace(type, path)` answers from the host (stat of /proc/1/ns).
+ */
+export function checkNamespaces(spec: OciSpec, isHostNamespace: (type: string, path: string) => boolean): void {
+  const ns = spec.linux?.namespaces ?? [];
+  const find = (t: string) => ns.find((n) => n.type === t);
+  const shared = (t: string) => {
+    const n = find(t);
+    return !n || (n.path !== undefined && n.path !== '' && isHostNamespace(t, n.path));
+  };
+  // Network first: Docker's --network=host is the commonest way to ask for a host namespace.
+  if (shared('network')) throw new EciError('EHOSTNS', hostNetworkMessage);
+  const bad = REQUIRED_NAMESPACES.filter(shared);
+  if (bad.length) throw new EciError('EHOSTNS', hostNamespacesMessage(bad));
+}
+
+/**
+ * Returns a copy of the spec with eci's user namespace: always a new one (a requested path,
+ * e.g. the host's, is dropped), mapped 0 -> the container's exclusive range.
+ */
+export function applyUserNamespace(spec: OciSpec, uid: IdRange, gid: IdRange): OciSpec {
+  const namespaces = (spec.linux?.namespaces ?? []).filter((n) => n.type !== 'user');
+  namespaces.push({ type: 'user' });
+  return {
+    ...spec,
+    linux: {
+      ...spec.linux,
+      namespaces,
+      uidMappings: [{ containerID: 0, hostID: uid.hostID, size: uid.size }],
+      gidMappings: [{ containerID: 0, hostID: gid.hostID, size: gid.size }],
+    },
+  };
+}
+
+export function withRootPath(spec: OciSpec, path: string): OciSpec {
+  return { ...spec, root: { ...spec.root, path } };
+}

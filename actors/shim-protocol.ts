@@ -1,0 +1,100 @@
+// The wire format between the C launcher (bin/eci-runc -> native/cmd/eci-runc.c) and the manager,
+// over a unix stream socket. NUL-separated fields, so argv needs no escaping and C needs no JSON:
+//   request  ECI1 \0 <cwd> \0 <n> \0 <arg1> \0 ... <argn> \0
+//   report   EXIT \0 <status> \0                 (after a `spawn`, the child's exit status)
+//   reply    <action> \0 <n> \0 <f1> \0 ... <fn> \0
+// actions: exec argv (replace the launcher), spawn argv (run, wait, report EXIT), error message
+// (print `eci: message`, exit 1), done status (exit with status), print text status.
+// Control clients (bin/eci) send CTL1 \0 <json> \0 and get <json> \0 back.
+
+export type ShimReply =
+  | { action: 'exec'; argv: string[] }
+  | { action: 'spawn'; argv: string[] }
+  | { action: 'error'; message: string }
+  | { action: 'done'; status: number }
+  | { action: 'print'; text: string; status: number };
+
+export type ShimFrame =
+  | { kind: 'request'; cwd: string; argv: string[] }
+  | { kind: 'exit'; status: number }
+  | { kind: 'control'; body: unknown };
+
+export class ProtocolError extends Error {
+  readonly code = 'EPROTO';
+}
+
+export function encodeReply(r: ShimReply): Buffer {
+  const fields =
+    r.action === 'exec' || r.action === 'spawn' ? r.argv
+      : r.action === 'error' ? [r.message]
+        : r.action === 'done' ? [String(r.status)]
+          : [r.text, String(r.status)];
+  return Buffer.from([r.action, String(fields.length), ...fields].map((f) => f + '\0').join(''));
+}
+
+const MAX_FIELDS = 4096;
+const MAX_FRAME = 1 << 20;
+
+/** Incremental decoder: feed chunks, take complete frames. */
+export class FrameDecoder {
+  private buf: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): ShimFrame[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (this.buf.length > MAX_FRAME) throw new ProtocolError('frame too large');
+    const frames: ShimFrame[] = [];
+    for (;;) {
+      const r = this.take();
+      if (!r) break;
+      frames.push(r);
+    }
+    return frames;
+  }
+
+  private fields(start: number, n: number): { fields: string[]; end: number } | undefined {
+    const out: string[] = [];
+    let pos = start;
+    for (let i = 0; i < n; i++) {
+      const z = this.buf.indexOf(0, pos);
+      if (z < 0) return undefined;
+      out.push(this.buf.toString('utf8', pos, z));
+      pos = z + 1;
+    }
+    return { fields: out, end: pos };
+  }
+
+  private take(): ShimFrame | undefined {
+    const head = this.fields(0, 1);
+    if (!head) return undefined;
+    const magic = head.fields[0];
+    if (magic === 'ECI1') {
+      const h = this.fields(head.end, 2);
+      if (!h) return undefined;
+      const n = Number(h.fields[1]);
+      if (!Number.isInteger(n) || n < 0 || n > MAX_FIELDS) throw new ProtocolError(`bad argument count ${JSON.stringify(h.fields[1])}`);
+      const a = this.fields(h.end, n);
+      if (!a) return undefined;
+      this.buf = this.buf.subarray(a.end);
+      return { kind: 'request', cwd: h.fields[0], argv: a.fields };
+    }
+    if (magic === 'EXIT') {
+      const s = this.fields(head.end, 1);
+      if (!s) return undefined;
+      this.buf = this.buf.subarray(s.end);
+      const status = Number(s.fields[0]);
+      if (!Number.isInteger(status)) throw new ProtocolError(`bad exit status ${JSON.stringify(s.fields[0])}`);
+      return { kind: 'exit', status };
+    }
+    if (magic === 'CTL1') {
+      const s = this.fields(head.end, 1);
+      if (!s) return undefined;
+      this.buf = this.buf.subarray(s.end);
+      try {
+        return { kind: 'control', body: JSON.parse(s.fields[0]) };
+      } catch {
+        throw new ProtocolError('control frame is not JSON');
+      }
+    }
+    throw new ProtocolError(`unknown frame ${JSON.stringify(magic.slice(0, 16))}`);
+  }
+}

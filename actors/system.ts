@@ -1,0 +1,246 @@
+// The manager: one NATS bus, the allocator actor, one actor per container, and the unix socket the
+// eci-runc launcher talks to. Container state survives restarts in KV; events go to JetStream.
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { connectBus, type Bus } from '../bus/connect.ts';
+import { envelope } from '../bus/events.ts';
+import { subjects } from '../bus/subjects.ts';
+import type { AllocationResult, ContainerStateName, IdRange } from '../statecharts/events.ts';
+import type { ContainerContext } from '../statecharts/container.machine.ts';
+import { AllocatorActor } from './allocator.actor.ts';
+import { ContainerActor, type ContainerRecord } from './container.actor.ts';
+import type { ManagerConfig } from './config.ts';
+import { runcStateDir } from './runc/cli.ts';
+import { mountRootfs, unmountRootfs, type RootfsNative, type RootfsPlan } from './rootfs.ts';
+import { RuntimeSession, type RuntimeHost } from './runtime.ts';
+import { encodeReply, FrameDecoder } from './shim-protocol.ts';
+
+export const VERSION = '0.1.0';
+const RECONCILE_MS = 30_000;
+
+export interface ContainerView {
+  id: string;
+  state: ContainerStateName;
+  uid?: IdRange;
+  gid?: IdRange;
+  rootfs?: string;
+  bundle: string;
+  created: string;
+  reason?: string;
+}
+
+export class Manager implements RuntimeHost {
+  readonly containers = new Map<string, ContainerActor>();
+  private chains = new Map<string, Promise<void>>();
+  private server?: Server;
+  private timer?: NodeJS.Timeout;
+  private hostNs = new Map<string, string>();
+  allocator!: AllocatorActor;
+  bus!: Bus;
+
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative) {}
+
+  get runc(): string {
+    return this.config.runc;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.config.runDir, { recursive: true, mode: 0o711 });
+    for (const t of ['pid', 'ipc', 'uts', 'mnt', 'net', 'user', 'cgroup']) {
+      try {
+        const s = statSync(`/proc/1/ns/${t}`);
+        this.hostNs.set(t, `${s.dev}:${s.ino}`);
+      } catch { /* namespace type not supported by this kernel */ }
+    }
+    this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
+    this.allocator = new AllocatorActor(this.config.range, {
+      nc: this.bus.nc, kv: this.bus.ranges, log: this.log,
+      publish: (subject, type, data) => this.publish(subject, type, data),
+    });
+    await this.allocator.start();
+    await this.restoreContainers();
+    await this.listen();
+    this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+    this.timer.unref();
+    await this.publish(subjects.managerEvent('started'), 'manager.started', { pid: process.pid, version: VERSION, nats: this.bus.url });
+    this.log.info({ socket: this.config.socket, nats: this.bus.url, range: this.config.range }, 'eci manager ready');
+  }
+
+  async stop(o?: { stopServer?: boolean }): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    rmSync(this.config.socket, { force: true });
+    await Promise.all([...this.chains.values()]);
+    await this.allocator?.settled();
+    await this.publish(subjects.managerEvent('stopping'), 'manager.stopping', { pid: process.pid, version: VERSION, nats: this.bus.url }).catch(() => {});
+    this.allocator?.stop();
+    for (const c of this.containers.values()) c.actor.stop();
+    await this.bus?.close({ stopServer: o?.stopServer ?? true });
+  }
+
+  /** Publishes one event to JetStream; the ulid is the message id, so a retry is not a duplicate. */
+  async publish(subject: string, type: string, data: unknown): Promise<void> {
+    const env = envelope(type, data);
+    try {
+      await this.bus.js.publish(subject, JSON.stringify(env), { msgID: env.id });
+    } catch (e) {
+      this.log.error({ err: e, subject, type }, 'cannot publish event');
+    }
+  }
+
+  isHostNamespace = (type: string, path: string): boolean => {
+    const t = type === 'network' ? 'net' : type === 'mount' ? 'mnt' : type;
+    try {
+      const s = statSync(path);
+      return this.hostNs.get(t) === `${s.dev}:${s.ino}`;
+    } catch {
+      return false;
+    }
+  };
+
+  container(id: string): ContainerActor | undefined {
+    return this.containers.get(id);
+  }
+
+  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: RootfsPlan, restore?: ContainerRecord): ContainerActor {
+    const c = new ContainerActor(id, bundle, {
+      requestRange: (owner) => this.requestRange(owner),
+      freeRange: async (owner) => {
+        await this.bus.nc.request(subjects.allocatorFree, JSON.stringify({ owner }), { timeout: 5000 }).catch((e) => {
+          this.log.error({ err: e, owner }, 'cannot free range over the bus; freeing directly');
+          this.allocator.free(owner);
+        });
+      },
+      mountRootfs: async (_cid, uid, gid) => ({ path: plan.target, mountId: await mountRootfs(this.native, plan, uid, gid) }),
+      unmountRootfs: async (cid, path, mountId) => this.removeRootfs(cid, path, mountId),
+      transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
+    }, { runcRoot, created: restore?.created, restore });
+    this.containers.set(id, c);
+    c.released.then(() => {
+      if (this.containers.get(id) === c) this.containers.delete(id);
+      this.chain(id, () => this.bus.containers.delete(id).catch(() => {}));
+    });
+    return c.start();
+  }
+
+  private async requestRange(owner: string): Promise<AllocationResult> {
+    const m = await this.bus.nc.request(subjects.allocatorAllocate, JSON.stringify({ owner }), { timeout: 5000 });
+    return m.json<AllocationResult>();
+  }
+
+  private removeRootfs(id: string, target: string | undefined, mountId: number | undefined): void {
+    if (!target || mountId === undefined) return;
+    try {
+      if (!unmountRootfs(this.native, target, mountId)) this.log.warn({ id, target, mountId }, 'rootfs mount already gone');
+    } catch (e) {
+      this.log.error({ err: e, id, target }, 'cannot unmount rootfs');
+    }
+  }
+
+  private chain(id: string, f: () => Promise<unknown>): void {
+    const next = (this.chains.get(id) ?? Promise.resolve()).then(f).then(() => {}, (e) => this.log.error({ err: e, id }, 'bus write failed'));
+    this.chains.set(id, next);
+    next.then(() => { if (this.chains.get(id) === next) this.chains.delete(id); });
+  }
+
+  private onTransition(c: ContainerActor, state: ContainerStateName, from: ContainerStateName | undefined, ctx: ContainerContext): void {
+    this.log.info({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
+    const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason };
+    const record: ContainerRecord = { state, context: ctx, runcRoot: c.runcRoot, created: c.created };
+    this.chain(c.id, async () => {
+      await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
+      await this.bus.containers.put(c.id, JSON.stringify(record));
+    });
+  }
+
+  /** After a restart: keep containers runc still knows, clean up the rest, free orphan ranges. */
+  private async restoreContainers(): Promise<void> {
+    const kv = this.bus.containers;
+    for await (const id of await kv.keys()) {
+      const e = await kv.get(id);
+      if (!e || e.operation !== 'PUT') continue;
+      const rec = e.json<ContainerRecord>();
+      const alive = existsSync(runcStateDir(rec.runcRoot, id));
+      if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
+        this.createContainer(id, rec.context.bundle, rec.runcRoot, { kind: 'bind', target: '', source: '' }, rec);
+        this.log.info({ id, state: rec.state }, 'restored container');
+        continue;
+      }
+      this.removeRootfs(id, rec.context.rootfs, rec.context.mountId);
+      this.allocator.free(id);
+      const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
+      await this.publish(subjects.containerEvent(id, final), `container.${final}`, {
+        container: id, state: final, from: rec.state, uid: rec.context.uid, gid: rec.context.gid, bundle: rec.context.bundle,
+        reason: 'ended while the manager was down',
+      });
+      await kv.delete(id);
+    }
+    for (const [, owner] of Object.entries(this.allocator.held())) {
+      if (!this.containers.has(owner)) this.allocator.free(owner);
+    }
+    await this.allocator.settled();
+  }
+
+  /** Containers whose runc state vanished (deleted while a report was lost) are cleaned up. */
+  async reconcile(): Promise<void> {
+    for (const c of this.containers.values()) {
+      if ((c.state === 'mounted' || c.state === 'running') && !existsSync(runcStateDir(c.runcRoot, c.id))) {
+        // Give an in-flight create a moment: only containers older than the interval are swept.
+        if (Date.now() - Date.parse(c.created) < RECONCILE_MS) continue;
+        c.send({ type: 'delete' });
+      }
+    }
+  }
+
+  list(): ContainerView[] {
+    return [...this.containers.values()].map((c) => ({
+      id: c.id, state: c.state, uid: c.context.uid, gid: c.context.gid, rootfs: c.context.rootfs,
+      bundle: c.context.bundle, created: c.created, reason: c.context.reason,
+    }));
+  }
+
+  private async listen(): Promise<void> {
+    const path = this.config.socket;
+    mkdirSync(join(path, '..'), { recursive: true, mode: 0o711 });
+    rmSync(path, { force: true });
+    this.server = createServer((s) => this.serve(s));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(path, () => resolve());
+    });
+  }
+
+  private serve(sock: Socket): void {
+    const dec = new FrameDecoder();
+    const session = new RuntimeSession(this);
+    let queue = Promise.resolve();
+    sock.on('error', () => {});
+    sock.on('data', (chunk) => {
+      let frames;
+      try {
+        frames = dec.push(chunk);
+      } catch (e) {
+        this.log.warn({ err: e }, 'bad frame from a client');
+        sock.destroy();
+        return;
+      }
+      for (const f of frames) {
+        queue = queue.then(async () => {
+          if (f.kind === 'request') sock.write(encodeReply(await session.request(f.cwd, f.argv)));
+          else if (f.kind === 'exit') sock.write(encodeReply(await session.exit(f.status)));
+          else sock.write(JSON.stringify(await this.control(f.body)) + '\0');
+        });
+      }
+    });
+  }
+
+  private async control(body: unknown): Promise<unknown> {
+    const op = (body as { op?: string })?.op;
+    if (op === 'ping') return { ok: true, pid: process.pid, version: VERSION, nats: this.bus.url };
+    if (op === 'ps') return { ok: true, containers: this.list(), ranges: this.allocator.held() };
+    return { ok: false, error: `unknown control op ${JSON.stringify(op)}` };
+  }
+}

@@ -1,0 +1,104 @@
+// The eci command line. Runs on Node (through bin/eci, compiled) and on Deno (deno run -A bin/eci.ts).
+import process from 'node:process';
+import { EciError, oneLine } from '../actors/errors.ts';
+import { configFromEnv } from '../actors/config.ts';
+import { control } from '../actors/control-client.ts';
+import type { ContainerView } from '../actors/system.ts';
+
+const VERSION = '0.1.0';
+
+const HELP: Record<string, string> = {
+  '': `Usage: eci COMMAND [OPTIONS]
+
+Enhanced Container Isolation: every container in its own user namespace with an exclusive
+65536-wide uid/gid range, coordinated by actors over NATS.
+
+Commands:
+  daemon     Run the manager (embedded nats-server unless ECI_NATS_URL is set)
+  ps         List containers with their uid/gid ranges and states
+  version    Print the version
+
+Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
+Environment: ECI_SOCKET, ECI_STATE_DIR, ECI_RUN_DIR, ECI_NATS_URL, ECI_NATS_PORT, ECI_RUNC,
+ECI_UID_BASE, ECI_UID_SIZE, ECI_UID_COUNT, ECI_LOG_LEVEL (see README).`,
+  daemon: `Usage: eci daemon
+
+Runs the eci manager in the foreground, logging JSON lines to stdout. Listens on ECI_SOCKET
+(default /run/eci/eci.sock) for eci-runc; keeps state under ECI_STATE_DIR (default /var/lib/eci).
+Stops cleanly on SIGINT/SIGTERM.`,
+  ps: `Usage: eci ps [--json]
+
+Lists the containers the manager knows, with state and host uid/gid range.`,
+};
+
+function help(cmd: string): never {
+  console.log(HELP[cmd] ?? HELP['']);
+  process.exit(0);
+}
+
+async function daemon(): Promise<void> {
+  const { pino } = await import('pino');
+  const { Manager } = await import('../actors/system.ts');
+  const native = await import('../native/index.ts');
+  const config = configFromEnv();
+  const log = pino({ level: config.logLevel, base: { pid: process.pid, name: 'eci' } });
+  const m = new Manager(config, log, native);
+  await m.start();
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ sig }, 'stopping');
+    try {
+      await m.stop();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+function fmtRange(r?: { hostID: number; size: number }): string {
+  return r ? `0 ${r.hostID} ${r.size}` : '-';
+}
+
+async function ps(args: string[]): Promise<void> {
+  const config = configFromEnv();
+  const r = await control<{ ok: boolean; containers: ContainerView[]; error?: string }>(config.socket, { op: 'ps' });
+  if (!r.ok) throw new EciError('EPS', r.error ?? 'ps failed');
+  if (args.includes('--json')) {
+    console.log(JSON.stringify(r.containers, null, 2));
+    return;
+  }
+  const rows = [['CONTAINER', 'STATE', 'UID MAP', 'GID MAP', 'CREATED'],
+    ...r.containers.map((c) => [c.id.slice(0, 12), c.state, fmtRange(c.uid), fmtRange(c.gid), c.created])];
+  const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  for (const row of rows) console.log(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const debug = argv.includes('--debug');
+  const args = argv.filter((a) => a !== '--debug');
+  const cmd = args[0] ?? '';
+  try {
+    if (cmd === '' || cmd === '--help' || cmd === '-h' || cmd === 'help') help(args[1] ?? '');
+    if (cmd === '--version' || cmd === 'version') return void console.log(`eci version ${VERSION}`);
+    if (args.includes('--help') || args.includes('-h')) help(cmd);
+    switch (cmd) {
+      case 'daemon': return await daemon();
+      case 'ps': return await ps(args.slice(1));
+      default: throw new EciError('EUSAGE', `unknown command ${JSON.stringify(cmd)}; see 'eci --help'`);
+    }
+  } catch (e) {
+    if (e instanceof EciError && !debug) {
+      console.error(`eci: ${oneLine(e)}${e.hint ? `\nhint: ${e.hint}` : ''}`);
+    } else {
+      console.error(debug || !(e instanceof Error) ? e : `eci: unexpected error (a bug): ${e.stack}`);
+    }
+    process.exit(1);
+  }
+}
+
+// Deno and Node both set import.meta.main-like behaviour differently; bin/eci calls main() itself.
+if ((import.meta as { main?: boolean }).main) await main(process.argv.slice(2));

@@ -1,0 +1,77 @@
+// The manager's one NATS connection: external (ECI_NATS_URL) or the embedded server, plus the
+// JetStream stream for events and the KV buckets, created if missing.
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { BusError } from './errors.ts';
+import { startEmbedded, type EmbeddedServer } from './embedded.ts';
+import { CONTAINERS_BUCKET, EVENTS_STREAM, EVENTS_SUBJECTS, RANGES_BUCKET } from './subjects.ts';
+
+export interface Bus {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  ranges: KV;
+  containers: KV;
+  url: string;
+  server?: EmbeddedServer;
+  close(o?: { stopServer?: boolean }): Promise<void>;
+}
+
+export interface BusOptions {
+  /** External NATS; unset means start or adopt the embedded nats-server. */
+  url?: string;
+  stateDir: string;
+  port?: number;
+  name?: string;
+}
+
+const NS_PER_S = 1_000_000_000;
+
+export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
+  const config = {
+    name: EVENTS_STREAM,
+    subjects: [EVENTS_SUBJECTS],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: 30 * 24 * 3600 * NS_PER_S, // a month of history for replay
+    duplicate_window: 120 * NS_PER_S, // republished events (same ulid) within 2 min are dropped
+  };
+  try {
+    await jsm.streams.info(EVENTS_STREAM);
+  } catch {
+    await jsm.streams.add(config);
+  }
+}
+
+export async function connectBus(o: BusOptions): Promise<Bus> {
+  let server: EmbeddedServer | undefined;
+  let url = o.url;
+  if (!url) {
+    server = await startEmbedded({ stateDir: o.stateDir, port: o.port });
+    url = server.url;
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: url, name: o.name ?? 'eci', maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  } catch (e) {
+    if (server?.started) await server.stop();
+    throw new BusError('EBUSDOWN', `cannot connect to NATS at ${url}: ${(e as Error).message}`, { cause: e });
+  }
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  await ensureStreams(jsm);
+  const kvm = new Kvm(js);
+  const ranges = await kvm.create(RANGES_BUCKET, { history: 1, storage: StorageType.File });
+  const containers = await kvm.create(CONTAINERS_BUCKET, { history: 1, storage: StorageType.File });
+  return {
+    nc, js, jsm, ranges, containers, url, server,
+    async close(c) {
+      await nc.drain().catch(() => nc.close());
+      if (c?.stopServer && server) await server.stop();
+    },
+  };
+}

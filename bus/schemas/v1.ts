@@ -1,0 +1,72 @@
+// Event payloads, version 1. Every event is an envelope {v, type, id, ts, data}; `id` is a ulid
+// that doubles as the JetStream message id, so a re-published event is dropped as a duplicate.
+// Additive changes stay in v1; a breaking change publishes v2 beside v1 until consumers move.
+
+export interface IdRangeV1 { hostID: number; size: number }
+
+export interface Envelope<T extends string = string, D = unknown> {
+  v: 1;
+  type: T;
+  id: string;
+  ts: string;
+  data: D;
+}
+
+export type ContainerState = 'created' | 'mapped' | 'mounted' | 'running' | 'stopped' | 'failed';
+
+export interface ContainerTransitionData {
+  container: string;
+  state: ContainerState;
+  /** The previous state, absent for the first event of a container. */
+  from?: ContainerState;
+  uid?: IdRangeV1;
+  gid?: IdRangeV1;
+  rootfs?: string;
+  bundle?: string;
+  reason?: string;
+}
+
+export interface RangeData { container: string; index: number; uid: IdRangeV1; gid: IdRangeV1 }
+
+export type ContainerEvent = Envelope<`container.${ContainerState}`, ContainerTransitionData>;
+export type RangeEvent = Envelope<'allocator.allocated' | 'allocator.freed', RangeData>;
+export type ManagerEvent = Envelope<'manager.started' | 'manager.stopping', { pid: number; version: string; nats: string }>;
+export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent;
+
+export class SchemaError extends Error {
+  readonly code = 'ESCHEMA';
+}
+
+const STATES: readonly string[] = ['created', 'mapped', 'mounted', 'running', 'stopped', 'failed'];
+
+function isRange(r: unknown): r is IdRangeV1 {
+  const o = r as IdRangeV1;
+  return !!o && Number.isInteger(o.hostID) && Number.isInteger(o.size) && o.size > 0;
+}
+
+/** Checks an event read back from the bus; throws SchemaError naming the first bad field. */
+export function validateEvent(x: unknown): EciEvent {
+  const e = x as Envelope;
+  if (!e || typeof e !== 'object') throw new SchemaError('event is not an object');
+  if (e.v !== 1) throw new SchemaError(`event.v: expected 1, got ${JSON.stringify(e.v)}`);
+  if (typeof e.type !== 'string') throw new SchemaError('event.type: expected a string');
+  if (typeof e.id !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(e.id)) throw new SchemaError('event.id: expected a ulid');
+  if (typeof e.ts !== 'string' || Number.isNaN(Date.parse(e.ts))) throw new SchemaError('event.ts: expected an ISO time');
+  const d = e.data as Record<string, unknown>;
+  if (!d || typeof d !== 'object') throw new SchemaError('event.data: expected an object');
+  if (e.type.startsWith('container.')) {
+    const state = e.type.slice('container.'.length);
+    if (!STATES.includes(state) || d.state !== state) throw new SchemaError(`event.data.state: does not match type ${e.type}`);
+    if (typeof d.container !== 'string') throw new SchemaError('event.data.container: expected a string');
+    if (d.uid !== undefined && !isRange(d.uid)) throw new SchemaError('event.data.uid: expected {hostID,size}');
+  } else if (e.type === 'allocator.allocated' || e.type === 'allocator.freed') {
+    if (typeof d.container !== 'string' || !Number.isInteger(d.index) || !isRange(d.uid) || !isRange(d.gid)) {
+      throw new SchemaError(`event.data: expected {container,index,uid,gid} for ${e.type}`);
+    }
+  } else if (e.type === 'manager.started' || e.type === 'manager.stopping') {
+    if (!Number.isInteger(d.pid)) throw new SchemaError('event.data.pid: expected an integer');
+  } else {
+    throw new SchemaError(`event.type: unknown type ${JSON.stringify(e.type)}`);
+  }
+  return e as EciEvent;
+}

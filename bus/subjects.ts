@@ -1,0 +1,39 @@
+// Every NATS subject eci uses is built here, so names stay versioned and consistent.
+// Tokens go general -> specific, lower-case, version early: eci.v1.evt.container.<id>.<event>.
+
+export const VERSION = 'v1';
+export const PREFIX = `eci.${VERSION}`;
+
+/** The JetStream stream that keeps every event, and the subjects it captures. */
+export const EVENTS_STREAM = 'ECI_EVENTS';
+export const EVENTS_SUBJECTS = `${PREFIX}.evt.>`;
+
+/** KV buckets (allocator ranges; container records). */
+export const RANGES_BUCKET = 'eci-ranges';
+export const CONTAINERS_BUCKET = 'eci-containers';
+
+const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
+
+export class SubjectTokenError extends Error {
+  readonly code = 'EBADTOKEN';
+  constructor(readonly token: string) {
+    super(`invalid subject token ${JSON.stringify(token)}: use 1-128 of [A-Za-z0-9_-]`);
+  }
+}
+
+/** A container id or other user-given token may not carry `.`, `*`, `>` or spaces. */
+export function token(t: string): string {
+  if (!TOKEN.test(t)) throw new SubjectTokenError(t);
+  return t;
+}
+
+export const subjects = {
+  containerEvent: (id: string, event: string) => `${PREFIX}.evt.container.${token(id)}.${token(event)}`,
+  containerEvents: (id = '*') => `${PREFIX}.evt.container.${id === '*' ? '*' : token(id)}.>`,
+  allocatorEvent: (event: string) => `${PREFIX}.evt.allocator.${token(event)}`,
+  managerEvent: (event: string) => `${PREFIX}.evt.manager.${token(event)}`,
+  /** Request/reply endpoints of the allocator actor. */
+  allocatorAllocate: `${PREFIX}.allocator.allocate`,
+  allocatorFree: `${PREFIX}.allocator.free`,
+  allocatorList: `${PREFIX}.allocator.list`,
+} as const;

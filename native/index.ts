@@ -1,0 +1,186 @@
+// The only TypeScript way into eci's native code: the eci-helper executable (mounts that need a user
+// namespace) and the eci_native addon (calls Node can make from its own process).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isAbsolute } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NativeError, errnoOf, parseHelperOutput } from './errors.ts';
+
+export { NativeError, parseHelperOutput } from './errors.ts';
+export type { HelperExit, NativeErrorInit } from './errors.ts';
+
+/** A host id range mapped to container id 0. */
+export interface IdRange {
+  hostID: number;
+  size: number;
+}
+
+export interface RootfsOverlayOptions {
+  /** Directory that holds every layer (e.g. /var/lib/docker/overlay2); it is idmapped as a whole. */
+  base: string;
+  /** Lower layers, top first, all under base. Symlinks inside base (Docker's l/SHORT) are fine. */
+  lower: string[];
+  upper: string;
+  work: string;
+  target: string;
+  uid: IdRange;
+  gid: IdRange;
+}
+
+export interface RootfsBindOptions {
+  source: string;
+  target: string;
+  uid: IdRange;
+  gid: IdRange;
+}
+
+export interface UnmountOptions {
+  /** MNT_DETACH: lazy unmount. */
+  detach?: boolean;
+}
+
+interface Addon {
+  umount2(path: string, flags: number): void;
+  isMountpoint(path: string): boolean;
+  constants: { MNT_FORCE: number; MNT_DETACH: number; MNT_EXPIRE: number; UMOUNT_NOFOLLOW: number };
+}
+
+/** Longest a helper run may take before it is killed (it normally takes a few milliseconds). */
+const HELPER_TIMEOUT_MS = 60_000;
+
+// Typed by hand: under `deno check` with this repo's tsconfig (lib ES2022), ImportMeta has no `url`.
+const moduleURL = (import.meta as { url: string }).url;
+
+/** A file under native/, whether this module runs from native/ or from a compiled dist/native/. */
+function nativeFile(rel: string): string {
+  const here = fileURLToPath(new URL(rel, moduleURL));
+  if (existsSync(here)) return here;
+  const fromDist = fileURLToPath(new URL(`../../native/${rel}`, moduleURL));
+  return existsSync(fromDist) ? fromDist : here;
+}
+
+/** Absolute path of native/bin/eci-helper (built by `npm run build`). */
+export function helperPath(): string {
+  return nativeFile('./bin/eci-helper');
+}
+
+let addon: Addon | undefined;
+
+function loadAddon(): Addon {
+  if (addon) return addon;
+  const file = nativeFile('./build/Release/eci_native.node');
+  try {
+    addon = createRequire(moduleURL)(file) as Addon;
+  } catch (cause) {
+    const missing = !existsSync(file);
+    throw new NativeError({
+      code: missing ? 'ENOENT' : 'ENOEXEC',
+      errno: errnoOf(missing ? 'ENOENT' : 'ENOEXEC'),
+      syscall: 'dlopen',
+      message: missing ? `eci native addon is not built (npm run build): ${file}` : `cannot load ${file}`,
+      path: file,
+      cause,
+    });
+  }
+  return addon;
+}
+
+function usage(message: string): NativeError {
+  return new NativeError({ code: 'EUSAGE', errno: errnoOf('EUSAGE'), syscall: '', message });
+}
+
+function mappingArgs(uid: IdRange, gid: IdRange): string[] {
+  for (const [name, r] of [['uid', uid], ['gid', gid]] as const) {
+    if (!Number.isInteger(r.hostID) || r.hostID < 0 || !Number.isInteger(r.size) || r.size < 1 ||
+        r.hostID + r.size > 0xffffffff)
+      throw usage(`${name} range ${r.hostID}+${r.size} is not a valid host id range`);
+  }
+  if (uid.size !== gid.size) throw usage(`uid and gid ranges must have the same size (${uid.size} != ${gid.size})`);
+  return ['--uid-host', String(uid.hostID), '--gid-host', String(gid.hostID), '--size', String(uid.size)];
+}
+
+/** Runs eci-helper; resolves on {"ok":true}, rejects with the NativeError it reports. */
+function runHelper(args: string[]): Promise<void> {
+  const helper = helperPath();
+  return new Promise((resolve, reject) => {
+    execFile(
+      helper,
+      args,
+      { encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 1 << 20 },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: unknown; errno?: unknown; killed?: boolean; signal?: string }) | null;
+        if (e && typeof e.code === 'string') {
+          // Not run at all (ENOENT, EACCES...), or its output overflowed.
+          reject(new NativeError({
+            code: e.code,
+            errno: typeof e.errno === 'number' ? Math.abs(e.errno) : errnoOf('EIO'),
+            syscall: 'spawn',
+            message: `cannot run ${helper}: ${e.message}`,
+            path: helper,
+            cause: e,
+          }));
+          return;
+        }
+        if (e?.killed) {
+          reject(new NativeError({
+            code: 'ETIMEDOUT',
+            errno: errnoOf('ETIMEDOUT'),
+            syscall: 'eci-helper',
+            message: `eci-helper ${args[0]} did not finish within ${HELPER_TIMEOUT_MS} ms`,
+          }));
+          return;
+        }
+        const failure = parseHelperOutput(stdout, {
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stderr,
+        });
+        if (failure) reject(failure);
+        else resolve();
+      },
+    );
+  });
+}
+
+/**
+ * Mounts on o.target an overlay of idmapped layers, so that container root (host uid o.uid.hostID) owns
+ * the rootfs and its writes land in o.upper as uid 0. No chown anywhere.
+ */
+export async function mountRootfsOverlay(o: RootfsOverlayOptions): Promise<void> {
+  const ids = mappingArgs(o.uid, o.gid);
+  if (o.lower.length === 0) throw usage('an overlay needs at least one lower layer');
+  const bad = o.lower.find((l) => l.includes(':'));
+  if (bad !== undefined) throw usage(`lower layer ${bad} contains ':'`);
+  await runHelper([
+    'rootfs-overlay', ...ids, '--base', o.base, '--lower', o.lower.join(':'),
+    '--upper', o.upper, '--work', o.work, '--target', o.target,
+  ]);
+}
+
+/** Mounts on o.target an idmapped bind mount of the plain directory rootfs o.source. */
+export async function mountRootfsBind(o: RootfsBindOptions): Promise<void> {
+  const ids = mappingArgs(o.uid, o.gid);
+  await runHelper(['rootfs-bind', ...ids, '--source', o.source, '--target', o.target]);
+}
+
+/** umount2(target) (never following a symlink), lazily with detach. Throws NativeError. */
+export function unmount(target: string, o: UnmountOptions = {}): void {
+  if (!isAbsolute(target)) throw usage(`unmount target must be an absolute path, got ${target}`);
+  const native = loadAddon();
+  try {
+    native.umount2(target, (o.detach ? native.constants.MNT_DETACH : 0) | native.constants.UMOUNT_NOFOLLOW);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
+
+/** Whether path (symlinks followed) is the root of a mount; false when it does not exist. */
+export function isMountpoint(path: string): boolean {
+  const native = loadAddon();
+  try {
+    return native.isMountpoint(path);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}

@@ -1,0 +1,90 @@
+// eci_native: the node-addon-api addon. Only native/index.ts loads it.
+//
+// Exports:
+//   umount2(path: string, flags: number): void
+//   isMountpoint(path: string): boolean   (false when the path does not exist)
+//   constants: { MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW }
+// Failures throw an Error shaped like Node's SystemError: code ('EINVAL'), errno (positive), syscall, path.
+#include <napi.h>
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "../cmd/errno-names.h"
+
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000
+#endif
+
+namespace {
+
+Napi::Error SystemError(Napi::Env env, int err, const char* syscall, const std::string& path) {
+  const std::string code = eci_errno_name(err);
+  Napi::Error e = Napi::Error::New(env, code + ": " + std::strerror(err) + ", " + syscall + " '" + path + "'");
+  e.Set("code", code);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", syscall);
+  e.Set("path", path);
+  return e;
+}
+
+std::string PathArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsString())
+    throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " (path) must be a string");
+  std::string path = info[i].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(info.Env(), "path must be a non-empty string without NUL bytes");
+  return path;
+}
+
+void Umount2(const Napi::CallbackInfo& info) {
+  const std::string path = PathArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "argument 1 (flags) must be a number");
+  const int flags = static_cast<int>(info[1].As<Napi::Number>().Uint32Value());
+  if (::umount2(path.c_str(), flags) < 0)
+    throw SystemError(info.Env(), errno, "umount2", path);
+}
+
+// True when path (symlinks followed) is the root of a mount. statx's STATX_ATTR_MOUNT_ROOT (Linux 5.8+)
+// also sees bind mounts of a directory of the same filesystem; without it, fall back to comparing the
+// device with the parent's (which misses same-filesystem bind mounts).
+Napi::Value IsMountpoint(const Napi::CallbackInfo& info) {
+  const std::string path = PathArg(info, 0);
+  Napi::Env env = info.Env();
+  struct statx stx;
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_BASIC_STATS, &stx) < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return Napi::Boolean::New(env, false);
+    throw SystemError(env, errno, "statx", path);
+  }
+  if (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
+    return Napi::Boolean::New(env, (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0);
+  struct stat self, parent;
+  const std::string up = path + "/..";
+  if (::stat(path.c_str(), &self) < 0) throw SystemError(env, errno, "stat", path);
+  if (!S_ISDIR(self.st_mode)) return Napi::Boolean::New(env, false);
+  if (::stat(up.c_str(), &parent) < 0) throw SystemError(env, errno, "stat", up);
+  return Napi::Boolean::New(env, self.st_dev != parent.st_dev || self.st_ino == parent.st_ino);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
+  exports.Set("isMountpoint", Napi::Function::New(env, IsMountpoint, "isMountpoint"));
+  Napi::Object constants = Napi::Object::New(env);
+  constants.Set("MNT_FORCE", Napi::Number::New(env, MNT_FORCE));
+  constants.Set("MNT_DETACH", Napi::Number::New(env, MNT_DETACH));
+  constants.Set("MNT_EXPIRE", Napi::Number::New(env, MNT_EXPIRE));
+  constants.Set("UMOUNT_NOFOLLOW", Napi::Number::New(env, UMOUNT_NOFOLLOW));
+  exports.Set("constants", constants);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(eci_native, Init)

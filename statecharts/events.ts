@@ -1,0 +1,28 @@
+// Event and data types shared by the pure machines. No I/O, no node:*, no bus/ or native/ imports.
+
+export interface IdRange { hostID: number; size: number }
+
+export type ContainerStateName = 'created' | 'mapped' | 'mounted' | 'running' | 'stopped' | 'failed';
+
+export type ContainerEvent =
+  | { type: 'range.allocated'; index: number; uid: IdRange; gid: IdRange }
+  | { type: 'range.failed'; reason: string }
+  | { type: 'rootfs.mounted'; path: string; mountId: number }
+  | { type: 'rootfs.failed'; reason: string }
+  | { type: 'runc.created' }
+  | { type: 'runc.failed'; reason: string }
+  | { type: 'start' }
+  | { type: 'delete' };
+
+export type AllocatorEvent =
+  | { type: 'restore'; held: Record<number, string> }
+  | { type: 'allocate'; owner: string }
+  | { type: 'persisted'; owner: string; index: number }
+  | { type: 'persist.conflict'; owner: string; index: number; holder: string }
+  | { type: 'persist.failed'; owner: string; index: number; reason: string }
+  | { type: 'free'; owner: string };
+
+/** What the allocator answers to an `allocate`. */
+export type AllocationResult =
+  | { ok: true; owner: string; index: number; uid: IdRange; gid: IdRange }
+  | { ok: false; owner: string; code: 'EXHAUSTED' | 'EPERSIST'; reason: string };

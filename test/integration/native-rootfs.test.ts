@@ -1,0 +1,275 @@
+// Rootfs mounts of native/ (eci-helper + addon) against the real kernel and a real runc container:
+// container root (host uid 100000) sees a root-owned rootfs and its writes land on disk as uid 0.
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { mountsUnder } from '../helpers/dockerd.ts';
+import {
+  helperPath,
+  isMountpoint,
+  mountRootfsBind,
+  mountRootfsOverlay,
+  NativeError,
+  unmount,
+  type IdRange,
+} from '../../native/index.ts';
+
+const RANGE: IdRange = { hostID: 100000, size: 65536 };
+const TMP = '/run/eci/tmp';
+const ADDON = new URL('../../native/build/Release/eci_native.node', import.meta.url).pathname;
+
+function skipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  const [maj = 0, min = 0] = release().split('.').map(Number);
+  if (maj < 5 || (maj === 5 && min < 19)) return `kernel ${release()} < 5.19 (overlay on idmapped layers)`;
+  if (!existsSync(helperPath())) return `${helperPath()} not built (npm run build)`;
+  if (!existsSync(ADDON)) return 'native addon not built (npm run build)';
+  if (!existsSync('/bin/busybox')) return 'no /bin/busybox (busybox-static)';
+  if (spawnSync('runc', ['--version']).status !== 0) return 'no runc on PATH';
+  return undefined;
+}
+
+const skip = skipReason();
+const T = 60_000;
+
+/** Mount points under /run/eci/tmp and entries in it: the helper must leave neither behind. */
+function tmpState(): { mounts: string[]; entries: string[] } {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((mp) => mp === TMP || mp.startsWith(`${TMP}/`));
+  return { mounts, entries: existsSync(TMP) ? readdirSync(TMP).sort() : [] };
+}
+
+function runcBin(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('runc', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let dir = '';
+  const containers: string[] = [];
+  const runcRoot = () => join(dir, 'runc-root');
+
+  /** Runs the test command in a runc container whose rootfs is `rootfs`, with the 100000 mapping. */
+  async function runContainer(name: string, rootfs: string) {
+    const bundle = join(dir, `bundle-${name}`);
+    await mkdir(bundle, { recursive: true });
+    const mapping = [{ containerID: 0, hostID: RANGE.hostID, size: RANGE.size }];
+    const config = {
+      ociVersion: '1.0.2',
+      process: {
+        terminal: false,
+        user: { uid: 0, gid: 0 },
+        args: ['sh', '-c', 'id -u; echo x > /etc/f; stat -c %u /etc/img; cat /proc/self/uid_map'],
+        env: ['PATH=/bin'],
+        cwd: '/',
+        noNewPrivileges: true,
+      },
+      root: { path: rootfs, readonly: false },
+      hostname: name,
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      ],
+      linux: {
+        namespaces: ['pid', 'ipc', 'uts', 'mount', 'network', 'user'].map((type) => ({ type })),
+        uidMappings: mapping,
+        gidMappings: mapping,
+      },
+    };
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(config, null, 2));
+    const id = `eci-native-${process.pid}-${name}`;
+    containers.push(id);
+    const r = await runcBin(['--root', runcRoot(), 'run', '--bundle', bundle, id]);
+    await runcBin(['--root', runcRoot(), 'delete', '-f', id]);
+    return r;
+  }
+
+  function expectContainerOutput(r: { code: number | null; stdout: string; stderr: string }) {
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('0'); // id -u
+    expect(lines[1]).toBe('0'); // stat -c %u /etc/img
+    expect(lines[2]?.trim().split(/\s+/)).toEqual(['0', String(RANGE.hostID), String(RANGE.size)]);
+  }
+
+  function statSummary(p: string) {
+    const s = statSync(p);
+    return { uid: s.uid, gid: s.gid, mode: s.mode, size: s.size, mtimeMs: s.mtimeMs, data: readFileSync(p, 'utf8') };
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp('/var/tmp/eci-native-');
+    // runc walks to the rootfs as container root (host uid 100000): the path must be searchable.
+    spawnSync('chmod', ['0755', dir]);
+  }, T);
+
+  afterAll(async () => {
+    if (!dir) return;
+    for (const id of containers) await runcBin(['--root', runcRoot(), 'delete', '-f', id]).catch(() => undefined);
+    // Deepest first; never rm a tree that still has something mounted in it.
+    for (const mp of (await mountsUnder(dir)).reverse()) {
+      try {
+        unmount(mp, { detach: true });
+      } catch {
+        /* reported below */
+      }
+    }
+    const left = await mountsUnder(dir);
+    if (left.length) throw new Error(`mounts left under ${dir}: ${left.join(' ')}`);
+    await rm(dir, { recursive: true, force: true });
+  }, T);
+
+  it('mounts an overlay of idmapped layers that a runc container owns, with writes landing as uid 0', async () => {
+    // Docker overlay2 layout: base/<layer>/diff, base/l/SHORT -> ../<layer>/diff, base/<ctr>/{diff,work}.
+    const base = join(dir, 'overlay2');
+    const lowerDir = join(base, 'img', 'diff');
+    await makeBusyboxRootfs(lowerDir);
+    await writeFile(join(lowerDir, 'etc', 'img'), 'image file\n', { mode: 0o644 });
+    await mkdir(join(base, 'l'));
+    await symlink('../img/diff', join(base, 'l', 'IMG'));
+    await mkdir(join(base, 'ctr', 'diff'), { recursive: true });
+    await mkdir(join(base, 'ctr', 'work'));
+    const target = join(dir, 'rootfs-overlay');
+    const img = join(lowerDir, 'etc', 'img');
+    const before = statSummary(img);
+    expect(before.uid).toBe(0);
+    const tmpBefore = tmpState();
+
+    await mountRootfsOverlay({
+      base,
+      lower: [join(base, 'l', 'IMG')],
+      upper: join(base, 'ctr', 'diff'),
+      work: join(base, 'ctr', 'work'),
+      target,
+      uid: RANGE,
+      gid: RANGE,
+    });
+    expect(isMountpoint(target)).toBe(true);
+    const mine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target);
+    expect(mine).toMatch(/ - overlay overlay .*userxattr/);
+    expect(tmpState()).toEqual(tmpBefore); // the temporary idmapped mount is gone already
+    expect(statSync(img.replace(lowerDir, target)).uid).toBe(RANGE.hostID); // host view through the idmap
+
+    expectContainerOutput(await runContainer('overlay', target));
+
+    const f = join(base, 'ctr', 'diff', 'etc', 'f');
+    expect(statSync(f).uid).toBe(0);
+    expect(statSync(f).gid).toBe(0);
+    expect(readFileSync(f, 'utf8')).toBe('x\n');
+    expect(existsSync(join(lowerDir, 'etc', 'f'))).toBe(false);
+    expect(statSummary(img)).toEqual(before);
+
+    unmount(target);
+    expect(isMountpoint(target)).toBe(false);
+    expect(await mountsUnder(target)).toEqual([]);
+    expect(tmpState()).toEqual(tmpBefore);
+  }, T);
+
+  it('bind-mounts a plain directory rootfs idmapped, with writes landing in the source as uid 0', async () => {
+    const source = join(dir, 'plain-rootfs');
+    await makeBusyboxRootfs(source);
+    await writeFile(join(source, 'etc', 'img'), 'image file\n', { mode: 0o644 });
+    const target = join(dir, 'rootfs-bind');
+    const img = join(source, 'etc', 'img');
+    const before = statSummary(img);
+
+    await mountRootfsBind({ source, target, uid: RANGE, gid: RANGE });
+    expect(isMountpoint(target)).toBe(true);
+    expect(statSync(join(target, 'etc', 'img')).uid).toBe(RANGE.hostID);
+
+    expectContainerOutput(await runContainer('bind', target));
+
+    const f = join(source, 'etc', 'f');
+    expect(statSync(f).uid).toBe(0);
+    expect(statSync(f).gid).toBe(0);
+    expect(readFileSync(f, 'utf8')).toBe('x\n');
+    expect(statSummary(img)).toEqual(before);
+
+    unmount(target, { detach: true });
+    expect(isMountpoint(target)).toBe(false);
+    expect(await mountsUnder(target)).toEqual([]);
+  }, T);
+
+  it('refuses a lower layer outside base, mounting nothing', async () => {
+    const base = join(dir, 'base-out');
+    await mkdir(join(base, 'up'), { recursive: true });
+    await mkdir(join(base, 'wk'));
+    const elsewhere = join(dir, 'elsewhere');
+    await mkdir(elsewhere);
+    const target = join(dir, 'rootfs-out');
+    const tmpBefore = tmpState();
+
+    const err = await mountRootfsOverlay({
+      base, lower: [elsewhere], upper: join(base, 'up'), work: join(base, 'wk'), target, uid: RANGE, gid: RANGE,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NativeError);
+    expect(err).toMatchObject({ code: 'EUSAGE', errno: 22 });
+    expect((err as NativeError).message).toContain('not under base');
+    expect(existsSync(target)).toBe(false);
+    expect(tmpState()).toEqual(tmpBefore);
+  }, T);
+
+  it('undoes the idmapped base mount when the overlay itself fails (missing upper)', async () => {
+    const base = join(dir, 'base-noupper');
+    await makeBusyboxRootfs(join(base, 'low'));
+    await mkdir(join(base, 'wk'));
+    const target = join(dir, 'rootfs-noupper');
+    const tmpBefore = tmpState();
+
+    const err = await mountRootfsOverlay({
+      base, lower: [join(base, 'low')], upper: join(base, 'missing'), work: join(base, 'wk'), target, uid: RANGE, gid: RANGE,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NativeError);
+    expect(err).toMatchObject({ code: 'ENOENT', errno: 2, syscall: 'fsconfig' });
+    expect(existsSync(target)).toBe(false);
+    expect(tmpState()).toEqual(tmpBefore);
+    expect(await mountsUnder(dir)).toEqual([]);
+  }, T);
+
+  it('reports ENOENT for a bind source that does not exist, mounting nothing', async () => {
+    const target = join(dir, 'rootfs-nosource');
+    const err = await mountRootfsBind({ source: join(dir, 'no-such-dir'), target, uid: RANGE, gid: RANGE }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(NativeError);
+    expect(err).toMatchObject({ code: 'ENOENT', errno: 2, syscall: 'open_tree' });
+    expect(existsSync(target)).toBe(false);
+  }, T);
+
+  it('unmount of a path that is not a mount point throws NativeError EINVAL from umount2', () => {
+    expect(() => unmount(dir)).toThrow(NativeError);
+    try {
+      unmount(dir);
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'EINVAL', errno: 22, syscall: 'umount2' });
+    }
+  });
+
+  it('eci-helper answers bad usage with one EUSAGE JSON line and exit 2', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      execFile(helperPath(), ['umount', '--target', 'relative/path'], (err, stdout) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout });
+      });
+    });
+    expect(r.code).toBe(2);
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, code: 'EUSAGE', errno: 22 });
+  });
+});
