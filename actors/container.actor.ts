@@ -2,14 +2,14 @@
 // the bus, rootfs mapping, release) and feeding their results back as events.
 import { createActor, waitFor, type Actor, type SimulatedClock, type SnapshotFrom } from 'xstate';
 import { containerMachine, type ContainerContext } from '../statecharts/container.machine.ts';
-import type { AllocationResult, ContainerStateName, IdRange } from '../statecharts/events.ts';
+import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
 
 export interface ContainerDeps {
   requestRange(id: string): Promise<AllocationResult>;
   freeRange(id: string): Promise<void>;
-  /** Maps the rootfs; resolves with where it is and the id of the mount eci made. */
-  mountRootfs(id: string, uid: IdRange, gid: IdRange): Promise<{ path: string; mountId: number }>;
-  unmountRootfs(id: string, path: string | undefined, mountId: number | undefined): Promise<void>;
+  /** Maps the rootfs; resolves with the path runc uses and the mounts eci made. */
+  mountRootfs(id: string, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[] }>;
+  unmountRootfs(id: string, mounts: MountRef[] | undefined): Promise<void>;
   /** Called on every transition, in order; must not throw. */
   transition(state: ContainerStateName, from: ContainerStateName | undefined, context: ContainerContext): void;
 }
@@ -67,8 +67,8 @@ export class ContainerActor {
         mountRootfs: ({ self }, p) => {
           this.deps.mountRootfs(p.id, p.uid, p.gid).then(
             (m) => {
-              if (self.getSnapshot().status !== 'active') return void this.deps.unmountRootfs(p.id, m.path, m.mountId);
-              self.send({ type: 'rootfs.mounted', path: m.path, mountId: m.mountId });
+              if (self.getSnapshot().status !== 'active') return void this.deps.unmountRootfs(p.id, m.mounts);
+              self.send({ type: 'rootfs.mounted', path: m.path, mounts: m.mounts });
             },
             (e) => self.send({ type: 'rootfs.failed', reason: (e as Error).message }),
           );
@@ -76,7 +76,7 @@ export class ContainerActor {
         releaseResources: (_, p) => {
           // Unmount first, then free: the range must not be handed out while its rootfs is live.
           (async () => {
-            await this.deps.unmountRootfs(p.id, p.rootfs, p.mountId);
+            await this.deps.unmountRootfs(p.id, p.mounts);
             if (p.index !== undefined) await this.deps.freeRange(p.id);
           })().finally(() => this.resolveReleased());
         },

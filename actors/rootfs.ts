@@ -1,25 +1,29 @@
-// Presents a container's rootfs through idmapped mounts, with no chown. eci's mount is stacked on
-// the engine's rootfs path itself, so config.json keeps its root.path and the engine's own tools
-// (docker cp, diff, commit) see the same files:
+// Presents a container's rootfs through idmapped mounts, with no chown. eci's mount lives at
+// <runDir>/containers/<id>/rootfs (a path container root can traverse; engine dirs such as
+// /var/lib/docker are 0710) and config.json's root.path points there:
 //   - an overlay rootfs (Docker's overlay2) is rebuilt over idmapped layers from inside a user
-//     namespace; writes go to the engine's upper dir as ids 0..65535;
-//   - a plain directory gets an idmapped bind mount of itself.
-// Cleanup unmounts exactly the mount eci made (by mount id), never the engine's below it.
+//     namespace; writes go to the engine's upper dir as ids 0..65535. The same mount is also
+//     stacked on the engine's rootfs path, so docker cp/diff/commit see exactly what the
+//     container sees (two live overlays on one upper dir would be undefined behaviour);
+//   - a plain directory gets an idmapped bind mount.
+// Cleanup unmounts exactly the mounts eci made (by mount id), never the engine's below them.
 import { realpathSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { EciError } from './errors.ts';
 import { commonAncestor, mountAt, overlayLayers, parseMountInfo } from './mountinfo.ts';
 import type { IdRange } from './runc/spec.ts';
+import type { MountRef } from '../statecharts/events.ts';
 
 export type RootfsPlan =
-  | { kind: 'overlay'; target: string; base: string; lower: string[]; upper: string; work: string }
-  | { kind: 'bind'; target: string; source: string };
+  | { kind: 'overlay'; engine: string; base: string; lower: string[]; upper: string; work: string }
+  | { kind: 'bind'; source: string };
 
 export interface RootfsNative {
   mountRootfsOverlay(o: { base: string; lower: string[]; upper: string; work: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   mountRootfsBind(o: { source: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   unmount(target: string, o?: { detach?: boolean }): void;
   isMountpoint(path: string): boolean;
+  bindMount(source: string, target: string): void;
 }
 
 const readMountInfo = () => readFileSync('/proc/self/mountinfo', 'utf8');
@@ -37,7 +41,7 @@ export function planRootfs(rootPath: string, mountinfo = readMountInfo()): Rootf
   const path = real(rootPath, 'rootfs');
   if (!statSync(path).isDirectory()) throw new EciError('EROOTFS', `rootfs ${path} is not a directory`);
   const m = mountAt(parseMountInfo(mountinfo), path);
-  if (m?.fsType !== 'overlay') return { kind: 'bind', target: path, source: path };
+  if (m?.fsType !== 'overlay') return { kind: 'bind', source: path };
   const l = overlayLayers(m.superOptions);
   if (!l.lower.length) throw new EciError('EROOTFS', `rootfs ${path}: overlay without lowerdir`);
   if (!l.upper || !l.work) {
@@ -50,27 +54,53 @@ export function planRootfs(rootPath: string, mountinfo = readMountInfo()): Rootf
   const lower = l.lower.map((p) => abs(p, 'overlay lowerdir'));
   const upper = abs(l.upper, 'overlay upperdir');
   const work = abs(l.work, 'overlay workdir');
-  return { kind: 'overlay', target: path, base: commonAncestor([...lower, upper, work]), lower, upper, work };
+  return { kind: 'overlay', engine: path, base: commonAncestor([...lower, upper, work]), lower, upper, work };
 }
 
-/** Mounts the rootfs over plan.target and returns the id of the new mount. */
-export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, uid: IdRange, gid: IdRange, mountinfo = readMountInfo): Promise<number> {
-  const before = mountAt(parseMountInfo(mountinfo()), plan.target)?.id;
-  if (plan.kind === 'overlay') {
-    await native.mountRootfsOverlay({ base: plan.base, lower: plan.lower, upper: plan.upper, work: plan.work, target: plan.target, uid, gid });
-  } else {
-    await native.mountRootfsBind({ source: plan.source, target: plan.target, uid, gid });
-  }
-  const after = mountAt(parseMountInfo(mountinfo()), plan.target)?.id;
-  if (after === undefined || after === before) {
-    throw new EciError('EROOTFS', `rootfs ${plan.target}: the idmapped mount did not appear`);
-  }
-  return after;
+const topId = (path: string, mountinfo: () => string) => mountAt(parseMountInfo(mountinfo()), path)?.id;
+
+function newTop(path: string, before: number | undefined, mountinfo: () => string): MountRef {
+  const id = topId(path, mountinfo);
+  if (id === undefined || id === before) throw new EciError('EROOTFS', `rootfs ${path}: the idmapped mount did not appear`);
+  return { path, id };
 }
 
-/** Unmounts eci's rootfs mount if it is still the top mount at `target`. Idempotent. */
-export function unmountRootfs(native: RootfsNative, target: string, mountId: number, mountinfo = readMountInfo): boolean {
-  if (mountAt(parseMountInfo(mountinfo()), target)?.id !== mountId) return false;
-  native.unmount(target, { detach: true });
-  return true;
+/**
+ * Mounts the rootfs at `target` (an empty directory) and returns the mounts made, newest last.
+ * On failure, whatever was mounted is unmounted again.
+ */
+export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo): Promise<MountRef[]> {
+  const made: MountRef[] = [];
+  try {
+    const before = topId(target, mountinfo);
+    if (plan.kind === 'overlay') {
+      await native.mountRootfsOverlay({ base: plan.base, lower: plan.lower, upper: plan.upper, work: plan.work, target, uid, gid });
+    } else {
+      await native.mountRootfsBind({ source: plan.source, target, uid, gid });
+    }
+    made.push(newTop(target, before, mountinfo));
+    if (plan.kind === 'overlay') {
+      const engineBefore = topId(plan.engine, mountinfo);
+      native.bindMount(target, plan.engine);
+      made.push(newTop(plan.engine, engineBefore, mountinfo));
+    }
+    return made;
+  } catch (e) {
+    unmountRootfs(native, made, mountinfo);
+    throw e;
+  }
+}
+
+/** Unmounts each mount eci made that is still the top mount at its path, newest first. Idempotent. */
+export function unmountRootfs(native: RootfsNative, mounts: MountRef[], mountinfo = readMountInfo): MountRef[] {
+  const left: MountRef[] = [];
+  for (const m of [...mounts].reverse()) {
+    if (topId(m.path, mountinfo) !== m.id) continue;
+    try {
+      native.unmount(m.path, { detach: true });
+    } catch {
+      left.push(m);
+    }
+  }
+  return left;
 }

@@ -6,7 +6,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
-import { applyUserNamespace, checkNamespaces, parseSpec, type OciSpec } from './runc/spec.ts';
+import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type RootfsPlan } from './rootfs.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
@@ -112,8 +112,7 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
     }
     const ctx = snap.context;
-    // root.path stays: eci's idmapped mount is stacked on it.
-    const rewritten: OciSpec = applyUserNamespace(spec, ctx.uid!, ctx.gid!);
+    const rewritten: OciSpec = withRootPath(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), ctx.rootfs!);
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {
@@ -139,6 +138,7 @@ export class RuntimeSession {
       }
       // run: finished (or detached). Whatever runc no longer knows is gone.
       if (!existsSync(runcStateDir(cli.root, id))) {
+        writeAtomic(configPath, text);
         actor.send({ type: 'delete' });
         await actor.released;
       }

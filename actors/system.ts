@@ -2,16 +2,17 @@
 // eci-runc launcher talks to. Container state survives restarts in KV; events go to JetStream.
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { connectBus, type Bus } from '../bus/connect.ts';
 import { envelope } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
-import type { AllocationResult, ContainerStateName, IdRange } from '../statecharts/events.ts';
+import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
 import { AllocatorActor } from './allocator.actor.ts';
 import { ContainerActor, type ContainerRecord } from './container.actor.ts';
 import type { ManagerConfig } from './config.ts';
+import { EciError } from './errors.ts';
 import { runcStateDir } from './runc/cli.ts';
 import { mountRootfs, unmountRootfs, type RootfsNative, type RootfsPlan } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
@@ -31,12 +32,26 @@ export interface ContainerView {
   reason?: string;
 }
 
+/**
+ * Container root (an unmapped host uid) must be able to walk down to its rootfs under the run dir:
+ * every directory on the way needs the search bit for others.
+ */
+export function checkTraversable(dir: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    const mode = statSync(d).mode;
+    if (!(mode & 0o001)) {
+      throw new EciError('ECONFIG', `${d} (mode ${(mode & 0o777).toString(8)}) must be searchable by others (o+x): container rootfs mounts live under ${dir}`);
+    }
+    if (d === '/') return;
+  }
+}
+
 export class Manager implements RuntimeHost {
   readonly containers = new Map<string, ContainerActor>();
   private chains = new Map<string, Promise<void>>();
   private server?: Server;
   private timer?: NodeJS.Timeout;
-  private hostNs = new Map<string, string>();
+  private hostNs = new Set<string>();
   allocator!: AllocatorActor;
   bus!: Bus;
 
@@ -48,12 +63,16 @@ export class Manager implements RuntimeHost {
 
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
-    mkdirSync(this.config.runDir, { recursive: true, mode: 0o711 });
+    mkdirSync(join(this.config.runDir, 'containers'), { recursive: true, mode: 0o711 });
+    checkTraversable(join(this.config.runDir, 'containers'));
+    // "The host" is where the manager runs, and where pid 1 runs (they differ inside sandboxes).
     for (const t of ['pid', 'ipc', 'uts', 'mnt', 'net', 'user', 'cgroup']) {
-      try {
-        const s = statSync(`/proc/1/ns/${t}`);
-        this.hostNs.set(t, `${s.dev}:${s.ino}`);
-      } catch { /* namespace type not supported by this kernel */ }
+      for (const who of ['self', '1']) {
+        try {
+          const s = statSync(`/proc/${who}/ns/${t}`);
+          this.hostNs.add(`${t}:${s.dev}:${s.ino}`);
+        } catch { /* namespace type not supported by this kernel */ }
+      }
     }
     this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
     this.allocator = new AllocatorActor(this.config.range, {
@@ -95,7 +114,7 @@ export class Manager implements RuntimeHost {
     const t = type === 'network' ? 'net' : type === 'mount' ? 'mnt' : type;
     try {
       const s = statSync(path);
-      return this.hostNs.get(t) === `${s.dev}:${s.ino}`;
+      return this.hostNs.has(`${t}:${s.dev}:${s.ino}`);
     } catch {
       return false;
     }
@@ -114,8 +133,17 @@ export class Manager implements RuntimeHost {
           this.allocator.free(owner);
         });
       },
-      mountRootfs: async (_cid, uid, gid) => ({ path: plan.target, mountId: await mountRootfs(this.native, plan, uid, gid) }),
-      unmountRootfs: async (cid, path, mountId) => this.removeRootfs(cid, path, mountId),
+      mountRootfs: async (cid, uid, gid) => {
+        const target = this.rootfsTarget(cid);
+        mkdirSync(target, { recursive: true, mode: 0o711 });
+        try {
+          return { path: target, mounts: await mountRootfs(this.native, plan, target, uid, gid) };
+        } catch (e) {
+          rmSync(this.containerDir(cid), { recursive: true, force: true });
+          throw e;
+        }
+      },
+      unmountRootfs: async (cid, mounts) => this.removeRootfs(cid, mounts),
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
     }, { runcRoot, created: restore?.created, restore });
     this.containers.set(id, c);
@@ -131,13 +159,26 @@ export class Manager implements RuntimeHost {
     return m.json<AllocationResult>();
   }
 
-  private removeRootfs(id: string, target: string | undefined, mountId: number | undefined): void {
-    if (!target || mountId === undefined) return;
-    try {
-      if (!unmountRootfs(this.native, target, mountId)) this.log.warn({ id, target, mountId }, 'rootfs mount already gone');
-    } catch (e) {
-      this.log.error({ err: e, id, target }, 'cannot unmount rootfs');
+  containerDir(id: string): string {
+    return join(this.config.runDir, 'containers', id);
+  }
+
+  rootfsTarget(id: string): string {
+    return join(this.containerDir(id), 'rootfs');
+  }
+
+  /** Unmounts what eci mounted for a container and removes its run dir (kept if a mount is stuck). */
+  private removeRootfs(id: string, mounts: MountRef[] | undefined): void {
+    const left = unmountRootfs(this.native, mounts ?? []);
+    if (left.length) {
+      this.log.error({ id, left }, 'cannot unmount rootfs mounts');
+      return;
     }
+    if (this.native.isMountpoint(this.rootfsTarget(id))) {
+      this.log.warn({ id }, 'a mount not made by eci remains on the rootfs path; leaving it');
+      return;
+    }
+    rmSync(this.containerDir(id), { recursive: true, force: true });
   }
 
   private chain(id: string, f: () => Promise<unknown>): void {
@@ -165,11 +206,11 @@ export class Manager implements RuntimeHost {
       const rec = e.json<ContainerRecord>();
       const alive = existsSync(runcStateDir(rec.runcRoot, id));
       if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
-        this.createContainer(id, rec.context.bundle, rec.runcRoot, { kind: 'bind', target: '', source: '' }, rec);
+        this.createContainer(id, rec.context.bundle, rec.runcRoot, { kind: 'bind', source: '' }, rec);
         this.log.info({ id, state: rec.state }, 'restored container');
         continue;
       }
-      this.removeRootfs(id, rec.context.rootfs, rec.context.mountId);
+      this.removeRootfs(id, rec.context.mounts);
       this.allocator.free(id);
       const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
       await this.publish(subjects.containerEvent(id, final), `container.${final}`, {

@@ -43,6 +43,7 @@ export interface UnmountOptions {
 interface Addon {
   umount2(path: string, flags: number): void;
   isMountpoint(path: string): boolean;
+  bindMount(source: string, target: string): void;
   constants: { MNT_FORCE: number; MNT_DETACH: number; MNT_EXPIRE: number; UMOUNT_NOFOLLOW: number };
 }
 
@@ -180,6 +181,17 @@ export function isMountpoint(path: string): boolean {
   const native = loadAddon();
   try {
     return native.isMountpoint(path);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
+
+/** Stacks a clone of the mount at `source` (keeping its idmapping; not its submounts) on `target`. */
+export function bindMount(source: string, target: string): void {
+  if (!isAbsolute(source) || !isAbsolute(target)) throw usage(`bindMount needs absolute paths, got ${source} and ${target}`);
+  const native = loadAddon();
+  try {
+    native.bindMount(source, target);
   } catch (err) {
     throw NativeError.from(err);
   }

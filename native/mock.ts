@@ -9,13 +9,14 @@ export { NativeError, parseHelperOutput } from './errors.ts';
 export type { HelperExit, NativeErrorInit } from './errors.ts';
 export type { IdRange, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './index.ts';
 
-export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'unmount' | 'isMountpoint';
+export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'unmount' | 'isMountpoint' | 'bindMount';
 
 export type NativeCall =
   | { fn: 'mountRootfsOverlay'; args: [RootfsOverlayOptions] }
   | { fn: 'mountRootfsBind'; args: [RootfsBindOptions] }
   | { fn: 'unmount'; args: [string, UnmountOptions | undefined] }
-  | { fn: 'isMountpoint'; args: [string] };
+  | { fn: 'isMountpoint'; args: [string] }
+  | { fn: 'bindMount'; args: [string, string] };
 
 export type MockMount =
   | { kind: 'overlay'; options: RootfsOverlayOptions }
@@ -140,4 +141,14 @@ export function isMountpoint(path: string): boolean {
   const failure = injected('isMountpoint', 'statx');
   if (failure) throw failure;
   return (nativeMock.mounts.get(path)?.length ?? 0) > 0;
+}
+
+export function bindMount(source: string, target: string): void {
+  nativeMock.calls.push({ fn: 'bindMount', args: [source, target] });
+  const failure = injected('bindMount', 'open_tree');
+  if (failure) throw failure;
+  requireAbsolute('source', source);
+  requireAbsolute('target', target);
+  const top = nativeMock.mounts.get(source)?.at(-1);
+  push(target, top ?? { kind: 'bind', options: { source, target, uid: { hostID: 0, size: 0 }, gid: { hostID: 0, size: 0 } } });
 }

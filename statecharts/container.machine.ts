@@ -2,7 +2,7 @@
 // with a reason. Effects are named stubs; container.actor.ts provides them. Results of effects come
 // back as events, so every path can be walked by a model test without I/O.
 import { assign, setup } from 'xstate';
-import type { ContainerEvent, ContainerStateName, IdRange } from './events.ts';
+import type { ContainerEvent, ContainerStateName, IdRange, MountRef } from './events.ts';
 
 export interface ContainerContext {
   id: string;
@@ -11,8 +11,8 @@ export interface ContainerContext {
   uid?: IdRange;
   gid?: IdRange;
   rootfs?: string;
-  /** Mount id of eci's rootfs mount, so cleanup unmounts exactly that mount and nothing below it. */
-  mountId?: number;
+  /** The mounts eci made for the rootfs (newest last); cleanup unmounts exactly these. */
+  mounts?: MountRef[];
   runcCreated: boolean;
   reason?: string;
 }
@@ -36,7 +36,7 @@ export const containerSetup = setup({
     allocateRange: (_, _p: { id: string }) => {},
     mountRootfs: (_, _p: { id: string; bundle: string; uid: IdRange; gid: IdRange }) => {},
     /** Undo whatever is held: unmount the rootfs, free the range. Idempotent. */
-    releaseResources: (_, _p: { id: string; rootfs?: string; mountId?: number; index?: number }) => {},
+    releaseResources: (_, _p: { id: string; mounts?: MountRef[]; index?: number }) => {},
   },
   guards: {
     runcCreated: ({ context }) => context.runcCreated,
@@ -74,7 +74,7 @@ export const containerConfig = {
         { type: 'mountRootfs', params: ({ context }) => ({ id: context.id, bundle: context.bundle, uid: context.uid!, gid: context.gid! }) },
       ],
       on: {
-        'rootfs.mounted': { target: 'mounted', actions: assign({ rootfs: ({ event }) => event.path, mountId: ({ event }) => event.mountId }) },
+        'rootfs.mounted': { target: 'mounted', actions: assign({ rootfs: ({ event }) => event.path, mounts: ({ event }) => event.mounts }) },
         'rootfs.failed': { target: 'failed', actions: assign({ reason: ({ event }) => event.reason }) },
         delete: { target: 'failed', actions: assign({ reason: 'deleted before its rootfs was mounted' }) },
       },
@@ -97,14 +97,14 @@ export const containerConfig = {
       type: 'final',
       entry: [
         { type: 'publish', params: ({ context }) => ({ state: 'stopped' as const, context }) },
-        { type: 'releaseResources', params: ({ context }) => ({ id: context.id, rootfs: context.rootfs, mountId: context.mountId, index: context.index }) },
+        { type: 'releaseResources', params: ({ context }) => ({ id: context.id, mounts: context.mounts, index: context.index }) },
       ],
     },
     failed: {
       type: 'final',
       entry: [
         { type: 'publish', params: ({ context }) => ({ state: 'failed' as const, context }) },
-        { type: 'releaseResources', params: ({ context }) => ({ id: context.id, rootfs: context.rootfs, mountId: context.mountId, index: context.index }) },
+        { type: 'releaseResources', params: ({ context }) => ({ id: context.id, mounts: context.mounts, index: context.index }) },
       ],
     },
   },

@@ -2,12 +2,15 @@
 
 export interface IdRange { hostID: number; size: number }
 
+/** A mount eci made: where, and the kernel's mount id, so cleanup removes exactly that mount. */
+export interface MountRef { path: string; id: number }
+
 export type ContainerStateName = 'created' | 'mapped' | 'mounted' | 'running' | 'stopped' | 'failed';
 
 export type ContainerEvent =
   | { type: 'range.allocated'; index: number; uid: IdRange; gid: IdRange }
   | { type: 'range.failed'; reason: string }
-  | { type: 'rootfs.mounted'; path: string; mountId: number }
+  | { type: 'rootfs.mounted'; path: string; mounts: MountRef[] }
   | { type: 'rootfs.failed'; reason: string }
   | { type: 'runc.created' }
   | { type: 'runc.failed'; reason: string }

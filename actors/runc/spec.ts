@@ -88,6 +88,22 @@ export function applyUserNamespace(spec: OciSpec, uid: IdRange, gid: IdRange): O
   };
 }
 
+/**
+ * Sysctls whose values are ids must name ids of the container's user namespace, or the kernel
+ * answers EINVAL (Docker sets net.ipv4.ping_group_range to "0 2147483647"). Clamps into 0..size-1.
+ */
+export function clampIdSysctls(spec: OciSpec, gidSize: number): OciSpec {
+  const sysctl = spec.linux?.sysctl as Record<string, string> | undefined;
+  const v = sysctl?.['net.ipv4.ping_group_range'];
+  if (typeof v !== 'string') return spec;
+  const parts = v.trim().split(/\s+/).map(Number);
+  if (parts.length !== 2 || parts.some((n) => !Number.isInteger(n))) {
+    throw new EciError('EBADSPEC', `linux.sysctl["net.ipv4.ping_group_range"]: expected two integers, got ${JSON.stringify(v)}`);
+  }
+  const clamp = (n: number) => Math.min(Math.max(n, 0), gidSize - 1);
+  return { ...spec, linux: { ...spec.linux, sysctl: { ...sysctl, 'net.ipv4.ping_group_range': `${clamp(parts[0])} ${clamp(parts[1])}` } } };
+}
+
 export function withRootPath(spec: OciSpec, path: string): OciSpec {
   return { ...spec, root: { ...spec.root, path } };
 }

@@ -18,7 +18,7 @@ const AFTER_ROOTFS = 'xstate.after.rootfsTimeout.container.mapped';
 const events = [
   { type: 'range.allocated', index: 0, uid: R, gid: R },
   { type: 'range.failed', reason: 'exhausted' },
-  { type: 'rootfs.mounted', path: ROOTFS, mountId: 77 },
+  { type: 'rootfs.mounted', path: ROOTFS, mounts: [{ path: ROOTFS, id: 77 }] },
   { type: 'rootfs.failed', reason: 'EINVAL' },
   { type: 'runc.created' },
   { type: 'runc.failed', reason: 'runc create exited with status 1' },
@@ -35,18 +35,18 @@ function harness() {
   const clock = new SimulatedClock();
   const calls = { unmount: [] as unknown[], free: 0, published: [] as string[] };
   let range: { resolve(r: AllocationResult): void } | undefined;
-  let mount: { resolve(p: { path: string; mountId: number }): void; reject(e: Error): void } | undefined;
+  let mount: { resolve(p: { path: string; mounts: { path: string; id: number }[] }): void; reject(e: Error): void } | undefined;
   const actor = new ContainerActor('c1', '/bundle', {
     requestRange: () => new Promise((resolve) => (range = { resolve })),
     freeRange: async () => { calls.free++; },
     mountRootfs: () => new Promise((resolve, reject) => (mount = { resolve, reject })),
-    unmountRootfs: async (_id, p, m) => { calls.unmount.push([p, m]); },
+    unmountRootfs: async (_id, m) => { calls.unmount.push(m); },
     transition: (s) => calls.published.push(s),
   }, { clock }).start();
   const exec: Record<string, (e: ContainerEvent) => Promise<void>> = {
     'range.allocated': async () => { range!.resolve({ ok: true, owner: 'c1', index: 0, uid: R, gid: R }); await flush(); },
     'range.failed': async () => { range!.resolve({ ok: false, owner: 'c1', code: 'EXHAUSTED', reason: 'exhausted' }); await flush(); },
-    'rootfs.mounted': async () => { mount!.resolve({ path: ROOTFS, mountId: 77 }); await flush(); },
+    'rootfs.mounted': async () => { mount!.resolve({ path: ROOTFS, mounts: [{ path: ROOTFS, id: 77 }] }); await flush(); },
     'rootfs.failed': async () => { mount!.reject(new Error('EINVAL')); await flush(); },
     [AFTER_RANGE]: async () => { clock.increment(RANGE_TIMEOUT_MS); await flush(); },
     [AFTER_ROOTFS]: async () => { clock.increment(ROOTFS_TIMEOUT_MS); await flush(); },
@@ -109,7 +109,7 @@ describe('container lifecycle model', () => {
               await h.actor.released;
               // Released exactly what it held: the range iff one was allocated, the rootfs path it had.
               expect(h.calls.free).toBe(model.context.index === undefined ? 0 : 1);
-              expect(h.calls.unmount).toEqual([[model.context.rootfs, model.context.mountId]]);
+              expect(h.calls.unmount).toEqual([model.context.mounts]);
               expect(h.calls.published.at(-1)).toBe(model.value);
             }
           },

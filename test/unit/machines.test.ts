@@ -18,7 +18,7 @@ describe('container machine', () => {
     expect(s.value).toBe('mapped');
     expect(types(a)).toEqual(['publish', 'mountRootfs']);
     expect(params(a, 'mountRootfs')).toEqual({ id: 'c1', bundle: '/b', uid: r(100000), gid: r(100000) });
-    [s, a] = transition(containerMachine, s, { type: 'rootfs.mounted', path: '/run/eci/containers/c1/rootfs', mountId: 5 });
+    [s, a] = transition(containerMachine, s, { type: 'rootfs.mounted', path: '/run/eci/containers/c1/rootfs', mounts: [{ path: '/run/eci/containers/c1/rootfs', id: 5 }] });
     expect(s.value).toBe('mounted');
     [s] = transition(containerMachine, s, { type: 'start' });
     expect(s.value).toBe('mounted'); // not before runc created it
@@ -29,7 +29,7 @@ describe('container machine', () => {
     expect(s.value).toBe('stopped');
     expect(s.status).toBe('done');
     expect(types(a)).toEqual(['publish', 'releaseResources']);
-    expect(params(a, 'releaseResources')).toEqual({ id: 'c1', rootfs: '/run/eci/containers/c1/rootfs', mountId: 5, index: 0 });
+    expect(params(a, 'releaseResources')).toEqual({ id: 'c1', mounts: [{ path: '/run/eci/containers/c1/rootfs', id: 5 }], index: 0 });
   });
   it('fails with the reason and releases what it holds', () => {
     let [s] = initialTransition(containerMachine, { id: 'c1', bundle: '/b' });
@@ -37,7 +37,7 @@ describe('container machine', () => {
     const [f, a] = transition(containerMachine, s, { type: 'rootfs.failed', reason: 'EINVAL' });
     expect(f.value).toBe('failed');
     expect(f.context.reason).toBe('EINVAL');
-    expect(params(a, 'releaseResources')).toEqual({ id: 'c1', rootfs: undefined, mountId: undefined, index: 3 });
+    expect(params(a, 'releaseResources')).toEqual({ id: 'c1', mounts: undefined, index: 3 });
   });
 });
 

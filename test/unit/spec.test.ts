@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyUserNamespace, checkNamespaces, parseSpec, withRootPath, type OciSpec } from '../../actors/runc/spec.ts';
+import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from '../../actors/runc/spec.ts';
 
 const base = (ns: { type: string; path?: string }[]): OciSpec => ({
   ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] }, linux: { namespaces: ns },
@@ -63,5 +63,17 @@ describe('applyUserNamespace', () => {
     expect(JSON.stringify(spec)).toBe(before);
     expect(s.annotations).toEqual({ a: 'b' });
     expect(s.root).toEqual({ path: '/run/eci/containers/x/rootfs' });
+  });
+});
+
+describe('clampIdSysctls', () => {
+  it("keeps Docker's ping_group_range inside the container's gids", () => {
+    const s = { ...base(all), linux: { ...base(all).linux, sysctl: { 'net.ipv4.ping_group_range': '0 2147483647', 'net.ipv4.ip_unprivileged_port_start': '0' } } };
+    expect((clampIdSysctls(s, 65536).linux as { sysctl: Record<string, string> }).sysctl).toEqual({
+      'net.ipv4.ping_group_range': '0 65535', 'net.ipv4.ip_unprivileged_port_start': '0',
+    });
+    expect(clampIdSysctls(base(all), 65536)).toEqual(base(all));
+    const bad = { ...base(all), linux: { sysctl: { 'net.ipv4.ping_group_range': 'x' } } };
+    expect(() => clampIdSysctls(bad, 65536)).toThrow(/ping_group_range.*two integers/);
   });
 });
