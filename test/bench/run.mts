@@ -1,0 +1,177 @@
+// eci benchmark suite: `npm run bench` (tsx test/bench/run.mts). Reports, never assertions: the exit
+// status is 0 unless the harness breaks (setup fails, a section cannot measure).
+//
+// Environment:
+//   ECI_BENCH_ONLY=start,image,rss   sections to run (default: all)
+//   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
+//   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
+//   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
+//   ECI_BENCH_RSS_COUNT=50 ECI_BENCH_RSS_BATCH=5
+// Writes test/bench/last-report.json.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { dockerdAvailable, importBusyboxImage, mountsUnder, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+import { configFromEnv, type BenchContext } from './context.ts';
+import { benchImage, reportImage, type ImageResult } from './image.ts';
+import { benchRss, reportRss, type RssResult } from './rss.ts';
+import { benchStart, reportStart, writeTimingWrapper, type StartResult } from './start.ts';
+import { fmtMiB, nowMs, rounded, rssKiB } from './stats.ts';
+
+const REPORT = join(REPO, 'test/bench/last-report.json');
+const HELPER_TMP = '/run/eci/tmp';
+
+const idmappedCount = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes('idmapped')).length;
+const ls = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
+const tmpLeft = () => ls('/tmp').filter((e) => e.startsWith('eci-bb-') || e.startsWith('eci-bench-'));
+const version = (cmd: string, args: string[]) => {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0].trim();
+  } catch {
+    return 'n/a';
+  }
+};
+
+interface Report {
+  date: string;
+  host: Record<string, string | number>;
+  config: Record<string, unknown>;
+  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult };
+  errors: Record<string, string>;
+  checks: Record<string, unknown>;
+  durationS?: number;
+}
+
+async function main(): Promise<number> {
+  const t0 = nowMs();
+  const config = configFromEnv();
+  const avail = dockerdAvailable();
+  if (!avail.ok) {
+    console.error(`bench: cannot run: ${avail.reason}`);
+    return 2;
+  }
+  const report: Report = {
+    date: new Date().toISOString(),
+    host: {
+      kernel: release(), cpus: cpus().length, node: process.version,
+      dockerd: version('/usr/sbin/dockerd', ['--version']), runc: version('/usr/sbin/runc', ['--version']),
+    },
+    config: { ...config, only: [...config.only] },
+    sections: {},
+    errors: {},
+    checks: {},
+  };
+  const before = { idmapped: idmappedCount(), helperTmp: ls(HELPER_TMP), tmp: tmpLeft() };
+  let stopRequested = false;
+  const onSignal = (sig: string) => {
+    if (stopRequested) return;
+    stopRequested = true;
+    console.error(`\nbench: ${sig}: stopping after the current step, then cleaning up`);
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  const say = (l: string) => console.log(l);
+
+  let m: TestManager | undefined;
+  let d: Dockerd | undefined;
+  let tmp: string | undefined;
+  let harnessBroke = false;
+  const out: string[] = [];
+  try {
+    tmp = await mkdtemp('/tmp/eci-bench-');
+    m = await startManager();
+    const atStartKiB = rssKiB(m.pid());
+    const callLogs: Record<string, string> = {};
+    const runtimes: Record<string, string> = { eci: m.runtime, 'runc-plain': '/usr/sbin/runc' };
+    if (config.callsN > 0 && config.only.has('start')) {
+      for (const [name, real] of [['eci-timed', m.runtime], ['runc-timed', '/usr/sbin/runc']]) {
+        callLogs[name] = join(tmp, `${name}.log`);
+        runtimes[name] = join(tmp, name);
+        writeTimingWrapper(runtimes[name], real, callLogs[name]);
+      }
+    }
+    say(`bench: manager pid ${m.pid()} (${fmtMiB(atStartKiB)}), starting dockerd`);
+    d = await startDockerd({ runtimes });
+    const image = await importBusyboxImage(d, 'eci-bench-tiny');
+    const sanity = await d.docker(['run', '--rm', '--network', 'none', '--runtime=eci', image, 'cat', '/proc/self/uid_map']);
+    if (sanity.code !== 0) throw new Error(`eci sanity run failed (${sanity.code}): ${sanity.stderr.trim()}`);
+    report.checks.eciUidMap = sanity.stdout.trim().split(/\s+/).join(' ');
+    say(`bench: dockerd pid ${d.pid}, image ${image}; eci container uid_map: ${report.checks.eciUidMap}`);
+    const c: BenchContext = { d, m, image, tmp, config, callLogs, stopping: () => stopRequested, say };
+
+    const sections: [string, () => Promise<void>][] = [
+      ['start', async () => { report.sections.start = await benchStart(c); }],
+      ['image', async () => { report.sections.image = await benchImage(c); }],
+      ['rss', async () => { report.sections.rss = await benchRss(c, atStartKiB); }],
+    ];
+    for (const [name, f] of sections) {
+      if (!config.only.has(name) || stopRequested) continue;
+      const ts = nowMs();
+      try {
+        await f();
+        say(`bench: section ${name} done in ${((nowMs() - ts) / 1000).toFixed(0)} s`);
+      } catch (e) {
+        report.errors[name] = (e as Error).message;
+        harnessBroke = true;
+        say(`bench: section ${name} FAILED: ${(e as Error).message}`);
+      }
+    }
+    report.checks.managerRunDirLeft = ls(join(m.dir, 'run', 'containers'));
+    report.checks.managerLogErrors = m.log().split('\n').filter((l) => /"level":(50|60)/.test(l)).length;
+  } catch (e) {
+    harnessBroke = true;
+    report.errors.harness = (e as Error).stack ?? String(e);
+    console.error(`bench: harness error: ${(e as Error).message}`);
+  } finally {
+    if (d) {
+      try {
+        await d.stop();
+      } catch (e) {
+        report.errors.dockerdStop = (e as Error).message;
+        harnessBroke = true;
+      }
+    }
+    if (m) {
+      report.checks.mountsUnderManagerDir = await mountsUnder(m.dir);
+      try {
+        await m.destroy();
+      } catch (e) {
+        report.errors.managerStop = (e as Error).message;
+        harnessBroke = true;
+      }
+    }
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const after = { idmapped: idmappedCount(), helperTmp: ls(HELPER_TMP), tmp: tmpLeft() };
+  Object.assign(report.checks, {
+    idmappedMountsBefore: before.idmapped, idmappedMountsAfter: after.idmapped,
+    helperTmpBefore: before.helperTmp, helperTmpAfter: after.helperTmp,
+    tmpLeftBefore: before.tmp, tmpLeftAfter: after.tmp,
+    managerDirRemoved: m ? !existsSync(m.dir) : undefined, dockerdDirRemoved: d ? !existsSync(d.dir) : undefined,
+  });
+  report.durationS = (nowMs() - t0) / 1000;
+
+  const s = report.sections;
+  out.push('', `==== eci benchmark report  ${report.date}  (${report.host.kernel}, ${report.host.cpus} CPUs, ${report.host.runc}) ====`);
+  if (s.start) out.push(...reportStart(s.start));
+  if (s.image) out.push(...reportImage(s.image));
+  if (s.rss) out.push(...reportRss(s.rss));
+  for (const [k, v] of Object.entries(report.errors)) out.push(`ERROR ${k}: ${v.split('\n')[0]}`);
+  const newTmp = after.tmp.filter((x) => !before.tmp.includes(x));
+  const newHelper = after.helperTmp.filter((x) => !before.helperTmp.includes(x));
+  out.push(
+    `Checks: idmapped mounts ${before.idmapped} before -> ${after.idmapped} after${before.idmapped === after.idmapped ? ' (same)' : ' (CHANGED; other managers on this host count too)'}; ` +
+      `new ${HELPER_TMP} entries: ${newHelper.length ? newHelper.join(' ') : 'none'}; new /tmp leftovers: ${newTmp.length ? newTmp.join(' ') : 'none'}; ` +
+      `manager run dirs left: ${(report.checks.managerRunDirLeft as string[] | undefined)?.length ?? 'n/a'}; manager error log lines: ${report.checks.managerLogErrors ?? 'n/a'}`,
+    `Total ${report.durationS.toFixed(0)} s. Full data: ${REPORT}`,
+  );
+  console.log(out.join('\n'));
+  writeFileSync(REPORT, JSON.stringify(rounded(report), null, 2) + '\n');
+  return harnessBroke ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,158 @@
+// bin/eci-runc driven directly, as containerd/Podman would: bundles on a plain directory rootfs,
+// bad input that must leave nothing behind, and failing closed without the manager.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, openSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+
+const root = process.getuid?.() === 0;
+const ECI_RUNC = join(REPO, 'bin/eci-runc');
+const norm = (s: string) => s.trim().split(/\s+/).join(' ');
+const idmappedMounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes('idmapped')).length;
+
+function eciRunc(args: string[], o: { env?: Record<string, string>; cwd?: string; extraFd?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
+    if (o.extraFd !== undefined) stdio.push(o.extraFd);
+    const p = spawn(ECI_RUNC, args, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d));
+    p.on('error', reject);
+    // `create` hands our pipes to the container, so they stay open: settle on exit, not close.
+    p.on('exit', (code) => setTimeout(() => resolve({ code, stdout, stderr }), 50));
+  });
+}
+
+describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs root)'}`, () => {
+  let m: TestManager;
+  let dir: string;
+  let env: Record<string, string>;
+  let runcRoot: string;
+  let baseline: number;
+
+  const bundle = async (name: string, args: string[], patch: (c: Record<string, any>) => void = () => {}) => {
+    const b = join(dir, name);
+    await makeBusyboxRootfs(join(b, 'rootfs'));
+    const spec = {
+      ociVersion: '1.0.2',
+      process: { terminal: false, user: { uid: 0, gid: 0 }, args, env: ['PATH=/bin'], cwd: '/' },
+      root: { path: 'rootfs', readonly: false },
+      hostname: 'eci',
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      ],
+      linux: { namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })) },
+    };
+    patch(spec);
+    writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
+    return b;
+  };
+
+  beforeAll(async () => {
+    m = await startManager();
+    dir = mkdtempSync('/tmp/ecib-');
+    chmodSync(dir, 0o755);
+    runcRoot = join(dir, 'runc');
+    env = { ECI_SOCKET: m.socket };
+    baseline = idmappedMounts();
+  });
+  afterAll(async () => {
+    await m?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs a bundle in its own range, writes land in the rootfs dir as uid 0, and cleans up', async () => {
+    const b = await bundle('ok', ['sh', '-c', 'cat /proc/self/uid_map; echo x > /etc/new; stat -c %u /etc/new']);
+    const before = readFileSync(join(b, 'config.json'), 'utf8');
+    const r = await eciRunc(['--root', runcRoot, 'run', '--bundle', b, 'ok1'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(norm(r.stdout)).toBe('0 100000 65536 0');
+    expect(readFileSync(join(b, 'rootfs/etc/new'), 'utf8')).toBe('x\n');
+    expect((await import('node:fs')).statSync(join(b, 'rootfs/etc/new')).uid).toBe(0);
+    expect(readFileSync(join(b, 'config.json'), 'utf8')).toBe(before); // the bundle is given back as it was
+    expect((await m.ps()).ranges).toEqual({});
+    expect(idmappedMounts()).toBe(baseline);
+  });
+
+  it('create / start / state / delete with --pid-file, and --preserve-fds passes fds through', async () => {
+    const b = await bundle('life', ['sh', '-c', 'cat <&3 > /fd3.out; sleep 30']);
+    const fdFile = join(dir, 'fd3');
+    writeFileSync(fdFile, 'from-fd-3\n');
+    const fd = openSync(fdFile, 'r');
+    const pidFile = join(dir, 'life.pid');
+    try {
+      const c = await eciRunc(['--root', runcRoot, 'create', '--bundle', b, '--pid-file', pidFile, '--preserve-fds', '1', 'life1'], { env, extraFd: fd });
+      expect(c.code, c.stderr).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    expect(pid).toBeGreaterThan(0);
+    expect((await m.ps()).containers.map((x) => [x.id, x.state, x.uid?.hostID])).toEqual([['life1', 'mounted', 100000]]);
+    expect((await eciRunc(['--root', runcRoot, 'start', 'life1'], { env })).code).toBe(0);
+    const st = JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'life1'], { env })).stdout);
+    expect(st).toMatchObject({ id: 'life1', status: 'running', pid });
+    expect((await m.ps()).containers.map((x) => x.state)).toEqual(['running']);
+    for (let i = 0; i < 50 && !existsSync(join(b, 'rootfs/fd3.out')); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readFileSync(join(b, 'rootfs/fd3.out'), 'utf8')).toBe('from-fd-3\n');
+    expect((await eciRunc(['--root', runcRoot, 'kill', 'life1', 'KILL'], { env })).code).toBe(0);
+    for (let i = 0; i < 50 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+    const del = await eciRunc(['--root', runcRoot, 'delete', 'life1'], { env });
+    expect(del.code, del.stderr).toBe(0);
+    expect((await m.ps()).containers).toEqual([]);
+    expect((await m.ps()).ranges).toEqual({});
+    expect(idmappedMounts()).toBe(baseline);
+  });
+
+  it('answers a malformed config.json with one line naming the problem, and holds nothing', async () => {
+    const b = await bundle('bad', ['true']);
+    writeFileSync(join(b, 'config.json'), '{"root": {"path": "rootfs"}, "linux": ');
+    const log = join(dir, 'bad-log.json');
+    const r = await eciRunc(['--root', runcRoot, '--log', log, '--log-format', 'json', 'create', '--bundle', b, 'bad1'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^eci: .*bad\/config.json: not valid JSON/);
+    expect(JSON.parse(readFileSync(log, 'utf8').trim().split('\n').at(-1)!)).toMatchObject({ level: 'error', msg: expect.stringContaining('not valid JSON') });
+    expect((await m.ps()).ranges).toEqual({});
+    expect(existsSync(join(runcRoot, 'bad1'))).toBe(false);
+  });
+
+  it('refuses a missing bundle, a missing rootfs and a bad id, one line each, holding nothing', async () => {
+    const cases: [string[], RegExp][] = [
+      [['create', '--bundle', join(dir, 'nope'), 'x1'], /^eci: bundle .*nope: cannot read config.json \(ENOENT\)$/],
+      [['create', '--bundle', await bundle('noroot', ['true'], (c) => { c.root.path = 'missing'; }), 'x2'], /^eci: rootfs .*missing: ENOENT$/],
+      [['create', '--bundle', dir, 'bad.id'], /^eci: invalid container id "bad.id"/],
+      [['create', '--bundle', await bundle('hostpid', ['true'], (c) => { c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'pid'); }), 'x3'],
+        /^eci: eci containers can't share namespaces \[pid\] with the host/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await eciRunc(['--root', runcRoot, ...args], { env });
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr.trim()).toMatch(re);
+    }
+    expect((await m.ps()).ranges).toEqual({});
+    expect(idmappedMounts()).toBe(baseline);
+  });
+
+  it('fails closed when the manager is unreachable, but state/delete still reach runc', async () => {
+    const b = await bundle('closed', ['true']);
+    const log = join(dir, 'closed-log.json');
+    const r = await eciRunc(['--root', runcRoot, '--log', log, '--log-format', 'json', 'create', '--bundle', b, 'closed1'], { env: { ECI_SOCKET: join(dir, 'no.sock') } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^eci: the eci manager is not reachable at .*no.sock .*refusing to create a container without isolation/);
+    expect(readFileSync(log, 'utf8')).toContain('"level":"error"');
+    expect(existsSync(join(runcRoot, 'closed1'))).toBe(false);
+    const st = await eciRunc(['--root', runcRoot, 'state', 'closed1'], { env: { ECI_SOCKET: join(dir, 'no.sock') } });
+    expect(st.stderr).toMatch(/does not exist/); // runc itself answered
+  });
+
+  it('--version names eci and runc', async () => {
+    const r = await eciRunc(['--version']);
+    expect(r.stdout).toMatch(/^eci-runc version \d+\.\d+\.\d+\nrunc version/);
+  });
+});
