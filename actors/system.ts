@@ -1,6 +1,6 @@
 // The manager: one NATS bus, the allocator actor, one actor per container, and the unix socket the
 // eci-runc launcher talks to. Container state survives restarts in KV; events go to JetStream.
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -64,6 +64,9 @@ export class Manager implements RuntimeHost {
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(this.config.runDir, 'containers'), { recursive: true, mode: 0o711 });
+    // eci owns these two: make sure container root can pass through (the mode of an existing dir is kept by mkdir).
+    chmodSync(this.config.runDir, 0o711);
+    chmodSync(join(this.config.runDir, 'containers'), 0o711);
     checkTraversable(join(this.config.runDir, 'containers'));
     // "The host" is where the manager runs, and where pid 1 runs (they differ inside sandboxes).
     for (const t of ['pid', 'ipc', 'uts', 'mnt', 'net', 'user', 'cgroup']) {

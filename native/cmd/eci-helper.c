@@ -90,8 +90,9 @@ struct mount_attr {
 #define UMOUNT_NOFOLLOW 0x00000008
 #endif
 
-#define TMP_PARENT "/run/eci"
-#define TMP_DIR "/run/eci/tmp"
+/* Scratch mounts live in $ECI_RUN_DIR/tmp (default /run/eci/tmp), 0700; the run dir itself is
+ * 0711 because container root must traverse it to reach rootfs mounts under containers/. */
+#define DEFAULT_RUN_DIR "/run/eci"
 
 static int sys_open_tree(int dfd, const char *path, unsigned int flags)
 {
@@ -716,12 +717,18 @@ static int cmd_overlay(struct opts *o)
 		return usage_error("work %s is not under base %s", o->work, o->base);
 
 	struct userns_child c = { .pid = -1, .sock = -1, .nsfd = -1 };
-	char tmp[] = TMP_DIR "/ovl-XXXXXX";
+	const char *run_dir = getenv("ECI_RUN_DIR");
+	if (!run_dir || run_dir[0] != '/')
+		run_dir = DEFAULT_RUN_DIR;
+	char tmp_dir[PATH_MAX], tmp[PATH_MAX];
+	if (snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", run_dir) >= (int)sizeof tmp_dir ||
+	    snprintf(tmp, sizeof tmp, "%s/ovl-XXXXXX", tmp_dir) >= (int)sizeof tmp)
+		return usage_error("ECI_RUN_DIR is too long");
 	bool tmp_made = false, tmp_mounted = false, tgt_made = false, tgt_mounted = false;
 	int treefd = -1, mntfd = -1, rc = -1;
 	struct msg m;
 
-	if (ensure_dir(TMP_PARENT, 0700, NULL) < 0 || ensure_dir(TMP_DIR, 0700, NULL) < 0)
+	if (ensure_dir(run_dir, 0711, NULL) < 0 || ensure_dir(tmp_dir, 0700, NULL) < 0)
 		goto out;
 	if (!mkdtemp(tmp)) {
 		fail(errno, "mkdir", "mkdtemp %s", tmp);

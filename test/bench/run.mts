@@ -174,4 +174,6 @@ async function main(): Promise<number> {
   return harnessBroke ? 1 : 0;
 }
 
-process.exitCode = await main();
+// Exit explicitly: the dockerd helper's stop() leaves a 30 s sleep() timer pending (its waitExit race),
+// which would otherwise keep the process alive after the report.
+process.exit(await main());
