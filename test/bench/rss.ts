@@ -11,6 +11,8 @@ import { fmtMiB, inBatches, nowMs, rssKiB } from './stats.ts';
 export interface RssResult {
   count: number;
   batch: number;
+  started: number;
+  failures: string[];
   startAllMs: number;
   removeAllMs: number;
   emptyAfterMs: number;
@@ -49,15 +51,21 @@ export async function benchRss(c: BenchContext, atStartKiB: number): Promise<Rss
   const natsIdle = np ? rssKiB(np) : NaN;
   c.say(`[rss] manager idle ${fmtMiB(idleKiB)}; starting ${count} containers, ${batch} at a time`);
   let started = 0;
+  const failures: string[] = [];
+  let removed = false;
   try {
     const t0 = nowMs();
     await inBatches(names, batch, async (name) => {
       if (c.stopping()) throw new Error('interrupted');
       const r = await c.d.docker(['run', '-d', '--name', name, '--network', 'none', '--runtime=eci', c.image, 'sleep', '3600'], { timeoutMs: 120_000 });
-      if (r.code !== 0) throw new Error(`docker run -d --name ${name} --runtime=eci: exit ${r.code}: ${r.stderr.trim()}`);
-      started++;
+      if (r.code !== 0) {
+        // Keep going: how many fail, and which, says more than the first failure alone.
+        failures.push(`${name} (${nowMs() - t0 | 0} ms): exit ${r.code}: ${r.stderr.trim()}`);
+        c.say(`[rss] FAILED ${failures.at(-1)}`);
+      } else started++;
     });
     const startAllMs = nowMs() - t0;
+    if (started === 0) throw new Error(`no container started: ${failures[0]}`);
     await sleep(2000);
     const loadedKiB = rssKiB(pid);
     const natsLoaded = np ? rssKiB(np) : NaN;
@@ -77,7 +85,7 @@ export async function benchRss(c: BenchContext, atStartKiB: number): Promise<Rss
     const t1 = nowMs();
     const rm = await c.d.docker(['rm', '-f', ...names], { timeoutMs: 300_000 });
     const removeAllMs = nowMs() - t1;
-    started = 0;
+    removed = true;
     if (rm.code !== 0) c.say(`[rss] warning: docker rm -f: exit ${rm.code}: ${rm.stderr.trim()}`);
     let after = await c.m.ps();
     const t2 = nowMs();
@@ -93,8 +101,8 @@ export async function benchRss(c: BenchContext, atStartKiB: number): Promise<Rss
       runDirLeft = readdirSync(join(c.m.dir, 'run', 'containers'));
     } catch { /* no dir */ }
     return {
-      count, batch, startAllMs, removeAllMs, emptyAfterMs,
-      manager: { atStartKiB, idleKiB, loadedKiB, afterKiB, perContainerKiB: (loadedKiB - idleKiB) / count },
+      count, batch, started, failures, startAllMs, removeAllMs, emptyAfterMs,
+      manager: { atStartKiB, idleKiB, loadedKiB, afterKiB, perContainerKiB: (loadedKiB - idleKiB) / started },
       nats: { idleKiB: natsIdle, loadedKiB: natsLoaded, afterKiB: np ? rssKiB(np) : NaN },
       ps: {
         running: running.length, total: mine.length, distinctUidRanges: uids.size, distinctGidRanges: gids.size, overlapping,
@@ -104,18 +112,20 @@ export async function benchRss(c: BenchContext, atStartKiB: number): Promise<Rss
       runDirLeft,
     };
   } finally {
-    if (started > 0 || c.stopping()) await c.d.docker(['rm', '-f', ...names], { timeoutMs: 300_000 }).catch(() => {});
+    if (!removed) await c.d.docker(['rm', '-f', ...names], { timeoutMs: 300_000 }).catch(() => {});
   }
 }
 
 export function reportRss(r: RssResult): string[] {
   const m = r.manager;
-  const ok = r.ps.running === r.count && r.ps.distinctUidRanges === r.count && r.ps.overlapping === 0;
+  const ok = r.failures.length === 0 && r.ps.running === r.count && r.ps.distinctUidRanges === r.count && r.ps.overlapping === 0;
   const st = (s: Record<string, number>) => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
   return [
-    `3. Manager RSS with ${r.count} running containers (started ${r.batch} at a time in ${(r.startAllMs / 1000).toFixed(1)} s)`,
-    `   manager VmRSS: fresh ${fmtMiB(m.atStartKiB)}, idle before ${fmtMiB(m.idleKiB)}, with ${r.count} ${fmtMiB(m.loadedKiB)}, after removal ${fmtMiB(m.afterKiB)}`,
-    `   per container: ${(m.perContainerKiB).toFixed(0)} KiB (${fmtMiB(m.loadedKiB - m.idleKiB)} total); nats-server ${fmtMiB(r.nats.idleKiB)} -> ${fmtMiB(r.nats.loadedKiB)} -> ${fmtMiB(r.nats.afterKiB)}`,
+    `3. Manager RSS with ${r.started} running containers (${r.count} asked, ${r.batch} at a time, in ${(r.startAllMs / 1000).toFixed(1)} s)`,
+    ...r.failures.slice(0, 3).map((f) => `   START FAILED ${f}`),
+    ...(r.failures.length > 3 ? [`   ... ${r.failures.length - 3} more failures (see last-report.json)`] : []),
+    `   manager VmRSS: fresh ${fmtMiB(m.atStartKiB)}, idle before ${fmtMiB(m.idleKiB)}, with ${r.started} ${fmtMiB(m.loadedKiB)}, after removal ${fmtMiB(m.afterKiB)}`,
+    `   per running container: ${(m.perContainerKiB).toFixed(0)} KiB (${fmtMiB(m.loadedKiB - m.idleKiB)} total); nats-server ${fmtMiB(r.nats.idleKiB)} -> ${fmtMiB(r.nats.loadedKiB)} -> ${fmtMiB(r.nats.afterKiB)}`,
     `   ps: ${r.ps.running}/${r.count} running (${st(r.ps.states)}), ${r.ps.distinctUidRanges} distinct uid / ${r.ps.distinctGidRanges} gid ranges, ${r.ps.overlapping} overlaps, ${r.ps.rangesHeld} held: ${ok ? 'OK' : 'MISMATCH'}`,
     `   docker rm -f of all: ${(r.removeAllMs / 1000).toFixed(1)} s; ps empty after ${(r.emptyAfterMs / 1000).toFixed(1)} s: ${r.psAfter.total === 0 ? 'yes' : `NO (${st(r.psAfter.states)})`}, ranges held ${r.psAfter.rangesHeld}, run dirs left ${r.runDirLeft.length}`,
   ];

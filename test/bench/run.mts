@@ -35,6 +35,14 @@ const version = (cmd: string, args: string[]) => {
   }
 };
 
+/** Keeps the manager's and dockerd's logs next to the report when something failed. */
+function saveLogs(m: TestManager | undefined, d: Dockerd | undefined): void {
+  try {
+    if (m) writeFileSync(join(REPO, 'test/bench/last-manager.log'), m.log());
+    if (d) writeFileSync(join(REPO, 'test/bench/last-dockerd.log'), readFileSync(join(d.dir, 'dockerd.log')));
+  } catch { /* best effort */ }
+}
+
 interface Report {
   date: string;
   host: Record<string, string | number>;
@@ -117,8 +125,10 @@ async function main(): Promise<number> {
         report.errors[name] = (e as Error).message;
         harnessBroke = true;
         say(`bench: section ${name} FAILED: ${(e as Error).message}`);
+        saveLogs(m, d);
       }
     }
+    if (report.sections.rss?.failures.length) saveLogs(m, d);
     report.checks.managerRunDirLeft = ls(join(m.dir, 'run', 'containers'));
     report.checks.managerLogErrors = m.log().split('\n').filter((l) => /"level":(50|60)/.test(l)).length;
   } catch (e) {

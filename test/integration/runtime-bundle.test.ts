@@ -151,6 +151,25 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect(st.stderr).toMatch(/does not exist/); // runc itself answered
   });
 
+  it('turns an exhausted allocator into a clear error, and frees on delete', async () => {
+    const small = await startManager({ env: { ECI_UID_COUNT: '1', ECI_UID_BASE: '300000' } });
+    try {
+      const e = { ECI_SOCKET: small.socket };
+      const b1 = await bundle('ex1', ['sleep', '30']);
+      const b2 = await bundle('ex2', ['true']);
+      expect((await eciRunc(['--root', runcRoot, 'create', '--bundle', b1, 'ex1'], { env: e })).code).toBe(0);
+      const r = await eciRunc(['--root', runcRoot, 'create', '--bundle', b2, 'ex2'], { env: e });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe('eci: cannot create container ex2: no free uid/gid range: all 1 ranges of 65536 ids from 300000 are in use');
+      expect((await eciRunc(['--root', runcRoot, 'delete', '-f', 'ex1'], { env: e })).code).toBe(0);
+      expect((await small.ps()).ranges).toEqual({});
+      const again = await eciRunc(['--root', runcRoot, 'run', '--bundle', b2, 'ex2'], { env: e });
+      expect(again.code, again.stderr).toBe(0);
+    } finally {
+      await small.destroy();
+    }
+  });
+
   it('--version names eci and runc', async () => {
     const r = await eciRunc(['--version']);
     expect(r.stdout).toMatch(/^eci-runc version \d+\.\d+\.\d+\nrunc version/);
