@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { DEFAULT_NATS_PORT } from '../bus/embedded.ts';
 import { EciError } from './errors.ts';
+import { DEFAULT_SETTINGS_PATH } from './settings.ts';
 
 export interface ManagerConfig {
   stateDir: string;
@@ -10,7 +11,9 @@ export interface ManagerConfig {
   natsUrl?: string;
   natsPort: number;
   runc: string;
-  range: { base: number; size: number; count: number };
+  /** Uid ranges from ECI_UID_*; unset means the settings file's idRange (default 100000/65536/1024). */
+  range?: { base: number; size: number; count: number };
+  settingsPath: string;
   logLevel: string;
 }
 
@@ -24,6 +27,7 @@ function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, ma
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConfig {
   const runDir = env.ECI_RUN_DIR || '/run/eci';
+  const fromEnv = ['ECI_UID_BASE', 'ECI_UID_SIZE', 'ECI_UID_COUNT'].some((k) => env[k]);
   const range = {
     base: int(env, 'ECI_UID_BASE', 100000, 1, 0xffffffff),
     size: int(env, 'ECI_UID_SIZE', 65536, 65536, 0x7fffffff),
@@ -39,7 +43,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
     natsUrl: env.ECI_NATS_URL || undefined,
     natsPort: int(env, 'ECI_NATS_PORT', DEFAULT_NATS_PORT, 1, 65535),
     runc: env.ECI_RUNC || 'runc',
-    range,
+    range: fromEnv ? range : undefined,
+    settingsPath: env.ECI_SETTINGS || DEFAULT_SETTINGS_PATH,
     logLevel: env.ECI_LOG_LEVEL || 'info',
   };
 }

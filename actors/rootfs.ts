@@ -18,12 +18,25 @@ export type RootfsPlan =
   | { kind: 'overlay'; engine: string; base: string; lower: string[]; upper: string; work: string }
   | { kind: 'bind'; source: string };
 
+/** A bind mount (volume, engine socket) eci idmaps for a container; `index` is its spec.mounts entry. */
+export interface BindPlan {
+  index: number;
+  source: string;
+  target: string;
+  dev: bigint;
+  ino: bigint;
+  rdonly: boolean;
+  nosuid: boolean;
+  nodev: boolean;
+}
+
 export interface RootfsNative {
   mountRootfsOverlay(o: { base: string; lower: string[]; upper: string; work: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   mountRootfsBind(o: { source: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   unmount(target: string, o?: { detach?: boolean }): void;
   isMountpoint(path: string): boolean;
   bindMount(source: string, target: string): void;
+  idmapBinds(binds: { source: string; target: string; dev: bigint; ino: bigint; rdonly?: boolean; nosuid?: boolean; nodev?: boolean }[], uid: IdRange, gid: IdRange): void;
 }
 
 const readMountInfo = () => readFileSync('/proc/self/mountinfo', 'utf8');
@@ -103,4 +116,16 @@ export function unmountRootfs(native: RootfsNative, mounts: MountRef[], mountinf
     }
   }
   return left;
+}
+
+/** Idmapped binds for the volumes, all or nothing; returns their mounts. */
+export function mountBinds(native: RootfsNative, binds: BindPlan[], uid: IdRange, gid: IdRange, mountinfo = readMountInfo): MountRef[] {
+  if (!binds.length) return [];
+  native.idmapBinds(binds, uid, gid);
+  const info = parseMountInfo(mountinfo());
+  return binds.map((b) => {
+    const id = mountAt(info, b.target)?.id;
+    if (id === undefined) throw new EciError('EROOTFS', `volume ${b.source}: the idmapped mount did not appear at ${b.target}`);
+    return { path: b.target, id };
+  });
 }

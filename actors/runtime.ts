@@ -1,13 +1,15 @@
 // What the manager does for each runc verb the launcher forwards. `create` is the one that matters:
 // check the spec, get a range from the allocator, map the rootfs, rewrite config.json, then let
 // runc run; anything that fails leaves nothing behind.
-import { appendFileSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
 import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
-import { planRootfs, type RootfsPlan } from './rootfs.ts';
+import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
+import { checkBindMounts, type ImageInfo, type OciMount, type Resolved } from './policy/mounts.ts';
+import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
 
@@ -15,9 +17,15 @@ export interface RuntimeHost {
   runc: string;
   log: Logger;
   container(id: string): ContainerActor | undefined;
-  /** Starts the actor for a new container; the rootfs is mapped following `plan`. */
-  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: RootfsPlan): ContainerActor;
+  /** Starts the actor for a new container; the rootfs and binds are mapped following `plan`. */
+  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: { rootfs: RootfsPlan; binds: BindPlan[] }): ContainerActor;
   isHostNamespace(type: string, path: string): boolean;
+  /** The admin settings in force now. */
+  settings(): Settings;
+  /** Where eci keeps a container's mounts (binds go under <dir>/binds). */
+  containerDir(id: string): string;
+  /** Paths restricted because of where this manager keeps its own state. */
+  ownPaths(): string[];
 }
 
 /** Writes an error where containerd/Docker read the runtime's failure reason (runc --log). */
@@ -32,6 +40,48 @@ export function logRuntimeError(cli: Pick<RuncCommandLine, 'log' | 'logFormat'>,
   } catch {
     /* the log is advisory; stderr carries the message too */
   }
+}
+
+/** realpath + stat of a host path, or undefined when it does not exist. */
+function resolveHostPath(p: string): Resolved | undefined {
+  try {
+    const path = realpathSync(p);
+    const st = statSync(path, { bigint: true });
+    return { path, dev: st.dev, ino: st.ino, isDir: st.isDirectory() };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The container's image, for the engine-socket rule: Kubernetes-style engines annotate it; for
+ * Docker it is in <data-root>/containers/<id>/config.v2.json, next to the hostname file it mounts.
+ */
+export function imageOf(spec: OciSpec, bundle: string, id: string): ImageInfo | undefined {
+  const ann = (spec.annotations ?? {}) as Record<string, string>;
+  const name = ann['io.kubernetes.cri.image-name'] ?? ann['org.opencontainers.image.ref.name'];
+  if (name) return { name };
+  const hostname = ((spec.mounts ?? []) as OciMount[]).find((m) => m.destination === '/etc/hostname' && m.source?.endsWith(`/containers/${id}/hostname`));
+  if (!hostname?.source) return undefined;
+  try {
+    const cfg = JSON.parse(readFileSync(join(dirname(hostname.source), 'config.v2.json'), 'utf8')) as { Config?: { Image?: string }; Image?: string };
+    return { name: cfg.Config?.Image, id: cfg.Image };
+  } catch {
+    void bundle;
+    return undefined;
+  }
+}
+
+/** Points each idmapped bind's spec mount at eci's mount, with the flags it already carries. */
+function withBinds(spec: OciSpec, binds: BindPlan[]): OciSpec {
+  if (!binds.length) return spec;
+  const mounts = [...((spec.mounts ?? []) as OciMount[])];
+  for (const b of binds) {
+    const m = mounts[b.index];
+    const extra = [b.nosuid ? 'nosuid' : '', b.nodev ? 'nodev' : ''].filter((o) => o && !(m.options ?? []).includes(o));
+    mounts[b.index] = { ...m, source: b.target, options: [...(m.options ?? []), ...extra] };
+  }
+  return { ...spec, mounts };
 }
 
 function writeAtomic(path: string, text: string): void {
@@ -103,16 +153,39 @@ export class RuntimeSession {
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }
-    const plan = planRootfs(resolve(bundle, spec.root!.path!));
+    const settings = this.host.settings();
+    if (!settings.enhancedContainerIsolation.value) {
+      // The administrator turned eci off: plain runc, nothing rewritten.
+      return { action: 'exec', argv: runcArgv };
+    }
+    const decisions = checkBindMounts(spec, {
+      id, bundle, image: imageOf(spec, bundle, id), resolve: resolveHostPath,
+      policy: {
+        restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],
+        shared: settings.fileSharing,
+        engineSockets: settings.engineSockets,
+        trustedImages: settings.dockerSocketMount.imageList.images,
+      },
+    });
+    const rootfs = planRootfs(resolve(bundle, spec.root!.path!));
+    const binds: BindPlan[] = [];
+    for (const d of decisions) {
+      if (d.kind === 'engine-file') continue;
+      binds.push({
+        index: d.index, source: d.resolved.path, target: join(this.host.containerDir(id), 'binds', String(binds.length)),
+        dev: d.resolved.dev, ino: d.resolved.ino, rdonly: d.readonly,
+        nosuid: !settings.volumes.allowSuid, nodev: !settings.volumes.allowDevices,
+      });
+    }
 
-    const actor = this.host.createContainer(id, bundle, cli.root, plan);
+    const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds });
     const snap = await actor.ready();
     if (!snap.matches('mounted')) {
       await actor.released;
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
     }
     const ctx = snap.context;
-    const rewritten: OciSpec = withRootPath(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), ctx.rootfs!);
+    const rewritten: OciSpec = withBinds(withRootPath(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), ctx.rootfs!), binds);
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {

@@ -1,6 +1,6 @@
 // The manager: one NATS bus, the allocator actor, one actor per container, and the unix socket the
 // eci-runc launcher talks to. Container state survives restarts in KV; events go to JetStream.
-import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -12,13 +12,17 @@ import type { ContainerContext } from '../statecharts/container.machine.ts';
 import { AllocatorActor } from './allocator.actor.ts';
 import { ContainerActor, type ContainerRecord } from './container.actor.ts';
 import type { ManagerConfig } from './config.ts';
+import { DEFAULT_SETTINGS, parseSettings, type Settings } from './settings.ts';
 import { EciError } from './errors.ts';
 import { runcStateDir } from './runc/cli.ts';
-import { mountRootfs, unmountRootfs, type RootfsNative, type RootfsPlan } from './rootfs.ts';
+import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNative, type RootfsPlan } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { encodeReply, FrameDecoder } from './shim-protocol.ts';
 
 export const VERSION = '0.1.0';
+
+/** What to mount for a container: its rootfs and its idmapped binds. */
+export interface MountPlan { rootfs: RootfsPlan; binds: BindPlan[] }
 const RECONCILE_MS = 30_000;
 
 export interface ContainerView {
@@ -54,11 +58,51 @@ export class Manager implements RuntimeHost {
   private hostNs = new Set<string>();
   allocator!: AllocatorActor;
   bus!: Bus;
+  private current: Settings = DEFAULT_SETTINGS;
+  private settingsText?: string;
 
   constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative) {}
 
   get runc(): string {
     return this.config.runc;
+  }
+
+  settings(): Settings {
+    return this.current;
+  }
+
+  /** eci's own state is restricted, wherever the environment put it. */
+  ownPaths(): string[] {
+    return [this.config.stateDir, this.config.runDir, this.config.settingsPath];
+  }
+
+  /**
+   * Loads the settings file; on a change, publishes the new settings, and on a bad file keeps the
+   * settings in force and publishes the rejection (field and reason).
+   */
+  private async reloadSettings(initial = false): Promise<void> {
+    let text: string | undefined;
+    let next: Settings;
+    try {
+      try {
+        text = readFileSync(this.config.settingsPath, 'utf8');
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') throw new EciError('ESETTINGS', `${this.config.settingsPath}: cannot read (${code})`);
+      }
+      if (text === this.settingsText && !initial) return;
+      this.settingsText = text;
+      next = text === undefined ? DEFAULT_SETTINGS : parseSettings(text, this.config.settingsPath);
+    } catch (e) {
+      if (initial) throw e;
+      this.log.error({ path: this.config.settingsPath, err: (e as Error).message }, 'settings rejected; the previous settings stay in force');
+      await this.publish(subjects.settingsEvent('rejected'), 'settings.rejected', { path: this.config.settingsPath, error: (e as Error).message });
+      return;
+    }
+    this.current = next;
+    if (initial) return;
+    this.log.info({ path: this.config.settingsPath }, 'settings reloaded');
+    await this.publish(subjects.settingsEvent('changed'), 'settings.changed', { path: this.config.settingsPath, settings: next });
   }
 
   async start(): Promise<void> {
@@ -77,8 +121,10 @@ export class Manager implements RuntimeHost {
         } catch { /* namespace type not supported by this kernel */ }
       }
     }
+    await this.reloadSettings(true);
+    watchFile(this.config.settingsPath, { interval: 500 }, () => void this.reloadSettings());
     this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
-    this.allocator = new AllocatorActor(this.config.range, {
+    this.allocator = new AllocatorActor(this.config.range ?? this.current.idRange, {
       nc: this.bus.nc, kv: this.bus.ranges, log: this.log,
       publish: (subject, type, data) => this.publish(subject, type, data),
     });
@@ -88,11 +134,12 @@ export class Manager implements RuntimeHost {
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
     await this.publish(subjects.managerEvent('started'), 'manager.started', { pid: process.pid, version: VERSION, nats: this.bus.url });
-    this.log.info({ socket: this.config.socket, nats: this.bus.url, range: this.config.range }, 'eci manager ready');
+    this.log.info({ socket: this.config.socket, nats: this.bus.url, range: this.allocator.config, settings: this.config.settingsPath }, 'eci manager ready');
   }
 
   async stop(o?: { stopServer?: boolean }): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    unwatchFile(this.config.settingsPath);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     rmSync(this.config.socket, { force: true });
     await Promise.all([...this.chains.values()]);
@@ -127,7 +174,7 @@ export class Manager implements RuntimeHost {
     return this.containers.get(id);
   }
 
-  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: RootfsPlan, restore?: ContainerRecord): ContainerActor {
+  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {
     const c = new ContainerActor(id, bundle, {
       requestRange: (owner) => this.requestRange(owner),
       freeRange: async (owner) => {
@@ -139,9 +186,14 @@ export class Manager implements RuntimeHost {
       mountRootfs: async (cid, uid, gid) => {
         const target = this.rootfsTarget(cid);
         mkdirSync(target, { recursive: true, mode: 0o711 });
+        let mounts: MountRef[] = [];
         try {
-          return { path: target, mounts: await mountRootfs(this.native, plan, target, uid, gid) };
+          mounts = await mountRootfs(this.native, plan.rootfs, target, uid, gid);
+          if (plan.binds.length) mkdirSync(join(this.containerDir(cid), 'binds'), { mode: 0o711 });
+          mounts.push(...mountBinds(this.native, plan.binds, uid, gid));
+          return { path: target, mounts };
         } catch (e) {
+          unmountRootfs(this.native, mounts);
           rmSync(this.containerDir(cid), { recursive: true, force: true });
           throw e;
         }
@@ -209,7 +261,7 @@ export class Manager implements RuntimeHost {
       const rec = e.json<ContainerRecord>();
       const alive = existsSync(runcStateDir(rec.runcRoot, id));
       if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
-        this.createContainer(id, rec.context.bundle, rec.runcRoot, { kind: 'bind', source: '' }, rec);
+        this.createContainer(id, rec.context.bundle, rec.runcRoot, { rootfs: { kind: 'bind', source: '' }, binds: [] }, rec);
         this.log.info({ id, state: rec.state }, 'restored container');
         continue;
       }

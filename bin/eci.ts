@@ -16,6 +16,7 @@ Enhanced Container Isolation: every container in its own user namespace with an 
 Commands:
   daemon     Run the manager (embedded nats-server unless ECI_NATS_URL is set)
   ps         List containers with their uid/gid ranges and states
+  settings   Check an admin settings file (settings validate FILE) or print the defaults
   version    Print the version
 
 Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
@@ -26,6 +27,12 @@ ECI_UID_BASE, ECI_UID_SIZE, ECI_UID_COUNT, ECI_LOG_LEVEL (see README).`,
 Runs the eci manager in the foreground, logging JSON lines to stdout. Listens on ECI_SOCKET
 (default /run/eci/eci.sock) for eci-runc; keeps state under ECI_STATE_DIR (default /var/lib/eci).
 Stops cleanly on SIGINT/SIGTERM.`,
+  settings: `Usage: eci settings validate [FILE]
+       eci settings defaults
+
+validate checks FILE (default: ECI_SETTINGS or /etc/eci/settings.json) and prints the settings
+it yields, or one line naming the bad field and why, with exit status 1.
+defaults prints the built-in settings (the schema, by example).`,
   ps: `Usage: eci ps [--json]
 
 Lists the containers the manager knows, with state and host uid/gid range.`,
@@ -77,6 +84,23 @@ async function ps(args: string[]): Promise<void> {
   for (const row of rows) console.log(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
 }
 
+async function settings(args: string[]): Promise<void> {
+  const { DEFAULT_SETTINGS, parseSettings } = await import('../actors/settings.ts');
+  const { readFileSync } = await import('node:fs');
+  if (args[0] === 'defaults') return void console.log(JSON.stringify(DEFAULT_SETTINGS, null, 2));
+  if (args[0] !== 'validate') throw new EciError('EUSAGE', "usage: eci settings validate [FILE] | eci settings defaults");
+  const file = args[1] ?? configFromEnv().settingsPath;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new EciError('ESETTINGS', `${file}: cannot read (${(e as NodeJS.ErrnoException).code})`);
+  }
+  const s = parseSettings(text, file);
+  console.log(`${file}: valid`);
+  console.log(JSON.stringify(s, null, 2));
+}
+
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
@@ -88,6 +112,7 @@ export async function main(argv: string[]): Promise<void> {
     switch (cmd) {
       case 'daemon': return await daemon();
       case 'ps': return await ps(args.slice(1));
+      case 'settings': return await settings(args.slice(1));
       default: throw new EciError('EUSAGE', `unknown command ${JSON.stringify(cmd)}; see 'eci --help'`);
     }
   } catch (e) {

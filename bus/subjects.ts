@@ -32,6 +32,7 @@ export const subjects = {
   containerEvents: (id = '*') => `${PREFIX}.evt.container.${id === '*' ? '*' : token(id)}.>`,
   allocatorEvent: (event: string) => `${PREFIX}.evt.allocator.${token(event)}`,
   managerEvent: (event: string) => `${PREFIX}.evt.manager.${token(event)}`,
+  settingsEvent: (event: string) => `${PREFIX}.evt.settings.${token(event)}`,
   /** Request/reply endpoints of the allocator actor. */
   allocatorAllocate: `${PREFIX}.allocator.allocate`,
   allocatorFree: `${PREFIX}.allocator.free`,

@@ -44,6 +44,7 @@ interface Addon {
   umount2(path: string, flags: number): void;
   isMountpoint(path: string): boolean;
   bindMount(source: string, target: string): void;
+  idmapBinds(binds: IdmapBind[], uid: number, gid: number, size: number): void;
   constants: { MNT_FORCE: number; MNT_DETACH: number; MNT_EXPIRE: number; UMOUNT_NOFOLLOW: number };
 }
 
@@ -192,6 +193,32 @@ export function bindMount(source: string, target: string): void {
   const native = loadAddon();
   try {
     native.bindMount(source, target);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
+
+/** One bind for idmapBinds: `dev`/`ino` are those of the inode the policy checked. */
+export interface IdmapBind {
+  source: string;
+  target: string;
+  dev: bigint;
+  ino: bigint;
+  nosuid?: boolean;
+  nodev?: boolean;
+  rdonly?: boolean;
+}
+
+/**
+ * Idmapped bind mounts (container mapping 0 -> uid/gid.hostID), in-process. A source that is no
+ * longer the checked inode fails with ESTALE; the final path component is never followed. All or
+ * nothing: on failure the binds already made are undone.
+ */
+export function idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void {
+  if (uid.size !== gid.size) throw usage('uid and gid ranges must have the same size');
+  const native = loadAddon();
+  try {
+    native.idmapBinds(binds, uid.hostID, gid.hostID, uid.size);
   } catch (err) {
     throw NativeError.from(err);
   }

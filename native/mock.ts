@@ -3,20 +3,21 @@
 // Every call is recorded in `nativeMock.calls`; mounts live in `nativeMock.mounts` (target -> stack);
 // `nativeMock.failNext(fn, code)` makes the next call(s) of fn fail with that code.
 import { NativeError, errnoOf } from './errors.ts';
-import type { RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './index.ts';
+import type { IdmapBind, IdRange, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './index.ts';
 
 export { NativeError, parseHelperOutput } from './errors.ts';
 export type { HelperExit, NativeErrorInit } from './errors.ts';
-export type { IdRange, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './index.ts';
+export type { IdmapBind, IdRange, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './index.ts';
 
-export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'unmount' | 'isMountpoint' | 'bindMount';
+export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'unmount' | 'isMountpoint' | 'bindMount' | 'idmapBinds';
 
 export type NativeCall =
   | { fn: 'mountRootfsOverlay'; args: [RootfsOverlayOptions] }
   | { fn: 'mountRootfsBind'; args: [RootfsBindOptions] }
   | { fn: 'unmount'; args: [string, UnmountOptions | undefined] }
   | { fn: 'isMountpoint'; args: [string] }
-  | { fn: 'bindMount'; args: [string, string] };
+  | { fn: 'bindMount'; args: [string, string] }
+  | { fn: 'idmapBinds'; args: [IdmapBind[], IdRange, IdRange] };
 
 export type MockMount =
   | { kind: 'overlay'; options: RootfsOverlayOptions }
@@ -151,4 +152,15 @@ export function bindMount(source: string, target: string): void {
   requireAbsolute('target', target);
   const top = nativeMock.mounts.get(source)?.at(-1);
   push(target, top ?? { kind: 'bind', options: { source, target, uid: { hostID: 0, size: 0 }, gid: { hostID: 0, size: 0 } } });
+}
+
+export function idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void {
+  nativeMock.calls.push({ fn: 'idmapBinds', args: [binds, uid, gid] });
+  const failure = injected('idmapBinds', 'open_tree');
+  if (failure) throw failure;
+  for (const b of binds) {
+    requireAbsolute('source', b.source);
+    requireAbsolute('target', b.target);
+    push(b.target, { kind: 'bind', options: { source: b.source, target: b.target, uid, gid } });
+  }
 }

@@ -31,7 +31,8 @@ export interface RangeData { container: string; index: number; uid: IdRangeV1; g
 export type ContainerEvent = Envelope<`container.${ContainerState}`, ContainerTransitionData>;
 export type RangeEvent = Envelope<'allocator.allocated' | 'allocator.freed', RangeData>;
 export type ManagerEvent = Envelope<'manager.started' | 'manager.stopping', { pid: number; version: string; nats: string }>;
-export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent;
+export type SettingsEvent = Envelope<'settings.changed' | 'settings.rejected', { path: string; settings?: unknown; error?: string }>;
+export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | SettingsEvent;
 
 export class SchemaError extends Error {
   readonly code = 'ESCHEMA';
@@ -65,6 +66,8 @@ export function validateEvent(x: unknown): EciEvent {
     }
   } else if (e.type === 'manager.started' || e.type === 'manager.stopping') {
     if (!Number.isInteger(d.pid)) throw new SchemaError('event.data.pid: expected an integer');
+  } else if (e.type === 'settings.changed' || e.type === 'settings.rejected') {
+    if (typeof d.path !== 'string') throw new SchemaError('event.data.path: expected a string');
   } else {
     throw new SchemaError(`event.type: unknown type ${JSON.stringify(e.type)}`);
   }

@@ -4,6 +4,7 @@
 //   umount2(path: string, flags: number): void
 //   isMountpoint(path: string): boolean   (false when the path does not exist)
 //   constants: { MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW }
+//   seccomp: { listen, watch, respond, idValid, closeFd, constants } (src/seccomp.cc)
 // Failures throw an Error shaped like Node's SystemError: code ('EINVAL'), errno (positive), syscall, path.
 #include <napi.h>
 
@@ -19,9 +20,15 @@
 
 #include "../cmd/errno-names.h"
 
+namespace eci_idmap { void Init(Napi::Env env, Napi::Object exports); }
+
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x00002000
 #endif
+
+namespace eci_seccomp {
+void Init(Napi::Env env, Napi::Object exports);  // src/seccomp.cc: exports.seccomp
+}
 
 namespace {
 
@@ -100,12 +107,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
   exports.Set("isMountpoint", Napi::Function::New(env, IsMountpoint, "isMountpoint"));
   exports.Set("bindMount", Napi::Function::New(env, BindMount, "bindMount"));
+  eci_idmap::Init(env, exports);
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("MNT_FORCE", Napi::Number::New(env, MNT_FORCE));
   constants.Set("MNT_DETACH", Napi::Number::New(env, MNT_DETACH));
   constants.Set("MNT_EXPIRE", Napi::Number::New(env, MNT_EXPIRE));
   constants.Set("UMOUNT_NOFOLLOW", Napi::Number::New(env, UMOUNT_NOFOLLOW));
   exports.Set("constants", constants);
+  eci_seccomp::Init(env, exports);
   return exports;
 }
 

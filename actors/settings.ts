@@ -1,0 +1,130 @@
+// The administrator's settings: one JSON file (/etc/eci/settings.json or ECI_SETTINGS). Every
+// field is optional; defaults work with no file at all. A bad file is refused with the field and
+// the reason, and whatever was in force stays in force.
+import { readFileSync } from 'node:fs';
+import { isAbsolute, normalize } from 'node:path';
+import { EciError } from './errors.ts';
+
+export const DEFAULT_SETTINGS_PATH = '/etc/eci/settings.json';
+
+export interface Settings {
+  /** Docker-style admin pair: eci on, and users cannot turn it off per container. */
+  enhancedContainerIsolation: { value: boolean; locked: boolean };
+  /** Host paths users may bind-mount (and everything under them). */
+  fileSharing: string[];
+  /** Host paths that may never be bind-mounted, on top of the built-in list. */
+  restrictedPaths: string[];
+  /** Engine sockets: mountable only into containers whose image is trusted. */
+  engineSockets: string[];
+  dockerSocketMount: { imageList: { images: string[] } };
+  idRange: { base: number; size: number; count: number };
+  volumes: { allowSuid: boolean; allowDevices: boolean };
+}
+
+/** Always restricted, whatever the file says: the engines' config and sockets, eci's own state, kernel surfaces. */
+export const BUILTIN_RESTRICTED = [
+  '/etc/docker', '/etc/containerd', '/etc/containers', '/run/containerd', '/var/lib/containerd', '/var/lib/docker/containers',
+  '/etc/eci', '/var/lib/eci', '/run/eci',
+  '/proc', '/sys', '/dev', '/boot', '/lib/modules', '/usr/lib/modules',
+];
+
+export const DEFAULT_SETTINGS: Settings = {
+  enhancedContainerIsolation: { value: true, locked: true },
+  fileSharing: ['/home', '/root', '/tmp', '/var/tmp', '/srv', '/mnt', '/media', '/opt', '/var/lib/docker/volumes'],
+  restrictedPaths: [],
+  engineSockets: ['/var/run/docker.sock', '/run/docker.sock', '/run/podman/podman.sock', '/run/containerd/containerd.sock'],
+  dockerSocketMount: { imageList: { images: [] } },
+  idRange: { base: 100000, size: 65536, count: 1024 },
+  volumes: { allowSuid: false, allowDevices: false },
+};
+
+type Checker = (v: unknown, field: string) => unknown;
+
+const bad = (field: string, why: string) => new EciError('ESETTINGS', `${field}: ${why}`);
+
+const bool: Checker = (v, f) => { if (typeof v !== 'boolean') throw bad(f, `expected true or false, got ${JSON.stringify(v)}`); return v; };
+const int = (min: number, max: number): Checker => (v, f) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(f, `expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return v;
+};
+const absPaths: Checker = (v, f) => {
+  if (!Array.isArray(v)) throw bad(f, 'expected an array of absolute paths');
+  return v.map((p, i) => {
+    if (typeof p !== 'string' || !isAbsolute(p)) throw bad(`${f}[${i}]`, `expected an absolute path, got ${JSON.stringify(p)}`);
+    return normalize(p).replace(/(.)\/$/, '$1');
+  });
+};
+const imageRefs: Checker = (v, f) => {
+  if (!Array.isArray(v)) throw bad(f, 'expected an array of image references');
+  return v.map((p, i) => {
+    if (typeof p !== 'string' || !/^(\*|[a-z0-9][a-z0-9._\/:-]*(@sha256:[0-9a-f]{64})?(:[A-Za-z0-9_.*-]+)?|sha256:[0-9a-f]{64})$/.test(p)) {
+      throw bad(`${f}[${i}]`, `expected an image reference (name[:tag|:*], name@sha256:..., or *), got ${JSON.stringify(p)}`);
+    }
+    return p;
+  });
+};
+function obj(shape: Record<string, Checker>): Checker {
+  return (v, f) => {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(f, 'expected an object');
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      const c = shape[k];
+      if (!c) throw bad(f ? `${f}.${k}` : k, `unknown field (known: ${Object.keys(shape).join(', ')})`);
+      out[k] = c(x, f ? `${f}.${k}` : k);
+    }
+    return out;
+  };
+}
+
+const schema = obj({
+  configurationFileVersion: int(1, 1),
+  enhancedContainerIsolation: obj({ value: bool, locked: bool }),
+  fileSharing: absPaths,
+  restrictedPaths: absPaths,
+  engineSockets: absPaths,
+  dockerSocketMount: obj({ imageList: obj({ images: imageRefs }) }),
+  idRange: obj({ base: int(1, 0xfffffffe), size: int(65536, 0x7fffffff), count: int(1, 65536) }),
+  volumes: obj({ allowSuid: bool, allowDevices: bool }),
+});
+
+/** Validates settings text and merges it over the defaults. Throws ESETTINGS naming the field. */
+export function parseSettings(text: string, where = 'settings'): Settings {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new EciError('ESETTINGS', `${where}: not valid JSON (${(e as Error).message})`);
+  }
+  let v: Record<string, any>;
+  try {
+    v = schema(raw, '') as Record<string, any>;
+  } catch (e) {
+    throw new EciError('ESETTINGS', `${where}: ${(e as Error).message}`);
+  }
+  const d = DEFAULT_SETTINGS;
+  const s: Settings = {
+    enhancedContainerIsolation: { ...d.enhancedContainerIsolation, ...v.enhancedContainerIsolation },
+    fileSharing: v.fileSharing ?? d.fileSharing,
+    restrictedPaths: v.restrictedPaths ?? d.restrictedPaths,
+    engineSockets: v.engineSockets ?? d.engineSockets,
+    dockerSocketMount: { imageList: { images: v.dockerSocketMount?.imageList?.images ?? d.dockerSocketMount.imageList.images } },
+    idRange: { ...d.idRange, ...v.idRange },
+    volumes: { ...d.volumes, ...v.volumes },
+  };
+  if (s.idRange.base + s.idRange.size * s.idRange.count > 0xffffffff) {
+    throw new EciError('ESETTINGS', `${where}: idRange: base + count x size goes past the 32-bit id space`);
+  }
+  return s;
+}
+
+/** Reads the settings file; a missing file means the defaults. */
+export function loadSettings(path: string): Settings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return DEFAULT_SETTINGS;
+    throw new EciError('ESETTINGS', `${path}: cannot read (${(e as NodeJS.ErrnoException).code})`);
+  }
+  return parseSettings(text, path);
+}

@@ -1,0 +1,171 @@
+// Idmapped bind mounts made in-process (no helper exec): volumes and other binds a container gets.
+// Only the user namespace needs a process of its own; a fork()ed child that calls nothing but raw
+// syscalls is safe even from a threaded Node process. Each bind clones the source with open_tree,
+// checks it is the very inode the policy checked (dev/ino), idmaps it with the container's mapping
+// (plus nosuid/nodev/rdonly as asked) and attaches it on the target. All or nothing.
+#include <napi.h>
+
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../cmd/errno-names.h"
+
+namespace eci_idmap {
+
+namespace {
+
+Napi::Error SysErr(Napi::Env env, int err, const char* syscall, const std::string& path) {
+  const std::string code = eci_errno_name(err);
+  Napi::Error e = Napi::Error::New(env, code + ": " + std::strerror(err) + ", " + syscall + " '" + path + "'");
+  e.Set("code", code);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", syscall);
+  e.Set("path", path);
+  return e;
+}
+
+bool WriteFile(const std::string& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  ::close(fd);
+  return ok;
+}
+
+// A user namespace with mapping 0 -> host/size, held by an fd. Returns -errno on failure.
+int MakeUserns(uint32_t uid, uint32_t gid, uint32_t size) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    return -err;
+  }
+  if (pid == 0) {
+    // Child: raw syscalls only (the parent is multithreaded).
+    char c;
+    if (::unshare(CLONE_NEWUSER) < 0) ::_exit(1);
+    ::close(pipefd[1]);
+    while (::read(pipefd[0], &c, 1) < 0 && errno == EINTR) {}
+    ::_exit(0);
+  }
+  ::close(pipefd[0]);
+  const std::string proc = "/proc/" + std::to_string(pid);
+  int nsfd = -1, err = 0;
+  // Wait until the child has its own user namespace (its ns link differs from ours).
+  struct stat self, other;
+  ::stat("/proc/self/ns/user", &self);
+  for (int i = 0; i < 2000; i++) {
+    if (::stat((proc + "/ns/user").c_str(), &other) == 0 && other.st_ino != self.st_ino) break;
+    ::usleep(100);
+  }
+  const std::string um = "0 " + std::to_string(uid) + " " + std::to_string(size) + "\n";
+  const std::string gm = "0 " + std::to_string(gid) + " " + std::to_string(size) + "\n";
+  if (!WriteFile(proc + "/uid_map", um) || !WriteFile(proc + "/gid_map", gm)) err = errno ? errno : EIO;
+  if (!err) {
+    nsfd = ::open((proc + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0) err = errno;
+  }
+  ::close(pipefd[1]);  // lets the child exit
+  int st;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  return err ? -err : nsfd;
+}
+
+struct Bind {
+  std::string source, target;
+  uint64_t dev, ino;
+  uint64_t attrs;
+};
+
+}  // namespace
+
+// idmapBinds(binds: {source, target, dev: bigint, ino: bigint, nosuid, nodev, rdonly}[], uid, gid, size)
+Napi::Value IdmapBinds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsArray()) throw Napi::TypeError::New(env, "idmapBinds(binds, uid, gid, size)");
+  const uint32_t uid = info[1].As<Napi::Number>().Uint32Value();
+  const uint32_t gid = info[2].As<Napi::Number>().Uint32Value();
+  const uint32_t size = info[3].As<Napi::Number>().Uint32Value();
+  if (uid == 0 || gid == 0 || size == 0) throw Napi::TypeError::New(env, "idmapBinds: uid, gid and size must be non-zero");
+  std::vector<Bind> binds;
+  Napi::Array arr = info[0].As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object o = arr.Get(i).As<Napi::Object>();
+    bool lossless;
+    Bind b;
+    b.source = o.Get("source").As<Napi::String>().Utf8Value();
+    b.target = o.Get("target").As<Napi::String>().Utf8Value();
+    b.dev = o.Get("dev").As<Napi::BigInt>().Uint64Value(&lossless);
+    b.ino = o.Get("ino").As<Napi::BigInt>().Uint64Value(&lossless);
+    b.attrs = MOUNT_ATTR_IDMAP;
+    if (o.Get("nosuid").ToBoolean()) b.attrs |= MOUNT_ATTR_NOSUID;
+    if (o.Get("nodev").ToBoolean()) b.attrs |= MOUNT_ATTR_NODEV;
+    if (o.Get("rdonly").ToBoolean()) b.attrs |= MOUNT_ATTR_RDONLY;
+    if (b.source.empty() || b.source[0] != '/' || b.target.empty() || b.target[0] != '/')
+      throw Napi::TypeError::New(env, "idmapBinds: source and target must be absolute paths");
+    binds.push_back(b);
+  }
+  if (binds.empty()) return env.Undefined();
+  int nsfd = MakeUserns(uid, gid, size);
+  if (nsfd < 0) throw SysErr(env, -nsfd, "unshare", "user namespace");
+  std::vector<std::string> done;
+  auto undo = [&]() {
+    for (auto it = done.rbegin(); it != done.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+    ::close(nsfd);
+  };
+  for (const Bind& b : binds) {
+    // AT_SYMLINK_NOFOLLOW: the policy checked a resolved path; a symlink swapped in now is refused.
+    int fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, b.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
+    if (fd < 0) { int e = errno; undo(); throw SysErr(env, e, "open_tree", b.source); }
+    struct stat st;
+    if (::fstat(fd, &st) < 0) { int e = errno; ::close(fd); undo(); throw SysErr(env, e, "fstat", b.source); }
+    if (static_cast<uint64_t>(st.st_dev) != b.dev || static_cast<uint64_t>(st.st_ino) != b.ino) {
+      ::close(fd);
+      undo();
+      throw SysErr(env, ESTALE, "open_tree", b.source + " (changed after it was checked)");
+    }
+    struct mount_attr attr;
+    std::memset(&attr, 0, sizeof attr);
+    attr.attr_set = b.attrs;
+    attr.userns_fd = static_cast<uint64_t>(nsfd);
+    if (::syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+      int e = errno; ::close(fd); undo(); throw SysErr(env, e, "mount_setattr", b.source);
+    }
+    // The target is made to match: a directory for a directory, an empty file for anything else.
+    if (S_ISDIR(st.st_mode)) {
+      if (::mkdir(b.target.c_str(), 0755) < 0 && errno != EEXIST) { int e = errno; ::close(fd); undo(); throw SysErr(env, e, "mkdir", b.target); }
+    } else {
+      int t = ::open(b.target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (t < 0) { int e = errno; ::close(fd); undo(); throw SysErr(env, e, "open", b.target); }
+      ::close(t);
+    }
+    if (::syscall(SYS_move_mount, fd, "", AT_FDCWD, b.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      int e = errno; ::close(fd); undo(); throw SysErr(env, e, "move_mount", b.target);
+    }
+    ::close(fd);
+    done.push_back(b.target);
+  }
+  ::close(nsfd);
+  return env.Undefined();
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("idmapBinds", Napi::Function::New(env, IdmapBinds, "idmapBinds"));
+}
+
+}  // namespace eci_idmap

@@ -1,0 +1,856 @@
+// eci_native, seccomp part: the agent socket that runc hands notify fds to, and the notify fds themselves.
+// Only native/index.ts uses this; it is exported from the addon as `seccomp`:
+//
+//   seccomp.listen(path, cb) -> { close(): void }
+//       AF_UNIX SOCK_STREAM socket at path (a stale socket there is unlinked; anything else -> EEXIST),
+//       mode 0600. One background thread polls the listening socket and every open connection; each
+//       connection is read until EOF (at most 64 KiB), collecting SCM_RIGHTS fds from every message
+//       (the first 4 are kept, marked CLOEXEC; any beyond are closed), then cb({ payload, fds,
+//       truncated, timedOut }) runs on the JS thread and owns the fds. A connection silent for 5 s is
+//       dropped: delivered as timedOut when something had arrived, silently closed otherwise. close()
+//       stops the thread, closes open connections (and fds not yet delivered) and unlinks the socket.
+//   seccomp.watch(notifyFd, cb) -> { close(): void }
+//       A thread per fd polls it (the event loop never blocks). Each notification is received into a
+//       zeroed buffer sized from SECCOMP_GET_NOTIF_SIZES, its pointer arguments are read through
+//       /proc/<pid>/mem bracketed by NOTIF_ID_VALID checks, and cb(notif) runs with
+//         { id: bigint, pid, nr, arch, args: bigint[6], syscall, strings, stringIssues, mountAttr?, valid }
+//       `strings` (name -> text, or null when the pointer is NULL, unreadable, truncated or not read):
+//         mount: source, target, fstype, data (data only for text-option filesystems: fstype tmpfs,
+//                proc, sysfs, overlay, bind, devpts, mqueue, cgroup, cgroup2, ramfs, or MS_BIND/MS_MOVE;
+//                otherwise null with issue 'binary')
+//         umount2: target          open_tree, fspick, mount_setattr: path
+//         move_mount: from_path, to_path      fsopen: fsname
+//         fsconfig: key (for the SET_* commands), value (SET_STRING, SET_PATH, SET_PATH_EMPTY only)
+//         chmod, fchmodat, fchmodat2: path      fchmod, fsmount: none
+//       `stringIssues[name]` is 'null' | 'unreadable' | 'truncated' (no NUL within PATH_MAX bytes) |
+//       'binary', present only for strings that are null for a reason other than a normal read.
+//       mountAttr ({ attrSet, attrClr, propagation, usernsFd }: bigints) for mount_setattr when the size
+//       argument is >= MOUNT_ATTR_SIZE_VER0 (32) and the struct could be read (only the first 32 bytes).
+//       valid: the second NOTIF_ID_VALID check passed (the bytes were read from the syscall's memory).
+//       Syscalls decoded: x86_64, x32 (X32 bit) and i386 numbers of the mount family and chmod family;
+//       anything else is 'unknown'. When the filter has no users any more (POLLHUP), or RECV fails
+//       for good, cb({ closed: true, error? }) runs once, the fd is closed and watching stops.
+//       close() stops watching and closes the fd (no closed callback then).
+//   seccomp.respond(notifyFd, id, { kind: 'continue' } | { kind: 'errno', errno } | { kind: 'value', val })
+//   seccomp.idValid(notifyFd, id) -> boolean          seccomp.closeFd(fd)
+// Failures throw SystemError-shaped errors { code, errno, syscall } (respond: ENOENT when the target
+// is gone or was interrupted; EINPROGRESS when already answered).
+#include <napi.h>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cmd/errno-names.h"
+
+#ifndef AUDIT_ARCH_X86_64
+#define AUDIT_ARCH_X86_64 0xC000003EU
+#endif
+#ifndef AUDIT_ARCH_I386
+#define AUDIT_ARCH_I386 0x40000003U
+#endif
+#define X32_SYSCALL_BIT 0x40000000U
+// <sys/mount.h> and <linux/mount.h> clash on glibc 2.36: the few values needed, by their kernel numbers.
+#define ECI_MS_BIND 4096UL
+#define ECI_MS_MOVE 8192UL
+#define ECI_FSCONFIG_SET_STRING 1
+#define ECI_FSCONFIG_SET_BINARY 2
+#define ECI_FSCONFIG_SET_PATH 3
+#define ECI_FSCONFIG_SET_PATH_EMPTY 4
+#define ECI_FSCONFIG_SET_FD 5
+
+namespace eci_seccomp {
+namespace {
+
+// ---------- small helpers ----------
+
+Napi::Error SysError(Napi::Env env, int err, const char* syscall, const std::string& what) {
+  const std::string code = eci_errno_name(err);
+  Napi::Error e = Napi::Error::New(env, code + ": " + std::strerror(err) + ", " + what);
+  e.Set("code", code);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", syscall);
+  return e;
+}
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void WakeFd(int efd) {
+  uint64_t one = 1;
+  ssize_t r;
+  do r = ::write(efd, &one, sizeof(one));
+  while (r < 0 && errno == EINTR);
+}
+
+struct NotifSizes {
+  size_t notif = sizeof(struct seccomp_notif);
+  size_t resp = sizeof(struct seccomp_notif_resp);
+};
+
+const NotifSizes& Sizes() {
+  static NotifSizes s = [] {
+    NotifSizes r;
+    struct seccomp_notif_sizes k;
+    std::memset(&k, 0, sizeof(k));
+    if (::syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &k) == 0) {
+      r.notif = std::max<size_t>(r.notif, k.seccomp_notif);
+      r.resp = std::max<size_t>(r.resp, k.seccomp_notif_resp);
+    }
+    return r;
+  }();
+  return s;
+}
+
+bool IdValid(int fd, uint64_t id) {
+  return ::ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+// ---------- listener: the socket runc connects to ----------
+
+constexpr size_t kMaxPayload = 64 * 1024;
+constexpr size_t kMaxFdsKept = 4;
+constexpr int64_t kIdleMs = 5000;
+constexpr size_t kMaxConns = 128;
+
+struct Delivery {
+  std::string payload;
+  std::vector<int> fds;
+  bool truncated = false;
+  bool timedOut = false;
+  ~Delivery() {
+    for (int fd : fds) ::close(fd);  // only those never handed to JS
+  }
+};
+
+struct Conn {
+  int fd = -1;
+  int64_t last = 0;
+  std::unique_ptr<Delivery> d{new Delivery};
+  bool got = false;  // any byte or fd arrived
+};
+
+struct Listener {
+  std::string path;
+  int sock = -1;
+  int wake = -1;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::thread thread;
+  Napi::ThreadSafeFunction tsfn;
+  std::atomic<bool> stop{false};
+  bool closed = false;
+};
+
+std::mutex gMu;  // guards the two maps below (JS thread + env cleanup only, but cheap)
+std::map<uint32_t, std::shared_ptr<Listener>> gListeners;
+uint32_t gNextHandle = 1;
+
+void Deliver(const std::shared_ptr<Listener>& l, std::unique_ptr<Delivery> d) {
+  Delivery* raw = d.release();
+  auto call = [](Napi::Env env, Napi::Function cb, Delivery* dv) {
+    std::unique_ptr<Delivery> owned(dv);
+    if (env == nullptr || cb == nullptr) return;  // torn down: the destructor closes the fds
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("payload", Napi::String::New(env, dv->payload));
+    Napi::Array fds = Napi::Array::New(env, dv->fds.size());
+    for (size_t i = 0; i < dv->fds.size(); i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, dv->fds[i]));
+    o.Set("fds", fds);
+    o.Set("truncated", Napi::Boolean::New(env, dv->truncated));
+    o.Set("timedOut", Napi::Boolean::New(env, dv->timedOut));
+    dv->fds.clear();  // JS owns them now
+    cb.Call({o});
+  };
+  if (l->tsfn.NonBlockingCall(raw, call) != napi_ok) delete raw;
+}
+
+// Reads what is available on c. Returns false when the connection is finished (EOF, error or cap).
+bool ReadConn(Conn& c) {
+  for (;;) {
+    char buf[16384];
+    union {
+      char b[CMSG_SPACE(16 * sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct iovec iov = {buf, sizeof(buf)};
+    struct msghdr mh;
+    std::memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.b;
+    mh.msg_controllen = sizeof(u.b);
+    ssize_t n = ::recvmsg(c.fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      return false;
+    }
+    if (mh.msg_controllen > 0) {
+      for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+          if (c.d->fds.size() < kMaxFdsKept)
+            c.d->fds.push_back(fd);
+          else
+            ::close(fd);
+        }
+        c.got = true;
+      }
+    }
+    if (n == 0) return false;
+    c.got = true;
+    c.last = NowMs();
+    size_t room = kMaxPayload - c.d->payload.size();
+    if (static_cast<size_t>(n) > room) {
+      c.d->payload.append(buf, room);
+      c.d->truncated = true;
+      return false;
+    }
+    c.d->payload.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void ListenLoop(std::shared_ptr<Listener> l) {
+  std::vector<Conn> conns;
+  std::vector<struct pollfd> pfds;
+  while (!l->stop.load()) {
+    pfds.clear();
+    pfds.push_back({l->wake, POLLIN, 0});
+    pfds.push_back({l->sock, POLLIN, 0});
+    int64_t now = NowMs();
+    int timeout = -1;
+    for (auto& c : conns) {
+      pfds.push_back({c.fd, POLLIN, 0});
+      int64_t left = std::max<int64_t>(0, c.last + kIdleMs - now);
+      if (timeout < 0 || left < timeout) timeout = static_cast<int>(left);
+    }
+    int r = ::poll(pfds.data(), pfds.size(), timeout);
+    if (r < 0 && errno != EINTR) break;
+    if (l->stop.load()) break;
+    now = NowMs();
+    std::vector<Conn> keep;
+    for (size_t i = 0; i < conns.size(); i++) {
+      Conn& c = conns[i];
+      bool open = true;
+      if (r > 0 && pfds[i + 2].revents) open = ReadConn(c);
+      if (open && now - c.last >= kIdleMs) {
+        // Silent for 5 s: deliver whatever arrived (marked), drop a connection that sent nothing.
+        ::close(c.fd);
+        if (c.got) {
+          c.d->timedOut = true;
+          Deliver(l, std::move(c.d));
+        }
+        continue;
+      }
+      if (!open) {
+        ::close(c.fd);
+        Deliver(l, std::move(c.d));
+        continue;
+      }
+      keep.push_back(std::move(c));
+    }
+    conns = std::move(keep);
+    if (r > 0 && (pfds[1].revents & POLLIN)) {
+      for (;;) {
+        int fd = ::accept4(l->sock, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;  // EAGAIN, or a transient error: poll again
+        if (conns.size() >= kMaxConns) {
+          ::close(fd);
+          continue;
+        }
+        Conn c;
+        c.fd = fd;
+        c.last = NowMs();
+        conns.push_back(std::move(c));
+      }
+    }
+  }
+  for (auto& c : conns) ::close(c.fd);  // undelivered fds closed by ~Delivery
+}
+
+// Stops the thread and releases the socket. Idempotent; JS thread only (close() or the TSFN finalizer).
+void StopListenerThread(const std::shared_ptr<Listener>& l) {
+  if (!l->thread.joinable()) return;
+  l->stop.store(true);
+  WakeFd(l->wake);
+  l->thread.join();
+  struct stat st;
+  if (::lstat(l->path.c_str(), &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino) ::unlink(l->path.c_str());
+  ::close(l->sock);
+  ::close(l->wake);
+}
+
+void EraseListener(const std::shared_ptr<Listener>& l) {
+  std::lock_guard<std::mutex> g(gMu);
+  for (auto it = gListeners.begin(); it != gListeners.end(); ++it)
+    if (it->second == l) {
+      gListeners.erase(it);
+      break;
+    }
+}
+
+Napi::Value Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsFunction())
+    throw Napi::TypeError::New(env, "listen(path: string, callback: function)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct sockaddr_un addr;
+  std::memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path) || path.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, "listen: path must be 1.." + std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) throw SysError(env, EEXIST, "bind", "listen: " + path + " exists and is not a socket");
+    ::unlink(path.c_str());
+  }
+  int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (sock < 0) throw SysError(env, errno, "socket", "socket");
+  // bind, then chmod, then listen: nobody can connect before the mode is 0600.
+  if (::bind(sock, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) < 0) {
+    int err = errno;
+    ::close(sock);
+    throw SysError(env, err, "bind", "bind " + path);
+  }
+  const char* step = nullptr;
+  if (::chmod(path.c_str(), 0600) < 0)
+    step = "chmod";
+  else if (::lstat(path.c_str(), &st) < 0)
+    step = "lstat";
+  else if (::listen(sock, 64) < 0)
+    step = "listen";
+  int wake = step ? -1 : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!step && wake < 0) step = "eventfd";
+  if (step) {
+    int err = errno;
+    ::close(sock);
+    ::unlink(path.c_str());
+    throw SysError(env, err, step, std::string(step) + " " + path);
+  }
+  auto l = std::make_shared<Listener>();
+  l->path = path;
+  l->sock = sock;
+  l->wake = wake;
+  l->dev = st.st_dev;
+  l->ino = st.st_ino;
+  // The finalizer runs after close() (nothing left to do) or at environment teardown, where it must
+  // join the thread before the TSFN is freed.
+  l->tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "eci-seccomp-listener", 0, 1,
+                                          [](Napi::Env, std::shared_ptr<Listener>* held) {
+                                            StopListenerThread(*held);
+                                            EraseListener(*held);
+                                            delete held;
+                                          },
+                                          new std::shared_ptr<Listener>(l));
+  l->thread = std::thread(ListenLoop, l);
+  uint32_t handle;
+  {
+    std::lock_guard<std::mutex> g(gMu);
+    handle = gNextHandle++;
+    gListeners[handle] = l;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("close", Napi::Function::New(env, [handle](const Napi::CallbackInfo&) {
+          std::shared_ptr<Listener> l;
+          {
+            std::lock_guard<std::mutex> g(gMu);
+            auto it = gListeners.find(handle);
+            if (it == gListeners.end()) return;
+            l = it->second;
+            gListeners.erase(it);
+          }
+          if (l->closed) return;
+          l->closed = true;
+          StopListenerThread(l);
+          l->tsfn.Release();
+        }, "close"));
+  return o;
+}
+
+// ---------- watcher: one notify fd ----------
+
+enum class StrIssue { None, Null, Unreadable, Truncated, Binary };
+
+struct StrArg {
+  std::string name;
+  StrIssue issue = StrIssue::None;
+  std::string value;
+};
+
+struct Notif {
+  bool closed = false;
+  std::string error;  // for closed: why, when not a plain hangup
+  uint64_t id = 0;
+  uint32_t pid = 0;
+  int32_t nr = 0;
+  uint32_t arch = 0;
+  uint64_t args[6] = {0, 0, 0, 0, 0, 0};
+  const char* syscall = "unknown";
+  std::vector<StrArg> strings;
+  bool hasAttr = false;
+  uint64_t attr[4] = {0, 0, 0, 0};
+  bool valid = false;
+};
+
+struct Watcher {
+  int fd = -1;
+  int wake = -1;
+  std::thread thread;
+  Napi::ThreadSafeFunction tsfn;
+  std::atomic<bool> stop{false};
+  bool closed = false;  // JS thread only
+};
+
+std::map<uint32_t, std::shared_ptr<Watcher>> gWatchers;
+
+enum Sc { SC_UNKNOWN, SC_MOUNT, SC_UMOUNT2, SC_OPEN_TREE, SC_MOVE_MOUNT, SC_FSOPEN, SC_FSCONFIG, SC_FSMOUNT, SC_FSPICK,
+          SC_MOUNT_SETATTR, SC_CHMOD, SC_FCHMOD, SC_FCHMODAT, SC_FCHMODAT2 };
+
+const char* const kScNames[] = {"unknown", "mount", "umount2", "open_tree", "move_mount", "fsopen", "fsconfig",
+                                "fsmount", "fspick", "mount_setattr", "chmod", "fchmod", "fchmodat", "fchmodat2"};
+
+// Numbers 428.. are the same on every architecture (allocated after the syscall table unification).
+Sc CommonNr(uint32_t nr) {
+  switch (nr) {
+    case 428: return SC_OPEN_TREE;
+    case 429: return SC_MOVE_MOUNT;
+    case 430: return SC_FSOPEN;
+    case 431: return SC_FSCONFIG;
+    case 432: return SC_FSMOUNT;
+    case 433: return SC_FSPICK;
+    case 442: return SC_MOUNT_SETATTR;
+    case 452: return SC_FCHMODAT2;
+    default: return SC_UNKNOWN;
+  }
+}
+
+Sc Decode(uint32_t arch, int32_t snr) {
+  uint32_t nr = static_cast<uint32_t>(snr);
+  if (arch == AUDIT_ARCH_X86_64) {
+    nr &= ~X32_SYSCALL_BIT;  // x32 shares these numbers with x86_64
+    switch (nr) {
+      case 165: return SC_MOUNT;
+      case 166: return SC_UMOUNT2;
+      case 90: return SC_CHMOD;
+      case 91: return SC_FCHMOD;
+      case 268: return SC_FCHMODAT;
+      default: return CommonNr(nr);
+    }
+  }
+  if (arch == AUDIT_ARCH_I386) {
+    switch (nr) {
+      case 21: return SC_MOUNT;
+      case 52: return SC_UMOUNT2;
+      case 15: return SC_CHMOD;
+      case 94: return SC_FCHMOD;
+      case 306: return SC_FCHMODAT;
+      default: return CommonNr(nr);
+    }
+  }
+  return SC_UNKNOWN;
+}
+
+// Reads a NUL-terminated string of at most PATH_MAX bytes (NUL included) at addr.
+void ReadString(int mem, uint64_t addr, StrArg& out) {
+  if (addr == 0) {
+    out.issue = StrIssue::Null;
+    return;
+  }
+  if (mem < 0) {
+    out.issue = StrIssue::Unreadable;
+    return;
+  }
+  std::string buf(PATH_MAX, '\0');
+  size_t have = 0;
+  while (have < buf.size()) {
+    ssize_t n = ::pread(mem, &buf[have], buf.size() - have, static_cast<off_t>(addr + have));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    size_t before = have;
+    have += static_cast<size_t>(n);
+    if (std::memchr(&buf[before], '\0', static_cast<size_t>(n))) break;
+  }
+  const void* nul = have ? std::memchr(buf.data(), '\0', have) : nullptr;
+  if (nul) {
+    out.value.assign(buf.data(), static_cast<const char*>(nul) - buf.data());
+    return;
+  }
+  out.issue = have == buf.size() ? StrIssue::Truncated : StrIssue::Unreadable;
+}
+
+bool IsTextFs(const std::string& fs) {
+  static const char* const kText[] = {"tmpfs", "proc", "sysfs", "overlay", "bind", "devpts", "mqueue",
+                                      "cgroup", "cgroup2", "ramfs"};
+  for (const char* t : kText)
+    if (fs == t) return true;
+  return false;
+}
+
+// Fills n from a received notification: decode, then read the pointer arguments between two ID_VALIDs.
+void Inspect(int notifyFd, const struct seccomp_notif* k, Notif& n) {
+  n.id = k->id;
+  n.pid = k->pid;
+  n.nr = k->data.nr;
+  n.arch = k->data.arch;
+  for (int i = 0; i < 6; i++) n.args[i] = k->data.args[i];
+  const Sc sc = Decode(k->data.arch, k->data.nr);
+  n.syscall = kScNames[sc];
+
+  int mem = -1;
+  if (k->pid != 0) {
+    char p[64];
+    std::snprintf(p, sizeof(p), "/proc/%u/mem", k->pid);
+    mem = ::open(p, O_RDONLY | O_CLOEXEC);
+  }
+  // Proves the pid was not recycled between RECV and open.
+  if (mem >= 0 && !IdValid(notifyFd, k->id)) {
+    ::close(mem);
+    mem = -1;
+  }
+  auto str = [&](const char* name, uint64_t addr) -> StrArg& {
+    StrArg a;
+    a.name = name;
+    ReadString(mem, addr, a);
+    n.strings.push_back(std::move(a));
+    return n.strings.back();
+  };
+  auto skip = [&](const char* name, StrIssue why) {
+    StrArg a;
+    a.name = name;
+    a.issue = why;
+    n.strings.push_back(std::move(a));
+  };
+  const __u64* a = k->data.args;
+  switch (sc) {
+    case SC_MOUNT: {
+      str("source", a[0]);
+      str("target", a[1]);
+      StrArg& fs = str("fstype", a[2]);
+      const bool bindOrMove = (a[3] & (ECI_MS_BIND | ECI_MS_MOVE)) != 0;
+      if (bindOrMove || (fs.issue == StrIssue::None && IsTextFs(fs.value)))
+        str("data", a[4]);
+      else
+        skip("data", a[4] == 0 ? StrIssue::Null : StrIssue::Binary);
+      break;
+    }
+    case SC_UMOUNT2: str("target", a[0]); break;
+    case SC_OPEN_TREE:
+    case SC_FSPICK: str("path", a[1]); break;
+    case SC_MOVE_MOUNT:
+      str("from_path", a[1]);
+      str("to_path", a[3]);
+      break;
+    case SC_FSOPEN: str("fsname", a[0]); break;
+    case SC_FSCONFIG: {
+      const uint64_t cmd = a[1];
+      if (cmd <= ECI_FSCONFIG_SET_FD) str("key", a[2]);
+      if (cmd == ECI_FSCONFIG_SET_STRING || cmd == ECI_FSCONFIG_SET_PATH || cmd == ECI_FSCONFIG_SET_PATH_EMPTY)
+        str("value", a[3]);
+      else if (cmd == ECI_FSCONFIG_SET_BINARY)
+        skip("value", StrIssue::Binary);
+      break;
+    }
+    case SC_MOUNT_SETATTR: {
+      str("path", a[1]);
+      const uint64_t size = a[4];
+      uint64_t buf[4] = {0, 0, 0, 0};
+      if (mem >= 0 && a[3] != 0 && size >= sizeof(buf)) {
+        ssize_t r;
+        do r = ::pread(mem, buf, sizeof(buf), static_cast<off_t>(a[3]));
+        while (r < 0 && errno == EINTR);
+        if (r == static_cast<ssize_t>(sizeof(buf))) {
+          n.hasAttr = true;
+          std::memcpy(n.attr, buf, sizeof(buf));
+        }
+      }
+      break;
+    }
+    case SC_CHMOD: str("path", a[0]); break;
+    case SC_FCHMODAT:
+    case SC_FCHMODAT2: str("path", a[1]); break;
+    default: break;
+  }
+  if (mem >= 0) ::close(mem);
+  // Every byte read above is only trusted if the syscall is still the one waiting.
+  n.valid = IdValid(notifyFd, k->id);
+}
+
+Napi::Object NotifToJs(Napi::Env env, const Notif& n) {
+  Napi::Object o = Napi::Object::New(env);
+  if (n.closed) {
+    o.Set("closed", Napi::Boolean::New(env, true));
+    if (!n.error.empty()) o.Set("error", n.error);
+    return o;
+  }
+  o.Set("id", Napi::BigInt::New(env, n.id));
+  o.Set("pid", Napi::Number::New(env, n.pid));
+  o.Set("nr", Napi::Number::New(env, n.nr));
+  o.Set("arch", Napi::Number::New(env, n.arch));
+  Napi::Array args = Napi::Array::New(env, 6);
+  for (uint32_t i = 0; i < 6; i++) args.Set(i, Napi::BigInt::New(env, n.args[i]));
+  o.Set("args", args);
+  o.Set("syscall", n.syscall);
+  Napi::Object strings = Napi::Object::New(env);
+  Napi::Object issues = Napi::Object::New(env);
+  for (const StrArg& s : n.strings) {
+    if (s.issue == StrIssue::None) {
+      strings.Set(s.name, Napi::String::New(env, s.value));
+      continue;
+    }
+    strings.Set(s.name, env.Null());
+    const char* why = s.issue == StrIssue::Null ? "null"
+                      : s.issue == StrIssue::Truncated ? "truncated"
+                      : s.issue == StrIssue::Binary ? "binary"
+                                                    : "unreadable";
+    issues.Set(s.name, why);
+  }
+  o.Set("strings", strings);
+  o.Set("stringIssues", issues);
+  if (n.hasAttr) {
+    Napi::Object ma = Napi::Object::New(env);
+    ma.Set("attrSet", Napi::BigInt::New(env, n.attr[0]));
+    ma.Set("attrClr", Napi::BigInt::New(env, n.attr[1]));
+    ma.Set("propagation", Napi::BigInt::New(env, n.attr[2]));
+    ma.Set("usernsFd", Napi::BigInt::New(env, n.attr[3]));
+    o.Set("mountAttr", ma);
+  }
+  o.Set("valid", Napi::Boolean::New(env, n.valid));
+  return o;
+}
+
+// Stops the thread and closes the notify fd. Idempotent; JS thread only.
+void StopWatcherThread(const std::shared_ptr<Watcher>& w) {
+  if (!w->thread.joinable()) return;
+  w->stop.store(true);
+  WakeFd(w->wake);
+  w->thread.join();
+  ::close(w->fd);
+  ::close(w->wake);
+}
+
+void StopWatcher(const std::shared_ptr<Watcher>& w) {
+  if (w->closed) return;
+  w->closed = true;
+  StopWatcherThread(w);
+  w->tsfn.Release();
+}
+
+void EraseWatcher(const std::shared_ptr<Watcher>& w) {
+  std::lock_guard<std::mutex> g(gMu);
+  for (auto it = gWatchers.begin(); it != gWatchers.end(); ++it)
+    if (it->second == w) {
+      gWatchers.erase(it);
+      break;
+    }
+}
+
+struct WatchItem {
+  std::shared_ptr<Watcher> w;
+  Notif n;
+};
+
+void Post(const std::shared_ptr<Watcher>& w, Notif&& n) {
+  WatchItem* item = new WatchItem{w, std::move(n)};
+  auto call = [](Napi::Env env, Napi::Function cb, WatchItem* it) {
+    std::unique_ptr<WatchItem> owned(it);
+    if (env == nullptr || cb == nullptr) return;
+    if (it->w->closed) return;  // closed by JS meanwhile: nothing more to say
+    if (it->n.closed) {
+      // The thread has ended: close the fd here, on the JS thread, so no respond() can race the close.
+      StopWatcher(it->w);
+      EraseWatcher(it->w);
+    }
+    cb.Call({NotifToJs(env, it->n)});
+  };
+  if (w->tsfn.NonBlockingCall(item, call) != napi_ok) delete item;
+}
+
+void WatchLoop(std::shared_ptr<Watcher> w) {
+  const NotifSizes& sz = Sizes();
+  std::vector<unsigned char> buf(sz.notif);
+  for (;;) {
+    struct pollfd p[2] = {{w->fd, POLLIN, 0}, {w->wake, POLLIN, 0}};
+    int r = ::poll(p, 2, -1);
+    if (w->stop.load()) return;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      Notif n;
+      n.closed = true;
+      n.error = std::string("poll: ") + std::strerror(errno);
+      Post(w, std::move(n));
+      return;
+    }
+    if (p[0].revents & POLLIN) {
+      std::fill(buf.begin(), buf.end(), 0);
+      auto* k = reinterpret_cast<struct seccomp_notif*>(buf.data());
+      if (::ioctl(w->fd, SECCOMP_IOCTL_NOTIF_RECV, k) < 0) {
+        if (errno == ENOENT || errno == EINTR) continue;  // target gone or interrupted
+        Notif n;
+        n.closed = true;
+        n.error = std::string("SECCOMP_IOCTL_NOTIF_RECV: ") + std::strerror(errno);
+        Post(w, std::move(n));
+        return;
+      }
+      Notif n;
+      Inspect(w->fd, k, n);
+      Post(w, std::move(n));
+      continue;
+    }
+    if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+      Notif n;
+      n.closed = true;
+      if (p[0].revents & POLLNVAL) n.error = "notify fd is not open";
+      Post(w, std::move(n));
+      return;
+    }
+  }
+}
+
+int FdArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " (fd) must be a number");
+  int fd = info[i].As<Napi::Number>().Int32Value();
+  if (fd < 0) throw Napi::TypeError::New(info.Env(), "fd must be >= 0");
+  return fd;
+}
+
+uint64_t IdArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsBigInt())
+    throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " (id) must be a bigint");
+  bool lossless = false;
+  uint64_t v = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw Napi::TypeError::New(info.Env(), "id does not fit in 64 bits");
+  return v;
+}
+
+Napi::Value Watch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "watch(fd, callback: function)");
+  if (::fcntl(fd, F_GETFD) < 0) throw SysError(env, errno, "fcntl", "watch: fd " + std::to_string(fd));
+  int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake < 0) throw SysError(env, errno, "eventfd", "eventfd");
+  (void)Sizes();  // query once on the JS thread
+  auto w = std::make_shared<Watcher>();
+  w->fd = fd;
+  w->wake = wake;
+  w->tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "eci-seccomp-watch", 0, 1,
+                                          [](Napi::Env, std::shared_ptr<Watcher>* held) {
+                                            StopWatcherThread(*held);
+                                            EraseWatcher(*held);
+                                            delete held;
+                                          },
+                                          new std::shared_ptr<Watcher>(w));
+  w->thread = std::thread(WatchLoop, w);
+  uint32_t handle;
+  {
+    std::lock_guard<std::mutex> g(gMu);
+    handle = gNextHandle++;
+    gWatchers[handle] = w;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("close", Napi::Function::New(env, [handle](const Napi::CallbackInfo&) {
+          std::shared_ptr<Watcher> w;
+          {
+            std::lock_guard<std::mutex> g(gMu);
+            auto it = gWatchers.find(handle);
+            if (it == gWatchers.end()) return;
+            w = it->second;
+            gWatchers.erase(it);
+          }
+          StopWatcher(w);
+        }, "close"));
+  return o;
+}
+
+void Respond(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(info, 0);
+  const uint64_t id = IdArg(info, 1);
+  if (info.Length() < 3 || !info[2].IsObject()) throw Napi::TypeError::New(env, "respond(fd, id, response)");
+  Napi::Object r = info[2].As<Napi::Object>();
+  const std::string kind = r.Get("kind").IsString() ? r.Get("kind").As<Napi::String>().Utf8Value() : "";
+  std::vector<unsigned char> buf(Sizes().resp, 0);
+  auto* resp = reinterpret_cast<struct seccomp_notif_resp*>(buf.data());
+  resp->id = id;
+  if (kind == "continue") {
+    resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  } else if (kind == "errno") {
+    Napi::Value e = r.Get("errno");
+    if (!e.IsNumber()) throw Napi::TypeError::New(env, "respond: errno must be a number");
+    const int64_t v = e.As<Napi::Number>().Int64Value();
+    if (v <= 0 || v > 4095) throw Napi::TypeError::New(env, "respond: errno must be in 1..4095");
+    resp->error = -static_cast<int32_t>(v);
+  } else if (kind == "value") {
+    Napi::Value v = r.Get("val");
+    if (!v.IsNumber() && !v.IsBigInt()) throw Napi::TypeError::New(env, "respond: val must be a number");
+    bool lossless = true;
+    resp->val = v.IsBigInt() ? v.As<Napi::BigInt>().Int64Value(&lossless) : v.As<Napi::Number>().Int64Value();
+  } else {
+    throw Napi::TypeError::New(env, "respond: kind must be 'continue', 'errno' or 'value'");
+  }
+  if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0)
+    throw SysError(env, errno, "ioctl", "SECCOMP_IOCTL_NOTIF_SEND id " + std::to_string(id));
+}
+
+Napi::Value IdValidJs(const Napi::CallbackInfo& info) {
+  const int fd = FdArg(info, 0);
+  uint64_t id = IdArg(info, 1);
+  if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0) return Napi::Boolean::New(info.Env(), true);
+  if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
+  throw SysError(info.Env(), errno, "ioctl", "SECCOMP_IOCTL_NOTIF_ID_VALID");
+}
+
+void CloseFd(const Napi::CallbackInfo& info) {
+  const int fd = FdArg(info, 0);
+  if (::close(fd) < 0 && errno != EINTR) throw SysError(info.Env(), errno, "close", "close fd " + std::to_string(fd));
+}
+
+}  // namespace
+
+void Init(Napi::Env env, Napi::Object exports) {
+  Napi::Object s = Napi::Object::New(env);
+  s.Set("listen", Napi::Function::New(env, Listen, "listen"));
+  s.Set("watch", Napi::Function::New(env, Watch, "watch"));
+  s.Set("respond", Napi::Function::New(env, Respond, "respond"));
+  s.Set("idValid", Napi::Function::New(env, IdValidJs, "idValid"));
+  s.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("AUDIT_ARCH_X86_64", Napi::Number::New(env, AUDIT_ARCH_X86_64));
+  c.Set("AUDIT_ARCH_I386", Napi::Number::New(env, AUDIT_ARCH_I386));
+  c.Set("SECCOMP_USER_NOTIF_FLAG_CONTINUE", Napi::Number::New(env, SECCOMP_USER_NOTIF_FLAG_CONTINUE));
+  s.Set("constants", c);
+  exports.Set("seccomp", s);
+}
+
+}  // namespace eci_seccomp

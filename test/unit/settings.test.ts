@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SETTINGS, parseSettings } from '../../actors/settings.ts';
+
+describe('admin settings', () => {
+  it('defaults fill what the file leaves out', () => {
+    const s = parseSettings('{"fileSharing": ["/data/"], "idRange": {"base": 200000}}');
+    expect(s.fileSharing).toEqual(['/data']);
+    expect(s.idRange).toEqual({ base: 200000, size: 65536, count: 1024 });
+    expect(s.enhancedContainerIsolation).toEqual({ value: true, locked: true });
+    expect(parseSettings('{}')).toEqual(DEFAULT_SETTINGS);
+  });
+  it('names the field and the reason', () => {
+    const cases: [string, string][] = [
+      ['{', 'f: not valid JSON'],
+      ['[]', 'f: : expected an object'],
+      ['{"fileshare": []}', 'f: fileshare: unknown field'],
+      ['{"fileSharing": "/home"}', 'f: fileSharing: expected an array of absolute paths'],
+      ['{"fileSharing": ["home"]}', 'f: fileSharing[0]: expected an absolute path, got "home"'],
+      ['{"restrictedPaths": ["/a", 3]}', 'f: restrictedPaths[1]: expected an absolute path, got 3'],
+      ['{"idRange": {"size": 1000}}', 'f: idRange.size: expected an integer from 65536'],
+      ['{"idRange": {"count": 1.5}}', 'f: idRange.count: expected an integer'],
+      ['{"enhancedContainerIsolation": {"value": "yes"}}', 'f: enhancedContainerIsolation.value: expected true or false, got "yes"'],
+      ['{"dockerSocketMount": {"imageList": {"images": ["Bad Name"]}}}', 'f: dockerSocketMount.imageList.images[0]: expected an image reference'],
+      ['{"idRange": {"base": 4294000000, "count": 100}}', 'f: idRange: base + count x size goes past'],
+    ];
+    for (const [text, msg] of cases) expect(() => parseSettings(text, 'f'), text).toThrow(msg);
+  });
+  it('accepts image references with tags, wildcards and digests', () => {
+    const imgs = ['docker:*', 'docker.io/library/docker:24', 'repo/x@sha256:' + 'a'.repeat(64), '*'];
+    expect(parseSettings(JSON.stringify({ dockerSocketMount: { imageList: { images: imgs } } })).dockerSocketMount.imageList.images).toEqual(imgs);
+  });
+});
