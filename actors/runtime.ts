@@ -8,6 +8,7 @@ import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
 import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
+import { capsFromMask, clampCapabilities } from './runc/caps.ts';
 import { checkBindMounts, type ImageInfo, type OciMount, type Resolved } from './policy/mounts.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
@@ -40,6 +41,13 @@ export function logRuntimeError(cli: Pick<RuncCommandLine, 'log' | 'logFormat'>,
   } catch {
     /* the log is advisory; stderr carries the message too */
   }
+}
+
+let held: Set<string> | undefined;
+/** The capabilities eci itself holds (its bounding set), read once. */
+function heldCapabilities(): Set<string> {
+  if (!held) held = capsFromMask(/^CapBnd:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');
+  return held;
 }
 
 /** realpath + stat of a host path, or undefined when it does not exist. */
@@ -185,7 +193,10 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
     }
     const ctx = snap.context;
-    const rewritten: OciSpec = withBinds(withRootPath(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), ctx.rootfs!), binds);
+    const rewritten: OciSpec = withBinds(
+      withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
+      binds,
+    );
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {

@@ -223,3 +223,143 @@ export function idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void
     throw NativeError.from(err);
   }
 }
+
+// ---------- seccomp agent: the listener socket runc connects to, and the notify fds it hands over ----------
+// (Appended section; the pure parts live in ./seccomp-agent.ts, shared with mock.ts.)
+import { spawn as spawnSeccompHelper } from 'node:child_process';
+import {
+  asHelperArgs,
+  createSeccompListener,
+  parseAgentDelivery,
+  type MountAsOptions,
+  type RawAgentDelivery,
+  type RawWatchEvent,
+  type SeccompAgentConnection,
+  type SeccompListener,
+  type SeccompResponse,
+  type UmountAsOptions,
+} from './seccomp-agent.ts';
+
+export type {
+  MountAsOptions,
+  SeccompAgentConnection,
+  SeccompListener,
+  SeccompNotif,
+  SeccompResponse,
+  SeccompStringIssue,
+  UmountAsOptions,
+} from './seccomp-agent.ts';
+export { parseAgentDelivery } from './seccomp-agent.ts';
+
+interface SeccompAddon {
+  listen(path: string, cb: (d: RawAgentDelivery) => void): { close(): void };
+  watch(fd: number, cb: (e: RawWatchEvent) => void): { close(): void };
+  respond(fd: number, id: bigint, r: SeccompResponse): void;
+  idValid(fd: number, id: bigint): boolean;
+  closeFd(fd: number): void;
+}
+
+function seccompAddon(): SeccompAddon {
+  return (loadAddon() as unknown as { seccomp: SeccompAddon }).seccomp;
+}
+
+/**
+ * Listens on an AF_UNIX socket at `path` (mode 0600; a stale socket is replaced) for runtimes that hand
+ * over a seccomp notify fd (`linux.seccomp.listenerPath`). onConnection runs once per connection, on the
+ * event loop; a connection with an error carries no fd (all were closed). The receiver owns notifyFd.
+ */
+export function serveSeccompAgent(path: string, onConnection: (c: SeccompAgentConnection) => void): { close(): Promise<void> } {
+  if (!isAbsolute(path)) throw usage(`seccomp agent socket must be an absolute path, got ${path}`);
+  const s = seccompAddon();
+  let handle: { close(): void };
+  try {
+    handle = s.listen(path, (d) => {
+      const { conn, close } = parseAgentDelivery(d);
+      for (const fd of close) {
+        try {
+          s.closeFd(fd);
+        } catch {
+          /* already gone */
+        }
+      }
+      onConnection(conn);
+    });
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  let closed = false;
+  return {
+    close() {
+      if (!closed) {
+        closed = true;
+        handle.close();
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Watches a seccomp notify fd (taking ownership of it) without blocking the event loop. */
+export function listenSeccomp(fd: number): SeccompListener {
+  if (!Number.isInteger(fd) || fd < 0) throw usage(`listenSeccomp needs an fd, got ${fd}`);
+  const s = seccompAddon();
+  return createSeccompListener({
+    fd,
+    watch(cb) {
+      try {
+        return s.watch(fd, cb);
+      } catch (err) {
+        throw NativeError.from(err);
+      }
+    },
+    respond: (id, r) => s.respond(fd, id, r),
+    idValid: (id) => s.idValid(fd, id),
+  });
+}
+
+/** Runs eci-helper with the notify fd (if any) as its fd 3; resolves on {"ok":true}. */
+function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<void> {
+  const helper = helperPath();
+  const args = asHelperArgs(kind, o, o.notify ? 3 : undefined);
+  return new Promise((resolve, reject) => {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
+    if (o.notify) stdio.push(o.notify.fd);
+    const child = spawnSeccompHelper(helper, args, { stdio });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), HELPER_TIMEOUT_MS);
+    child.on('error', (e: Error & { code?: string; errno?: number }) => {
+      clearTimeout(timer);
+      reject(new NativeError({
+        code: e.code ?? 'EIO',
+        errno: typeof e.errno === 'number' ? Math.abs(e.errno) : errnoOf('EIO'),
+        syscall: 'spawn',
+        message: `cannot run ${helper}: ${e.message}`,
+        path: helper,
+        cause: e,
+      }));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const failure = parseHelperOutput(stdout, { code, signal, stderr });
+      if (failure) reject(failure);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * mount(2) performed for process o.pid, in its namespaces, root, cwd, ids and capabilities (eci-helper
+ * mount-as). Rejects with a NativeError: syscall 'mount' means the mount itself failed and its errno is
+ * the answer for the container; any other syscall is a failure to get there (ENOENT/ESRCH: target gone).
+ */
+export function mountAs(o: MountAsOptions): Promise<void> {
+  return runAsHelper('mount-as', o);
+}
+
+/** umount2(2) for process o.pid (eci-helper umount-as); errors as for mountAs, with syscall 'umount2'. */
+export function umountAs(o: UmountAsOptions): Promise<void> {
+  return runAsHelper('umount-as', o);
+}

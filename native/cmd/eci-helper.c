@@ -8,6 +8,8 @@
  *                             --upper UP --work WK --target TGT
  *   eci-helper rootfs-bind    --uid-host U --gid-host G --size N --source SRC --target TGT
  *   eci-helper umount         --target TGT [--detach]
+ *   eci-helper mount-as       --pid P [--source S] --target T [--fstype F] [--flags N] [--data D]
+ *   eci-helper umount-as      --pid P --target T [--flags N]       (both: see mount-as.h)
  *
  * Output: exactly one JSON line on stdout. {"ok":true} and exit 0 on success;
  * {"ok":false,"code":"EINVAL","errno":22,"syscall":"fsconfig","message":"..."} and exit 1 on failure;
@@ -829,6 +831,9 @@ static int cmd_umount(struct opts *o)
 	return 0;
 }
 
+/* mount-as / umount-as: a vetted mount(2)/umount2(2) done for a container process. */
+#include "mount-as.h"
+
 int main(int argc, char **argv)
 {
 	enum { O_UID = 1, O_GID, O_SIZE, O_BASE, O_LOWER, O_UPPER, O_WORK, O_TARGET, O_SOURCE, O_DETACH };
@@ -849,6 +854,8 @@ int main(int argc, char **argv)
 	int opt;
 
 	signal(SIGPIPE, SIG_IGN);
+	if (argc >= 2 && (strcmp(argv[1], "mount-as") == 0 || strcmp(argv[1], "umount-as") == 0))
+		return main_as(argc, argv);
 	if (argc < 2 || argv[1][0] == '-') {
 		usage_error("usage: eci-helper rootfs-overlay|rootfs-bind|umount --option value ...");
 		return report();

@@ -316,7 +316,7 @@ static int cmd_as(const struct as_opts *o)
 		if (failure.set) {
 			m.err = failure.err ? failure.err : EIO;
 			memcpy(m.syscall, failure.syscall, sizeof(m.syscall));
-			snprintf(m.message, sizeof(m.message), "%s", failure.message);
+			memcpy(m.message, failure.message, sizeof(m.message) - 1);
 		}
 		ssize_t w = write(pipefd[1], &m, sizeof(m));
 		_exit(w == (ssize_t)sizeof(m) ? 0 : 1);

@@ -77,3 +77,29 @@ describe('clampIdSysctls', () => {
     expect(() => clampIdSysctls(bad, 65536)).toThrow(/ping_group_range.*two integers/);
   });
 });
+
+import { capsFromMask, clampCapabilities } from '../../actors/runc/caps.ts';
+describe('capabilities', () => {
+  it('reads a CapBnd mask and clamps every set to it', () => {
+    const held = capsFromMask('000001fffeffffff'); // this kind of machine: no CAP_SYS_RESOURCE (24)
+    expect(held.has('CAP_SYS_ADMIN')).toBe(true);
+    expect(held.has('CAP_SYS_RESOURCE')).toBe(false);
+    expect(held.has('CAP_CHECKPOINT_RESTORE')).toBe(true);
+    const all = ['CAP_SYS_ADMIN', 'CAP_SYS_RESOURCE', 'CAP_CHOWN'];
+    const s = clampCapabilities({ ...base(all.map(() => ({ type: 'pid' }))), process: { capabilities: { bounding: all, effective: all, permitted: all } } }, held);
+    expect((s.process as { capabilities: Record<string, string[]> }).capabilities).toEqual({
+      bounding: ['CAP_SYS_ADMIN', 'CAP_CHOWN'], effective: ['CAP_SYS_ADMIN', 'CAP_CHOWN'], permitted: ['CAP_SYS_ADMIN', 'CAP_CHOWN'],
+    });
+  });
+  it('gives a privileged spec (every classic capability) every capability eci holds', async () => {
+    const { CAP_NAMES } = await import('../../actors/runc/caps.ts');
+    const held = capsFromMask('000001fffeffffff');
+    const dockerPrivileged = CAP_NAMES.slice(0, 38);
+    const s = clampCapabilities({ ...base([]), process: { capabilities: { bounding: dockerPrivileged, effective: dockerPrivileged, ambient: [] } } }, held);
+    const c = (s.process as { capabilities: Record<string, string[]> }).capabilities;
+    expect(c.bounding).toContain('CAP_BPF');
+    expect(c.bounding).not.toContain('CAP_SYS_RESOURCE');
+    expect(c.bounding).toHaveLength(held.size);
+    expect(c.ambient).toEqual([]);
+  });
+});

@@ -1,0 +1,66 @@
+// --privileged through eci: every capability eci holds, host device nodes present, and still no
+// reach beyond the container. The probes are harmless (test/fixtures/c/priv_probe.c says why).
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { startManager, type TestManager } from '../helpers/manager.ts';
+import { buildC } from '../helpers/cprog.ts';
+
+const avail = dockerdAvailable();
+
+/** The host's root block device, from its mount table (e.g. /dev/vda). */
+function hostBlockDevice(): string | undefined {
+  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
+  const dev = line?.split(' - ')[1]?.split(' ')[1];
+  return dev && dev.startsWith('/dev/') && existsSync(dev) ? dev : undefined;
+}
+
+describe.skipIf(!avail.ok)(`privileged containers stay contained${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
+  let m: TestManager;
+  let d: Dockerd;
+  let img: string;
+  let dir: string;
+  let probe: string;
+
+  beforeAll(async () => {
+    m = await startManager();
+    d = await startDockerd({ runtimes: { eci: m.runtime } });
+    img = await importBusyboxImage(d);
+    dir = mkdtempSync('/tmp/eciv-');
+    chmodSync(dir, 0o755);
+    probe = join(dir, 'priv_probe');
+    copyFileSync(await buildC('priv_probe'), probe);
+    chmodSync(probe, 0o755);
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await m?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs with every capability eci holds and the host devices present', async () => {
+    const r = await d.docker(['run', '--rm', ...RUN_FLAGS, '--privileged', '--runtime=eci', img, 'sh', '-c', 'grep CapEff /proc/self/status; cat /proc/self/uid_map; ls /dev | wc -l']);
+    expect(r.code, r.stderr).toBe(0);
+    const [capEff, map, devs] = r.stdout.trim().split('\n');
+    const mine = /^CapBnd:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1];
+    expect(capEff.split(/\s+/)[1]).toBe(mine);
+    expect(map.trim().split(/\s+/).join(' ')).toBe('0 100000 65536');
+    expect(Number(devs)).toBeGreaterThan(15);
+  });
+
+  it('blocks block-device reads, mknod, bpf, module loads, global sysctls, /sys knobs, release_agent and sysrq', async () => {
+    const dev = hostBlockDevice();
+    const r = await d.docker(['run', '--rm', ...RUN_FLAGS, '--privileged', '--runtime=eci', '-v', `${dir}:/probe:ro`, img, '/probe/priv_probe', ...(dev ? [dev] : [])]);
+    expect(r.code, r.stderr).toBe(0);
+    const results = Object.fromEntries(r.stdout.trim().split('\n').map((l) => l.split(' ')));
+    console.log(`privileged probes under eci: ${JSON.stringify(results)}`);
+    for (const [probeName, result] of Object.entries(results)) {
+      expect(result, `${probeName} must not succeed`).not.toBe('ok');
+    }
+    if (dev) expect(results.blockdev_read).toMatch(/EACCES|EPERM|ENOENT/);
+    expect(results.mknod_loop).toBe('EPERM');
+    expect(results.bpf_map_list).toBe('EPERM');
+    expect(results.sysctl_kernel_printk_ratelimit).toMatch(/EACCES|EPERM|EROFS/);
+  });
+});
