@@ -355,11 +355,11 @@ function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountA
  * mount-as). Rejects with a NativeError: syscall 'mount' means the mount itself failed and its errno is
  * the answer for the container; any other syscall is a failure to get there (ENOENT/ESRCH: target gone).
  */
-export function mountAs(o: MountAsOptions): Promise<void> {
+export async function mountAs(o: MountAsOptions): Promise<void> {
   return runAsHelper('mount-as', o);
 }
 
 /** umount2(2) for process o.pid (eci-helper umount-as); errors as for mountAs, with syscall 'umount2'. */
-export function umountAs(o: UmountAsOptions): Promise<void> {
+export async function umountAs(o: UmountAsOptions): Promise<void> {
   return runAsHelper('umount-as', o);
 }

@@ -30,6 +30,7 @@
  *      The bounding and ambient sets are left alone (nothing is exec'd).
  *   5. mount()/umount2(); the child sends its errno back over a pipe.
  */
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/fsuid.h>
 #include <linux/capability.h>
@@ -283,13 +284,18 @@ static int cmd_as(const struct as_opts *o)
 		fail(errno, "setgroups", "setgroups(0)");
 		goto out;
 	}
+	/* Compare with our own namespaces before entering any (our /proc/self is gone after setns mnt). */
+	bool same[AS_NNS];
 	for (int i = 0; i < AS_NNS; i++) {
-		if (nsfd[i] < 0)
-			continue;
-		int same = as_same_ns(nsfd[i], as_namespaces[i].name);
-		if (same < 0)
+		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], as_namespaces[i].name);
+		if (r < 0)
 			goto out;
-		if (!same && setns(nsfd[i], as_namespaces[i].type) < 0) {
+		same[i] = r == 1;
+	}
+	for (int i = 0; i < AS_NNS; i++) {
+		if (same[i])
+			continue;
+		if (setns(nsfd[i], as_namespaces[i].type) < 0) {
 			fail(errno, "setns", "setns into the %s namespace of process %ld", as_namespaces[i].name, o->pid);
 			goto out;
 		}
@@ -300,7 +306,6 @@ static int cmd_as(const struct as_opts *o)
 		goto out;
 	}
 	fflush(NULL);
-	pid_t parent = getpid();
 	pid_t child = fork();
 	if (child < 0) {
 		fail(errno, "fork", "fork into the pid namespace of process %ld", o->pid);
@@ -309,7 +314,10 @@ static int cmd_as(const struct as_opts *o)
 	if (child == 0) {
 		struct msg m;
 		close(pipefd[0]);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		/* getppid() is 0 here (the parent is outside this pid namespace): the helper is known to be
+		 * alive while the pipe's read end is open (POLLERR on the write end once it is gone). */
+		struct pollfd pp = { .fd = pipefd[1], .events = POLLOUT };
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&pp, 1, 0) != 1 || (pp.revents & (POLLERR | POLLHUP)))
 			_exit(1);
 		as_child(o, &creds, rootfd, cwdfd);
 		memset(&m, 0, sizeof(m));

@@ -1,19 +1,47 @@
-// Builds the small static C programs in test/fixtures/c/ that tests run inside containers.
-import { execFile } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+// Small C test programs (test/fixtures/c/<name>.c), compiled on demand with `gcc -static -O2` so they
+// run inside any container rootfs. Binaries are cached by source hash under $TMPDIR/eci-cprog/.
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-const FIXTURES = new URL('../fixtures/c/', import.meta.url).pathname;
-const OUT = join(new URL('../../node_modules/.cache/eci-cprog/', import.meta.url).pathname);
+const run = promisify(execFile);
 
-/** Compiles test/fixtures/c/<name>.c with `gcc -static -O2` (cached by mtime) and returns the binary. */
+export const FIXTURES_C = fileURLToPath(new URL('../fixtures/c/', import.meta.url));
+const CACHE = join(tmpdir(), 'eci-cprog');
+
+function probeGcc(): string | null {
+  try {
+    execFileSync('gcc', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'gcc is not installed';
+  }
+  return null;
+}
+
+/** Why C fixtures cannot be built here (null when gcc is usable): use with describe.skipIf. */
+export const gccMissing: string | null = probeGcc();
+
+/** Compiles test/fixtures/c/<name>.c (static, -O2) and returns the binary's path (cached). */
 export async function buildC(name: string): Promise<string> {
-  const src = join(FIXTURES, `${name}.c`);
-  const bin = join(OUT, name);
-  mkdirSync(OUT, { recursive: true });
-  let fresh = false;
-  try { fresh = statSync(bin).mtimeMs >= statSync(src).mtimeMs; } catch { /* not built yet */ }
-  if (!fresh) await promisify(execFile)('gcc', ['-static', '-O2', '-Wall', '-o', bin, src]);
-  return bin;
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`bad C fixture name ${name}`);
+  if (gccMissing) throw new Error(`cannot build ${name}.c: ${gccMissing}`);
+  const src = join(FIXTURES_C, `${name}.c`);
+  const hash = createHash('sha256').update(await readFile(src)).digest('hex').slice(0, 16);
+  const out = join(CACHE, `${name}-${hash}`);
+  if (existsSync(out)) return out;
+  await mkdir(CACHE, { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  try {
+    await run('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-o', tmp, src]);
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`gcc failed on ${src}: ${err.stderr?.trim() || err.message}`);
+  }
+  await rename(tmp, out); // atomic: concurrent builders each produce a whole file
+  return out;
 }

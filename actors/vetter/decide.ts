@@ -1,0 +1,108 @@
+// What the syscall vetter answers for each notified syscall. Pure: the notification in, a verdict
+// out. The rule that makes it race-free: a decision that depends on memory the container can still
+// change (a path, a string) is never enforced with CONTINUE. Such calls are either refused or
+// *performed* by eci's helper inside the container's namespaces, with the arguments eci read, and
+// with the checks done there on the object the call acts on (see native/cmd/eci-helper.c mount-as).
+// CONTINUE is used only where every variant of the call is safe (the decision rests on register
+// arguments, which cannot change, or on nothing).
+
+export interface VetRequest {
+  container: string;
+  pid: number;
+  syscall: string;
+  args: bigint[];
+  strings: Record<string, string | null>;
+  mountAttr?: { attrSet: bigint; attrClr: bigint; propagation: bigint; usernsFd: bigint };
+}
+
+export type PerformOp =
+  | { op: 'mount'; source?: string; target: string; fstype?: string; flags: bigint; data?: string }
+  | { op: 'umount'; target: string; flags: bigint };
+
+export type Verdict =
+  | { kind: 'perform'; perform: PerformOp; reason: string }
+  | { kind: 'errno'; errno: number; code: string; reason: string }
+  | { kind: 'continue'; reason: string };
+
+// <linux/mount.h>, <sys/mount.h>
+export const MS = {
+  RDONLY: 0x1n, NOSUID: 0x2n, NODEV: 0x4n, NOEXEC: 0x8n, REMOUNT: 0x20n, BIND: 0x1000n, MOVE: 0x2000n, REC: 0x4000n,
+  UNBINDABLE: 0x20000n, PRIVATE: 0x40000n, SLAVE: 0x80000n, SHARED: 0x100000n,
+} as const;
+export const MOUNT_ATTR = { RDONLY: 0x1n, NOSUID: 0x2n, NODEV: 0x4n, NOEXEC: 0x8n, IDMAP: 0x100000n, NOSYMFOLLOW: 0x200000n } as const;
+const OPEN_TREE_CLONE = 1n;
+const MOVE_MOUNT_F_EMPTY_PATH = 0x4n;
+const FSCONFIG_CMD_RECONFIGURE = 7n;
+
+const EPERM = (reason: string): Verdict => ({ kind: 'errno', errno: 1, code: 'EPERM', reason });
+const perform = (p: PerformOp, reason: string): Verdict => ({ kind: 'perform', perform: p, reason });
+
+/** Flags that loosen a mount; clearing any of them through mount_setattr is refused. */
+const PROTECTIVE_ATTRS = MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV | MOUNT_ATTR.NOEXEC | MOUNT_ATTR.NOSYMFOLLOW;
+
+export function decide(r: VetRequest): Verdict {
+  const a = (i: number) => r.args[i] ?? 0n;
+  switch (r.syscall) {
+    case 'mount': {
+      const target = r.strings.target;
+      if (target == null) return EPERM('mount: the target could not be read from the caller');
+      const flags = a(3);
+      const str = (k: string) => r.strings[k] ?? undefined;
+      // Remounts (also of eci-managed mounts) are performed with the read-only check done on the
+      // very mount the target resolves to: a read-only mount never becomes writable.
+      const op: PerformOp = { op: 'mount', source: str('source'), target, fstype: str('fstype'), flags, data: str('data') };
+      if (flags & MS.REMOUNT) return perform(op, (flags & MS.RDONLY) ? 'remount read-only' : 'remount (refused there if the mount is read-only)');
+      if (flags & MS.MOVE) return perform(op, 'move (refused there for eci-managed mounts)');
+      if (flags & MS.BIND) return perform(op, 'bind (a bind of a read-only mount stays read-only)');
+      if (flags & (MS.SHARED | MS.PRIVATE | MS.SLAVE | MS.UNBINDABLE)) return perform(op, 'propagation change');
+      return perform(op, `new ${op.fstype ?? 'unknown'} mount`);
+    }
+    case 'umount2': {
+      const target = r.strings.target;
+      if (target == null) return EPERM('umount2: the target could not be read from the caller');
+      return perform({ op: 'umount', target, flags: a(1) }, 'unmount (refused there for eci-managed mounts)');
+    }
+    case 'mount_setattr': {
+      const attr = r.mountAttr;
+      if (!attr) return EPERM('mount_setattr: the mount_attr could not be read from the caller');
+      if (attr.attrClr & PROTECTIVE_ATTRS) return EPERM('mount_setattr may not clear read-only, nosuid, nodev, noexec or nosymfollow');
+      if (attr.attrSet & MOUNT_ATTR.IDMAP) return EPERM('mount_setattr may not idmap mounts');
+      // Only tightening flags or propagation remains: safe whichever mount a racing thread names.
+      return { kind: 'continue', reason: 'only tightens mount attributes' };
+    }
+    case 'open_tree':
+      // A clone keeps the source's flags (read-only stays read-only); an uncloned mount fd could
+      // move an eci-managed mount, so it is refused.
+      return (a(2) & OPEN_TREE_CLONE) ? { kind: 'continue', reason: 'detached clone keeps its flags' } : EPERM('open_tree without OPEN_TREE_CLONE is not allowed');
+    case 'move_mount':
+      if (!(a(4) & MOVE_MOUNT_F_EMPTY_PATH) || (r.strings.from_path ?? '') !== '') return EPERM('move_mount of a mount named by path is not allowed (use mount --move)');
+      return { kind: 'continue', reason: 'attaches a mount held by fd; its flags travel with it' };
+    case 'fsopen':
+    case 'fsmount':
+      return { kind: 'continue', reason: 'new filesystem, gated by the kernel for the user namespace' };
+    case 'fsconfig':
+      return a(1) === FSCONFIG_CMD_RECONFIGURE ? EPERM('fsconfig reconfigure of an existing superblock is not allowed') : { kind: 'continue', reason: 'configures a new filesystem context' };
+    case 'fspick':
+      return EPERM('fspick (reconfiguring an existing superblock) is not allowed');
+    default:
+      return EPERM(`${r.syscall}: not a syscall eci vets; refused`);
+  }
+}
+
+/** A per-container token bucket: a container flooding vetted calls is refused, not the others. */
+export class RateLimiter {
+  private tokens: number;
+  private last: number;
+  constructor(private readonly perSecond: number, private readonly burst: number, private now: () => number = () => Date.now()) {
+    this.tokens = burst;
+    this.last = now();
+  }
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.perSecond);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
