@@ -106,7 +106,10 @@ export class RuntimeSession {
 
   constructor(private host: RuntimeHost) {}
 
+  private t0 = 0;
+
   async request(cwd: string, argv: string[]): Promise<ShimReply> {
+    this.t0 = performance.now();
     try {
       this.cli = parseRuncArgs(argv);
       const cli = this.cli;
@@ -133,8 +136,11 @@ export class RuntimeSession {
 
   async exit(status: number): Promise<ShimReply> {
     if (!this.onExit) return { action: 'done', status };
+    const t = performance.now();
     try {
-      return await this.onExit(status);
+      const r = await this.onExit(status);
+      this.host.log.debug({ cmd: this.cli?.command, id: this.cli?.id, status, ms: +(performance.now() - t).toFixed(2), totalMs: +(performance.now() - this.t0).toFixed(2) }, 'runtime call finished');
+      return r;
     } catch (e) {
       this.host.log.error({ err: e }, 'error after runc exited');
       return { action: 'done', status };
@@ -228,6 +234,7 @@ export class RuntimeSession {
       }
       return { action: 'done', status };
     };
+    this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2) }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
   }
 

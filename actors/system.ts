@@ -187,8 +187,10 @@ export class Manager implements RuntimeHost {
         const target = this.rootfsTarget(cid);
         mkdirSync(target, { recursive: true, mode: 0o711 });
         let mounts: MountRef[] = [];
+        const t = performance.now();
         try {
           mounts = await mountRootfs(this.native, plan.rootfs, target, uid, gid);
+          this.log.debug({ id: cid, ms: +(performance.now() - t).toFixed(2) }, 'rootfs mounted');
           if (plan.binds.length) mkdirSync(join(this.containerDir(cid), 'binds'), { mode: 0o711 });
           mounts.push(...mountBinds(this.native, plan.binds, uid, gid));
           return { path: target, mounts };
@@ -210,7 +212,9 @@ export class Manager implements RuntimeHost {
   }
 
   private async requestRange(owner: string): Promise<AllocationResult> {
+    const t = performance.now();
     const m = await this.bus.nc.request(subjects.allocatorAllocate, JSON.stringify({ owner }), { timeout: 5000 });
+    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2) }, 'range request answered');
     return m.json<AllocationResult>();
   }
 

@@ -4,7 +4,8 @@
 //   seccomp.listen(path, cb) -> { close(): void }
 //       AF_UNIX SOCK_STREAM socket at path (a stale socket there is unlinked; anything else -> EEXIST),
 //       mode 0600. One background thread polls the listening socket and every open connection; each
-//       connection is read until EOF (at most 64 KiB), collecting SCM_RIGHTS fds from every message
+//       connection is read until EOF or the end of a complete top-level JSON object, whichever comes
+//       first (runc 1.1.5 does not close its end), at most 64 KiB, collecting SCM_RIGHTS fds from every message
 //       (the first 4 are kept, marked CLOEXEC; any beyond are closed), then cb({ payload, fds,
 //       truncated, timedOut }) runs on the JS thread and owns the fds. A connection silent for 5 s is
 //       dropped: delivered as timedOut when something had arrived, silently closed otherwise. close()
@@ -148,11 +149,50 @@ struct Delivery {
   }
 };
 
+// Spots the end of a top-level JSON object in a byte stream (strings and escapes respected). runc 1.1.5
+// keeps its end of the connection open after its one sendmsg (a dup of the socket stays open in the
+// runc process), so waiting for EOF would stall every `runc create` until the idle timeout.
+struct JsonEnd {
+  bool started = false, inString = false, escape = false, complete = false, notObject = false;
+  int depth = 0;
+  void Feed(const char* p, size_t n) {
+    for (size_t i = 0; i < n && !complete && !notObject; i++) {
+      const char ch = p[i];
+      if (!started) {
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') continue;
+        if (ch != '{') {
+          notObject = true;  // garbage: wait for EOF (or the cap, or the idle timeout)
+          return;
+        }
+        started = true;
+        depth = 1;
+        continue;
+      }
+      if (inString) {
+        if (escape)
+          escape = false;
+        else if (ch == '\\')
+          escape = true;
+        else if (ch == '"')
+          inString = false;
+        continue;
+      }
+      if (ch == '"')
+        inString = true;
+      else if (ch == '{' || ch == '[')
+        depth++;
+      else if ((ch == '}' || ch == ']') && --depth == 0)
+        complete = true;
+    }
+  }
+};
+
 struct Conn {
   int fd = -1;
   int64_t last = 0;
   std::unique_ptr<Delivery> d{new Delivery};
   bool got = false;  // any byte or fd arrived
+  JsonEnd json;
 };
 
 struct Listener {
@@ -235,6 +275,8 @@ bool ReadConn(Conn& c) {
       return false;
     }
     c.d->payload.append(buf, static_cast<size_t>(n));
+    c.json.Feed(buf, static_cast<size_t>(n));
+    if (c.json.complete) return false;  // one whole JSON object: that is the message
   }
 }
 

@@ -200,7 +200,9 @@ describe.skipIf(skip !== null)(`seccomp notify with runc${skip ? ` (skipped: ${s
       handlers.push(handle(l));
     });
     try {
+      const tRun = performance.now();
       const r = await runc(['--root', runcRoot, 'run', '--bundle', b, 'eci-seccomp-vet']);
+      console.log(`runc run took ${(performance.now() - tRun).toFixed(0)} ms`);
       const out = r.stdout;
       expect(r.code, `${r.stderr}\n${out}`).toBe(0);
 
