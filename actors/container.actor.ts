@@ -33,6 +33,8 @@ export interface ContainerActorOptions {
 export class ContainerActor {
   readonly runcRoot?: string;
   readonly created: string;
+  /** Container-relative paths of the mounts eci manages (volumes, masked and read-only paths). */
+  protectedPaths: string[] = [];
   readonly actor: Actor<typeof containerMachine>;
   private lastState?: ContainerStateName;
   /** Resolves once resources are released after the machine reached stopped or failed. */

@@ -3,6 +3,8 @@
 export interface MountInfo {
   id: number;
   parent: number;
+  /** major:minor of the filesystem (st_dev). */
+  dev: string;
   mountPoint: string;
   root: string;
   fsType: string;
@@ -26,6 +28,7 @@ export function parseMountInfo(text: string): MountInfo[] {
     out.push({
       id: Number(f[0]),
       parent: Number(f[1]),
+      dev: f[2],
       root: unescapeOctal(f[3]),
       mountPoint: unescapeOctal(f[4]),
       options: f[5],

@@ -9,6 +9,7 @@ import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts
 import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask, clampCapabilities } from './runc/caps.ts';
+import { addNotifyRules } from './runc/seccomp.ts';
 import { checkBindMounts, type ImageInfo, type OciMount, type Resolved } from './policy/mounts.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
@@ -27,6 +28,8 @@ export interface RuntimeHost {
   containerDir(id: string): string;
   /** Paths restricted because of where this manager keeps its own state. */
   ownPaths(): string[];
+  /** The seccomp agent socket runc connects to (linux.seccomp.listenerPath). */
+  seccompSocket(): string;
 }
 
 /** Writes an error where containerd/Docker read the runtime's failure reason (runc --log). */
@@ -199,10 +202,20 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
     }
     const ctx = snap.context;
-    const rewritten: OciSpec = withBinds(
-      withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
-      binds,
+    const rewritten: OciSpec = addNotifyRules(
+      withBinds(
+        withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
+        binds,
+      ),
+      this.host.seccompSocket(),
+      id,
     );
+    const mounts = (spec.mounts ?? []) as OciMount[];
+    actor.protectedPaths = [
+      ...binds.map((b) => mounts[b.index].destination),
+      ...((spec.linux?.maskedPaths ?? []) as string[]),
+      ...((spec.linux?.readonlyPaths ?? []) as string[]),
+    ];
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {

@@ -17,6 +17,8 @@ import { EciError } from './errors.ts';
 import { runcStateDir } from './runc/cli.ts';
 import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNative, type RootfsPlan } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
+import { NotifyFeed, type FeedNative } from './notify-feed.ts';
+import { VetterActor } from './vetter.actor.ts';
 import { encodeReply, FrameDecoder } from './shim-protocol.ts';
 
 export const VERSION = '0.1.0';
@@ -61,7 +63,15 @@ export class Manager implements RuntimeHost {
   private current: Settings = DEFAULT_SETTINGS;
   private settingsText?: string;
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative) {}
+  private vetter?: VetterActor;
+  private feed?: NotifyFeed;
+
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative) {}
+
+  /** Where runc hands over seccomp notify fds (linux.seccomp.listenerPath). */
+  seccompSocket(): string {
+    return join(this.config.runDir, 'seccomp.sock');
+  }
 
   get runc(): string {
     return this.config.runc;
@@ -129,6 +139,15 @@ export class Manager implements RuntimeHost {
       publish: (subject, type, data) => this.publish(subject, type, data),
     });
     await this.allocator.start();
+    this.vetter = new VetterActor(this.bus.nc);
+    this.vetter.start();
+    this.feed = new NotifyFeed({
+      log: this.log, nc: this.bus.nc,
+      publish: (subject, type, data) => this.publish(subject, type, data),
+      protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
+      ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
+    }, this.native);
+    this.feed.start(this.seccompSocket());
     await this.restoreContainers();
     await this.listen();
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
@@ -145,6 +164,8 @@ export class Manager implements RuntimeHost {
     await Promise.all([...this.chains.values()]);
     await this.allocator?.settled();
     await this.publish(subjects.managerEvent('stopping'), 'manager.stopping', { pid: process.pid, version: VERSION, nats: this.bus.url }).catch(() => {});
+    await this.feed?.stop();
+    this.vetter?.stop();
     this.allocator?.stop();
     for (const c of this.containers.values()) c.actor.stop();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
@@ -206,6 +227,8 @@ export class Manager implements RuntimeHost {
     this.containers.set(id, c);
     c.released.then(() => {
       if (this.containers.get(id) === c) this.containers.delete(id);
+      this.feed?.forget(id);
+      this.vetter?.forget(id);
       this.chain(id, () => this.bus.containers.delete(id).catch(() => {}));
     });
     return c.start();

@@ -33,6 +33,9 @@ export const subjects = {
   allocatorEvent: (event: string) => `${PREFIX}.evt.allocator.${token(event)}`,
   managerEvent: (event: string) => `${PREFIX}.evt.manager.${token(event)}`,
   settingsEvent: (event: string) => `${PREFIX}.evt.settings.${token(event)}`,
+  vetterEvent: (id: string) => `${PREFIX}.evt.vetter.${token(id)}.decision`,
+  /** Request/reply: a seccomp notification to judge (payload: VetRequest; answer: Verdict). */
+  vetterDecide: (id: string) => `${PREFIX}.vetter.decide.${id === '*' ? '*' : token(id)}`,
   /** Request/reply endpoints of the allocator actor. */
   allocatorAllocate: `${PREFIX}.allocator.allocate`,
   allocatorFree: `${PREFIX}.allocator.free`,

@@ -223,6 +223,10 @@ export interface MountAsOptions {
   data?: string | null;
   /** The notification being answered: the helper re-checks it is valid after pinning the process. */
   notify?: { fd: number; id: bigint };
+  /** Mount ids of eci-managed mounts: moving them is refused (EPERM) on the mount itself. */
+  protect?: number[];
+  /** "major:minor" of filesystems read-only at container start: a read-only mount of them never becomes writable. */
+  roDevs?: string[];
 }
 
 export interface UmountAsOptions {
@@ -230,6 +234,8 @@ export interface UmountAsOptions {
   target: string;
   flags?: number | bigint;
   notify?: { fd: number; id: bigint };
+  /** Mount ids of eci-managed mounts: unmounting them is refused (EPERM). */
+  protect?: number[];
 }
 
 /** eci-helper arguments for mount-as/umount-as (without the notify fd plumbing). */
@@ -249,5 +255,7 @@ export function asHelperArgs(kind: 'mount-as' | 'umount-as', o: MountAsOptions |
   args.push('--target', o.target);
   if (o.flags !== undefined) args.push('--flags', BigInt(o.flags).toString());
   if (o.notify && notifFdInChild !== undefined) args.push('--notif-fd', String(notifFdInChild), '--notif-id', o.notify.id.toString());
+  for (const id of o.protect ?? []) args.push('--protect-id', String(id));
+  if (kind === 'mount-as') for (const d of (o as MountAsOptions).roDevs ?? []) args.push('--ro-dev', d);
   return args;
 }

@@ -13,6 +13,26 @@ export interface VetRequest {
   args: bigint[];
   strings: Record<string, string | null>;
   mountAttr?: { attrSet: bigint; attrClr: bigint; propagation: bigint; usernsFd: bigint };
+  /** The container's id mapping (container id 0 -> hostID). */
+  uid?: { hostID: number; size: number };
+  gid?: { hostID: number; size: number };
+}
+
+/**
+ * The kernel shows some mount options in host ids (tmpfs prints uid=/gid= in the initial user
+ * namespace), and `mount -o remount` echoes them back from /proc/mounts, which the container's user
+ * namespace then cannot parse (EINVAL). Ids inside the container's host range are turned back into
+ * container ids; anything else is left for the kernel to judge.
+ */
+export function translateIdOptions(data: string | undefined, uid?: VetRequest['uid'], gid?: VetRequest['gid']): string | undefined {
+  if (!data || (!uid && !gid)) return data;
+  return data.split(',').map((o) => {
+    const m = /^(uid|gid)=(\d+)$/.exec(o);
+    const r = m?.[1] === 'uid' ? uid : gid;
+    if (!m || !r) return o;
+    const n = Number(m[2]);
+    return n >= r.hostID && n < r.hostID + r.size ? `${m[1]}=${n - r.hostID}` : o;
+  }).join(',');
 }
 
 export type PerformOp =
@@ -50,7 +70,8 @@ export function decide(r: VetRequest): Verdict {
       const str = (k: string) => r.strings[k] ?? undefined;
       // Remounts (also of eci-managed mounts) are performed with the read-only check done on the
       // very mount the target resolves to: a read-only mount never becomes writable.
-      const op: PerformOp = { op: 'mount', source: str('source'), target, fstype: str('fstype'), flags, data: str('data') };
+      const data = flags & MS.REMOUNT ? translateIdOptions(str('data'), r.uid, r.gid) : str('data');
+      const op: PerformOp = { op: 'mount', source: str('source'), target, fstype: str('fstype'), flags, data };
       if (flags & MS.REMOUNT) return perform(op, (flags & MS.RDONLY) ? 'remount read-only' : 'remount (refused there if the mount is read-only)');
       if (flags & MS.MOVE) return perform(op, 'move (refused there for eci-managed mounts)');
       if (flags & MS.BIND) return perform(op, 'bind (a bind of a read-only mount stays read-only)');

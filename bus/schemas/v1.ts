@@ -32,7 +32,12 @@ export type ContainerEvent = Envelope<`container.${ContainerState}`, ContainerTr
 export type RangeEvent = Envelope<'allocator.allocated' | 'allocator.freed', RangeData>;
 export type ManagerEvent = Envelope<'manager.started' | 'manager.stopping', { pid: number; version: string; nats: string }>;
 export type SettingsEvent = Envelope<'settings.changed' | 'settings.rejected', { path: string; settings?: unknown; error?: string }>;
-export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | SettingsEvent;
+export interface VetterDecisionData {
+  container: string; pid: number; syscall: string; strings: Record<string, string | null>; flags?: string;
+  verdict: 'performed' | 'refused' | 'continued'; errno?: string; reason: string; latencyUs: number;
+}
+export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
+export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | SettingsEvent | VetterEvent;
 
 export class SchemaError extends Error {
   readonly code = 'ESCHEMA';
@@ -66,6 +71,10 @@ export function validateEvent(x: unknown): EciEvent {
     }
   } else if (e.type === 'manager.started' || e.type === 'manager.stopping') {
     if (!Number.isInteger(d.pid)) throw new SchemaError('event.data.pid: expected an integer');
+  } else if (e.type === 'vetter.decision') {
+    if (typeof d.container !== 'string' || typeof d.syscall !== 'string' || !['performed', 'refused', 'continued'].includes(d.verdict as string)) {
+      throw new SchemaError('event.data: expected {container, syscall, verdict} for vetter.decision');
+    }
   } else if (e.type === 'settings.changed' || e.type === 'settings.rejected') {
     if (typeof d.path !== 'string') throw new SchemaError('event.data.path: expected a string');
   } else {

@@ -34,6 +34,8 @@
 #include <sys/ioctl.h>
 #include <sys/fsuid.h>
 #include <linux/capability.h>
+#include <sys/statvfs.h>
+#include <sys/stat.h>
 #include <linux/seccomp.h>
 
 struct as_opts {
@@ -44,6 +46,13 @@ struct as_opts {
 	int notif_fd;
 	uint64_t notif_id;
 	bool have_notif_fd, have_notif_id;
+	/* eci-managed mounts (by mount id): never unmounted or moved. */
+	uint64_t protect[64];
+	int nprotect;
+	/* Devices (st_dev) of the mounts that were read-only when the container started: a read-only
+	 * mount of these filesystems (the mount itself, a bind or a clone of it) is never made writable. */
+	struct { unsigned int major, minor; } rodev[64];
+	int nrodev;
 };
 
 struct as_creds {
@@ -222,12 +231,67 @@ static void as_child(const struct as_opts *o, const struct as_creds *c, int root
 		fail(errno, "capset", "capset to the capabilities of process %ld", o->pid);
 		return;
 	}
+	/*
+	 * The checks are made on the object the call will act on, with no window to swap it: the
+	 * target is opened once (as the caller would resolve it, symlinks and all), judged through the
+	 * fd, and the call is made on /proc/self/fd/N, which names exactly that mount.
+	 */
+	int tfd = open(o->target, O_PATH | O_CLOEXEC);
+	if (tfd < 0) {
+		fail(errno, o->umount ? "umount2" : "mount", "%s", o->target);
+		return;
+	}
+	struct statx sx;
+	if (statx(tfd, "", AT_EMPTY_PATH, STATX_MNT_ID | STATX_BASIC_STATS, &sx) < 0) {
+		fail(errno, "statx", "statx %s", o->target);
+		return;
+	}
+	bool is_protected = false;
+	for (int i = 0; i < o->nprotect; i++)
+		if (o->protect[i] == sx.stx_mnt_id)
+			is_protected = true;
+	char fdpath[64];
+	snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", tfd);
 	if (o->umount) {
-		if (syscall(SYS_umount2, o->target, (int)o->flags) < 0)
+		if (is_protected) {
+			fail(EPERM, "umount2", "%s is an eci-managed mount", o->target);
+			return;
+		}
+		/*
+		 * Linux has no unmount-by-fd, and the fd we judged holds a reference that makes a plain
+		 * unmount EBUSY: detach it (lazy unmount). The cost is that a mount still in use is detached
+		 * rather than refused with EBUSY; the gain is that no other mount can be swapped in.
+		 */
+		if (syscall(SYS_umount2, fdpath, (int)o->flags | MNT_DETACH) < 0)
 			fail(errno, "umount2", "umount2 %s", o->target);
 		return;
 	}
-	if (syscall(SYS_mount, o->source, o->target, o->fstype, o->flags, o->data) < 0)
+	if ((o->flags & MS_REMOUNT) && !(o->flags & MS_RDONLY)) {
+		struct statvfs vfs;
+		if (fstatvfs(tfd, &vfs) < 0) {
+			fail(errno, "fstatvfs", "statvfs %s", o->target);
+			return;
+		}
+		for (int i = 0; (vfs.f_flag & ST_RDONLY) && i < o->nrodev; i++) {
+			if (o->rodev[i].major == sx.stx_dev_major && o->rodev[i].minor == sx.stx_dev_minor) {
+				fail(EPERM, "mount", "%s is read-only and stays read-only", o->target);
+				return;
+			}
+		}
+	}
+	if ((o->flags & MS_MOVE) && o->source) {
+		struct statx ss;
+		if (statx(AT_FDCWD, o->source, 0, STATX_MNT_ID, &ss) < 0) {
+			fail(errno, "mount", "%s", o->source);
+			return;
+		}
+		for (int i = 0; i < o->nprotect; i++)
+			if (o->protect[i] == ss.stx_mnt_id) {
+				fail(EPERM, "mount", "%s is an eci-managed mount", o->source);
+				return;
+			}
+	}
+	if (syscall(SYS_mount, o->source, fdpath, o->fstype, o->flags, o->data) < 0)
 		fail(errno, "mount", "mount %s on %s (type %s)", o->source ? o->source : "(null)", o->target,
 		     o->fstype ? o->fstype : "(null)");
 }
@@ -383,7 +447,7 @@ static int parse_ulong_any(const char *name, const char *s, unsigned long *out)
 /* Entry point for argv[1] == "mount-as" / "umount-as". Returns the process exit status. */
 static int main_as(int argc, char **argv)
 {
-	enum { A_PID = 1, A_SOURCE, A_TARGET, A_FSTYPE, A_FLAGS, A_DATA, A_NOTIF_FD, A_NOTIF_ID };
+	enum { A_PID = 1, A_SOURCE, A_TARGET, A_FSTYPE, A_FLAGS, A_DATA, A_NOTIF_FD, A_NOTIF_ID, A_PROTECT, A_RODEV };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, A_PID },
 		{ "source", required_argument, NULL, A_SOURCE },
@@ -393,6 +457,8 @@ static int main_as(int argc, char **argv)
 		{ "data", required_argument, NULL, A_DATA },
 		{ "notif-fd", required_argument, NULL, A_NOTIF_FD },
 		{ "notif-id", required_argument, NULL, A_NOTIF_ID },
+		{ "protect-id", required_argument, NULL, A_PROTECT },
+		{ "ro-dev", required_argument, NULL, A_RODEV },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct as_opts o = { .umount = strcmp(argv[1], "umount-as") == 0, .pid = -1, .notif_fd = -1 };
@@ -433,6 +499,27 @@ static int main_as(int argc, char **argv)
 			}
 			o.have_notif_id = true;
 			break;
+		case A_PROTECT:
+			r = parse_ulong_any("protect-id", optarg, &v);
+			if (r == 0 && o.nprotect >= (int)(sizeof o.protect / sizeof o.protect[0]))
+				r = usage_error("too many --protect-id");
+			if (r == 0)
+				o.protect[o.nprotect++] = v;
+			break;
+		case A_RODEV: {
+			unsigned int ma, mi;
+			char tail;
+			if (sscanf(optarg, "%u:%u%c", &ma, &mi, &tail) != 2)
+				r = usage_error("--ro-dev: %s is not major:minor", optarg);
+			else if (o.nrodev >= (int)(sizeof o.rodev / sizeof o.rodev[0]))
+				r = usage_error("too many --ro-dev");
+			else {
+				o.rodev[o.nrodev].major = ma;
+				o.rodev[o.nrodev].minor = mi;
+				o.nrodev++;
+			}
+			break;
+		}
 		default: r = usage_error("unknown or incomplete option %s", argv[optind - 1]); break;
 		}
 		if (r < 0)

@@ -8,7 +8,7 @@
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
 //   ECI_BENCH_RSS_COUNT=50 ECI_BENCH_RSS_BATCH=5
 // Writes test/bench/last-report.json.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, release } from 'node:os';
@@ -130,6 +130,7 @@ async function main(): Promise<number> {
     }
     if (report.sections.rss?.failures.length) saveLogs(m, d);
     report.checks.managerRunDirLeft = ls(join(m.dir, 'run', 'containers'));
+    report.checks.managerHelperTmpLeft = ls(join(m.dir, 'run', 'tmp')); // eci-helper's ovl-* dirs (ECI_RUN_DIR/tmp)
     report.checks.managerLogErrors = m.log().split('\n').filter((l) => /"level":(50|60)/.test(l)).length;
   } catch (e) {
     harnessBroke = true;
@@ -145,7 +146,11 @@ async function main(): Promise<number> {
       }
     }
     if (m) {
-      report.checks.mountsUnderManagerDir = await mountsUnder(m.dir);
+      // With dockerd gone every container is deleted, so eci should have unmounted every rootfs.
+      // Whatever is left is reported as a leak, then detached so the run leaves nothing behind.
+      const left = await mountsUnder(m.dir);
+      report.checks.mountsUnderManagerDir = left;
+      for (const mp of left.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
       try {
         await m.destroy();
       } catch (e) {
@@ -175,8 +180,9 @@ async function main(): Promise<number> {
   const newHelper = after.helperTmp.filter((x) => !before.helperTmp.includes(x));
   out.push(
     `Checks: idmapped mounts ${before.idmapped} before -> ${after.idmapped} after${before.idmapped === after.idmapped ? ' (same)' : ' (CHANGED; other managers on this host count too)'}; ` +
-      `new ${HELPER_TMP} entries: ${newHelper.length ? newHelper.join(' ') : 'none'}; new /tmp leftovers: ${newTmp.length ? newTmp.join(' ') : 'none'}; ` +
-      `manager run dirs left: ${(report.checks.managerRunDirLeft as string[] | undefined)?.length ?? 'n/a'}; manager error log lines: ${report.checks.managerLogErrors ?? 'n/a'}`,
+      `helper tmp dirs left: ${[...((report.checks.managerHelperTmpLeft as string[] | undefined) ?? []), ...newHelper].join(' ') || 'none'}; new /tmp leftovers: ${newTmp.length ? newTmp.join(' ') : 'none'}`,
+    `        manager/dockerd dirs removed: ${report.checks.managerDirRemoved ?? 'n/a'}/${report.checks.dockerdDirRemoved ?? 'n/a'}; manager run dirs left: ${(report.checks.managerRunDirLeft as string[] | undefined)?.length ?? 'n/a'}; ` +
+      `rootfs mounts left after dockerd stop: ${(report.checks.mountsUnderManagerDir as string[] | undefined)?.length ?? 'n/a'}; manager error log lines: ${report.checks.managerLogErrors ?? 'n/a'}`,
     `Total ${report.durationS.toFixed(0)} s. Full data: ${REPORT}`,
   );
   console.log(out.join('\n'));

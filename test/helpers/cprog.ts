@@ -37,7 +37,7 @@ export async function buildC(name: string): Promise<string> {
   await mkdir(CACHE, { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   try {
-    await run('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-o', tmp, src]);
+    await run('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-pthread', '-o', tmp, src]);
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new Error(`gcc failed on ${src}: ${err.stderr?.trim() || err.message}`);

@@ -83,3 +83,19 @@ describe('seccomp notify rules', () => {
     expect(sc.syscalls[0].names).not.toContain('read'); // never the data path
   });
 });
+
+import { translateIdOptions } from '../../actors/vetter/decide.ts';
+describe('remount options in host ids', () => {
+  const r = { hostID: 165536, size: 65536 };
+  it('turns host ids of the container range back into container ids', () => {
+    expect(translateIdOptions('uid=165536,gid=165537,size=1m', r, r)).toBe('uid=0,gid=1,size=1m');
+    expect(translateIdOptions('uid=100000', r, r)).toBe('uid=100000'); // not ours: the kernel judges
+    expect(translateIdOptions(undefined, r, r)).toBeUndefined();
+  });
+  it('is applied to remounts only', () => {
+    const v = decide({ container: 'c', pid: 1, syscall: 'mount', args: [0n, 0n, 0n, MS.REMOUNT], strings: { target: '/t', data: 'uid=165536' }, uid: r, gid: r });
+    expect(v.kind === 'perform' && v.perform.op === 'mount' && v.perform.data).toBe('uid=0');
+    const n = decide({ container: 'c', pid: 1, syscall: 'mount', args: [0n, 0n, 0n, 0n], strings: { target: '/t', data: 'uid=165536' }, uid: r, gid: r });
+    expect(n.kind === 'perform' && n.perform.op === 'mount' && n.perform.data).toBe('uid=165536');
+  });
+});

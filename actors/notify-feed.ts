@@ -1,0 +1,144 @@
+// Feeds seccomp notifications from runc's containers to the vetter over the bus and carries out
+// the verdict: performs the call in the container (eci-helper mount-as/umount-as), answers the
+// kernel, and publishes an audit event. Fails closed: no verdict in time means EPERM; an error
+// while performing means the caller gets an errno, never "allowed".
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { subjects } from '../bus/subjects.ts';
+import { fromWire, toWire } from './vetter.actor.ts';
+import type { Verdict, VetRequest } from './vetter/decide.ts';
+import { mountAt, parseMountInfo } from './mountinfo.ts';
+
+export const VET_TIMEOUT_MS = 2000;
+
+export interface FeedNative {
+  serveSeccompAgent(path: string, onConnection: (c: { state: unknown; notifyFd: number | null; error?: string }) => void): { close(): Promise<void> };
+  listenSeccomp(fd: number): AsyncIterable<{ id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] }> & {
+    respond(id: bigint, r: { kind: 'continue' } | { kind: 'errno'; errno: number } | { kind: 'value'; val: number }): Promise<void>;
+    close(): Promise<void>;
+    readonly fd: number;
+  };
+  mountAs(o: { pid: number; source?: string | null; target: string; fstype?: string | null; flags?: bigint; data?: string | null; notify?: { fd: number; id: bigint }; protect?: number[]; roDevs?: string[] }): Promise<void>;
+  umountAs(o: { pid: number; target: string; flags?: bigint; notify?: { fd: number; id: bigint }; protect?: number[] }): Promise<void>;
+}
+
+export interface FeedHost {
+  log: Logger;
+  nc: NatsConnection;
+  publish(subject: string, type: string, data: unknown): Promise<void>;
+  /** Container-relative paths of the mounts eci manages for a container (volumes, masked, read-only). */
+  protectedPaths(container: string): string[] | undefined;
+  /** The container's id ranges. */
+  ranges(container: string): { uid?: VetRequest['uid']; gid?: VetRequest['gid'] };
+}
+
+interface ProcessState { pid?: number; metadata?: string; state?: { id?: string; pid?: number } }
+
+export class NotifyFeed {
+  private server?: { close(): Promise<void> };
+  private listeners = new Set<{ close(): Promise<void> }>();
+  private protectIds = new Map<string, { ids: number[]; roDevs: string[] }>();
+
+  constructor(private host: FeedHost, private native: FeedNative) {}
+
+  start(socket: string): void {
+    this.server = this.native.serveSeccompAgent(socket, (c) => this.onConnection(c));
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.close();
+    for (const l of this.listeners) await l.close().catch(() => {});
+  }
+
+  forget(container: string): void {
+    this.protectIds.delete(container);
+  }
+
+  private onConnection(c: { state: unknown; notifyFd: number | null; error?: string }): void {
+    const st = (c.state ?? {}) as ProcessState;
+    const container = st.metadata || st.state?.id;
+    if (c.error || c.notifyFd === null || !container) {
+      this.host.log.warn({ error: c.error ?? 'no container id', container }, 'refused a seccomp agent connection');
+      return;
+    }
+    const initPid = st.state?.pid ?? st.pid ?? 0;
+    const listener = this.native.listenSeccomp(c.notifyFd);
+    this.listeners.add(listener);
+    (async () => {
+      for await (const n of listener) void this.handle(container, initPid, listener, n);
+    })().catch((e) => this.host.log.error({ err: e, container }, 'seccomp feed failed')).finally(() => this.listeners.delete(listener));
+  }
+
+  /**
+   * What the container must never undo, read once from its init's mount table (by the first vetted
+   * call, after runc finished mounting): the mount ids of eci-managed mounts, and the devices of
+   * every mount that was read-only at start (:ro volumes, a read-only rootfs, the engine's ro paths).
+   */
+  private protection(container: string, initPid: number): { ids: number[]; roDevs: string[] } {
+    const cached = this.protectIds.get(container);
+    if (cached) return cached;
+    const paths = this.host.protectedPaths(container) ?? [];
+    let p = { ids: [] as number[], roDevs: [] as string[] };
+    try {
+      const mounts = parseMountInfo(readFileSync(`/proc/${initPid}/mountinfo`, 'utf8'));
+      p = {
+        ids: paths.map((x) => mountAt(mounts, x)?.id).filter((x): x is number => x !== undefined),
+        roDevs: [...new Set(mounts.filter((m) => m.options.split(',').includes('ro')).map((m) => m.dev))],
+      };
+    } catch {
+      /* the init is gone: nothing left to protect */
+    }
+    this.protectIds.set(container, p);
+    return p;
+  }
+
+  private async handle(
+    container: string,
+    initPid: number,
+    l: ReturnType<FeedNative['listenSeccomp']>,
+    n: { id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] },
+  ): Promise<void> {
+    const t0 = performance.now();
+    const req: VetRequest = { container, pid: n.pid, syscall: n.syscall, args: n.args, strings: n.strings, mountAttr: n.mountAttr, ...this.host.ranges(container) };
+    let verdict: Verdict;
+    try {
+      const m = await this.host.nc.request(subjects.vetterDecide(container), toWire(req), { timeout: VET_TIMEOUT_MS });
+      verdict = fromWire<Verdict>(m.string());
+    } catch (e) {
+      verdict = { kind: 'errno', errno: 1, code: 'EPERM', reason: `no verdict from the vetter (${(e as Error).message})` };
+    }
+    let result: { errno: number; code: string } | { val: number } | 'continue';
+    if (verdict.kind === 'perform') {
+      const notify = { fd: l.fd, id: n.id };
+      const { ids: protect, roDevs } = this.protection(container, initPid);
+      try {
+        const p = verdict.perform;
+        if (p.op === 'mount') await this.native.mountAs({ pid: n.pid, source: p.source, target: p.target, fstype: p.fstype, flags: p.flags, data: p.data, notify, protect, roDevs });
+        else await this.native.umountAs({ pid: n.pid, target: p.target, flags: p.flags, notify, protect });
+        result = { val: 0 };
+      } catch (e) {
+        const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
+        // The call itself failed: its errno is the answer. Anything else: refuse.
+        const mine = err.syscall === 'mount' || err.syscall === 'umount2';
+        result = { errno: mine && err.errno ? err.errno : 1, code: mine && err.code ? err.code : 'EPERM' };
+        if (!mine) verdict = { ...verdict, reason: `${verdict.reason}; could not perform it: ${err.message}` };
+        else if (err.errno === 1) verdict = { ...verdict, reason: err.message ?? verdict.reason };
+      }
+    } else if (verdict.kind === 'errno') {
+      result = { errno: verdict.errno, code: verdict.code };
+    } else {
+      result = 'continue';
+    }
+    const response = result === 'continue' ? { kind: 'continue' as const } : 'val' in result ? { kind: 'value' as const, val: result.val } : { kind: 'errno' as const, errno: result.errno };
+    await l.respond(n.id, response).catch(() => { /* the caller left the syscall (signal, exit): nothing to answer */ });
+    const latencyUs = Math.round((performance.now() - t0) * 1000);
+    const flags = n.syscall === 'mount' ? `0x${(n.args[3] ?? 0n).toString(16)}` : n.syscall === 'umount2' ? `0x${(n.args[1] ?? 0n).toString(16)}` : undefined;
+    void this.host.publish(subjects.vetterEvent(container), 'vetter.decision', {
+      container, pid: n.pid, syscall: n.syscall, strings: n.strings, flags,
+      verdict: verdict.kind === 'perform' ? (result === 'continue' || 'val' in result ? 'performed' : 'refused') : verdict.kind === 'errno' ? 'refused' : 'continued',
+      errno: result !== 'continue' && 'code' in result ? result.code : undefined,
+      reason: verdict.reason, latencyUs,
+    });
+  }
+}

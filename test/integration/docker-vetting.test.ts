@@ -1,0 +1,112 @@
+// Vetted mount syscalls through Docker: mounts inside containers still work, read-only mounts never
+// become writable (mount, mount_setattr, open_tree + move_mount, binds, a two-thread race), eci's
+// mounts cannot be unmounted, a dead manager means the calls fail, and every decision is audited.
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { startManager, type TestManager } from '../helpers/manager.ts';
+import { buildC } from '../helpers/cprog.ts';
+import { replay } from '../helpers/events.ts';
+
+const avail = dockerdAvailable();
+
+describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
+  let m: TestManager;
+  let d: Dockerd;
+  let img: string;
+  let dir: string;
+  let vol: string;
+  let bin: string;
+  const run = (...args: string[]) => d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', '--cap-add', 'SYS_ADMIN', ...args]);
+  const results = (out: string) => Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ')));
+
+  beforeAll(async () => {
+    m = await startManager();
+    d = await startDockerd({ runtimes: { eci: m.runtime } });
+    img = await importBusyboxImage(d);
+    dir = mkdtempSync('/tmp/eciw-');
+    chmodSync(dir, 0o755);
+    vol = join(dir, 'vol');
+    bin = join(dir, 'bin');
+    mkdirSync(vol);
+    mkdirSync(bin);
+    for (const p of ['ro_escape', 'remount_race']) {
+      copyFileSync(await buildC(p), join(bin, p));
+      chmodSync(join(bin, p), 0o755);
+    }
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await m?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses remount,rw of a :ro volume with the message users know', async () => {
+    const r = await run('-v', `${vol}:/mnt:ro`, img, 'mount', '-o', 'remount,rw', '/mnt', '/mnt');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('mount: permission denied (are you root?)');
+  });
+
+  it('lets the container mount, remount ro and rw its own tmpfs', async () => {
+    const r = await run(img, 'sh', '-c', [
+      'mkdir -p /root/tmpfs', 'mount -t tmpfs tmpfs /root/tmpfs', 'echo a > /root/tmpfs/f',
+      'mount -o remount,ro /root/tmpfs', '! touch /root/tmpfs/g 2>/dev/null', 'mount -o remount,rw /root/tmpfs',
+      'touch /root/tmpfs/g', 'grep " /root/tmpfs " /proc/mounts', 'umount /root/tmpfs', 'echo done',
+    ].join(' && '));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/tmpfs \/root\/tmpfs tmpfs rw/);
+    expect(r.stdout.trim().endsWith('done')).toBe(true);
+  });
+
+  it('keeps a :ro volume read-only through mount_setattr, open_tree + move_mount, binds and fspick', async () => {
+    const r = await run('-v', `${vol}:/mnt:ro`, '-v', `${bin}:/eci-bin:ro`, img, '/eci-bin/ro_escape', '/mnt');
+    expect(r.code, r.stderr).toBe(0);
+    const x = results(r.stdout);
+    console.log(`ro escape attempts under eci: ${JSON.stringify(x)}`);
+    expect(x.mount_setattr_clear_rdonly).toBe('EPERM');
+    expect(x.remount_rw).toBe('EPERM');
+    expect(x.remount_rw_bind).toBe('EPERM');
+    expect(x.fspick).toBe('EPERM');
+    expect(x.umount_managed).toBe('EPERM');
+    for (const k of Object.keys(x).filter((k) => k.startsWith('write_after_'))) expect(x[k], k).not.toBe('ok');
+    if (x.open_tree_clone === 'ok') {
+      expect(x.clone_mount_setattr_clear_rdonly).toBe('EPERM');
+      expect(x.remount_rw_clone).not.toBe('ok');
+    }
+    expect(readdirSync(vol)).toEqual([]);
+  });
+
+  it('never makes the volume writable while a second thread flips the path during remounts', async () => {
+    const r = await run('-v', `${vol}:/mnt:ro`, '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c',
+      'mkdir -p /tmp/rw && mount -t tmpfs tmpfs /tmp/rw && /eci-bin/remount_race /mnt /tmp/rw 300');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('volume_writable no');
+    expect(Number(/remounts_ok (\d+)/.exec(r.stdout)![1])).toBeGreaterThan(0); // the writable target did get remounted
+    expect(readdirSync(vol)).toEqual([]);
+  });
+
+  it('audits every decision on the bus', async () => {
+    const id = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', '--cap-add', 'SYS_ADMIN', '-v', `${vol}:/mnt:ro`, img, 'sh', '-c',
+      'mount -o remount,rw /mnt; mkdir -p /x && mount -t tmpfs tmpfs /x; true'])).stdout.trim();
+    await d.docker(['wait', id]);
+    await d.docker(['rm', id]);
+    const ev = (await replay(m.natsUrl, `eci.v1.evt.vetter.${id}.decision`)).map((e) => e.event.data as Record<string, unknown>);
+    expect(ev.find((e) => (e.strings as Record<string, string>).target === '/mnt')).toMatchObject({ syscall: 'mount', verdict: 'refused', errno: 'EPERM', flags: expect.stringMatching(/^0x/) });
+    expect(ev.find((e) => (e.strings as Record<string, string>).target === '/x')).toMatchObject({ syscall: 'mount', verdict: 'performed' });
+    for (const e of ev) expect(typeof e.latencyUs).toBe('number');
+  });
+
+  it('fails the vetted calls (not allowed) when the manager is killed', async () => {
+    const id = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', '--cap-add', 'SYS_ADMIN', img, 'sh', '-c',
+      'mkdir -p /y; sleep 3; mount -t tmpfs tmpfs /y; echo rc=$?; grep -c " /y " /proc/mounts; true'])).stdout.trim();
+    await m.kill9();
+    await d.docker(['wait', id]);
+    const logs = await d.docker(['logs', id]);
+    expect(logs.stdout).toMatch(/rc=[1-9]/);
+    expect(logs.stdout.trim().split('\n').at(-1)).toBe('0');
+    expect(logs.stderr).toMatch(/mount: .*(not implemented|permission denied|Function not implemented)/i);
+    await m.restart();
+    await d.docker(['rm', '-f', id]);
+  });
+});
