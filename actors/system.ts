@@ -217,7 +217,13 @@ export class Manager implements RuntimeHost {
           return { path: target, mounts };
         } catch (e) {
           unmountRootfs(this.native, mounts);
-          rmSync(this.containerDir(cid), { recursive: true, force: true });
+          // Whatever is still mounted on our own fresh rootfs dir is ours: take it down too.
+          for (let i = 0; i < 8 && this.native.isMountpoint(target); i++) this.native.unmount(target, { detach: true });
+          try {
+            rmSync(this.containerDir(cid), { recursive: true, force: true });
+          } catch (rmErr) {
+            this.log.error({ err: rmErr, id: cid }, 'cannot remove the run dir of a failed container');
+          }
           throw e;
         }
       },

@@ -632,7 +632,9 @@ static int idmapped_clone(const char *path, int nsfd)
 	int fd = sys_open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	if (fd < 0)
 		return fail(errno, "open_tree", "open_tree %s", path);
-	struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)nsfd };
+	/* Private: a clone of a shared mount (Docker makes its data root shared) would join its peer group,
+	 * receive mounts the engine makes meanwhile, and take them along when detached. */
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .propagation = MS_PRIVATE, .userns_fd = (uint64_t)nsfd };
 	if (sys_mount_setattr(fd, "", AT_EMPTY_PATH, &attr) < 0) {
 		int err = errno;
 		close(fd);

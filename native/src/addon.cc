@@ -18,7 +18,7 @@
 #include <cstring>
 #include <string>
 
-#include "../cmd/errno-names.h"
+#include "system-error.h"
 
 namespace eci_idmap { void Init(Napi::Env env, Napi::Object exports); }
 
@@ -33,13 +33,7 @@ void Init(Napi::Env env, Napi::Object exports);  // src/seccomp.cc: exports.secc
 namespace {
 
 Napi::Error SystemError(Napi::Env env, int err, const char* syscall, const std::string& path) {
-  const std::string code = eci_errno_name(err);
-  Napi::Error e = Napi::Error::New(env, code + ": " + std::strerror(err) + ", " + syscall + " '" + path + "'");
-  e.Set("code", code);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", syscall);
-  e.Set("path", path);
-  return e;
+  return EciSystemError(env, err, syscall, path);
 }
 
 std::string PathArg(const Napi::CallbackInfo& info, size_t i) {

@@ -20,21 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "../cmd/errno-names.h"
+#include "system-error.h"
 
 namespace eci_idmap {
 
 namespace {
 
-Napi::Error SysErr(Napi::Env env, int err, const char* syscall, const std::string& path) {
-  const std::string code = eci_errno_name(err);
-  Napi::Error e = Napi::Error::New(env, code + ": " + std::strerror(err) + ", " + syscall + " '" + path + "'");
-  e.Set("code", code);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", syscall);
-  e.Set("path", path);
-  return e;
-}
 
 bool WriteFile(const std::string& path, const std::string& data) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -122,7 +113,7 @@ Napi::Value IdmapBinds(const Napi::CallbackInfo& info) {
   }
   if (binds.empty()) return env.Undefined();
   int nsfd = MakeUserns(uid, gid, size);
-  if (nsfd < 0) throw SysErr(env, -nsfd, "unshare", "user namespace");
+  if (nsfd < 0) throw EciSystemError(env, -nsfd, "unshare", "user namespace");
   std::vector<std::string> done;
   auto undo = [&]() {
     for (auto it = done.rbegin(); it != done.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
@@ -131,31 +122,32 @@ Napi::Value IdmapBinds(const Napi::CallbackInfo& info) {
   for (const Bind& b : binds) {
     // AT_SYMLINK_NOFOLLOW: the policy checked a resolved path; a symlink swapped in now is refused.
     int fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, b.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
-    if (fd < 0) { int e = errno; undo(); throw SysErr(env, e, "open_tree", b.source); }
+    if (fd < 0) { int e = errno; undo(); throw EciSystemError(env, e, "open_tree", b.source); }
     struct stat st;
-    if (::fstat(fd, &st) < 0) { int e = errno; ::close(fd); undo(); throw SysErr(env, e, "fstat", b.source); }
+    if (::fstat(fd, &st) < 0) { int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "fstat", b.source); }
     if (static_cast<uint64_t>(st.st_dev) != b.dev || static_cast<uint64_t>(st.st_ino) != b.ino) {
       ::close(fd);
       undo();
-      throw SysErr(env, ESTALE, "open_tree", b.source + " (changed after it was checked)");
+      throw EciSystemError(env, ESTALE, "open_tree", b.source + " (changed after it was checked)");
     }
     struct mount_attr attr;
     std::memset(&attr, 0, sizeof attr);
     attr.attr_set = b.attrs;
+    attr.propagation = MS_PRIVATE;  // never join the source's peer group (see eci-helper.c)
     attr.userns_fd = static_cast<uint64_t>(nsfd);
     if (::syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
-      int e = errno; ::close(fd); undo(); throw SysErr(env, e, "mount_setattr", b.source);
+      int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "mount_setattr", b.source);
     }
     // The target is made to match: a directory for a directory, an empty file for anything else.
     if (S_ISDIR(st.st_mode)) {
-      if (::mkdir(b.target.c_str(), 0755) < 0 && errno != EEXIST) { int e = errno; ::close(fd); undo(); throw SysErr(env, e, "mkdir", b.target); }
+      if (::mkdir(b.target.c_str(), 0755) < 0 && errno != EEXIST) { int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "mkdir", b.target); }
     } else {
       int t = ::open(b.target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (t < 0) { int e = errno; ::close(fd); undo(); throw SysErr(env, e, "open", b.target); }
+      if (t < 0) { int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "open", b.target); }
       ::close(t);
     }
     if (::syscall(SYS_move_mount, fd, "", AT_FDCWD, b.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-      int e = errno; ::close(fd); undo(); throw SysErr(env, e, "move_mount", b.target);
+      int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "move_mount", b.target);
     }
     ::close(fd);
     done.push_back(b.target);

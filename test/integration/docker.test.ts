@@ -115,6 +115,31 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
     expect(alloc.filter((e) => (e.event.data as { container: string }).container === id).map((e) => e.event.type)).toEqual(['allocator.allocated', 'allocator.freed']);
   });
 
+  it('starts containers concurrently: distinct ranges, every rootfs complete, nothing left after', async () => {
+    // Regression: a clone of Docker's shared data root once joined its peer group and took another
+    // container's freshly mounted rootfs with it when detached (empty rootfs under load).
+    const ids: string[] = [];
+    for (let batch = 0; batch < 4; batch++) {
+      const started = await Promise.all(Array.from({ length: 6 }, () =>
+        d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', 'test -x /bin/busybox && sleep 300'])));
+      for (const r of started) {
+        expect(r.code, r.stderr).toBe(0);
+        ids.push(r.stdout.trim());
+      }
+    }
+    try {
+      const ps = await m.ps();
+      const mine = ps.containers.filter((c) => ids.includes(c.id));
+      expect(mine).toHaveLength(24);
+      expect(new Set(mine.map((c) => c.uid?.hostID)).size).toBe(24);
+      const states = await d.docker(['inspect', '-f', '{{.State.Running}}', ...ids]);
+      expect(states.stdout.trim().split('\n')).toEqual(Array(24).fill('true'));
+    } finally {
+      await d.docker(['rm', '-f', ...ids]);
+    }
+    expect((await m.ps()).ranges).toEqual({});
+  });
+
   it('after a manager crash and restart, does not hand out a range a running container holds', async () => {
     const id = (await ok(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).trim();
     try {
