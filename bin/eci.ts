@@ -17,6 +17,7 @@ Commands:
   daemon     Run the manager (embedded nats-server unless ECI_NATS_URL is set)
   ps         List containers with their uid/gid ranges and states
   settings   Check an admin settings file (settings validate FILE) or print the defaults
+  events     Follow or replay lifecycle, allocator, vetter and settings events
   version    Print the version
 
 Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
@@ -33,6 +34,12 @@ Stops cleanly on SIGINT/SIGTERM.`,
 validate checks FILE (default: ECI_SETTINGS or /etc/eci/settings.json) and prints the settings
 it yields, or one line naming the bad field and why, with exit status 1.
 defaults prints the built-in settings (the schema, by example).`,
+  events: `Usage: eci events [--follow|-f] [--since TIME|DURATION] [--seq N] [--container ID]
+                  [--kind container|allocator|vetter|settings|manager] [--json]
+
+Without --follow, prints the events stored so far (from --since/--seq, else from the start) and
+exits; with --follow, prints new events as they happen (or from --since/--seq on) until Ctrl-C.
+Reads the JetStream stream ECI_EVENTS at ECI_NATS_URL (default nats://127.0.0.1:ECI_NATS_PORT).`,
   ps: `Usage: eci ps [--json]
 
 Lists the containers the manager knows, with state and host uid/gid range.`,
@@ -101,6 +108,33 @@ async function settings(args: string[]): Promise<void> {
   console.log(JSON.stringify(s, null, 2));
 }
 
+async function eventsCmd(args: string[]): Promise<void> {
+  const { events } = await import('../actors/events-cli.ts');
+  const config = configFromEnv();
+  const o: Parameters<typeof events>[0] = {
+    url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, follow: false, json: false, out: (l) => console.log(l),
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const val = () => {
+      const v = args[++i];
+      if (v === undefined) throw new EciError('EUSAGE', `${a} needs a value`);
+      return v;
+    };
+    if (a === '--follow' || a === '-f') o.follow = true;
+    else if (a === '--json') o.json = true;
+    else if (a === '--since') o.since = val();
+    else if (a === '--seq') {
+      const n = Number(val());
+      if (!Number.isInteger(n) || n < 1) throw new EciError('EUSAGE', '--seq: expected a positive integer');
+      o.seq = n;
+    } else if (a === '--container') o.container = val();
+    else if (a === '--kind') o.kind = val();
+    else throw new EciError('EUSAGE', `events: unknown flag ${a}; see 'eci events --help'`);
+  }
+  await events(o);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
@@ -113,6 +147,7 @@ export async function main(argv: string[]): Promise<void> {
       case 'daemon': return await daemon();
       case 'ps': return await ps(args.slice(1));
       case 'settings': return await settings(args.slice(1));
+      case 'events': return await eventsCmd(args.slice(1));
       default: throw new EciError('EUSAGE', `unknown command ${JSON.stringify(cmd)}; see 'eci --help'`);
     }
   } catch (e) {

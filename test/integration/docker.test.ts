@@ -1,11 +1,12 @@
 // eci through a real Docker engine (Debian docker.io, started privately by the test): exclusive
 // user-namespace ranges, refused host namespaces, a writable rootfs with no chown, events on the
 // bus, and a manager restart that does not double-allocate.
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -111,6 +112,11 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
     expect(mapped.uid.size).toBe(65536);
     // A second replay sees exactly the same events (same ulids).
     expect((await replay(m.natsUrl, subject)).map((e) => e.event.id)).toEqual(events.map((e) => e.event.id));
+    // The same history through the CLI, as a user would read it.
+    const cli = execFileSync(process.execPath, [join(REPO, 'bin/eci'), 'events', '--container', id, '--json'], { env: { ...process.env, ...m.env } }).toString();
+    expect(cli.trim().split('\n').map((l) => JSON.parse(l).type)).toEqual(events.map((e) => e.event.type));
+    const text = execFileSync(process.execPath, [join(REPO, 'bin/eci'), 'events', '--kind', 'allocator'], { env: { ...process.env, ...m.env } }).toString();
+    expect(text).toMatch(new RegExp(`allocator.allocated ${id.slice(0, 12)} index=\\d+ uid=`));
     const alloc = await replay(m.natsUrl, 'eci.v1.evt.allocator.>');
     expect(alloc.filter((e) => (e.event.data as { container: string }).container === id).map((e) => e.event.type)).toEqual(['allocator.allocated', 'allocator.freed']);
   });
