@@ -28,6 +28,8 @@ export const hostNamespacesMessage = (names: string[]) =>
 export const hostNetworkMessage =
   "eci containers can't share a network namespace with the host (because they use the linux user-namespace for isolation)";
 
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
 /** Parses config.json text; a malformed file is a one-line error naming the problem. */
 export function parseSpec(text: string, where: string): OciSpec {
   let spec: unknown;
@@ -50,6 +52,31 @@ export function parseSpec(text: string, where: string): OciSpec {
     throw new EciError('EBADSPEC', `${where}: process: expected an object`);
   }
   if (s.mounts !== undefined && !Array.isArray(s.mounts)) throw new EciError('EBADSPEC', `${where}: mounts: expected an array`);
+  (s.mounts ?? []).forEach((m, i) => {
+    const o = m as { destination?: unknown; type?: unknown; source?: unknown; options?: unknown };
+    if (!o || typeof o !== 'object' || typeof o.destination !== 'string') throw new EciError('EBADSPEC', `${where}: mounts[${i}]: expected an object with a string destination`);
+    if ((o.type !== undefined && typeof o.type !== 'string') || (o.source !== undefined && typeof o.source !== 'string')) throw new EciError('EBADSPEC', `${where}: mounts[${i}]: type and source must be strings`);
+    if (o.options !== undefined && !isStrings(o.options)) throw new EciError('EBADSPEC', `${where}: mounts[${i}].options: expected an array of strings`);
+  });
+  const l = s.linux as Record<string, unknown>;
+  for (const k of ['maskedPaths', 'readonlyPaths']) {
+    if (l[k] !== undefined && !isStrings(l[k])) throw new EciError('EBADSPEC', `${where}: linux.${k}: expected an array of strings`);
+  }
+  if (l.sysctl !== undefined && (!l.sysctl || typeof l.sysctl !== 'object' || Object.values(l.sysctl).some((v) => typeof v !== 'string'))) {
+    throw new EciError('EBADSPEC', `${where}: linux.sysctl: expected an object of strings`);
+  }
+  if (l.seccomp !== undefined && l.seccomp !== null) {
+    const sc = l.seccomp as { defaultAction?: unknown; syscalls?: unknown; architectures?: unknown };
+    if (typeof sc !== 'object' || typeof sc.defaultAction !== 'string') throw new EciError('EBADSPEC', `${where}: linux.seccomp.defaultAction: expected a string`);
+    if (sc.architectures !== undefined && !isStrings(sc.architectures)) throw new EciError('EBADSPEC', `${where}: linux.seccomp.architectures: expected an array of strings`);
+    if (sc.syscalls !== undefined && (!Array.isArray(sc.syscalls) || sc.syscalls.some((r) => !r || typeof r !== 'object' || typeof (r as { action?: unknown }).action !== 'string' || ((r as { names?: unknown }).names !== undefined && !isStrings((r as { names?: unknown }).names))))) {
+      throw new EciError('EBADSPEC', `${where}: linux.seccomp.syscalls: expected an array of {names, action}`);
+    }
+  }
+  const caps = (s.process as { capabilities?: unknown } | undefined)?.capabilities;
+  if (caps !== undefined && (!caps || typeof caps !== 'object' || Object.values(caps).some((v) => v !== undefined && !isStrings(v)))) {
+    throw new EciError('EBADSPEC', `${where}: process.capabilities: expected arrays of capability names`);
+  }
   return s;
 }
 
