@@ -363,3 +363,109 @@ export async function mountAs(o: MountAsOptions): Promise<void> {
 export async function umountAs(o: UmountAsOptions): Promise<void> {
   return runAsHelper('umount-as', o);
 }
+
+// ---------- procfs: a FUSE directory of read-only files rendered per caller (src/procfs.cc) ----------
+// (Appended section.)
+
+export interface ProcFsMountOptions {
+  /** Absolute path of an existing empty directory. */
+  mountpoint: string;
+  /** Plain file names served at the top of the mount, e.g. ['uptime', 'swaps', 'meminfo']. */
+  files: string[];
+}
+
+/** Renders `file` for the process with host pid `callerPid`; throw (or reject) to fail the read with EIO. */
+export type ProcFsReader = (file: string, callerPid: number) => Promise<string> | string;
+
+export interface ProcFsMount {
+  /** Fails pending reads with EIO, unmounts (MNT_DETACH) and stops the session thread. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface ProcFsAddon {
+  mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void): {
+    reply(id: number, text: string | null, errno: number): void;
+    close(): void;
+  };
+}
+
+/**
+ * Mounts a FUSE filesystem (allow_other, default_permissions, direct_io) of read-only root-owned files
+ * (0444) at o.mountpoint. Every read at offset 0 calls onRead(file, callerPid) and serves its text; an
+ * answer later than 2 s fails the read with EIO. Throws NativeError (syscall 'mount') on failure.
+ */
+export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFsMount {
+  if (!isAbsolute(o.mountpoint)) throw usage(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
+  const bad = o.files.find((f) => f === '' || f === '.' || f === '..' || f.includes('/') || f.includes('\0'));
+  if (bad !== undefined) throw usage(`procfs file name ${JSON.stringify(bad)} is not a plain name`);
+  const p = (loadAddon() as unknown as { procfs: ProcFsAddon }).procfs;
+  let handle: ReturnType<ProcFsAddon['mount']>;
+  const answer = (id: number, text: unknown): void => {
+    if (typeof text === 'string') handle.reply(id, text, 0);
+    else handle.reply(id, null, errnoOf('EIO'));
+  };
+  try {
+    handle = p.mount(o.mountpoint, [...o.files], (id, file, pid) => {
+      let r: Promise<string> | string;
+      try {
+        r = onRead(file, pid);
+      } catch {
+        answer(id, undefined);
+        return;
+      }
+      if (typeof r === 'string') answer(id, r);
+      else Promise.resolve(r).then((t) => answer(id, t), () => answer(id, undefined));
+    });
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  return {
+    close() {
+      try {
+        handle.close();
+      } catch (err) {
+        return Promise.reject(NativeError.from(err));
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+// ---------- chmodAs: a vetted setuid/setgid chmod done for a container process (eci-helper chmod-as) ----------
+// (Appended section.)
+import { chmodAsHelperArgs, type ChmodAsOptions } from './seccomp-agent.ts';
+export type { ChmodAsOptions } from './seccomp-agent.ts';
+
+/**
+ * chmod(2) with S_ISUID/S_ISGID for process o.pid, in its namespaces, root, cwd, ids and capabilities;
+ * refused with EPERM when the object is on one of o.protect (mount ids) / o.protectDevs. Rejects with a
+ * NativeError: syscall 'chmod' means the chmod itself failed (or was refused) and its errno is the
+ * answer for the container; any other syscall is a failure to get there (ENOENT/ESRCH: caller gone).
+ */
+export function chmodAs(o: ChmodAsOptions): Promise<void> {
+  const helper = helperPath();
+  const args = chmodAsHelperArgs(o, o.notify ? 3 : undefined);
+  return new Promise((resolve, reject) => {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
+    if (o.notify) stdio.push(o.notify.fd);
+    const child = spawnSeccompHelper(helper, args, { stdio });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), HELPER_TIMEOUT_MS);
+    child.on('error', (e: Error & { code?: string; errno?: number }) => {
+      clearTimeout(timer);
+      reject(new NativeError({
+        code: e.code ?? 'EIO', errno: typeof e.errno === 'number' ? Math.abs(e.errno) : errnoOf('EIO'),
+        syscall: 'spawn', message: `cannot run ${helper}: ${e.message}`, path: helper, cause: e,
+      }));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const failure = parseHelperOutput(stdout, { code, signal, stderr });
+      if (failure) reject(failure);
+      else resolve();
+    });
+  });
+}

@@ -336,3 +336,76 @@ export async function umountAs(o: UmountAsOptions): Promise<void> {
   const failure = seccompInjected('umountAs', 'umount2');
   if (failure) throw failure;
 }
+
+// ---------- procfs (appended): mounts are kept in procFsMock.mounts; read() plays a caller ----------
+import type { ProcFsMount, ProcFsMountOptions, ProcFsReader } from './index.ts';
+export type { ProcFsMount, ProcFsMountOptions, ProcFsReader } from './index.ts';
+
+export const procFsMock = {
+  /** Live mounts by mountpoint. */
+  mounts: new Map<string, { files: string[]; onRead: ProcFsReader }>(),
+  /** When set, the next mountProcFs throws a NativeError with this code (then it is cleared). */
+  failNextMount: undefined as string | undefined,
+  /** What a process with host pid `pid` would read from mountpoint/file (ENOENT when absent). */
+  async read(mountpoint: string, file: string, pid: number): Promise<string> {
+    const m = procFsMock.mounts.get(mountpoint);
+    if (!m || !m.files.includes(file))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+    try {
+      return await m.onRead(file, pid);
+    } catch (cause) {
+      throw new NativeError({ code: 'EIO', errno: errnoOf('EIO'), syscall: 'read', message: `EIO: ${mountpoint}/${file}`, cause });
+    }
+  },
+  reset(): void {
+    procFsMock.mounts.clear();
+    procFsMock.failNextMount = undefined;
+  },
+};
+
+export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFsMount {
+  if (!o.mountpoint.startsWith('/')) throw usage(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
+  if (procFsMock.failNextMount) {
+    const code = procFsMock.failNextMount;
+    procFsMock.failNextMount = undefined;
+    throw new NativeError({ code, errno: errnoOf(code), syscall: 'mount', message: `${code}: injected failure of mountProcFs`, path: o.mountpoint });
+  }
+  if (procFsMock.mounts.has(o.mountpoint))
+    throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'mount', message: `EBUSY: ${o.mountpoint}`, path: o.mountpoint });
+  procFsMock.mounts.set(o.mountpoint, { files: [...o.files], onRead });
+  return {
+    close() {
+      procFsMock.mounts.delete(o.mountpoint);
+      return Promise.resolve();
+    },
+  };
+}
+
+// ---------- chmodAs (appended): calls land in chmodAsMock.calls; failNext(code) injects a failure ----------
+import { chmodAsHelperArgs, type ChmodAsOptions } from './seccomp-agent.ts';
+export type { ChmodAsOptions } from './seccomp-agent.ts';
+
+export const chmodAsMock = {
+  calls: [] as { args: string[]; options: ChmodAsOptions }[],
+  failures: [] as (Omit<MockFailure, 'code'> & { code: string })[],
+  /** The next chmodAs rejects with code (syscall 'chmod' unless o.syscall says otherwise). */
+  failNext(code: string, o: Omit<MockFailure, 'code'> = {}): void {
+    chmodAsMock.failures.push({ code, ...o });
+  },
+  reset(): void {
+    chmodAsMock.calls.length = 0;
+    chmodAsMock.failures.length = 0;
+  },
+};
+
+export async function chmodAs(o: ChmodAsOptions): Promise<void> {
+  const args = chmodAsHelperArgs(o, o.notify ? 3 : undefined);
+  chmodAsMock.calls.push({ args, options: o });
+  const f = chmodAsMock.failures.shift();
+  if (f) {
+    throw new NativeError({
+      code: f.code, errno: f.errno ?? errnoOf(f.code), syscall: f.syscall ?? 'chmod',
+      message: f.message ?? `${f.code}: injected failure of chmodAs`,
+    });
+  }
+}

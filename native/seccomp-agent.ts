@@ -259,3 +259,57 @@ export function asHelperArgs(kind: 'mount-as' | 'umount-as', o: MountAsOptions |
   if (kind === 'mount-as') for (const d of (o as MountAsOptions).roDevs ?? []) args.push('--ro-dev', d);
   return args;
 }
+
+/**
+ * Options of chmodAs: a chmod-family call with S_ISUID/S_ISGID in the mode, performed for process pid.
+ * The object is `path` (relative to the caller's `dirfd`, or to its cwd), or the caller's `fd` (fchmod).
+ */
+export interface ChmodAsOptions {
+  pid: number;
+  /** Which call this answers (only in messages). */
+  syscall?: 'chmod' | 'fchmod' | 'fchmodat' | 'fchmodat2';
+  path?: string;
+  /** An fd number in the caller (fchmodat/fchmodat2's dirfd); absent or AT_FDCWD (-100): the caller's cwd. */
+  dirfd?: number;
+  /** An fd number in the caller (fchmod). */
+  fd?: number;
+  mode: number;
+  /** fchmodat2's flags: AT_SYMLINK_NOFOLLOW (0x100), AT_EMPTY_PATH (0x1000). */
+  flags?: number;
+  notify?: { fd: number; id: bigint };
+  /** Mount ids of the container's volumes: a setuid/setgid mode there is refused (EPERM). */
+  protect?: number[];
+  /** "major:minor" of the volumes' filesystems: also refused on any other mount of them (a bind of a volume). */
+  protectDevs?: string[];
+}
+
+/** eci-helper arguments for chmod-as (without the notify fd plumbing). */
+export function chmodAsHelperArgs(o: ChmodAsOptions, notifFdInChild?: number): string[] {
+  const kind = 'chmod-as';
+  if (!Number.isInteger(o.pid) || o.pid <= 0) throw new TypeError(`${kind}: pid must be a positive integer`);
+  if (!Number.isInteger(o.mode) || o.mode < 0 || o.mode > 0o7777) throw new TypeError(`${kind}: mode must be within 0..07777`);
+  const isFd = (v: unknown) => Number.isInteger(v) && (v as number) >= -2147483648 && (v as number) <= 2147483647;
+  if ((o.fd === undefined) === (o.path === undefined)) throw new TypeError(`${kind}: exactly one of fd and path`);
+  const args = [kind, '--pid', String(o.pid)];
+  if (o.fd !== undefined) {
+    if (!isFd(o.fd)) throw new TypeError(`${kind}: fd must be an int`);
+    args.push('--fd', String(o.fd));
+  } else {
+    if (typeof o.path !== 'string' || o.path.includes('\0')) throw new TypeError(`${kind}: path must be a string without NUL`);
+    if (o.dirfd !== undefined) {
+      if (!isFd(o.dirfd)) throw new TypeError(`${kind}: dirfd must be an int`);
+      args.push('--dirfd', String(o.dirfd));
+    }
+    args.push('--path', o.path);
+  }
+  args.push('--mode', `0${o.mode.toString(8)}`);
+  if (o.flags !== undefined) {
+    if (!Number.isInteger(o.flags)) throw new TypeError(`${kind}: flags must be an int`);
+    args.push('--flags', String(o.flags >>> 0));
+  }
+  if (o.syscall) args.push('--syscall', o.syscall);
+  if (o.notify && notifFdInChild !== undefined) args.push('--notif-fd', String(notifFdInChild), '--notif-id', o.notify.id.toString());
+  for (const id of o.protect ?? []) args.push('--protect-id', String(id));
+  for (const d of o.protectDevs ?? []) args.push('--protect-dev', d);
+  return args;
+}

@@ -1,18 +1,59 @@
 // Adds eci's seccomp user-notification rules to a spec, keeping the engine's own profile:
 // the mount family (old and new mount API) is sent to eci's listener, where the engine's profile
-// allowed it; nothing on the data path is ever notified. No `flags` (runc 1.1.5 rejects them).
+// allowed it; so are chmod/fchmod/fchmodat/fchmodat2, but only when the mode sets S_ISUID or S_ISGID
+// (argument-filtered: an ordinary chmod never leaves the kernel). Creating a file with such a mode
+// is refused by the filter itself. Nothing on the data path is ever notified. No `flags` (runc
+// 1.1.5 rejects them).
 import type { OciSpec } from './spec.ts';
 
 export const MOUNT_FAMILY = ['mount', 'umount2', 'open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr'] as const;
 
-interface SeccompRule { names?: string[]; name?: string; action: string; args?: unknown[]; errnoRet?: number; includes?: unknown; excludes?: unknown }
+/**
+ * Mode-changing syscalls and the index of their mode argument. Notified only when the mode sets
+ * S_ISUID or S_ISGID; eci-helper chmod-as then refuses it on the container's volumes (files there are
+ * uid 0 on the host disk: a setuid file would run as root for any host user) and performs it elsewhere.
+ * fchmodat2 is unknown to libseccomp < 2.5.5 (Debian 12's 2.5.4-1+deb12u1 knows it): runc then skips
+ * every rule naming it ("unknown seccomp syscall ignored", never an error). The engine's profile does
+ * not list it either (Docker 20.10), so it stays refused by the default action or by runc's -ENOSYS stub
+ * for syscalls newer than the profile (libc falls back to fchmodat). Only a profile-less (--privileged)
+ * container on such a libseccomp would have fchmodat2 unfiltered; with a libseccomp that knows it,
+ * the rules below apply to it as to fchmodat.
+ */
+export const CHMOD_FAMILY = { chmod: 1, fchmod: 1, fchmodat: 2, fchmodat2: 2 } as const;
+
+/**
+ * Creating syscalls: the index of their open flags (when they have any) and of their mode. A creation
+ * whose mode sets S_ISUID or S_ISGID (with O_CREAT or O_TMPFILE for the open family) is refused with
+ * EPERM by the filter, in the rootfs as well as on volumes: stricter than "volumes only", because the
+ * only race-free way to do it on the caller's behalf would be to create the file in the helper and
+ * install the fd into the caller (SECCOMP_IOCTL_NOTIF_ADDFD), which eci does not do; and with CONTINUE
+ * the path could be swapped after the check. Package managers are not affected: they create files
+ * with plain modes and chmod them afterwards (that chmod is vetted as above). mkdir needs no rule: the
+ * kernel drops S_ISUID/S_ISGID from mkdir's mode (S_ISGID comes only from a setgid parent).
+ */
+export const CREATE_FAMILY: Readonly<Record<string, { flags?: number; mode: number }>> = {
+  open: { flags: 1, mode: 2 }, openat: { flags: 2, mode: 3 }, creat: { mode: 1 }, mknod: { mode: 1 }, mknodat: { mode: 2 },
+};
+
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
+const O_CREAT = 0o100;
+const O_TMPFILE_BIT = 0o20000000; // __O_TMPFILE (O_TMPFILE is this | O_DIRECTORY)
+const EPERM = 1;
+const ENOSYS = 38;
+
+interface SeccompArg { index: number; value: number; valueTwo: number; op: string }
+interface SeccompRule { names?: string[]; name?: string; action: string; args?: SeccompArg[] | unknown[]; errnoRet?: number; includes?: unknown; excludes?: unknown }
 interface Seccomp { defaultAction: string; architectures?: string[]; listenerPath?: string; listenerMetadata?: string; syscalls?: SeccompRule[]; flags?: string[] }
 
 const ARCHS = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
 
+/** (arg[index] & mask) == datum. In the OCI spec `value` is the mask, `valueTwo` the datum. */
+const masked = (index: number, mask: number, datum: number): SeccompArg => ({ index, value: mask, valueTwo: datum, op: 'SCMP_CMP_MASKED_EQ' });
+
 /**
- * Which mount-family names the spec's own profile lets through (an unconditional ALLOW rule, or an
- * ALLOW default with no rule for the name). Those, and only those, become NOTIFY.
+ * Which names the spec's own profile lets through (an unconditional ALLOW rule, or an ALLOW default
+ * with no rule for the name). Those, and only those, get eci's rules.
  */
 function allowedByProfile(sc: Seccomp | undefined, name: string): boolean {
   if (!sc) return true; // no profile (e.g. --privileged): everything is allowed
@@ -21,12 +62,60 @@ function allowedByProfile(sc: Seccomp | undefined, name: string): boolean {
   return rules.some((r) => (r.action === 'SCMP_ACT_ALLOW' || r.action === 'SCMP_ACT_LOG') && !(r.args && r.args.length));
 }
 
+/**
+ * The argument-filtered rules for the setuid/setgid vetting, for the names the profile allowed.
+ * With a profile, the name leaves the profile's unconditional ALLOW and gets an ALLOW for the modes
+ * that set neither bit instead; what is left (none of eci's rules matching) falls to the profile's
+ * default action, never to ALLOW. Without one (default ALLOW), the NOTIFY/ERRNO rules alone suffice.
+ *
+ * Accepted by runc 1.1.5 + libseccomp 2.5.4 (checked with real containers): several rules for one
+ * syscall with different actions, each an AND of MASKED_EQ conditions on distinct arguments, the
+ * conditions of different rules disjoint (a mode matching two rules always matches two of the same
+ * action). runc drops a rule whose action equals the default (e.g. ERRNO/EPERM under Docker's
+ * profile): the default then gives the same answer, which is why the ALLOW rules never cover a
+ * refused combination.
+ */
+function setuidRules(sc: Seccomp | undefined): { names: string[]; rules: SeccompRule[] } {
+  const names: string[] = [];
+  const rules: SeccompRule[] = [];
+  for (const [name, i] of Object.entries(CHMOD_FAMILY)) {
+    if (!allowedByProfile(sc, name)) continue;
+    names.push(name);
+    rules.push(
+      { names: [name], action: 'SCMP_ACT_NOTIFY', args: [masked(i, S_ISUID, S_ISUID)] },
+      { names: [name], action: 'SCMP_ACT_NOTIFY', args: [masked(i, S_ISGID, S_ISGID)] },
+    );
+    if (sc) rules.push({ names: [name], action: 'SCMP_ACT_ALLOW', args: [masked(i, S_ISUID | S_ISGID, 0)] });
+  }
+  for (const [name, { flags, mode }] of Object.entries(CREATE_FAMILY)) {
+    if (!allowedByProfile(sc, name)) continue;
+    names.push(name);
+    for (const bit of [S_ISUID, S_ISGID]) {
+      if (flags === undefined) rules.push({ names: [name], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [masked(mode, bit, bit)] });
+      else for (const how of [O_CREAT, O_TMPFILE_BIT]) rules.push({ names: [name], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [masked(flags, how, how), masked(mode, bit, bit)] });
+    }
+    if (sc) {
+      if (flags !== undefined) rules.push({ names: [name], action: 'SCMP_ACT_ALLOW', args: [masked(flags, O_CREAT | O_TMPFILE_BIT, 0)] });
+      rules.push({ names: [name], action: 'SCMP_ACT_ALLOW', args: [masked(mode, S_ISUID | S_ISGID, 0)] });
+    }
+  }
+  // openat2 carries its mode in a struct in memory, out of the filter's reach: it answers ENOSYS, the
+  // answer of a kernel without it (every user falls back to openat, which is filtered above).
+  if (allowedByProfile(sc, 'openat2')) {
+    names.push('openat2');
+    rules.push({ names: ['openat2'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS });
+  }
+  return { names, rules };
+}
+
 export function addNotifyRules(spec: OciSpec, listenerPath: string, metadata: string): OciSpec {
   const sc = spec.linux?.seccomp as Seccomp | undefined;
   const notified = MOUNT_FAMILY.filter((n) => allowedByProfile(sc, n));
-  // Remove the notified names from every other rule: one action per syscall keeps libseccomp happy.
+  const setuid = setuidRules(sc);
+  const taken: readonly string[] = [...notified, ...setuid.names];
+  // Remove the taken names from every other rule: eci's rules alone decide for them.
   const rest = (sc?.syscalls ?? [])
-    .map((r) => ({ ...r, names: (r.names ?? (r.name ? [r.name] : [])).filter((n) => !(notified as readonly string[]).includes(n)) }))
+    .map((r) => ({ ...r, names: (r.names ?? (r.name ? [r.name] : [])).filter((n) => !taken.includes(n)) }))
     .filter((r) => r.names.length > 0)
     .map((r) => { const { name: _drop, ...keep } = r; return keep; });
   const next: Seccomp = {
@@ -34,7 +123,7 @@ export function addNotifyRules(spec: OciSpec, listenerPath: string, metadata: st
     architectures: sc?.architectures?.length ? sc.architectures : ARCHS,
     listenerPath,
     listenerMetadata: metadata,
-    syscalls: [...rest, ...(notified.length ? [{ names: [...notified], action: 'SCMP_ACT_NOTIFY' }] : [])],
+    syscalls: [...rest, ...(notified.length ? [{ names: [...notified], action: 'SCMP_ACT_NOTIFY' }] : []), ...setuid.rules],
   };
   delete next.flags; // runc 1.1.5: "seccomp flags are not yet supported by runc"
   return { ...spec, linux: { ...spec.linux, seccomp: next } };

@@ -37,7 +37,14 @@ export function translateIdOptions(data: string | undefined, uid?: VetRequest['u
 
 export type PerformOp =
   | { op: 'mount'; source?: string; target: string; fstype?: string; flags: bigint; data?: string }
-  | { op: 'umount'; target: string; flags: bigint };
+  | { op: 'umount'; target: string; flags: bigint }
+  /**
+   * chmod(2) family with S_ISUID/S_ISGID in the mode, performed by eci-helper chmod-as, which refuses it
+   * on the container's volumes. The object: `path` (relative to `dirfd`, the caller's fd number, or
+   * the caller's cwd when dirfd is absent or AT_FDCWD) or, for fchmod, the caller's `fd`. `flags` are
+   * fchmodat2's (AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH); the fchmodat syscall has none.
+   */
+  | { op: 'chmod'; syscall: 'chmod' | 'fchmod' | 'fchmodat' | 'fchmodat2'; path?: string; dirfd?: number; fd?: number; mode: number; flags: number };
 
 export type Verdict =
   | { kind: 'perform'; perform: PerformOp; reason: string }
@@ -53,6 +60,12 @@ export const MOUNT_ATTR = { RDONLY: 0x1n, NOSUID: 0x2n, NODEV: 0x4n, NOEXEC: 0x8
 const OPEN_TREE_CLONE = 1n;
 const MOVE_MOUNT_F_EMPTY_PATH = 0x4n;
 const FSCONFIG_CMD_RECONFIGURE = 7n;
+/** S_ISUID | S_ISGID: the bits whose chmod is vetted (the seccomp rules notify only modes with one of them). */
+export const SETID_BITS = 0o6000n;
+const MODE_BITS = 0o7777n; // S_IALLUGO: what chmod takes of its mode argument
+const AT_FDCWD = -100;
+/** An int argument (fd, flags) as the kernel reads it from a 64-bit register. */
+const int = (v: bigint) => Number(BigInt.asIntN(32, v));
 
 const EPERM = (reason: string): Verdict => ({ kind: 'errno', errno: 1, code: 'EPERM', reason });
 const perform = (p: PerformOp, reason: string): Verdict => ({ kind: 'perform', perform: p, reason });
@@ -105,6 +118,24 @@ export function decide(r: VetRequest): Verdict {
       return a(1) === FSCONFIG_CMD_RECONFIGURE ? EPERM('fsconfig reconfigure of an existing superblock is not allowed') : { kind: 'continue', reason: 'configures a new filesystem context' };
     case 'fspick':
       return EPERM('fspick (reconfiguring an existing superblock) is not allowed');
+    case 'chmod':
+    case 'fchmod':
+    case 'fchmodat':
+    case 'fchmodat2': {
+      const sc = r.syscall;
+      const mode = a(sc === 'fchmodat' || sc === 'fchmodat2' ? 2 : 1) & MODE_BITS;
+      // The filter notifies only modes with S_ISUID/S_ISGID; anything else is as the kernel would have
+      // had it (the mode is a register value: the caller cannot change it any more).
+      if (!(mode & SETID_BITS)) return { kind: 'continue', reason: `${sc}: mode 0${mode.toString(8)} sets neither setuid nor setgid` };
+      const what = `${mode & 0o4000n ? 'setuid' : 'setgid'} mode 0${mode.toString(8)}`;
+      const reason = `${sc} to ${what} (refused there on the container's volumes)`;
+      if (sc === 'fchmod') return perform({ op: 'chmod', syscall: sc, fd: int(a(0)), mode: Number(mode), flags: 0 }, reason);
+      const path = r.strings.path;
+      if (typeof path !== 'string') return EPERM(`${sc}: the path could not be read from the caller`);
+      const dirfd = sc === 'chmod' ? AT_FDCWD : int(a(0));
+      const flags = sc === 'fchmodat2' ? int(a(3)) : 0;
+      return perform({ op: 'chmod', syscall: sc, path, ...(dirfd === AT_FDCWD ? {} : { dirfd }), mode: Number(mode), flags }, reason);
+    }
     default:
       return EPERM(`${r.syscall}: not a syscall eci vets; refused`);
   }

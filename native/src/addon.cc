@@ -29,6 +29,7 @@ namespace eci_idmap { void Init(Napi::Env env, Napi::Object exports); }
 namespace eci_seccomp {
 void Init(Napi::Env env, Napi::Object exports);  // src/seccomp.cc: exports.seccomp
 }
+namespace eci_procfs { void Init(Napi::Env env, Napi::Object exports); }  // src/procfs.cc: exports.procfs
 
 namespace {
 
@@ -109,6 +110,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   constants.Set("UMOUNT_NOFOLLOW", Napi::Number::New(env, UMOUNT_NOFOLLOW));
   exports.Set("constants", constants);
   eci_seccomp::Init(env, exports);
+  eci_procfs::Init(env, exports);
   return exports;
 }
 

@@ -2,7 +2,7 @@
 // status is 0 unless the harness breaks (setup fails, a section cannot measure).
 //
 // Environment:
-//   ECI_BENCH_ONLY=start,image,rss   sections to run (default: all)
+//   ECI_BENCH_ONLY=start,image,rss,more   sections to run (default: all; more = binds, policy, data path, mount latency)
 //   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
 //   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
@@ -20,6 +20,7 @@ import { benchImage, reportImage, type ImageResult } from './image.ts';
 import { benchRss, reportRss, type RssResult } from './rss.ts';
 import { benchStart, reportStart, writeTimingWrapper, type StartResult } from './start.ts';
 import { fmtMiB, nowMs, rounded, rssKiB } from './stats.ts';
+import { benchMore, reportMore, type MoreResult } from './more.ts';
 
 const REPORT = join(REPO, 'test/bench/last-report.json');
 const HELPER_TMP = '/run/eci/tmp';
@@ -47,7 +48,7 @@ interface Report {
   date: string;
   host: Record<string, string | number>;
   config: Record<string, unknown>;
-  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult };
+  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult };
   errors: Record<string, string>;
   checks: Record<string, unknown>;
   durationS?: number;
@@ -114,6 +115,7 @@ async function main(): Promise<number> {
       ['start', async () => { report.sections.start = await benchStart(c); }],
       ['image', async () => { report.sections.image = await benchImage(c); }],
       ['rss', async () => { report.sections.rss = await benchRss(c, atStartKiB); }],
+      ['more', async () => { report.sections.more = await benchMore(c); }],
     ];
     for (const [name, f] of sections) {
       if (!config.only.has(name) || stopRequested) continue;
@@ -175,6 +177,7 @@ async function main(): Promise<number> {
   if (s.start) out.push(...reportStart(s.start));
   if (s.image) out.push(...reportImage(s.image));
   if (s.rss) out.push(...reportRss(s.rss));
+  if (s.more) out.push(...reportMore(s.more));
   for (const [k, v] of Object.entries(report.errors)) out.push(`ERROR ${k}: ${v.split('\n')[0]}`);
   const newTmp = after.tmp.filter((x) => !before.tmp.includes(x));
   const newHelper = after.helperTmp.filter((x) => !before.helperTmp.includes(x));

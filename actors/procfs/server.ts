@@ -1,0 +1,101 @@
+// ProcFs: one FUSE mount (native mountProcFs) serving /proc/uptime, /proc/swaps and /proc/meminfo for
+// every registered container. A read is attributed to the container whose init shares the caller's pid
+// namespace; any other caller gets the host's real file.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mountProcFs, type ProcFsMount } from '../../native/index.ts';
+import * as info from './container-info.ts';
+import * as render from './render.ts';
+
+export const PROCFS_FILES = ['uptime', 'swaps', 'meminfo'] as const;
+
+export interface ProcFsOptions {
+  /** Files served (default PROCFS_FILES); names outside PROCFS_FILES are passed through from the host. */
+  files?: readonly string[];
+  /** Fake /proc and /sys/fs/cgroup for tests. */
+  roots?: info.Roots;
+  /** Replaces native mountProcFs (tests). */
+  mount?: typeof mountProcFs;
+}
+
+export class ProcFs {
+  private readonly files: readonly string[];
+  private readonly roots: info.Roots;
+  private readonly mount: typeof mountProcFs;
+  private readonly containers = new Map<string, info.KnownContainer>();
+  private handle: ProcFsMount | undefined;
+  private hostPidns: number | undefined;
+
+  constructor(o: ProcFsOptions = {}) {
+    this.files = o.files ?? PROCFS_FILES;
+    this.roots = o.roots ?? {};
+    this.mount = o.mount ?? mountProcFs;
+  }
+
+  /** Mounts the filesystem at `mountpoint` (an existing directory). Throws NativeError. */
+  async start(mountpoint: string): Promise<void> {
+    if (this.handle) throw new Error(`ProcFs is already mounted`);
+    this.hostPidns = info.pidNamespaceOfSync(process.pid, this.roots);
+    this.handle = this.mount({ mountpoint, files: [...this.files] }, (file, pid) => this.read(file, pid));
+  }
+
+  /**
+   * Serves container `containerId`, whose init has host pid `initPid`, its own view. Throws when the
+   * pid is gone or shares the manager's pid namespace (every host process would match it).
+   */
+  register(containerId: string, initPid: number): void {
+    const pidns = info.pidNamespaceOfSync(initPid, this.roots);
+    if (pidns === undefined) throw new Error(`procfs: container ${containerId}: no process ${initPid}`);
+    if (pidns === (this.hostPidns ?? info.pidNamespaceOfSync(process.pid, this.roots)))
+      throw new Error(`procfs: container ${containerId} shares the host pid namespace`);
+    this.containers.set(containerId, { id: containerId, initPid, pidns });
+  }
+
+  unregister(containerId: string): void {
+    this.containers.delete(containerId);
+  }
+
+  /** Unmounts; pending reads fail with EIO. Idempotent. */
+  async stop(): Promise<void> {
+    const h = this.handle;
+    this.handle = undefined;
+    this.containers.clear();
+    await h?.close();
+  }
+
+  /** What host pid `callerPid` reads from `file` (exported for tests; also the FUSE read handler). */
+  async read(file: string, callerPid: number): Promise<string> {
+    const c = await info.findContainer(callerPid, this.containers.values(), this.roots);
+    if (c) {
+      const text = await this.renderFor(file, c);
+      if (text !== undefined) return text;
+    }
+    return this.host(file);
+  }
+
+  private host(file: string): Promise<string> {
+    return readFile(join(this.roots.proc ?? '/proc', file), 'utf8');
+  }
+
+  /** The container's view, or undefined to fall back to the host's (init gone, unknown file). */
+  private async renderFor(file: string, c: info.KnownContainer): Promise<string | undefined> {
+    switch (file) {
+      case 'uptime': {
+        const start = await info.startTimeSinceBoot(c.initPid, this.roots);
+        if (start === undefined) return undefined;
+        const [now] = await info.hostUptime(this.roots);
+        const up = Math.max(0, now - start);
+        const busy = await info.cgroupCpuSeconds(c.initPid, this.roots);
+        return render.uptime(now, start, busy === undefined ? up : up - busy);
+      }
+      case 'swaps':
+        return render.swaps();
+      case 'meminfo': {
+        const [host, mem] = await Promise.all([this.host('meminfo'), info.cgroupMemoryOf(c.initPid, this.roots)]);
+        return render.meminfo(host, mem);
+      }
+      default:
+        return undefined;
+    }
+  }
+}

@@ -1,0 +1,418 @@
+// eci procfs: a FUSE filesystem (libfuse3 low-level API) of read-only files whose content JavaScript
+// renders per caller. Meant to be bind-mounted over /proc/uptime, /proc/meminfo... in containers.
+//
+// Exports (on exports.procfs):
+//   mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void)
+//     -> { reply(id: number, text: string | null, errno: number): void, close(): void }
+//   onRead runs on the event loop for every read at offset 0 (and for a read at a later offset of a
+//   file descriptor that was never rendered); JS answers with reply(id, text) or reply(id, null, errno).
+//   A read not answered within 2 s fails with EIO. Later offsets are served from the per-open buffer.
+//   close() stops the session thread, fails pending reads with EIO and unmounts (MNT_DETACH).
+//
+// One session thread polls /dev/fuse and an eventfd (for close); replies to reads come from the JS
+// thread (libfuse replies are thread-safe), so a slow render never blocks other requests.
+#define FUSE_USE_VERSION 31
+#include <fuse_lowlevel.h>
+#include <napi.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "system-error.h"
+
+namespace eci_procfs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kReadTimeout = std::chrono::milliseconds(2000);
+constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;  // 1; file i has inode i + 2
+constexpr double kAttrTimeout = 1.0;
+
+struct OpenFile {
+  std::mutex mu;
+  size_t index;
+  bool rendered = false;
+  std::string data;
+};
+
+struct Pending {
+  fuse_req_t req;
+  OpenFile* of;
+  size_t size;
+  off_t off;
+  Clock::time_point deadline;
+};
+
+struct RenderCall {
+  uint64_t id;
+  std::string file;
+  int32_t pid;
+};
+
+void CallRender(Napi::Env env, Napi::Function cb, std::nullptr_t*, RenderCall* call) {
+  std::unique_ptr<RenderCall> c(call);
+  if (env == nullptr || cb.IsEmpty()) return;  // torn down; the timeout (or close) answers the read
+  try {
+    cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
+             Napi::Number::New(env, c->pid)});
+  } catch (const Napi::Error& e) {
+    // An exception thrown synchronously by the callback: the read times out with EIO. Never let it
+    // escape into the event loop.
+    (void)e;
+  }
+}
+
+using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, RenderCall, CallRender>;
+
+struct Server {
+  std::string mountpoint;
+  std::vector<std::string> files;
+  fuse_session* se = nullptr;
+  int efd = -1;
+  std::thread thread;
+  Tsfn tsfn;
+  std::mutex mu;  // guards pending, nextId, closed
+  std::map<uint64_t, Pending> pending;
+  uint64_t nextId = 1;
+  bool closed = false;
+  std::atomic<bool> stop{false};
+
+  void Wake() {
+    uint64_t one = 1;
+    if (efd >= 0) (void)!::write(efd, &one, sizeof one);
+  }
+};
+
+Server* Of(fuse_req_t req) { return static_cast<Server*>(fuse_req_userdata(req)); }
+
+bool FileIndex(Server* s, fuse_ino_t ino, size_t* index) {
+  if (ino < 2 || ino - 2 >= s->files.size()) return false;
+  *index = ino - 2;
+  return true;
+}
+
+void FillAttr(fuse_ino_t ino, struct stat* st) {
+  std::memset(st, 0, sizeof *st);
+  st->st_ino = ino;
+  st->st_uid = 0;
+  st->st_gid = 0;
+  if (ino == kRootIno) {
+    st->st_mode = S_IFDIR | 0555;
+    st->st_nlink = 2;
+  } else {
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_size = 0;  // direct_io: the size is not known before rendering
+  }
+  st->st_blksize = 4096;
+}
+
+void ReplySlice(fuse_req_t req, const std::string& data, size_t size, off_t off) {
+  if (off < 0 || static_cast<size_t>(off) >= data.size()) {
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  const size_t n = std::min(size, data.size() - static_cast<size_t>(off));
+  fuse_reply_buf(req, data.data() + off, n);
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Server* s = Of(req);
+  if (parent != kRootIno) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  for (size_t i = 0; i < s->files.size(); i++) {
+    if (s->files[i] == name) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof e);
+      e.ino = i + 2;
+      e.attr_timeout = kAttrTimeout;
+      e.entry_timeout = kAttrTimeout;
+      FillAttr(e.ino, &e.attr);
+      fuse_reply_entry(req, &e);
+      return;
+    }
+  }
+  fuse_reply_err(req, ENOENT);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  size_t idx;
+  if (ino != kRootIno && !FileIndex(Of(req), ino, &idx)) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  struct stat st;
+  FillAttr(ino, &st);
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Server* s = Of(req);
+  if (ino != kRootIno) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  std::string buf;
+  auto add = [&](const char* name, fuse_ino_t child) {
+    struct stat st;
+    FillAttr(child, &st);
+    const size_t len = fuse_add_direntry(req, nullptr, 0, name, nullptr, 0);
+    const size_t at = buf.size();
+    buf.resize(at + len);
+    fuse_add_direntry(req, &buf[at], len, name, &st, static_cast<off_t>(at + len));
+  };
+  add(".", kRootIno);
+  add("..", kRootIno);
+  for (size_t i = 0; i < s->files.size(); i++) add(s->files[i].c_str(), i + 2);
+  ReplySlice(req, buf, size, off);
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  size_t idx;
+  if (!FileIndex(Of(req), ino, &idx)) {
+    fuse_reply_err(req, ino == kRootIno ? EISDIR : ENOENT);
+    return;
+  }
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
+  auto* of = new OpenFile();
+  of->index = idx;
+  fi->fh = reinterpret_cast<uint64_t>(of);
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  fi->nonseekable = 0;
+  if (fuse_reply_open(req, fi) != 0) delete of;  // the open was interrupted: no release will follow
+}
+
+
+void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Server* s = Of(req);
+  auto* of = reinterpret_cast<OpenFile*>(fi->fh);
+  {
+    std::lock_guard<std::mutex> g(of->mu);
+    if (off > 0 && of->rendered) {
+      ReplySlice(req, of->data, size, off);
+      return;
+    }
+  }
+  auto* call = new RenderCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid)};
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (s->closed) {
+      delete call;
+      fuse_reply_err(req, EIO);
+      return;
+    }
+    call->id = s->nextId++;
+    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReadTimeout};
+  }
+  const uint64_t id = call->id;
+  if (s->tsfn.NonBlockingCall(call) != napi_ok) {
+    delete call;
+    std::lock_guard<std::mutex> g(s->mu);
+    auto it = s->pending.find(id);
+    if (it != s->pending.end()) {
+      s->pending.erase(it);
+      fuse_reply_err(req, EIO);
+    }
+  }
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<OpenFile*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (ino != kRootIno) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  fuse_reply_open(req, fi);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs sv;
+  std::memset(&sv, 0, sizeof sv);
+  sv.f_bsize = 4096;
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+// Fails every read whose deadline has passed; returns the poll timeout (ms) until the next deadline.
+int ExpirePending(Server* s) {
+  std::lock_guard<std::mutex> g(s->mu);
+  const auto now = Clock::now();
+  int next = -1;
+  for (auto it = s->pending.begin(); it != s->pending.end();) {
+    if (it->second.deadline <= now) {
+      fuse_reply_err(it->second.req, EIO);
+      it = s->pending.erase(it);
+    } else {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.deadline - now).count() + 1;
+      if (next < 0 || ms < next) next = static_cast<int>(ms);
+      ++it;
+    }
+  }
+  return next;
+}
+
+void SessionLoop(Server* s) {
+  fuse_buf buf;
+  std::memset(&buf, 0, sizeof buf);
+  pollfd pfd[2] = {{fuse_session_fd(s->se), POLLIN, 0}, {s->efd, POLLIN, 0}};
+  while (!s->stop.load() && !fuse_session_exited(s->se)) {
+    const int timeout = ExpirePending(s);
+    const int n = ::poll(pfd, 2, timeout);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (pfd[1].revents) break;  // close()
+    if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) break;  // unmounted or aborted
+    if (pfd[0].revents & POLLIN) {
+      const int res = fuse_session_receive_buf(s->se, &buf);
+      if (res == -EINTR || res == -EAGAIN) continue;
+      if (res <= 0) break;
+      fuse_session_process_buf(s->se, &buf);
+    }
+  }
+  std::free(buf.mem);
+}
+
+// Idempotent: stops the thread, fails pending reads, unmounts, releases the TSFN.
+void Shutdown(Server* s) {
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (s->closed) return;
+    s->closed = true;
+  }
+  s->stop.store(true);
+  s->Wake();
+  if (s->thread.joinable()) s->thread.join();
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& [id, p] : s->pending) fuse_reply_err(p.req, EIO);
+    s->pending.clear();
+  }
+  // Closes /dev/fuse (aborting the connection, so nothing can hang on it) and detaches the mount.
+  fuse_session_unmount(s->se);
+  ::umount2(s->mountpoint.c_str(), MNT_DETACH);  // in case libfuse went through fusermount3 and failed
+  fuse_session_destroy(s->se);
+  s->se = nullptr;
+  ::close(s->efd);
+  s->efd = -1;
+  s->tsfn.Release();
+}
+
+void Reply(const std::shared_ptr<Server>& s, const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "reply(id, text, errno): id must be a number");
+  const uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  std::string text;
+  bool ok = info.Length() >= 2 && info[1].IsString();
+  if (ok) text = info[1].As<Napi::String>().Utf8Value();
+  int err = EIO;
+  if (!ok && info.Length() >= 3 && info[2].IsNumber()) err = info[2].As<Napi::Number>().Int32Value();
+  if (err <= 0) err = EIO;
+  std::lock_guard<std::mutex> g(s->mu);
+  auto it = s->pending.find(id);
+  if (it == s->pending.end()) return;  // timed out already, or closed
+  Pending p = it->second;
+  s->pending.erase(it);
+  if (!ok) {
+    fuse_reply_err(p.req, err);
+    return;
+  }
+  std::lock_guard<std::mutex> fg(p.of->mu);
+  p.of->data = std::move(text);
+  p.of->rendered = true;
+  ReplySlice(p.req, p.of->data, p.size, p.off);
+}
+
+Napi::Value Mount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsFunction())
+    throw Napi::TypeError::New(env, "mount(mountpoint: string, files: string[], onRead: function)");
+  auto s = std::make_shared<Server>();
+  s->mountpoint = info[0].As<Napi::String>().Utf8Value();
+  if (s->mountpoint.empty() || s->mountpoint[0] != '/' || s->mountpoint.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, "mountpoint must be an absolute path");
+  Napi::Array files = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < files.Length(); i++) {
+    Napi::Value v = files.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "files must be strings");
+    std::string f = v.As<Napi::String>().Utf8Value();
+    if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos || f.find('\0') != std::string::npos)
+      throw Napi::TypeError::New(env, "file name '" + f + "' is not a plain name");
+    s->files.push_back(f);
+  }
+
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof o);
+    o.lookup = OpLookup;
+    o.getattr = OpGetattr;
+    o.opendir = OpOpendir;
+    o.readdir = OpReaddir;
+    o.open = OpOpen;
+    o.read = OpRead;
+    o.release = OpRelease;
+    o.statfs = OpStatfs;
+    return o;
+  }();
+
+  const char* argv[] = {"eci-procfs", "-o", "allow_other,default_permissions,fsname=eci-procfs,subtype=eci-procfs"};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  s->se = fuse_session_new(&args, &ops, sizeof ops, s.get());
+  if (s->se == nullptr) throw EciSystemError(env, EINVAL, "fuse_session_new", s->mountpoint);
+  if (fuse_session_mount(s->se, s->mountpoint.c_str()) != 0) {
+    fuse_session_destroy(s->se);
+    struct stat st;
+    const int err = ::stat(s->mountpoint.c_str(), &st) < 0 ? errno : (S_ISDIR(st.st_mode) ? EIO : ENOTDIR);
+    throw EciSystemError(env, err, "mount", s->mountpoint);
+  }
+  s->efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->efd < 0) {
+    const int err = errno;
+    fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+    throw EciSystemError(env, err, "eventfd", s->mountpoint);
+  }
+  s->tsfn = Tsfn::New(env, info[2].As<Napi::Function>(), "eci-procfs", 0, 1);
+  s->thread = std::thread(SessionLoop, s.get());
+
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("reply", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { Reply(s, i); }, "reply"));
+  handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
+  return handle;
+}
+
+}  // namespace
+
+void Init(Napi::Env env, Napi::Object exports) {
+  Napi::Object procfs = Napi::Object::New(env);
+  procfs.Set("mount", Napi::Function::New(env, Mount, "mount"));
+  exports.Set("procfs", procfs);
+}
+
+}  // namespace eci_procfs
