@@ -23,6 +23,8 @@ export class ProcFs {
   private readonly roots: info.Roots;
   private readonly mount: typeof mountProcFs;
   private readonly containers = new Map<string, info.KnownContainer>();
+  /** Start time (s since boot) of each registered init: constant, so read once. */
+  private readonly starts = new Map<string, number>();
   private handle: ProcFsMount | undefined;
   private hostPidns: number | undefined;
 
@@ -53,6 +55,7 @@ export class ProcFs {
 
   unregister(containerId: string): void {
     this.containers.delete(containerId);
+    this.starts.delete(containerId);
   }
 
   /** Unmounts; pending reads fail with EIO. Idempotent. */
@@ -60,6 +63,7 @@ export class ProcFs {
     const h = this.handle;
     this.handle = undefined;
     this.containers.clear();
+    this.starts.clear();
     await h?.close();
   }
 
@@ -81,8 +85,9 @@ export class ProcFs {
   private async renderFor(file: string, c: info.KnownContainer): Promise<string | undefined> {
     switch (file) {
       case 'uptime': {
-        const start = await info.startTimeSinceBoot(c.initPid, this.roots);
+        const start = this.starts.get(c.id) ?? (await info.startTimeSinceBoot(c.initPid, this.roots));
         if (start === undefined) return undefined;
+        if (this.containers.get(c.id) === c) this.starts.set(c.id, start);
         const [now] = await info.hostUptime(this.roots);
         const up = Math.max(0, now - start);
         const busy = await info.cgroupCpuSeconds(c.initPid, this.roots);

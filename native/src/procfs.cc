@@ -42,6 +42,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kReadTimeout = std::chrono::milliseconds(2000);
 constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;  // 1; file i has inode i + 2
 constexpr double kAttrTimeout = 1.0;
+constexpr off_t kNominalSize = 32768;
 
 struct OpenFile {
   std::mutex mu;
@@ -117,7 +118,10 @@ void FillAttr(fuse_ino_t ino, struct stat* st) {
   } else {
     st->st_mode = S_IFREG | 0444;
     st->st_nlink = 1;
-    st->st_size = 0;  // direct_io: the size is not known before rendering
+    // Not the real size (unknown before rendering). read() ignores it (direct_io), but splice/sendfile
+    // (busybox cat) go through the page cache, which stops at i_size: a size of 0 would read as empty.
+    // A short read at the real end makes the kernel shrink i_size to it.
+    st->st_size = kNominalSize;
   }
   st->st_blksize = 4096;
 }
@@ -334,19 +338,29 @@ void Reply(const std::shared_ptr<Server>& s, const Napi::CallbackInfo& info) {
   int err = EIO;
   if (!ok && info.Length() >= 3 && info[2].IsNumber()) err = info[2].As<Napi::Number>().Int32Value();
   if (err <= 0) err = EIO;
-  std::lock_guard<std::mutex> g(s->mu);
-  auto it = s->pending.find(id);
-  if (it == s->pending.end()) return;  // timed out already, or closed
-  Pending p = it->second;
-  s->pending.erase(it);
+  Pending p;
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    auto it = s->pending.find(id);
+    if (it == s->pending.end()) return;  // timed out already, or closed
+    p = it->second;
+    s->pending.erase(it);
+  }
   if (!ok) {
     fuse_reply_err(p.req, err);
     return;
   }
-  std::lock_guard<std::mutex> fg(p.of->mu);
-  p.of->data = std::move(text);
-  p.of->rendered = true;
-  ReplySlice(p.req, p.of->data, p.size, p.off);
+  // The reply lets the caller go on and close the file, and the session thread may then free the
+  // OpenFile (release): touch it only before replying, and reply from a copy.
+  std::string slice;
+  {
+    std::lock_guard<std::mutex> fg(p.of->mu);
+    p.of->data = std::move(text);
+    p.of->rendered = true;
+    if (p.off >= 0 && static_cast<size_t>(p.off) < p.of->data.size())
+      slice = p.of->data.substr(static_cast<size_t>(p.off), p.size);
+  }
+  fuse_reply_buf(p.req, slice.data(), slice.size());
 }
 
 Napi::Value Mount(const Napi::CallbackInfo& info) {
@@ -381,7 +395,10 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
     return o;
   }();
 
-  const char* argv[] = {"eci-procfs", "-o", "allow_other,default_permissions,fsname=eci-procfs,subtype=eci-procfs"};
+  // suid,dev: libfuse would add nosuid,nodev, which become locked flags in a container's user namespace,
+  // so runc's read-only remount of a bind of these files (flags without them) would fail with EPERM.
+  // Harmless here: the filesystem only ever holds 0444 regular files.
+  const char* argv[] = {"eci-procfs", "-o", "allow_other,default_permissions,suid,dev,fsname=eci-procfs,subtype=eci-procfs"};
   fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   s->se = fuse_session_new(&args, &ops, sizeof ops, s.get());
   if (s->se == nullptr) throw EciSystemError(env, EINVAL, "fuse_session_new", s->mountpoint);
