@@ -1,5 +1,5 @@
 // Feeds seccomp notifications from runc's containers to the vetter over the bus and carries out
-// the verdict: performs the call in the container (eci-helper mount-as/umount-as), answers the
+// the verdict: performs the call in the container (eci-helper mount-as/umount-as/chmod-as), answers the
 // kernel, and publishes an audit event. Fails closed: no verdict in time means EPERM; an error
 // while performing means the caller gets an errno, never "allowed".
 import { readFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ export interface FeedNative {
   };
   mountAs(o: { pid: number; source?: string | null; target: string; fstype?: string | null; flags?: bigint; data?: string | null; notify?: { fd: number; id: bigint }; protect?: number[]; roDevs?: string[] }): Promise<void>;
   umountAs(o: { pid: number; target: string; flags?: bigint; notify?: { fd: number; id: bigint }; protect?: number[] }): Promise<void>;
+  chmodAs(o: { pid: number; syscall?: 'chmod' | 'fchmod' | 'fchmodat' | 'fchmodat2'; path?: string; dirfd?: number; fd?: number; mode: number; flags?: number; notify?: { fd: number; id: bigint }; protect?: number[]; protectDevs?: string[] }): Promise<void>;
 }
 
 export interface FeedHost {
@@ -29,16 +30,31 @@ export interface FeedHost {
   publish(subject: string, type: string, data: unknown): Promise<void>;
   /** Container-relative paths of the mounts eci manages for a container (volumes, masked, read-only). */
   protectedPaths(container: string): string[] | undefined;
+  /**
+   * Container-relative paths of its volumes (host directories shared into it), a subset of
+   * protectedPaths: setuid/setgid modes are refused there. undefined: not known (e.g. a container
+   * from before a manager restart), and then every setuid/setgid chmod of the container is refused.
+   */
+  volumePaths?(container: string): string[] | undefined;
   /** The container's id ranges. */
   ranges(container: string): { uid?: VetRequest['uid']; gid?: VetRequest['gid'] };
 }
 
 interface ProcessState { pid?: number; metadata?: string; state?: { id?: string; pid?: number } }
 
+interface Protection {
+  /** Mount ids of eci-managed mounts (never unmounted or moved). */
+  ids: number[];
+  /** Devices of the mounts read-only at start. */
+  roDevs: string[];
+  /** The volumes' mount ids and devices (setuid/setgid refused there); null when the volumes are not known. */
+  volumes: { ids: number[]; devs: string[] } | null;
+}
+
 export class NotifyFeed {
   private server?: { close(): Promise<void> };
   private listeners = new Set<{ close(): Promise<void> }>();
-  private protectIds = new Map<string, { ids: number[]; roDevs: string[] }>();
+  private protectIds = new Map<string, Protection>();
 
   constructor(private host: FeedHost, private native: FeedNative) {}
 
@@ -75,16 +91,20 @@ export class NotifyFeed {
    * call, after runc finished mounting): the mount ids of eci-managed mounts, and the devices of
    * every mount that was read-only at start (:ro volumes, a read-only rootfs, the engine's ro paths).
    */
-  private protection(container: string, initPid: number): { ids: number[]; roDevs: string[] } {
+  private protection(container: string, initPid: number): Protection {
     const cached = this.protectIds.get(container);
     if (cached) return cached;
     const paths = this.host.protectedPaths(container) ?? [];
-    let p = { ids: [] as number[], roDevs: [] as string[] };
+    const volumePaths = this.host.volumePaths?.(container);
+    let p: Protection = { ids: [], roDevs: [], volumes: null };
     try {
       const mounts = parseMountInfo(readFileSync(`/proc/${initPid}/mountinfo`, 'utf8'));
+      const volumes = volumePaths?.map((x) => mountAt(mounts, x)).filter((m) => m !== undefined);
       p = {
         ids: paths.map((x) => mountAt(mounts, x)?.id).filter((x): x is number => x !== undefined),
         roDevs: [...new Set(mounts.filter((m) => m.options.split(',').includes('ro')).map((m) => m.dev))],
+        // The device too: a bind of a volume made in the container is another mount of the same filesystem.
+        volumes: volumes ? { ids: volumes.map((m) => m.id), devs: [...new Set(volumes.map((m) => m.dev))] } : null,
       };
     } catch {
       /* the init is gone: nothing left to protect */
@@ -111,16 +131,18 @@ export class NotifyFeed {
     let result: { errno: number; code: string } | { val: number } | 'continue';
     if (verdict.kind === 'perform') {
       const notify = { fd: l.fd, id: n.id };
-      const { ids: protect, roDevs } = this.protection(container, initPid);
+      const { ids: protect, roDevs, volumes } = this.protection(container, initPid);
       try {
         const p = verdict.perform;
         if (p.op === 'mount') await this.native.mountAs({ pid: n.pid, source: p.source, target: p.target, fstype: p.fstype, flags: p.flags, data: p.data, notify, protect, roDevs });
-        else await this.native.umountAs({ pid: n.pid, target: p.target, flags: p.flags, notify, protect });
+        else if (p.op === 'umount') await this.native.umountAs({ pid: n.pid, target: p.target, flags: p.flags, notify, protect });
+        else if (!volumes) throw Object.assign(new Error(`${p.syscall}: the volumes of this container are not known (created before the manager started): setuid/setgid refused`), { code: 'EPERM', errno: 1, syscall: 'chmod' });
+        else await this.native.chmodAs({ pid: n.pid, syscall: p.syscall, path: p.path, dirfd: p.dirfd, fd: p.fd, mode: p.mode, flags: p.flags, notify, protect: volumes.ids, protectDevs: volumes.devs });
         result = { val: 0 };
       } catch (e) {
         const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
         // The call itself failed: its errno is the answer. Anything else: refuse.
-        const mine = err.syscall === 'mount' || err.syscall === 'umount2';
+        const mine = err.syscall === 'mount' || err.syscall === 'umount2' || err.syscall === 'chmod';
         result = { errno: mine && err.errno ? err.errno : 1, code: mine && err.code ? err.code : 'EPERM' };
         if (!mine) verdict = { ...verdict, reason: `${verdict.reason}; could not perform it: ${err.message}` };
         else if (err.errno === 1) verdict = { ...verdict, reason: err.message ?? verdict.reason };
@@ -133,7 +155,9 @@ export class NotifyFeed {
     const response = result === 'continue' ? { kind: 'continue' as const } : 'val' in result ? { kind: 'value' as const, val: result.val } : { kind: 'errno' as const, errno: result.errno };
     await l.respond(n.id, response).catch(() => { /* the caller left the syscall (signal, exit): nothing to answer */ });
     const latencyUs = Math.round((performance.now() - t0) * 1000);
-    const flags = n.syscall === 'mount' ? `0x${(n.args[3] ?? 0n).toString(16)}` : n.syscall === 'umount2' ? `0x${(n.args[1] ?? 0n).toString(16)}` : undefined;
+    // flags: mount/umount2's flags; for the chmod family its mode (octal).
+    const mode = n.syscall === 'chmod' || n.syscall === 'fchmod' ? n.args[1] : n.syscall === 'fchmodat' || n.syscall === 'fchmodat2' ? n.args[2] : undefined;
+    const flags = n.syscall === 'mount' ? `0x${(n.args[3] ?? 0n).toString(16)}` : n.syscall === 'umount2' ? `0x${(n.args[1] ?? 0n).toString(16)}` : mode !== undefined ? `0${(mode & 0o7777n).toString(8)}` : undefined;
     void this.host.publish(subjects.vetterEvent(container), 'vetter.decision', {
       container, pid: n.pid, syscall: n.syscall, strings: n.strings, flags,
       verdict: verdict.kind === 'perform' ? (result === 'continue' || 'val' in result ? 'performed' : 'refused') : verdict.kind === 'errno' ? 'refused' : 'continued',

@@ -30,6 +30,8 @@ export interface RuntimeHost {
   ownPaths(): string[];
   /** The seccomp agent socket runc connects to (linux.seccomp.listenerPath). */
   seccompSocket(): string;
+  /** Records the container paths of a container's volumes (setuid/setgid chmods are refused there). */
+  setVolumePaths?(id: string, paths: string[]): void;
 }
 
 /** Writes an error where containerd/Docker read the runtime's failure reason (runc --log). */
@@ -216,6 +218,7 @@ export class RuntimeSession {
       ...((spec.linux?.maskedPaths ?? []) as string[]),
       ...((spec.linux?.readonlyPaths ?? []) as string[]),
     ];
+    this.host.setVolumePaths?.(id, binds.map((b) => mounts[b.index].destination));
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {

@@ -145,6 +145,7 @@ export class Manager implements RuntimeHost {
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
+      volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
     }, this.native);
     this.feed.start(this.seccompSocket());
@@ -193,6 +194,13 @@ export class Manager implements RuntimeHost {
 
   container(id: string): ContainerActor | undefined {
     return this.containers.get(id);
+  }
+
+  /** Volumes per container actor (runtime.ts sets them with protectedPaths; gone with the actor). */
+  private readonly volumePaths = new WeakMap<ContainerActor, string[]>();
+  setVolumePaths(id: string, paths: string[]): void {
+    const c = this.containers.get(id);
+    if (c) this.volumePaths.set(c, paths);
   }
 
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {

@@ -835,6 +835,7 @@ static int cmd_umount(struct opts *o)
 
 /* mount-as / umount-as: a vetted mount(2)/umount2(2) done for a container process. */
 #include "mount-as.h"
+#include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
 
 int main(int argc, char **argv)
 {
@@ -858,6 +859,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && (strcmp(argv[1], "mount-as") == 0 || strcmp(argv[1], "umount-as") == 0))
 		return main_as(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "chmod-as") == 0)
+		return main_chmod_as(argc, argv);
 	if (argc < 2 || argv[1][0] == '-') {
 		usage_error("usage: eci-helper rootfs-overlay|rootfs-bind|umount --option value ...");
 		return report();

@@ -69,18 +69,19 @@ describe('seccomp notify rules', () => {
     expect(sc.listenerPath).toBe('/run/eci/seccomp.sock');
     expect(sc.listenerMetadata).toBe('c1');
     expect(sc.defaultAction).toBe('SCMP_ACT_ERRNO');
-    expect(sc.syscalls).toEqual([
-      { names: ['read', 'write', 'chmod'], action: 'SCMP_ACT_ALLOW' },
+    expect(sc.syscalls.slice(0, 3)).toEqual([
+      { names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }, // chmod: argument-filtered rules (see below)
       docker.syscalls[1],
       { names: ['mount', 'umount2'], action: 'SCMP_ACT_NOTIFY' }, // the rest stay refused by the default action
     ]);
+    expect(sc.syscalls.slice(3).every((r) => r.names.length === 1 && r.names[0] === 'chmod' && (r as { args?: unknown[] }).args?.length)).toBe(true);
     expect(sc.flags).toBeUndefined();
   });
   it('adds a notify-only filter when the engine has none (--privileged)', () => {
     const sc = addNotifyRules({ root: { path: 'r' }, linux: {} }, '/s', 'c').linux!.seccomp as { defaultAction: string; syscalls: { names: string[]; action: string }[] };
     expect(sc.defaultAction).toBe('SCMP_ACT_ALLOW');
-    expect(sc.syscalls).toEqual([{ names: [...MOUNT_FAMILY], action: 'SCMP_ACT_NOTIFY' }]);
-    expect(sc.syscalls[0].names).not.toContain('read'); // never the data path
+    expect(sc.syscalls[0]).toEqual({ names: [...MOUNT_FAMILY], action: 'SCMP_ACT_NOTIFY' });
+    expect(sc.syscalls.flatMap((r) => r.names)).not.toContain('read'); // never the data path
   });
 });
 
@@ -97,5 +98,186 @@ describe('remount options in host ids', () => {
     expect(v.kind === 'perform' && v.perform.op === 'mount' && v.perform.data).toBe('uid=0');
     const n = decide({ container: 'c', pid: 1, syscall: 'mount', args: [0n, 0n, 0n, 0n], strings: { target: '/t', data: 'uid=165536' }, uid: r, gid: r });
     expect(n.kind === 'perform' && n.perform.op === 'mount' && n.perform.data).toBe('uid=165536');
+  });
+});
+
+// ---------- setuid/setgid vetting (appended) ----------
+import { CHMOD_FAMILY, CREATE_FAMILY, S_ISGID, S_ISUID } from '../../actors/runc/seccomp.ts';
+import { chmodAsHelperArgs } from '../../native/seccomp-agent.ts';
+
+type Arg = { index: number; value: number; valueTwo: number; op: string };
+type Rule = { names: string[]; action: string; args?: Arg[]; errnoRet?: number };
+
+/** What the filter does with one call, the way libseccomp evaluates rules (the default when none matches). */
+function evaluate(sc: { defaultAction: string; syscalls: Rule[] }, name: string, args: number[]): string {
+  const hits = sc.syscalls.filter((r) => r.names.includes(name) && (r.args ?? []).every((a) => ((args[a.index] ?? 0) & a.value) === a.valueTwo));
+  const acts = [...new Set(hits.map((r) => r.action + (r.errnoRet !== undefined ? `(${r.errnoRet})` : '')))];
+  if (acts.length > 1) throw new Error(`${name}: overlapping rules with different actions ${acts.join(', ')}`);
+  return acts[0] ?? sc.defaultAction;
+}
+
+describe('setuid/setgid seccomp rules', () => {
+  const dockerLike = {
+    defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'],
+    syscalls: [{ names: ['read', 'chmod', 'fchmod', 'fchmodat', 'open', 'openat', 'openat2', 'creat', 'mknod', 'mknodat', 'mkdir', 'mount'], action: 'SCMP_ACT_ALLOW' }],
+  };
+  const rulesOf = (seccomp?: unknown) =>
+    addNotifyRules({ root: { path: 'r' }, linux: seccomp ? { seccomp } : {} }, '/s', 'c').linux!.seccomp as { defaultAction: string; syscalls: Rule[] };
+
+  it('takes the vetted names out of the unconditional ALLOW and adds the rule shape runc accepted', () => {
+    const sc = rulesOf(dockerLike);
+    expect(sc.syscalls[0]).toEqual({ names: ['read', 'mkdir'], action: 'SCMP_ACT_ALLOW' });
+    const m = (index: number, value: number, valueTwo: number) => ({ index, value, valueTwo, op: 'SCMP_CMP_MASKED_EQ' });
+    expect(sc.syscalls.filter((r) => r.names[0] === 'fchmodat')).toEqual([
+      { names: ['fchmodat'], action: 'SCMP_ACT_NOTIFY', args: [m(2, 0o4000, 0o4000)] },
+      { names: ['fchmodat'], action: 'SCMP_ACT_NOTIFY', args: [m(2, 0o2000, 0o2000)] },
+      { names: ['fchmodat'], action: 'SCMP_ACT_ALLOW', args: [m(2, 0o6000, 0)] },
+    ]);
+    expect(sc.syscalls.filter((r) => r.names[0] === 'creat')).toEqual([
+      { names: ['creat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [m(1, 0o4000, 0o4000)] },
+      { names: ['creat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [m(1, 0o2000, 0o2000)] },
+      { names: ['creat'], action: 'SCMP_ACT_ALLOW', args: [m(1, 0o6000, 0)] },
+    ]);
+    expect(sc.syscalls.find((r) => r.names[0] === 'openat2')).toEqual({ names: ['openat2'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 });
+    // fchmodat2 was not in the profile: left to its default action, no rule
+    expect(sc.syscalls.some((r) => r.names.includes('fchmodat2'))).toBe(false);
+  });
+
+  it('notifies exactly the modes with S_ISUID/S_ISGID and allows the others', () => {
+    for (const sc of [rulesOf(dockerLike), rulesOf()]) {
+      for (const [name, i] of Object.entries(CHMOD_FAMILY)) {
+        if (!sc.syscalls.some((r) => r.names.includes(name))) continue;
+        for (const mode of [0o755, 0o1777, 0o644, 0o4755, 0o2755, 0o6755, 0o4000, 0o2000, 0x10000 | 0o755]) {
+          const args = [3, 0, 0, 0];
+          args[i] = mode;
+          expect(evaluate(sc, name, args), `${name} 0${mode.toString(8)}`).toBe(mode & (S_ISUID | S_ISGID) ? 'SCMP_ACT_NOTIFY' : 'SCMP_ACT_ALLOW');
+        }
+      }
+    }
+  });
+
+  it('refuses setuid/setgid creation (O_CREAT, O_TMPFILE, creat, mknod) and nothing else', () => {
+    const O_CREAT = 0o100, O_TMPFILE = 0o20200000, O_RDWR = 2;
+    for (const sc of [rulesOf(dockerLike), rulesOf()]) {
+      for (const [name, { flags, mode }] of Object.entries(CREATE_FAMILY)) {
+        const call = (f: number, md: number) => {
+          const args = [0, 0, 0, 0];
+          if (flags !== undefined) args[flags] = f;
+          args[mode] = md;
+          return evaluate(sc, name, args);
+        };
+        const refuse = flags === undefined ? [[0, 0o4755], [0, 0o2755], [0, 0o100000 | 0o4755]] : [[O_CREAT | O_RDWR, 0o4755], [O_CREAT, 0o2700], [O_TMPFILE | O_RDWR, 0o6755]];
+        const allow = flags === undefined ? [[0, 0o755], [0, 0o1777]] : [[O_RDWR, 0o4755], [O_CREAT | O_RDWR, 0o755], [O_TMPFILE | O_RDWR, 0o644], [0, 0]];
+        for (const [f, md] of refuse) expect(call(f, md), `${name} ${f} 0${md.toString(8)}`).toMatch(/^SCMP_ACT_ERRNO/);
+        for (const [f, md] of allow) expect(call(f, md), `${name} ${f} 0${md.toString(8)}`).toBe('SCMP_ACT_ALLOW');
+      }
+    }
+  });
+
+  it('leaves alone what the profile did not allow unconditionally', () => {
+    const sc = rulesOf({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: 0o6000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] }] });
+    expect(sc.syscalls).toEqual([{ names: ['chmod'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: 0o6000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] }]);
+  });
+
+  it('without a profile (--privileged): NOTIFY and ERRNO rules only, over the ALLOW default', () => {
+    const sc = rulesOf();
+    expect(sc.defaultAction).toBe('SCMP_ACT_ALLOW');
+    expect(sc.syscalls.filter((r) => r.names[0] === 'chmod').map((r) => r.action)).toEqual(['SCMP_ACT_NOTIFY', 'SCMP_ACT_NOTIFY']);
+    expect(sc.syscalls.filter((r) => r.names[0] === 'fchmodat2').length).toBe(2);
+    expect(sc.syscalls.filter((r) => r.action === 'SCMP_ACT_ALLOW')).toEqual([]);
+  });
+});
+
+describe('setuid/setgid decisions', () => {
+  it('performs chmod-family calls that set S_ISUID/S_ISGID, continues the others', () => {
+    expect(decide(req('chmod', [0n, 0o4755n], { path: '/v/f' }))).toMatchObject({ kind: 'perform', perform: { op: 'chmod', syscall: 'chmod', path: '/v/f', mode: 0o4755, flags: 0 } });
+    const v = decide(req('chmod', [0n, 0o4755n], { path: '/v/f' }));
+    expect(v.kind === 'perform' && v.perform.op === 'chmod' && 'dirfd' in v.perform).toBe(false);
+    expect(decide(req('fchmod', [5n, 0o2775n]))).toMatchObject({ kind: 'perform', perform: { op: 'chmod', syscall: 'fchmod', fd: 5, mode: 0o2775 } });
+    expect(decide(req('fchmodat', [4n, 0n, 0o6755n, 0x100n], { path: 'f' }))).toMatchObject({ kind: 'perform', perform: { op: 'chmod', syscall: 'fchmodat', dirfd: 4, path: 'f', mode: 0o6755, flags: 0 } });
+    expect(decide(req('fchmodat2', [0xffffff9cn, 0n, 0o4700n, 0x100n], { path: 'l' }))).toMatchObject({ kind: 'perform', perform: { op: 'chmod', syscall: 'fchmodat2', path: 'l', mode: 0o4700, flags: 0x100 } });
+    const at = decide(req('fchmodat', [BigInt.asUintN(64, -100n), 0n, 0o4755n], { path: 'f' }));
+    expect(at.kind === 'perform' && at.perform.op === 'chmod' && at.perform.dirfd).toBeUndefined(); // AT_FDCWD: the caller's cwd
+    for (const [sc, args] of [['chmod', [0n, 0o755n]], ['fchmod', [3n, 0o1777n]], ['fchmodat', [3n, 0n, 0o644n]], ['fchmodat2', [3n, 0n, 0o10755n & 0o7777n, 0n]]] as const)
+      expect(decide(req(sc, [...args], { path: 'f' })), sc).toMatchObject({ kind: 'continue' });
+    expect(decide(req('chmod', [0n, 0x10000n | 0o4755n], { path: 'f' }))).toMatchObject({ kind: 'perform', perform: { mode: 0o4755 } }); // only 07777 counts
+  });
+  it('refuses when the path cannot be read', () => {
+    expect(decide(req('chmod', [0n, 0o4755n], { path: null }))).toMatchObject({ kind: 'errno', code: 'EPERM' });
+    expect(decide(req('fchmodat', [3n, 0n, 0o2755n], {}))).toMatchObject({ kind: 'errno', code: 'EPERM' });
+  });
+  it('builds the eci-helper chmod-as command line', () => {
+    expect(chmodAsHelperArgs({ pid: 7, syscall: 'fchmodat', dirfd: 4, path: 'f', mode: 0o4755, flags: 0, notify: { fd: 9, id: 5n }, protect: [31, 32], protectDevs: ['8:1'] }, 3)).toEqual([
+      'chmod-as', '--pid', '7', '--dirfd', '4', '--path', 'f', '--mode', '04755', '--flags', '0', '--syscall', 'fchmodat',
+      '--notif-fd', '3', '--notif-id', '5', '--protect-id', '31', '--protect-id', '32', '--protect-dev', '8:1',
+    ]);
+    expect(chmodAsHelperArgs({ pid: 7, fd: 3, mode: 0o2755 })).toEqual(['chmod-as', '--pid', '7', '--fd', '3', '--mode', '02755']);
+    expect(() => chmodAsHelperArgs({ pid: 7, fd: 3, path: 'x', mode: 0o4755 })).toThrow(TypeError);
+    expect(() => chmodAsHelperArgs({ pid: 7, path: 'a\0b', mode: 0o4755 })).toThrow(TypeError);
+    expect(() => chmodAsHelperArgs({ pid: 7, path: 'a', mode: 0o14755 })).toThrow(TypeError);
+  });
+});
+
+import { NotifyFeed, type FeedNative } from '../../actors/notify-feed.ts';
+import { fromWire as fromWireV, toWire as toWireV } from '../../actors/vetter.actor.ts';
+import { mountAt as mountAtV, parseMountInfo as parseMountInfoV } from '../../actors/mountinfo.ts';
+import { readFileSync as readFileSyncV } from 'node:fs';
+
+describe('notify feed: setuid/setgid chmods', () => {
+  /** A feed over fakes: the vetter answers with decide(), chmodAs calls are recorded. */
+  function feed(volumePaths: string[] | undefined, fail?: { code: string; errno: number; syscall: string }) {
+    const chmods: Parameters<FeedNative['chmodAs']>[0][] = [];
+    const responses: unknown[] = [];
+    let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
+    let push!: (n: unknown) => void;
+    const native = {
+      serveSeccompAgent: (_p: string, cb: typeof onConn) => ((onConn = cb), { close: async () => {} }),
+      listenSeccomp: () => ({
+        fd: 42,
+        respond: async (_id: bigint, r: unknown) => void responses.push(r),
+        close: async () => {},
+        async *[Symbol.asyncIterator]() { yield await new Promise((r) => (push = r)); },
+      }),
+      mountAs: async () => {}, umountAs: async () => {},
+      chmodAs: async (o: Parameters<FeedNative['chmodAs']>[0]) => { chmods.push(o); if (fail) throw Object.assign(new Error('x'), fail); },
+    } as unknown as FeedNative;
+    const events: Record<string, unknown>[] = [];
+    const f = new NotifyFeed({
+      log: { warn() {}, error() {} } as never,
+      nc: { request: async (_s: string, data: string) => ({ string: () => toWireV(decide(fromWireV(data))) }) } as never,
+      publish: async (_s, _t, data) => void events.push(data as Record<string, unknown>),
+      protectedPaths: () => ['/'], volumePaths: () => volumePaths, ranges: () => ({}),
+    }, native);
+    f.start('/s');
+    onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: 42 });
+    return { chmods, responses, events, notify: (n: unknown) => push(n), settle: () => new Promise((r) => setTimeout(r, 50)) };
+  }
+  const rootId = mountAtV(parseMountInfoV(readFileSyncV('/proc/self/mountinfo', 'utf8')), '/')!.id;
+
+  it('performs them with the volume mounts (id and device) as the protected ones', async () => {
+    const t = feed(['/']);
+    t.notify({ id: 1n, pid: 77, syscall: 'fchmodat', args: [5n, 0n, 0o4755n, 0n, 0n, 0n], strings: { path: 'f' } });
+    await t.settle();
+    expect(t.chmods).toHaveLength(1);
+    expect(t.chmods[0]).toMatchObject({ pid: 77, syscall: 'fchmodat', dirfd: 5, path: 'f', mode: 0o4755, protect: [rootId], notify: { fd: 42, id: 1n } });
+    expect(t.chmods[0].protectDevs).toHaveLength(1);
+    expect(t.responses).toEqual([{ kind: 'value', val: 0 }]);
+    expect(t.events[0]).toMatchObject({ syscall: 'fchmodat', verdict: 'performed', flags: '04755' });
+  });
+  it("answers the helper's chmod errno (EPERM on a volume)", async () => {
+    const t = feed([], { code: 'EPERM', errno: 1, syscall: 'chmod' });
+    t.notify({ id: 2n, pid: 77, syscall: 'chmod', args: [0n, 0o2755n, 0n, 0n, 0n, 0n], strings: { path: '/v/f' } });
+    await t.settle();
+    expect(t.chmods[0]).toMatchObject({ protect: [], protectDevs: [] });
+    expect(t.responses).toEqual([{ kind: 'errno', errno: 1 }]);
+    expect(t.events[0]).toMatchObject({ verdict: 'refused', errno: 'EPERM' });
+  });
+  it('refuses them (fail closed) when the volumes of the container are not known', async () => {
+    const t = feed(undefined);
+    t.notify({ id: 3n, pid: 77, syscall: 'fchmod', args: [3n, 0o4755n, 0n, 0n, 0n, 0n], strings: {} });
+    await t.settle();
+    expect(t.chmods).toEqual([]);
+    expect(t.responses).toEqual([{ kind: 'errno', errno: 1 }]);
+    expect(t.events[0]).toMatchObject({ verdict: 'refused', errno: 'EPERM', reason: expect.stringContaining('not known') });
   });
 });
