@@ -233,8 +233,8 @@ static void as_child(const struct as_opts *o, const struct as_creds *c, int root
 	}
 	/*
 	 * The checks are made on the object the call will act on, with no window to swap it: the
-	 * target is opened once (as the caller would resolve it, symlinks and all), judged through the
-	 * fd, and the call is made on /proc/self/fd/N, which names exactly that mount.
+	 * target is opened once (as the caller would resolve it, symlinks and all) and judged through
+	 * the fd; the call is then made on that same object (see below).
 	 */
 	int tfd = open(o->target, O_PATH | O_CLOEXEC);
 	if (tfd < 0) {
@@ -250,11 +250,28 @@ static void as_child(const struct as_opts *o, const struct as_creds *c, int root
 	for (int i = 0; i < o->nprotect; i++)
 		if (o->protect[i] == sx.stx_mnt_id)
 			is_protected = true;
-	char fdpath[64];
-	snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", tfd);
+	/*
+	 * Act on the judged objects themselves, never on a path the container could redirect (its own
+	 * /proc included: a container may mount over it): directories through the cwd ("." after
+	 * fchdir to the fd), binds and moves through the new mount API on fds. Non-directory targets
+	 * get only binds; remounting, moving or unmounting a file mount is refused.
+	 */
+	const bool is_dir = S_ISDIR(sx.stx_mode);
+	int sfd = -1;
+	if ((o->flags & (MS_BIND | MS_MOVE)) && !(o->flags & MS_REMOUNT) && o->source) {
+		sfd = open(o->source, O_PATH | O_CLOEXEC);
+		if (sfd < 0) {
+			fail(errno, "mount", "%s", o->source);
+			return;
+		}
+	}
 	if (o->umount) {
 		if (is_protected) {
 			fail(EPERM, "umount2", "%s is an eci-managed mount", o->target);
+			return;
+		}
+		if (!is_dir) {
+			fail(EPERM, "umount2", "%s: unmounting a file mount is not supported by eci", o->target);
 			return;
 		}
 		/*
@@ -262,7 +279,7 @@ static void as_child(const struct as_opts *o, const struct as_creds *c, int root
 		 * unmount EBUSY: detach it (lazy unmount). The cost is that a mount still in use is detached
 		 * rather than refused with EBUSY; the gain is that no other mount can be swapped in.
 		 */
-		if (syscall(SYS_umount2, fdpath, (int)o->flags | MNT_DETACH) < 0)
+		if (fchdir(tfd) < 0 || syscall(SYS_umount2, ".", (int)o->flags | MNT_DETACH) < 0)
 			fail(errno, "umount2", "umount2 %s", o->target);
 		return;
 	}
@@ -279,9 +296,9 @@ static void as_child(const struct as_opts *o, const struct as_creds *c, int root
 			}
 		}
 	}
-	if ((o->flags & MS_MOVE) && o->source) {
+	if (sfd >= 0 && (o->flags & MS_MOVE)) {
 		struct statx ss;
-		if (statx(AT_FDCWD, o->source, 0, STATX_MNT_ID, &ss) < 0) {
+		if (statx(sfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &ss) < 0) {
 			fail(errno, "mount", "%s", o->source);
 			return;
 		}
@@ -290,8 +307,31 @@ static void as_child(const struct as_opts *o, const struct as_creds *c, int root
 				fail(EPERM, "mount", "%s is an eci-managed mount", o->source);
 				return;
 			}
+		if (syscall(SYS_move_mount, sfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			fail(errno, "mount", "move %s to %s", o->source, o->target);
+		return;
 	}
-	if (syscall(SYS_mount, o->source, fdpath, o->fstype, o->flags, o->data) < 0)
+	if (sfd >= 0 && (o->flags & MS_BIND)) {
+		int cfd = (int)syscall(SYS_open_tree, sfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+		                                          ((o->flags & MS_REC) ? AT_RECURSIVE : 0));
+		if (cfd < 0) {
+			fail(errno, "mount", "bind %s", o->source);
+			return;
+		}
+		if (syscall(SYS_move_mount, cfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			fail(errno, "mount", "bind %s on %s", o->source, o->target);
+		close(cfd);
+		return;
+	}
+	if (!is_dir) {
+		fail(EPERM, "mount", "%s: only bind mounts onto files are supported by eci", o->target);
+		return;
+	}
+	if (fchdir(tfd) < 0) {
+		fail(errno, "mount", "%s", o->target);
+		return;
+	}
+	if (syscall(SYS_mount, o->source, ".", o->fstype, o->flags, o->data) < 0)
 		fail(errno, "mount", "mount %s on %s (type %s)", o->source ? o->source : "(null)", o->target,
 		     o->fstype ? o->fstype : "(null)");
 }

@@ -86,6 +86,20 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     expect(readdirSync(vol)).toEqual([]);
   });
 
+  it("is not fooled by a fake /proc: eci never acts through the container's own /proc", async () => {
+    // The container replaces /proc with a tmpfs whose self/fd/N links all point at the ro volume,
+    // then remounts its own tmpfs rw and unmounts another: neither may touch the volume.
+    const r = await run('-v', `${vol}:/mnt:ro`, img, 'sh', '-c', [
+      'mkdir -p /own /own2', 'mount -t tmpfs tmpfs /own', 'mount -t tmpfs tmpfs /own2', 'mount -o remount,ro /own',
+      'mount -t tmpfs tmpfs /proc', 'mkdir -p /proc/self/fd /proc/thread-self/fd',
+      'for i in $(seq 0 40); do ln -s /mnt /proc/self/fd/$i; ln -s /mnt /proc/thread-self/fd/$i; done',
+      'mount -o remount,rw /own', 'umount /own2', 'touch /own/ok', 'touch /mnt/escape 2>/dev/null && echo ESCAPED; echo done',
+    ].join(' && '));
+    expect(r.stdout, r.stderr).toContain('done');
+    expect(r.stdout).not.toContain('ESCAPED');
+    expect(readdirSync(vol)).toEqual([]);
+  });
+
   it('audits every decision on the bus', async () => {
     const id = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', '--cap-add', 'SYS_ADMIN', '-v', `${vol}:/mnt:ro`, img, 'sh', '-c',
       'mount -o remount,rw /mnt; mkdir -p /x && mount -t tmpfs tmpfs /x; true'])).stdout.trim();
