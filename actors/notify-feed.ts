@@ -36,6 +36,8 @@ export interface FeedHost {
    * from before a manager restart), and then every setuid/setgid chmod of the container is refused.
    */
   volumePaths?(container: string): string[] | undefined;
+  /** runc's connection for a container process (the init during create): its host pid. */
+  containerProcess?(container: string, pid: number): void;
   /** The container's id ranges. */
   ranges(container: string): { uid?: VetRequest['uid']; gid?: VetRequest['gid'] };
 }
@@ -79,6 +81,7 @@ export class NotifyFeed {
       return;
     }
     const initPid = st.state?.pid ?? st.pid ?? 0;
+    if (initPid > 0 && (st.state as { status?: string } | undefined)?.status !== 'running') this.host.containerProcess?.(container, initPid);
     const listener = this.native.listenSeccomp(c.notifyFd);
     this.listeners.add(listener);
     (async () => {

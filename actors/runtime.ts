@@ -32,6 +32,8 @@ export interface RuntimeHost {
   seccompSocket(): string;
   /** Records the container paths of a container's volumes (setuid/setgid chmods are refused there). */
   setVolumePaths?(id: string, paths: string[]): void;
+  /** Where the emulated /proc files are served (undefined: no emulation on this host). */
+  procfsDir?(): string | undefined;
 }
 
 /** Writes an error where containerd/Docker read the runtime's failure reason (runc --log). */
@@ -83,6 +85,22 @@ export function imageOf(spec: OciSpec, bundle: string, id: string): ImageInfo | 
     void bundle;
     return undefined;
   }
+}
+
+/** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
+export const EMULATED_PROC_FILES = ['uptime', 'swaps', 'meminfo'] as const;
+
+/** The bind mounts that put eci's emulated files over the container's /proc (none without a /proc mount). */
+export function emulatedProcMounts(spec: OciSpec, dir: string | undefined): OciMount[] {
+  const mounts = (spec.mounts ?? []) as OciMount[];
+  if (!dir || !mounts.some((m) => m.destination === '/proc' && m.type === 'proc')) return [];
+  return EMULATED_PROC_FILES
+    .filter((f) => !mounts.some((m) => m.destination === `/proc/${f}`))
+    .map((f) => ({ destination: `/proc/${f}`, type: 'bind', source: join(dir, f), options: ['rbind', 'ro'] }));
+}
+
+function withMounts(spec: OciSpec, extra: OciMount[]): OciSpec {
+  return extra.length ? { ...spec, mounts: [...((spec.mounts ?? []) as OciMount[]), ...extra] } : spec;
 }
 
 /** Points each idmapped bind's spec mount at eci's mount, with the flags it already carries. */
@@ -204,16 +222,21 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
     }
     const ctx = snap.context;
+    const procfs = emulatedProcMounts(spec, this.host.procfsDir?.());
     const rewritten: OciSpec = addNotifyRules(
-      withBinds(
-        withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
-        binds,
+      withMounts(
+        withBinds(
+          withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
+          binds,
+        ),
+        procfs,
       ),
       this.host.seccompSocket(),
       id,
     );
     const mounts = (spec.mounts ?? []) as OciMount[];
     actor.protectedPaths = [
+      ...procfs.map((m) => m.destination),
       ...binds.map((b) => mounts[b.index].destination),
       ...((spec.linux?.maskedPaths ?? []) as string[]),
       ...((spec.linux?.readonlyPaths ?? []) as string[]),

@@ -19,6 +19,7 @@ import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNativ
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { VetterActor } from './vetter.actor.ts';
+import { ProcFs } from './procfs/server.ts';
 import { encodeReply, FrameDecoder } from './shim-protocol.ts';
 
 export const VERSION = '0.1.0';
@@ -65,8 +66,14 @@ export class Manager implements RuntimeHost {
 
   private vetter?: VetterActor;
   private feed?: NotifyFeed;
+  private procfs?: ProcFs;
+  private procfsMounted = false;
 
   constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative) {}
+
+  procfsDir(): string | undefined {
+    return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
+  }
 
   /** Where runc hands over seccomp notify fds (linux.seccomp.listenerPath). */
   seccompSocket(): string {
@@ -145,10 +152,26 @@ export class Manager implements RuntimeHost {
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
+      containerProcess: (id, pid) => {
+        // runc's first connection comes from the container's init: its pid namespace is the container's.
+        if (!this.procfsMounted || !this.containers.has(id)) return;
+        try { this.procfs?.register(id, pid); } catch (e) { this.log.debug({ id, err: (e as Error).message }, 'procfs register'); }
+      },
       volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
     }, this.native);
     this.feed.start(this.seccompSocket());
+    // /proc emulation is an addition, not a guard: without FUSE containers run with the kernel's files.
+    try {
+      const dir = join(this.config.runDir, 'procfs');
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      if (this.native.isMountpoint(dir)) this.native.unmount(dir, { detach: true }); // left by a crashed manager
+      this.procfs = new ProcFs();
+      await this.procfs.start(dir);
+      this.procfsMounted = true;
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, '/proc emulation unavailable; containers see the kernel files');
+    }
     await this.restoreContainers();
     await this.listen();
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
@@ -166,6 +189,7 @@ export class Manager implements RuntimeHost {
     await this.allocator?.settled();
     await this.publish(subjects.managerEvent('stopping'), 'manager.stopping', { pid: process.pid, version: VERSION, nats: this.bus.url }).catch(() => {});
     await this.feed?.stop();
+    await this.procfs?.stop().catch(() => {});
     this.vetter?.stop();
     this.allocator?.stop();
     for (const c of this.containers.values()) c.actor.stop();
@@ -242,6 +266,7 @@ export class Manager implements RuntimeHost {
     c.released.then(() => {
       if (this.containers.get(id) === c) this.containers.delete(id);
       this.feed?.forget(id);
+      this.procfs?.unregister(id);
       this.vetter?.forget(id);
       this.chain(id, () => this.bus.containers.delete(id).catch(() => {}));
     });

@@ -1,0 +1,43 @@
+// /proc emulation through Docker: the container's own uptime, swaps and memory limit, also on a
+// second proc mount, and the emulated files cannot be unmounted from inside.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { startManager, type TestManager } from '../helpers/manager.ts';
+
+const avail = dockerdAvailable();
+
+describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
+  let m: TestManager;
+  let d: Dockerd;
+  let img: string;
+  const run = (...args: string[]) => d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', ...args]);
+
+  beforeAll(async () => {
+    m = await startManager();
+    d = await startDockerd({ runtimes: { eci: m.runtime } });
+    img = await importBusyboxImage(d);
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await m?.destroy();
+  });
+
+  it("shows the container's uptime, no swap, and its memory limit", async () => {
+    const hostUptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    const r = await run('--memory', '256m', img, 'sh', '-c', 'cat /proc/uptime; cat /proc/swaps; grep MemTotal /proc/meminfo');
+    expect(r.code, r.stderr).toBe(0);
+    const [uptime, swapsHeader, ...rest] = r.stdout.trim().split('\n');
+    const up = Number(uptime.split(' ')[0]);
+    expect(up).toBeLessThan(10);
+    expect(hostUptime).toBeGreaterThan(up);
+    expect(swapsHeader).toMatch(/^Filename\s+Type\s+Size\s+Used\s+Priority$/);
+    expect(rest.at(-1)).toMatch(/^MemTotal:\s+262144 kB$/);
+  });
+
+  it('refuses to unmount an emulated file from inside', async () => {
+    const r = await run('--cap-add', 'SYS_ADMIN', img, 'sh', '-c', 'umount /proc/uptime; echo rc=$?; cat /proc/uptime');
+    expect(r.stdout).toMatch(/rc=1/);
+    expect(Number(r.stdout.trim().split('\n').at(-1)!.split(' ')[0])).toBeLessThan(10);
+  });
+});
