@@ -7,15 +7,15 @@
 //     container sees (two live overlays on one upper dir would be undefined behaviour);
 //   - a plain directory gets an idmapped bind mount.
 // Cleanup unmounts exactly the mounts eci made (by mount id), never the engine's below them.
-import { realpathSync, readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { mkdirSync, realpathSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { EciError } from './errors.ts';
 import { commonAncestor, mountAt, overlayLayers, parseMountInfo } from './mountinfo.ts';
 import type { IdRange } from './runc/spec.ts';
 import type { MountRef } from '../statecharts/events.ts';
 
 export type RootfsPlan =
-  | { kind: 'overlay'; engine: string; base: string; lower: string[]; upper: string; work: string }
+  | { kind: 'overlay'; engine: string; base: string; lower: string[]; upper: string; work: string}
   | { kind: 'bind'; source: string };
 
 /** A bind mount (volume, engine socket) eci idmaps for a container; `index` is its spec.mounts entry. */
@@ -87,7 +87,12 @@ export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target
   try {
     const before = topId(target, mountinfo);
     if (plan.kind === 'overlay') {
-      await native.mountRootfsOverlay({ base: plan.base, lower: plan.lower, upper: plan.upper, work: plan.work, target, uid, gid });
+      // A workdir of eci's own, next to the engine's: the engine's is busy under its own overlay, and
+      // one that held a volatile overlay (Podman's --rm) refuses any second mount.
+      const work = join(dirname(plan.upper), 'eci-work');
+      rmSync(work, { recursive: true, force: true });
+      mkdirSync(work, { mode: 0o700 });
+      await native.mountRootfsOverlay({ base: plan.base, lower: plan.lower, upper: plan.upper, work, target, uid, gid });
     } else {
       await native.mountRootfsBind({ source: plan.source, target, uid, gid });
     }

@@ -165,7 +165,8 @@ export class Manager implements RuntimeHost {
     try {
       const dir = join(this.config.runDir, 'procfs');
       mkdirSync(dir, { recursive: true, mode: 0o755 });
-      if (this.native.isMountpoint(dir)) this.native.unmount(dir, { detach: true }); // left by a crashed manager
+      // A manager that was killed leaves its FUSE mount behind, dead (ENOTCONN): detach it first.
+      try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
       this.procfs = new ProcFs();
       await this.procfs.start(dir);
       this.procfsMounted = true;

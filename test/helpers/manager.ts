@@ -1,6 +1,6 @@
 // Starts a real eci manager (bin/eci daemon) with its own state dir, socket and NATS port, plus an
 // eci-runc wrapper script that points at it, for engines that cannot pass environment variables.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, mkdirSync, openSync, closeSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -87,6 +87,10 @@ export async function startManager(o: { dir?: string; env?: Record<string, strin
         if (pid > 0) process.kill(pid, 'SIGTERM');
       } catch { /* already stopped with the manager */ }
       await new Promise((r) => setTimeout(r, 200));
+      // A manager killed with -9 leaves its mounts (the /proc FUSE server, rootfs mounts): detach
+      // whatever is still mounted under the dir, deepest first, before removing it.
+      const mps = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p && (p === dir || p.startsWith(`${dir}/`)));
+      for (const mp of mps.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
       rmSync(dir, { recursive: true, force: true });
     },
   };

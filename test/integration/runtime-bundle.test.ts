@@ -10,7 +10,8 @@ import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
 const root = process.getuid?.() === 0;
 const ECI_RUNC = join(REPO, 'bin/eci-runc');
 const norm = (s: string) => s.trim().split(/\s+/).join(' ');
-// Mounts under this suite's own dirs only: other suites (or a benchmark) may hold theirs meanwhile.
+// Mounts under this suite's own dirs only: other suites (or a benchmark) may hold theirs meanwhile,
+// and the manager's /proc FUSE server stays mounted under its run dir for as long as it runs.
 const ownMounts = (...dirs: string[]) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => dirs.some((d) => l.split(' ')[4]?.startsWith(d))).length;
 
 function eciRunc(args: string[], o: { env?: Record<string, string>; cwd?: string; extraFd?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -77,7 +78,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect((await import('node:fs')).statSync(join(b, 'rootfs/etc/new')).uid).toBe(0);
     expect(readFileSync(join(b, 'config.json'), 'utf8')).toBe(before); // the bundle is given back as it was
     expect((await m.ps()).ranges).toEqual({});
-    expect(ownMounts(dir, m.dir)).toBe(baseline);
+    expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
   it('create / start / state / delete with --pid-file, and --preserve-fds passes fds through', async () => {
@@ -107,7 +108,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect(del.code, del.stderr).toBe(0);
     expect((await m.ps()).containers).toEqual([]);
     expect((await m.ps()).ranges).toEqual({});
-    expect(ownMounts(dir, m.dir)).toBe(baseline);
+    expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
   it('answers a malformed config.json with one line naming the problem, and holds nothing', async () => {
@@ -137,7 +138,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
       expect(r.stderr.trim()).toMatch(re);
     }
     expect((await m.ps()).ranges).toEqual({});
-    expect(ownMounts(dir, m.dir)).toBe(baseline);
+    expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
   it('fails closed when the manager is unreachable, but state/delete still reach runc', async () => {

@@ -25,6 +25,7 @@ describe('mountinfo', () => {
       lower: ['/var/lib/docker/overlay2/l/AAA', '/var/lib/docker/overlay2/l/BBB'],
       upper: '/var/lib/docker/overlay2/abc/diff', work: '/var/lib/docker/overlay2/abc/work',
     });
+    expect(overlayLayers('rw,lowerdir+=l/A,lowerdir+=l/B,upperdir=u,workdir=w').lower).toEqual(['l/A', 'l/B']);
   });
   it('finds the deepest common directory', () => {
     expect(commonAncestor(['/var/lib/docker/overlay2/x/diff', '/var/lib/docker/overlay2/abc/diff', '/var/lib/docker/overlay2/abc/work'])).toBe('/var/lib/docker/overlay2');
