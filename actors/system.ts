@@ -209,12 +209,14 @@ export class Manager implements RuntimeHost {
 
   isHostNamespace = (type: string, path: string): boolean => {
     const t = type === 'network' ? 'net' : type === 'mount' ? 'mnt' : type;
+    let s;
     try {
-      const s = statSync(path);
-      return this.hostNs.has(`${t}:${s.dev}:${s.ino}`);
-    } catch {
-      return false;
+      s = statSync(path);
+    } catch (e) {
+      // Fail closed: a namespace eci cannot identify might be the host's.
+      throw new EciError('EHOSTNS', `cannot check the ${type} namespace ${path} (${(e as NodeJS.ErrnoException).code}): refusing to join it`);
     }
+    return this.hostNs.has(`${t}:${s.dev}:${s.ino}`);
   };
 
   container(id: string): ContainerActor | undefined {
