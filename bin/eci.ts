@@ -18,6 +18,7 @@ Commands:
   ps         List containers with their uid/gid ranges and states
   settings   Check an admin settings file (settings validate FILE) or print the defaults
   events     Follow or replay lifecycle, allocator, vetter and settings events
+  check      Run every isolation property against the live system (through Docker)
   version    Print the version
 
 Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
@@ -40,6 +41,11 @@ defaults prints the built-in settings (the schema, by example).`,
 Without --follow, prints the events stored so far (from --since/--seq, else from the start) and
 exits; with --follow, prints new events as they happen (or from --since/--seq on) until Ctrl-C.
 Reads the JetStream stream ECI_EVENTS at ECI_NATS_URL (default nats://127.0.0.1:ECI_NATS_PORT).`,
+  check: `Usage: eci check [--docker PATH] [--host DOCKER_HOST] [--runtime NAME] [--image IMAGE]
+
+Runs small containers through the Docker engine (default client /usr/bin/docker, runtime "eci",
+image "eci-busybox" as made by bin/eci-quickstart) and prints, for every isolation property, what
+is expected, what was observed and whether it passed. Exits 1 if any property fails.`,
   ps: `Usage: eci ps [--json]
 
 Lists the containers the manager knows, with state and host uid/gid range.`,
@@ -135,6 +141,23 @@ async function eventsCmd(args: string[]): Promise<void> {
   await events(o);
 }
 
+async function checkCmd(args: string[]): Promise<void> {
+  const { runChecks, formatChecks } = await import('../actors/check.ts');
+  const o = { docker: '/usr/bin/docker', host: process.env.DOCKER_HOST, runtime: 'eci', image: 'eci-busybox', out: (l: string) => console.log(l) };
+  for (let i = 0; i < args.length; i++) {
+    const v = args[i + 1];
+    if (v === undefined && args[i].startsWith('--')) throw new EciError('EUSAGE', `${args[i]} needs a value`);
+    if (args[i] === '--docker') o.docker = args[++i];
+    else if (args[i] === '--host') o.host = args[++i];
+    else if (args[i] === '--runtime') o.runtime = args[++i];
+    else if (args[i] === '--image') o.image = args[++i];
+    else throw new EciError('EUSAGE', `check: unknown flag ${args[i]}; see 'eci check --help'`);
+  }
+  const r = await runChecks(o);
+  for (const l of formatChecks(r)) console.log(l);
+  if (r.some((x) => !x.pass)) process.exit(1);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
@@ -148,6 +171,7 @@ export async function main(argv: string[]): Promise<void> {
       case 'ps': return await ps(args.slice(1));
       case 'settings': return await settings(args.slice(1));
       case 'events': return await eventsCmd(args.slice(1));
+      case 'check': return await checkCmd(args.slice(1));
       default: throw new EciError('EUSAGE', `unknown command ${JSON.stringify(cmd)}; see 'eci --help'`);
     }
   } catch (e) {

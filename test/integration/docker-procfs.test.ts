@@ -1,9 +1,11 @@
 // /proc emulation through Docker: the container's own uptime, swaps and memory limit, also on a
 // second proc mount, and the emulated files cannot be unmounted from inside.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
 
 const avail = dockerdAvailable();
 
@@ -33,6 +35,15 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(hostUptime).toBeGreaterThan(up);
     expect(swapsHeader).toMatch(/^Filename\s+Type\s+Size\s+Used\s+Priority$/);
     expect(rest.at(-1)).toMatch(/^MemTotal:\s+262144 kB$/);
+  });
+
+  it('eci check passes every property against this engine', async () => {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/eci'), 'check', '--host', `unix://${d.socket}`, '--image', img], { encoding: 'utf8', env: { ...process.env, ...m.env } });
+    console.log(r.stdout);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^PROPERTY\s+EXPECTED\s+OBSERVED\s+PASS/);
+    expect(r.stdout).toMatch(/(\d+) passed, 0 failed/);
+    expect(r.stdout).not.toMatch(/\sNO$/m);
   });
 
   it('refuses to unmount an emulated file from inside', async () => {
