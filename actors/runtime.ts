@@ -72,7 +72,7 @@ function resolveHostPath(p: string): Resolved | undefined {
  * The container's image, for the engine-socket rule: Kubernetes-style engines annotate it; for
  * Docker it is in <data-root>/containers/<id>/config.v2.json, next to the hostname file it mounts.
  */
-export function imageOf(spec: OciSpec, bundle: string, id: string): ImageInfo | undefined {
+export function imageOf(spec: OciSpec, id: string): ImageInfo | undefined {
   const ann = (spec.annotations ?? {}) as Record<string, string>;
   const name = ann['io.kubernetes.cri.image-name'] ?? ann['org.opencontainers.image.ref.name'];
   if (name) return { name };
@@ -82,7 +82,6 @@ export function imageOf(spec: OciSpec, bundle: string, id: string): ImageInfo | 
     const cfg = JSON.parse(readFileSync(join(dirname(hostname.source), 'config.v2.json'), 'utf8')) as { Config?: { Image?: string }; Image?: string };
     return { name: cfg.Config?.Image, id: cfg.Image };
   } catch {
-    void bundle;
     return undefined;
   }
 }
@@ -196,7 +195,7 @@ export class RuntimeSession {
       return { action: 'exec', argv: runcArgv };
     }
     const decisions = checkBindMounts(spec, {
-      id, bundle, image: imageOf(spec, bundle, id), resolve: resolveHostPath,
+      id, bundle, image: imageOf(spec, id), resolve: resolveHostPath,
       policy: {
         restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],
         shared: settings.fileSharing,
