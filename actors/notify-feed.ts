@@ -85,7 +85,13 @@ export class NotifyFeed {
     const listener = this.native.listenSeccomp(c.notifyFd);
     this.listeners.add(listener);
     (async () => {
-      for await (const n of listener) void this.handle(container, initPid, listener, n);
+      for await (const n of listener) {
+        this.handle(container, initPid, listener, n).catch((e) => {
+          // A bug must not let a call through: refuse it.
+          this.host.log.error({ err: e, container, syscall: n.syscall }, 'vetting failed; refusing the call');
+          void listener.respond(n.id, { kind: 'errno', errno: 1 }).catch(() => {});
+        });
+      }
     })().catch((e) => this.host.log.error({ err: e, container }, 'seccomp feed failed')).finally(() => this.listeners.delete(listener));
   }
 

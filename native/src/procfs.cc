@@ -426,10 +426,276 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+void InitRw(Napi::Env env, Napi::Object procfs);  // appended section below: procfs.mountRw
+
 void Init(Napi::Env env, Napi::Object exports) {
   Napi::Object procfs = Napi::Object::New(env);
   procfs.Set("mount", Napi::Function::New(env, Mount, "mount"));
+  InitRw(env, procfs);
   exports.Set("procfs", procfs);
+}
+
+}  // namespace eci_procfs
+
+// ---------- appended: writable files (procfs.mountRw), for the per-container sysctl views ----------
+//   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
+//           onWrite(id, file, pid, uid, data: string))
+//     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
+//   Files named in `writable` are 0666 (callers are judged in JS, by pid and uid) and accept opens
+//   for writing and O_TRUNC; the others are 0444 as with mount(). A write at offset 0 calls onWrite on
+//   the event loop; JS answers replyWrite(id, 0) (the whole write is accepted) or an errno. A write at
+//   a later offset is accepted and ignored (as the kernel's sysctl_writes_strict does for numbers).
+//   An answer later than 2 s fails the write with EIO.
+namespace eci_procfs {
+namespace {
+
+struct WriteCall {
+  uint64_t id;
+  std::string file;
+  int32_t pid;
+  uint32_t uid;
+  std::string data;
+};
+
+void CallWrite(Napi::Env env, Napi::Function cb, std::nullptr_t*, WriteCall* call) {
+  std::unique_ptr<WriteCall> c(call);
+  if (env == nullptr || cb.IsEmpty()) return;
+  try {
+    cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
+             Napi::Number::New(env, c->pid), Napi::Number::New(env, c->uid), Napi::String::New(env, c->data)});
+  } catch (const Napi::Error& e) {
+    (void)e;  // the write times out with EIO
+  }
+}
+
+using WriteTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, WriteCall, CallWrite>;
+
+struct RwServer : Server {
+  std::vector<bool> writable;
+  WriteTsfn wtsfn;
+  std::atomic<bool> wreleased{false};
+};
+
+RwServer* RwOf(fuse_req_t req) { return static_cast<RwServer*>(Of(req)); }
+
+void FillAttrRw(RwServer* s, fuse_ino_t ino, struct stat* st) {
+  FillAttr(ino, st);
+  size_t idx;
+  if (FileIndex(s, ino, &idx) && s->writable[idx]) st->st_mode = S_IFREG | 0666;
+}
+
+void OpLookupRw(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  RwServer* s = RwOf(req);
+  if (parent != kRootIno) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  for (size_t i = 0; i < s->files.size(); i++) {
+    if (s->files[i] == name) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof e);
+      e.ino = i + 2;
+      e.attr_timeout = kAttrTimeout;
+      e.entry_timeout = kAttrTimeout;
+      FillAttrRw(s, e.ino, &e.attr);
+      fuse_reply_entry(req, &e);
+      return;
+    }
+  }
+  fuse_reply_err(req, ENOENT);
+}
+
+void OpGetattrRw(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  size_t idx;
+  if (ino != kRootIno && !FileIndex(RwOf(req), ino, &idx)) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  struct stat st;
+  FillAttrRw(RwOf(req), ino, &st);
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+// Only truncation (O_TRUNC, `>` in a shell) and time updates of writable files; nothing changes.
+void OpSetattrRw(fuse_req_t req, fuse_ino_t ino, struct stat*, int to_set, fuse_file_info*) {
+  RwServer* s = RwOf(req);
+  size_t idx;
+  if (!FileIndex(s, ino, &idx)) {
+    fuse_reply_err(req, ino == kRootIno ? EPERM : ENOENT);
+    return;
+  }
+  const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  if (!s->writable[idx] || (to_set & ~allowed)) {
+    fuse_reply_err(req, s->writable[idx] ? EPERM : EACCES);
+    return;
+  }
+  struct stat st;
+  FillAttrRw(s, ino, &st);
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+void OpOpenRw(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  RwServer* s = RwOf(req);
+  size_t idx;
+  if (!FileIndex(s, ino, &idx)) {
+    fuse_reply_err(req, ino == kRootIno ? EISDIR : ENOENT);
+    return;
+  }
+  if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && !s->writable[idx]) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
+  auto* of = new OpenFile();
+  of->index = idx;
+  fi->fh = reinterpret_cast<uint64_t>(of);
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  fi->nonseekable = 0;
+  if (fuse_reply_open(req, fi) != 0) delete of;
+}
+
+void OpWriteRw(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  RwServer* s = RwOf(req);
+  auto* of = reinterpret_cast<OpenFile*>(fi->fh);
+  if (!s->writable[of->index]) {
+    fuse_reply_err(req, EBADF);
+    return;
+  }
+  if (off > 0) {
+    fuse_reply_write(req, size);
+    return;
+  }
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto* call = new WriteCall{0, s->files[of->index], static_cast<int32_t>(ctx->pid), static_cast<uint32_t>(ctx->uid),
+                             std::string(buf, size)};
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (s->closed) {
+      delete call;
+      fuse_reply_err(req, EIO);
+      return;
+    }
+    call->id = s->nextId++;
+    s->pending[call->id] = Pending{req, nullptr, size, off, Clock::now() + kReadTimeout};
+  }
+  const uint64_t id = call->id;
+  if (s->wtsfn.NonBlockingCall(call) != napi_ok) {
+    delete call;
+    std::lock_guard<std::mutex> g(s->mu);
+    auto it = s->pending.find(id);
+    if (it != s->pending.end()) {
+      s->pending.erase(it);
+      fuse_reply_err(req, EIO);
+    }
+  }
+}
+
+void ReplyWrite(const std::shared_ptr<RwServer>& s, const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "replyWrite(id, errno): numbers");
+  const uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  int err = info[1].As<Napi::Number>().Int32Value();
+  if (err < 0) err = EIO;
+  Pending p;
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    auto it = s->pending.find(id);
+    if (it == s->pending.end() || it->second.of != nullptr) return;  // timed out, closed, or a read
+    p = it->second;
+    s->pending.erase(it);
+  }
+  if (err == 0) fuse_reply_write(p.req, p.size);
+  else fuse_reply_err(p.req, err);
+}
+
+void ShutdownRw(RwServer* s) {
+  Shutdown(s);
+  if (!s->wreleased.exchange(true)) s->wtsfn.Release();
+}
+
+Napi::Value MountRw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsFunction() ||
+      !info[4].IsFunction())
+    throw Napi::TypeError::New(env, "mountRw(mountpoint: string, files: string[], writable: string[], onRead, onWrite)");
+  auto s = std::make_shared<RwServer>();
+  s->mountpoint = info[0].As<Napi::String>().Utf8Value();
+  if (s->mountpoint.empty() || s->mountpoint[0] != '/' || s->mountpoint.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, "mountpoint must be an absolute path");
+  Napi::Array files = info[1].As<Napi::Array>();
+  Napi::Array writable = info[2].As<Napi::Array>();
+  std::vector<std::string> w;
+  for (uint32_t i = 0; i < writable.Length(); i++) {
+    Napi::Value v = writable.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "writable must be strings");
+    w.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  for (uint32_t i = 0; i < files.Length(); i++) {
+    Napi::Value v = files.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "files must be strings");
+    std::string f = v.As<Napi::String>().Utf8Value();
+    if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos || f.find('\0') != std::string::npos)
+      throw Napi::TypeError::New(env, "file name '" + f + "' is not a plain name");
+    s->files.push_back(f);
+    bool rw = false;
+    for (const auto& x : w) rw = rw || x == f;
+    s->writable.push_back(rw);
+  }
+
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof o);
+    o.lookup = OpLookupRw;
+    o.getattr = OpGetattrRw;
+    o.setattr = OpSetattrRw;
+    o.opendir = OpOpendir;
+    o.readdir = OpReaddir;
+    o.open = OpOpenRw;
+    o.read = OpRead;
+    o.write = OpWriteRw;
+    o.release = OpRelease;
+    o.statfs = OpStatfs;
+    return o;
+  }();
+
+  const char* argv[] = {"eci-procfs", "-o", "allow_other,default_permissions,suid,dev,fsname=eci-procfs,subtype=eci-procfs"};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  Server* base = s.get();
+  s->se = fuse_session_new(&args, &ops, sizeof ops, base);
+  if (s->se == nullptr) throw EciSystemError(env, EINVAL, "fuse_session_new", s->mountpoint);
+  if (fuse_session_mount(s->se, s->mountpoint.c_str()) != 0) {
+    fuse_session_destroy(s->se);
+    struct stat st;
+    const int err = ::stat(s->mountpoint.c_str(), &st) < 0 ? errno : (S_ISDIR(st.st_mode) ? EIO : ENOTDIR);
+    throw EciSystemError(env, err, "mount", s->mountpoint);
+  }
+  s->efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->efd < 0) {
+    const int err = errno;
+    fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+    throw EciSystemError(env, err, "eventfd", s->mountpoint);
+  }
+  s->tsfn = Tsfn::New(env, info[3].As<Napi::Function>(), "eci-procfs", 0, 1);
+  s->wtsfn = WriteTsfn::New(env, info[4].As<Napi::Function>(), "eci-procfs-write", 0, 1);
+  s->thread = std::thread(SessionLoop, base);
+
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("reply", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) {
+    std::shared_ptr<Server> b = s;
+    Reply(b, i);
+  }, "reply"));
+  handle.Set("replyWrite", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s, i); }, "replyWrite"));
+  handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { ShutdownRw(s.get()); }, "close"));
+  return handle;
+}
+
+}  // namespace
+
+void InitRw(Napi::Env env, Napi::Object procfs) {
+  procfs.Set("mountRw", Napi::Function::New(env, MountRw, "mountRw"));
 }
 
 }  // namespace eci_procfs
