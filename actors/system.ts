@@ -397,6 +397,10 @@ export class Manager implements RuntimeHost {
           if (f.kind === 'request') sock.write(encodeReply(await session.request(f.cwd, f.argv)));
           else if (f.kind === 'exit') sock.write(encodeReply(await session.exit(f.status)));
           else sock.write(JSON.stringify(await this.control(f.body)) + '\0');
+        }).catch((e) => {
+          // The launcher went away mid-call, or a bug: never take the manager down for one client.
+          this.log.error({ err: e }, 'runtime call failed');
+          sock.destroy();
         });
       }
     });
