@@ -833,6 +833,8 @@ static int cmd_umount(struct opts *o)
 	return 0;
 }
 
+/* The "-as" commands: one vetted syscall done for a container process, as that process. */
+#include "as-common.h" /* what they share: options, entering P's namespaces as P (as_run) */
 /* mount-as / umount-as: a vetted mount(2)/umount2(2) done for a container process. */
 #include "mount-as.h"
 #include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
