@@ -41,3 +41,19 @@ export const subjects = {
   allocatorFree: `${PREFIX}.allocator.free`,
   allocatorList: `${PREFIX}.allocator.list`,
 } as const;
+
+// ---------- sysctl reconciler (appended) ----------
+/** KV bucket of the sysctl reconciler: `baseline.<key>` and `container.<id>` records. */
+export const SYSCTL_BUCKET = 'eci-sysctl';
+
+/** `fs.file-max` -> `fs-file-max`: a sysctl name as one subject token. */
+export const sysctlToken = (key: string) => token(key.replace(/\./g, '-'));
+
+export const sysctlSubjects = {
+  /** `eci.v1.evt.sysctl.<key-with-dashes>.written`: the reconciler changed a host sysctl. */
+  written: (key: string) => `${PREFIX}.evt.sysctl.${key === '*' ? '*' : sysctlToken(key)}.written`,
+  /** Request/reply: {container, key, value} -> {ok: true} | {ok: false, code, reason}. */
+  set: `${PREFIX}.sysctl.set`,
+  /** Request/reply: {container, key} -> {ok: true, value?: number} (value absent: the container set none). */
+  get: `${PREFIX}.sysctl.get`,
+} as const;

@@ -469,3 +469,86 @@ export function chmodAs(o: ChmodAsOptions): Promise<void> {
     });
   });
 }
+
+// ---------- sysctl views: a FUSE directory of per-caller files, some writable (src/procfs.cc mountRw) ----------
+// (Appended section.)
+
+export interface RwFsMountOptions extends ProcFsMountOptions {
+  /** The subset of `files` that callers may write (mode 0666; judge callers in onWrite). */
+  writable: string[];
+}
+
+/**
+ * Judges a write of `data` to `file` by host pid `callerPid` with host uid `callerUid`: resolve to
+ * accept the whole write; reject with an error carrying `code` (e.g. 'EINVAL', 'EACCES') to fail it
+ * with that errno (EIO for anything else).
+ */
+export type RwFsWriter = (file: string, callerPid: number, callerUid: number, data: string) => Promise<void> | void;
+
+interface RwFsAddon {
+  mountRw(mountpoint: string, files: string[], writable: string[],
+    onRead: (id: number, file: string, pid: number) => void,
+    onWrite: (id: number, file: string, pid: number, uid: number, data: string) => void): {
+    reply(id: number, text: string | null, errno: number): void;
+    replyWrite(id: number, errno: number): void;
+    close(): void;
+  };
+}
+
+/**
+ * mountProcFs with writable files: reads as there; a write at offset 0 of a writable file calls
+ * onWrite and fails with the errno of its rejection (2 s without an answer: EIO); writes at later
+ * offsets are accepted and ignored; O_TRUNC is accepted. Throws NativeError (syscall 'mount').
+ */
+export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: RwFsWriter): ProcFsMount {
+  if (!isAbsolute(o.mountpoint)) throw usage(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
+  const bad = o.files.find((f) => f === '' || f === '.' || f === '..' || f.includes('/') || f.includes('\0'));
+  if (bad !== undefined) throw usage(`procfs file name ${JSON.stringify(bad)} is not a plain name`);
+  const p = (loadAddon() as unknown as { procfs: RwFsAddon }).procfs;
+  let handle: ReturnType<RwFsAddon['mountRw']>;
+  const answer = (id: number, text: unknown): void => {
+    if (typeof text === 'string') handle.reply(id, text, 0);
+    else handle.reply(id, null, errnoOf('EIO'));
+  };
+  const answerWrite = (id: number, err: unknown): void => {
+    if (err === undefined) return handle.replyWrite(id, 0);
+    const code = (err as { code?: unknown })?.code;
+    let n = typeof code === 'string' ? errnoOf(code) : 0;
+    if (!Number.isInteger(n) || n <= 0) n = errnoOf('EIO');
+    handle.replyWrite(id, n);
+  };
+  try {
+    handle = p.mountRw(o.mountpoint, [...o.files], [...o.writable], (id, file, pid) => {
+      let r: Promise<string> | string;
+      try {
+        r = onRead(file, pid);
+      } catch {
+        answer(id, undefined);
+        return;
+      }
+      if (typeof r === 'string') answer(id, r);
+      else Promise.resolve(r).then((t) => answer(id, t), () => answer(id, undefined));
+    }, (id, file, pid, uid, data) => {
+      let r: Promise<void> | void;
+      try {
+        r = onWrite(file, pid, uid, data);
+      } catch (e) {
+        answerWrite(id, e ?? new Error('EIO'));
+        return;
+      }
+      Promise.resolve(r).then(() => answerWrite(id, undefined), (e) => answerWrite(id, e ?? new Error('EIO')));
+    });
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  return {
+    close() {
+      try {
+        handle.close();
+      } catch (err) {
+        return Promise.reject(NativeError.from(err));
+      }
+      return Promise.resolve();
+    },
+  };
+}

@@ -409,3 +409,43 @@ export async function chmodAs(o: ChmodAsOptions): Promise<void> {
     });
   }
 }
+
+// ---------- sysctl views (appended): mountRwFs mounts live in rwFsMock.mounts; read()/write() play a caller ----------
+import type { RwFsMountOptions, RwFsWriter } from './index.ts';
+export type { RwFsMountOptions, RwFsWriter } from './index.ts';
+
+export const rwFsMock = {
+  mounts: new Map<string, { files: string[]; writable: string[]; onRead: ProcFsReader; onWrite: RwFsWriter }>(),
+  async read(mountpoint: string, file: string, pid: number): Promise<string> {
+    const m = rwFsMock.mounts.get(mountpoint);
+    if (!m || !m.files.includes(file))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+    return m.onRead(file, pid);
+  },
+  /** Rejects with a NativeError (syscall 'write') carrying the errno the kernel would return. */
+  async write(mountpoint: string, file: string, pid: number, uid: number, data: string): Promise<void> {
+    const m = rwFsMock.mounts.get(mountpoint);
+    if (!m || !m.files.includes(file))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+    if (!m.writable.includes(file))
+      throw new NativeError({ code: 'EACCES', errno: errnoOf('EACCES'), syscall: 'open', message: `EACCES: ${mountpoint}/${file}` });
+    try {
+      await m.onWrite(file, pid, uid, data);
+    } catch (e) {
+      const c = (e as { code?: string }).code;
+      const code = c && errnoOf(c) > 0 ? c : 'EIO';
+      throw new NativeError({ code, errno: errnoOf(code), syscall: 'write', message: `${code}: ${mountpoint}/${file}`, cause: e });
+    }
+  },
+  reset(): void {
+    rwFsMock.mounts.clear();
+  },
+};
+
+export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: RwFsWriter): ProcFsMount {
+  if (!o.mountpoint.startsWith('/')) throw usage(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
+  if (rwFsMock.mounts.has(o.mountpoint))
+    throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'mount', message: `EBUSY: ${o.mountpoint}`, path: o.mountpoint });
+  rwFsMock.mounts.set(o.mountpoint, { files: [...o.files], writable: [...o.writable], onRead, onWrite });
+  return { close() { rwFsMock.mounts.delete(o.mountpoint); return Promise.resolve(); } };
+}

@@ -82,3 +82,25 @@ export function validateEvent(x: unknown): EciEvent {
   }
   return e as EciEvent;
 }
+
+// ---------- sysctl reconciler (appended) ----------
+/** The reconciler wrote a host sysctl: `old` -> `new`, because of `container` (or 'restore'). */
+export interface SysctlWrittenData { key: string; old: number; new: number; container: string }
+export type SysctlEvent = Envelope<'sysctl.written', SysctlWrittenData>;
+
+/** Checks a `sysctl.written` event; throws SchemaError naming the first bad field. */
+export function validateSysctlEvent(x: unknown): SysctlEvent {
+  const e = x as Envelope;
+  if (!e || typeof e !== 'object') throw new SchemaError('event is not an object');
+  if (e.v !== 1) throw new SchemaError(`event.v: expected 1, got ${JSON.stringify(e.v)}`);
+  if (e.type !== 'sysctl.written') throw new SchemaError(`event.type: expected sysctl.written, got ${JSON.stringify(e.type)}`);
+  if (typeof e.id !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(e.id)) throw new SchemaError('event.id: expected a ulid');
+  if (typeof e.ts !== 'string' || Number.isNaN(Date.parse(e.ts))) throw new SchemaError('event.ts: expected an ISO time');
+  const d = e.data as Record<string, unknown>;
+  if (!d || typeof d !== 'object') throw new SchemaError('event.data: expected an object');
+  if (typeof d.key !== 'string' || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/.test(d.key)) throw new SchemaError('event.data.key: expected a sysctl name');
+  if (!Number.isSafeInteger(d.old)) throw new SchemaError('event.data.old: expected an integer');
+  if (!Number.isSafeInteger(d.new)) throw new SchemaError('event.data.new: expected an integer');
+  if (typeof d.container !== 'string' || d.container === '') throw new SchemaError('event.data.container: expected a string');
+  return e as SysctlEvent;
+}

@@ -615,6 +615,11 @@ void ShutdownRw(RwServer* s) {
   if (!s->wreleased.exchange(true)) s->wtsfn.Release();
 }
 
+// Truncation must come as a setattr answered with the nominal size: with atomic O_TRUNC the kernel
+// would set i_size to 0 at open, and a failed write would then leave the file reading as empty
+// through the page cache (splice/sendfile).
+void OpInitRw(void*, fuse_conn_info* conn) { conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC; }
+
 Napi::Value MountRw(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsFunction() ||
@@ -647,6 +652,7 @@ Napi::Value MountRw(const Napi::CallbackInfo& info) {
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o;
     std::memset(&o, 0, sizeof o);
+    o.init = OpInitRw;
     o.lookup = OpLookupRw;
     o.getattr = OpGetattrRw;
     o.setattr = OpSetattrRw;

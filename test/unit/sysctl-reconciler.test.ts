@@ -1,0 +1,87 @@
+// Unit tests of the sysctl reconciler pieces: value parsing, the event schema, and a manager restart
+// (the baseline and container values come back from KV; containers gone meanwhile lower the host).
+import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
+import { SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
+import { envelope } from '../../bus/events.ts';
+import { sysctlSubjects } from '../../bus/subjects.ts';
+
+function memKv(): SysctlKv {
+  const data = new Map<string, string>();
+  return {
+    async get(k) { const v = data.get(k); return v === undefined ? null : { operation: 'PUT', json: <T>() => JSON.parse(v) as T }; },
+    async put(k, v) { data.set(k, v); },
+    async delete(k) { data.delete(k); },
+    async keys(f) { const p = f?.replace(/>$/, '') ?? ''; return (async function* () { yield* [...data.keys()].filter((k) => k.startsWith(p)); })(); },
+  };
+}
+function memHost(v: number): SysctlHost & { v: number } {
+  const h = { v, async exists() { return true; }, async read() { return h.v; }, async write(_k: unknown, n: number) { h.v = n; } };
+  return h;
+}
+const FM = keyByName('fs.file-max')!;
+
+describe('sysctl values', () => {
+  it('accepts one integer in range, with blanks and a newline', () => {
+    expect(parseValue(FM, '123\n')).toBe(123);
+    expect(parseValue(FM, '  7 ')).toBe(7);
+  });
+  it.each(['-5\n', '1.5\n', 'abc', '', '1 2', '99999999999999999999', '0x10'])('refuses %j with EINVAL', (t) => {
+    expect(() => parseValue(FM, t)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+  it('knows the kernel ranges and FUSE file names', () => {
+    expect(() => parseValue(keyByName('fs.nr_open')!, '63')).toThrow(/outside/);
+    expect(RECONCILED.map((k) => k.file)).toEqual(['sys-fs-file-max', 'sys-fs-nr-open', 'sys-net-netfilter-nf-conntrack-max']);
+    expect(sysctlSubjects.written('net.netfilter.nf_conntrack_max')).toBe('eci.v1.evt.sysctl.net-netfilter-nf_conntrack_max.written');
+  });
+  it('validates sysctl.written events', () => {
+    expect(validateSysctlEvent(envelope('sysctl.written', { key: 'fs.file-max', old: 1, new: 2, container: 'a' })).data.new).toBe(2);
+    expect(() => validateSysctlEvent(envelope('sysctl.written', { key: 'fs.file-max', old: 1, new: 1.5, container: 'a' }))).toThrow(/new/);
+  });
+});
+
+describe('SysctlReconciler', () => {
+  it('answers bad requests without touching the host', async () => {
+    const host = memHost(100);
+    const r = new SysctlReconciler({ kv: memKv(), host, keys: [FM], log: pino({ level: 'silent' }), publish: async () => {} });
+    await r.start();
+    expect(await r.set('a', 'fs.file-max', -1)).toMatchObject({ ok: false, code: 'EINVAL' });
+    expect(await r.set('a', 'kernel.pid_max', 5)).toMatchObject({ ok: false, code: 'ENOENT' });
+    await r.settled();
+    expect(host.v).toBe(100);
+    r.stop();
+  });
+
+  it('keeps the baseline across a restart and lowers the host for containers gone meanwhile', async () => {
+    const kv = memKv();
+    const host = memHost(100);
+    const events: unknown[] = [];
+    const mk = () => new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (_s, _t, d) => { events.push(d); } });
+    const r1 = mk();
+    await r1.start();
+    await r1.set('a', 'fs.file-max', 300);
+    await r1.set('b', 'fs.file-max', 200);
+    await r1.settled();
+    expect(host.v).toBe(300);
+    r1.stop();
+    // the restarted manager reads 300 from the host, but the baseline (100) comes from KV
+    const r2 = mk();
+    await r2.start();
+    await r2.settled();
+    expect(r2.context().entries['fs.file-max']).toMatchObject({ baseline: 100, host: 300, containers: { a: 300, b: 200 } });
+    r2.retainOnly(['b']);
+    await r2.settled();
+    expect(host.v).toBe(200);
+    r2.gone('b');
+    await r2.settled();
+    expect(host.v).toBe(100);
+    expect(events).toEqual([
+      { key: 'fs.file-max', old: 100, new: 300, container: 'a' },
+      { key: 'fs.file-max', old: 300, new: 200, container: 'a' },
+      { key: 'fs.file-max', old: 200, new: 100, container: 'b' },
+    ]);
+    r2.stop();
+  });
+});
