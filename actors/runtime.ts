@@ -34,6 +34,10 @@ export interface RuntimeHost {
   setVolumePaths?(id: string, paths: string[]): void;
   /** Where the emulated /proc files are served (undefined: no emulation on this host). */
   procfsDir?(): string | undefined;
+  /** Per-container sysctl files to put over /proc/sys after create (undefined: none). */
+  sysctlFiles?(): { dir: string; files: { file: string; path: string }[] } | undefined;
+  /** Puts a host mount over a path inside the container of `pid` (eci-helper bind-into). */
+  bindInto?(pid: number, source: string, target: string): Promise<void>;
 }
 
 /** Writes an error where containerd/Docker read the runtime's failure reason (runc --log). */
@@ -234,7 +238,10 @@ export class RuntimeSession {
       id,
     );
     const mounts = (spec.mounts ?? []) as OciMount[];
+    const sysctl = this.host.sysctlFiles?.();
+    const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: `/proc/sys/${f.path}` }));
     actor.protectedPaths = [
+      ...sysctlTargets.map((t) => t.target),
       ...procfs.map((m) => m.destination),
       ...binds.map((b) => mounts[b.index].destination),
       ...((spec.linux?.maskedPaths ?? []) as string[]),
@@ -256,6 +263,7 @@ export class RuntimeSession {
     this.onExit = async (status) => {
       if (cli.command === 'create' && status === 0) {
         actor.send({ type: 'runc.created' });
+        await this.injectSysctlViews(id, cli.root, sysctlTargets);
         return { action: 'done', status };
       }
       if (status !== 0 && cli.command === 'create') {
@@ -274,6 +282,22 @@ export class RuntimeSession {
     };
     this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2) }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
+  }
+
+  /**
+   * After create, before start: put eci's per-container sysctl files over /proc/sys (runc refuses
+   * those bind targets). A view that cannot be put in place leaves the kernel's read-only file.
+   */
+  private async injectSysctlViews(id: string, root: string | undefined, targets: { source: string; target: string }[]): Promise<void> {
+    if (!targets.length || !this.host.bindInto) return;
+    let pid = 0;
+    try {
+      pid = (JSON.parse(readFileSync(join(runcStateDir(root, id), 'state.json'), 'utf8')) as { init_process_pid?: number }).init_process_pid ?? 0;
+    } catch { /* no state: nothing to inject into */ }
+    if (!pid) return;
+    for (const t of targets) {
+      await this.host.bindInto(pid, t.source, t.target).catch((e) => this.host.log.warn({ id, target: t.target, err: (e as Error).message }, 'sysctl view not injected'));
+    }
   }
 
   private start(cli: RuncCommandLine, runcArgv: string[]): ShimReply {

@@ -20,6 +20,8 @@ import { RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { VetterActor } from './vetter.actor.ts';
 import { ProcFs } from './procfs/server.ts';
+import { SysctlReconciler } from './sysctl/reconciler.actor.ts';
+import { busSysctlClient, SysctlFs } from './sysctl/fs.ts';
 import { encodeReply, FrameDecoder } from './shim-protocol.ts';
 
 export const VERSION = '0.1.0';
@@ -68,11 +70,24 @@ export class Manager implements RuntimeHost {
   private feed?: NotifyFeed;
   private procfs?: ProcFs;
   private procfsMounted = false;
+  private sysctl?: SysctlReconciler;
+  private sysctlFs?: SysctlFs;
+  private sysctlMounted = false;
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative) {}
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & { bindInto(pid: number, source: string, target: string): Promise<void> }) {}
 
   procfsDir(): string | undefined {
     return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
+  }
+
+  /** Per-container sysctl files (reconciled entries): FUSE file name and /proc/sys path. */
+  sysctlFiles(): { dir: string; files: { file: string; path: string }[] } | undefined {
+    if (!this.sysctlMounted || !this.sysctl) return undefined;
+    return { dir: join(this.config.runDir, 'sysctlfs'), files: this.sysctl.reconciled().map((k) => ({ file: k.file, path: k.path })) };
+  }
+
+  bindInto(pid: number, source: string, target: string): Promise<void> {
+    return this.native.bindInto(pid, source, target);
   }
 
   /** Where runc hands over seccomp notify fds (linux.seccomp.listenerPath). */
@@ -155,7 +170,12 @@ export class Manager implements RuntimeHost {
       containerProcess: (id, pid) => {
         // runc's first connection comes from the container's init: its pid namespace is the container's.
         if (!this.procfsMounted || !this.containers.has(id)) return;
-        try { this.procfs?.register(id, pid); } catch (e) { this.log.debug({ id, err: (e as Error).message }, 'procfs register'); }
+        try {
+          this.procfs?.register(id, pid);
+          this.sysctlFs?.register(id, pid);
+        } catch (e) {
+          this.log.debug({ id, err: (e as Error).message }, 'procfs register');
+        }
       },
       volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
@@ -173,7 +193,23 @@ export class Manager implements RuntimeHost {
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, '/proc emulation unavailable; containers see the kernel files');
     }
+    // The sysctl reconciler: per-container values of non-namespaced entries, host = max of the live.
+    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.bus.nc, publish: (s, t, d) => this.publish(s, t, d), log: this.log.child({ actor: 'sysctl' }) });
+    await this.sysctl.start();
+    if (this.procfsMounted) {
+      try {
+        const dir = join(this.config.runDir, 'sysctlfs');
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
+        try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
+        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: this.sysctl.reconciled() });
+        await this.sysctlFs.start(dir);
+        this.sysctlMounted = true;
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'per-container sysctl files unavailable');
+      }
+    }
     await this.restoreContainers();
+    this.sysctl.retainOnly(this.containers.keys()); // values of containers gone while we were down no longer count
     await this.listen();
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
@@ -191,6 +227,8 @@ export class Manager implements RuntimeHost {
     await this.publish(subjects.managerEvent('stopping'), 'manager.stopping', { pid: process.pid, version: VERSION, nats: this.bus.url }).catch(() => {});
     await this.feed?.stop();
     await this.procfs?.stop().catch(() => {});
+    await this.sysctlFs?.stop().catch(() => {});
+    this.sysctl?.stop();
     this.vetter?.stop();
     this.allocator?.stop();
     for (const c of this.containers.values()) c.actor.stop();
@@ -270,6 +308,8 @@ export class Manager implements RuntimeHost {
       if (this.containers.get(id) === c) this.containers.delete(id);
       this.feed?.forget(id);
       this.procfs?.unregister(id);
+      this.sysctlFs?.unregister(id);
+      this.sysctl?.gone(id);
       this.vetter?.forget(id);
       this.chain(id, () => this.bus.containers.delete(id).catch(() => {}));
     });

@@ -8,7 +8,7 @@ import { Kvm } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
 import { BusError } from './errors.ts';
 import { startEmbedded, type EmbeddedServer } from './embedded.ts';
-import { CONTAINERS_BUCKET, EVENTS_STREAM, EVENTS_SUBJECTS, RANGES_BUCKET } from './subjects.ts';
+import { CONTAINERS_BUCKET, EVENTS_STREAM, EVENTS_SUBJECTS, RANGES_BUCKET, SYSCTL_BUCKET } from './subjects.ts';
 
 export interface Bus {
   nc: NatsConnection;
@@ -16,6 +16,8 @@ export interface Bus {
   jsm: JetStreamManager;
   ranges: KV;
   containers: KV;
+  /** sysctl reconciler: host baselines and per-container values. */
+  sysctl: KV;
   url: string;
   server?: EmbeddedServer;
   close(o?: { stopServer?: boolean }): Promise<void>;
@@ -67,8 +69,9 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
   const kvm = new Kvm(js);
   const ranges = await kvm.create(RANGES_BUCKET, { history: 1, storage: StorageType.File });
   const containers = await kvm.create(CONTAINERS_BUCKET, { history: 1, storage: StorageType.File });
+  const sysctl = await kvm.create(SYSCTL_BUCKET, { history: 1, storage: StorageType.File });
   return {
-    nc, js, jsm, ranges, containers, url, server,
+    nc, js, jsm, ranges, containers, sysctl, url, server,
     async close(c) {
       await nc.drain().catch(() => nc.close());
       if (c?.stopServer && server) await server.stop();

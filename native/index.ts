@@ -552,3 +552,13 @@ export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: Rw
     },
   };
 }
+
+/**
+ * Puts a clone of the host mount at `source` (an eci FUSE file) over `target` inside the container
+ * of process `pid` (eci-helper bind-into): for targets runc refuses, such as /proc/sys entries.
+ */
+export async function bindInto(pid: number, source: string, target: string): Promise<void> {
+  if (!Number.isInteger(pid) || pid <= 0) throw usage(`bindInto: bad pid ${pid}`);
+  if (!isAbsolute(source) || !isAbsolute(target)) throw usage('bindInto needs absolute paths');
+  await runHelper(['bind-into', '--pid', String(pid), '--source', source, '--target', target]);
+}

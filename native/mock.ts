@@ -449,3 +449,9 @@ export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: Rw
   rwFsMock.mounts.set(o.mountpoint, { files: [...o.files], writable: [...o.writable], onRead, onWrite });
   return { close() { rwFsMock.mounts.delete(o.mountpoint); return Promise.resolve(); } };
 }
+
+export async function bindInto(pid: number, source: string, target: string): Promise<void> {
+  requireAbsolute('source', source);
+  requireAbsolute('target', target);
+  void pid;
+}

@@ -75,6 +75,8 @@ export function validateEvent(x: unknown): EciEvent {
     if (typeof d.container !== 'string' || typeof d.syscall !== 'string' || !['performed', 'refused', 'continued'].includes(d.verdict as string)) {
       throw new SchemaError('event.data: expected {container, syscall, verdict} for vetter.decision');
     }
+  } else if (e.type === 'sysctl.written') {
+    validateSysctlEvent(e);
   } else if (e.type === 'settings.changed' || e.type === 'settings.rejected') {
     if (typeof d.path !== 'string') throw new SchemaError('event.data.path: expected a string');
   } else {

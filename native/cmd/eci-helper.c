@@ -837,6 +837,7 @@ static int cmd_umount(struct opts *o)
 #include "as-common.h" /* what they share: options, entering P's namespaces as P (as_run) */
 /* mount-as / umount-as: a vetted mount(2)/umount2(2) done for a container process. */
 #include "mount-as.h"
+#include "bind-into.h"
 #include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
 
 int main(int argc, char **argv)
@@ -863,6 +864,8 @@ int main(int argc, char **argv)
 		return main_as(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "chmod-as") == 0)
 		return main_chmod_as(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "bind-into") == 0)
+		return main_bind_into(argc, argv);
 	if (argc < 2 || argv[1][0] == '-') {
 		usage_error("usage: eci-helper rootfs-overlay|rootfs-bind|umount --option value ...");
 		return report();

@@ -1,0 +1,60 @@
+// Per-container views of a non-namespaced sysctl through Docker, and the reconciler programming the
+// host with the maximum over its baseline and the live containers — lowered again as they go.
+// The host value is restored whatever happens.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { startManager, type TestManager } from '../helpers/manager.ts';
+import { replay } from '../helpers/events.ts';
+
+const avail = dockerdAvailable();
+const FILE = '/proc/sys/fs/file-max';
+const host = () => Number(readFileSync(FILE, 'utf8'));
+const until = async (f: () => boolean, ms = 5000) => { for (let t = 0; t < ms && !f(); t += 100) await new Promise((r) => setTimeout(r, 100)); };
+
+describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
+  let m: TestManager;
+  let d: Dockerd;
+  let img: string;
+  let baseline: number;
+
+  beforeAll(async () => {
+    baseline = host();
+    m = await startManager();
+    d = await startDockerd({ runtimes: { eci: m.runtime } });
+    img = await importBusyboxImage(d);
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await m?.destroy();
+    if (baseline && host() !== baseline) writeFileSync(FILE, String(baseline));
+  });
+
+  it('gives each container its own fs.file-max; the host holds the max of the live ones and drops back', async () => {
+    const start = (v: number) => d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo ${v} > ${FILE}; cat ${FILE}; sleep 300`]);
+    const a = (await start(baseline + 1000)).stdout.trim();
+    await until(() => host() === baseline + 1000);
+    const b = (await start(baseline + 500)).stdout.trim();
+    try {
+      for (let i = 0; i < 50 && !(await d.docker(['logs', b])).stdout.trim(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await d.docker(['logs', a])).stdout.trim()).toBe(String(baseline + 1000));
+      expect((await d.docker(['logs', b])).stdout.trim()).toBe(String(baseline + 500));
+      expect(host()).toBe(baseline + 1000);
+      await d.docker(['rm', '-f', a]);
+      await until(() => host() === baseline + 500);
+      expect(host()).toBe(baseline + 500);
+    } finally {
+      await d.docker(['rm', '-f', a, b]);
+    }
+    await until(() => host() === baseline);
+    expect(host()).toBe(baseline);
+    const ev = (await replay(m.natsUrl, 'eci.v1.evt.sysctl.>')).map((e) => e.event.data as { new: number; container: string });
+    expect(ev.map((e) => e.new)).toEqual([baseline + 1000, baseline + 500, baseline]);
+  });
+
+  it('refuses out-of-range writes with EINVAL and reads the host value when untouched', async () => {
+    const r = await d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo abc > ${FILE}; echo -5 > ${FILE}; cat ${FILE}`]);
+    expect(r.stderr).toMatch(/Invalid argument/);
+    expect(r.stdout.trim()).toBe(String(host()));
+  });
+});
