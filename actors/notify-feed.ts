@@ -2,12 +2,12 @@
 // the verdict: performs the call in the container (eci-helper mount-as/umount-as/chmod-as), answers the
 // kernel, and publishes an audit event. Fails closed: no verdict in time means EPERM; an error
 // while performing means the caller gets an errno, never "allowed".
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '../bus/subjects.ts';
 import { fromWire, toWire } from './vetter.actor.ts';
-import type { Verdict, VetRequest } from './vetter/decide.ts';
+import { MS, type Verdict, type VetRequest } from './vetter/decide.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
 
 export const VET_TIMEOUT_MS = 2000;
@@ -38,6 +38,10 @@ export interface FeedHost {
   volumePaths?(container: string): string[] | undefined;
   /** runc's connection for a container process (the init during create): its host pid. */
   containerProcess?(container: string, pid: number): void;
+  /** eci's emulated /proc files (dir and names), when /proc emulation runs. */
+  emulatedProcFiles?(): { dir: string; files: readonly string[] } | undefined;
+  /** Puts a host mount over a path inside the container of `pid`. */
+  bindInto?(pid: number, source: string, target: string): Promise<void>;
   /** The container's id ranges. */
   ranges(container: string): { uid?: VetRequest['uid']; gid?: VetRequest['gid'] };
 }
@@ -122,6 +126,23 @@ export class NotifyFeed {
     return p;
   }
 
+  /**
+   * A proc filesystem the container mounts itself gets eci's emulated files too (the same binds as
+   * its /proc). Best effort: the mount has been made; a file that cannot be covered stays the kernel's.
+   */
+  private async emulateOnNewProc(container: string, pid: number, target: string): Promise<void> {
+    const files = this.host.emulatedProcFiles?.();
+    if (!files || !this.host.bindInto) return;
+    let abs = target;
+    if (!target.startsWith('/')) {
+      try { abs = `${readlinkSync(`/proc/${pid}/cwd`).replace(/\/$/, '')}/${target}`; } catch { return; }
+    }
+    for (const f of files.files) {
+      await this.host.bindInto(pid, `${files.dir}/${f}`, `${abs.replace(/\/$/, '')}/${f}`).catch((e) =>
+        this.host.log.warn({ container, target: abs, file: f, err: (e as Error).message }, 'emulated file not put on a new proc mount'));
+    }
+  }
+
   private async handle(
     container: string,
     initPid: number,
@@ -148,6 +169,7 @@ export class NotifyFeed {
         else if (!volumes) throw Object.assign(new Error(`${p.syscall}: the volumes of this container are not known (created before the manager started): setuid/setgid refused`), { code: 'EPERM', errno: 1, syscall: 'chmod' });
         else await this.native.chmodAs({ pid: n.pid, syscall: p.syscall, path: p.path, dirfd: p.dirfd, fd: p.fd, mode: p.mode, flags: p.flags, notify, protect: volumes.ids, protectDevs: volumes.devs });
         result = { val: 0 };
+        if (p.op === 'mount' && p.fstype === 'proc' && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE))) await this.emulateOnNewProc(container, n.pid, p.target);
       } catch (e) {
         const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
         // The call itself failed: its errno is the answer. Anything else: refuse.

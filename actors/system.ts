@@ -16,7 +16,7 @@ import { DEFAULT_SETTINGS, parseSettings, type Settings } from './settings.ts';
 import { EciError } from './errors.ts';
 import { runcStateDir } from './runc/cli.ts';
 import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNative, type RootfsPlan } from './rootfs.ts';
-import { RuntimeSession, type RuntimeHost } from './runtime.ts';
+import { EMULATED_PROC_FILES, RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { VetterActor } from './vetter.actor.ts';
 import { ProcFs } from './procfs/server.ts';
@@ -179,6 +179,8 @@ export class Manager implements RuntimeHost {
       },
       volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
+      emulatedProcFiles: () => (this.procfsMounted ? { dir: join(this.config.runDir, 'procfs'), files: EMULATED_PROC_FILES } : undefined),
+      bindInto: (pid, source, target) => this.bindInto(pid, source, target),
     }, this.native);
     this.feed.start(this.seccompSocket());
     // /proc emulation is an addition, not a guard: without FUSE containers run with the kernel's files.

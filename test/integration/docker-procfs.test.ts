@@ -46,6 +46,14 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(r.stdout).not.toMatch(/\sNO$/m);
   });
 
+  it('a proc filesystem the container mounts itself shows the emulated files too', async () => {
+    const r = await run('--cap-add', 'SYS_ADMIN', img, 'sh', '-c', 'mkdir -p /tmp/p && mount -t proc proc /tmp/p && cat /tmp/p/uptime && cat /tmp/p/swaps | wc -l');
+    expect(r.code, r.stderr).toBe(0);
+    const [uptime, swapLines] = r.stdout.trim().split('\n');
+    expect(Number(uptime.split(' ')[0])).toBeLessThan(10);
+    expect(swapLines.trim()).toBe('1');
+  });
+
   it('refuses to unmount an emulated file from inside', async () => {
     const r = await run('--cap-add', 'SYS_ADMIN', img, 'sh', '-c', 'umount /proc/uptime; echo rc=$?; cat /proc/uptime');
     expect(r.stdout).toMatch(/rc=1/);
