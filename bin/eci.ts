@@ -19,6 +19,8 @@ Commands:
   settings   Check an admin settings file (settings validate FILE) or print the defaults
   events     Follow or replay lifecycle, allocator, vetter and settings events
   check      Run every isolation property against the live system (through Docker)
+  install    Register eci in Docker's daemon.json and write a systemd unit for the manager
+  uninstall  Undo exactly what install did
   version    Print the version
 
 Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
@@ -46,6 +48,15 @@ Reads the JetStream stream ECI_EVENTS at ECI_NATS_URL (default nats://127.0.0.1:
 Runs small containers through the Docker engine (default client /usr/bin/docker, runtime "eci",
 image "eci-busybox" as made by bin/eci-quickstart) and prints, for every isolation property, what
 is expected, what was observed and whether it passed. Exits 1 if any property fails.`,
+  install: `Usage: eci install [--daemon-json PATH] [--unit-dir DIR]
+
+Adds runtime "eci" (this checkout's bin/eci-runc) to /etc/docker/daemon.json, keeping every other
+key, and writes /etc/systemd/system/eci.service for the manager. Idempotent; prints what changed.
+A malformed daemon.json is reported and left untouched.`,
+  uninstall: `Usage: eci uninstall [--daemon-json PATH] [--unit-dir DIR]
+
+Undoes exactly what install did: the "eci" runtime entry (or puts back the one that was there),
+the unit file. Idempotent.`,
   ps: `Usage: eci ps [--json]
 
 Lists the containers the manager knows, with state and host uid/gid range.`,
@@ -158,6 +169,24 @@ async function checkCmd(args: string[]): Promise<void> {
   if (r.some((x) => !x.pass)) process.exit(1);
 }
 
+async function installCmd(args: string[], undo: boolean): Promise<void> {
+  const { install, uninstall } = await import('../actors/install.ts');
+  const { fileURLToPath } = await import('node:url');
+  const config = configFromEnv();
+  const here = fileURLToPath(new URL('.', (import.meta as { url: string }).url));
+  const repo = here.replace(/\/dist\/bin\/?$|\/bin\/?$/, '');
+  const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo };
+  for (let i = 0; i < args.length; i++) {
+    const v = args[++i];
+    if (v === undefined) throw new EciError('EUSAGE', `${args[i - 1]} needs a value`);
+    if (args[i - 1] === '--daemon-json') p.daemonJson = v;
+    else if (args[i - 1] === '--unit-dir') p.unitDir = v;
+    else throw new EciError('EUSAGE', `unknown flag ${args[i - 1]}; see 'eci ${undo ? 'uninstall' : 'install'} --help'`);
+  }
+  const changes = undo ? uninstall(p) : install(p);
+  console.log(changes.length ? changes.join('\n') : 'nothing to do: already ' + (undo ? 'uninstalled' : 'installed'));
+}
+
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
@@ -172,6 +201,8 @@ export async function main(argv: string[]): Promise<void> {
       case 'settings': return await settings(args.slice(1));
       case 'events': return await eventsCmd(args.slice(1));
       case 'check': return await checkCmd(args.slice(1));
+      case 'install': return await installCmd(args.slice(1), false);
+      case 'uninstall': return await installCmd(args.slice(1), true);
       default: throw new EciError('EUSAGE', `unknown command ${JSON.stringify(cmd)}; see 'eci --help'`);
     }
   } catch (e) {

@@ -1,0 +1,52 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { afterEach, describe, expect, it } from 'vitest';
+import { install, uninstall } from '../../actors/install.ts';
+
+describe('eci install / uninstall', () => {
+  let dir: string;
+  const paths = () => ({ daemonJson: join(dir, 'etc/docker/daemon.json'), unitDir: join(dir, 'systemd'), stateFile: join(dir, 'state/install.json'), repo: '/opt/eci' });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps existing keys, is idempotent, and uninstall undoes exactly that', () => {
+    dir = mkdtempSync(join(tmpdir(), 'eci-install-'));
+    const p = paths();
+    mkdirSync(join(dir, 'etc/docker'), { recursive: true });
+    writeFileSync(p.daemonJson, JSON.stringify({ 'log-driver': 'json-file', runtimes: { other: { path: '/x' } } }));
+    const before = readFileSync(p.daemonJson, 'utf8');
+    expect(install(p).length).toBe(2);
+    const cfg = JSON.parse(readFileSync(p.daemonJson, 'utf8'));
+    expect(cfg).toEqual({ 'log-driver': 'json-file', runtimes: { other: { path: '/x' }, eci: { path: '/opt/eci/bin/eci-runc' } } });
+    expect(readFileSync(join(p.unitDir, 'eci.service'), 'utf8')).toContain('ExecStart=/opt/eci/bin/eci daemon');
+    expect(install(p)).toEqual([]); // idempotent
+    expect(uninstall(p).length).toBe(2);
+    expect(JSON.parse(readFileSync(p.daemonJson, 'utf8'))).toEqual(JSON.parse(before));
+    expect(existsSync(join(p.unitDir, 'eci.service'))).toBe(false);
+    expect(uninstall(p)).toEqual([]); // idempotent
+  });
+
+  it('puts back an earlier "eci" runtime and removes a daemon.json it created', () => {
+    dir = mkdtempSync(join(tmpdir(), 'eci-install-'));
+    const p = paths();
+    install(p);
+    expect(existsSync(p.daemonJson)).toBe(true);
+    uninstall(p);
+    expect(existsSync(p.daemonJson)).toBe(false);
+    mkdirSync(join(dir, 'etc/docker'), { recursive: true });
+    writeFileSync(p.daemonJson, JSON.stringify({ runtimes: { eci: { path: '/old/eci' } } }));
+    install(p);
+    uninstall(p);
+    expect(JSON.parse(readFileSync(p.daemonJson, 'utf8'))).toEqual({ runtimes: { eci: { path: '/old/eci' } } });
+  });
+
+  it('refuses a malformed daemon.json and changes nothing', () => {
+    dir = mkdtempSync(join(tmpdir(), 'eci-install-'));
+    const p = paths();
+    install(p);
+    writeFileSync(p.daemonJson, '{ "runtimes": ');
+    rmSync(p.stateFile, { force: true });
+    expect(() => install(p)).toThrow(/daemon.json: not valid JSON .*nothing was changed/);
+    expect(readFileSync(p.daemonJson, 'utf8')).toBe('{ "runtimes": ');
+  });
+});
