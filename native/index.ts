@@ -1,6 +1,5 @@
 // The only TypeScript way into eci's native code: the eci-helper executable (mounts that need a user
 // namespace) and the eci_native addon (calls Node can make from its own process).
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute } from 'node:path';
@@ -104,45 +103,7 @@ function mappingArgs(uid: IdRange, gid: IdRange): string[] {
 
 /** Runs eci-helper; resolves on {"ok":true}, rejects with the NativeError it reports. */
 function runHelper(args: string[]): Promise<void> {
-  const helper = helperPath();
-  return new Promise((resolve, reject) => {
-    execFile(
-      helper,
-      args,
-      { encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 1 << 20 },
-      (err, stdout, stderr) => {
-        const e = err as (Error & { code?: unknown; errno?: unknown; killed?: boolean; signal?: string }) | null;
-        if (e && typeof e.code === 'string') {
-          // Not run at all (ENOENT, EACCES...), or its output overflowed.
-          reject(new NativeError({
-            code: e.code,
-            errno: typeof e.errno === 'number' ? Math.abs(e.errno) : errnoOf('EIO'),
-            syscall: 'spawn',
-            message: `cannot run ${helper}: ${e.message}`,
-            path: helper,
-            cause: e,
-          }));
-          return;
-        }
-        if (e?.killed) {
-          reject(new NativeError({
-            code: 'ETIMEDOUT',
-            errno: errnoOf('ETIMEDOUT'),
-            syscall: 'eci-helper',
-            message: `eci-helper ${args[0]} did not finish within ${HELPER_TIMEOUT_MS} ms`,
-          }));
-          return;
-        }
-        const failure = parseHelperOutput(stdout, {
-          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
-          signal: e?.signal ?? null,
-          stderr,
-        });
-        if (failure) reject(failure);
-        else resolve();
-      },
-    );
-  });
+  return runHelperWithFd(args, undefined);
 }
 
 /**
@@ -317,13 +278,12 @@ export function listenSeccomp(fd: number): SeccompListener {
   });
 }
 
-/** Runs eci-helper with the notify fd (if any) as its fd 3; resolves on {"ok":true}. */
-function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<void> {
+/** Runs eci-helper with `fd` (a notify fd, if any) as its fd 3; resolves on {"ok":true}. */
+function runHelperWithFd(args: string[], fd: number | undefined): Promise<void> {
   const helper = helperPath();
-  const args = asHelperArgs(kind, o, o.notify ? 3 : undefined);
   return new Promise((resolve, reject) => {
     const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
-    if (o.notify) stdio.push(o.notify.fd);
+    if (fd !== undefined) stdio.push(fd);
     const child = spawnSeccompHelper(helper, args, { stdio });
     let stdout = '';
     let stderr = '';
@@ -348,6 +308,10 @@ function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountA
       else resolve();
     });
   });
+}
+
+function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<void> {
+  return runHelperWithFd(asHelperArgs(kind, o, o.notify ? 3 : undefined), o.notify?.fd);
 }
 
 /**
@@ -443,31 +407,7 @@ export type { ChmodAsOptions } from './seccomp-agent.ts';
  * answer for the container; any other syscall is a failure to get there (ENOENT/ESRCH: caller gone).
  */
 export function chmodAs(o: ChmodAsOptions): Promise<void> {
-  const helper = helperPath();
-  const args = chmodAsHelperArgs(o, o.notify ? 3 : undefined);
-  return new Promise((resolve, reject) => {
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
-    if (o.notify) stdio.push(o.notify.fd);
-    const child = spawnSeccompHelper(helper, args, { stdio });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), HELPER_TIMEOUT_MS);
-    child.on('error', (e: Error & { code?: string; errno?: number }) => {
-      clearTimeout(timer);
-      reject(new NativeError({
-        code: e.code ?? 'EIO', errno: typeof e.errno === 'number' ? Math.abs(e.errno) : errnoOf('EIO'),
-        syscall: 'spawn', message: `cannot run ${helper}: ${e.message}`, path: helper, cause: e,
-      }));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const failure = parseHelperOutput(stdout, { code, signal, stderr });
-      if (failure) reject(failure);
-      else resolve();
-    });
-  });
+  return runHelperWithFd(chmodAsHelperArgs(o, o.notify ? 3 : undefined), o.notify?.fd);
 }
 
 // ---------- sysctl views: a FUSE directory of per-caller files, some writable (src/procfs.cc mountRw) ----------

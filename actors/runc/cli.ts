@@ -55,7 +55,7 @@ export function parseRuncArgs(argv: string[]): RuncCommandLine {
     if (GLOBAL_WITH_VALUE.has(f.name)) {
       let v = f.inline;
       if (v === undefined) {
-        if (i + 1 >= argv.length) throw new EciError('EUSAGE', `flag --${f.name} needs a value`);
+        if (i + 1 >= argv.length) throw new EciError('EUSAGE', `flag ${JSON.stringify(`--${f.name}`)} needs a value`);
         v = argv[++i];
         out.global.push(v);
       }
@@ -79,7 +79,7 @@ export function parseRuncArgs(argv: string[]): RuncCommandLine {
     if (!f) { out.id = a; break; }
     let v = f.inline;
     if (vf.has(f.name) && v === undefined) {
-      if (j + 1 >= out.args.length) throw new EciError('EUSAGE', `${out.command}: flag --${f.name} needs a value`);
+      if (j + 1 >= out.args.length) throw new EciError('EUSAGE', `${out.command}: flag ${JSON.stringify(`--${f.name}`)} needs a value`);
       v = out.args[++j];
     }
     if (f.name === 'bundle' || f.name === 'b') out.bundle = v;

@@ -27,7 +27,8 @@ describe('parseRuncArgs', () => {
   it('refuses ids that cannot be subject tokens and flags without values', () => {
     expect(() => parseRuncArgs(['create', 'a.b'])).toThrow(/invalid container id "a.b"/);
     expect(() => parseRuncArgs(['create', '--bundle'])).toThrow(/needs a value/);
-    expect(() => parseRuncArgs(['--root'])).toThrow(/--root needs a value/);
+    expect(() => parseRuncArgs(['--root'])).toThrow('flag "--root" needs a value');
+    expect(() => parseRuncArgs(['--ro\not'])).not.toThrow(/\n/); // names are quoted: one line whatever the input
   });
   it('knows where runc keeps state', () => {
     expect(runcStateDir(undefined, 'x')).toBe('/run/runc/x');
