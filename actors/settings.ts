@@ -68,7 +68,7 @@ function obj(shape: Record<string, Checker>): Checker {
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(f, 'expected an object');
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      const c = shape[k];
+      const c = Object.hasOwn(shape, k) ? shape[k] : undefined; // not Object.prototype members ("constructor")
       if (!c) throw bad(f ? `${f}.${k}` : k, `unknown field (known: ${Object.keys(shape).join(', ')})`);
       out[k] = c(x, f ? `${f}.${k}` : k);
     }

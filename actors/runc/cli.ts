@@ -70,7 +70,8 @@ export function parseRuncArgs(argv: string[]): RuncCommandLine {
   }
   out.command = argv[i];
   out.args = argv.slice(i + 1);
-  const vf = out.command ? VALUE_FLAGS[out.command] : undefined;
+  // Own keys only: a command named like an Object.prototype member ("toString") is just unknown.
+  const vf = out.command && Object.hasOwn(VALUE_FLAGS, out.command) ? VALUE_FLAGS[out.command] : undefined;
   if (!vf) return out;
   for (let j = 0; j < out.args.length; j++) {
     const a = out.args[j];

@@ -1,5 +1,6 @@
-// eci procfs: a FUSE filesystem (libfuse3 low-level API) of read-only files whose content JavaScript
-// renders per caller. Meant to be bind-mounted over /proc/uptime, /proc/meminfo... in containers.
+// eci procfs: a FUSE filesystem (libfuse3 low-level API) of files whose content JavaScript renders per
+// caller. Meant to be bind-mounted over /proc/uptime, /proc/meminfo... in containers (mount, read-only)
+// and for the per-container sysctl views (mountRw, some files writable). Both are one implementation.
 //
 // Exports (on exports.procfs):
 //   mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void)
@@ -7,10 +8,18 @@
 //   onRead runs on the event loop for every read at offset 0 (and for a read at a later offset of a
 //   file descriptor that was never rendered); JS answers with reply(id, text) or reply(id, null, errno).
 //   A read not answered within 2 s fails with EIO. Later offsets are served from the per-open buffer.
-//   close() stops the session thread, fails pending reads with EIO and unmounts (MNT_DETACH).
+//   close() stops the session thread, fails pending reads (and writes) with EIO and unmounts (MNT_DETACH).
+//   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
+//           onWrite(id, file, pid, uid, data: string))
+//     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
+//   Files named in `writable` are 0666 (callers are judged in JS, by pid and uid) and accept opens
+//   for writing and O_TRUNC; the others are 0444 as with mount(). A write at offset 0 calls onWrite on
+//   the event loop; JS answers replyWrite(id, 0) (the whole write is accepted) or an errno. A write at
+//   a later offset is accepted and ignored (as the kernel's sysctl_writes_strict does for numbers).
+//   An answer later than 2 s fails the write with EIO.
 //
-// One session thread polls /dev/fuse and an eventfd (for close); replies to reads come from the JS
-// thread (libfuse replies are thread-safe), so a slow render never blocks other requests.
+// One session thread polls /dev/fuse and an eventfd (for close); replies to reads and writes come from
+// the JS thread (libfuse replies are thread-safe), so a slow render never blocks other requests.
 #define FUSE_USE_VERSION 31
 #include <fuse_lowlevel.h>
 #include <napi.h>
@@ -39,7 +48,7 @@ namespace eci_procfs {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr auto kReadTimeout = std::chrono::milliseconds(2000);
+constexpr auto kReplyTimeout = std::chrono::milliseconds(2000);  // for onRead and onWrite alike
 constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;  // 1; file i has inode i + 2
 constexpr double kAttrTimeout = 1.0;
 constexpr off_t kNominalSize = 32768;
@@ -51,42 +60,55 @@ struct OpenFile {
   std::string data;
 };
 
+// A read or write waiting for its answer from JS.
 struct Pending {
   fuse_req_t req;
-  OpenFile* of;
+  OpenFile* of;  // nullptr for a write
   size_t size;
   off_t off;
   Clock::time_point deadline;
 };
 
-struct RenderCall {
+// One call of onRead(id, file, pid) or, with write set, onWrite(id, file, pid, uid, data).
+struct JsCall {
   uint64_t id;
   std::string file;
   int32_t pid;
+  bool write = false;
+  uint32_t uid = 0;
+  std::string data;
 };
 
-void CallRender(Napi::Env env, Napi::Function cb, std::nullptr_t*, RenderCall* call) {
-  std::unique_ptr<RenderCall> c(call);
-  if (env == nullptr || cb.IsEmpty()) return;  // torn down; the timeout (or close) answers the read
+void CallJs(Napi::Env env, Napi::Function cb, std::nullptr_t*, JsCall* call) {
+  std::unique_ptr<JsCall> c(call);
+  if (env == nullptr || cb.IsEmpty()) return;  // torn down; the timeout (or close) answers the request
   try {
-    cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
-             Napi::Number::New(env, c->pid)});
+    if (c->write)
+      cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
+               Napi::Number::New(env, c->pid), Napi::Number::New(env, c->uid), Napi::String::New(env, c->data)});
+    else
+      cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
+               Napi::Number::New(env, c->pid)});
   } catch (const Napi::Error& e) {
-    // An exception thrown synchronously by the callback: the read times out with EIO. Never let it
-    // escape into the event loop.
+    // An exception thrown synchronously by the callback: the read (or write) times out with EIO. Never
+    // let it escape into the event loop.
     (void)e;
   }
 }
 
-using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, RenderCall, CallRender>;
+using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, JsCall, CallJs>;
 
+// One mount: mount() is a Server with rw unset (no file writable, no write/setattr/init ops).
 struct Server {
   std::string mountpoint;
   std::vector<std::string> files;
+  std::vector<bool> writable;  // per file; all false unless rw
+  bool rw = false;             // mountRw: onWrite, replyWrite, the write/setattr/init ops
   fuse_session* se = nullptr;
   int efd = -1;
   std::thread thread;
-  Tsfn tsfn;
+  Tsfn onRead;
+  Tsfn onWrite;   // only when rw
   std::mutex mu;  // guards pending, nextId, closed
   std::map<uint64_t, Pending> pending;
   uint64_t nextId = 1;
@@ -101,22 +123,24 @@ struct Server {
 
 Server* Of(fuse_req_t req) { return static_cast<Server*>(fuse_req_userdata(req)); }
 
-bool FileIndex(Server* s, fuse_ino_t ino, size_t* index) {
+bool FileIndex(const Server* s, fuse_ino_t ino, size_t* index) {
   if (ino < 2 || ino - 2 >= s->files.size()) return false;
   *index = ino - 2;
   return true;
 }
 
-void FillAttr(fuse_ino_t ino, struct stat* st) {
+void FillAttr(const Server* s, fuse_ino_t ino, struct stat* st) {
   std::memset(st, 0, sizeof *st);
   st->st_ino = ino;
   st->st_uid = 0;
   st->st_gid = 0;
+  size_t idx;
   if (ino == kRootIno) {
     st->st_mode = S_IFDIR | 0555;
     st->st_nlink = 2;
   } else {
-    st->st_mode = S_IFREG | 0444;
+    // Writable files are 0666: callers are judged in JS, by pid and uid.
+    st->st_mode = S_IFREG | (FileIndex(s, ino, &idx) && s->writable[idx] ? 0666 : 0444);
     st->st_nlink = 1;
     // Not the real size (unknown before rendering). read() ignores it (direct_io), but splice/sendfile
     // (busybox cat) go through the page cache, which stops at i_size: a size of 0 would read as empty.
@@ -135,6 +159,31 @@ void ReplySlice(fuse_req_t req, const std::string& data, size_t size, off_t off)
   fuse_reply_buf(req, data.data() + off, n);
 }
 
+// Hands call to JS through fn; the request is then answered by reply()/replyWrite(), its deadline
+// (EIO) or close() (EIO).
+void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, size_t size, off_t off) {
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (s->closed) {
+      delete call;
+      fuse_reply_err(req, EIO);
+      return;
+    }
+    call->id = s->nextId++;
+    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReplyTimeout};
+  }
+  const uint64_t id = call->id;
+  if (fn.NonBlockingCall(call) != napi_ok) {
+    delete call;
+    std::lock_guard<std::mutex> g(s->mu);
+    auto it = s->pending.find(id);
+    if (it != s->pending.end()) {
+      s->pending.erase(it);
+      fuse_reply_err(req, EIO);
+    }
+  }
+}
+
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Server* s = Of(req);
   if (parent != kRootIno) {
@@ -148,7 +197,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
       e.ino = i + 2;
       e.attr_timeout = kAttrTimeout;
       e.entry_timeout = kAttrTimeout;
-      FillAttr(e.ino, &e.attr);
+      FillAttr(s, e.ino, &e.attr);
       fuse_reply_entry(req, &e);
       return;
     }
@@ -157,13 +206,14 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Server* s = Of(req);
   size_t idx;
-  if (ino != kRootIno && !FileIndex(Of(req), ino, &idx)) {
+  if (ino != kRootIno && !FileIndex(s, ino, &idx)) {
     fuse_reply_err(req, ENOENT);
     return;
   }
   struct stat st;
-  FillAttr(ino, &st);
+  FillAttr(s, ino, &st);
   fuse_reply_attr(req, &st, kAttrTimeout);
 }
 
@@ -176,7 +226,7 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
   std::string buf;
   auto add = [&](const char* name, fuse_ino_t child) {
     struct stat st;
-    FillAttr(child, &st);
+    FillAttr(s, child, &st);
     const size_t len = fuse_add_direntry(req, nullptr, 0, name, nullptr, 0);
     const size_t at = buf.size();
     buf.resize(at + len);
@@ -189,12 +239,13 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Server* s = Of(req);
   size_t idx;
-  if (!FileIndex(Of(req), ino, &idx)) {
+  if (!FileIndex(s, ino, &idx)) {
     fuse_reply_err(req, ino == kRootIno ? EISDIR : ENOENT);
     return;
   }
-  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+  if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && !s->writable[idx]) {
     fuse_reply_err(req, EACCES);
     return;
   }
@@ -207,7 +258,6 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) != 0) delete of;  // the open was interrupted: no release will follow
 }
 
-
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Server* s = Of(req);
   auto* of = reinterpret_cast<OpenFile*>(fi->fh);
@@ -218,28 +268,53 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       return;
     }
   }
-  auto* call = new RenderCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid)};
-  {
-    std::lock_guard<std::mutex> g(s->mu);
-    if (s->closed) {
-      delete call;
-      fuse_reply_err(req, EIO);
-      return;
-    }
-    call->id = s->nextId++;
-    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReadTimeout};
-  }
-  const uint64_t id = call->id;
-  if (s->tsfn.NonBlockingCall(call) != napi_ok) {
-    delete call;
-    std::lock_guard<std::mutex> g(s->mu);
-    auto it = s->pending.find(id);
-    if (it != s->pending.end()) {
-      s->pending.erase(it);
-      fuse_reply_err(req, EIO);
-    }
-  }
+  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid)};
+  CallOut(s, s->onRead, req, call, of, size, off);
 }
+
+// mountRw only. A write at offset 0 goes to onWrite; one at a later offset is accepted and ignored (as
+// the kernel's sysctl_writes_strict does for numbers).
+void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  Server* s = Of(req);
+  auto* of = reinterpret_cast<OpenFile*>(fi->fh);
+  if (!s->writable[of->index]) {
+    fuse_reply_err(req, EBADF);
+    return;
+  }
+  if (off > 0) {
+    fuse_reply_write(req, size);
+    return;
+  }
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(ctx->pid), true,
+                          static_cast<uint32_t>(ctx->uid), std::string(buf, size)};
+  CallOut(s, s->onWrite, req, call, nullptr, size, off);
+}
+
+// mountRw only. Only truncation (O_TRUNC, `>` in a shell) and time updates of writable files; nothing
+// changes.
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int to_set, fuse_file_info*) {
+  Server* s = Of(req);
+  size_t idx;
+  if (!FileIndex(s, ino, &idx)) {
+    fuse_reply_err(req, ino == kRootIno ? EPERM : ENOENT);
+    return;
+  }
+  const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  if (!s->writable[idx] || (to_set & ~allowed)) {
+    fuse_reply_err(req, s->writable[idx] ? EPERM : EACCES);
+    return;
+  }
+  struct stat st;
+  FillAttr(s, ino, &st);
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+// mountRw only. Truncation must come as a setattr answered with the nominal size: with atomic O_TRUNC
+// the kernel would set i_size to 0 at open, and a failed write would then leave the file reading as
+// empty through the page cache (splice/sendfile).
+void OpInit(void*, fuse_conn_info* conn) { conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC; }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   delete reinterpret_cast<OpenFile*>(fi->fh);
@@ -262,7 +337,31 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &sv);
 }
 
-// Fails every read whose deadline has passed; returns the poll timeout (ms) until the next deadline.
+// mount() leaves write, setattr and init unset (libfuse answers ENOSYS, atomic O_TRUNC stays on).
+const fuse_lowlevel_ops* Ops(bool rw) {
+  auto make = [](bool withWrite) {
+    fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof o);
+    o.lookup = OpLookup;
+    o.getattr = OpGetattr;
+    o.opendir = OpOpendir;
+    o.readdir = OpReaddir;
+    o.open = OpOpen;
+    o.read = OpRead;
+    o.release = OpRelease;
+    o.statfs = OpStatfs;
+    if (withWrite) {
+      o.init = OpInit;
+      o.setattr = OpSetattr;
+      o.write = OpWrite;
+    }
+    return o;
+  };
+  static const fuse_lowlevel_ops ro = make(false), rwOps = make(true);
+  return rw ? &rwOps : &ro;
+}
+
+// Fails every request whose deadline has passed; returns the poll timeout (ms) until the next deadline.
 int ExpirePending(Server* s) {
   std::lock_guard<std::mutex> g(s->mu);
   const auto now = Clock::now();
@@ -303,7 +402,7 @@ void SessionLoop(Server* s) {
   std::free(buf.mem);
 }
 
-// Idempotent: stops the thread, fails pending reads, unmounts, releases the TSFN.
+// Idempotent: stops the thread, fails pending reads and writes, unmounts, releases the TSFNs.
 void Shutdown(Server* s) {
   {
     std::lock_guard<std::mutex> g(s->mu);
@@ -325,10 +424,11 @@ void Shutdown(Server* s) {
   s->se = nullptr;
   ::close(s->efd);
   s->efd = -1;
-  s->tsfn.Release();
+  s->onRead.Release();
+  if (s->rw) s->onWrite.Release();
 }
 
-void Reply(const std::shared_ptr<Server>& s, const Napi::CallbackInfo& info) {
+void Reply(Server* s, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "reply(id, text, errno): id must be a number");
   const uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
@@ -363,235 +463,7 @@ void Reply(const std::shared_ptr<Server>& s, const Napi::CallbackInfo& info) {
   fuse_reply_buf(p.req, slice.data(), slice.size());
 }
 
-Napi::Value Mount(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsFunction())
-    throw Napi::TypeError::New(env, "mount(mountpoint: string, files: string[], onRead: function)");
-  auto s = std::make_shared<Server>();
-  s->mountpoint = info[0].As<Napi::String>().Utf8Value();
-  if (s->mountpoint.empty() || s->mountpoint[0] != '/' || s->mountpoint.find('\0') != std::string::npos)
-    throw Napi::TypeError::New(env, "mountpoint must be an absolute path");
-  Napi::Array files = info[1].As<Napi::Array>();
-  for (uint32_t i = 0; i < files.Length(); i++) {
-    Napi::Value v = files.Get(i);
-    if (!v.IsString()) throw Napi::TypeError::New(env, "files must be strings");
-    std::string f = v.As<Napi::String>().Utf8Value();
-    if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos || f.find('\0') != std::string::npos)
-      throw Napi::TypeError::New(env, "file name '" + f + "' is not a plain name");
-    s->files.push_back(f);
-  }
-
-  static const fuse_lowlevel_ops ops = [] {
-    fuse_lowlevel_ops o;
-    std::memset(&o, 0, sizeof o);
-    o.lookup = OpLookup;
-    o.getattr = OpGetattr;
-    o.opendir = OpOpendir;
-    o.readdir = OpReaddir;
-    o.open = OpOpen;
-    o.read = OpRead;
-    o.release = OpRelease;
-    o.statfs = OpStatfs;
-    return o;
-  }();
-
-  // suid,dev: libfuse would add nosuid,nodev, which become locked flags in a container's user namespace,
-  // so runc's read-only remount of a bind of these files (flags without them) would fail with EPERM.
-  // Harmless here: the filesystem only ever holds 0444 regular files.
-  const char* argv[] = {"eci-procfs", "-o", "allow_other,default_permissions,suid,dev,fsname=eci-procfs,subtype=eci-procfs"};
-  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
-  s->se = fuse_session_new(&args, &ops, sizeof ops, s.get());
-  if (s->se == nullptr) throw EciSystemError(env, EINVAL, "fuse_session_new", s->mountpoint);
-  if (fuse_session_mount(s->se, s->mountpoint.c_str()) != 0) {
-    fuse_session_destroy(s->se);
-    struct stat st;
-    const int err = ::stat(s->mountpoint.c_str(), &st) < 0 ? errno : (S_ISDIR(st.st_mode) ? EIO : ENOTDIR);
-    throw EciSystemError(env, err, "mount", s->mountpoint);
-  }
-  s->efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (s->efd < 0) {
-    const int err = errno;
-    fuse_session_unmount(s->se);
-    fuse_session_destroy(s->se);
-    throw EciSystemError(env, err, "eventfd", s->mountpoint);
-  }
-  s->tsfn = Tsfn::New(env, info[2].As<Napi::Function>(), "eci-procfs", 0, 1);
-  s->thread = std::thread(SessionLoop, s.get());
-
-  Napi::Object handle = Napi::Object::New(env);
-  handle.Set("reply", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { Reply(s, i); }, "reply"));
-  handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
-  return handle;
-}
-
-}  // namespace
-
-void InitRw(Napi::Env env, Napi::Object procfs);  // appended section below: procfs.mountRw
-
-void Init(Napi::Env env, Napi::Object exports) {
-  Napi::Object procfs = Napi::Object::New(env);
-  procfs.Set("mount", Napi::Function::New(env, Mount, "mount"));
-  InitRw(env, procfs);
-  exports.Set("procfs", procfs);
-}
-
-}  // namespace eci_procfs
-
-// ---------- appended: writable files (procfs.mountRw), for the per-container sysctl views ----------
-//   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
-//           onWrite(id, file, pid, uid, data: string))
-//     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
-//   Files named in `writable` are 0666 (callers are judged in JS, by pid and uid) and accept opens
-//   for writing and O_TRUNC; the others are 0444 as with mount(). A write at offset 0 calls onWrite on
-//   the event loop; JS answers replyWrite(id, 0) (the whole write is accepted) or an errno. A write at
-//   a later offset is accepted and ignored (as the kernel's sysctl_writes_strict does for numbers).
-//   An answer later than 2 s fails the write with EIO.
-namespace eci_procfs {
-namespace {
-
-struct WriteCall {
-  uint64_t id;
-  std::string file;
-  int32_t pid;
-  uint32_t uid;
-  std::string data;
-};
-
-void CallWrite(Napi::Env env, Napi::Function cb, std::nullptr_t*, WriteCall* call) {
-  std::unique_ptr<WriteCall> c(call);
-  if (env == nullptr || cb.IsEmpty()) return;
-  try {
-    cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
-             Napi::Number::New(env, c->pid), Napi::Number::New(env, c->uid), Napi::String::New(env, c->data)});
-  } catch (const Napi::Error& e) {
-    (void)e;  // the write times out with EIO
-  }
-}
-
-using WriteTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, WriteCall, CallWrite>;
-
-struct RwServer : Server {
-  std::vector<bool> writable;
-  WriteTsfn wtsfn;
-  std::atomic<bool> wreleased{false};
-};
-
-RwServer* RwOf(fuse_req_t req) { return static_cast<RwServer*>(Of(req)); }
-
-void FillAttrRw(RwServer* s, fuse_ino_t ino, struct stat* st) {
-  FillAttr(ino, st);
-  size_t idx;
-  if (FileIndex(s, ino, &idx) && s->writable[idx]) st->st_mode = S_IFREG | 0666;
-}
-
-void OpLookupRw(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  RwServer* s = RwOf(req);
-  if (parent != kRootIno) {
-    fuse_reply_err(req, ENOENT);
-    return;
-  }
-  for (size_t i = 0; i < s->files.size(); i++) {
-    if (s->files[i] == name) {
-      fuse_entry_param e;
-      std::memset(&e, 0, sizeof e);
-      e.ino = i + 2;
-      e.attr_timeout = kAttrTimeout;
-      e.entry_timeout = kAttrTimeout;
-      FillAttrRw(s, e.ino, &e.attr);
-      fuse_reply_entry(req, &e);
-      return;
-    }
-  }
-  fuse_reply_err(req, ENOENT);
-}
-
-void OpGetattrRw(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  size_t idx;
-  if (ino != kRootIno && !FileIndex(RwOf(req), ino, &idx)) {
-    fuse_reply_err(req, ENOENT);
-    return;
-  }
-  struct stat st;
-  FillAttrRw(RwOf(req), ino, &st);
-  fuse_reply_attr(req, &st, kAttrTimeout);
-}
-
-// Only truncation (O_TRUNC, `>` in a shell) and time updates of writable files; nothing changes.
-void OpSetattrRw(fuse_req_t req, fuse_ino_t ino, struct stat*, int to_set, fuse_file_info*) {
-  RwServer* s = RwOf(req);
-  size_t idx;
-  if (!FileIndex(s, ino, &idx)) {
-    fuse_reply_err(req, ino == kRootIno ? EPERM : ENOENT);
-    return;
-  }
-  const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-                      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
-  if (!s->writable[idx] || (to_set & ~allowed)) {
-    fuse_reply_err(req, s->writable[idx] ? EPERM : EACCES);
-    return;
-  }
-  struct stat st;
-  FillAttrRw(s, ino, &st);
-  fuse_reply_attr(req, &st, kAttrTimeout);
-}
-
-void OpOpenRw(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  RwServer* s = RwOf(req);
-  size_t idx;
-  if (!FileIndex(s, ino, &idx)) {
-    fuse_reply_err(req, ino == kRootIno ? EISDIR : ENOENT);
-    return;
-  }
-  if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && !s->writable[idx]) {
-    fuse_reply_err(req, EACCES);
-    return;
-  }
-  auto* of = new OpenFile();
-  of->index = idx;
-  fi->fh = reinterpret_cast<uint64_t>(of);
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
-  fi->nonseekable = 0;
-  if (fuse_reply_open(req, fi) != 0) delete of;
-}
-
-void OpWriteRw(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  RwServer* s = RwOf(req);
-  auto* of = reinterpret_cast<OpenFile*>(fi->fh);
-  if (!s->writable[of->index]) {
-    fuse_reply_err(req, EBADF);
-    return;
-  }
-  if (off > 0) {
-    fuse_reply_write(req, size);
-    return;
-  }
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  auto* call = new WriteCall{0, s->files[of->index], static_cast<int32_t>(ctx->pid), static_cast<uint32_t>(ctx->uid),
-                             std::string(buf, size)};
-  {
-    std::lock_guard<std::mutex> g(s->mu);
-    if (s->closed) {
-      delete call;
-      fuse_reply_err(req, EIO);
-      return;
-    }
-    call->id = s->nextId++;
-    s->pending[call->id] = Pending{req, nullptr, size, off, Clock::now() + kReadTimeout};
-  }
-  const uint64_t id = call->id;
-  if (s->wtsfn.NonBlockingCall(call) != napi_ok) {
-    delete call;
-    std::lock_guard<std::mutex> g(s->mu);
-    auto it = s->pending.find(id);
-    if (it != s->pending.end()) {
-      s->pending.erase(it);
-      fuse_reply_err(req, EIO);
-    }
-  }
-}
-
-void ReplyWrite(const std::shared_ptr<RwServer>& s, const Napi::CallbackInfo& info) {
+void ReplyWrite(Server* s, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
     throw Napi::TypeError::New(env, "replyWrite(id, errno): numbers");
@@ -610,33 +482,15 @@ void ReplyWrite(const std::shared_ptr<RwServer>& s, const Napi::CallbackInfo& in
   else fuse_reply_err(p.req, err);
 }
 
-void ShutdownRw(RwServer* s) {
-  Shutdown(s);
-  if (!s->wreleased.exchange(true)) s->wtsfn.Release();
+std::string MountpointArg(Napi::Env env, Napi::Value v) {
+  std::string mp = v.As<Napi::String>().Utf8Value();
+  if (mp.empty() || mp[0] != '/' || mp.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, "mountpoint must be an absolute path");
+  return mp;
 }
 
-// Truncation must come as a setattr answered with the nominal size: with atomic O_TRUNC the kernel
-// would set i_size to 0 at open, and a failed write would then leave the file reading as empty
-// through the page cache (splice/sendfile).
-void OpInitRw(void*, fuse_conn_info* conn) { conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC; }
-
-Napi::Value MountRw(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsFunction() ||
-      !info[4].IsFunction())
-    throw Napi::TypeError::New(env, "mountRw(mountpoint: string, files: string[], writable: string[], onRead, onWrite)");
-  auto s = std::make_shared<RwServer>();
-  s->mountpoint = info[0].As<Napi::String>().Utf8Value();
-  if (s->mountpoint.empty() || s->mountpoint[0] != '/' || s->mountpoint.find('\0') != std::string::npos)
-    throw Napi::TypeError::New(env, "mountpoint must be an absolute path");
-  Napi::Array files = info[1].As<Napi::Array>();
-  Napi::Array writable = info[2].As<Napi::Array>();
-  std::vector<std::string> w;
-  for (uint32_t i = 0; i < writable.Length(); i++) {
-    Napi::Value v = writable.Get(i);
-    if (!v.IsString()) throw Napi::TypeError::New(env, "writable must be strings");
-    w.push_back(v.As<Napi::String>().Utf8Value());
-  }
+// Fills s->files and s->writable (a file is writable when named in `writable`).
+void SetFiles(Napi::Env env, Server* s, Napi::Array files, const std::vector<std::string>& writable) {
   for (uint32_t i = 0; i < files.Length(); i++) {
     Napi::Value v = files.Get(i);
     if (!v.IsString()) throw Napi::TypeError::New(env, "files must be strings");
@@ -645,31 +499,20 @@ Napi::Value MountRw(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "file name '" + f + "' is not a plain name");
     s->files.push_back(f);
     bool rw = false;
-    for (const auto& x : w) rw = rw || x == f;
+    for (const auto& x : writable) rw = rw || x == f;
     s->writable.push_back(rw);
   }
+}
 
-  static const fuse_lowlevel_ops ops = [] {
-    fuse_lowlevel_ops o;
-    std::memset(&o, 0, sizeof o);
-    o.init = OpInitRw;
-    o.lookup = OpLookupRw;
-    o.getattr = OpGetattrRw;
-    o.setattr = OpSetattrRw;
-    o.opendir = OpOpendir;
-    o.readdir = OpReaddir;
-    o.open = OpOpenRw;
-    o.read = OpRead;
-    o.write = OpWriteRw;
-    o.release = OpRelease;
-    o.statfs = OpStatfs;
-    return o;
-  }();
-
+// Mounts s (mountpoint and files set), starts its session thread and returns the JS handle.
+Napi::Value Start(Napi::Env env, const std::shared_ptr<Server>& s, Napi::Function onRead, Napi::Function onWrite) {
+  // suid,dev: libfuse would add nosuid,nodev, which become locked flags in a container's user namespace,
+  // so runc's read-only remount of a bind of these files (flags without them) would fail with EPERM.
+  // Harmless here: the filesystem only ever holds 0444/0666 regular files.
   const char* argv[] = {"eci-procfs", "-o", "allow_other,default_permissions,suid,dev,fsname=eci-procfs,subtype=eci-procfs"};
   fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
-  Server* base = s.get();
-  s->se = fuse_session_new(&args, &ops, sizeof ops, base);
+  const fuse_lowlevel_ops* ops = Ops(s->rw);
+  s->se = fuse_session_new(&args, ops, sizeof *ops, s.get());
   if (s->se == nullptr) throw EciSystemError(env, EINVAL, "fuse_session_new", s->mountpoint);
   if (fuse_session_mount(s->se, s->mountpoint.c_str()) != 0) {
     fuse_session_destroy(s->se);
@@ -684,24 +527,55 @@ Napi::Value MountRw(const Napi::CallbackInfo& info) {
     fuse_session_destroy(s->se);
     throw EciSystemError(env, err, "eventfd", s->mountpoint);
   }
-  s->tsfn = Tsfn::New(env, info[3].As<Napi::Function>(), "eci-procfs", 0, 1);
-  s->wtsfn = WriteTsfn::New(env, info[4].As<Napi::Function>(), "eci-procfs-write", 0, 1);
-  s->thread = std::thread(SessionLoop, base);
+  s->onRead = Tsfn::New(env, onRead, "eci-procfs", 0, 1);
+  if (s->rw) s->onWrite = Tsfn::New(env, onWrite, "eci-procfs-write", 0, 1);
+  s->thread = std::thread(SessionLoop, s.get());
 
   Napi::Object handle = Napi::Object::New(env);
-  handle.Set("reply", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) {
-    std::shared_ptr<Server> b = s;
-    Reply(b, i);
-  }, "reply"));
-  handle.Set("replyWrite", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s, i); }, "replyWrite"));
-  handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { ShutdownRw(s.get()); }, "close"));
+  handle.Set("reply", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { Reply(s.get(), i); }, "reply"));
+  if (s->rw)
+    handle.Set("replyWrite",
+               Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s.get(), i); }, "replyWrite"));
+  handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
   return handle;
+}
+
+Napi::Value Mount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsFunction())
+    throw Napi::TypeError::New(env, "mount(mountpoint: string, files: string[], onRead: function)");
+  auto s = std::make_shared<Server>();
+  s->mountpoint = MountpointArg(env, info[0]);
+  SetFiles(env, s.get(), info[1].As<Napi::Array>(), {});
+  return Start(env, s, info[2].As<Napi::Function>(), Napi::Function());
+}
+
+Napi::Value MountRw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsFunction() ||
+      !info[4].IsFunction())
+    throw Napi::TypeError::New(env, "mountRw(mountpoint: string, files: string[], writable: string[], onRead, onWrite)");
+  auto s = std::make_shared<Server>();
+  s->rw = true;
+  s->mountpoint = MountpointArg(env, info[0]);
+  Napi::Array writable = info[2].As<Napi::Array>();
+  std::vector<std::string> w;
+  for (uint32_t i = 0; i < writable.Length(); i++) {
+    Napi::Value v = writable.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "writable must be strings");
+    w.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  SetFiles(env, s.get(), info[1].As<Napi::Array>(), w);
+  return Start(env, s, info[3].As<Napi::Function>(), info[4].As<Napi::Function>());
 }
 
 }  // namespace
 
-void InitRw(Napi::Env env, Napi::Object procfs) {
+void Init(Napi::Env env, Napi::Object exports) {
+  Napi::Object procfs = Napi::Object::New(env);
+  procfs.Set("mount", Napi::Function::New(env, Mount, "mount"));
   procfs.Set("mountRw", Napi::Function::New(env, MountRw, "mountRw"));
+  exports.Set("procfs", procfs);
 }
 
 }  // namespace eci_procfs

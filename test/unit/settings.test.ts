@@ -14,6 +14,8 @@ describe('admin settings', () => {
       ['{', 'f: not valid JSON'],
       ['[]', 'f: : expected an object'],
       ['{"fileshare": []}', 'f: fileshare: unknown field'],
+      ['{"constructor": 1}', 'f: constructor: unknown field'],
+      ['{"volumes": {"toString": true}}', 'f: volumes.toString: unknown field'],
       ['{"fileSharing": "/home"}', 'f: fileSharing: expected an array of absolute paths'],
       ['{"fileSharing": ["home"]}', 'f: fileSharing[0]: expected an absolute path, got "home"'],
       ['{"restrictedPaths": ["/a", 3]}', 'f: restrictedPaths[1]: expected an absolute path, got 3'],
