@@ -268,7 +268,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       return;
     }
   }
-  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid)};
+  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid), false, 0, {}};
   CallOut(s, s->onRead, req, call, of, size, off);
 }
 
