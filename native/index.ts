@@ -187,7 +187,9 @@ export function idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void
 
 // ---------- seccomp agent: the listener socket runc connects to, and the notify fds it hands over ----------
 // (Appended section; the pure parts live in ./seccomp-agent.ts, shared with mock.ts.)
-import { spawn as spawnSeccompHelper } from 'node:child_process';
+import { spawn as spawnSeccompHelper, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import {
   asHelperArgs,
   createSeccompListener,
@@ -278,8 +280,17 @@ export function listenSeccomp(fd: number): SeccompListener {
   });
 }
 
-/** Runs eci-helper with `fd` (a notify fd, if any) as its fd 3; resolves on {"ok":true}. */
+/**
+ * Runs eci-helper with `fd` (a notify fd, if any) as its fd 3; resolves on {"ok":true}. Goes through the
+ * helper server (eci-helper serve) when it is up, else spawns the helper; same outputs and errors.
+ */
 function runHelperWithFd(args: string[], fd: number | undefined): Promise<void> {
+  const s = helperServer();
+  return s ? s.run(args, fd) : spawnHelperWithFd(args, fd);
+}
+
+/** Runs eci-helper as a process of its own (the way without a helper server). */
+function spawnHelperWithFd(args: string[], fd: number | undefined): Promise<void> {
   const helper = helperPath();
   return new Promise((resolve, reject) => {
     const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
@@ -308,6 +319,154 @@ function runHelperWithFd(args: string[], fd: number | undefined): Promise<void> 
       else resolve();
     });
   });
+}
+
+// ---------- helper server: `eci-helper serve`, one per manager, forks a run per request (cmd/serve.h) ----------
+
+interface ServerRun {
+  args: string[];
+  fd: number | undefined;
+  started: boolean;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  guard: NodeJS.Timeout;
+}
+
+const signalNames = new Map<number, string>(Object.entries(osConstants.signals).map(([n, v]) => [v as number, n]));
+
+class HelperServer {
+  private readonly child: ChildProcess;
+  private readonly sock: Socket;
+  private readonly runs = new Map<number, ServerRun>();
+  private nextId = 1;
+  private inbuf: Buffer = Buffer.alloc(0);
+  dead = false;
+
+  constructor(helper: string) {
+    this.child = spawnSeccompHelper(helper, ['serve', String(process.pid)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    this.sock = this.child.stdio[3] as Socket;
+    this.child.on('error', () => this.fail());
+    this.sock.on('error', () => this.fail());
+    this.sock.on('close', () => this.fail());
+    this.sock.on('data', (d: Buffer) => this.onData(d));
+    this.child.unref();
+    this.sock.unref();
+  }
+
+  run(args: string[], fd: number | undefined): Promise<void> {
+    let cwd: string;
+    try {
+      cwd = process.cwd();
+    } catch {
+      return spawnHelperWithFd(args, fd);
+    }
+    const env: string[] = [];
+    for (const k of Object.keys(process.env)) {
+      const v = process.env[k];
+      if (v !== undefined) env.push(`${k}=${v}`);
+    }
+    const strs = [cwd, ...args, ...env];
+    if (strs.some((x) => x.includes('\0'))) return spawnHelperWithFd(args, fd); // spawn says what is wrong
+    const body = Buffer.from(strs.join('\0') + '\0', 'utf8');
+    const id = this.nextId++;
+    if (this.nextId > 0xffffffff) this.nextId = 1;
+    const head = Buffer.alloc(20);
+    head.writeUInt32LE(16 + body.length, 0);
+    head.writeUInt32LE(id, 4);
+    head.writeInt32LE(fd ?? -1, 8);
+    head.writeUInt32LE(args.length, 12);
+    head.writeUInt32LE(env.length, 16);
+    return new Promise<void>((resolve, reject) => {
+      // The server kills a run at HELPER_TIMEOUT_MS; a server that does not answer by then is broken.
+      const guard = setTimeout(() => this.fail(), HELPER_TIMEOUT_MS + 5_000);
+      this.runs.set(id, { args, fd, started: false, resolve, reject, guard });
+      if (this.runs.size === 1) this.sock.ref();
+      this.sock.write(Buffer.concat([head, body]));
+    });
+  }
+
+  private settle(id: number): ServerRun | undefined {
+    const r = this.runs.get(id);
+    if (!r) return undefined;
+    this.runs.delete(id);
+    clearTimeout(r.guard);
+    if (this.runs.size === 0 && !this.dead) this.sock.unref();
+    return r;
+  }
+
+  private onData(d: Buffer): void {
+    this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, d]) : d;
+    let off = 0;
+    while (this.inbuf.length - off >= 4) {
+      const len = this.inbuf.readUInt32LE(off);
+      if (len < 5) return this.fail();
+      if (this.inbuf.length - off - 4 < len) break;
+      const f = this.inbuf.subarray(off + 4, off + 4 + len);
+      off += 4 + len;
+      const id = f.readUInt32LE(0);
+      const kind = String.fromCharCode(f[4]!);
+      if (kind === 'S') {
+        const r = this.runs.get(id);
+        if (r) r.started = true;
+      } else if (kind === 'F') {
+        const r = this.settle(id);
+        if (r) spawnHelperWithFd(r.args, r.fd).then(r.resolve, r.reject);
+      } else if (kind === 'D' && len >= 17) {
+        const r = this.settle(id);
+        serverFailures = 0;
+        if (!r) continue;
+        const code = f.readInt32LE(5);
+        const sig = f.readInt32LE(9);
+        const outLen = f.readUInt32LE(13);
+        const stdout = f.subarray(17, 17 + outLen).toString('utf8');
+        const stderr = f.subarray(17 + outLen).toString('utf8');
+        const exit = sig ? { code: null, signal: signalNames.get(sig) ?? `SIG${sig}`, stderr } : { code, signal: null, stderr };
+        const failure = parseHelperOutput(stdout, exit);
+        if (failure) r.reject(failure);
+        else r.resolve();
+      } else {
+        return this.fail();
+      }
+    }
+    this.inbuf = off === this.inbuf.length ? Buffer.alloc(0) : this.inbuf.subarray(off);
+  }
+
+  /** The server is gone or broken: runs it never started go to spawn; started ones fail as a killed helper. */
+  private fail(): void {
+    if (this.dead) return;
+    this.dead = true;
+    if (server === this) server = undefined;
+    if (++serverFailures >= 3) serverRetryAt = Date.now() + 30_000;
+    try {
+      this.child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    this.sock.destroy();
+    for (const id of [...this.runs.keys()]) {
+      const r = this.settle(id)!;
+      if (!r.started) spawnHelperWithFd(r.args, r.fd).then(r.resolve, r.reject);
+      else r.reject(parseHelperOutput('', { code: null, signal: 'SIGKILL', stderr: 'eci-helper serve died during the run' }));
+    }
+  }
+}
+
+let server: HelperServer | undefined;
+let serverFailures = 0;
+let serverRetryAt = 0;
+
+/** The helper server, started on first use (and again after it failed); undefined: spawn instead. */
+function helperServer(): HelperServer | undefined {
+  if (server && !server.dead) return server;
+  if (process.env.ECI_HELPER_SERVER === '0' || Date.now() < serverRetryAt) return undefined;
+  const helper = helperPath();
+  if (!existsSync(helper)) return undefined;
+  try {
+    server = new HelperServer(helper);
+  } catch {
+    server = undefined;
+  }
+  return server;
 }
 
 function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<void> {

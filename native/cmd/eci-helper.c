@@ -839,6 +839,7 @@ static int cmd_umount(struct opts *o)
 #include "mount-as.h"
 #include "bind-into.h"
 #include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
+#include "serve.h"    /* serve: runs the commands above in forks of one long-lived process */
 
 int main(int argc, char **argv)
 {
@@ -860,6 +861,8 @@ int main(int argc, char **argv)
 	int opt;
 
 	signal(SIGPIPE, SIG_IGN);
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+		return main_serve(argc, argv);
 	if (argc >= 2 && (strcmp(argv[1], "mount-as") == 0 || strcmp(argv[1], "umount-as") == 0))
 		return main_as(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "chmod-as") == 0)
