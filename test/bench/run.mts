@@ -150,8 +150,9 @@ async function main(): Promise<number> {
     if (m) {
       // With dockerd gone every container is deleted, so eci should have unmounted every rootfs.
       // Whatever is left is reported as a leak, then detached so the run leaves nothing behind.
-      // The manager's own /proc FUSE server stays mounted until the manager stops: not a leak.
-      const left = (await mountsUnder(m.dir)).filter((p) => p !== join(m!.dir, 'run', 'procfs'));
+      // The manager's own FUSE servers (/proc files, sysctl files) stay mounted until it stops: not leaks.
+      const own = new Set(['procfs', 'sysctlfs'].map((x) => join(m!.dir, 'run', x)));
+      const left = (await mountsUnder(m.dir)).filter((p) => !own.has(p));
       report.checks.mountsUnderManagerDir = left;
       for (const mp of left.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
       try {
