@@ -512,36 +512,29 @@ interface ProcFsAddon {
   };
 }
 
-/**
- * Mounts a FUSE filesystem (allow_other, default_permissions, direct_io) of read-only root-owned files
- * (0444) at o.mountpoint. Every read at offset 0 calls onRead(file, callerPid) and serves its text; an
- * answer later than 2 s fails the read with EIO. Throws NativeError (syscall 'mount') on failure.
- */
-export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFsMount {
+/** Both FUSE servers: an absolute mountpoint and plain file names. */
+function checkFuseFiles(o: { mountpoint: string; files: readonly string[] }): void {
   if (!isAbsolute(o.mountpoint)) throw usage(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
   const bad = o.files.find((f) => f === '' || f === '.' || f === '..' || f.includes('/') || f.includes('\0'));
   if (bad !== undefined) throw usage(`procfs file name ${JSON.stringify(bad)} is not a plain name`);
-  const p = (loadAddon() as unknown as { procfs: ProcFsAddon }).procfs;
-  let handle: ReturnType<ProcFsAddon['mount']>;
-  const answer = (id: number, text: unknown): void => {
-    if (typeof text === 'string') handle.reply(id, text, 0);
-    else handle.reply(id, null, errnoOf('EIO'));
+}
+
+/** A read request from the FUSE thread: render with onRead (sync or async) and answer; a throw is EIO. */
+function readCallback(onRead: ProcFsReader, answer: (id: number, text: unknown) => void) {
+  return (id: number, file: string, pid: number): void => {
+    let r: Promise<string> | string;
+    try {
+      r = onRead(file, pid);
+    } catch {
+      answer(id, undefined);
+      return;
+    }
+    if (typeof r === 'string') answer(id, r);
+    else Promise.resolve(r).then((t) => answer(id, t), () => answer(id, undefined));
   };
-  try {
-    handle = p.mount(o.mountpoint, [...o.files], (id, file, pid) => {
-      let r: Promise<string> | string;
-      try {
-        r = onRead(file, pid);
-      } catch {
-        answer(id, undefined);
-        return;
-      }
-      if (typeof r === 'string') answer(id, r);
-      else Promise.resolve(r).then((t) => answer(id, t), () => answer(id, undefined));
-    });
-  } catch (err) {
-    throw NativeError.from(err);
-  }
+}
+
+function fuseMount(handle: { close(): void }): ProcFsMount {
   return {
     close() {
       try {
@@ -552,6 +545,24 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
       return Promise.resolve();
     },
   };
+}
+
+/**
+ * Mounts a FUSE filesystem (allow_other, default_permissions, direct_io) of read-only root-owned files
+ * (0444) at o.mountpoint. Every read at offset 0 calls onRead(file, callerPid) and serves its text; an
+ * answer later than 2 s fails the read with EIO. Throws NativeError (syscall 'mount') on failure.
+ */
+export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFsMount {
+  checkFuseFiles(o);
+  const p = (loadAddon() as unknown as { procfs: ProcFsAddon }).procfs;
+  let handle: ReturnType<ProcFsAddon['mount']>;
+  const answer = (id: number, text: unknown): void => handle.reply(id, typeof text === 'string' ? text : null, typeof text === 'string' ? 0 : errnoOf('EIO'));
+  try {
+    handle = p.mount(o.mountpoint, [...o.files], readCallback(onRead, answer));
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  return fuseMount(handle);
 }
 
 // ---------- chmodAs: a vetted setuid/setgid chmod done for a container process (eci-helper chmod-as) ----------
@@ -600,15 +611,10 @@ interface RwFsAddon {
  * offsets are accepted and ignored; O_TRUNC is accepted. Throws NativeError (syscall 'mount').
  */
 export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: RwFsWriter): ProcFsMount {
-  if (!isAbsolute(o.mountpoint)) throw usage(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
-  const bad = o.files.find((f) => f === '' || f === '.' || f === '..' || f.includes('/') || f.includes('\0'));
-  if (bad !== undefined) throw usage(`procfs file name ${JSON.stringify(bad)} is not a plain name`);
+  checkFuseFiles(o);
   const p = (loadAddon() as unknown as { procfs: RwFsAddon }).procfs;
   let handle: ReturnType<RwFsAddon['mountRw']>;
-  const answer = (id: number, text: unknown): void => {
-    if (typeof text === 'string') handle.reply(id, text, 0);
-    else handle.reply(id, null, errnoOf('EIO'));
-  };
+  const answer = (id: number, text: unknown): void => handle.reply(id, typeof text === 'string' ? text : null, typeof text === 'string' ? 0 : errnoOf('EIO'));
   const answerWrite = (id: number, err: unknown): void => {
     if (err === undefined) return handle.replyWrite(id, 0);
     const code = (err as { code?: unknown })?.code;
@@ -617,17 +623,7 @@ export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: Rw
     handle.replyWrite(id, n);
   };
   try {
-    handle = p.mountRw(o.mountpoint, [...o.files], [...o.writable], (id, file, pid) => {
-      let r: Promise<string> | string;
-      try {
-        r = onRead(file, pid);
-      } catch {
-        answer(id, undefined);
-        return;
-      }
-      if (typeof r === 'string') answer(id, r);
-      else Promise.resolve(r).then((t) => answer(id, t), () => answer(id, undefined));
-    }, (id, file, pid, uid, data) => {
+    handle = p.mountRw(o.mountpoint, [...o.files], [...o.writable], readCallback(onRead, answer), (id, file, pid, uid, data) => {
       let r: Promise<void> | void;
       try {
         r = onWrite(file, pid, uid, data);
@@ -640,16 +636,7 @@ export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: Rw
   } catch (err) {
     throw NativeError.from(err);
   }
-  return {
-    close() {
-      try {
-        handle.close();
-      } catch (err) {
-        return Promise.reject(NativeError.from(err));
-      }
-      return Promise.resolve();
-    },
-  };
+  return fuseMount(handle);
 }
 
 /**
