@@ -3,8 +3,9 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
+import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
+import type { TestManager } from '../helpers/manager.ts';
 import { buildC } from '../helpers/cprog.ts';
 
 const avail = dockerdAvailable();
@@ -24,9 +25,7 @@ describe.skipIf(!avail.ok)(`privileged containers stay contained${avail.ok ? '' 
   let probe: string;
 
   beforeAll(async () => {
-    m = await startManager();
-    d = await startDockerd({ runtimes: { eci: m.runtime } });
-    img = await importBusyboxImage(d);
+    ({ m, d, img } = await startEciDocker());
     dir = mkdtempSync('/tmp/eciv-');
     chmodSync(dir, 0o755);
     probe = join(dir, 'priv_probe');
@@ -34,8 +33,7 @@ describe.skipIf(!avail.ok)(`privileged containers stay contained${avail.ok ? '' 
     chmodSync(probe, 0o755);
   });
   afterAll(async () => {
-    await d?.stop();
-    await m?.destroy();
+    await stopEciDocker({ m, d });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

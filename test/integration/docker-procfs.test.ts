@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
+import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
+import { REPO, type TestManager } from '../helpers/manager.ts';
 
 const avail = dockerdAvailable();
 
@@ -16,13 +17,10 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
   const run = (...args: string[]) => d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', ...args]);
 
   beforeAll(async () => {
-    m = await startManager();
-    d = await startDockerd({ runtimes: { eci: m.runtime } });
-    img = await importBusyboxImage(d);
+    ({ m, d, img } = await startEciDocker());
   });
   afterAll(async () => {
-    await d?.stop();
-    await m?.destroy();
+    await stopEciDocker({ m, d });
   });
 
   it("shows the container's uptime, no swap, and its memory limit", async () => {

@@ -5,8 +5,9 @@
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
+import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
+import type { TestManager } from '../helpers/manager.ts';
 import { buildC } from '../helpers/cprog.ts';
 import { replay } from '../helpers/events.ts';
 
@@ -39,9 +40,7 @@ describe.skipIf(!avail.ok)(`setuid/setgid vetting through Docker${avail.ok ? '' 
   };
 
   beforeAll(async () => {
-    m = await startManager();
-    d = await startDockerd({ runtimes: { eci: m.runtime } });
-    img = await importBusyboxImage(d);
+    ({ m, d, img } = await startEciDocker());
     dir = mkdtempSync('/tmp/ecis-');
     chmodSync(dir, 0o755);
     vol = join(dir, 'vol');
@@ -51,8 +50,7 @@ describe.skipIf(!avail.ok)(`setuid/setgid vetting through Docker${avail.ok ? '' 
     chmodSync(join(bin, 'suid_plant'), 0o755);
   });
   afterAll(async () => {
-    await d?.stop();
-    await m?.destroy();
+    await stopEciDocker({ m, d });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -3,8 +3,9 @@
 // The host value is restored whatever happens.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
+import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
+import type { TestManager } from '../helpers/manager.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -20,13 +21,10 @@ describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avai
 
   beforeAll(async () => {
     baseline = host();
-    m = await startManager();
-    d = await startDockerd({ runtimes: { eci: m.runtime } });
-    img = await importBusyboxImage(d);
+    ({ m, d, img } = await startEciDocker());
   });
   afterAll(async () => {
-    await d?.stop();
-    await m?.destroy();
+    await stopEciDocker({ m, d });
     if (baseline && host() !== baseline) writeFileSync(FILE, String(baseline));
   });
 
@@ -48,7 +46,7 @@ describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avai
     }
     await until(() => host() === baseline);
     expect(host()).toBe(baseline);
-    const ev = (await replay(m.natsUrl, 'eci.v1.evt.sysctl.>')).map((e) => e.event.data as { new: number; container: string });
+    const ev = (await replay(m.natsUrl, 'eci.v1.evt.sysctl.>')).map((e) => e.event.data as unknown as { new: number; container: string });
     expect(ev.map((e) => e.new)).toEqual([baseline + 1000, baseline + 500, baseline]);
   });
 

@@ -4,8 +4,9 @@
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
+import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
+import type { TestManager } from '../helpers/manager.ts';
 import { buildC } from '../helpers/cprog.ts';
 import { replay } from '../helpers/events.ts';
 
@@ -22,9 +23,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
   const results = (out: string) => Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ')));
 
   beforeAll(async () => {
-    m = await startManager();
-    d = await startDockerd({ runtimes: { eci: m.runtime } });
-    img = await importBusyboxImage(d);
+    ({ m, d, img } = await startEciDocker());
     dir = mkdtempSync('/tmp/eciw-');
     chmodSync(dir, 0o755);
     vol = join(dir, 'vol');
@@ -37,8 +36,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     }
   });
   afterAll(async () => {
-    await d?.stop();
-    await m?.destroy();
+    await stopEciDocker({ m, d });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

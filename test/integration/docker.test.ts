@@ -5,8 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
+import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
+import { REPO, type TestManager } from '../helpers/manager.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -25,13 +26,10 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
   };
 
   beforeAll(async () => {
-    m = await startManager();
-    d = await startDockerd({ runtimes: { eci: m.runtime } });
-    img = await importBusyboxImage(d);
+    ({ m, d, img } = await startEciDocker());
   });
   afterAll(async () => {
-    await d?.stop();
-    await m?.destroy();
+    await stopEciDocker({ m, d });
   });
 
   it('gives the first container 0 100000 65536 and a concurrent one 0 165536 65536', async () => {
