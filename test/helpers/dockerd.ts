@@ -38,6 +38,8 @@ export const DOCKER = '/usr/bin/docker';
  */
 export const RUN_FLAGS: readonly string[] = Object.freeze(['--network', 'none']);
 
+import { runCmd } from './run.ts';
+
 export interface DockerResult {
   code: number;
   stdout: string;
@@ -170,7 +172,7 @@ export async function startDockerd(o: StartDockerdOptions = {}): Promise<Dockerd
   const clientEnv: Record<string, string> = { ...env, DOCKER_CONFIG: clientConfig };
 
   const docker: Dockerd['docker'] = (dargs, opts = {}) =>
-    runDocker(['-H', `unix://${socket}`, ...dargs], clientEnv, opts.input, opts.timeoutMs ?? DEFAULT_DOCKER_TIMEOUT_MS);
+    runCmd(DOCKER, ['-H', `unix://${socket}`, ...dargs], clientEnv, opts.input, opts.timeoutMs ?? DEFAULT_DOCKER_TIMEOUT_MS);
 
   const waitExit = async (ms: number): Promise<boolean> => {
     if (exitInfo) return true;
@@ -256,39 +258,6 @@ export async function importBusyboxImage(d: Dockerd, name = 'eci-busybox'): Prom
   return name;
 }
 
-function runDocker(
-  args: string[],
-  env: Record<string, string>,
-  input: string | undefined,
-  timeoutMs: number,
-): Promise<DockerResult> {
-  return new Promise((res, rej) => {
-    const child = spawn(DOCKER, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.stdin!.on('error', () => {}); // EPIPE when docker exits before reading input
-    child.stdin!.end(input ?? '');
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      rej(new Error(`cannot run ${DOCKER}: ${e.message}`));
-    });
-    child.once('close', (code, sig) => {
-      clearTimeout(timer);
-      if (timedOut) {
-        rej(new Error(`docker ${args.slice(2).join(' ')} timed out after ${timeoutMs} ms; stderr: ${stderr.trim()}`));
-      } else {
-        res({ code: code ?? (sig ? 128 : -1), stdout, stderr });
-      }
-    });
-  });
-}
 
 function signal(pid: number, sig: 'SIGTERM' | 'SIGKILL'): void {
   try {

@@ -14,7 +14,6 @@
 //   - /etc/containers/policy.json and registries.conf.d are read (never written).
 //   - `podman ... state <id>` is called without runtime flags, so the runtime's default --root
 //     (/run/runc for eci-runc, as for runc) is used for every container: do not pass --runtime-flag root.
-import { spawn } from 'node:child_process';
 import { accessSync, constants as fsc, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +24,8 @@ import { mountsUnder } from './dockerd.ts';
 
 export const PODMAN = '/usr/bin/podman';
 export const CONMON = '/usr/bin/conmon';
+
+import { runCmd } from './run.ts';
 
 export interface PodmanResult {
   code: number;
@@ -167,38 +168,7 @@ export async function importPodmanBusybox(p: Podman, name = 'eci-busybox'): Prom
   return `localhost/${name}`;
 }
 
-export function runCmd(
-  bin: string,
-  args: string[],
-  env: Record<string, string> | undefined,
-  input: NodeJS.ReadableStream | undefined,
-  timeoutMs: number,
-): Promise<PodmanResult> {
-  return new Promise((res, rej) => {
-    const child = spawn(bin, args, { env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.stdin!.on('error', () => {}); // EPIPE when the command exits before reading its input
-    if (input) input.pipe(child.stdin!);
-    else child.stdin!.end();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      rej(new Error(`cannot run ${bin}: ${e.message}`));
-    });
-    child.once('close', (code, sig) => {
-      clearTimeout(timer);
-      if (timedOut) rej(new Error(`${bin} ${args.join(' ')} timed out after ${timeoutMs} ms; stderr: ${stderr.trim()}`));
-      else res({ code: code ?? (sig ? 128 : -1), stdout, stderr });
-    });
-  });
-}
+export { runCmd };
 
 /** The mount points of every cgroup hierarchy (v1 controllers, or the v2 unified one). */
 async function cgroupMounts(): Promise<string[]> {

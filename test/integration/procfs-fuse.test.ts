@@ -1,7 +1,8 @@
 // The procfs FUSE server (native mountProcFs + actors/procfs ProcFs) with a real runc container in its
 // own user and pid namespaces: the container sees its own uptime, no swap and its cgroup memory limit
 // through bind mounts over /proc/{uptime,swaps,meminfo}; everyone else sees the host's files.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { runCmd } from '../helpers/run.ts';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -37,17 +38,7 @@ int main(int argc, char** argv) {
 }
 `;
 
-function runc(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('runc', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d));
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runc = (args: string[]) => runCmd('runc', args, undefined, undefined, 120_000);
 
 describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let dir: string;

@@ -3,7 +3,8 @@
 // struct mount_attr), answers reach the container (errno, or a mount done for it by eci-helper
 // mount-as/umount-as and answered with value 0), garbage on the socket is reported and never crashes,
 // and the listener reports closed when the container is gone.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { runCmd } from '../helpers/run.ts';
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { constants, release } from 'node:os';
@@ -56,17 +57,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`timed out: ${what}`)), ms))]);
 }
 
-function runc(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('runc', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d));
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runc = (args: string[]) => runCmd('runc', args, undefined, undefined, 120_000);
 
 /** Connects with Node's net (no fds), writes data, and resolves when the server closes the connection. */
 function rawConnect(path: string, data: string | Buffer | null): Promise<number> {
