@@ -37,6 +37,14 @@
 #include <sys/stat.h>
 #include <linux/seccomp.h>
 
+/* pidfd syscalls (chmod-as, serve): older libc headers may lack the numbers. */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
 struct as_dev {
 	unsigned int major, minor;
 };

@@ -34,12 +34,6 @@
  */
 #include <sys/vfs.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
 #endif
