@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SysctlReconciler, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { memKv } from '../helpers/mem-kv.ts';
 import { SysctlFs } from '../../actors/sysctl/fs.ts';
 import { keyByName } from '../../actors/sysctl/keys.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
@@ -27,15 +28,6 @@ const HOST = '/proc/sys/fs/file-max';
 const hostValue = async () => Number((await readFile(HOST, 'utf8')).trim());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function memKv(): SysctlKv {
-  const data = new Map<string, string>();
-  return {
-    async get(k) { const v = data.get(k); return v === undefined ? null : { operation: 'PUT', json: <T>() => JSON.parse(v) as T }; },
-    async put(k, v) { data.set(k, v); },
-    async delete(k) { data.delete(k); },
-    async keys(f) { const p = f?.replace(/>$/, '') ?? ''; return (async function* () { yield* [...data.keys()].filter((k) => k.startsWith(p)); })(); },
-  };
-}
 
 interface Running { id: string; proc: ChildProcess; out: () => string; err: () => string; done: Promise<number | null> }
 

@@ -4,19 +4,11 @@ import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
 import { SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { memKv } from '../helpers/mem-kv.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
 
-function memKv(): SysctlKv {
-  const data = new Map<string, string>();
-  return {
-    async get(k) { const v = data.get(k); return v === undefined ? null : { operation: 'PUT', json: <T>() => JSON.parse(v) as T }; },
-    async put(k, v) { data.set(k, v); },
-    async delete(k) { data.delete(k); },
-    async keys(f) { const p = f?.replace(/>$/, '') ?? ''; return (async function* () { yield* [...data.keys()].filter((k) => k.startsWith(p)); })(); },
-  };
-}
 function memHost(v: number): SysctlHost & { v: number } {
   const h = { v, async exists() { return true; }, async read() { return h.v; }, async write(_k: unknown, n: number) { h.v = n; } };
   return h;
