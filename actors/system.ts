@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { connectBus, type Bus } from '../bus/connect.ts';
 import { envelope } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
+import { actorServices, type ActorServices } from './services.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
 import { AllocatorActor } from './allocator.actor.ts';
@@ -67,6 +68,7 @@ export class Manager implements RuntimeHost {
   private settingsText?: string;
 
   private vetter?: VetterActor;
+  private services?: ActorServices;
   private feed?: NotifyFeed;
   private procfs?: ProcFs;
   private procfsMounted = false;
@@ -156,12 +158,14 @@ export class Manager implements RuntimeHost {
     await this.reloadSettings(true);
     watchFile(this.config.settingsPath, { interval: 500 }, () => void this.reloadSettings());
     this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
+    // Each actor gets a connection that counts its endpoints for the $SRV protocol (eci services).
+    this.services = actorServices(this.bus.nc, VERSION, { pid: String(process.pid) });
     this.allocator = new AllocatorActor(this.config.range ?? this.current.idRange, {
-      nc: this.bus.nc, kv: this.bus.ranges, log: this.log,
+      nc: this.services.allocator.connection(), kv: this.bus.ranges, log: this.log,
       publish: (subject, type, data) => this.publish(subject, type, data),
     });
     await this.allocator.start();
-    this.vetter = new VetterActor(this.bus.nc);
+    this.vetter = new VetterActor(this.services.vetter.connection());
     this.vetter.start();
     this.feed = new NotifyFeed({
       log: this.log, nc: this.bus.nc,
@@ -196,7 +200,7 @@ export class Manager implements RuntimeHost {
       this.log.warn({ err: (e as Error).message }, '/proc emulation unavailable; containers see the kernel files');
     }
     // The sysctl reconciler: per-container values of non-namespaced entries, host = max of the live.
-    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.bus.nc, publish: (s, t, d) => this.publish(s, t, d), log: this.log.child({ actor: 'sysctl' }) });
+    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: (s, t, d) => this.publish(s, t, d), log: this.log.child({ actor: 'sysctl' }) });
     await this.sysctl.start();
     if (this.procfsMounted) {
       try {
@@ -233,6 +237,7 @@ export class Manager implements RuntimeHost {
     this.sysctl?.stop();
     this.vetter?.stop();
     this.allocator?.stop();
+    this.services?.stop();
     for (const c of this.containers.values()) c.actor.stop();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
   }
