@@ -648,3 +648,63 @@ export async function bindInto(pid: number, source: string, target: string): Pro
   if (!isAbsolute(source) || !isAbsolute(target)) throw usage('bindInto needs absolute paths');
   await runHelper(['bind-into', '--pid', String(pid), '--source', source, '--target', target]);
 }
+
+// ---------- fd-holder: keeps notify fds across manager restarts (cmd/eci-fdholder.c, src/seccomp.cc) ----------
+// (Appended section.)
+
+/** One connection to a running eci-fdholder (requests are synchronous, 2 s timeouts). */
+export interface FdHolderConnection {
+  readonly fd: number;
+  /** One request ("PUT <tag>" with passFd, "DROP <tag>", "TAKE", "PING", "QUIT"); throws NativeError. */
+  call(request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[] };
+  close(): void;
+}
+
+interface HolderAddon {
+  holderConnect(path: string): number;
+  holderCall(fd: number, request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[] };
+  closeFd(fd: number): void;
+}
+
+export function fdHolderPath(): string {
+  return nativeFile('./bin/eci-fdholder');
+}
+
+/** Connects to the fd-holder at `path` (AF_UNIX SOCK_SEQPACKET); throws NativeError (ENOENT, ECONNREFUSED...). */
+export function connectFdHolder(path: string): FdHolderConnection {
+  if (!isAbsolute(path)) throw usage(`fd-holder socket must be an absolute path, got ${path}`);
+  const s = (loadAddon() as unknown as { seccomp: HolderAddon }).seccomp;
+  let fd: number;
+  try {
+    fd = s.holderConnect(path);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  let open = true;
+  return {
+    fd,
+    call(request, passFd) {
+      if (!open) throw new NativeError({ code: 'EBADF', errno: errnoOf('EBADF'), syscall: 'sendmsg', message: 'EBADF: fd-holder connection is closed' });
+      try {
+        return s.holderCall(fd, request, passFd);
+      } catch (err) {
+        throw NativeError.from(err);
+      }
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      try { s.closeFd(fd); } catch { /* already gone */ }
+    },
+  };
+}
+
+/** Closes an fd this process owns (e.g. a notify fd taken from the fd-holder that nobody adopts). */
+export function closeFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) throw usage(`closeFd needs an fd, got ${fd}`);
+  try {
+    (loadAddon() as unknown as { seccomp: HolderAddon }).seccomp.closeFd(fd);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
