@@ -28,6 +28,11 @@ export interface FeedHost {
   log: Logger;
   nc: NatsConnection;
   publish(subject: string, type: string, data: unknown): Promise<void>;
+  /**
+   * runc handed over a notify fd for `container` (the caller keeps it: take a copy now, e.g. for the
+   * fd-holder, before the feed starts watching it).
+   */
+  notifyFdReceived?(container: string, fd: number): void;
   /** Container-relative paths of the mounts eci manages for a container (volumes, masked, read-only). */
   protectedPaths(container: string): string[] | undefined;
   /**
@@ -59,7 +64,8 @@ interface Protection {
 
 export class NotifyFeed {
   private server?: { close(): Promise<void> };
-  private listeners = new Set<{ close(): Promise<void> }>();
+  /** Open listeners and their container. */
+  private listeners = new Map<{ close(): Promise<void>; readonly fd: number }, string>();
   private protectIds = new Map<string, Protection>();
 
   constructor(private host: FeedHost, private native: FeedNative) {}
@@ -70,7 +76,7 @@ export class NotifyFeed {
 
   async stop(): Promise<void> {
     await this.server?.close();
-    for (const l of this.listeners) await l.close().catch(() => {});
+    for (const l of this.listeners.keys()) await l.close().catch(() => {});
   }
 
   forget(container: string): void {
@@ -86,8 +92,27 @@ export class NotifyFeed {
     }
     const initPid = st.state?.pid ?? st.pid ?? 0;
     if (initPid > 0 && (st.state as { status?: string } | undefined)?.status !== 'running') this.host.containerProcess?.(container, initPid);
-    const listener = this.native.listenSeccomp(c.notifyFd);
-    this.listeners.add(listener);
+    this.host.notifyFdReceived?.(container, c.notifyFd);
+    this.attach(container, initPid, c.notifyFd);
+  }
+
+  /**
+   * Resumes vetting a running container from a notify fd kept across a manager restart (the
+   * fd-holder's copy): the notifications queued meanwhile are answered first. `initPid` is the
+   * container's init (its mount table says what was read-only at start). Takes ownership of fd.
+   */
+  adopt(container: string, initPid: number, fd: number): void {
+    this.attach(container, initPid, fd);
+  }
+
+  /** The notify fds being watched, by container (e.g. to hand them to a new fd-holder). */
+  watched(): { container: string; fd: number }[] {
+    return [...this.listeners].map(([l, container]) => ({ container, fd: l.fd })).filter((x) => x.fd >= 0);
+  }
+
+  private attach(container: string, initPid: number, fd: number): void {
+    const listener = this.native.listenSeccomp(fd);
+    this.listeners.set(listener, container);
     (async () => {
       for await (const n of listener) {
         this.handle(container, initPid, listener, n).catch((e) => {

@@ -295,7 +295,7 @@ static int listen_at(const char *path)
 	mode_t old = umask(0177); /* 0600 from the start: nobody else may connect, even briefly */
 	int r = s < 0 ? -1 : bind(s, (struct sockaddr *)&a, sizeof a);
 	umask(old);
-	if (r < 0 || listen(s, 16) < 0 || lstat(path, &st) < 0) {
+	if (r < 0 || lstat(path, &st) < 0) {
 		fprintf(stderr, "eci-fdholder: cannot listen at %s: %s\n", path, strerror(errno));
 		if (s >= 0) close(s);
 		return -1;
@@ -335,6 +335,12 @@ int main(int argc, char **argv)
 	if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0 || rename(tmp, pid_path) < 0) {
 		fprintf(stderr, "eci-fdholder: cannot write %s: %s\n", pid_path, strerror(errno));
 		unlink(tmp);
+		remove_own_files();
+		return 1;
+	}
+	/* Listening only now: whoever can connect finds the pid file written. */
+	if (listen(ls, 16) < 0) {
+		fprintf(stderr, "eci-fdholder: cannot listen at %s: %s\n", sock_path, strerror(errno));
 		remove_own_files();
 		return 1;
 	}
