@@ -1,6 +1,6 @@
 // The manager: one NATS bus, the allocator actor, one actor per container, and the unix socket the
 // eci-runc launcher talks to. Container state survives restarts in KV; events go to JetStream.
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
 import { FdHolder, type FdHolderNative } from './fd-holder.ts';
 import { initPidOf, type RuncInitState, type StoredRecord } from './restore.ts';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -206,9 +206,10 @@ export class Manager implements RuntimeHost {
     // /proc emulation is an addition, not a guard: without FUSE containers run with the kernel's files.
     try {
       const dir = join(this.config.runDir, 'procfs');
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-      // A manager that was killed leaves its FUSE mount behind, dead (ENOTCONN): detach it first.
+      // A manager that was killed leaves its FUSE mount behind, dead (ENOTCONN even for mkdir's
+      // stat): detach it first.
       try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
       this.procfs = new ProcFs();
       await this.procfs.start(dir);
       this.procfsMounted = true;
@@ -221,8 +222,8 @@ export class Manager implements RuntimeHost {
     if (this.procfsMounted) {
       try {
         const dir = join(this.config.runDir, 'sysctlfs');
-        mkdirSync(dir, { recursive: true, mode: 0o755 });
         try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
         this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: this.sysctl.reconciled() });
         await this.sysctlFs.start(dir);
         this.sysctlMounted = true;
@@ -447,7 +448,8 @@ export class Manager implements RuntimeHost {
     ];
     for (const f of files) {
       try {
-        statSync(`/proc/${pid}/root${f.target}`);
+        // open, not stat: a dead FUSE mount may still answer stat from the kernel's attribute cache
+        closeSync(openSync(`/proc/${pid}/root${f.target}`, 'r'));
         continue; // alive (or the kernel's own file): leave it
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOTCONN') continue;

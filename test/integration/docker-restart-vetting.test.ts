@@ -130,6 +130,7 @@ describe.skipIf(!avail.ok)(`vetting across a manager restart${avail.ok ? '' : ` 
       expect(ev.filter((e) => e.strings.target === '/mnt').map((e) => [e.verdict, e.errno])).toEqual([['refused', 'EPERM'], ['refused', 'EPERM'], ['refused', 'EPERM']]);
       for (const t of ['/t1', '/t2', '/t3']) expect(ev.find((e) => e.strings.target === t), t).toMatchObject({ verdict: 'performed' });
       expect(m.log()).toMatch(/"msg":"vetting resumed"/);
+      expect(m.log()).toMatch(/"target":"\/proc\/uptime","msg":"emulated file reattached"/);
     } finally {
       await d.docker(['rm', '-f', c.id]);
     }
