@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 
 export interface FdHolderConnection {
   readonly fd: number;
-  call(request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[] };
+  call(request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[]; pending?: { tag: string; id: bigint }[] };
   close(): void;
 }
 
@@ -17,6 +17,15 @@ export interface FdHolderNative {
   connectFdHolder(path: string): FdHolderConnection;
   /** Closes an fd this process owns (taken fds nobody wants). */
   closeFd(fd: number): void;
+  /** Where the seccomp watchers note the ids they receive (SEEN), if the native side does that. */
+  setFdHolderNotes?(conn: FdHolderConnection | undefined): void;
+}
+
+/** What a new manager takes back: the fds, and the ids the previous one received, by container. */
+export interface Taken {
+  fds: Map<string, number[]>;
+  /** Notifications received by a manager (maybe answered, maybe not): check each with ID_VALID. */
+  seen: Map<string, bigint[]>;
 }
 
 export interface FdHolderOptions {
@@ -55,6 +64,12 @@ function defaultLaunch(bin: string, socket: string, pidFile: string): void {
 
 export class FdHolder {
   private conn?: FdHolderConnection;
+  /**
+   * Connections the watcher threads send SEEN notes on. Never closed here: a watcher thread may be
+   * sending on one at any moment and a closed fd number can be reused by another socket, so the
+   * addon retires the previous one in place when setFdHolderNotes changes it.
+   */
+  private notes: FdHolderConnection[] = [];
   private reopening?: Promise<boolean>;
 
   constructor(private o: FdHolderOptions) {}
@@ -67,7 +82,7 @@ export class FdHolder {
   async open(): Promise<boolean> {
     if (this.conn) return true;
     try {
-      this.conn = this.o.native.connectFdHolder(this.o.socket);
+      this.connected_(this.o.native.connectFdHolder(this.o.socket));
       return true;
     } catch { /* none running: launch one */ }
     try {
@@ -80,12 +95,24 @@ export class FdHolder {
     while (Date.now() < end) {
       await new Promise((r) => setTimeout(r, 20));
       try {
-        this.conn = this.o.native.connectFdHolder(this.o.socket);
+        this.connected_(this.o.native.connectFdHolder(this.o.socket));
         return true;
       } catch { /* not listening yet */ }
     }
     this.o.log.warn({ socket: this.o.socket }, 'the fd-holder did not come up; vetting will not survive a manager restart');
     return false;
+  }
+
+  private connected_(conn: FdHolderConnection): void {
+    this.conn = conn;
+    if (!this.o.native.setFdHolderNotes) return;
+    try {
+      const notes = this.o.native.connectFdHolder(this.o.socket);
+      this.notes.push(notes);
+      this.o.native.setFdHolderNotes(notes);
+    } catch (e) {
+      this.o.log.warn({ err: (e as Error).message }, 'no notes connection to the fd-holder: a call caught by a crash may wait until signalled');
+    }
   }
 
   /** The holder's pid and how many fds it holds (PING), or undefined without a holder. */
@@ -116,12 +143,14 @@ export class FdHolder {
 
   /**
    * Every fd the holder keeps, as copies now owned by this process (the holder keeps its own), by
-   * container id. Only seccomp notify fds come back (the addon closes anything else).
+   * container id, and the notification ids noted on them. Only seccomp notify fds come back (the
+   * addon closes anything else).
    */
-  take(): Map<string, number[]> {
-    const out = new Map<string, number[]>();
+  take(): Taken {
+    const out: Taken = { fds: new Map(), seen: new Map() };
     const r = this.request('TAKE');
-    for (const t of r?.taken ?? []) out.set(t.tag, [...(out.get(t.tag) ?? []), t.fd]);
+    for (const t of r?.taken ?? []) out.fds.set(t.tag, [...(out.fds.get(t.tag) ?? []), t.fd]);
+    for (const p of r?.pending ?? []) out.seen.set(p.tag, [...(out.seen.get(p.tag) ?? []), p.id]);
     return out;
   }
 
@@ -135,6 +164,7 @@ export class FdHolder {
   close(): void {
     this.conn?.close();
     this.conn = undefined;
+    this.o.native.setFdHolderNotes?.(undefined);
   }
 
   /**

@@ -415,7 +415,8 @@ export class Manager implements RuntimeHost {
       if (pid) await this.reattachEmulatedFiles(c.id, pid);
     }
     if (!this.holder?.connected) return;
-    for (const [id, fds] of this.holder.take()) {
+    const taken = this.holder.take();
+    for (const [id, fds] of taken.fds) {
       const pid = this.containers.has(id) ? this.initPids.get(id) : undefined;
       if (!pid) {
         for (const fd of fds) this.native.closeFd!(fd);
@@ -423,7 +424,8 @@ export class Manager implements RuntimeHost {
         this.log.warn({ id, fds: fds.length }, 'notify fds of a container that is not restored: closed');
         continue;
       }
-      for (const fd of fds) this.feed!.adopt(id, pid, fd);
+      // Each noted id belongs to one of the fds; on the others ID_VALID just says no.
+      for (const fd of fds) this.feed!.adopt(id, pid, fd, taken.seen.get(id));
       this.log.info({ id, fds: fds.length, pid }, 'vetting resumed');
     }
   }

@@ -216,7 +216,7 @@ export { parseAgentDelivery } from './seccomp-agent.ts';
 
 interface SeccompAddon {
   listen(path: string, cb: (d: RawAgentDelivery) => void): { close(): void };
-  watch(fd: number, cb: (e: RawWatchEvent) => void): { close(): void };
+  watch(fd: number, cb: (e: RawWatchEvent) => void, holderTag?: string): { close(): void };
   respond(fd: number, id: bigint, r: SeccompResponse): void;
   idValid(fd: number, id: bigint): boolean;
   closeFd(fd: number): void;
@@ -262,15 +262,18 @@ export function serveSeccompAgent(path: string, onConnection: (c: SeccompAgentCo
   };
 }
 
-/** Watches a seccomp notify fd (taking ownership of it) without blocking the event loop. */
-export function listenSeccomp(fd: number): SeccompListener {
+/**
+ * Watches a seccomp notify fd (taking ownership of it) without blocking the event loop. With
+ * o.holderTag, each notification's id is noted at the fd-holder (setFdHolderNotes) under that tag.
+ */
+export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): SeccompListener {
   if (!Number.isInteger(fd) || fd < 0) throw usage(`listenSeccomp needs an fd, got ${fd}`);
   const s = seccompAddon();
   return createSeccompListener({
     fd,
     watch(cb) {
       try {
-        return s.watch(fd, cb);
+        return s.watch(fd, cb, o.holderTag);
       } catch (err) {
         throw NativeError.from(err);
       }
@@ -656,13 +659,21 @@ export async function bindInto(pid: number, source: string, target: string): Pro
 export interface FdHolderConnection {
   readonly fd: number;
   /** One request ("PUT <tag>" with passFd, "DROP <tag>", "TAKE", "PING", "QUIT"); throws NativeError. */
-  call(request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[] };
+  call(request: string, passFd?: number): FdHolderAnswer;
   close(): void;
+}
+
+/** An fd-holder's answer: the reply line; for TAKE, the fds (owned by the caller) and the noted ids. */
+export interface FdHolderAnswer {
+  reply: string;
+  taken: { tag: string; fd: number }[];
+  pending: { tag: string; id: bigint }[];
 }
 
 interface HolderAddon {
   holderConnect(path: string): number;
-  holderCall(fd: number, request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[] };
+  holderCall(fd: number, request: string, passFd?: number): FdHolderAnswer;
+  holderNotes(fd: number): void;
   closeFd(fd: number): void;
 }
 
@@ -707,4 +718,12 @@ export function closeFd(fd: number): void {
   } catch (err) {
     throw NativeError.from(err);
   }
+}
+
+/**
+ * Where the seccomp watchers note each notification id they receive ("SEEN <tag> <id>", fire and
+ * forget): a connection of its own to the fd-holder, or undefined to stop. The caller keeps it open.
+ */
+export function setFdHolderNotes(conn: FdHolderConnection | undefined): void {
+  (loadAddon() as unknown as { seccomp: HolderAddon }).seccomp.holderNotes(conn ? conn.fd : -1);
 }

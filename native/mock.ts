@@ -472,3 +472,7 @@ export function connectFdHolder(path: string): import('./index.ts').FdHolderConn
 export function closeFd(fd: number): void {
   if (!Number.isInteger(fd) || fd < 0) throw usage(`closeFd needs an fd, got ${fd}`);
 }
+
+export function setFdHolderNotes(conn: import('./index.ts').FdHolderConnection | undefined): void {
+  void conn;
+}

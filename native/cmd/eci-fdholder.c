@@ -16,8 +16,12 @@
  * message per request, at most 512 bytes:
  *   PUT <tag>   with exactly one fd (SCM_RIGHTS), a seccomp notify fd  -> "OK <held>" | "ERR <why>"
  *   DROP <tag>  closes every fd held under tag                           -> "OK <dropped>"
- *   TAKE        sends a copy of every held fd, one "FD <tag>" message each with its fd, then "END <n>";
+ *   TAKE        sends a copy of every held fd, one "FD <tag>" message each with its fd, then one
+ *               "PENDING <tag> <id>" per remembered id (the taker checks which are still waiting), then "END <n>";
  *               the holder keeps its own copies (the new manager may die too)
+ *   SEEN <tag> <id>  no answer: the manager received notification <id> (decimal) on one of tag's fds.
+ *               The holder remembers the last 64 per tag, so that a new manager can answer a call the
+ *               dead one received but never answered (the kernel does not queue it again).
  *   PING        -> "OK <pid> <held>"
  *   QUIT        -> "OK", then exits (closing every fd it holds)
  * A tag is 1..200 bytes of [A-Za-z0-9_.:-] (eci uses the container id). Anything else is "ERR ...".
@@ -52,7 +56,17 @@ struct held {
 	char tag[MAX_TAG + 1];
 };
 
+#define SEEN_IDS 64
+
+struct seen {
+	char tag[MAX_TAG + 1];
+	unsigned long long ids[SEEN_IDS];
+	size_t n, pos;
+};
+
 static struct held *held;
+static struct seen *seen;
+static size_t nseen, capseen;
 static size_t nheld, capheld;
 static int clients[MAX_CLIENTS];
 static size_t nclients;
@@ -125,10 +139,54 @@ static void send_text(int c, const char *text, int fd)
 		;
 }
 
+static bool holds_tag(const char *tag)
+{
+	for (size_t i = 0; i < nheld; i++)
+		if (strcmp(held[i].tag, tag) == 0) return true;
+	return false;
+}
+
+/* The remembered ids of a tag go with its last fd. */
+static void forget_seen_unless_held(const char *tag)
+{
+	if (holds_tag(tag)) return;
+	for (size_t i = 0; i < nseen; i++)
+		if (strcmp(seen[i].tag, tag) == 0) {
+			seen[i] = seen[--nseen];
+			return;
+		}
+}
+
 static void drop_at(size_t i)
 {
+	char tag[MAX_TAG + 1];
+	snprintf(tag, sizeof tag, "%s", held[i].tag);
 	close(held[i].fd);
 	held[i] = held[--nheld];
+	forget_seen_unless_held(tag);
+}
+
+static void note_seen(const char *tag, unsigned long long id)
+{
+	if (!holds_tag(tag)) return; /* only for fds held here */
+	struct seen *e = NULL;
+	for (size_t i = 0; i < nseen && !e; i++)
+		if (strcmp(seen[i].tag, tag) == 0) e = &seen[i];
+	if (!e) {
+		if (nseen == capseen) {
+			size_t cap = capseen ? capseen * 2 : 16;
+			struct seen *n = realloc(seen, cap * sizeof *n);
+			if (!n) return;
+			seen = n;
+			capseen = cap;
+		}
+		e = &seen[nseen++];
+		memset(e, 0, sizeof *e);
+		snprintf(e->tag, sizeof e->tag, "%s", tag);
+	}
+	e->ids[e->pos] = id;
+	e->pos = (e->pos + 1) % SEEN_IDS;
+	if (e->n < SEEN_IDS) e->n++;
 }
 
 static void handle(int c, char *msg, int fd)
@@ -155,7 +213,7 @@ static void handle(int c, char *msg, int fd)
 				capheld = cap;
 			}
 			held[nheld].fd = fd;
-			snprintf(held[nheld].tag, sizeof held[nheld].tag, "%s", tag);
+			memcpy(held[nheld].tag, tag, strlen(tag) + 1); /* good_tag: at most MAX_TAG bytes */
 			nheld++;
 			snprintf(out, sizeof out, "OK %zu", nheld);
 			send_text(c, out, -1);
@@ -173,11 +231,22 @@ static void handle(int c, char *msg, int fd)
 		}
 		snprintf(out, sizeof out, "OK %zu", dropped);
 		send_text(c, out, -1);
+	} else if (strncmp(msg, "SEEN ", 5) == 0) {
+		char tag[MAX_TAG + 1];
+		unsigned long long id;
+		char end;
+		if (sscanf(msg + 5, "%200s %llu%c", tag, &id, &end) == 2 && good_tag(tag)) note_seen(tag, id);
+		/* no answer: sent from the manager's watcher threads, which do not wait */
 	} else if (strcmp(msg, "TAKE") == 0) {
 		for (size_t i = 0; i < nheld; i++) {
 			snprintf(out, sizeof out, "FD %s", held[i].tag);
 			send_text(c, out, held[i].fd);
 		}
+		for (size_t i = 0; i < nseen; i++)
+			for (size_t k = 0; k < seen[i].n; k++) {
+				snprintf(out, sizeof out, "PENDING %s %llu", seen[i].tag, seen[i].ids[k]);
+				send_text(c, out, -1);
+			}
 		snprintf(out, sizeof out, "END %zu", nheld);
 		send_text(c, out, -1);
 	} else if (strcmp(msg, "PING") == 0) {

@@ -34,12 +34,16 @@
 //       close() stops watching and closes the fd (no closed callback then).
 //   seccomp.respond(notifyFd, id, { kind: 'continue' } | { kind: 'errno', errno } | { kind: 'value', val })
 //   seccomp.idValid(notifyFd, id) -> boolean          seccomp.closeFd(fd)
+//   seccomp.watch(notifyFd, cb, tag) additionally sends "SEEN <tag> <id>" for every notification received
+//       to the fd-holder connection set with seccomp.holderNotes(fd | -1), before anything else is done
+//       with it (fire and forget), so a manager that dies mid-decision leaves the id behind.
 //   seccomp.holderConnect(path) -> fd
 //       A connection to the fd-holder (native/cmd/eci-fdholder.c: AF_UNIX SOCK_SEQPACKET at path), CLOEXEC,
 //       with 2 s send/receive timeouts (the holder answers at once; a stuck holder must not hang us).
-//   seccomp.holderCall(fd, request, passFd?) -> { reply: string, taken: { tag, fd }[] }
+//   seccomp.holderCall(fd, request, passFd?) -> { reply: string, taken: { tag, fd }[], pending: { tag, id }[] }
 //       Sends one request (with passFd in SCM_RIGHTS when given: the kernel duplicates it, the caller
 //       keeps its own) and reads the answer; for "TAKE", every "FD <tag>" message up to "END <n>". A
+//       "PENDING <tag> <id>" answers of TAKE are in pending (id: bigint). A
 //       taken fd that is not a seccomp notify fd is closed and left out (fail closed): the caller owns
 //       the rest, CLOEXEC. Any way to adopt them is seccomp.watch(fd, cb), the same as runc's fds.
 // Failures throw SystemError-shaped errors { code, errno, syscall } (respond: ENOENT when the target
@@ -473,8 +477,12 @@ struct Notif {
   bool valid = false;
 };
 
+// A connection to the fd-holder for "SEEN <tag> <id>" notes (-1: none); set from JS (holderNotes).
+std::atomic<int> gNoteFd{-1};
+
 struct Watcher {
   int fd = -1;
+  std::string tag;  // the holder's tag for this fd ("": no notes)
   int wake = -1;
   std::thread thread;
   Napi::ThreadSafeFunction tsfn;
@@ -772,6 +780,14 @@ void WatchLoop(std::shared_ptr<Watcher> w) {
         Post(w, std::move(n));
         return;
       }
+      // Tell the holder before anything else: if this manager dies before answering, the next one
+      // learns the id and can still answer (the kernel will not hand it out again).
+      const int note = gNoteFd.load();
+      if (note >= 0 && !w->tag.empty()) {
+        char msg[300];
+        int len = std::snprintf(msg, sizeof(msg), "SEEN %s %llu", w->tag.c_str(), static_cast<unsigned long long>(k->id));
+        if (len > 0 && static_cast<size_t>(len) < sizeof(msg)) (void)::send(note, msg, static_cast<size_t>(len), MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
       Notif n;
       Inspect(w->fd, k, n);
       Post(w, std::move(n));
@@ -815,6 +831,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   auto w = std::make_shared<Watcher>();
   w->fd = fd;
   w->wake = wake;
+  if (info.Length() > 2 && info[2].IsString()) w->tag = info[2].As<Napi::String>().Utf8Value().substr(0, 200);
   w->tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "eci-seccomp-watch", 0, 1,
                                           [](Napi::Env, std::shared_ptr<Watcher>* held) {
                                             StopWatcherThread(*held);
@@ -897,6 +914,21 @@ bool IsNotifyFd(int fd) {
   if (n < 0) return false;
   link[n] = '\0';
   return std::strcmp(link, "anon_inode:seccomp notify") == 0;
+}
+
+// Where watcher threads send "SEEN" notes: an fd-holder connection (holderConnect), or -1 for none.
+// The previous connection is retired in place: an unconnected socket is put on its fd number (dup3),
+// which ends the connection (the holder sees it close) while a watcher thread that loaded the number
+// just before can still send there harmlessly (ENOTCONN) and never into a reused fd. The caller must
+// not close a connection it gave here; its number stays taken by the dead socket.
+void HolderNotes(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "holderNotes(fd | -1)");
+  const int old = gNoteFd.exchange(std::max(-1, info[0].As<Napi::Number>().Int32Value()));
+  if (old < 0) return;
+  int dead = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (dead < 0) return;  // then the old connection just stays open
+  ::dup3(dead, old, O_CLOEXEC);
+  ::close(dead);
 }
 
 Napi::Value HolderConnect(const Napi::CallbackInfo& info) {
@@ -997,6 +1029,7 @@ Napi::Value HolderCall(const Napi::CallbackInfo& info) {
 
   Napi::Object out = Napi::Object::New(env);
   Napi::Array taken = Napi::Array::New(env);
+  Napi::Array pending = Napi::Array::New(env);
   const bool take = req == "TAKE";
   for (;;) {
     std::string text;
@@ -1020,10 +1053,23 @@ Napi::Value HolderCall(const Napi::CallbackInfo& info) {
       continue;
     }
     if (fd >= 0) ::close(fd);
+    if (take && text.rfind("PENDING ", 0) == 0) {
+      const size_t sp = text.rfind(' ');
+      char* end = nullptr;
+      const unsigned long long id = std::strtoull(text.c_str() + sp + 1, &end, 10);
+      if (sp > 8 && end && *end == '\0') {
+        Napi::Object pd = Napi::Object::New(env);
+        pd.Set("tag", text.substr(8, sp - 8));
+        pd.Set("id", Napi::BigInt::New(env, static_cast<uint64_t>(id)));
+        pending.Set(pending.Length(), pd);
+      }
+      continue;
+    }
     out.Set("reply", text);
     break;
   }
   out.Set("taken", taken);
+  out.Set("pending", pending);
   return out;
 }
 }  // namespace
@@ -1037,6 +1083,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   s.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   s.Set("holderConnect", Napi::Function::New(env, HolderConnect, "holderConnect"));
   s.Set("holderCall", Napi::Function::New(env, HolderCall, "holderCall"));
+  s.Set("holderNotes", Napi::Function::New(env, HolderNotes, "holderNotes"));
   Napi::Object c = Napi::Object::New(env);
   c.Set("AUDIT_ARCH_X86_64", Napi::Number::New(env, AUDIT_ARCH_X86_64));
   c.Set("AUDIT_ARCH_I386", Napi::Number::New(env, AUDIT_ARCH_I386));

@@ -102,9 +102,9 @@ describe.skipIf(skip !== null)(`eci-fdholder${skip ? ` (skipped: ${skip})` : ''}
       expect(p.lines.filter((l) => l.startsWith('result'))).toEqual([]); // queued, not ENOSYS
 
       const taken = holder.take();
-      expect([...taken.keys()]).toEqual(['c1']);
+      expect([...taken.fds.keys()]).toEqual(['c1']);
       expect(holder.ping()?.held).toBe(1); // the holder keeps its own copy
-      const l = native.listenSeccomp(taken.get('c1')![0]);
+      const l = native.listenSeccomp(taken.fds.get('c1')![0]);
       const it = l[Symbol.asyncIterator]();
       const n = await Promise.race([it.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no notification')), 3000))]);
       expect(n.done).toBe(false);
@@ -118,6 +118,38 @@ describe.skipIf(skip !== null)(`eci-fdholder${skip ? ` (skipped: ${skip})` : ''}
     }
     // The process is gone: the holder notices (POLLHUP on its copy) and closes it.
     await until(() => holder.ping()?.held === 0, 5000, 'the holder dropping the fd of a gone process');
+  });
+
+  it('a call received by a manager that died before answering is found again (SEEN ids) and answered', async () => {
+    const p = startProcess(bin, join(dir, 'agent.sock'), 'c4');
+    try {
+      await until(() => conns.length === 1 && p.lines.includes('ready'), 5000, 'the agent connection');
+      const fd = conns.shift()!.notifyFd!;
+      expect(holder.put('c4', fd)).toBe(true);
+      const first = native.listenSeccomp(fd, { holderTag: 'c4' });
+      const it1 = first[Symbol.asyncIterator]();
+      p.call();
+      const got = await Promise.race([it1.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no notification')), 3000))]);
+      const lostId = got.value!.id;
+      await first.close(); // dies deciding: never answers
+      await new Promise((r) => setTimeout(r, 300));
+      expect(p.lines.filter((l) => l.startsWith('result'))).toEqual([]); // still waiting
+
+      const taken = holder.take();
+      expect(taken.seen.get('c4')).toContain(lostId);
+      const second = native.listenSeccomp(taken.fds.get('c4')![0], { holderTag: 'c4' });
+      expect(second.idValid(lostId)).toBe(true); // the kernel still waits for this answer
+      await second.respond(lostId, { kind: 'errno', errno: 1 });
+      await until(() => p.lines.some((x) => x.startsWith('result')), 3000, 'the answer');
+      expect(p.lines).toContain('result -1 1');
+      expect(second.idValid(lostId)).toBe(false);
+      await second.close();
+    } finally {
+      p.end();
+    }
+    await until(() => holder.ping()?.held === 0, 5000, 'the holder dropping the fd of a gone process');
+    // Its noted ids went with the last fd of the tag.
+    expect(holder.take().seen.size).toBe(0);
   });
 
   it('without any copy, the call fails with ENOSYS (what the holder prevents)', async () => {

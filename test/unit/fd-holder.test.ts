@@ -30,7 +30,7 @@ function fakeHolder() {
         return { reply: `OK ${[...held.values()].flat().length}`, taken: [] };
       }
       if (op === 'DROP') { const n = held.get(tag)?.length ?? 0; held.delete(tag); return { reply: `OK ${n}`, taken: [] }; }
-      if (op === 'TAKE') return { reply: 'END', taken: [...held].flatMap(([t, fds]) => fds.map((fd) => ({ tag: t, fd: fd + 100 }))) };
+      if (op === 'TAKE') return { reply: 'END', taken: [...held].flatMap(([t, fds]) => fds.map((fd) => ({ tag: t, fd: fd + 100 }))), pending: [{ tag: 'c1', id: 7n }, { tag: 'c1', id: 9n }] };
       if (op === 'PING') return { reply: `OK 4242 ${[...held.values()].flat().length}`, taken: [] };
       if (op === 'QUIT') { running = false; return { reply: 'OK', taken: [] }; }
       return { reply: 'ERR unknown request', taken: [] };
@@ -69,7 +69,9 @@ describe('fd-holder client', () => {
     expect(f.holder.put('c2', 7)).toBe(true);
     expect(f.holder.put('c3', 666)).toBe(false); // refused by the holder: logged, not thrown
     expect(f.holder.ping()).toEqual({ pid: 4242, held: 3 });
-    expect([...f.holder.take()]).toEqual([['c1', [105, 106]], ['c2', [107]]]);
+    const t = f.holder.take();
+    expect([...t.fds]).toEqual([['c1', [105, 106]], ['c2', [107]]]);
+    expect([...t.seen]).toEqual([['c1', [7n, 9n]]]);
     f.holder.drop('c1');
     expect([...f.held.keys()]).toEqual(['c2']);
   });
@@ -91,7 +93,7 @@ describe('fd-holder client', () => {
     expect(await h.open()).toBe(false);
     expect(h.connected).toBe(false);
     expect(h.put('c1', 5)).toBe(false);
-    expect([...h.take()]).toEqual([]);
+    expect([...h.take().fds]).toEqual([]);
     void f;
   });
 
@@ -139,21 +141,24 @@ describe('notify feed: fds handed over and adopted', () => {
     let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
     const native = {
       serveSeccompAgent: (_p: string, cb: typeof onConn) => ((onConn = cb), { close: async () => {} }),
-      listenSeccomp: (fd: number) => ({
+      listenSeccomp: (fd: number, o?: { holderTag?: string }) => ({
         fd,
+        tag: o?.holderTag,
+        idValid: (id: bigint) => id === 3n, // 3 is still waiting, anything else was answered
         respond: async (_id: bigint, r: unknown) => void responses.push([fd, r]),
         close: async () => {},
         async *[Symbol.asyncIterator]() { yield await new Promise((r) => pushes.set(fd, r)); },
       }),
       mountAs: async () => {}, umountAs: async () => {}, chmodAs: async () => {},
     } as unknown as FeedNative;
+    const events: Record<string, unknown>[] = [];
     const f = new NotifyFeed({
       log, nc: { request: async (_s: string, data: string) => ({ string: () => toWire(decide(fromWire(data))) }) } as never,
-      publish: async () => {}, protectedPaths: () => [], ranges: () => ({}),
+      publish: async (_s, _t, d) => void events.push(d as Record<string, unknown>), protectedPaths: () => [], ranges: () => ({}),
       notifyFdReceived: (c, fd) => void received.push([c, fd]),
     }, native);
     f.start('/s');
-    return { f, received, responses, pushes, connect: (fd: number) => onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: fd }) };
+    return { f, received, responses, events, pushes, connect: (fd: number) => onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: fd }) };
   }
 
   it('hands each notify fd from runc to notifyFdReceived before watching it', () => {
@@ -174,5 +179,13 @@ describe('notify feed: fds handed over and adopted', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(t.responses).toHaveLength(1);
     expect(t.responses[0][0]).toBe(77);
+  });
+
+  it('refuses, and audits, a call the dead manager received but never answered; answered ones are left alone', async () => {
+    const t = feed();
+    t.f.adopt('c9', process.pid, 78, [2n, 3n, 4n]);
+    expect(t.responses).toEqual([[78, { kind: 'errno', errno: 1 }]]);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(t.events).toEqual([expect.objectContaining({ container: 'c9', verdict: 'refused', errno: 'EPERM', reason: expect.stringMatching(/died before answering/) })]);
   });
 });
