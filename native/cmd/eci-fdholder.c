@@ -113,8 +113,12 @@ static bool is_notify_fd(int fd)
 	return strcmp(link, "anon_inode:seccomp notify") == 0;
 }
 
+/* A client that stops reading for 2 s is dropped: it must not stall the holder for everyone. */
+static bool client_stuck;
+
 static void send_text(int c, const char *text, int fd)
 {
+	if (client_stuck) return;
 	struct iovec iov = {(void *)text, strlen(text)};
 	union {
 		char b[CMSG_SPACE(sizeof(int))];
@@ -134,9 +138,16 @@ static void send_text(int c, const char *text, int fd)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	/* A client that does not read its answers loses them (and the next request finds out). */
-	while (sendmsg(c, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno == EINTR)
-		;
+	/* A TAKE answer is many messages: wait (briefly) for room rather than lose one. */
+	for (;;) {
+		if (sendmsg(c, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return;
+		if (errno == EINTR) continue;
+		struct pollfd p = {c, POLLOUT, 0};
+		if (errno != EAGAIN || poll(&p, 1, 2000) <= 0 || !(p.revents & POLLOUT)) {
+			client_stuck = true;
+			return;
+		}
+	}
 }
 
 static bool holds_tag(const char *tag)
@@ -301,8 +312,9 @@ static bool serve_client(int c)
 		send_text(c, "ERR malformed request (one text message, at most one fd)", -1);
 		return true;
 	}
+	client_stuck = false;
 	handle(c, msg, fd);
-	return true;
+	return !client_stuck;
 }
 
 static void accept_clients(int ls)

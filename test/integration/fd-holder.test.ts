@@ -187,6 +187,27 @@ describe.skipIf(skip !== null)(`eci-fdholder${skip ? ` (skipped: ${skip})` : ''}
     }
   });
 
+  it('hands back 500 fds in one TAKE (more than a socket buffer holds at once) and drops them all', async () => {
+    const pid = pidOf('h');
+    const before = fdCount(pid);
+    const p = startProcess(bin, join(dir, 'agent.sock'), 'c5');
+    try {
+      await until(() => conns.length === 1 && p.lines.includes('ready'), 5000, 'the agent connection');
+      const fd = conns.shift()!.notifyFd!;
+      for (let i = 0; i < 500; i++) expect(holder.put(`m${i}`, fd)).toBe(true);
+      native.closeFd(fd);
+      const t = holder.take();
+      const fds = [...t.fds.values()].flat();
+      expect(fds).toHaveLength(500);
+      for (const f of fds) native.closeFd(f);
+      for (let i = 0; i < 500; i++) holder.drop(`m${i}`);
+      expect(holder.ping()?.held).toBe(0);
+      expect(fdCount(pid)).toBe(before);
+    } finally {
+      p.end();
+    }
+  });
+
   it('refuses fds that are not notify fds, bad tags and garbage, and keeps serving', () => {
     const fd = openSync('/dev/null', 'r');
     try {
