@@ -455,3 +455,24 @@ export async function bindInto(pid: number, source: string, target: string): Pro
   requireAbsolute('target', target);
   void pid;
 }
+
+// ---------- fd-holder (appended): no holder process in unit tests ----------
+export type { FdHolderConnection } from './index.ts';
+
+export function fdHolderPath(): string {
+  return '/nonexistent/eci-fdholder';
+}
+
+/** There is never a holder to connect to here: the manager then runs without one (fail closed). */
+export function connectFdHolder(path: string): import('./index.ts').FdHolderConnection {
+  requireAbsolute('fd-holder socket', path);
+  throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'connect', message: `ENOENT: connect ${path}` });
+}
+
+export function closeFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) throw usage(`closeFd needs an fd, got ${fd}`);
+}
+
+export function setFdHolderNotes(conn: import('./index.ts').FdHolderConnection | undefined): void {
+  void conn;
+}
