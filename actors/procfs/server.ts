@@ -1,5 +1,5 @@
-// ProcFs: one FUSE mount (native mountProcFs) serving /proc/uptime, /proc/swaps and /proc/meminfo for
-// every registered container. A read is attributed to the container whose init shares the caller's pid
+// ProcFs: one FUSE mount (native mountProcFs) serving /proc/uptime, swaps, meminfo, cpuinfo, stat,
+// loadavg and diskstats for every registered container. A read is attributed to the container whose init shares the caller's pid
 // namespace; any other caller gets the host's real file.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { mountProcFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from './container-info.ts';
 import * as render from './render.ts';
 
-export const PROCFS_FILES = ['uptime', 'swaps', 'meminfo'] as const;
+export const PROCFS_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
 
 export interface ProcFsOptions {
   /** Files served (default PROCFS_FILES); names outside PROCFS_FILES are passed through from the host. */
@@ -25,6 +25,8 @@ export class ProcFs {
   private readonly containers = new Map<string, info.KnownContainer>();
   /** Start time (s since boot) of each registered init: constant, so read once. */
   private readonly starts = new Map<string, number>();
+  /** Load averages of each container, moved on at every loadavg read. */
+  private readonly loads = new Map<string, render.Load>();
   private handle: ProcFsMount | undefined;
   private hostPidns: number | undefined;
 
@@ -56,6 +58,7 @@ export class ProcFs {
   unregister(containerId: string): void {
     this.containers.delete(containerId);
     this.starts.delete(containerId);
+    this.loads.delete(containerId);
   }
 
   /** Unmounts; pending reads fail with EIO. Idempotent. */
@@ -64,6 +67,7 @@ export class ProcFs {
     this.handle = undefined;
     this.containers.clear();
     this.starts.clear();
+    this.loads.clear();
     await h?.close();
   }
 
@@ -85,9 +89,8 @@ export class ProcFs {
   private async renderFor(file: string, c: info.KnownContainer): Promise<string | undefined> {
     switch (file) {
       case 'uptime': {
-        const start = this.starts.get(c.id) ?? (await info.startTimeSinceBoot(c.initPid, this.roots));
+        const start = await this.startOf(c);
         if (start === undefined) return undefined;
-        if (this.containers.get(c.id) === c) this.starts.set(c.id, start);
         const [now] = await info.hostUptime(this.roots);
         const up = Math.max(0, now - start);
         const busy = await info.cgroupCpuSeconds(c.initPid, this.roots);
@@ -99,8 +102,59 @@ export class ProcFs {
         const [host, mem] = await Promise.all([this.host('meminfo'), info.cgroupMemoryOf(c.initPid, this.roots)]);
         return render.meminfo(host, mem);
       }
+      case 'cpuinfo': {
+        const [host, cpus] = await Promise.all([this.host('cpuinfo'), this.cpusOf(c)]);
+        return render.cpuinfo(host, cpus.visible);
+      }
+      case 'stat': {
+        const start = (await this.startOf(c)) ?? 0;
+        const [hostStat, [now], cpu, tids] = await Promise.all([
+          this.host('stat'),
+          info.hostUptime(this.roots),
+          info.cgroupCpuOf(c.initPid, this.roots),
+          info.cgroupTasksOf(c.initPid, this.roots),
+        ]);
+        const visible = render.visibleCpus(render.statCpus(hostStat), cpu.cpus, cpu.quotaCpus);
+        const hostBtime = Number(hostStat.match(/^btime (\d+)/m)?.[1] ?? 0);
+        const cut = cpu.quotaCpus !== undefined && visible.length < (cpu.cpus?.length ?? Infinity);
+        return render.stat({
+          cpus: visible,
+          uptimeSeconds: Math.max(0, now - start),
+          userSeconds: cpu.userSeconds,
+          systemSeconds: cpu.systemSeconds,
+          // Per-CPU times only when the CPUs shown are the ones used; with a quota cut, spread the total.
+          perCpuUser: cut ? undefined : cpu.perCpuUser,
+          perCpuSystem: cut ? undefined : cpu.perCpuSystem,
+          btime: hostBtime + start,
+          tasks: await info.sampleTasks(tids ?? [c.initPid], this.roots),
+          clkTck: info.clkTck(),
+        });
+      }
+      case 'loadavg': {
+        const tids = (await info.cgroupTasksOf(c.initPid, this.roots)) ?? [c.initPid];
+        const t = await info.sampleTasks(tids, this.roots);
+        const load = render.decayLoad(this.loads.get(c.id), t.running + t.blocked, performance.now() / 1000);
+        if (this.containers.get(c.id) === c) this.loads.set(c.id, load);
+        return render.loadavg(load.avg, t.running, t.total, t.lastPid);
+      }
+      case 'diskstats': {
+        const [host, io] = await Promise.all([this.host('diskstats'), info.cgroupIoOf(c.initPid, this.roots)]);
+        return render.diskstats(host, io);
+      }
       default:
         return undefined;
     }
+  }
+
+  /** Start time of the container's init (constant, so read once while registered). */
+  private async startOf(c: info.KnownContainer): Promise<number | undefined> {
+    const start = this.starts.get(c.id) ?? (await info.startTimeSinceBoot(c.initPid, this.roots));
+    if (start !== undefined && this.containers.get(c.id) === c) this.starts.set(c.id, start);
+    return start;
+  }
+
+  private async cpusOf(c: info.KnownContainer): Promise<{ visible: number[] }> {
+    const [hostStat, cpu] = await Promise.all([this.host('stat'), info.cgroupCpuOf(c.initPid, this.roots)]);
+    return { visible: render.visibleCpus(render.statCpus(hostStat), cpu.cpus, cpu.quotaCpus) };
   }
 }
