@@ -9,6 +9,14 @@ import * as render from './render.ts';
 
 export const PROCFS_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
 
+/**
+ * How long (ms) the FUSE server reuses a container's render of each file before asking again: reads
+ * within it never reach JS. uptime shows hundredths of a second; the others change slowly.
+ */
+export const PROCFS_CACHE_MS: Readonly<Record<string, number>> = {
+  uptime: 10, swaps: 1000, meminfo: 100, cpuinfo: 1000, stat: 100, loadavg: 100, diskstats: 100,
+};
+
 export interface ProcFsOptions {
   /** Files served (default PROCFS_FILES); names outside PROCFS_FILES are passed through from the host. */
   files?: readonly string[];
@@ -16,12 +24,15 @@ export interface ProcFsOptions {
   roots?: info.Roots;
   /** Replaces native mountProcFs (tests). */
   mount?: typeof mountProcFs;
+  /** Render cache TTLs (default PROCFS_CACHE_MS; {} turns the cache off). */
+  cacheMs?: Readonly<Record<string, number>>;
 }
 
 export class ProcFs {
   private readonly files: readonly string[];
   private readonly roots: info.Roots;
   private readonly mount: typeof mountProcFs;
+  private readonly cacheMs: Readonly<Record<string, number>>;
   private readonly containers = new Map<string, info.KnownContainer>();
   /** Start time (s since boot) of each registered init: constant, so read once. */
   private readonly starts = new Map<string, number>();
@@ -34,13 +45,14 @@ export class ProcFs {
     this.files = o.files ?? PROCFS_FILES;
     this.roots = o.roots ?? {};
     this.mount = o.mount ?? mountProcFs;
+    this.cacheMs = o.cacheMs ?? PROCFS_CACHE_MS;
   }
 
   /** Mounts the filesystem at `mountpoint` (an existing directory). Throws NativeError. */
   async start(mountpoint: string): Promise<void> {
     if (this.handle) throw new Error(`ProcFs is already mounted`);
     this.hostPidns = info.pidNamespaceOfSync(process.pid, this.roots);
-    this.handle = this.mount({ mountpoint, files: [...this.files] }, (file, pid) => this.read(file, pid));
+    this.handle = this.mount({ mountpoint, files: [...this.files], cacheMs: this.cacheMs }, (file, pid) => this.read(file, pid));
   }
 
   /**
@@ -52,10 +64,15 @@ export class ProcFs {
     if (pidns === undefined) throw new Error(`procfs: container ${containerId}: no process ${initPid}`);
     if (pidns === (this.hostPidns ?? info.pidNamespaceOfSync(process.pid, this.roots)))
       throw new Error(`procfs: container ${containerId} shares the host pid namespace`);
+    const old = this.containers.get(containerId);
+    if (old && old.pidns !== pidns) this.handle?.cache?.(old.pidns, false);
     this.containers.set(containerId, { id: containerId, initPid, pidns });
+    this.handle?.cache?.(pidns, true);
   }
 
   unregister(containerId: string): void {
+    const c = this.containers.get(containerId);
+    if (c && ![...this.containers.values()].some((o) => o !== c && o.pidns === c.pidns)) this.handle?.cache?.(c.pidns, false);
     this.containers.delete(containerId);
     this.starts.delete(containerId);
     this.loads.delete(containerId);
@@ -73,7 +90,11 @@ export class ProcFs {
 
   /** What host pid `callerPid` reads from `file` (exported for tests; also the FUSE read handler). */
   async read(file: string, callerPid: number): Promise<string> {
-    const c = await info.findContainer(callerPid, this.containers.values(), this.roots);
+    // A caller gone before we could attribute it gets an error, not the host's file: the FUSE server may
+    // keep this answer for the caller's (container's) namespace.
+    const ns = await info.pidNamespaceOf(callerPid, this.roots);
+    if (ns === undefined) throw new Error(`procfs: caller ${callerPid} is gone`);
+    const c = [...this.containers.values()].find((k) => k.pidns === ns);
     if (c) {
       const text = await this.renderFor(file, c);
       if (text !== undefined) return text;

@@ -9,6 +9,7 @@
 //   file descriptor that was never rendered); JS answers with reply(id, text) or reply(id, null, errno).
 //   A read not answered within 2 s fails with EIO. Later offsets are served from the per-open buffer.
 //   close() stops the session thread, fails pending reads (and writes) with EIO and unmounts (MNT_DETACH).
+//   mount(..., cacheMs?: number[]) also returns cache(pidns: number, on: boolean): see "Render cache".
 //   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
 //           onWrite(id, file, pid, uid, data: string))
 //     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
@@ -35,11 +36,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "system-error.h"
@@ -67,7 +71,71 @@ struct Pending {
   size_t size;
   off_t off;
   Clock::time_point deadline;
+  uint64_t pidns = 0;   // the caller's pid namespace when its render may be cached (Render cache), else 0
+  uint64_t cacheGen = 0;
 };
+
+// ---------- Render cache ----------
+// Rendering in JS costs a round trip to the event loop per read. A container's file changes slowly, so
+// JS's answer for a caller in a registered container's pid namespace is kept for the file's TTL
+// (mount's cacheMs) and served to every reader of that namespace from the session thread. Keyed by
+// pid namespace inode, as JS attributes reads; only namespaces JS registered (cache(ns, true)) are kept,
+// and cache(ns, false) drops them and bumps a generation so a render already on its way is not kept.
+struct RenderCache {
+  struct Entry {
+    std::string text;
+    Clock::time_point expires;
+  };
+  std::vector<int> ttlMs;  // per file; 0: never cached
+  std::mutex mu;           // guards what follows
+  std::set<uint64_t> namespaces;
+  std::map<std::pair<uint64_t, size_t>, Entry> entries;
+  uint64_t gen = 0;
+
+  bool Enabled(size_t file) const { return file < ttlMs.size() && ttlMs[file] > 0; }
+
+  // Generation to hand back to Put, or 0 when ns is not registered.
+  uint64_t Registered(uint64_t ns) {
+    std::lock_guard<std::mutex> g(mu);
+    return namespaces.count(ns) ? gen + 1 : 0;
+  }
+
+  bool Get(uint64_t ns, size_t file, std::string* out) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = entries.find({ns, file});
+    if (it == entries.end() || it->second.expires <= Clock::now()) return false;
+    *out = it->second.text;
+    return true;
+  }
+
+  void Put(uint64_t ns, size_t file, uint64_t readGen, const std::string& text) {
+    std::lock_guard<std::mutex> g(mu);
+    if (readGen != gen + 1 || !namespaces.count(ns)) return;  // unregistered meanwhile
+    const auto now = Clock::now();
+    if (entries.size() > 4096)
+      for (auto it = entries.begin(); it != entries.end();) it = it->second.expires <= now ? entries.erase(it) : std::next(it);
+    entries[{ns, file}] = Entry{text, now + std::chrono::milliseconds(ttlMs[file])};
+  }
+
+  void Set(uint64_t ns, bool on) {
+    std::lock_guard<std::mutex> g(mu);
+    gen++;
+    if (on) {
+      namespaces.insert(ns);
+      return;
+    }
+    namespaces.erase(ns);
+    for (auto it = entries.begin(); it != entries.end();) it = it->first.first == ns ? entries.erase(it) : std::next(it);
+  }
+};
+
+// Inode of host pid `pid`'s pid namespace, 0 when it is gone.
+uint64_t PidNsOf(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/ns/pid", static_cast<int>(pid));
+  struct stat st;
+  return ::stat(path, &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
 
 // One call of onRead(id, file, pid) or, with write set, onWrite(id, file, pid, uid, data).
 struct JsCall {
@@ -114,6 +182,7 @@ struct Server {
   uint64_t nextId = 1;
   bool closed = false;
   std::atomic<bool> stop{false};
+  RenderCache cache;  // mount() with cacheMs only
 
   void Wake() {
     uint64_t one = 1;
@@ -161,7 +230,8 @@ void ReplySlice(fuse_req_t req, const std::string& data, size_t size, off_t off)
 
 // Hands call to JS through fn; the request is then answered by reply()/replyWrite(), its deadline
 // (EIO) or close() (EIO).
-void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, size_t size, off_t off) {
+void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, size_t size, off_t off,
+             uint64_t pidns = 0, uint64_t cacheGen = 0) {
   {
     std::lock_guard<std::mutex> g(s->mu);
     if (s->closed) {
@@ -170,7 +240,7 @@ void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, si
       return;
     }
     call->id = s->nextId++;
-    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReplyTimeout};
+    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReplyTimeout, pidns, cacheGen};
   }
   const uint64_t id = call->id;
   if (fn.NonBlockingCall(call) != napi_ok) {
@@ -268,8 +338,24 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       return;
     }
   }
-  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid), false, 0, {}};
-  CallOut(s, s->onRead, req, call, of, size, off);
+  const pid_t pid = fuse_req_ctx(req)->pid;
+  uint64_t ns = 0, gen = 0;
+  if (s->cache.Enabled(of->index) && (ns = PidNsOf(pid)) != 0 && (gen = s->cache.Registered(ns)) != 0) {
+    std::string text;
+    if (s->cache.Get(ns, of->index, &text)) {
+      std::string slice;
+      {
+        std::lock_guard<std::mutex> g(of->mu);
+        of->data = std::move(text);
+        of->rendered = true;
+        if (off >= 0 && static_cast<size_t>(off) < of->data.size()) slice = of->data.substr(static_cast<size_t>(off), size);
+      }
+      fuse_reply_buf(req, slice.data(), slice.size());
+      return;
+    }
+  }
+  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}};
+  CallOut(s, s->onRead, req, call, of, size, off, gen ? ns : 0, gen);
 }
 
 // mountRw only. A write at offset 0 goes to onWrite; one at a later offset is accepted and ignored (as
@@ -452,6 +538,7 @@ void Reply(Server* s, const Napi::CallbackInfo& info) {
   }
   // The reply lets the caller go on and close the file, and the session thread may then free the
   // OpenFile (release): touch it only before replying, and reply from a copy.
+  if (p.pidns != 0 && s->cache.Enabled(p.of->index)) s->cache.Put(p.pidns, p.of->index, p.cacheGen, text);
   std::string slice;
   {
     std::lock_guard<std::mutex> fg(p.of->mu);
@@ -537,6 +624,12 @@ Napi::Value Start(Napi::Env env, const std::shared_ptr<Server>& s, Napi::Functio
     handle.Set("replyWrite",
                Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s.get(), i); }, "replyWrite"));
   handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
+  if (!s->rw)
+    handle.Set("cache", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) {
+      if (i.Length() < 2 || !i[0].IsNumber() || !i[1].IsBoolean())
+        throw Napi::TypeError::New(i.Env(), "cache(pidns: number, on: boolean)");
+      s->cache.Set(static_cast<uint64_t>(i[0].As<Napi::Number>().Int64Value()), i[1].As<Napi::Boolean>().Value());
+    }, "cache"));
   return handle;
 }
 
@@ -547,6 +640,13 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   auto s = std::make_shared<Server>();
   s->mountpoint = MountpointArg(env, info[0]);
   SetFiles(env, s.get(), info[1].As<Napi::Array>(), {});
+  if (info.Length() >= 4 && info[3].IsArray()) {  // cacheMs, per file
+    Napi::Array ttl = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < s->files.size(); i++) {
+      Napi::Value v = i < ttl.Length() ? ttl.Get(i) : env.Undefined();
+      s->cache.ttlMs.push_back(v.IsNumber() ? std::max(0, std::min(60000, v.As<Napi::Number>().Int32Value())) : 0);
+    }
+  }
   return Start(env, s, info[2].As<Napi::Function>(), Napi::Function());
 }
 

@@ -104,7 +104,10 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     expect(await procFsMock.read('/mnt/procfs', 'swaps', 501)).toBe(SWAPS_HEADER);
     expect(await procFsMock.read('/mnt/procfs', 'meminfo', 501)).toMatch(/^MemTotal: +262144 kB$/m);
     expect(await procFsMock.read('/mnt/procfs', 'uptime', process.pid)).toBe('1000.00 4000.00\n');
-    expect(await procFsMock.read('/mnt/procfs', 'swaps', 777)).toContain('/swapfile');
+    expect(await procFsMock.read('/mnt/procfs', 'swaps', process.pid)).toContain('/swapfile');
+    // A caller gone before it could be attributed fails (EIO) rather than get the host's file, which the
+    // FUSE server could otherwise keep for the container's namespace.
+    await expect(procFsMock.read('/mnt/procfs', 'swaps', 777)).rejects.toThrow(/EIO/);
     fs.unregister('c1');
     expect(await procFsMock.read('/mnt/procfs', 'uptime', 501)).toBe('1000.00 4000.00\n');
     await fs.stop();
@@ -130,6 +133,28 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     expect(await procFsMock.read('/mnt/procfs', 'loadavg', 501)).toBe('0.00 0.00 0.00 1/1 1\n');
     expect(await procFsMock.read('/mnt/procfs', 'diskstats', 501)).toMatch(/^ {3}8 {7}0 sda 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0$/m);
     expect(await procFsMock.read('/mnt/procfs', 'stat', process.pid)).toBe(HOST_STAT);
+    await fs.stop();
+  });
+
+  it('lets the FUSE server cache only registered namespaces, and drops them on unregister', async () => {
+    const calls: [number, boolean][] = [];
+    let opts: { cacheMs?: Readonly<Record<string, number>> } = {};
+    const fs = new ProcFs({
+      roots: { proc, cgroupRoot },
+      mount: (o) => {
+        opts = o;
+        return { close: () => Promise.resolve(), cache: (ns, on) => calls.push([ns, on]) };
+      },
+    });
+    await fs.start('/mnt/procfs');
+    expect(opts.cacheMs).toMatchObject({ uptime: 10, meminfo: 100 });
+    fs.register('c1', 500);
+    fs.register('c1-exec', 501); // same pid namespace, e.g. a second registration
+    fs.unregister('c1');
+    const ns = calls[0][0];
+    expect(calls).toEqual([[ns, true], [ns, true]]); // still used by c1-exec: kept
+    fs.unregister('c1-exec');
+    expect(calls.at(-1)).toEqual([ns, false]);
     await fs.stop();
   });
 
