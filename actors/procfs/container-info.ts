@@ -3,7 +3,7 @@
 // entered. Every function takes a `proc`/`cgroupRoot` so tests can point it at a fake tree.
 import { execFileSync } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Roots {
@@ -46,6 +46,47 @@ export interface KnownContainer {
   initPid: number;
   /** Inode of the init's pid namespace. */
   pidns: number;
+  /** The init's own cgroup (not the root) in one hierarchy: finds callers in nested pid namespaces. */
+  cgroup?: CgroupAnchor;
+}
+
+export interface CgroupAnchor {
+  /** v1 controller name, '' for v2. */
+  controller: string;
+  path: string;
+}
+
+/** Controllers tried for a container's CgroupAnchor, v1 first (Docker on a hybrid host), then v2. */
+const ANCHOR_CONTROLLERS = ['pids', 'memory', 'cpu', 'cpuacct', ''];
+
+/** The CgroupAnchor of host pid `pid` (read at registration), undefined when it is in no own cgroup. */
+export function cgroupAnchorSync(pid: number, r: Roots = {}): CgroupAnchor | undefined {
+  let cg: Map<string, string>;
+  try {
+    cg = parseProcCgroup(readFileSync(join(procOf(r), String(pid), 'cgroup'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  for (const controller of ANCHOR_CONTROLLERS) {
+    const path = cg.get(controller);
+    if (path !== undefined && path !== '/' && path !== '') return { controller, path };
+  }
+  return undefined;
+}
+
+/** Whether /proc/<pid>/cgroup text puts the process in `a`'s cgroup or below it. */
+export function inCgroup(procCgroupText: string, a: CgroupAnchor): boolean {
+  const p = parseProcCgroup(procCgroupText).get(a.controller);
+  return p !== undefined && (p === a.path || p.startsWith(`${a.path}/`));
+}
+
+/** /proc/<pid>/cgroup of host pid `pid`, undefined when gone. */
+export async function procCgroupText(pid: number, r: Roots = {}): Promise<string | undefined> {
+  try {
+    return await readFile(join(procOf(r), String(pid), 'cgroup'), 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -66,7 +66,7 @@ export class ProcFs {
       throw new Error(`procfs: container ${containerId} shares the host pid namespace`);
     const old = this.containers.get(containerId);
     if (old && old.pidns !== pidns) this.handle?.cache?.(old.pidns, false);
-    this.containers.set(containerId, { id: containerId, initPid, pidns });
+    this.containers.set(containerId, { id: containerId, initPid, pidns, cgroup: info.cgroupAnchorSync(initPid, this.roots) });
     this.handle?.cache?.(pidns, true);
   }
 
@@ -92,26 +92,38 @@ export class ProcFs {
   async read(file: string, callerPid: number): Promise<string> {
     // A caller gone before we could attribute it gets an error, not the host's file: the FUSE server may
     // keep this answer for the caller's (container's) namespace.
+    if (!(PROCFS_FILES as readonly string[]).includes(file)) return this.host(file);
     const ns = await info.pidNamespaceOf(callerPid, this.roots);
     if (ns === undefined) throw new Error(`procfs: caller ${callerPid} is gone`);
-    const c = [...this.containers.values()].find((k) => k.pidns === ns);
-    if (c) {
-      const text = await this.renderFor(file, c);
-      if (text !== undefined) return text;
-    }
-    return this.host(file);
+    const c = [...this.containers.values()].find((k) => k.pidns === ns) ?? (await this.byCgroup(callerPid));
+    return c ? this.renderFor(file, c) : this.host(file);
+  }
+
+  /**
+   * The container of a caller in a pid namespace of its own (e.g. `unshare -p` inside a container):
+   * the one whose init's cgroup holds it. Never cached natively (its namespace is not registered).
+   */
+  private async byCgroup(callerPid: number): Promise<info.KnownContainer | undefined> {
+    const anchored = [...this.containers.values()].filter((k) => k.cgroup);
+    if (!anchored.length) return undefined;
+    const text = await info.procCgroupText(callerPid, this.roots);
+    if (text === undefined) throw new Error(`procfs: caller ${callerPid} is gone`);
+    return anchored.find((k) => info.inCgroup(text, k.cgroup!));
   }
 
   private host(file: string): Promise<string> {
     return readFile(join(this.roots.proc ?? '/proc', file), 'utf8');
   }
 
-  /** The container's view, or undefined to fall back to the host's (init gone, unknown file). */
-  private async renderFor(file: string, c: info.KnownContainer): Promise<string | undefined> {
+  /**
+   * The container's view of `file`. Never the host's: with its init gone (a dying container) uptime is
+   * 0 and the cgroup figures are the defaults each renderer documents.
+   */
+  private async renderFor(file: string, c: info.KnownContainer): Promise<string> {
     switch (file) {
       case 'uptime': {
         const start = await this.startOf(c);
-        if (start === undefined) return undefined;
+        if (start === undefined) return render.uptime(0, 0, 0);
         const [now] = await info.hostUptime(this.roots);
         const up = Math.max(0, now - start);
         const busy = await info.cgroupCpuSeconds(c.initPid, this.roots);
@@ -163,7 +175,7 @@ export class ProcFs {
         return render.diskstats(host, io);
       }
       default:
-        return undefined;
+        throw new Error(`procfs: no renderer for ${file}`);
     }
   }
 

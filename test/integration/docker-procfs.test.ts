@@ -99,6 +99,17 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(Number(tasks.split('/')[1])).toBeLessThan(10);
   });
 
+  it('a process in a nested pid namespace still sees its container, not the host', async () => {
+    const r = await run('--cap-add', 'SYS_ADMIN', '--memory', '256m', '--cpus', '1', img, 'sh', '-c',
+      'unshare -p -f sh -c "echo \\$\\$; grep MemTotal /proc/meminfo; grep -c ^processor /proc/cpuinfo; cat /proc/uptime"');
+    expect(r.code, r.stderr).toBe(0);
+    const [pid, total, cpus, uptime] = r.stdout.trim().split('\n');
+    expect(pid).toBe('1'); // really in a new pid namespace
+    expect(total).toMatch(/^MemTotal:\s+262144 kB$/);
+    expect(cpus).toBe('1');
+    expect(Number(uptime.split(' ')[0])).toBeLessThan(10);
+  });
+
   it('refuses to unmount an emulated file from inside', async () => {
     const r = await run('--cap-add', 'SYS_ADMIN', img, 'sh', '-c', 'umount /proc/uptime; echo rc=$?; cat /proc/uptime');
     expect(r.stdout).toMatch(/rc=1/);

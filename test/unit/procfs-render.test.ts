@@ -80,6 +80,7 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
   // host: our own pid; container init 500 and a process 501 in its pid namespace (same ns file inode
   // cannot be shared by two fake files, so 501's ns/pid is a hard link to 500's).
   put(join(proc, String(process.pid), 'ns', 'pid'), 'host');
+  put(join(proc, String(process.pid), 'cgroup'), '4:memory:/\n0::/\n');
   put(join(proc, '500', 'ns', 'pid'), 'ctr');
   mkdirSync(join(proc, '501', 'ns'), { recursive: true });
   linkSync(join(proc, '500', 'ns', 'pid'), join(proc, '501', 'ns', 'pid'));
@@ -133,6 +134,24 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     expect(await procFsMock.read('/mnt/procfs', 'loadavg', 501)).toBe('0.00 0.00 0.00 1/1 1\n');
     expect(await procFsMock.read('/mnt/procfs', 'diskstats', 501)).toMatch(/^ {3}8 {7}0 sda 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0$/m);
     expect(await procFsMock.read('/mnt/procfs', 'stat', process.pid)).toBe(HOST_STAT);
+    await fs.stop();
+  });
+
+  it("finds a caller in a nested pid namespace by its cgroup, and never gives a container the host's uptime", async () => {
+    put(join(proc, '502', 'ns', 'pid'), 'nested'); // its own pid namespace, inside c1's cgroup
+    put(join(proc, '502', 'cgroup'), '4:memory:/c1/sub\n0::/c1\n');
+    put(join(proc, '503', 'ns', 'pid'), 'other'); // another pid namespace in a look-alike cgroup
+    put(join(proc, '503', 'cgroup'), '4:memory:/c10\n0::/c10\n');
+    put(join(proc, '504', 'ns', 'pid'), 'dying');
+    put(join(proc, '504', 'cgroup'), '4:memory:/c4\n');
+    const fs = new ProcFs({ roots: { proc, cgroupRoot } });
+    await fs.start('/mnt/procfs');
+    fs.register('c1', 500);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', 502)).toMatch(/^MemTotal: +262144 kB$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', 503)).toBe(HOST_MEMINFO);
+    fs.register('c4', 504);
+    rmSync(join(proc, '504', 'stat'), { force: true }); // its init's stat is gone: uptime 0, not the host's
+    expect(await procFsMock.read('/mnt/procfs', 'uptime', 504)).toBe('0.00 0.00\n');
     await fs.stop();
   });
 
