@@ -38,6 +38,7 @@ export class ProcFs {
   private readonly starts = new Map<string, number>();
   /** Load averages of each container, moved on at every loadavg read. */
   private readonly loads = new Map<string, render.Load>();
+  private readonly cpus = new Map<string, { visible: number[]; at: number }>();
   private handle: ProcFsMount | undefined;
   private hostPidns: number | undefined;
 
@@ -76,6 +77,7 @@ export class ProcFs {
     this.containers.delete(containerId);
     this.starts.delete(containerId);
     this.loads.delete(containerId);
+    this.cpus.delete(containerId);
   }
 
   /** Unmounts; pending reads fail with EIO. Idempotent. */
@@ -85,6 +87,7 @@ export class ProcFs {
     this.containers.clear();
     this.starts.clear();
     this.loads.clear();
+    this.cpus.clear();
     await h?.close();
   }
 
@@ -124,10 +127,14 @@ export class ProcFs {
       case 'uptime': {
         const start = await this.startOf(c);
         if (start === undefined) return render.uptime(0, 0, 0);
-        const [now] = await info.hostUptime(this.roots);
-        const up = Math.max(0, now - start);
-        const busy = await info.cgroupCpuSeconds(c.initPid, this.roots);
-        return render.uptime(now, start, busy === undefined ? up : up - busy);
+        const [[now], busy, cpus] = await Promise.all([
+          info.hostUptime(this.roots),
+          info.cgroupCpuSeconds(c.initPid, this.roots),
+          this.cpusOf(c),
+        ]);
+        // Idle is summed over CPUs, as the kernel does: the container's CPUs' time minus what it used.
+        const cpuTime = Math.max(0, now - start) * cpus.visible.length;
+        return render.uptime(now, start, busy === undefined ? cpuTime : cpuTime - busy);
       }
       case 'swaps':
         return render.swaps();
@@ -186,8 +193,15 @@ export class ProcFs {
     return start;
   }
 
+  /** The CPUs the container sees; kept for a second (limits rarely change; uptime asks 100 times a second). */
   private async cpusOf(c: info.KnownContainer): Promise<{ visible: number[] }> {
-    const [hostStat, cpu] = await Promise.all([this.host('stat'), info.cgroupCpuOf(c.initPid, this.roots)]);
-    return { visible: render.visibleCpus(render.statCpus(hostStat), cpu.cpus, cpu.quotaCpus) };
+    const now = performance.now();
+    const kept = this.cpus.get(c.id);
+    if (kept && now - kept.at < 1000) return kept;
+    const [hostStat, cpu] = await Promise.all([this.host('stat').catch(() => ''), info.cgroupCpuOf(c.initPid, this.roots)]);
+    const online = render.statCpus(hostStat);
+    const v = { visible: render.visibleCpus(online.length ? online : [0], cpu.cpus, cpu.quotaCpus), at: now };
+    if (this.containers.get(c.id) === c) this.cpus.set(c.id, v);
+    return v;
   }
 }
