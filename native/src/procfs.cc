@@ -73,6 +73,8 @@ struct Pending {
   Clock::time_point deadline;
   uint64_t pidns = 0;   // the caller's pid namespace when its render may be cached (Render cache), else 0
   uint64_t cacheGen = 0;
+  size_t file = 0;      // index, for the cache
+  // req is nullptr for a background refresh of a cache entry (nobody waits for it).
 };
 
 // ---------- Render cache ----------
@@ -81,11 +83,16 @@ struct Pending {
 // (mount's cacheMs) and served to every reader of that namespace from the session thread. Keyed by
 // pid namespace inode, as JS attributes reads; only namespaces JS registered (cache(ns, true)) are kept,
 // and cache(ns, false) drops them and bumps a generation so a render already on its way is not kept.
+// An entry past its TTL is still served for one more TTL while one background render (for the
+// reader's pid) replaces it, so a busy reader never waits for JS and no answer is older than 2 TTLs.
+
 struct RenderCache {
   struct Entry {
     std::string text;
     Clock::time_point expires;
+    bool refreshing = false;
   };
+  enum class Hit { kMiss, kFresh, kStaleRefresh };
   std::vector<int> ttlMs;  // per file; 0: never cached
   std::mutex mu;           // guards what follows
   std::set<uint64_t> namespaces;
@@ -100,12 +107,29 @@ struct RenderCache {
     return namespaces.count(ns) ? gen + 1 : 0;
   }
 
-  bool Get(uint64_t ns, size_t file, std::string* out) {
+  // kStaleRefresh: served stale, and the caller must start the one background render (or Unmark).
+  Hit Get(uint64_t ns, size_t file, std::string* out) {
     std::lock_guard<std::mutex> g(mu);
     auto it = entries.find({ns, file});
-    if (it == entries.end() || it->second.expires <= Clock::now()) return false;
-    *out = it->second.text;
-    return true;
+    if (it == entries.end()) return Hit::kMiss;
+    const auto now = Clock::now();
+    Entry& e = it->second;
+    if (e.expires > now) {
+      *out = e.text;
+      return Hit::kFresh;
+    }
+    if (now - e.expires > std::chrono::milliseconds(ttlMs[file])) return Hit::kMiss;
+    *out = e.text;
+    if (e.refreshing) return Hit::kFresh;
+    e.refreshing = true;
+    return Hit::kStaleRefresh;
+  }
+
+  // A background render failed or was never sent: let the next reader try again.
+  void Unmark(uint64_t ns, size_t file) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = entries.find({ns, file});
+    if (it != entries.end()) it->second.refreshing = false;
   }
 
   void Put(uint64_t ns, size_t file, uint64_t readGen, const std::string& text) {
@@ -228,19 +252,26 @@ void ReplySlice(fuse_req_t req, const std::string& data, size_t size, off_t off)
   fuse_reply_buf(req, data.data() + off, n);
 }
 
+// Fails a pending read or write with err; a background refresh just lets the next reader retry.
+void FailPending(Server* s, const Pending& p, int err) {
+  if (p.req != nullptr) fuse_reply_err(p.req, err);
+  else s->cache.Unmark(p.pidns, p.file);
+}
+
 // Hands call to JS through fn; the request is then answered by reply()/replyWrite(), its deadline
 // (EIO) or close() (EIO).
 void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, size_t size, off_t off,
-             uint64_t pidns = 0, uint64_t cacheGen = 0) {
+             uint64_t pidns = 0, uint64_t cacheGen = 0, size_t fileIndex = 0) {
   {
     std::lock_guard<std::mutex> g(s->mu);
+    const Pending p{req, of, size, off, Clock::now() + kReplyTimeout, pidns, cacheGen, of ? of->index : fileIndex};
     if (s->closed) {
       delete call;
-      fuse_reply_err(req, EIO);
+      FailPending(s, p, EIO);
       return;
     }
     call->id = s->nextId++;
-    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReplyTimeout, pidns, cacheGen};
+    s->pending[call->id] = p;
   }
   const uint64_t id = call->id;
   if (fn.NonBlockingCall(call) != napi_ok) {
@@ -248,8 +279,9 @@ void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, si
     std::lock_guard<std::mutex> g(s->mu);
     auto it = s->pending.find(id);
     if (it != s->pending.end()) {
+      const Pending p = it->second;
       s->pending.erase(it);
-      fuse_reply_err(req, EIO);
+      FailPending(s, p, EIO);
     }
   }
 }
@@ -342,7 +374,12 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   uint64_t ns = 0, gen = 0;
   if (s->cache.Enabled(of->index) && (ns = PidNsOf(pid)) != 0 && (gen = s->cache.Registered(ns)) != 0) {
     std::string text;
-    if (s->cache.Get(ns, of->index, &text)) {
+    const RenderCache::Hit hit = s->cache.Get(ns, of->index, &text);
+    if (hit == RenderCache::Hit::kStaleRefresh) {
+      auto* refresh = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}};
+      CallOut(s, s->onRead, nullptr, refresh, nullptr, 0, 0, ns, gen, of->index);
+    }
+    if (hit != RenderCache::Hit::kMiss) {
       std::string slice;
       {
         std::lock_guard<std::mutex> g(of->mu);
@@ -454,7 +491,7 @@ int ExpirePending(Server* s) {
   int next = -1;
   for (auto it = s->pending.begin(); it != s->pending.end();) {
     if (it->second.deadline <= now) {
-      fuse_reply_err(it->second.req, EIO);
+      FailPending(s, it->second, EIO);
       it = s->pending.erase(it);
     } else {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.deadline - now).count() + 1;
@@ -500,7 +537,7 @@ void Shutdown(Server* s) {
   if (s->thread.joinable()) s->thread.join();
   {
     std::lock_guard<std::mutex> g(s->mu);
-    for (auto& [id, p] : s->pending) fuse_reply_err(p.req, EIO);
+    for (auto& [id, p] : s->pending) FailPending(s, p, EIO);
     s->pending.clear();
   }
   // Closes /dev/fuse (aborting the connection, so nothing can hang on it) and detaches the mount.
@@ -533,12 +570,13 @@ void Reply(Server* s, const Napi::CallbackInfo& info) {
     s->pending.erase(it);
   }
   if (!ok) {
-    fuse_reply_err(p.req, err);
+    FailPending(s, p, err);
     return;
   }
+  if (p.pidns != 0 && s->cache.Enabled(p.file)) s->cache.Put(p.pidns, p.file, p.cacheGen, text);
+  if (p.req == nullptr) return;  // a background refresh: the cache was all it was for
   // The reply lets the caller go on and close the file, and the session thread may then free the
   // OpenFile (release): touch it only before replying, and reply from a copy.
-  if (p.pidns != 0 && s->cache.Enabled(p.of->index)) s->cache.Put(p.pidns, p.of->index, p.cacheGen, text);
   std::string slice;
   {
     std::lock_guard<std::mutex> fg(p.of->mu);
@@ -561,7 +599,7 @@ void ReplyWrite(Server* s, const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> g(s->mu);
     auto it = s->pending.find(id);
-    if (it == s->pending.end() || it->second.of != nullptr) return;  // timed out, closed, or a read
+    if (it == s->pending.end() || it->second.of != nullptr || it->second.req == nullptr) return;  // timed out, closed, or a read
     p = it->second;
     s->pending.erase(it);
   }

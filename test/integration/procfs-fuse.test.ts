@@ -176,6 +176,17 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
     expect(b.stdout.trim()).toMatch(/^300 MemTotal: +131072 kB$/);
   });
 
+  it('serves a fresh uptime through the render cache: never older than 2 TTLs, never going back', async () => {
+    const r = await runContainer('fresh', 'sleep 1; cut -d" " -f1 /proc/uptime; sleep 1; cut -d" " -f1 /proc/uptime; i=0; while [ $i -lt 300 ]; do cut -d" " -f1 /proc/uptime; i=$((i+1)); done');
+    expect(r.code, r.stderr).toBe(0);
+    const v = r.stdout.trim().split('\n').map(Number);
+    expect(v).toHaveLength(302);
+    expect(v[1] - v[0]).toBeGreaterThanOrEqual(0.98); // a second later: not the value kept from before
+    expect(v[1] - v[0]).toBeLessThan(1.5);
+    for (let i = 2; i < v.length; i++) expect(v[i]).toBeGreaterThanOrEqual(v[i - 1]);
+    expect(new Set(v.slice(2)).size).toBeGreaterThan(3); // it moves during the loop
+  });
+
   it.skipIf(gccMissing !== null)('measures /proc/uptime and /proc/meminfo read throughput: render cache vs none vs plain procfs', async () => {
     const bench = await buildC('proc_read_loop');
     const N = 3000;
