@@ -1,6 +1,7 @@
 // ProcFs: one FUSE mount (native mountProcFs) serving /proc/uptime, swaps, meminfo, cpuinfo, stat,
-// loadavg and diskstats for every registered container. A read is attributed to the container whose init shares the caller's pid
-// namespace; any other caller gets the host's real file.
+// loadavg and diskstats for every registered container. A read is attributed to the container whose
+// init shares the caller's pid namespace (or, for a nested pid namespace, whose cgroup holds the
+// caller); any other caller gets the host's real file. The native side caches answers per namespace.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountProcFs, type ProcFsMount } from '../../native/index.ts';
