@@ -6,8 +6,8 @@
 //   plain  plain runc, the kernel's procfs.
 // Every container gets --memory 256m so both emulations render a limited meminfo. Rounds are
 // interleaved and the median taken; the target is eci/lxcfs >= 1.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildC } from '../helpers/cprog.ts';
 import type { BenchContext } from './context.ts';
@@ -110,6 +110,8 @@ export async function benchProcfs(c: BenchContext): Promise<ProcfsResult> {
     return { readsPerS, eciOverLxcfs, rounds, reads, lxcfs: version };
   } finally {
     await stopLxcfs(lx.proc);
+    // lxcfs unmounts on SIGTERM; after a SIGKILL its dead mount would block removing the scratch dir.
+    if (readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === lx.mnt)) spawnSync('umount', ['-l', lx.mnt]);
   }
 }
 
