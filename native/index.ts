@@ -498,6 +498,11 @@ export interface ProcFsMountOptions {
   mountpoint: string;
   /** Plain file names served at the top of the mount, e.g. ['uptime', 'swaps', 'meminfo']. */
   files: string[];
+  /**
+   * mountProcFs only: per file, how long (ms) an answer for a pid namespace registered with
+   * ProcFsMount.cache is reused for reads from that namespace without calling onRead (absent: never).
+   */
+  cacheMs?: Readonly<Record<string, number>>;
 }
 
 /** Renders `file` for the process with host pid `callerPid`; throw (or reject) to fail the read with EIO. */
@@ -506,12 +511,19 @@ export type ProcFsReader = (file: string, callerPid: number) => Promise<string> 
 export interface ProcFsMount {
   /** Fails pending reads with EIO, unmounts (MNT_DETACH) and stops the session thread. Idempotent. */
   close(): Promise<void>;
+  /**
+   * mountProcFs: lets (on) or stops (off, dropping what was kept) the reuse of onRead's answers to
+   * callers in pid namespace `pidns` (inode) for cacheMs. onRead must then answer such callers with the
+   * namespace's own view, and fail (not fall back) when the caller is gone.
+   */
+  cache?(pidns: number, on: boolean): void;
 }
 
 interface ProcFsAddon {
-  mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void): {
+  mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void, cacheMs?: number[]): {
     reply(id: number, text: string | null, errno: number): void;
     close(): void;
+    cache(pidns: number, on: boolean): void;
   };
 }
 
@@ -561,11 +573,12 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
   let handle: ReturnType<ProcFsAddon['mount']>;
   const answer = (id: number, text: unknown): void => handle.reply(id, typeof text === 'string' ? text : null, typeof text === 'string' ? 0 : errnoOf('EIO'));
   try {
-    handle = p.mount(o.mountpoint, [...o.files], readCallback(onRead, answer));
+    const ttl = o.cacheMs ? o.files.map((f) => o.cacheMs?.[f] ?? 0) : undefined;
+    handle = p.mount(o.mountpoint, [...o.files], readCallback(onRead, answer), ttl);
   } catch (err) {
     throw NativeError.from(err);
   }
-  return fuseMount(handle);
+  return { ...fuseMount(handle), cache: (pidns, on) => handle.cache(pidns, on) };
 }
 
 // ---------- chmodAs: a vetted setuid/setgid chmod done for a container process (eci-helper chmod-as) ----------
