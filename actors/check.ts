@@ -25,8 +25,10 @@ function dockerRun(o: CheckOptions, args: string[]): Promise<{ code: number; std
 }
 
 const norm = (s: string) => s.trim().split(/\s+/).join(' ');
+// The line that says why: eci's own message if the engine printed one (Docker may add noise such as
+// "error waiting for container" after it), else the last line.
 const firstLine = (s: string) =>
-  s.trim().split('\n').at(-1)?.replace(/^docker: Error response from daemon: /, '').replace(/^failed to create shim task: OCI runtime create failed: /, '').replace(/: unknown\.?$/, '').slice(0, 100) ?? '';
+  ((ls) => ls.find((l) => /eci/.test(l)) ?? ls.at(-1))(s.trim().split('\n').filter((l) => !l.startsWith('time="')))?.replace(/^docker: Error response from daemon: /, '').replace(/^failed to create shim task: OCI runtime create failed: /, '').replace(/: unknown\.?$/, '').slice(0, 100) ?? '';
 
 export async function runChecks(o: CheckOptions): Promise<CheckResult[]> {
   const dir = mkdtempSync('/tmp/eci-check-');
