@@ -51,8 +51,18 @@ function allFail(...keys: string[]): (f: Findings, c: AttackContext) => Verdict 
   return refusedOr((f) => {
     const parts = keys.map((k) => `${k}=${f.kv[k] ?? 'no result'}`);
     const blocked = keys.every((k) => f.kv[k] !== undefined && !isOk(f.kv[k]));
-    return { blocked, detail: parts.join(' ') };
+    // ENOSYS/ENOENT from every call: the kernel here lacks the feature (no modules, no sysrq, ...).
+    const absent = keys.every((k) => /^(ENOSYS|ENOENT)$/.test(f.kv[k] ?? ''));
+    return { blocked, detail: parts.join(' ') + (absent ? ' (not in this kernel)' : '') };
   });
+}
+
+/** Like allFail for reads of the host disk, noting when the host itself may not read it (sandboxes). */
+function diskFail(key: string): (f: Findings, c: AttackContext) => Verdict {
+  return (f, c) => {
+    const v = allFail(key)(f, c);
+    return c.host.diskReadable ? v : { ...v, detail: `${v.detail} (host root cannot read ${c.host.disk} here either)` };
+  };
 }
 
 /** Namespace link of the container vs the host's. */
@@ -108,7 +118,7 @@ export const BATCHES: Batch[] = [
   {
     id: 'host-pid-join',
     run: async (c) => findings(await dockerRun(c, ['--pid=host', '--cap-add', 'SYS_ADMIN', '--cap-add', 'SYS_PTRACE',
-      '--security-opt', 'seccomp=unconfined', ...PROBES(c)], ['/probe/attack-ns', c.marker])),
+      '--security-opt', 'seccomp=unconfined', ...PROBES(c)], ['/probe/attack-ns', String(c.hostPid), c.marker])),
   },
   {
     id: 'privileged',
@@ -129,7 +139,7 @@ export const BATCHES: Batch[] = [
       'echo "uptime $(cut -d" " -f1 /proc/uptime)"',
       'echo "memtotal $(awk \'/^MemTotal:/ {print $2}\' /proc/meminfo)"',
       'echo "hostname $(cat /proc/sys/kernel/hostname)"',
-      'echo "hostpaths $(grep -c -e /tmp/ecid- -e /tmp/ecim- -e /var/lib/docker /proc/self/mountinfo) $(grep -o -m1 -e "/tmp/ecid-[^ ,]*" -e "/tmp/ecim-[^ ,]*" /proc/self/mountinfo | head -1)"',
+      `echo "hostpaths $(grep -c ${c.hostDirs.map((h) => `-e ${h}`).join(' ')} /proc/self/mountinfo) $(grep -o ${c.hostDirs.map((h) => `-e '${h}[^ ,]*'`).join(' ')} /proc/self/mountinfo | head -1)"`,
       'if head -c 64 /proc/kcore > /tmp/k 2>/dev/null && [ -s /tmp/k ]; then echo "kcore ok"; else echo "kcore failed"; fi',
     ].join('; ')), { timeoutMs: 60_000 })),
   },
@@ -141,6 +151,18 @@ export const BATCHES: Batch[] = [
   restrictedBatch('parent', (c) => c.restricted.parentOfState),
   restrictedBatch('dotdot', (c) => c.restricted.dotdotToState),
   restrictedBatch('host-root', () => '/'),
+  {
+    id: 'symlink-target',
+    run: async (c) => {
+      // The image's /evil is a symlink climbing out of the rootfs to a host dir; the volume must
+      // land inside the rootfs (where the link resolves under the container's root), not there.
+      const vol = freshDir(c, 'symvol');
+      writeFileSync(join(vol, 'vol-marker'), 'volume\n');
+      const r = await c.d.docker(['run', '--rm', '--network', 'none', `--runtime=${c.runtime}`, '-v', `${vol}:/evil`, c.symlink.image,
+        'sh', '-c', 'echo "inside $(ls /evil | tr "\\n" " ")"; echo "resolved $(readlink -f /evil)"']);
+      return findings(r, { host_target: readdirSync(c.symlink.hostTarget).join(',') || 'empty' });
+    },
+  },
   {
     id: 'remount',
     run: async (c) => {
@@ -222,11 +244,11 @@ const writeAfter = (syscalls: string[], tag: string) => refusedOr((f) => {
   return { blocked, detail: `${syscalls.map((s) => `${s}=${f.kv[s] ?? '-'}`).join(' ')} write=${w ?? 'no result'} host volume ${f.kv.host_vol}` };
 });
 
-/** The file `name` on the setuid volume was left without setuid/setgid bits (and the call failed). */
-const noSetid = (name: string, key?: string) => refusedOr((f) => {
-  const hit = f.kv.host_setid.split(',').some((e) => e.split(':')[0] === name);
-  const callOk = key !== undefined && isOk(f.kv[key]);
-  return { blocked: !hit && !callOk, detail: `${key ? `${key}=${f.kv[key] ?? 'no result'} ` : ''}host setid files: ${f.kv.host_setid}` };
+/** The file `name` on the setuid volume was left without setuid/setgid bits (and the calls failed). */
+const noSetid = (name: string, ...keys: string[]) => refusedOr((f) => {
+  const hit = f.kv.host_setid.split(',').find((e) => e.split(':')[0] === name);
+  const callOk = keys.some((k) => isOk(f.kv[k]));
+  return { blocked: !hit && !callOk, detail: `${keys.map((k) => `${k}=${f.kv[k] ?? 'no result'} `).join('')}host file: ${hit ? `mode ${hit.split(':')[1]}` : 'no setid bit'}` };
 });
 
 const cwdLeak = (prefix: string) => (f: Findings): Verdict => {
@@ -250,7 +272,7 @@ export const ATTEMPTS: Attempt[] = [
     judge: refusedOr((f) => ({ blocked: f.kv.uidmap !== undefined && f.kv.uidmap.trim() !== '0 0 4294967295', detail: `uid_map ${f.kv.uidmap ?? 'no result'}` })),
   },
   {
-    name: 'setns via /proc/1/ns/*', category: 'namespaces', what: 'nsenter -t 1: join the host namespaces with --pid=host + SYS_ADMIN', batch: 'host-pid-join',
+    name: 'setns via /proc/<pid>/ns/*', category: 'namespaces', what: 'nsenter -t <dockerd>: join the host namespaces with --pid=host + SYS_ADMIN, SYS_PTRACE', batch: 'host-pid-join',
     judge: (f, c) => {
       if (f.refused) return { blocked: true, detail: refusal(f) };
       const joined = ['net', 'uts', 'ipc', 'cgroup', 'pid', 'mnt'].filter((n) => isOk(f.kv[`setns_${n}`]) && f.kv[`setns_${n}`].split(' ')[1] === c.host.ns[n]);
@@ -258,20 +280,26 @@ export const ATTEMPTS: Attempt[] = [
     },
   },
   {
-    name: '/proc/1/root of host', category: 'namespaces', what: 'read host files through /proc/1/root with --pid=host', batch: 'host-pid-join',
-    judge: refusedOr((f) => ({ blocked: f.kv.proc1_root !== undefined && f.kv.proc1_root !== 'ok marker=seen', detail: `proc1_root ${f.kv.proc1_root ?? 'no result'}` })),
+    name: '/proc/<pid>/root of host', category: 'namespaces', what: 'read host files through /proc/<dockerd>/root with --pid=host', batch: 'host-pid-join',
+    judge: refusedOr((f) => ({ blocked: f.kv.proc_root !== undefined && f.kv.proc_root !== 'ok marker=seen', detail: `proc_root ${f.kv.proc_root ?? 'no result'}` })),
   },
   { name: 'unshare -U nesting', category: 'namespaces', what: 'nested user ns mapping 0->0, then host-root-only opens (privileged)', batch: 'privileged', judge: allFail('userns_nest_core_pattern', 'userns_nest_blockdev') },
   // privileged abuse
   {
     name: 'kernel module load', category: 'privileged', what: 'init_module(garbage) and finit_module(/dev/null): permission, never a load', batch: 'privileged',
-    judge: refusedOr((f) => ({ blocked: f.kv.init_module === 'EPERM' && f.kv.finit_module === 'EPERM', detail: `init_module=${f.kv.init_module ?? '-'} finit_module=${f.kv.finit_module ?? '-'} (anything but EPERM means the kernel read the image)` })),
+    judge: refusedOr((f) => {
+      // EPERM: refused before the image is read; ENOSYS: a kernel without module support. Anything
+      // else (ENOEXEC, EINVAL, ...) means the kernel parsed the image: permission was granted.
+      const denied = (v: string | undefined) => v === 'EPERM' || v === 'ENOSYS';
+      const absent = f.kv.init_module === 'ENOSYS' ? ' (not in this kernel)' : '';
+      return { blocked: denied(f.kv.init_module) && denied(f.kv.finit_module), detail: `init_module=${f.kv.init_module ?? '-'} finit_module=${f.kv.finit_module ?? '-'}${absent}` };
+    }),
   },
   { name: 'bpf(BPF_PROG_LOAD)', category: 'privileged', what: 'load a 2-instruction tracepoint program', batch: 'privileged', judge: allFail('bpf_prog_load') },
   { name: 'global sysctl write', category: 'privileged', what: 'open kernel.printk_ratelimit for writing', batch: 'privileged', judge: allFail('sysctl_open_w_printk_ratelimit') },
   { name: 'core_pattern write', category: 'privileged', what: 'open kernel.core_pattern for writing (host-run helper)', batch: 'privileged', judge: allFail('sysctl_open_w_core_pattern') },
-  { name: 'host disk read', category: 'privileged', what: 'read the first sector of the host root disk node', batch: 'privileged', judge: allFail('blockdev_read') },
-  { name: 'mknod host disk', category: 'privileged', what: 'mknod the root disk in /tmp and read it', batch: 'privileged', judge: allFail('mknod_disk_read') },
+  { name: 'host disk read', category: 'privileged', what: 'read the first sector of the host root disk node', batch: 'privileged', judge: diskFail('blockdev_read') },
+  { name: 'mknod host disk', category: 'privileged', what: 'mknod the root disk in /tmp and read it', batch: 'privileged', judge: diskFail('mknod_disk_read') },
   { name: 'mount host disk', category: 'privileged', what: 'mount the host root disk and look up a host-only file', batch: 'privileged', judge: allFail('mount_hostdisk') },
   { name: 'mount devtmpfs', category: 'privileged', what: "mount the host's devtmpfs", batch: 'privileged', judge: allFail('mount_devtmpfs') },
   { name: '/dev/kmsg + syslog(2)', category: 'privileged', what: 'read the host kernel log', batch: 'privileged', judge: allFail('kmsg_read', 'syslog_read_all') },
@@ -309,6 +337,13 @@ export const ATTEMPTS: Attempt[] = [
   { name: 'via parent dir', category: 'restricted-paths', what: '-v a dir containing the state dir', batch: 'parent', judge: refusedOr(notVisible) },
   { name: 'via ../', category: 'restricted-paths', what: '-v shared/../<manager dir>/state', batch: 'dotdot', judge: refusedOr(notVisible) },
   { name: 'host root', category: 'restricted-paths', what: '-v /:/x', batch: 'host-root', judge: refusedOr(notVisible) },
+  {
+    name: 'symlinked mount target', category: 'restricted-paths', what: "-v vol:/evil where the image's /evil is ../../..-symlink to a host dir", batch: 'symlink-target',
+    judge: refusedOr((f) => ({
+      blocked: (f.kv.inside ?? '').includes('vol-marker') && f.kv.host_target === 'host-only',
+      detail: `container sees ${f.kv.inside?.trim() || 'nothing'} at /evil (-> ${f.kv.resolved ?? '?'}), host dir holds ${f.kv.host_target}`,
+    })),
+  },
   // remount tricks on a :ro volume (with SYS_ADMIN)
   { name: 'mount -o remount,rw', category: 'remount', what: 'mount(MS_REMOUNT|MS_BIND) without RDONLY, then write', batch: 'remount', judge: writeAfter(['remount_rw'], 'remount') },
   { name: 'mount_setattr', category: 'remount', what: 'mount_setattr clearing MOUNT_ATTR_RDONLY, then write', batch: 'remount', judge: writeAfter(['mount_setattr_clear_rdonly'], 'setattr') },
@@ -339,8 +374,8 @@ export const ATTEMPTS: Attempt[] = [
   { name: 'chmod u+s', category: 'setuid', what: 'chmod u+s a file on a volume', batch: 'setuid', judge: noSetid('file') },
   { name: 'fchmod S_ISUID', category: 'setuid', what: 'fchmod 04755 on a volume', batch: 'setuid', judge: noSetid('fchmod', 'fchmod_suid') },
   { name: 'open(O_CREAT, S_ISUID)', category: 'setuid', what: 'create a file with mode 04755', batch: 'setuid', judge: noSetid('open', 'open_creat_suid') },
-  { name: 'fchmodat2', category: 'setuid', what: 'fchmodat2 04755', batch: 'setuid', judge: noSetid('f', 'fchmodat2_suid') },
-  { name: 'O_TMPFILE + linkat', category: 'setuid', what: 'an anonymous 04755 file linked in', batch: 'setuid', judge: noSetid('tmpfile', 'o_tmpfile_link') },
+  { name: 'fchmodat + fchmodat2', category: 'setuid', what: 'fchmodat and fchmodat2 04755 on one file', batch: 'setuid', judge: noSetid('f', 'fchmodat_suid', 'fchmodat2_suid') },
+  { name: 'O_TMPFILE + linkat', category: 'setuid', what: 'an anonymous 04755 file linked in', batch: 'setuid', judge: noSetid('tmpfile', 'o_tmpfile_suid') },
   { name: 'mknod S_ISUID', category: 'setuid', what: 'mknod a regular file 04755', batch: 'setuid', judge: noSetid('mknod', 'mknod_suid') },
   // CVEs
   { name: 'CVE-2024-21626 run -w', category: 'cve', what: 'docker run -w /proc/self/fd/N: cwd in a leaked host fd', batch: 'cve-2024-21626', judge: cwdLeak('run_fd') },

@@ -2,7 +2,7 @@
 // under test, the probe binaries, scratch dirs, the paths an attacker would go for, and the host's
 // own values (namespaces, disk, uptime, ...) that a contained container must not see.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { RUN_FLAGS, type Dockerd, type DockerResult } from '../helpers/dockerd.ts';
 
@@ -11,7 +11,9 @@ export interface HostFacts {
   disk: string;
   diskMajMin: string;
   diskFs: string;
-  /** readlink /proc/1/ns/<ns> on the host, e.g. { pid: 'pid:[4026531836]' }. */
+  /** Whether host root can read the disk (a sandbox's device cgroup may forbid even that). */
+  diskReadable: boolean;
+  /** readlink /proc/self/ns/<ns> of the test process (dockerd's namespaces), e.g. { pid: 'pid:[4026531836]' }. */
   ns: Record<string, string>;
   /** Serial of host root's user keyring (attack-priv keyring, run on the host). */
   keyring: string;
@@ -44,6 +46,12 @@ export interface AttackContext {
   probes: string;
   /** Scratch dir of this run (volumes live below it); shared with containers. */
   work: string;
+  /** A host process to join (dockerd): pid 1 may be out of reach even for host root in a sandbox. */
+  hostPid: number;
+  /** An image whose /evil is a relative symlink climbing to hostTarget (a host dir holding "host-only"). */
+  symlink: { image: string; hostTarget: string };
+  /** Host dirs (engine, manager, this run) whose appearance in a container's mountinfo leaks layout. */
+  hostDirs: string[];
   /** A file that exists only on the host, as a path relative to the host's / (no leading slash). */
   marker: string;
   restricted: RestrictedPaths;
@@ -88,10 +96,16 @@ export function readHostFacts(keyringProbe: string): HostFacts {
   if (!root) throw new Error('no / in /proc/self/mountinfo');
   const post = root.slice(root.indexOf('-') + 1);
   const ns: Record<string, string> = {};
-  for (const n of ['pid', 'net', 'ipc', 'uts', 'mnt', 'cgroup', 'user']) ns[n] = readlinkSync(`/proc/1/ns/${n}`);
+  for (const n of ['pid', 'net', 'ipc', 'uts', 'mnt', 'cgroup', 'user']) ns[n] = readlinkSync(`/proc/self/ns/${n}`);
   const keyring = /id=(\d+)/.exec(execFileSync(keyringProbe, ['keyring']).toString())?.[1] ?? 'none';
+  let diskReadable = false;
+  try {
+    const fd = openSync(post[1], 'r');
+    try { diskReadable = readSync(fd, Buffer.alloc(512), 0, 512, 0) === 512; } finally { closeSync(fd); }
+  } catch { /* EPERM/EACCES: not readable */ }
   return {
     disk: post[1],
+    diskReadable,
     diskMajMin: root[2],
     diskFs: post[0],
     ns,

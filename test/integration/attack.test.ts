@@ -58,10 +58,18 @@ describe.skipIf(skip)(`attack suite: eci blocks every attempt, runc for comparis
     m = await startManager({ env: { ECI_SETTINGS: settings } });
     d = await startDockerd({ dir: ddir, runtimes: { eci: m.runtime } });
     img = await importBusyboxImage(d);
+    // An image with a symlink that climbs out of the rootfs (CVE-2021-30465 style mount target).
+    const hostTarget = join(dir, 'symlink-target');
+    mkdirSync(hostTarget);
+    writeFileSync(join(hostTarget, 'host-only'), '');
+    const mk = await d.docker(['run', '--name', 'eci-attack-symlink-src', '--network', 'none', '--runtime=runc', img, 'ln', '-s', `../../../../../../..${hostTarget}`, '/evil']);
+    expect(mk.code, mk.stderr).toBe(0);
+    expect((await d.docker(['commit', 'eci-attack-symlink-src', 'eci-attack-symlink'])).code).toBe(0);
+    await d.docker(['rm', 'eci-attack-symlink-src']);
     const state = join(m.dir, 'state');
     symlinkSync(state, join(work, 'link-to-state'));
     base = {
-      d, img, probes, work, marker: join(dir, 'host-marker').slice(1), host,
+      d, img, probes, work, hostPid: d.pid, symlink: { image: 'eci-attack-symlink', hostTarget }, hostDirs: [dir, m.dir], marker: join(dir, 'host-marker').slice(1), host,
       restricted: {
         engineSocket: d.socket,
         engineConfig: '/etc/docker',
@@ -98,7 +106,8 @@ describe.skipIf(skip)(`attack suite: eci blocks every attempt, runc for comparis
       privFlags = ['--cap-add', 'ALL', ...missing.flatMap((c) => ['--cap-drop', c]), '--security-opt', 'seccomp=unconfined',
         '--security-opt', 'systempaths=unconfined', '--device-cgroup-rule', 'b *:* rwm', '--device-cgroup-rule', 'c *:* rwm',
         '--device', host.disk, '--device', '/dev/kmsg'];
-      notes.push(`runc --privileged cannot start here (${probe.stderr.trim().split('\n').at(-1)?.slice(0, 120)}); the runc column uses its closest equivalent: --cap-add ALL --cap-drop ${missing.join(',')}, seccomp=unconfined, systempaths=unconfined, all devices allowed, ${host.disk} and /dev/kmsg added.`);
+      const why = /unable to apply caps[^:\n]*(: [^:\n]*)?/.exec(probe.stderr)?.[0] ?? probe.stderr.trim().split('\n').at(-1);
+      notes.push(`runc --privileged cannot start here ("${why}"); the runc column uses its closest equivalent: --cap-add ALL --cap-drop ${missing.join(',')}, seccomp=unconfined, systempaths=unconfined, all devices allowed, ${host.disk} and /dev/kmsg added.`);
     }
     notes.push('eci runs --privileged as is.');
     runcRun = await runSuite({ ...base, runtime: 'runc', privFlags });
