@@ -143,6 +143,17 @@ export const BATCHES: Batch[] = [
       'if head -c 64 /proc/kcore > /tmp/k 2>/dev/null && [ -s /tmp/k ]; then echo "kcore ok"; else echo "kcore failed"; fi',
     ].join('; ')), { timeoutMs: 60_000 })),
   },
+  {
+    id: 'procfs-unmask',
+    // With SYS_ADMIN: take eci's emulated files away, or mount a fresh procfs beside them.
+    run: async (c) => findings(await dockerRun(c, ['-m', '256m', '--cap-add', 'SYS_ADMIN'], sh([
+      'umount /proc/uptime 2>/dev/null; echo "umount_uptime $?"',
+      'umount /proc/meminfo 2>/dev/null; echo "umount_meminfo $?"',
+      'echo "uptime_after $(cut -d" " -f1 /proc/uptime)"',
+      'echo "memtotal_after $(awk \'/^MemTotal:/ {print $2}\' /proc/meminfo)"',
+      'mkdir -p /tmp/p; if mount -t proc proc /tmp/p 2>/dev/null; then echo "fresh_proc ok $(cut -d" " -f1 /tmp/p/uptime) $(awk \'/^MemTotal:/ {print $2}\' /tmp/p/meminfo)"; else echo "fresh_proc failed"; fi',
+    ].join('; ')), { timeoutMs: 60_000 })),
+  },
   restrictedBatch('engine-socket', (c) => c.restricted.engineSocket, '/var/run/docker.sock'),
   restrictedBatch('engine-config', (c) => c.restricted.engineConfig),
   restrictedBatch('eci-state', (c) => c.restricted.eciStateDir),
@@ -369,6 +380,22 @@ export const ATTEMPTS: Attempt[] = [
     name: '/proc/self/mountinfo', category: 'procfs', what: 'host paths visible in the mount table', batch: 'procfs', informational: true,
     judge: refusedOr((f) => ({ blocked: f.kv.hostpaths?.split(' ')[0] === '0', detail: `host path lines: ${f.kv.hostpaths ?? 'no result'}` })),
   },
+  {
+    name: 'umount emulated /proc files', category: 'procfs', what: 'umount /proc/uptime and /proc/meminfo (SYS_ADMIN) to see the host values', batch: 'procfs-unmask',
+    judge: (f, c) => (f.refused ? { blocked: true, detail: refusal(f) } : {
+      blocked: Number(f.kv.uptime_after) < 120 && f.kv.memtotal_after !== undefined && Number(f.kv.memtotal_after) !== c.host.memTotalKb,
+      detail: `umount exits ${f.kv.umount_uptime ?? '-'}/${f.kv.umount_meminfo ?? '-'}, then uptime ${f.kv.uptime_after ?? '-'} s, MemTotal ${f.kv.memtotal_after ?? '-'} kB`,
+    }),
+  },
+  {
+    name: 'fresh procfs mount', category: 'procfs', what: 'mount -t proc beside the emulated /proc (SYS_ADMIN) and read uptime/meminfo', batch: 'procfs-unmask',
+    judge: (f, c) => {
+      if (f.refused) return { blocked: true, detail: refusal(f) };
+      const v = f.kv.fresh_proc;
+      const [, up, mem] = (v ?? '').split(' ');
+      return { blocked: v !== undefined && (!isOk(v) || (Number(up) < 120 && Number(mem) !== c.host.memTotalKb)), detail: `mount -t proc: ${v ?? 'no result'}` };
+    },
+  },
   { name: '/proc/kcore (unmasked)', category: 'procfs', what: 'read kcore with systempaths=unconfined', batch: 'procfs', judge: refusedOr((f) => ({ blocked: f.kv.kcore === 'failed', detail: `kcore ${f.kv.kcore ?? 'no result'}` })) },
   // setuid planting on a shared volume
   { name: 'chmod u+s', category: 'setuid', what: 'chmod u+s a file on a volume', batch: 'setuid', judge: noSetid('file') },
@@ -382,6 +409,6 @@ export const ATTEMPTS: Attempt[] = [
   { name: 'CVE-2024-21626 exec -w', category: 'cve', what: 'docker exec -w /proc/self/fd/N', batch: 'cve-2024-21626', judge: cwdLeak('exec_fd') },
   {
     name: 'CVE-2019-5736 runtime exe', category: 'cve', what: "reopen the runtime's /proc/<pid>/exe for writing during exec", batch: 'runtime-exe',
-    judge: refusedOr((f) => ({ blocked: f.kv.exe_write_open !== undefined && !isOk(f.kv.exe_write_open), detail: `exe links opened ${f.kv.exe_seen ?? '-'} (${f.kv.exe_targets ?? '-'}), write-open ${f.kv.exe_write_open ?? 'no result'}` })),
+    judge: refusedOr((f) => ({ blocked: f.kv.exe_write_open !== undefined && !isOk(f.kv.exe_write_open), detail: `exe links opened ${f.kv.exe_seen ?? '-'} (${f.kv.exe_targets ?? '-'}), processes refused ${f.kv.exe_denied ?? '-'}, write-open ${f.kv.exe_write_open ?? 'no result'}` })),
   },
 ];

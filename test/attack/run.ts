@@ -53,8 +53,10 @@ const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 export function comparison(runc: SuiteRun, eci: SuiteRun, notes: string[]): string {
   const byName = (run: SuiteRun) => new Map(run.results.map((r) => [r.attempt.name, r]));
   const rr = byName(runc);
+  // "n/a": this kernel or sandbox lacks the feature, so the attempt proves nothing about the runtime.
+  const na = (r: AttemptResult) => /\(not in this kernel\)|cannot read .* here either/.test(r.detail);
   const word = (r: AttemptResult | undefined) =>
-    !r ? '-' : r.attempt.informational ? (r.blocked ? 'no leak' : 'leaks (info)') : r.blocked ? 'blocked' : '**let through**';
+    !r ? '-' : r.attempt.informational ? (r.blocked ? 'no leak' : 'leaks (info)') : r.blocked ? (na(r) ? 'blocked (n/a here)' : 'blocked') : '**let through**';
   const out = [
     '| attempt | category | what it does | runc | eci |',
     '|---|---|---|---|---|',
