@@ -140,7 +140,7 @@ export const BATCHES: Batch[] = [
       'echo "memtotal $(awk \'/^MemTotal:/ {print $2}\' /proc/meminfo)"',
       'echo "hostname $(cat /proc/sys/kernel/hostname)"',
       `echo "hostpaths $(grep -c ${c.hostDirs.map((h) => `-e ${h}`).join(' ')} /proc/self/mountinfo) $(grep -o ${c.hostDirs.map((h) => `-e '${h}[^ ,]*'`).join(' ')} /proc/self/mountinfo | head -1)"`,
-      'if head -c 64 /proc/kcore > /tmp/k 2>/dev/null && [ -s /tmp/k ]; then echo "kcore ok"; else echo "kcore failed"; fi',
+      'if [ ! -e /proc/kcore ]; then echo "kcore ENOENT"; elif head -c 64 /proc/kcore > /tmp/k 2>/dev/null && [ -s /tmp/k ]; then echo "kcore ok"; else echo "kcore read-failed"; fi',
     ].join('; ')), { timeoutMs: 60_000 })),
   },
   {
@@ -211,6 +211,8 @@ export const BATCHES: Batch[] = [
       for (let fd = 3; fd <= 9; fd++) {
         last = await dockerRun(c, ['-w', `/proc/self/fd/${fd}`], sh(probe));
         extra[`run_fd${fd}`] = /marker seen/.test(last.stdout) ? 'marker seen' : last.code >= 125 ? 'refused' : 'marker absent';
+        // the runtime's reason, once: the part after the last "failed: " of docker's message
+        if (!extra.why && last.code >= 125) extra.why = (last.stderr.trim().split('\n')[0] ?? '').split(/failed: /).at(-1)!.replace(/: unknown\.?$/, '').slice(0, 140);
       }
       const id = (await c.d.docker(['run', '-d', '--network', 'none', `--runtime=${c.runtime}`, c.img, 'sleep', '120'])).stdout.trim();
       try {
@@ -268,7 +270,7 @@ const cwdLeak = (prefix: string) => (f: Findings): Verdict => {
   const refused = entries.filter(([, v]) => v === 'refused').length;
   return {
     blocked: entries.length > 0 && seen.length === 0,
-    detail: seen.length ? `host file reached via ${seen.join(',')}` : `fds 3-9: ${refused} refused, ${entries.length - refused} started inside the rootfs`,
+    detail: seen.length ? `host file reached via ${seen.join(',')}` : `fds 3-9: ${refused} refused${f.kv.why ? ` ("${f.kv.why}")` : ''}, ${entries.length - refused} started inside the rootfs`,
   };
 };
 
@@ -396,7 +398,7 @@ export const ATTEMPTS: Attempt[] = [
       return { blocked: v !== undefined && (!isOk(v) || (Number(up) < 120 && Number(mem) !== c.host.memTotalKb)), detail: `mount -t proc: ${v ?? 'no result'}` };
     },
   },
-  { name: '/proc/kcore (unmasked)', category: 'procfs', what: 'read kcore with systempaths=unconfined', batch: 'procfs', judge: refusedOr((f) => ({ blocked: f.kv.kcore === 'failed', detail: `kcore ${f.kv.kcore ?? 'no result'}` })) },
+  { name: '/proc/kcore (unmasked)', category: 'procfs', what: 'read kcore with systempaths=unconfined', batch: 'procfs', judge: allFail('kcore') },
   // setuid planting on a shared volume
   { name: 'chmod u+s', category: 'setuid', what: 'chmod u+s a file on a volume', batch: 'setuid', judge: noSetid('file') },
   { name: 'fchmod S_ISUID', category: 'setuid', what: 'fchmod 04755 on a volume', batch: 'setuid', judge: noSetid('fchmod', 'fchmod_suid') },
