@@ -37,7 +37,7 @@ const isOk = (v: string | undefined) => v !== undefined && v.split(' ')[0] === '
 /** The engine's refusal, shortened to its most telling part (eci's own "can't ..." message). */
 function refusal(f: Findings): string {
   const eci = /(eci containers )?can't [^\n]*?(?=: unknown|\.?\n|$)/.exec(f.err)?.[0];
-  const line = eci ?? f.err.trim().split('\n')[0]?.replace(/^docker: Error response from daemon: /, '') ?? `exit ${f.code}`;
+  const line = eci ?? (reason(f.err) || `exit ${f.code}`);
   return `refused: ${line.slice(0, 160)}`;
 }
 
@@ -126,6 +126,29 @@ export const BATCHES: Batch[] = [
       ['/probe/attack-priv', c.host.disk, c.host.diskMajMin, c.host.diskFs, c.marker])),
   },
   {
+    id: 'exec-privileged',
+    // A plain container, then `docker exec --privileged` into it: the same probes as --privileged.
+    run: async (c) => {
+      const id = (await c.d.docker(['run', '-d', '--network', 'none', `--runtime=${c.runtime}`, ...PROBES(c), c.img, 'sleep', '120'])).stdout.trim();
+      if (!id) return { code: 125, out: '', err: 'docker run -d failed', kv: {}, refused: true };
+      try {
+        const r = await c.d.docker(['exec', '--privileged', id, '/probe/attack-priv', c.host.disk, c.host.diskMajMin, c.host.diskFs, c.marker]);
+        return execRefused(r) ? { code: r.code, out: '', err: r.stdout + r.stderr, kv: {}, refused: true } : findings(r);
+      } finally {
+        await c.d.docker(['rm', '-f', id]);
+      }
+    },
+  },
+  {
+    id: 'cgroup-limit',
+    // Raise the container's own memory limit from inside (harmless: 256 MiB -> 512 MiB, own cgroup).
+    run: async (c) => findings(await dockerRun(c, [...c.privFlags, '-m', '256m'], sh([
+      'f=/sys/fs/cgroup/memory/memory.limit_in_bytes; [ -e $f ] || f=/sys/fs/cgroup/memory.max',
+      'before=$(cat $f)',
+      'if echo 536870912 > $f 2>/dev/null && [ "$(cat $f)" != "$before" ]; then echo "raise ok $before -> $(cat $f)"; else echo "raise failed $before"; fi',
+    ].join('; ')))),
+  },
+  {
     id: 'device-cgroup',
     run: async (c) => {
       const [maj, min] = c.host.diskMajMin.split(':');
@@ -187,7 +210,7 @@ export const BATCHES: Batch[] = [
     run: async (c) => {
       const vol = freshDir(c, 'race');
       const r = await dockerRun(c, ['--cap-add', 'SYS_ADMIN', '-v', `${vol}:/mnt:ro`, ...PROBES(c)],
-        sh('mkdir -p /tmp/rw && mount -t tmpfs tmpfs /tmp/rw && /probe/remount_race /mnt /tmp/rw 300'));
+        sh('mkdir -p /tmp/rw && mount -t tmpfs tmpfs /tmp/rw && /probe/remount_race /mnt /tmp/rw 600'));
       return findings(r, { host_vol: readdirSync(vol).join(',') || 'empty' });
     },
   },
@@ -211,14 +234,14 @@ export const BATCHES: Batch[] = [
       for (let fd = 3; fd <= 9; fd++) {
         last = await dockerRun(c, ['-w', `/proc/self/fd/${fd}`], sh(probe));
         extra[`run_fd${fd}`] = /marker seen/.test(last.stdout) ? 'marker seen' : last.code >= 125 ? 'refused' : 'marker absent';
-        // the runtime's reason, once: the part after the last "failed: " of docker's message
-        if (!extra.why && last.code >= 125) extra.why = (last.stderr.trim().split('\n')[0] ?? '').split(/failed: /).at(-1)!.replace(/: unknown\.?$/, '').slice(0, 140);
+        if (!extra.run_why && last.code >= 125) extra.run_why = reason(last.stderr + last.stdout);
       }
       const id = (await c.d.docker(['run', '-d', '--network', 'none', `--runtime=${c.runtime}`, c.img, 'sleep', '120'])).stdout.trim();
       try {
         for (let fd = 3; fd <= 9; fd++) {
           const r = await c.d.docker(['exec', '-w', `/proc/self/fd/${fd}`, id, 'sh', '-c', probe]);
           extra[`exec_fd${fd}`] = /marker seen/.test(r.stdout) ? 'marker seen' : r.code >= 125 ? 'refused' : 'marker absent';
+          if (!extra.exec_why && r.code >= 125) extra.exec_why = reason(r.stdout + r.stderr);
         }
       } finally {
         await c.d.docker(['rm', '-f', id]);
@@ -264,13 +287,22 @@ const noSetid = (name: string, ...keys: string[]) => refusedOr((f) => {
   return { blocked: !hit && !callOk, detail: `${keys.map((k) => `${k}=${f.kv[k] ?? 'no result'} `).join('')}host file: ${hit ? `mode ${hit.split(':')[1]}` : 'no setid bit'}` };
 });
 
+/** The runtime's reason in docker's error: the part after its last "failed: ", shortened. */
+const reason = (text: string) => {
+  const line = text.split('\n').find((l) => /failed|Error response/.test(l)) ?? text.trim().split('\n')[0] ?? '';
+  const m = /unable to start container process: (.*)/.exec(line);
+  return (m ? m[1] : line.split(/failed: /).at(-1)!).replace(/: unknown.*$/, '').trim().slice(0, 120);
+};
+/** docker exec (20.10) prints the runtime's refusal on stdout, exit 126. */
+const execRefused = (r: DockerResult) => r.code >= 125 && r.code <= 127 && /OCI runtime exec failed/.test(r.stdout + r.stderr);
+
 const cwdLeak = (prefix: string) => (f: Findings): Verdict => {
   const entries = Object.entries(f.kv).filter(([k]) => k.startsWith(prefix));
   const seen = entries.filter(([, v]) => v === 'marker seen').map(([k]) => k);
   const refused = entries.filter(([, v]) => v === 'refused').length;
   return {
     blocked: entries.length > 0 && seen.length === 0,
-    detail: seen.length ? `host file reached via ${seen.join(',')}` : `fds 3-9: ${refused} refused${f.kv.why ? ` ("${f.kv.why}")` : ''}, ${entries.length - refused} started inside the rootfs`,
+    detail: seen.length ? `host file reached via ${seen.join(',')}` : `fds 3-9: ${refused} refused${f.kv[`${prefix.split('_')[0]}_why`] ? ` (first: "${f.kv[`${prefix.split('_')[0]}_why`]}")` : ''}, ${entries.length - refused} started inside the rootfs`,
   };
 };
 
@@ -339,6 +371,14 @@ export const ATTEMPTS: Attempt[] = [
   { name: '/proc/sysrq-trigger', category: 'privileged', what: 'open sysrq-trigger for writing (never written)', batch: 'privileged', judge: allFail('sysrq_open_w') },
   { name: 'cgroup v1 release_agent', category: 'privileged', what: 'mount cgroup v1 pids, set release_agent (empty -> empty)', batch: 'privileged', judge: allFail('release_agent_write') },
   { name: '/proc/kcore', category: 'procfs', what: 'read kernel memory (privileged)', batch: 'privileged', judge: allFail('kcore_read') },
+  {
+    name: 'docker exec --privileged', category: 'privileged', what: 'exec --privileged into a plain container, then bpf, core_pattern, host disk mount, kmsg, perf, release_agent', batch: 'exec-privileged',
+    judge: allFail('bpf_prog_load', 'sysctl_open_w_core_pattern', 'mount_hostdisk', 'mount_devtmpfs', 'kmsg_read', 'perf_event_open_cpu', 'release_agent_write'),
+  },
+  {
+    name: 'raise own memory limit', category: 'privileged', what: 'write memory.limit_in_bytes of its own cgroup (-m 256m -> 512m)', batch: 'cgroup-limit',
+    judge: refusedOr((f) => ({ blocked: f.kv.raise !== undefined && !isOk(f.kv.raise), detail: `raise ${f.kv.raise ?? 'no result'}` })),
+  },
   // devices
   { name: 'device cgroup bypass', category: 'devices', what: 'mknod the host disk with default caps and read it', batch: 'device-cgroup', judge: refusedOr((f) => ({ blocked: f.kv.read === 'failed', detail: `mknod exit ${f.kv.mknod ?? '-'}, read ${f.kv.read ?? 'no result'}` })) },
   // restricted paths
