@@ -402,7 +402,9 @@ export const ATTEMPTS: Attempt[] = [
   { name: 'mount_setattr', category: 'remount', what: 'mount_setattr clearing MOUNT_ATTR_RDONLY, then write', batch: 'remount', judge: writeAfter(['mount_setattr_clear_rdonly'], 'setattr') },
   { name: 'open_tree + move_mount', category: 'remount', what: 'clone the mount, clear RDONLY on the clone, attach, remount, write', batch: 'remount', judge: writeAfter(['open_tree_clone', 'clone_mount_setattr_clear_rdonly', 'move_mount_clone', 'remount_rw_clone'], 'clone') },
   { name: 'bind + remount', category: 'remount', what: 'bind the volume elsewhere, remount the bind rw, write', batch: 'remount', judge: writeAfter(['bind_ro', 'remount_rw_bind'], 'bind') },
-  { name: 'fspick + fsconfig', category: 'remount', what: 'fspick the volume to reconfigure its superblock', batch: 'remount', judge: allFail('fspick') },
+  // fsconfig(FSCONFIG_CMD_RECONFIGURE) is never sent: under runc it would reconfigure the host's own
+  // root file system (the volume's superblock). Getting the fspick fd is the step that must fail.
+  { name: 'fspick (superblock reconfigure)', category: 'remount', what: 'fspick the volume to reconfigure its superblock with fsconfig', batch: 'remount', judge: allFail('fspick') },
   // races
   { name: 'path-flip remount race', category: 'races', what: 'flip the remount path between own tmpfs and the :ro volume', batch: 'race', judge: refusedOr((f) => ({ blocked: f.kv.volume_writable === 'no' && f.kv.host_vol === 'empty', detail: `remounts_ok ${f.kv.remounts_ok ?? '-'}, volume_writable ${f.kv.volume_writable ?? 'no result'}` })) },
   // procfs leaks
