@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { allocatorMachine, type AllocatorConfig } from '../statecharts/allocator.machine.ts';
 import type { AllocationResult, IdRange } from '../statecharts/events.ts';
 import { subjects } from '../bus/subjects.ts';
+import { retryUntilDone } from '../bus/retry.ts';
 
 export interface RangeRecord { owner: string; index: number; uid: IdRange; gid: IdRange; ts: string }
 
@@ -23,6 +24,7 @@ export class AllocatorActor {
   readonly actor: Actor<typeof allocatorMachine>;
   private waiters = new Map<string, ((r: AllocationResult) => void)[]>();
   private subs: { unsubscribe(): void }[] = [];
+  private stopped = false;
   /** KV writes run one at a time, in the order the machine asked: a release always lands before
    * a later allocation of the same index tries its compare-and-set. */
   private kvChain: Promise<void> = Promise.resolve();
@@ -93,6 +95,7 @@ export class AllocatorActor {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const s of this.subs) s.unsubscribe();
     this.actor.stop();
   }
@@ -117,7 +120,11 @@ export class AllocatorActor {
 
   private async release(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     try {
-      await this.deps.kv.delete(rangeKey(index));
+      // A release must land before the index is handed out again (kvChain order): retry through an outage.
+      await retryUntilDone(() => this.deps.kv.delete(rangeKey(index)), {
+        cancelled: () => this.stopped,
+        onFirstFailure: (e) => this.deps.log.warn({ owner, index, err: (e as Error).message }, 'range release not recorded yet; retrying'),
+      });
       await this.deps.publish(subjects.allocatorEvent('freed'), 'allocator.freed', { container: owner, index, uid, gid });
     } catch (e) {
       this.deps.log.error({ err: e, owner, index }, 'cannot release range in KV');

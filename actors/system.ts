@@ -6,6 +6,9 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { connectBus, type Bus } from '../bus/connect.ts';
 import { envelope } from '../bus/events.ts';
+import { Outbox, type OutboxEntry } from '../bus/outbox.ts';
+import { retryUntilDone } from '../bus/retry.ts';
+import type { BusStatus } from '../bus/connect.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
@@ -65,6 +68,8 @@ export class Manager implements RuntimeHost {
   bus!: Bus;
   private current: Settings = DEFAULT_SETTINGS;
   private settingsText?: string;
+  private outbox?: Outbox;
+  private stopping = false;
 
   private vetter?: VetterActor;
   private feed?: NotifyFeed;
@@ -155,7 +160,14 @@ export class Manager implements RuntimeHost {
     }
     await this.reloadSettings(true);
     watchFile(this.config.settingsPath, { interval: 500 }, () => void this.reloadSettings());
-    this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
+    // Events are written to the outbox before they are published: none is lost while the bus is down.
+    this.outbox = new Outbox(join(this.config.stateDir, 'outbox'), (e) => this.sendEvent(e), this.log.child({ part: 'outbox' }));
+    this.bus = await connectBus({
+      url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager',
+      onStatus: (st) => this.onBusStatus(st),
+    });
+    const left = this.outbox.load();
+    if (left) this.log.info({ events: left }, 'publishing events kept from an earlier run');
     this.allocator = new AllocatorActor(this.config.range ?? this.current.idRange, {
       nc: this.bus.nc, kv: this.bus.ranges, log: this.log,
       publish: (subject, type, data) => this.publish(subject, type, data),
@@ -220,6 +232,7 @@ export class Manager implements RuntimeHost {
   }
 
   async stop(o?: { stopServer?: boolean }): Promise<void> {
+    this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     unwatchFile(this.config.settingsPath);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -234,16 +247,43 @@ export class Manager implements RuntimeHost {
     this.vetter?.stop();
     this.allocator?.stop();
     for (const c of this.containers.values()) c.actor.stop();
+    await this.outbox?.close();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
   }
 
-  /** Publishes one event to JetStream; the ulid is the message id, so a retry is not a duplicate. */
+  /**
+   * Publishes one event through the outbox: resolves once JetStream has it, or once it is kept for
+   * later while the bus is down. The ulid is the message id, so a retry is not a duplicate.
+   */
   async publish(subject: string, type: string, data: unknown): Promise<void> {
     const env = envelope(type, data);
     try {
-      await this.bus.js.publish(subject, JSON.stringify(env), { msgID: env.id });
+      await this.outbox!.add({ subject, id: env.id, payload: JSON.stringify(env) });
     } catch (e) {
       this.log.error({ err: e, subject, type }, 'cannot publish event');
+    }
+  }
+
+  private async sendEvent(e: OutboxEntry): Promise<void> {
+    if (!this.bus?.up()) throw new Error('bus disconnected');
+    await this.bus.js.publish(e.subject, e.payload, { msgID: e.id, timeout: 2000 });
+  }
+
+  private onBusStatus(st: BusStatus): void {
+    if (st.type === 'disconnected') this.log.warn({ nats: this.bus?.url }, 'NATS disconnected: creates are refused until it is back');
+    else if (st.type === 'reconnected') {
+      this.log.info({ nats: this.bus?.url }, 'NATS reconnected');
+      this.outbox?.kick();
+    } else if (st.type === 'server-restarted') {
+      this.log.warn({ oldPid: st.oldPid, pid: st.pid }, 'embedded nats-server died; restarted it');
+      void this.publish(subjects.managerEvent('nats-restarted'), 'manager.nats-restarted', { pid: process.pid, oldNatsPid: st.oldPid, natsPid: st.pid });
+    } else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
+  }
+
+  /** Creating needs the bus (range allocation, records, events): without it, refuse before doing anything. */
+  private assertBusUp(): void {
+    if (!this.bus?.up()) {
+      throw new EciError('EBUSDOWN', `the event bus (NATS at ${this.bus?.url ?? 'unknown'}) is down: refusing to create a container until it is back`);
     }
   }
 
@@ -271,9 +311,12 @@ export class Manager implements RuntimeHost {
   }
 
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {
+    if (!restore) this.assertBusUp();
     const c = new ContainerActor(id, bundle, {
       requestRange: (owner) => this.requestRange(owner),
       freeRange: async (owner) => {
+        // Bus down: the allocator is in this process; its KV write waits for the bus.
+        if (!this.bus.up()) return this.allocator.free(owner);
         await this.bus.nc.request(subjects.allocatorFree, JSON.stringify({ owner }), { timeout: 5000 }).catch((e) => {
           this.log.error({ err: e, owner }, 'cannot free range over the bus; freeing directly');
           this.allocator.free(owner);
@@ -313,7 +356,7 @@ export class Manager implements RuntimeHost {
       this.sysctlFs?.unregister(id);
       this.sysctl?.gone(id);
       this.vetter?.forget(id);
-      this.chain(id, () => this.bus.containers.delete(id).catch(() => {}));
+      this.chain(id, () => this.kvWrite(id, () => this.bus.containers.delete(id)));
     });
     return c.start();
   }
@@ -359,7 +402,15 @@ export class Manager implements RuntimeHost {
     const record: ContainerRecord = { state, context: ctx, runcRoot: c.runcRoot, created: c.created };
     this.chain(c.id, async () => {
       await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
-      await this.bus.containers.put(c.id, JSON.stringify(record));
+      await this.kvWrite(c.id, () => this.bus.containers.put(c.id, JSON.stringify(record)));
+    });
+  }
+
+  /** A container-record write that must land: retried through a bus outage (not past a stop). */
+  private kvWrite(id: string, f: () => Promise<unknown>): Promise<unknown> {
+    return retryUntilDone(f, {
+      cancelled: () => this.stopping,
+      onFirstFailure: (e) => this.log.warn({ id, err: (e as Error).message }, 'container record not written yet; retrying until the bus is back'),
     });
   }
 

@@ -34,6 +34,11 @@ function aliveNatsServer(pid: number, storeDir: string): boolean {
   }
 }
 
+/** The embedded server of this state dir still runs (a zombie or a reused pid does not count). */
+export function isAlive(pid: number, stateDir: string): boolean {
+  return aliveNatsServer(pid, join(stateDir, 'nats'));
+}
+
 async function waitExit(pid: number, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
