@@ -8,6 +8,8 @@ import { connectBus, type Bus } from '../bus/connect.ts';
 import { envelope } from '../bus/events.ts';
 import { Outbox, type OutboxEntry } from '../bus/outbox.ts';
 import { retryUntilDone } from '../bus/retry.ts';
+import { sweepOrphans } from './reconcile.ts';
+import { TestPause } from './test-pause.ts';
 import type { BusStatus } from '../bus/connect.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
@@ -70,6 +72,7 @@ export class Manager implements RuntimeHost {
   private settingsText?: string;
   private outbox?: Outbox;
   private stopping = false;
+  private pause!: TestPause;
 
   private vetter?: VetterActor;
   private feed?: NotifyFeed;
@@ -158,6 +161,8 @@ export class Manager implements RuntimeHost {
         } catch { /* namespace type not supported by this kernel */ }
       }
     }
+    this.pause = TestPause.fromEnv(process.env, this.config.stateDir);
+    if (this.pause.active) this.log.warn({ point: this.pause.active }, 'test hook ECI_TEST_PAUSE_AT is set: the manager will stop there');
     await this.reloadSettings(true);
     watchFile(this.config.settingsPath, { interval: 500 }, () => void this.reloadSettings());
     // Events are written to the outbox before they are published: none is lost while the bus is down.
@@ -323,6 +328,7 @@ export class Manager implements RuntimeHost {
         });
       },
       mountRootfs: async (cid, uid, gid) => {
+        await this.pause.at('create.after-range', cid, () => this.settledFor(cid));
         const target = this.rootfsTarget(cid);
         mkdirSync(target, { recursive: true, mode: 0o711 });
         let mounts: MountRef[] = [];
@@ -332,6 +338,7 @@ export class Manager implements RuntimeHost {
           this.log.debug({ id: cid, ms: +(performance.now() - t).toFixed(2) }, 'rootfs mounted');
           if (plan.binds.length) mkdirSync(join(this.containerDir(cid), 'binds'), { mode: 0o711 });
           mounts.push(...mountBinds(this.native, plan.binds, uid, gid));
+          await this.pause.at('create.after-rootfs', cid, () => this.settledFor(cid));
           return { path: target, mounts };
         } catch (e) {
           unmountRootfs(this.native, mounts);
@@ -345,7 +352,11 @@ export class Manager implements RuntimeHost {
           throw e;
         }
       },
-      unmountRootfs: async (cid, mounts) => this.removeRootfs(cid, mounts),
+      unmountRootfs: async (cid, mounts) => {
+        await this.pause.at('delete.before-unmount', cid, () => this.settledFor(cid));
+        this.removeRootfs(cid, mounts);
+        await this.pause.at('delete.after-unmount', cid, () => this.settledFor(cid));
+      },
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
     }, { runcRoot, created: restore?.created, restore });
     this.containers.set(id, c);
@@ -390,6 +401,12 @@ export class Manager implements RuntimeHost {
     rmSync(this.containerDir(id), { recursive: true, force: true });
   }
 
+  /** Resolves when this container's record/event writes and the allocator's KV writes so far have landed. */
+  private async settledFor(id: string): Promise<void> {
+    await this.chains.get(id);
+    await this.allocator.settled();
+  }
+
   private chain(id: string, f: () => Promise<unknown>): void {
     const next = (this.chains.get(id) ?? Promise.resolve()).then(f).then(() => {}, (e) => this.log.error({ err: e, id }, 'bus write failed'));
     this.chains.set(id, next);
@@ -429,6 +446,8 @@ export class Manager implements RuntimeHost {
       }
       this.removeRootfs(id, rec.context.mounts);
       this.allocator.free(id);
+      // Killed after the final transition was recorded (during delete): its event is out already.
+      if (rec.state === 'stopped' || rec.state === 'failed') { await kv.delete(id); continue; }
       const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
       await this.publish(subjects.containerEvent(id, final), `container.${final}`, {
         container: id, state: final, from: rec.state, uid: rec.context.uid, gid: rec.context.gid, bundle: rec.context.bundle,
@@ -440,6 +459,14 @@ export class Manager implements RuntimeHost {
       if (!this.containers.has(owner)) this.allocator.free(owner);
     }
     await this.allocator.settled();
+    this.sweepOrphanMounts();
+  }
+
+  /** Mounts and run dirs of containers no record speaks for (killed before the mount was recorded). */
+  private sweepOrphanMounts(): void {
+    const r = sweepOrphans(this.native, join(this.config.runDir, 'containers'), new Set(this.containers.keys()));
+    if (r.unmounted.length || r.removed.length) this.log.info(r, 'swept mounts and run dirs of containers that are gone');
+    if (r.kept.length) this.log.error({ ids: r.kept }, 'run dirs kept: a mount below them could not be removed');
   }
 
   /** Containers whose runc state vanished (deleted while a report was lost) are cleaned up. */

@@ -72,3 +72,13 @@ export async function until<T>(f: () => T | Promise<T>, what: string, ms = 15_00
     await sleep(50);
   }
 }
+
+/** A live process (a zombie waiting for a reaper has already exited and holds nothing). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
