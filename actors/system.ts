@@ -10,6 +10,7 @@ import { Outbox, type OutboxEntry } from '../bus/outbox.ts';
 import { retryUntilDone } from '../bus/retry.ts';
 import { sweepOrphans } from './reconcile.ts';
 import { TestPause } from './test-pause.ts';
+import { assertStateSpace } from './state-space.ts';
 import type { BusStatus } from '../bus/connect.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
@@ -148,6 +149,8 @@ export class Manager implements RuntimeHost {
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(this.config.runDir, 'containers'), { recursive: true, mode: 0o711 });
+    // JetStream cannot even open its consumers on a full disk: say so instead of failing halfway.
+    assertStateSpace(this.config.stateDir, 'the manager cannot start; free space there and start it again');
     // eci owns these two: make sure container root can pass through (the mode of an existing dir is kept by mkdir).
     chmodSync(this.config.runDir, 0o711);
     chmodSync(join(this.config.runDir, 'containers'), 0o711);
@@ -282,7 +285,8 @@ export class Manager implements RuntimeHost {
     } else if (st.type === 'server-restarted') {
       this.log.warn({ oldPid: st.oldPid, pid: st.pid }, 'embedded nats-server died; restarted it');
       void this.publish(subjects.managerEvent('nats-restarted'), 'manager.nats-restarted', { pid: process.pid, oldNatsPid: st.oldPid, natsPid: st.pid });
-    } else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
+    } else if (st.type === 'warning') this.log.warn(st.message);
+    else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
   }
 
   /** Creating needs the bus (range allocation, records, events): without it, refuse before doing anything. */
@@ -316,7 +320,10 @@ export class Manager implements RuntimeHost {
   }
 
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {
-    if (!restore) this.assertBusUp();
+    if (!restore) {
+      this.assertBusUp();
+      assertStateSpace(this.config.stateDir);
+    }
     const c = new ContainerActor(id, bundle, {
       requestRange: (owner) => this.requestRange(owner),
       freeRange: async (owner) => {

@@ -39,7 +39,8 @@ export type BusStatus =
   | { type: 'disconnected' }
   | { type: 'reconnected' }
   | { type: 'server-restarted'; oldPid: number; pid: number }
-  | { type: 'server-restart-failed'; error: string };
+  | { type: 'server-restart-failed'; error: string }
+  | { type: 'warning'; message: string };
 
 /** How often the embedded nats-server is checked for life. */
 const SUPERVISE_MS = 200;
@@ -67,6 +68,7 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
   let url = o.url;
   if (!url) {
     server = await startEmbedded({ stateDir: o.stateDir, port: o.port });
+    if (server.warning) o.onStatus?.({ type: 'warning', message: server.warning });
     url = server.url;
   }
   let nc: NatsConnection;
@@ -110,7 +112,11 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
     if (!cur || closing || restarting || Date.now() < notBefore || isAlive(cur.pid, o.stateDir)) return;
     restarting = true;
     startEmbedded({ stateDir: o.stateDir, port: o.port }).then(
-      (next) => { bus.server = next; o.onStatus?.({ type: 'server-restarted', oldPid: cur.pid, pid: next.pid }); },
+      (next) => {
+        bus.server = next;
+        o.onStatus?.({ type: 'server-restarted', oldPid: cur.pid, pid: next.pid });
+        if (next.warning) o.onStatus?.({ type: 'warning', message: next.warning });
+      },
       (e) => { notBefore = Date.now() + 2000; o.onStatus?.({ type: 'server-restart-failed', error: (e as Error).message }); },
     ).finally(() => { restarting = false; });
   }, SUPERVISE_MS);
