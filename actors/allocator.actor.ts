@@ -94,6 +94,11 @@ export class AllocatorActor {
     this.kvChain = this.kvChain.then(f, f);
   }
 
+  /** Pending KV writes give up after their next failure (a stop must not wait for an outage to end). */
+  stopRetrying(): void {
+    this.stopped = true;
+  }
+
   stop(): void {
     this.stopped = true;
     for (const s of this.subs) s.unsubscribe();

@@ -241,6 +241,7 @@ export class Manager implements RuntimeHost {
 
   async stop(o?: { stopServer?: boolean }): Promise<void> {
     this.stopping = true;
+    this.allocator?.stopRetrying();
     if (this.timer) clearInterval(this.timer);
     unwatchFile(this.config.settingsPath);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));

@@ -126,6 +126,27 @@ describe.skipIf(!root)(`nats-server killed and restarted${root ? '' : ' (skipped
     expect(after.map((e) => e.event.id)).toEqual(before.map((e) => e.event.id));
   });
 
+  it('a manager stopped during an outage keeps its unsent events on disk and sends them at its next start', async () => {
+    const url = m!.env.ECI_NATS_URL!;
+    const store = join(dir, 'js');
+    const port = Number(new URL(url).port);
+    const seen = () => m!.log().split('NATS disconnected').length;
+    const before = seen();
+    await kill9(nats!);
+    await until(() => seen() > before, 'the manager to see the outage');
+    const t = Date.now();
+    await m!.stop(); // must not wait for the bus
+    expect(Date.now() - t).toBeLessThan(10_000);
+    const outbox = join(m!.dir, 'state', 'outbox');
+    const kept = readdirSync(outbox).map((f) => f.slice(0, 26));
+    expect(kept.length).toBeGreaterThanOrEqual(1); // manager.stopping at least
+    nats = await startNats(store, port);
+    await m!.restart();
+    await until(() => readdirSync(outbox).length === 0, 'the outbox to drain');
+    const ids = (await replay(url, 'eci.v1.evt.>')).map((e) => e.event.id);
+    for (const id of kept) expect(ids.filter((x) => x === id)).toEqual([id]);
+  });
+
   it('restarts its embedded nats-server when it is killed, and keeps working', async () => {
     m2 = await startManager();
     const pidFile = join(m2.dir, 'state', 'nats.pid');
