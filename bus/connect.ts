@@ -90,7 +90,12 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' && up) { up = false; o.onStatus?.({ type: 'disconnected' }); }
-      if (s.type === 'reconnect' && !up) { up = true; o.onStatus?.({ type: 'reconnected' }); }
+      if (s.type === 'reconnect' && !up) {
+        // A server that came back with a fresh store (an external NATS) has lost the stream: make it again.
+        await ensureStreams(jsm).catch(() => { /* the flusher retries its publishes anyway */ });
+        up = true;
+        o.onStatus?.({ type: 'reconnected' });
+      }
     }
   })().catch(() => {});
   const bus: Bus = {

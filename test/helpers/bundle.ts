@@ -24,7 +24,7 @@ export function eciRunc(args: string[], env: Record<string, string>): Promise<Ru
 }
 
 /** A bundle dir with a busybox rootfs running `args`. */
-export async function makeBundle(dir: string, args: string[]): Promise<string> {
+export async function makeBundle(dir: string, args: string[], patch: (spec: Record<string, any>) => void = () => {}): Promise<string> {
   await makeBusyboxRootfs(join(dir, 'rootfs'));
   const spec = {
     ociVersion: '1.0.2',
@@ -37,6 +37,7 @@ export async function makeBundle(dir: string, args: string[]): Promise<string> {
     ],
     linux: { namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })) },
   };
+  patch(spec);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
   return dir;
 }

@@ -52,15 +52,26 @@ describe.skipIf(!root)(`nats-server killed and restarted${root ? '' : ' (skipped
     m = await startManager({ env: { ECI_NATS_URL: url } });
     const env = { ECI_SOCKET: m.socket };
     const runcRoot = join(dir, 'runc');
-    const b1 = await makeBundle(join(dir, 'b1'), ['sleep', '1000']);
+    const caps = ['CAP_SYS_ADMIN'];
+    const b1 = await makeBundle(join(dir, 'b1'), ['sleep', '1000'], (spec) => { spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps }; });
     const b2 = await makeBundle(join(dir, 'b2'), ['true']);
 
     expect((await eciRunc(['--root', runcRoot, 'create', '--bundle', b1, 'nr1'], env)).code).toBe(0);
     expect((await eciRunc(['--root', runcRoot, 'start', 'nr1'], env)).code).toBe(0);
     await until(async () => (await m!.ps()).containers.find((c) => c.id === 'nr1')?.state === 'running', 'nr1 running');
 
+    // The vetter answers over the bus: with it up, a tmpfs mount inside the container is performed.
+    const mountIn = (target: string) => eciRunc(['--root', runcRoot, 'exec', 'nr1', 'sh', '-c', `mkdir -p ${target} && mount -t tmpfs none ${target}`], env);
+    const up = await mountIn('/mnt/a');
+    expect(up.code, up.stderr).toBe(0);
+
     await kill9(nats);
     await until(() => m!.log().includes('NATS disconnected'), 'the manager to see the outage');
+
+    // Running containers stay vetted: with no vetter reachable, the same mount is refused.
+    const down = await mountIn('/mnt/b');
+    expect(down.code).not.toBe(0);
+    expect(down.stderr).toMatch(/permission denied|not permitted/i);
 
     // During the outage: a create fails closed, with one line, holding no range and no mount.
     const t = Date.now();
