@@ -120,7 +120,9 @@ export class AllocatorActor {
       return;
     }
     this.actor.send({ type: 'persisted', owner, index });
-    await this.deps.publish(subjects.allocatorEvent('allocated'), 'allocator.allocated', { container: owner, index, uid, gid });
+    // Not awaited: the event's place in the stream is fixed when it is queued (the manager's outbox),
+    // and waiting for its ack here would hold every later allocation behind the whole event queue.
+    void this.deps.publish(subjects.allocatorEvent('allocated'), 'allocator.allocated', { container: owner, index, uid, gid });
   }
 
   private async release(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
@@ -130,7 +132,7 @@ export class AllocatorActor {
         cancelled: () => this.stopped,
         onFirstFailure: (e) => this.deps.log.warn({ owner, index, err: (e as Error).message }, 'range release not recorded yet; retrying'),
       });
-      await this.deps.publish(subjects.allocatorEvent('freed'), 'allocator.freed', { container: owner, index, uid, gid });
+      void this.deps.publish(subjects.allocatorEvent('freed'), 'allocator.freed', { container: owner, index, uid, gid });
     } catch (e) {
       this.deps.log.error({ err: e, owner, index }, 'cannot release range in KV');
     }

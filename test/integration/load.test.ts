@@ -1,5 +1,5 @@
-// Load: 100 containers created concurrently through Docker (ECI_LOAD_N, ECI_LOAD_PAR at a time:
-// 100 at once makes a 2-core dockerd time out rather than eci). Every container gets a distinct
+// Load: 100 containers created concurrently through Docker (ECI_LOAD_N; ECI_LOAD_PAR at a time,
+// default all at once; lower it where a slow dockerd times out). Every container gets a distinct
 // range (read back from the kernel's uid_map), every container's events are in the stream once and
 // in lifecycle order, and after deletion nothing is left: ranges, mounts, processes, fds.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import type { TestManager } from '../helpers/manager.ts';
 
 const avail = dockerdAvailable();
 const N = Number(process.env.ECI_LOAD_N ?? 100);
-const PAR = Number(process.env.ECI_LOAD_PAR ?? 20);
+const PAR = Number(process.env.ECI_LOAD_PAR ?? 100);
 const LIFECYCLE = ['container.created', 'container.mapped', 'container.mounted', 'container.running', 'container.stopped'];
 
 /** Runs `f` over `items`, `par` at a time. */
