@@ -30,7 +30,7 @@ describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' 
     chmodSync(dir, 0o755);
   });
   afterAll(async () => {
-    for (const m of managers) await m.destroy();
+    await Promise.allSettled(managers.map((m) => m.destroy()));
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -38,8 +38,8 @@ describe.skipIf(!root)(`nats-server killed and restarted${root ? '' : ' (skipped
     chmodSync(dir, 0o755);
   });
   afterAll(async () => {
-    await m?.destroy();
-    await m2?.destroy();
+    // Side by side: one manager stuck in its stop must not leave the other (and its nats-server) running.
+    await Promise.allSettled([m?.destroy(), m2?.destroy()]);
     if (nats && nats.exitCode === null) await kill9(nats);
     rmSync(dir, { recursive: true, force: true });
   });
