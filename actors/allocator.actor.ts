@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { allocatorMachine, type AllocatorConfig } from '../statecharts/allocator.machine.ts';
 import type { AllocationResult, IdRange } from '../statecharts/events.ts';
 import { subjects } from '../bus/subjects.ts';
+import { retryUntilDone } from '../bus/retry.ts';
 
 export interface RangeRecord { owner: string; index: number; uid: IdRange; gid: IdRange; ts: string }
 
@@ -23,6 +24,7 @@ export class AllocatorActor {
   readonly actor: Actor<typeof allocatorMachine>;
   private waiters = new Map<string, ((r: AllocationResult) => void)[]>();
   private subs: { unsubscribe(): void }[] = [];
+  private stopped = false;
   /** KV writes run one at a time, in the order the machine asked: a release always lands before
    * a later allocation of the same index tries its compare-and-set. */
   private kvChain: Promise<void> = Promise.resolve();
@@ -92,7 +94,13 @@ export class AllocatorActor {
     this.kvChain = this.kvChain.then(f, f);
   }
 
+  /** Pending KV writes give up after their next failure (a stop must not wait for an outage to end). */
+  stopRetrying(): void {
+    this.stopped = true;
+  }
+
   stop(): void {
+    this.stopped = true;
     for (const s of this.subs) s.unsubscribe();
     this.actor.stop();
   }
@@ -112,13 +120,19 @@ export class AllocatorActor {
       return;
     }
     this.actor.send({ type: 'persisted', owner, index });
-    await this.deps.publish(subjects.allocatorEvent('allocated'), 'allocator.allocated', { container: owner, index, uid, gid });
+    // Not awaited: the event's place in the stream is fixed when it is queued (the manager's outbox),
+    // and waiting for its ack here would hold every later allocation behind the whole event queue.
+    void this.deps.publish(subjects.allocatorEvent('allocated'), 'allocator.allocated', { container: owner, index, uid, gid });
   }
 
   private async release(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     try {
-      await this.deps.kv.delete(rangeKey(index));
-      await this.deps.publish(subjects.allocatorEvent('freed'), 'allocator.freed', { container: owner, index, uid, gid });
+      // A release must land before the index is handed out again (kvChain order): retry through an outage.
+      await retryUntilDone(() => this.deps.kv.delete(rangeKey(index)), {
+        cancelled: () => this.stopped,
+        onFirstFailure: (e) => this.deps.log.warn({ owner, index, err: (e as Error).message }, 'range release not recorded yet; retrying'),
+      });
+      void this.deps.publish(subjects.allocatorEvent('freed'), 'allocator.freed', { container: owner, index, uid, gid });
     } catch (e) {
       this.deps.log.error({ err: e, owner, index }, 'cannot release range in KV');
     }

@@ -8,6 +8,12 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { connectBus, type Bus } from '../bus/connect.ts';
 import { envelope } from '../bus/events.ts';
+import { Outbox, type OutboxEntry } from '../bus/outbox.ts';
+import { retryUntilDone } from '../bus/retry.ts';
+import { sweepOrphans } from './reconcile.ts';
+import { TestPause } from './test-pause.ts';
+import { assertStateSpace } from './state-space.ts';
+import type { BusStatus } from '../bus/connect.ts';
 import { subjects } from '../bus/subjects.ts';
 import { actorServices, type ActorServices } from './services.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
@@ -68,6 +74,9 @@ export class Manager implements RuntimeHost {
   bus!: Bus;
   private current: Settings = DEFAULT_SETTINGS;
   private settingsText?: string;
+  private outbox?: Outbox;
+  private stopping = false;
+  private pause!: TestPause;
 
   private vetter?: VetterActor;
   private services?: ActorServices;
@@ -149,6 +158,8 @@ export class Manager implements RuntimeHost {
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(this.config.runDir, 'containers'), { recursive: true, mode: 0o711 });
+    // JetStream cannot even open its consumers on a full disk: say so instead of failing halfway.
+    assertStateSpace(this.config.stateDir, 'the manager cannot start; free space there and start it again');
     // eci owns these two: make sure container root can pass through (the mode of an existing dir is kept by mkdir).
     chmodSync(this.config.runDir, 0o711);
     chmodSync(join(this.config.runDir, 'containers'), 0o711);
@@ -162,9 +173,18 @@ export class Manager implements RuntimeHost {
         } catch { /* namespace type not supported by this kernel */ }
       }
     }
+    this.pause = TestPause.fromEnv(process.env, this.config.stateDir);
+    if (this.pause.active) this.log.warn({ point: this.pause.active }, 'test hook ECI_TEST_PAUSE_AT is set: the manager will stop there');
     await this.reloadSettings(true);
     watchFile(this.config.settingsPath, { interval: 500 }, () => void this.reloadSettings());
-    this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
+    // Events are written to the outbox before they are published: none is lost while the bus is down.
+    this.outbox = new Outbox(join(this.config.stateDir, 'outbox'), (e) => this.sendEvent(e), this.log.child({ part: 'outbox' }));
+    this.bus = await connectBus({
+      url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager',
+      onStatus: (st) => this.onBusStatus(st),
+    });
+    const left = this.outbox.load();
+    if (left) this.log.info({ events: left }, 'publishing events kept from an earlier run');
     // Each actor gets a connection that counts its endpoints for the $SRV protocol (eci services).
     this.services = actorServices(this.bus.nc, VERSION, { pid: String(process.pid) });
     this.allocator = new AllocatorActor(this.config.range ?? this.current.idRange, {
@@ -246,6 +266,8 @@ export class Manager implements RuntimeHost {
   }
 
   async stop(o?: { stopServer?: boolean }): Promise<void> {
+    this.stopping = true;
+    this.allocator?.stopRetrying();
     if (this.timer) clearInterval(this.timer);
     unwatchFile(this.config.settingsPath);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -262,16 +284,44 @@ export class Manager implements RuntimeHost {
     this.allocator?.stop();
     this.services?.stop();
     for (const c of this.containers.values()) c.actor.stop();
+    await this.outbox?.close();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
   }
 
-  /** Publishes one event to JetStream; the ulid is the message id, so a retry is not a duplicate. */
+  /**
+   * Publishes one event through the outbox: resolves once JetStream has it, or once it is kept for
+   * later while the bus is down. The ulid is the message id, so a retry is not a duplicate.
+   */
   async publish(subject: string, type: string, data: unknown): Promise<void> {
     const env = envelope(type, data);
     try {
-      await this.bus.js.publish(subject, JSON.stringify(env), { msgID: env.id });
+      await this.outbox!.add({ subject, id: env.id, payload: JSON.stringify(env) });
     } catch (e) {
       this.log.error({ err: e, subject, type }, 'cannot publish event');
+    }
+  }
+
+  private async sendEvent(e: OutboxEntry): Promise<void> {
+    if (!this.bus?.up()) throw new Error('bus disconnected');
+    await this.bus.js.publish(e.subject, e.payload, { msgID: e.id, timeout: 2000 });
+  }
+
+  private onBusStatus(st: BusStatus): void {
+    if (st.type === 'disconnected') this.log.warn({ nats: this.bus?.url }, 'NATS disconnected: creates are refused until it is back');
+    else if (st.type === 'reconnected') {
+      this.log.info({ nats: this.bus?.url }, 'NATS reconnected');
+      this.outbox?.kick();
+    } else if (st.type === 'server-restarted') {
+      this.log.warn({ oldPid: st.oldPid, pid: st.pid }, 'embedded nats-server died; restarted it');
+      void this.publish(subjects.managerEvent('nats-restarted'), 'manager.nats-restarted', { pid: process.pid, oldNatsPid: st.oldPid, natsPid: st.pid });
+    } else if (st.type === 'warning') this.log.warn(st.message);
+    else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
+  }
+
+  /** Creating needs the bus (range allocation, records, events): without it, refuse before doing anything. */
+  private assertBusUp(): void {
+    if (!this.bus?.up()) {
+      throw new EciError('EBUSDOWN', `the event bus (NATS at ${this.bus?.url ?? 'unknown'}) is down: refusing to create a container until it is back`);
     }
   }
 
@@ -299,15 +349,22 @@ export class Manager implements RuntimeHost {
   }
 
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {
+    if (!restore) {
+      this.assertBusUp();
+      assertStateSpace(this.config.stateDir);
+    }
     const c = new ContainerActor(id, bundle, {
       requestRange: (owner) => this.requestRange(owner),
       freeRange: async (owner) => {
+        // Bus down: the allocator is in this process; its KV write waits for the bus.
+        if (!this.bus.up()) return this.allocator.free(owner);
         await this.bus.nc.request(subjects.allocatorFree, JSON.stringify({ owner }), { timeout: 5000 }).catch((e) => {
           this.log.error({ err: e, owner }, 'cannot free range over the bus; freeing directly');
           this.allocator.free(owner);
         });
       },
       mountRootfs: async (cid, uid, gid) => {
+        await this.pause.at('create.after-range', cid, () => this.settledFor(cid));
         const target = this.rootfsTarget(cid);
         mkdirSync(target, { recursive: true, mode: 0o711 });
         let mounts: MountRef[] = [];
@@ -317,6 +374,7 @@ export class Manager implements RuntimeHost {
           this.log.debug({ id: cid, ms: +(performance.now() - t).toFixed(2) }, 'rootfs mounted');
           if (plan.binds.length) mkdirSync(join(this.containerDir(cid), 'binds'), { mode: 0o711 });
           mounts.push(...mountBinds(this.native, plan.binds, uid, gid));
+          await this.pause.at('create.after-rootfs', cid, () => this.settledFor(cid));
           return { path: target, mounts };
         } catch (e) {
           unmountRootfs(this.native, mounts);
@@ -330,7 +388,11 @@ export class Manager implements RuntimeHost {
           throw e;
         }
       },
-      unmountRootfs: async (cid, mounts) => this.removeRootfs(cid, mounts),
+      unmountRootfs: async (cid, mounts) => {
+        await this.pause.at('delete.before-unmount', cid, () => this.settledFor(cid));
+        this.removeRootfs(cid, mounts);
+        await this.pause.at('delete.after-unmount', cid, () => this.settledFor(cid));
+      },
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
     }, { runcRoot, created: restore?.created, restore });
     this.containers.set(id, c);
@@ -343,7 +405,7 @@ export class Manager implements RuntimeHost {
       this.sysctlFs?.unregister(id);
       this.sysctl?.gone(id);
       this.vetter?.forget(id);
-      this.chain(id, () => this.bus.containers.delete(id).catch(() => {}));
+      this.chain(id, () => this.kvWrite(id, () => this.bus.containers.delete(id)));
     });
     return c.start();
   }
@@ -377,6 +439,12 @@ export class Manager implements RuntimeHost {
     rmSync(this.containerDir(id), { recursive: true, force: true });
   }
 
+  /** Resolves when this container's record/event writes and the allocator's KV writes so far have landed. */
+  private async settledFor(id: string): Promise<void> {
+    await this.chains.get(id);
+    await this.allocator.settled();
+  }
+
   private chain(id: string, f: () => Promise<unknown>): void {
     const next = (this.chains.get(id) ?? Promise.resolve()).then(f).then(() => {}, (e) => this.log.error({ err: e, id }, 'bus write failed'));
     this.chains.set(id, next);
@@ -389,7 +457,15 @@ export class Manager implements RuntimeHost {
     const record = this.recordOf(c, state, ctx);
     this.chain(c.id, async () => {
       await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
-      await this.bus.containers.put(c.id, JSON.stringify(record));
+      await this.kvWrite(c.id, () => this.bus.containers.put(c.id, JSON.stringify(record)));
+    });
+  }
+
+  /** A container-record write that must land: retried through a bus outage (not past a stop). */
+  private kvWrite(id: string, f: () => Promise<unknown>): Promise<unknown> {
+    return retryUntilDone(f, {
+      cancelled: () => this.stopping,
+      onFirstFailure: (e) => this.log.warn({ id, err: (e as Error).message }, 'container record not written yet; retrying until the bus is back'),
     });
   }
 
@@ -486,6 +562,8 @@ export class Manager implements RuntimeHost {
       }
       this.removeRootfs(id, rec.context.mounts);
       this.allocator.free(id);
+      // Killed after the final transition was recorded (during delete): its event is out already.
+      if (rec.state === 'stopped' || rec.state === 'failed') { await kv.delete(id); continue; }
       const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
       await this.publish(subjects.containerEvent(id, final), `container.${final}`, {
         container: id, state: final, from: rec.state, uid: rec.context.uid, gid: rec.context.gid, bundle: rec.context.bundle,
@@ -497,6 +575,14 @@ export class Manager implements RuntimeHost {
       if (!this.containers.has(owner)) this.allocator.free(owner);
     }
     await this.allocator.settled();
+    this.sweepOrphanMounts();
+  }
+
+  /** Mounts and run dirs of containers no record speaks for (killed before the mount was recorded). */
+  private sweepOrphanMounts(): void {
+    const r = sweepOrphans(this.native, join(this.config.runDir, 'containers'), new Set(this.containers.keys()));
+    if (r.unmounted.length || r.removed.length) this.log.info(r, 'swept mounts and run dirs of containers that are gone');
+    if (r.kept.length) this.log.error({ ids: r.kept }, 'run dirs kept: a mount below them could not be removed');
   }
 
   private runcInitState(runcRoot: string | undefined, id: string): RuncInitState | undefined {

@@ -7,7 +7,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
 import { BusError } from './errors.ts';
-import { startEmbedded, type EmbeddedServer } from './embedded.ts';
+import { isAlive, startEmbedded, type EmbeddedServer } from './embedded.ts';
 import { CONTAINERS_BUCKET, EVENTS_STREAM, EVENTS_SUBJECTS, RANGES_BUCKET, SYSCTL_BUCKET } from './subjects.ts';
 
 export interface Bus {
@@ -20,6 +20,8 @@ export interface Bus {
   sysctl: KV;
   url: string;
   server?: EmbeddedServer;
+  /** False between a disconnect and the next reconnect: operations that need the bus fail closed. */
+  up(): boolean;
   close(o?: { stopServer?: boolean }): Promise<void>;
 }
 
@@ -29,7 +31,19 @@ export interface BusOptions {
   stateDir: string;
   port?: number;
   name?: string;
+  /** Connection changes (and embedded-server restarts), for logs and events. */
+  onStatus?: (s: BusStatus) => void;
 }
+
+export type BusStatus =
+  | { type: 'disconnected' }
+  | { type: 'reconnected' }
+  | { type: 'server-restarted'; oldPid: number; pid: number }
+  | { type: 'server-restart-failed'; error: string }
+  | { type: 'warning'; message: string };
+
+/** How often the embedded nats-server is checked for life. */
+const SUPERVISE_MS = 200;
 
 const NS_PER_S = 1_000_000_000;
 
@@ -54,6 +68,7 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
   let url = o.url;
   if (!url) {
     server = await startEmbedded({ stateDir: o.stateDir, port: o.port });
+    if (server.warning) o.onStatus?.({ type: 'warning', message: server.warning });
     url = server.url;
   }
   let nc: NatsConnection;
@@ -70,11 +85,46 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
   const ranges = await kvm.create(RANGES_BUCKET, { history: 1, storage: StorageType.File });
   const containers = await kvm.create(CONTAINERS_BUCKET, { history: 1, storage: StorageType.File });
   const sysctl = await kvm.create(SYSCTL_BUCKET, { history: 1, storage: StorageType.File });
-  return {
+  let up = true;
+  let closing = false;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' && up) { up = false; o.onStatus?.({ type: 'disconnected' }); }
+      if (s.type === 'reconnect' && !up) {
+        // A server that came back with a fresh store (an external NATS) has lost the stream: make it again.
+        await ensureStreams(jsm).catch(() => { /* the flusher retries its publishes anyway */ });
+        up = true;
+        o.onStatus?.({ type: 'reconnected' });
+      }
+    }
+  })().catch(() => {});
+  const bus: Bus = {
     nc, js, jsm, ranges, containers, sysctl, url, server,
+    up: () => up && !nc.isClosed(),
     async close(c) {
+      closing = true;
+      clearInterval(timer);
       await nc.drain().catch(() => nc.close());
-      if (c?.stopServer && server) await server.stop();
+      if (c?.stopServer && bus.server) await bus.server.stop();
     },
   };
+  // The embedded server is ours to keep alive: if it dies, start it again on the same store (the
+  // client reconnects by itself). An external NATS is someone else's to supervise.
+  let restarting = false;
+  let notBefore = 0;
+  const timer = setInterval(() => {
+    const cur = bus.server;
+    if (!cur || closing || restarting || Date.now() < notBefore || isAlive(cur.pid, o.stateDir)) return;
+    restarting = true;
+    startEmbedded({ stateDir: o.stateDir, port: o.port }).then(
+      (next) => {
+        bus.server = next;
+        o.onStatus?.({ type: 'server-restarted', oldPid: cur.pid, pid: next.pid });
+        if (next.warning) o.onStatus?.({ type: 'warning', message: next.warning });
+      },
+      (e) => { notBefore = Date.now() + 2000; o.onStatus?.({ type: 'server-restart-failed', error: (e as Error).message }); },
+    ).finally(() => { restarting = false; });
+  }, SUPERVISE_MS);
+  timer.unref();
+  return bus;
 }

@@ -13,6 +13,8 @@ export interface EmbeddedServer {
   pid: number;
   /** True when this call started the server (false: adopted one left by an earlier manager). */
   started: boolean;
+  /** Something the operator should know (the pid file could not be written). */
+  warning?: string;
   stop(): Promise<void>;
 }
 
@@ -32,6 +34,11 @@ function aliveNatsServer(pid: number, storeDir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The embedded server of this state dir still runs (a zombie or a reused pid does not count). */
+export function isAlive(pid: number, stateDir: string): boolean {
+  return aliveNatsServer(pid, join(stateDir, 'nats'));
 }
 
 async function waitExit(pid: number, ms: number): Promise<boolean> {
@@ -89,7 +96,15 @@ export async function startEmbedded(o: { stateDir: string; port?: number; binary
     if (child.pid) await stopPid(child.pid);
     throw e;
   }
-  writeFileSync(pidFile, `${child.pid}\n`);
   const pid = child.pid!;
-  return { url, pid, started: true, stop: () => stopPid(pid) };
+  // The pid file lets a later manager adopt this server after a crash. Without it (state dir full)
+  // the server still runs and is supervised from memory; the caller is told why adoption may fail.
+  let warning: string | undefined;
+  try {
+    writeFileSync(pidFile, `${pid}\n`);
+  } catch (e) {
+    rmSync(pidFile, { force: true });
+    warning = `cannot write ${pidFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): a manager started after a crash will not find this nats-server`;
+  }
+  return { url, pid, started: true, warning, stop: () => stopPid(pid) };
 }

@@ -31,13 +31,15 @@ export interface RangeData { container: string; index: number; uid: IdRangeV1; g
 export type ContainerEvent = Envelope<`container.${ContainerState}`, ContainerTransitionData>;
 export type RangeEvent = Envelope<'allocator.allocated' | 'allocator.freed', RangeData>;
 export type ManagerEvent = Envelope<'manager.started' | 'manager.stopping', { pid: number; version: string; nats: string }>;
+/** The manager found its embedded nats-server dead and started it again on the same store. */
+export type BusEvent = Envelope<'manager.nats-restarted', { pid: number; oldNatsPid: number; natsPid: number }>;
 export type SettingsEvent = Envelope<'settings.changed' | 'settings.rejected', { path: string; settings?: unknown; error?: string }>;
 export interface VetterDecisionData {
   container: string; pid: number; syscall: string; strings: Record<string, string | null>; flags?: string;
   verdict: 'performed' | 'refused' | 'continued'; errno?: string; reason: string; latencyUs: number;
 }
 export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
-export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | SettingsEvent | VetterEvent;
+export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | BusEvent | SettingsEvent | VetterEvent;
 
 export class SchemaError extends Error {
   readonly code = 'ESCHEMA';
@@ -71,6 +73,8 @@ export function validateEvent(x: unknown): EciEvent {
     }
   } else if (e.type === 'manager.started' || e.type === 'manager.stopping') {
     if (!Number.isInteger(d.pid)) throw new SchemaError('event.data.pid: expected an integer');
+  } else if (e.type === 'manager.nats-restarted') {
+    if (!Number.isInteger(d.pid) || !Number.isInteger(d.natsPid)) throw new SchemaError('event.data: expected {pid, oldNatsPid, natsPid} for manager.nats-restarted');
   } else if (e.type === 'vetter.decision') {
     if (typeof d.container !== 'string' || typeof d.syscall !== 'string' || !['performed', 'refused', 'continued'].includes(d.verdict as string)) {
       throw new SchemaError('event.data: expected {container, syscall, verdict} for vetter.decision');

@@ -2,12 +2,13 @@
 // status is 0 unless the harness breaks (setup fails, a section cannot measure).
 //
 // Environment:
-//   ECI_BENCH_ONLY=start,image,rss,more,procfs   sections to run (default: all; more = binds, policy, data path, mount latency;
-//                                          procfs = /proc read throughput vs LXCFS)
+//   ECI_BENCH_ONLY=start,image,rss,more,procfs,load   sections to run (default: all; more = binds, policy, data path, mount latency;
+//                                          procfs = /proc read throughput vs LXCFS; load = creation throughput, RSS at 100)
 //   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
 //   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
 //   ECI_BENCH_RSS_COUNT=50 ECI_BENCH_RSS_BATCH=5
+//   ECI_BENCH_LOAD_N=100 ECI_BENCH_LOAD_PAR=20 (comma list: one eci and one runc run per level)
 // Writes test/bench/last-report.json.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { benchStart, reportStart, writeTimingWrapper, type StartResult } from '.
 import { fmtMiB, nowMs, rounded, rssKiB } from './stats.ts';
 import { benchMore, reportMore, type MoreResult } from './more.ts';
 import { benchProcfs, reportProcfs, type ProcfsResult } from './procfs.ts';
+import { benchLoad, reportLoad, type LoadResult } from './load.ts';
 
 const REPORT = join(REPO, 'test/bench/last-report.json');
 const HELPER_TMP = '/run/eci/tmp';
@@ -50,7 +52,7 @@ interface Report {
   date: string;
   host: Record<string, string | number>;
   config: Record<string, unknown>;
-  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult; procfs?: ProcfsResult };
+  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult; procfs?: ProcfsResult; load?: LoadResult };
   errors: Record<string, string>;
   checks: Record<string, unknown>;
   durationS?: number;
@@ -119,6 +121,7 @@ async function main(): Promise<number> {
       ['rss', async () => { report.sections.rss = await benchRss(c, atStartKiB); }],
       ['more', async () => { report.sections.more = await benchMore(c); }],
       ['procfs', async () => { report.sections.procfs = await benchProcfs(c); }],
+      ['load', async () => { report.sections.load = await benchLoad(c); }],
     ];
     for (const [name, f] of sections) {
       if (!config.only.has(name) || stopRequested) continue;
@@ -184,6 +187,7 @@ async function main(): Promise<number> {
   if (s.rss) out.push(...reportRss(s.rss));
   if (s.more) out.push(...reportMore(s.more));
   if (s.procfs) out.push(...reportProcfs(s.procfs));
+  if (s.load) out.push(...reportLoad(s.load));
   for (const [k, v] of Object.entries(report.errors)) out.push(`ERROR ${k}: ${v.split('\n')[0]}`);
   const newTmp = after.tmp.filter((x) => !before.tmp.includes(x));
   const newHelper = after.helperTmp.filter((x) => !before.helperTmp.includes(x));

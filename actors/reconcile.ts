@@ -1,0 +1,64 @@
+// Reconcile at start, for what a killed manager leaves that KV does not know about: mounts under
+// <runDir>/containers/<id> of containers the manager does not hold (killed between mounting the
+// rootfs and recording the mount), and the engine-path copies of those overlays. Planning is pure
+// (mountinfo text in, mounts out); the sweep does the unmounts and removes the run dirs.
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseMountInfo, type MountInfo } from './mountinfo.ts';
+
+export interface OrphanPlan {
+  /** Container ids whose run dir is to go. */
+  ids: string[];
+  /** Mounts to detach, newest first (a stack unmounts from the top). */
+  mounts: MountInfo[];
+}
+
+/**
+ * The mounts under `containersDir/<id>/` of ids not in `known`, plus, for an orphan overlay rootfs,
+ * the other mounts of the same overlay superblock (eci stacks its overlay on the engine's rootfs
+ * path; the engine's own overlay is a different superblock, so it is never matched).
+ */
+export function planOrphans(mountinfo: string, containersDir: string, dirIds: string[], known: ReadonlySet<string>): OrphanPlan {
+  const all = parseMountInfo(mountinfo);
+  const prefix = `${containersDir}/`;
+  const idOf = (m: MountInfo) => (m.mountPoint.startsWith(prefix) ? m.mountPoint.slice(prefix.length).split('/')[0] : undefined);
+  const mine = all.filter((m) => { const id = idOf(m); return id !== undefined && !known.has(id); });
+  const overlayDevs = new Set(mine.filter((m) => m.fsType === 'overlay').map((m) => m.dev));
+  const copies = all.filter((m) => !mine.includes(m) && m.fsType === 'overlay' && overlayDevs.has(m.dev) && idOf(m) === undefined);
+  const ids = new Set([...dirIds.filter((d) => !known.has(d)), ...mine.map((m) => idOf(m)!)]);
+  return { ids: [...ids].sort(), mounts: [...mine, ...copies].sort((a, b) => b.id - a.id) };
+}
+
+export interface SweepResult { unmounted: string[]; removed: string[]; kept: string[] }
+
+/**
+ * Detaches the planned mounts and removes each orphan's run dir, unless something is still
+ * mounted below it (a recursive remove would walk into the mounted files).
+ */
+export function sweepOrphans(
+  native: { unmount(target: string, o?: { detach?: boolean }): void },
+  containersDir: string,
+  known: ReadonlySet<string>,
+  readMountInfo: () => string = () => readFileSync('/proc/self/mountinfo', 'utf8'),
+): SweepResult {
+  let dirIds: string[] = [];
+  try { dirIds = readdirSync(containersDir); } catch { /* no run dir yet */ }
+  const plan = planOrphans(readMountInfo(), containersDir, dirIds, known);
+  const unmounted: string[] = [];
+  for (const m of plan.mounts) {
+    try {
+      native.unmount(m.mountPoint, { detach: true });
+      unmounted.push(m.mountPoint);
+    } catch { /* reported below as kept */ }
+  }
+  const removed: string[] = [];
+  const kept: string[] = [];
+  const left = parseMountInfo(readMountInfo()).map((m) => m.mountPoint);
+  for (const id of plan.ids) {
+    const dir = join(containersDir, id);
+    if (left.some((p) => p === dir || p.startsWith(`${dir}/`))) { kept.push(id); continue; }
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(id);
+  }
+  return { unmounted, removed, kept };
+}

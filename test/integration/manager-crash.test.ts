@@ -1,0 +1,116 @@
+// The manager killed with -9 at exact points of create and delete (the test-only hook
+// ECI_TEST_PAUSE_AT=<point>:<id> parks it there). After a restart: no range double-allocated, no
+// mount or run dir leaked, no helper process left, the interrupted container cleaned up with one
+// final event, and the container that kept running still restored and holding its range.
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alive, childrenOf, eciRunc, makeBundle, mountsUnder, until, type RunResult } from '../helpers/bundle.ts';
+import { replay } from '../helpers/events.ts';
+import { startManager, type TestManager } from '../helpers/manager.ts';
+
+const root = process.getuid?.() === 0;
+
+const cases: { point: string; verb: 'create' | 'delete'; mountedAtKill: boolean }[] = [
+  { point: 'create.after-range', verb: 'create', mountedAtKill: false },
+  { point: 'create.after-rootfs', verb: 'create', mountedAtKill: true },
+  { point: 'delete.before-unmount', verb: 'delete', mountedAtKill: true },
+  { point: 'delete.after-unmount', verb: 'delete', mountedAtKill: false },
+];
+
+const runcState = (runcRoot: string, id: string) => existsSync(join(runcRoot, id, 'state.json'));
+
+describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' (skipped: needs root)'}`, () => {
+  let dir: string;
+  const managers: TestManager[] = [];
+
+  beforeAll(() => {
+    dir = mkdtempSync('/tmp/eci-crash-');
+    chmodSync(dir, 0o755);
+  });
+  afterAll(async () => {
+    await Promise.allSettled(managers.map((m) => m.destroy()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const c of cases) {
+    it(`at ${c.point}: cleans up the victim, keeps the survivor, leaks nothing`, async () => {
+      const tag = c.point.replace(/\W/g, '-');
+      const victim = `v-${tag}`;
+      const m = await startManager({ env: { ECI_TEST_PAUSE_AT: `${c.point}:${victim}` } });
+      managers.push(m);
+      const env = { ECI_SOCKET: m.socket };
+      const runcRoot = join(dir, `runc-${tag}`);
+      const containersDir = join(m.dir, 'run', 'containers');
+
+      // The survivor runs across the crash.
+      const bk = await makeBundle(join(dir, `keep-${tag}`), ['sleep', '1000']);
+      expect((await eciRunc(['--root', runcRoot, 'create', '--bundle', bk, 'keep'], env)).code).toBe(0);
+      expect((await eciRunc(['--root', runcRoot, 'start', 'keep'], env)).code).toBe(0);
+      const keepUid = (await m.ps()).containers.find((x) => x.id === 'keep')!.uid!.hostID;
+
+      const bv = await makeBundle(join(dir, `victim-${tag}`), ['sleep', '1000']);
+      let launcher: Promise<RunResult>;
+      if (c.verb === 'create') {
+        launcher = eciRunc(['--root', runcRoot, 'create', '--bundle', bv, victim], env);
+      } else {
+        expect((await eciRunc(['--root', runcRoot, 'create', '--bundle', bv, victim], env)).code).toBe(0);
+        expect((await eciRunc(['--root', runcRoot, 'start', victim], env)).code).toBe(0);
+        expect((await eciRunc(['--root', runcRoot, 'kill', victim, 'KILL'], env)).code).toBe(0);
+        await until(async () => JSON.parse((await eciRunc(['--root', runcRoot, 'state', victim], env)).stdout || '{}').status === 'stopped', 'victim stopped');
+        launcher = eciRunc(['--root', runcRoot, 'delete', victim], env);
+      }
+      const marker = join(m.dir, 'state', 'paused-at');
+      await until(() => existsSync(marker), `the manager to reach ${c.point}`);
+      expect(readFileSync(marker, 'utf8').trim()).toBe(`${c.point} ${victim}`);
+      expect(mountsUnder(join(containersDir, victim)).length > 0).toBe(c.mountedAtKill);
+      const natsPid = Number(readFileSync(join(m.dir, 'state', 'nats.pid'), 'utf8'));
+      const helpers = childrenOf(m.pid()).filter((p) => p !== natsPid);
+
+      await m.kill9();
+      const r = await launcher;
+      if (c.verb === 'create') {
+        // The engine is told: one line, non-zero; runc never ran.
+        expect(r.code).not.toBe(0);
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+        expect(r.stderr).toMatch(/^eci: /);
+        expect(runcState(runcRoot, victim)).toBe(false);
+      }
+      expect(runcState(runcRoot, victim)).toBe(false);
+
+      await m.restart();
+      const ps = await m.ps();
+      expect(ps.containers.map((x) => [x.id, x.state])).toEqual([['keep', 'running']]);
+      expect(Object.values(ps.ranges)).toEqual(['keep']);
+      expect(mountsUnder(join(containersDir, victim))).toEqual([]);
+      expect(existsSync(join(containersDir, victim))).toBe(false);
+      expect(mountsUnder(join(containersDir, 'keep')).length).toBeGreaterThan(0);
+      expect(helpers.length).toBeGreaterThan(0); // at least eci-helper serve
+      await until(() => !helpers.some(alive), 'the old helpers to exit', 5000);
+
+      // The victim's story ends exactly once; the survivor's range is not handed out again.
+      const events = await until(async () => {
+        const ev = await replay(m.natsUrl, `eci.v1.evt.container.${victim}.>`);
+        return ev.some((e) => e.event.type === 'container.failed' || e.event.type === 'container.stopped') ? ev : undefined;
+      }, 'the final event of the victim');
+      const types = events.map((e) => e.event.type);
+      expect(types.filter((t) => t === 'container.failed' || t === 'container.stopped')).toHaveLength(1);
+      expect(types.at(-1)).toBe(c.verb === 'create' ? 'container.failed' : 'container.stopped');
+      expect(new Set(types).size).toBe(types.length);
+
+      const bn = await makeBundle(join(dir, `next-${tag}`), ['cat', '/proc/self/uid_map']);
+      const n = await eciRunc(['--root', runcRoot, 'run', '--bundle', bn, 'next'], env);
+      expect(n.code, n.stderr).toBe(0);
+      const nextUid = Number(n.stdout.trim().split(/\s+/)[1]);
+      expect(nextUid).not.toBe(keepUid);
+
+      expect((await eciRunc(['--root', runcRoot, 'kill', 'keep', 'KILL'], env)).code).toBe(0);
+      await until(async () => JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'keep'], env)).stdout || '{}').status === 'stopped', 'keep stopped');
+      expect((await eciRunc(['--root', runcRoot, 'delete', 'keep'], env)).code).toBe(0);
+      await until(async () => (await m.ps()).containers.length === 0, 'all containers gone');
+      expect((await m.ps()).ranges).toEqual({});
+      expect(mountsUnder(containersDir)).toEqual([]);
+    });
+  }
+});

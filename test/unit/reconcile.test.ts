@@ -1,0 +1,35 @@
+// planOrphans: which mounts a restarted manager takes down, from captured mountinfo text.
+import { describe, expect, it } from 'vitest';
+import { planOrphans } from '../../actors/reconcile.ts';
+
+const C = '/run/eci/containers';
+const line = (id: number, parent: number, dev: string, mp: string, fs: string, src = 'none') => `${id} ${parent} ${dev} / ${mp} rw,relatime shared:1 - ${fs} ${src} rw`;
+
+describe('planOrphans', () => {
+  const info = [
+    line(20, 1, '0:30', '/', 'ext4', '/dev/sda1'),
+    line(100, 20, '0:80', '/var/lib/docker/overlay2/aaa/merged', 'overlay'), // the engine's overlay
+    line(101, 20, '0:81', `${C}/gone/rootfs`, 'overlay'), // eci's, container unknown
+    line(102, 100, '0:81', '/var/lib/docker/overlay2/aaa/merged', 'overlay'), // eci's copy on the engine path
+    line(103, 20, '0:30', `${C}/gone/binds/0`, 'ext4', '/dev/sda1'), // an idmapped volume of it
+    line(104, 20, '0:82', `${C}/live/rootfs`, 'overlay'), // a known container: untouched
+    line(105, 20, '0:30', `${C}/plain/rootfs`, 'ext4', '/dev/sda1'), // unknown, bind rootfs
+    line(106, 20, '0:30', '/srv/data', 'ext4', '/dev/sda1'), // same dev as the bind rootfs: not ours
+  ].join('\n');
+
+  it('takes the unknown containers\' mounts and their overlay copies, newest first, and nothing else', () => {
+    const p = planOrphans(info, C, ['gone', 'live', 'plain', 'empty'], new Set(['live']));
+    expect(p.mounts.map((m) => m.id)).toEqual([105, 103, 102, 101]);
+    expect(p.ids).toEqual(['empty', 'gone', 'plain']);
+  });
+
+  it('plans nothing when every container is known', () => {
+    const p = planOrphans(info, C, ['gone', 'live', 'plain'], new Set(['gone', 'live', 'plain']));
+    expect(p).toEqual({ ids: [], mounts: [] });
+  });
+
+  it('does not match a sibling dir that merely shares the prefix', () => {
+    const p = planOrphans(line(110, 20, '0:90', '/run/eci/containers-old/x/rootfs', 'overlay'), C, [], new Set());
+    expect(p.mounts).toEqual([]);
+  });
+});
