@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, childrenOf, eciRunc, makeBundle, mountsUnder, until, type RunResult } from '../helpers/bundle.ts';
 import { replay } from '../helpers/events.ts';
@@ -24,12 +25,15 @@ const runcState = (runcRoot: string, id: string) => existsSync(join(runcRoot, id
 describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' (skipped: needs root)'}`, () => {
   let dir: string;
   const managers: TestManager[] = [];
+  const runcRoots: string[] = [];
 
   beforeAll(() => {
     dir = mkdtempSync('/tmp/eci-crash-');
     chmodSync(dir, 0o755);
   });
   afterAll(async () => {
+    // A failed case must not leave its containers (and the fd-holder that keeps them vetted) behind.
+    for (const r of runcRoots) for (const id of ['keep', 'next']) spawnSync('runc', ['--root', r, 'delete', '--force', id], { stdio: 'ignore' });
     await Promise.allSettled(managers.map((m) => m.destroy()));
     rmSync(dir, { recursive: true, force: true });
   });
@@ -42,6 +46,7 @@ describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' 
       managers.push(m);
       const env = { ECI_SOCKET: m.socket };
       const runcRoot = join(dir, `runc-${tag}`);
+      runcRoots.push(runcRoot);
       const containersDir = join(m.dir, 'run', 'containers');
 
       // The survivor runs across the crash.
@@ -66,7 +71,9 @@ describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' 
       expect(readFileSync(marker, 'utf8').trim()).toBe(`${c.point} ${victim}`);
       expect(mountsUnder(join(containersDir, victim)).length > 0).toBe(c.mountedAtKill);
       const natsPid = Number(readFileSync(join(m.dir, 'state', 'nats.pid'), 'utf8'));
-      const helpers = childrenOf(m.pid()).filter((p) => p !== natsPid);
+      // The fd-holder is meant to outlive the manager (it keeps the survivor vetted): not a leak.
+      const holderPid = Number(readFileSync(join(m.dir, 'run', 'fdholder.pid'), 'utf8'));
+      const helpers = childrenOf(m.pid()).filter((p) => p !== natsPid && p !== holderPid);
 
       await m.kill9();
       const r = await launcher;
