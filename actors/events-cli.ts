@@ -1,5 +1,5 @@
 // `eci events`: follow or replay the event stream, as `nats sub` / `nats stream view` would.
-import { connect } from '@nats-io/transport-node';
+import { connectForCli } from '../bus/cli-connect.ts';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { EVENTS_STREAM, PREFIX, token } from '../bus/subjects.ts';
 import { validateEvent, type EciEvent } from '../bus/schemas/v1.ts';
@@ -50,12 +50,7 @@ export function formatEvent(seq: number, e: EciEvent): string {
 }
 
 export async function events(o: EventsOptions): Promise<void> {
-  let nc;
-  try {
-    nc = await connect({ servers: o.url, timeout: 2000 });
-  } catch (e) {
-    throw new EciError('EDOWN', `cannot reach NATS at ${o.url} (${(e as Error).message}); is \`eci daemon\` running? (ECI_NATS_URL / ECI_NATS_PORT)`);
-  }
+  const nc = await connectForCli(o.url);
   try {
     const js = jetstream(nc);
     const opts: Record<string, unknown> = { filter_subjects: subjectFilter(o) };

@@ -1,5 +1,5 @@
 // `eci services`: the actors registered on the bus ($SRV protocol), with their endpoint counters.
-import { connect } from '@nats-io/transport-node';
+import { connectForCli } from '../bus/cli-connect.ts';
 import { discover } from '../bus/services.ts';
 import { EciError } from './errors.ts';
 
@@ -7,12 +7,7 @@ interface Endpoint { name: string; subject: string; num_requests: number; num_er
 interface Stats { name: string; id: string; version: string; started: string; endpoints: Endpoint[] }
 
 export async function services(o: { url: string; json: boolean; name?: string; out(line: string): void }): Promise<number> {
-  let nc;
-  try {
-    nc = await connect({ servers: o.url, timeout: 2000 });
-  } catch (e) {
-    throw new EciError('EDOWN', `cannot reach NATS at ${o.url} (${(e as Error).message}); is \`eci daemon\` running? (ECI_NATS_URL / ECI_NATS_PORT)`);
-  }
+  const nc = await connectForCli(o.url);
   try {
     const all = (await discover(nc, 'STATS', o.name)) as unknown as Stats[];
     all.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { DiskIo } from './render.ts';
 
 export interface Roots {
   /** Host procfs (default /proc). */
@@ -407,15 +408,8 @@ export async function sampleTasks(tids: number[], r: Roots = {}): Promise<TaskSa
   return s;
 }
 
-/** Per-device I/O of a cgroup, by "major:minor". */
-export interface DeviceIo {
-  readIos: number;
-  writeIos: number;
-  readBytes: number;
-  writeBytes: number;
-  discardIos: number;
-  discardBytes: number;
-}
+/** Per-device I/O of a cgroup, by "major:minor" (the renderer's DiskIo). */
+export type DeviceIo = DiskIo;
 
 /** v2 io.stat: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=5 dios=6". */
 export function parseIoStat(text: string): Map<string, DeviceIo> {

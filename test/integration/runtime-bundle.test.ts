@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+import { makeBundle } from '../helpers/bundle.ts';
 
 const root = process.getuid?.() === 0;
 const ECI_RUNC = join(REPO, 'bin/eci-runc');
@@ -36,24 +37,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
   let runcRoot: string;
   let baseline: number;
 
-  const bundle = async (name: string, args: string[], patch: (c: Record<string, any>) => void = () => {}) => {
-    const b = join(dir, name);
-    await makeBusyboxRootfs(join(b, 'rootfs'));
-    const spec = {
-      ociVersion: '1.0.2',
-      process: { terminal: false, user: { uid: 0, gid: 0 }, args, env: ['PATH=/bin'], cwd: '/' },
-      root: { path: 'rootfs', readonly: false },
-      hostname: 'eci',
-      mounts: [
-        { destination: '/proc', type: 'proc', source: 'proc' },
-        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      ],
-      linux: { namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })) },
-    };
-    patch(spec);
-    writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
-    return b;
-  };
+  const bundle = (name: string, args: string[], patch: (c: Record<string, any>) => void = () => {}) => makeBundle(join(dir, name), args, patch);
 
   beforeAll(async () => {
     m = await startManager();
