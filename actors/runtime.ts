@@ -34,8 +34,8 @@ export interface RuntimeHost {
   setVolumePaths?(id: string, paths: string[]): void;
   /** Where the emulated /proc files are served (undefined: no emulation on this host). */
   procfsDir?(): string | undefined;
-  /** Per-container sysctl files to put over /proc/sys after create (undefined: none). */
-  sysctlFiles?(): { dir: string; files: { file: string; path: string }[] } | undefined;
+  /** Per-container /proc/sys and /sys files to put in place after create (undefined: none). */
+  sysctlFiles?(): { dir: string; files: { file: string; target: string }[] } | undefined;
   /** Puts a host mount over a path inside the container of `pid` (eci-helper bind-into). */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
 }
@@ -239,7 +239,7 @@ export class RuntimeSession {
     );
     const mounts = (spec.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.();
-    const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: `/proc/sys/${f.path}` }));
+    const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));
     actor.protectedPaths = [
       ...sysctlTargets.map((t) => t.target),
       ...procfs.map((m) => m.destination),

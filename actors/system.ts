@@ -21,7 +21,7 @@ import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { VetterActor } from './vetter.actor.ts';
 import { ProcFs } from './procfs/server.ts';
 import { SysctlReconciler } from './sysctl/reconciler.actor.ts';
-import { busSysctlClient, SysctlFs } from './sysctl/fs.ts';
+import { busSysctlClient, servedEntries, SysctlFs } from './sysctl/fs.ts';
 import { encodeReply, FrameDecoder } from './shim-protocol.ts';
 
 export const VERSION = '0.1.0';
@@ -80,10 +80,18 @@ export class Manager implements RuntimeHost {
     return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
   }
 
-  /** Per-container sysctl files (reconciled entries): FUSE file name and /proc/sys path. */
-  sysctlFiles(): { dir: string; files: { file: string; path: string }[] } | undefined {
-    if (!this.sysctlMounted || !this.sysctl) return undefined;
-    return { dir: join(this.config.runDir, 'sysctlfs'), files: this.sysctl.reconciled().map((k) => ({ file: k.file, path: k.path })) };
+  /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
+  sysctlFiles(): { dir: string; files: { file: string; target: string }[] } | undefined {
+    if (!this.sysctlMounted || !this.sysctlFs) return undefined;
+    return { dir: join(this.config.runDir, 'sysctlfs'), files: this.sysctlFs.served().map((k) => ({ file: k.file, target: k.target })) };
+  }
+
+  /** The emulated files a new proc or sysfs mount made inside a container gets (paths relative to it). */
+  emulatedMountFiles(fstype: string): { source: string; rel: string }[] {
+    const s = this.sysctlFiles();
+    const prefix = fstype === 'proc' ? '/proc/' : fstype === 'sysfs' ? '/sys/' : undefined;
+    if (!s || !prefix) return [];
+    return s.files.filter((f) => f.target.startsWith(prefix)).map((f) => ({ source: join(s.dir, f.file), rel: f.target.slice(prefix.length) }));
   }
 
   bindInto(pid: number, source: string, target: string): Promise<void> {
@@ -180,6 +188,7 @@ export class Manager implements RuntimeHost {
       volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
       emulatedProcFiles: () => (this.procfsMounted ? { dir: join(this.config.runDir, 'procfs'), files: EMULATED_PROC_FILES } : undefined),
+      emulatedMountFiles: (fstype) => this.emulatedMountFiles(fstype),
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
     }, this.native);
     this.feed.start(this.seccompSocket());
@@ -203,7 +212,7 @@ export class Manager implements RuntimeHost {
         const dir = join(this.config.runDir, 'sysctlfs');
         mkdirSync(dir, { recursive: true, mode: 0o755 });
         try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
-        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: this.sysctl.reconciled() });
+        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()) });
         await this.sysctlFs.start(dir);
         this.sysctlMounted = true;
       } catch (e) {
