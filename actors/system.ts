@@ -74,7 +74,7 @@ export class Manager implements RuntimeHost {
   private sysctlFs?: SysctlFs;
   private sysctlMounted = false;
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & { bindInto(pid: number, source: string, target: string): Promise<void> }) {}
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void> }) {}
 
   procfsDir(): string | undefined {
     return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
@@ -96,6 +96,10 @@ export class Manager implements RuntimeHost {
 
   bindInto(pid: number, source: string, target: string): Promise<void> {
     return this.native.bindInto(pid, source, target);
+  }
+
+  setDomainname(pid: number, name: string): Promise<void> {
+    return this.native.setDomainname ? this.native.setDomainname(pid, name) : Promise.reject(new Error('setDomainname is not available'));
   }
 
   /** Where runc hands over seccomp notify fds (linux.seccomp.listenerPath). */

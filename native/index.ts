@@ -648,3 +648,14 @@ export async function bindInto(pid: number, source: string, target: string): Pro
   if (!isAbsolute(source) || !isAbsolute(target)) throw usage('bindInto needs absolute paths');
   await runHelper(['bind-into', '--pid', String(pid), '--source', source, '--target', target]);
 }
+
+/**
+ * setdomainname(2) in the UTS namespace of process `pid` (a container's init), entered through its
+ * user namespace (eci-helper set-domainname): for Docker's --domainname, which runc would write to
+ * /proc/sys, refused in a user namespace.
+ */
+export async function setDomainname(pid: number, name: string): Promise<void> {
+  if (!Number.isInteger(pid) || pid <= 0) throw usage(`setDomainname: bad pid ${pid}`);
+  if (Buffer.byteLength(name) > 64 || name.includes('\0')) throw usage('setDomainname: a domain name is at most 64 bytes, without NUL');
+  await runHelper(['set-domainname', '--pid', String(pid), '--name', name]);
+}

@@ -96,7 +96,8 @@ export class SysctlFs {
   async start(mountpoint: string): Promise<void> {
     if (this.handle) throw new Error('SysctlFs is already mounted');
     const files = this.files();
-    this.handle = (this.o.mount ?? mountRwFs)({ mountpoint, files, writable: files },
+    const writable = this.keys.filter((k) => k.scope !== 'readonly').map((k) => k.file);
+    this.handle = (this.o.mount ?? mountRwFs)({ mountpoint, files, writable },
       (file, pid) => this.read(file, pid), (file, pid, uid, data) => this.write(file, pid, uid, data));
   }
 
@@ -134,6 +135,7 @@ export class SysctlFs {
   async read(file: string, callerPid: number): Promise<string> {
     const k = this.key(file);
     const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
+    if (k.scope === 'readonly') return readFile(this.hostPath(k), 'utf8');
     if (c && k.scope === 'container') {
       const v = this.values.get(c.id)?.get(k.key);
       if (v !== undefined) return v;
@@ -146,6 +148,7 @@ export class SysctlFs {
 
   async write(file: string, callerPid: number, callerUid: number, data: string): Promise<void> {
     const k = this.key(file);
+    if (k.scope === 'readonly') throw errno('EACCES', `${k.key} is read-only`);
     const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
     if (!c) {
       if (callerUid !== 0) throw errno('EACCES', `${k.key}: only root writes the host value`);

@@ -1,14 +1,16 @@
 // The table of emulated kernel settings: the /proc/sys entries of the Sysbox reference (§2) that
 // Linux 6.18 does NOT namespace and containers may write, plus the /sys files eci emulates. What
 // the kernel already scopes needs no entry: the container's own /proc and sysfs show its values
-// (see the README table "/proc/sys on 6.18"). Two scopes:
+// (see the README table "/proc/sys on 6.18"). Three scopes:
 //   host-max  - the container's value is its own; the host holds max(baseline, live containers)
 //               (the sysctl reconciler);
 //   container - the value is the container's alone (cached per container, first read = the host's);
-//               the host is never written.
+//               the host is never written;
+//   readonly  - the host's value, read afresh each time; every write is EACCES (Docker's read-only
+//               /proc/sys would answer EROFS; the reference says EACCES).
 // Entries absent from the host (e.g. kernel.sysrq, yama) are skipped at start-up.
 // Validation is pure: text in, normalized text out, or SysctlValueError (EINVAL).
-export type Scope = 'host-max' | 'container';
+export type Scope = 'host-max' | 'container' | 'readonly';
 
 export interface SysctlKey {
   /** Dotted sysctl name (e.g. fs.file-max), or for /sys files their absolute path. */
@@ -60,6 +62,10 @@ export const ENTRIES: readonly SysctlKey[] = [
   proc('kernel.yama.ptrace_scope', 'container', 0, 3),
   proc('vm.overcommit_memory', 'container', 0, 2),
   proc('vm.mmap_min_addr', 'container', 0, Number.MAX_SAFE_INTEGER, { minBig: 0n, maxBig: 9223372036854775807n }),
+  // read-only (0444 in the kernel too)
+  proc('kernel.cap_last_cap', 'readonly', 0, 0),
+  proc('kernel.ngroups_max', 'readonly', 0, 0),
+  proc('kernel.random.uuid', 'readonly', 0, 0), // a fresh uuid on every read, as the kernel's
   // /sys. Sysbox pushes hashsize to the host; a container sizing the host's conntrack table is a
   // host-memory lever (the kernel allocates it), so eci keeps it per container.
   sys('module/nf_conntrack/parameters/hashsize', 'container', 1, 536870911), // UINT_MAX / sizeof(hlist_nulls_head)
@@ -87,6 +93,7 @@ export class SysctlValueError extends Error {
  * several). Throws SysctlValueError (EINVAL) otherwise.
  */
 export function validateText(k: SysctlKey, text: string): string {
+  if (k.scope === 'readonly') throw Object.assign(new Error(`${k.key} is read-only`), { code: 'EACCES' });
   const words = text.trim() === '' ? [] : text.trim().split(/[ \t\n]+/);
   if (words.length < k.ints.min || words.length > k.ints.max)
     throw new SysctlValueError(`${k.key}: expected ${k.ints.min === k.ints.max ? k.ints.min : `${k.ints.min}..${k.ints.max}`} integer(s), got ${JSON.stringify(text.slice(0, 40))}`);

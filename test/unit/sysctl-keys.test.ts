@@ -30,6 +30,9 @@ const RULES: [string, SysctlKey['scope'], [string, string][], string[]][] = [
   ['kernel.yama.ptrace_scope', 'container', [['3', '3\n']], ['4']],
   ['vm.overcommit_memory', 'container', [['2', '2\n']], ['3']],
   ['vm.mmap_min_addr', 'container', [['65536', '65536\n'], ['9223372036854775807', '9223372036854775807\n']], ['9223372036854775808', '-1']],
+  ['kernel.cap_last_cap', 'readonly', [], ['40']],
+  ['kernel.ngroups_max', 'readonly', [], ['65536']],
+  ['kernel.random.uuid', 'readonly', [], ['x']],
   ['/sys/module/nf_conntrack/parameters/hashsize', 'container', [['1', '1\n'], ['16384', '16384\n'], ['536870911', '536870911\n']], ['0', '536870912']],
 ];
 
@@ -43,7 +46,7 @@ describe('the emulated entry table', () => {
     expect(k('/sys/module/nf_conntrack/parameters/hashsize')).toMatchObject({ target: '/sys/module/nf_conntrack/parameters/hashsize', file: 'sysfs-module-nf-conntrack-parameters-hashsize' });
     expect(keyByFile('sys-fs-nr-open')?.key).toBe('fs.nr_open');
     // Namespaced on 6.18 (or read-only in the kernel): no entry, the kernel's own file serves.
-    for (const n of ['kernel.hostname', 'kernel.domainname', 'kernel.pid_max', 'kernel.shmmax', 'net.core.somaxconn', 'net.unix.max_dgram_qlen', 'kernel.cap_last_cap', 'kernel.ngroups_max'])
+    for (const n of ['kernel.hostname', 'kernel.domainname', 'kernel.pid_max', 'kernel.shmmax', 'net.core.somaxconn', 'net.unix.max_dgram_qlen', 'net.ipv4.ping_group_range'])
       expect(keyByName(n)).toBeUndefined();
   });
 
@@ -51,11 +54,11 @@ describe('the emulated entry table', () => {
     const e = k(name);
     expect(e.scope).toBe(scope);
     for (const [text, reads] of ok) expect(validateText(e, text)).toBe(reads);
-    for (const text of bad) expect(() => validateText(e, text)).toThrow(einval);
+    for (const text of bad) expect(() => validateText(e, text)).toThrow(scope === 'readonly' ? expect.objectContaining({ code: 'EACCES' }) : einval);
   });
 
   it.each(['0x10', '1.5', '+1', '1e3', '--1', '99999999999999999999999'])('refuses %j everywhere', (t) => {
-    for (const e of ENTRIES) expect(() => validateText(e, t)).toThrow(einval);
+    for (const e of ENTRIES) expect(() => validateText(e, t)).toThrow(expect.objectContaining({ code: e.scope === 'readonly' ? 'EACCES' : 'EINVAL' }));
   });
 
   it('serves the reconciled entries present on the host and the per-container entries that exist', () => {
@@ -136,6 +139,18 @@ describe('SysctlFs per-container values', () => {
     fs.unregister('a');
     fs.register('a', 100);
     expect(await fs.read(f('fs.protected_hardlinks'), 101)).toBe('1\n');
+  });
+
+  it('serves read-only entries afresh from the host and refuses every write with EACCES', async () => {
+    const ro = new SysctlFs({ client, keys: [k('kernel.random.uuid')], roots: { proc: join(dir, 'proc') }, procSys: join(dir, 'procsys'), mount: (o) => { expect(o.writable).toEqual([]); return { close: async () => {} }; } });
+    await ro.start('/unused');
+    ro.register('a', 100);
+    put(join(dir, 'procsys/kernel/random/uuid'), 'u1\n');
+    expect(await ro.read(f('kernel.random.uuid'), 101)).toBe('u1\n');
+    put(join(dir, 'procsys/kernel/random/uuid'), 'u2\n');
+    expect(await ro.read(f('kernel.random.uuid'), 101)).toBe('u2\n');
+    await expect(ro.write(f('kernel.random.uuid'), 101, 100000, 'x')).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(ro.write(f('kernel.random.uuid'), 301, 0, 'x')).rejects.toMatchObject({ code: 'EACCES' });
   });
 
   it('lets host processes read and (as root) write the host file', async () => {
