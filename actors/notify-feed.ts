@@ -42,6 +42,8 @@ export interface FeedHost {
   emulatedProcFiles?(): { dir: string; files: readonly string[] } | undefined;
   /** eci's emulated /proc/sys and /sys files for a new mount of `fstype` (source, path relative to the mount). */
   emulatedMountFiles?(fstype: string): { source: string; rel: string }[];
+  /** bindInto for many files in one go (a target missing in the container is skipped). */
+  bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
   /** Puts a host mount over a path inside the container of `pid`. */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
   /** The container's id ranges. */
@@ -151,11 +153,18 @@ export class NotifyFeed {
    */
   private async emulateOnNewMount(container: string, pid: number, fstype: string, target: string): Promise<void> {
     const files = this.host.emulatedMountFiles?.(fstype) ?? [];
-    if (!files.length || !this.host.bindInto) return;
+    if (!files.length || !(this.host.bindInto || this.host.bindIntoMany)) return;
     let abs = target;
     if (!target.startsWith('/')) {
       try { abs = `${readlinkSync(`/proc/${pid}/cwd`).replace(/\/$/, '')}/${target}`; } catch { return; }
     }
+    const pairs = files.map((f) => ({ source: f.source, target: `${abs.replace(/\/$/, '')}/${f.rel}` }));
+    if (this.host.bindIntoMany) {
+      await this.host.bindIntoMany(pid, pairs).catch((e) =>
+        this.host.log.warn({ container, target: abs, err: (e as Error).message }, `emulated files not (all) put on a new ${fstype} mount`));
+      return;
+    }
+    if (!this.host.bindInto) return;
     for (const f of files) {
       await this.host.bindInto(pid, f.source, `${abs.replace(/\/$/, '')}/${f.rel}`).catch((e) =>
         this.host.log.warn({ container, target: abs, file: f.rel, err: (e as Error).message }, `emulated file not put on a new ${fstype} mount`));

@@ -38,6 +38,8 @@ export interface RuntimeHost {
   sysctlFiles?(): { dir: string; files: { file: string; target: string }[] } | undefined;
   /** Puts a host mount over a path inside the container of `pid` (eci-helper bind-into). */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
+  /** bindInto for many files in one go (a target missing in the container is skipped). */
+  bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
   /** setdomainname(2) in the UTS namespace of process `pid` (Docker's --domainname, see utsSysctlsAsFields). */
   setDomainname?(pid: number, name: string): Promise<void>;
 }
@@ -299,6 +301,11 @@ export class RuntimeSession {
     if (!pid) return;
     if (domainname && this.host.setDomainname)
       await this.host.setDomainname(pid, domainname).catch((e) => this.host.log.warn({ id, domainname, err: (e as Error).message }, 'domainname not set'));
+    if (!targets.length) return;
+    if (this.host.bindIntoMany) {
+      await this.host.bindIntoMany(pid, targets).catch((e) => this.host.log.warn({ id, err: (e as Error).message }, 'sysctl views not (all) injected'));
+      return;
+    }
     if (!this.host.bindInto) return;
     for (const t of targets) {
       await this.host.bindInto(pid, t.source, t.target).catch((e) => this.host.log.warn({ id, target: t.target, err: (e as Error).message }, 'sysctl view not injected'));

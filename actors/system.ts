@@ -74,7 +74,7 @@ export class Manager implements RuntimeHost {
   private sysctlFs?: SysctlFs;
   private sysctlMounted = false;
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void> }) {}
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void>; bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> }) {}
 
   procfsDir(): string | undefined {
     return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
@@ -96,6 +96,12 @@ export class Manager implements RuntimeHost {
 
   bindInto(pid: number, source: string, target: string): Promise<void> {
     return this.native.bindInto(pid, source, target);
+  }
+
+  /** Many bindInto in one helper run (one by one where the native side lacks it). */
+  async bindIntoMany(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> {
+    if (this.native.bindIntoMany) return this.native.bindIntoMany(pid, pairs);
+    for (const p of pairs) await this.native.bindInto(pid, p.source, p.target);
   }
 
   setDomainname(pid: number, name: string): Promise<void> {
@@ -194,6 +200,7 @@ export class Manager implements RuntimeHost {
       emulatedProcFiles: () => (this.procfsMounted ? { dir: join(this.config.runDir, 'procfs'), files: EMULATED_PROC_FILES } : undefined),
       emulatedMountFiles: (fstype) => this.emulatedMountFiles(fstype),
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
+      bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),
     }, this.native);
     this.feed.start(this.seccompSocket());
     // /proc emulation is an addition, not a guard: without FUSE containers run with the kernel's files.
