@@ -74,6 +74,12 @@ export class SysctlReconciler {
         writeHost: (_, p) => { void this.writeHost(p.key, p.old, p.new, p.cause); },
         saveContainer: (_, p) => this.enqueue(() => this.deps.kv.put(containerKey(p.container), JSON.stringify({ values: p.values }))),
         forgetContainer: (_, p) => this.enqueue(() => this.deps.kv.delete(containerKey(p.container))),
+        saveBaseline: (_, p) => {
+          this.enqueue(() => this.deps.kv.put(baselineKey(p.key), JSON.stringify({ key: p.key, baseline: p.new })));
+          this.deps.log.warn({ key: p.key, old: p.old, new: p.new }, 'sysctl: the host value was changed outside eci; it is the new baseline');
+          void this.deps.publish(sysctlSubjects.baseline(p.key), 'sysctl.baseline', { key: p.key, old: p.old, new: p.new, container: 'host' })
+            .catch((e) => this.deps.log.error({ err: e }, 'sysctl: cannot publish'));
+        },
       },
     });
     this.actor = createActor(machine, { systemId: 'sysctl' });
@@ -193,6 +199,12 @@ export class SysctlReconciler {
   private async writeHost(key: string, old: number, value: number, cause: string): Promise<void> {
     const k = keyByName(key, this.keys)!;
     try {
+      // Someone else changed the host since we last wrote or read it: that is the new baseline.
+      const now = await this.host.read(k);
+      if (Number.isSafeInteger(now) && now !== old) {
+        this.actor.send({ type: 'host.changed', key, value: now });
+        return;
+      }
       await this.host.write(k, value);
     } catch (e) {
       this.deps.log.error({ err: e, key, value }, 'sysctl: host write failed');

@@ -3,7 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
-import { SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { baselineKey, SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { initialTransition, transition } from 'xstate';
+import { sysctlMachine } from '../../statecharts/sysctl.machine.ts';
 import { memKv } from '../helpers/mem-kv.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
@@ -75,5 +77,50 @@ describe('SysctlReconciler', () => {
       { key: 'fs.file-max', old: 200, new: 100, container: 'b' },
     ]);
     r2.stop();
+  });
+
+  it('adopts a host value changed outside eci as the new baseline on the next write, with an event', async () => {
+    const kv = memKv();
+    const host = memHost(100);
+    const events: [string, string, unknown][] = [];
+    const r = new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (sub, t, d) => { events.push([sub, t, d]); } });
+    await r.start();
+    await r.set('a', 'fs.file-max', 300);
+    await r.settled();
+    host.v = 150; // an admin lowers it while a holds 300
+    await r.set('b', 'fs.file-max', 400);
+    await r.settled();
+    expect(host.v).toBe(400);
+    expect(r.context().entries['fs.file-max']).toMatchObject({ baseline: 150, host: 400 });
+    expect((await kv.get(baselineKey('fs.file-max')))!.json()).toEqual({ key: 'fs.file-max', baseline: 150 });
+    host.v = 250; // and raises it again
+    r.gone('b');
+    r.gone('a');
+    await r.settled();
+    expect(host.v).toBe(250); // not the stale 100 nor 150
+    expect(events.map((e) => e[1])).toEqual(['sysctl.written', 'sysctl.baseline', 'sysctl.written', 'sysctl.baseline']);
+    expect(events[1]).toEqual([sysctlSubjects.baseline('fs.file-max'), 'sysctl.baseline', { key: 'fs.file-max', old: 100, new: 150, container: 'host' }]);
+    expect(events[2][2]).toEqual({ key: 'fs.file-max', old: 150, new: 400, container: 'b' });
+    expect(events[3][2]).toEqual({ key: 'fs.file-max', old: 150, new: 250, container: 'host' });
+    for (const e of events) expect(validateSysctlEvent(envelope(e[1] as 'sysctl.written', e[2] as never)).type).toBe(e[1]);
+    r.stop();
+  });
+});
+
+describe('sysctl machine: an outside change', () => {
+  it('host.changed in writing: the value becomes baseline and host, the next write follows', () => {
+    let [snap, actions] = initialTransition(sysctlMachine);
+    [snap] = transition(sysctlMachine, snap, { type: 'restore', entries: { k: { baseline: 100, host: 100 } } });
+    [snap, actions] = transition(sysctlMachine, snap, { type: 'container.set', container: 'a', key: 'k', value: 300 });
+    expect(snap.value).toBe('writing');
+    expect(actions.find((a) => a.type === 'writeHost')?.params).toEqual({ key: 'k', old: 100, new: 300, cause: 'a' });
+    [snap, actions] = transition(sysctlMachine, snap, { type: 'host.changed', key: 'k', value: 500 });
+    expect(actions.find((a) => a.type === 'saveBaseline')?.params).toEqual({ key: 'k', old: 100, new: 500 });
+    expect(snap.context.entries.k).toMatchObject({ baseline: 500, host: 500 });
+    expect(snap.value).toBe('ready'); // wanted = max(500, 300) = 500 = host: nothing to write
+    expect(actions.some((a) => a.type === 'writeHost')).toBe(false);
+    // a host.changed for another key is not ours
+    const [other] = transition(sysctlMachine, snap, { type: 'host.changed', key: 'x', value: 1 });
+    expect(other.context).toEqual(snap.context);
   });
 });
