@@ -5,7 +5,9 @@
  * where runc refuses bind targets (e.g. /proc/sys/fs/file-max), for every source/target pair in one
  * run (a container gets a dozen of them). Done after `runc create`, before `start`. The clones are
  * made in the host namespaces; then only P's mount namespace is joined (staying host root: attaching
- * a host-made mount needs privilege over both sides), P's root is taken, and each target is opened
+ * a host-made mount needs privilege over both sides) and its network namespace (a /proc/sys/net
+ * entry is a different dentry in every netns: one looked up from the host's netns would carry a
+ * mount the container never crosses), P's root is taken, and each target is opened
  * once and its clone attached to that very object. A target missing in the container is skipped;
  * any other failure stops the run (the pairs before it stay in place) and is reported.
  * Output: the usual one JSON line.
@@ -41,7 +43,7 @@ static int main_bind_into(int argc, char **argv)
 		return report();
 	}
 	char path[64];
-	int trees[BIND_INTO_MAX], mntns = -1, root = -1, tfd = -1;
+	int trees[BIND_INTO_MAX], mntns = -1, netns = -1, root = -1, tfd = -1;
 	for (int i = 0; i < ns; i++) trees[i] = -1;
 	for (int i = 0; i < ns; i++) {
 		trees[i] = (int)syscall(SYS_open_tree, AT_FDCWD, sources[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
@@ -52,14 +54,20 @@ static int main_bind_into(int argc, char **argv)
 	}
 	snprintf(path, sizeof path, "/proc/%ld/ns/mnt", pid);
 	mntns = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof path, "/proc/%ld/ns/net", pid);
+	netns = open(path, O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof path, "/proc/%ld/root", pid);
 	root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (mntns < 0 || root < 0) {
+	if (mntns < 0 || netns < 0 || root < 0) {
 		fail(errno, "open", "namespaces of process %ld", pid);
 		goto out;
 	}
 	if (setns(mntns, CLONE_NEWNS) < 0) {
 		fail(errno, "setns", "mount namespace of process %ld", pid);
+		goto out;
+	}
+	if (setns(netns, CLONE_NEWNET) < 0) {
+		fail(errno, "setns", "network namespace of process %ld", pid);
 		goto out;
 	}
 	if (fchdir(root) < 0 || chroot(".") < 0) {
@@ -85,6 +93,7 @@ out:
 	if (tfd >= 0) close(tfd);
 	if (root >= 0) close(root);
 	if (mntns >= 0) close(mntns);
+	if (netns >= 0) close(netns);
 	for (int i = 0; i < ns; i++)
 		if (trees[i] >= 0) close(trees[i]);
 	return report();
