@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { mountRwFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from '../procfs/container-info.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
-import { ENTRIES, keyByFile, parseValue, validateText, type SysctlKey } from './keys.ts';
+import { ENTRIES, keyByFile, parseValue, productUuid, validateText, type SysctlKey } from './keys.ts';
 import type { SetResult } from './reconciler.actor.ts';
 
 /** How the FUSE side talks to the reconciler: in-process (SysctlReconciler) or over the bus. */
@@ -96,7 +96,7 @@ export class SysctlFs {
   async start(mountpoint: string): Promise<void> {
     if (this.handle) throw new Error('SysctlFs is already mounted');
     const files = this.files();
-    const writable = this.keys.filter((k) => k.scope !== 'readonly').map((k) => k.file);
+    const writable = this.keys.filter((k) => k.scope !== 'readonly' && k.scope !== 'uuid').map((k) => k.file);
     this.handle = (this.o.mount ?? mountRwFs)({ mountpoint, files, writable },
       (file, pid) => this.read(file, pid), (file, pid, uid, data) => this.write(file, pid, uid, data));
   }
@@ -136,6 +136,10 @@ export class SysctlFs {
     const k = this.key(file);
     const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
     if (k.scope === 'readonly') return readFile(this.hostPath(k), 'utf8');
+    if (k.scope === 'uuid') {
+      const host = await readFile(this.hostPath(k), 'utf8').catch(() => undefined);
+      return c ? productUuid(host, c.id) : host ?? '';
+    }
     if (c && k.scope === 'container') {
       const v = this.values.get(c.id)?.get(k.key);
       if (v !== undefined) return v;
@@ -148,7 +152,7 @@ export class SysctlFs {
 
   async write(file: string, callerPid: number, callerUid: number, data: string): Promise<void> {
     const k = this.key(file);
-    if (k.scope === 'readonly') throw errno('EACCES', `${k.key} is read-only`);
+    if (k.scope === 'readonly' || k.scope === 'uuid') throw errno('EACCES', `${k.key} is read-only`);
     const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
     if (!c) {
       if (callerUid !== 0) throw errno('EACCES', `${k.key}: only root writes the host value`);

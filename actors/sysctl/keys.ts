@@ -7,10 +7,12 @@
 //   container - the value is the container's alone (cached per container, first read = the host's);
 //               the host is never written;
 //   readonly  - the host's value, read afresh each time; every write is EACCES (Docker's read-only
-//               /proc/sys would answer EROFS; the reference says EACCES).
+//               /proc/sys would answer EROFS; the reference says EACCES);
+//   uuid      - read-only, derived per container from the host's value (productUuid): a machine id
+//               stable for the container and different from the host's and every other container's.
 // Entries absent from the host (e.g. kernel.sysrq, yama) are skipped at start-up.
 // Validation is pure: text in, normalized text out, or SysctlValueError (EINVAL).
-export type Scope = 'host-max' | 'container' | 'readonly';
+export type Scope = 'host-max' | 'container' | 'readonly' | 'uuid';
 
 export interface SysctlKey {
   /** Dotted sysctl name (e.g. fs.file-max), or for /sys files their absolute path. */
@@ -69,7 +71,19 @@ export const ENTRIES: readonly SysctlKey[] = [
   // /sys. Sysbox pushes hashsize to the host; a container sizing the host's conntrack table is a
   // host-memory lever (the kernel allocates it), so eci keeps it per container.
   sys('module/nf_conntrack/parameters/hashsize', 'container', 1, 536870911), // UINT_MAX / sizeof(hlist_nulls_head)
+  // Only where the host has DMI: sysfs directories cannot be created to bind onto.
+  sys('devices/virtual/dmi/id/product_uuid', 'uuid', 0, 0),
 ];
+
+/**
+ * /sys/devices/virtual/dmi/id/product_uuid as a container sees it (as Sysbox): the host's first 23
+ * characters (all zeros without one), '-', and the first 12 characters of the container id.
+ */
+export function productUuid(hostText: string | undefined, containerId: string): string {
+  const host = (hostText ?? '').trim();
+  const prefix = /^[0-9a-fA-F-]{23}/.test(host) ? host.slice(0, 23) : '00000000-0000-0000-0000';
+  return `${prefix}-${containerId.slice(0, 12).padEnd(12, '0')}\n`;
+}
 
 /** The host = max entries (the sysctl reconciler's keys). */
 export const RECONCILED: readonly SysctlKey[] = ENTRIES.filter((k) => k.scope === 'host-max');
@@ -93,7 +107,7 @@ export class SysctlValueError extends Error {
  * several). Throws SysctlValueError (EINVAL) otherwise.
  */
 export function validateText(k: SysctlKey, text: string): string {
-  if (k.scope === 'readonly') throw Object.assign(new Error(`${k.key} is read-only`), { code: 'EACCES' });
+  if (k.scope === 'readonly' || k.scope === 'uuid') throw Object.assign(new Error(`${k.key} is read-only`), { code: 'EACCES' });
   const words = text.trim() === '' ? [] : text.trim().split(/[ \t\n]+/);
   if (words.length < k.ints.min || words.length > k.ints.max)
     throw new SysctlValueError(`${k.key}: expected ${k.ints.min === k.ints.max ? k.ints.min : `${k.ints.min}..${k.ints.max}`} integer(s), got ${JSON.stringify(text.slice(0, 40))}`);

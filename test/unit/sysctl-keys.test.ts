@@ -4,7 +4,7 @@ import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENTRIES, RECONCILED, keyByName, keyByFile, validateText, type SysctlKey } from '../../actors/sysctl/keys.ts';
+import { ENTRIES, RECONCILED, keyByName, keyByFile, productUuid, validateText, type SysctlKey } from '../../actors/sysctl/keys.ts';
 import { servedEntries, SysctlFs, type SysctlClient } from '../../actors/sysctl/fs.ts';
 
 const k = (name: string): SysctlKey => {
@@ -33,6 +33,7 @@ const RULES: [string, SysctlKey['scope'], [string, string][], string[]][] = [
   ['kernel.cap_last_cap', 'readonly', [], ['40']],
   ['kernel.ngroups_max', 'readonly', [], ['65536']],
   ['kernel.random.uuid', 'readonly', [], ['x']],
+  ['/sys/devices/virtual/dmi/id/product_uuid', 'uuid', [], ['x']],
   ['/sys/module/nf_conntrack/parameters/hashsize', 'container', [['1', '1\n'], ['16384', '16384\n'], ['536870911', '536870911\n']], ['0', '536870912']],
 ];
 
@@ -54,11 +55,17 @@ describe('the emulated entry table', () => {
     const e = k(name);
     expect(e.scope).toBe(scope);
     for (const [text, reads] of ok) expect(validateText(e, text)).toBe(reads);
-    for (const text of bad) expect(() => validateText(e, text)).toThrow(scope === 'readonly' ? expect.objectContaining({ code: 'EACCES' }) : einval);
+    for (const text of bad) expect(() => validateText(e, text)).toThrow(scope === 'readonly' || scope === 'uuid' ? expect.objectContaining({ code: 'EACCES' }) : einval);
   });
 
   it.each(['0x10', '1.5', '+1', '1e3', '--1', '99999999999999999999999'])('refuses %j everywhere', (t) => {
-    for (const e of ENTRIES) expect(() => validateText(e, t)).toThrow(expect.objectContaining({ code: e.scope === 'readonly' ? 'EACCES' : 'EINVAL' }));
+    for (const e of ENTRIES) expect(() => validateText(e, t)).toThrow(expect.objectContaining({ code: e.scope === 'readonly' || e.scope === 'uuid' ? 'EACCES' : 'EINVAL' }));
+  });
+
+  it('derives a per-container product_uuid from the host one (all zeros without one)', () => {
+    expect(productUuid('4c4c4544-0042-3510-8048-b7c04f4b5a31\n', 'f3b8fcb260045eeabf53b116')).toBe('4c4c4544-0042-3510-8048-f3b8fcb26004\n');
+    expect(productUuid(undefined, 'abc')).toBe('00000000-0000-0000-0000-abc000000000\n');
+    expect(productUuid('garbage', 'f3b8fcb260045eea')).toBe('00000000-0000-0000-0000-f3b8fcb26004\n');
   });
 
   it('serves the reconciled entries present on the host and the per-container entries that exist', () => {
@@ -151,6 +158,19 @@ describe('SysctlFs per-container values', () => {
     expect(await ro.read(f('kernel.random.uuid'), 101)).toBe('u2\n');
     await expect(ro.write(f('kernel.random.uuid'), 101, 100000, 'x')).rejects.toMatchObject({ code: 'EACCES' });
     await expect(ro.write(f('kernel.random.uuid'), 301, 0, 'x')).rejects.toMatchObject({ code: 'EACCES' });
+  });
+
+  it('shows each container its own product_uuid, the host its own, and refuses writes', async () => {
+    put(join(dir, 'sys/devices/virtual/dmi/id/product_uuid'), '4c4c4544-0042-3510-8048-b7c04f4b5a31\n');
+    const u = new SysctlFs({ client, keys: [k('/sys/devices/virtual/dmi/id/product_uuid')], roots: { proc: join(dir, 'proc') }, sys: join(dir, 'sys'), mount: (o) => { expect(o.writable).toEqual([]); return { close: async () => {} }; } });
+    await u.start('/unused');
+    u.register('aaaaaaaaaaaa01', 100);
+    u.register('bbbbbbbbbbbb01', 200);
+    const file = f('/sys/devices/virtual/dmi/id/product_uuid');
+    expect(await u.read(file, 101)).toBe('4c4c4544-0042-3510-8048-aaaaaaaaaaaa\n');
+    expect(await u.read(file, 201)).toBe('4c4c4544-0042-3510-8048-bbbbbbbbbbbb\n');
+    expect(await u.read(file, 301)).toBe('4c4c4544-0042-3510-8048-b7c04f4b5a31\n');
+    await expect(u.write(file, 101, 100000, 'x')).rejects.toMatchObject({ code: 'EACCES' });
   });
 
   it('lets host processes read and (as root) write the host file', async () => {
