@@ -134,8 +134,8 @@ export class SysctlFs {
 
   async read(file: string, callerPid: number): Promise<string> {
     const k = this.key(file);
-    const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
     if (k.scope === 'readonly') return readFile(this.hostPath(k), 'utf8');
+    const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
     if (k.scope === 'uuid') {
       const host = await readFile(this.hostPath(k), 'utf8').catch(() => undefined);
       return c ? productUuid(host, c.id) : host ?? '';

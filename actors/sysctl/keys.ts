@@ -71,6 +71,7 @@ export const ENTRIES: readonly SysctlKey[] = [
   // /sys. Sysbox pushes hashsize to the host; a container sizing the host's conntrack table is a
   // host-memory lever (the kernel allocates it), so eci keeps it per container.
   sys('module/nf_conntrack/parameters/hashsize', 'container', 1, 536870911), // UINT_MAX / sizeof(hlist_nulls_head)
+  sys('module/nf_conntrack/parameters/expect_hashsize', 'readonly', 0, 0), // 0400 host root: unreadable in a container otherwise
   // Only where the host has DMI: sysfs directories cannot be created to bind onto.
   sys('devices/virtual/dmi/id/product_uuid', 'uuid', 0, 0),
 ];

@@ -93,11 +93,13 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
     expect(inKernel.trim()).toBe('0');
   });
 
-  it.skipIf(!hasHashsize)('serves /sys/module/nf_conntrack/parameters/hashsize to container root (the kernel file is 0600 host root)', async () => {
-    const r = await run(img, 'sh', '-c', `cat ${HASHSIZE}; ls -l ${HASHSIZE}; ls /sys/module/nf_conntrack/parameters`);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.split('\n')[0]).toBe(readFileSync(HASHSIZE, 'utf8').trim());
-    expect(r.stdout).toMatch(/expect_hashsize/); // the others stay the kernel's
+  it.skipIf(!hasHashsize)('serves /sys/module/nf_conntrack/parameters/hashsize and expect_hashsize to container root (the kernel files are 0600/0400 host root)', async () => {
+    const dir = '/sys/module/nf_conntrack/parameters';
+    const r = await run(img, 'sh', '-c', `cat ${HASHSIZE} ${dir}/expect_hashsize; echo 1 > ${dir}/expect_hashsize; echo 1 > ${dir}/acct`);
+    expect(r.stdout.trim().split('\n')).toEqual([readFileSync(HASHSIZE, 'utf8').trim(), readFileSync(`${dir}/expect_hashsize`, 'utf8').trim()]);
+    // expect_hashsize is read-only; acct stays the kernel's file (host root's, read-only /sys)
+    expect(r.stderr).toMatch(/expect_hashsize: Permission denied/);
+    expect(r.stderr).toMatch(/acct: (Read-only file system|Permission denied)/);
   });
 
   it('a proc or sysfs filesystem mounted inside gets the same emulated files', async () => {

@@ -34,6 +34,7 @@ const RULES: [string, SysctlKey['scope'], [string, string][], string[]][] = [
   ['kernel.ngroups_max', 'readonly', [], ['65536']],
   ['kernel.random.uuid', 'readonly', [], ['x']],
   ['/sys/devices/virtual/dmi/id/product_uuid', 'uuid', [], ['x']],
+  ['/sys/module/nf_conntrack/parameters/expect_hashsize', 'readonly', [], ['1']],
   ['/sys/module/nf_conntrack/parameters/hashsize', 'container', [['1', '1\n'], ['16384', '16384\n'], ['536870911', '536870911\n']], ['0', '536870912']],
 ];
 
