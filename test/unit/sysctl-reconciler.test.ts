@@ -92,7 +92,7 @@ describe('SysctlReconciler', () => {
     await r.settled();
     expect(host.v).toBe(400);
     expect(r.context().entries['fs.file-max']).toMatchObject({ baseline: 150, host: 400 });
-    expect((await kv.get(baselineKey('fs.file-max')))!.json()).toEqual({ key: 'fs.file-max', baseline: 150 });
+    expect((await kv.get(baselineKey('fs.file-max')))!.json()).toEqual({ key: 'fs.file-max', baseline: 150, written: 400 });
     host.v = 250; // and raises it again
     r.gone('b');
     r.gone('a');
@@ -104,6 +104,35 @@ describe('SysctlReconciler', () => {
     expect(events[3][2]).toEqual({ key: 'fs.file-max', old: 150, new: 250, container: 'host' });
     for (const e of events) expect(validateSysctlEvent(envelope(e[1] as 'sysctl.written', e[2] as never)).type).toBe(e[1]);
     r.stop();
+  });
+});
+
+describe('SysctlReconciler across a restart', () => {
+  it('takes a host value changed while no manager ran as the baseline, instead of writing over it', async () => {
+    const kv = memKv();
+    const host = memHost(100);
+    const events: [string, unknown][] = [];
+    const mk = () => new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (_s, t, d) => { events.push([t, d]); } });
+    const r1 = mk();
+    await r1.start();
+    await r1.set('a', 'fs.file-max', 300);
+    await r1.settled();
+    r1.stop();
+    host.v = 500; // the admin, while eci is down
+    const r2 = mk();
+    await r2.start();
+    await r2.settled();
+    expect(host.v).toBe(500); // max(500, a's 300): nothing to write
+    expect(r2.context().entries['fs.file-max']).toMatchObject({ baseline: 500, host: 500 });
+    r2.gone('a');
+    await r2.settled();
+    expect(host.v).toBe(500); // and a leaving does not bring back the old 100
+    expect(events).toEqual([
+      ['sysctl.written', { key: 'fs.file-max', old: 100, new: 300, container: 'a' }],
+      ['sysctl.baseline', { key: 'fs.file-max', old: 100, new: 500, container: 'host' }],
+    ]);
+    expect((await kv.get(baselineKey('fs.file-max')))!.json()).toMatchObject({ baseline: 500 });
+    r2.stop();
   });
 });
 
