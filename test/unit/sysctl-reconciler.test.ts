@@ -10,6 +10,7 @@ import { memKv } from '../helpers/mem-kv.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
+import { subjectFilter } from '../../actors/events-cli.ts';
 
 function memHost(v: number): SysctlHost & { v: number } {
   const h = { v, async exists() { return true; }, async read() { return h.v; }, async write(_k: unknown, n: number) { h.v = n; } };
@@ -29,6 +30,9 @@ describe('sysctl values', () => {
     expect(() => parseValue(keyByName('fs.nr_open')!, '63')).toThrow(/outside/);
     expect(RECONCILED.map((k) => k.file)).toEqual(['sys-fs-file-max', 'sys-fs-nr-open', 'sys-net-netfilter-nf-conntrack-max']);
     expect(sysctlSubjects.written('net.netfilter.nf_conntrack_max')).toBe('eci.v1.evt.sysctl.net-netfilter-nf_conntrack_max.written');
+  });
+  it('eci events --kind sysctl follows both sysctl event types', () => {
+    expect(subjectFilter({ kind: 'sysctl' })).toBe('eci.v1.evt.sysctl.>');
   });
   it('validates sysctl.written events', () => {
     expect(validateSysctlEvent(envelope('sysctl.written', { key: 'fs.file-max', old: 1, new: 2, container: 'a' })).data.new).toBe(2);
