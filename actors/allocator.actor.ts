@@ -57,12 +57,12 @@ export class AllocatorActor {
       this.subs.push(this.deps.nc.subscribe(subject, {
         callback: (err, m) => {
           if (err) return;
-          f(m).then((r) => m.respond(JSON.stringify(r)), (e) => m.respond(JSON.stringify({ ok: false, code: 'EINTERNAL', reason: String(e) })));
+          f(m).then((r) => m.respond(JSON.stringify(r)), (e) => m.respond(JSON.stringify({ ok: false, code: (e as { code?: string }).code ?? 'EINTERNAL', reason: (e as Error).message ?? String(e) })));
         },
       }));
     };
-    serve(subjects.allocatorAllocate, (m) => this.allocate(m.json<{ owner: string }>().owner));
-    serve(subjects.allocatorFree, async (m) => { this.free(m.json<{ owner: string }>().owner); return { ok: true }; });
+    serve(subjects.allocatorAllocate, async (m) => this.allocate(ownerOf(m)));
+    serve(subjects.allocatorFree, async (m) => { this.free(ownerOf(m)); return { ok: true }; });
     serve(subjects.allocatorList, async () => this.held());
   }
 
@@ -123,4 +123,12 @@ export class AllocatorActor {
       this.deps.log.error({ err: e, owner, index }, 'cannot release range in KV');
     }
   }
+}
+
+/** The owner named by a request; anything else is a malformed request (answered as an error). */
+function ownerOf(m: Msg): string {
+  let owner: unknown;
+  try { owner = (m.json() as { owner?: unknown } | null)?.owner; } catch { owner = undefined; }
+  if (typeof owner !== 'string' || owner === '') throw Object.assign(new Error('malformed request: expected {"owner": "<container id>"}'), { code: 'EBADREQ' });
+  return owner;
 }

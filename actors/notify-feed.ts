@@ -14,8 +14,9 @@ export const VET_TIMEOUT_MS = 2000;
 
 export interface FeedNative {
   serveSeccompAgent(path: string, onConnection: (c: { state: unknown; notifyFd: number | null; error?: string }) => void): { close(): Promise<void> };
-  listenSeccomp(fd: number): AsyncIterable<{ id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] }> & {
+  listenSeccomp(fd: number, o?: { holderTag?: string }): AsyncIterable<{ id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] }> & {
     respond(id: bigint, r: { kind: 'continue' } | { kind: 'errno'; errno: number } | { kind: 'value'; val: number }): Promise<void>;
+    idValid?(id: bigint): boolean;
     close(): Promise<void>;
     readonly fd: number;
   };
@@ -28,6 +29,11 @@ export interface FeedHost {
   log: Logger;
   nc: NatsConnection;
   publish(subject: string, type: string, data: unknown): Promise<void>;
+  /**
+   * runc handed over a notify fd for `container` (the caller keeps it: take a copy now, e.g. for the
+   * fd-holder, before the feed starts watching it).
+   */
+  notifyFdReceived?(container: string, fd: number): void;
   /** Container-relative paths of the mounts eci manages for a container (volumes, masked, read-only). */
   protectedPaths(container: string): string[] | undefined;
   /**
@@ -63,7 +69,8 @@ interface Protection {
 
 export class NotifyFeed {
   private server?: { close(): Promise<void> };
-  private listeners = new Set<{ close(): Promise<void> }>();
+  /** Open listeners and their container. */
+  private listeners = new Map<{ close(): Promise<void>; readonly fd: number }, string>();
   private protectIds = new Map<string, Protection>();
 
   constructor(private host: FeedHost, private native: FeedNative) {}
@@ -74,7 +81,7 @@ export class NotifyFeed {
 
   async stop(): Promise<void> {
     await this.server?.close();
-    for (const l of this.listeners) await l.close().catch(() => {});
+    for (const l of this.listeners.keys()) await l.close().catch(() => {});
   }
 
   forget(container: string): void {
@@ -90,8 +97,41 @@ export class NotifyFeed {
     }
     const initPid = st.state?.pid ?? st.pid ?? 0;
     if (initPid > 0 && (st.state as { status?: string } | undefined)?.status !== 'running') this.host.containerProcess?.(container, initPid);
-    const listener = this.native.listenSeccomp(c.notifyFd);
-    this.listeners.add(listener);
+    this.host.notifyFdReceived?.(container, c.notifyFd);
+    this.attach(container, initPid, c.notifyFd);
+  }
+
+  /**
+   * Resumes vetting a running container from a notify fd kept across a manager restart (the
+   * fd-holder's copy): the notifications queued meanwhile are answered first. `initPid` is the
+   * container's init (its mount table says what was read-only at start). `seen`: ids the previous
+   * manager received; those still waiting were never answered (it died deciding) and the kernel
+   * will not queue them again, so they are refused with EPERM (their arguments are gone: fail
+   * closed) and audited. Takes ownership of fd.
+   */
+  adopt(container: string, initPid: number, fd: number, seen: bigint[] = []): void {
+    const l = this.attach(container, initPid, fd);
+    for (const id of seen) {
+      let waiting = false;
+      try { waiting = l.idValid?.(id) ?? false; } catch { /* answered, or not this fd's */ }
+      if (!waiting) continue;
+      const reason = 'received by a manager that died before answering: refused (its arguments are gone)';
+      void l.respond(id, { kind: 'errno', errno: 1 }).catch(() => {});
+      void this.host.publish(subjects.vetterEvent(container), 'vetter.decision', {
+        container, pid: 0, syscall: 'unknown', strings: {}, verdict: 'refused', errno: 'EPERM', reason, latencyUs: 0,
+      });
+      this.host.log.warn({ container, id: id.toString() }, reason);
+    }
+  }
+
+  /** The notify fds being watched, by container (e.g. to hand them to a new fd-holder). */
+  watched(): { container: string; fd: number }[] {
+    return [...this.listeners].map(([l, container]) => ({ container, fd: l.fd })).filter((x) => x.fd >= 0);
+  }
+
+  private attach(container: string, initPid: number, fd: number): ReturnType<FeedNative['listenSeccomp']> {
+    const listener = this.native.listenSeccomp(fd, { holderTag: container });
+    this.listeners.set(listener, container);
     (async () => {
       for await (const n of listener) {
         this.handle(container, initPid, listener, n).catch((e) => {
@@ -101,6 +141,7 @@ export class NotifyFeed {
         });
       }
     })().catch((e) => this.host.log.error({ err: e, container }, 'seccomp feed failed')).finally(() => this.listeners.delete(listener));
+    return listener;
   }
 
   /**

@@ -95,7 +95,7 @@ export function imageOf(spec: OciSpec, id: string): ImageInfo | undefined {
 }
 
 /** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
-export const EMULATED_PROC_FILES = ['uptime', 'swaps', 'meminfo'] as const;
+export const EMULATED_PROC_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
 
 /** The bind mounts that put eci's emulated files over the container's /proc (none without a /proc mount). */
 export function emulatedProcMounts(spec: OciSpec, dir: string | undefined): OciMount[] {

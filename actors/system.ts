@@ -1,12 +1,15 @@
 // The manager: one NATS bus, the allocator actor, one actor per container, and the unix socket the
 // eci-runc launcher talks to. Container state survives restarts in KV; events go to JetStream.
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { FdHolder, type FdHolderNative } from './fd-holder.ts';
+import { initPidOf, type RuncInitState, type StoredRecord } from './restore.ts';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { connectBus, type Bus } from '../bus/connect.ts';
 import { envelope } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
+import { actorServices, type ActorServices } from './services.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
 import { AllocatorActor } from './allocator.actor.ts';
@@ -67,6 +70,7 @@ export class Manager implements RuntimeHost {
   private settingsText?: string;
 
   private vetter?: VetterActor;
+  private services?: ActorServices;
   private feed?: NotifyFeed;
   private procfs?: ProcFs;
   private procfsMounted = false;
@@ -74,7 +78,12 @@ export class Manager implements RuntimeHost {
   private sysctlFs?: SysctlFs;
   private sysctlMounted = false;
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void>; bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> }) {}
+  /** Keeps the containers' notify fds across a manager restart (absent when the native side lacks it). */
+  private holder?: FdHolder;
+  /** Host pid of each container's init (from runc's agent connection, or restored). */
+  private initPids = new Map<string, number>();
+
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & Partial<FdHolderNative> & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void>; bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> }) {}
 
   procfsDir(): string | undefined {
     return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
@@ -174,18 +183,26 @@ export class Manager implements RuntimeHost {
     await this.reloadSettings(true);
     watchFile(this.config.settingsPath, { interval: 500 }, () => void this.reloadSettings());
     this.bus = await connectBus({ url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager' });
+    // Each actor gets a connection that counts its endpoints for the $SRV protocol (eci services).
+    this.services = actorServices(this.bus.nc, VERSION, { pid: String(process.pid) });
     this.allocator = new AllocatorActor(this.config.range ?? this.current.idRange, {
-      nc: this.bus.nc, kv: this.bus.ranges, log: this.log,
+      nc: this.services.allocator.connection(), kv: this.bus.ranges, log: this.log,
       publish: (subject, type, data) => this.publish(subject, type, data),
     });
     await this.allocator.start();
-    this.vetter = new VetterActor(this.bus.nc);
+    this.vetter = new VetterActor(this.services.vetter.connection());
     this.vetter.start();
     this.feed = new NotifyFeed({
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
+      notifyFdReceived: (id, fd) => this.holdNotifyFd(id, fd),
       containerProcess: (id, pid) => {
+        const c = this.containers.get(id);
+        if (c && !this.initPids.has(id)) {
+          this.initPids.set(id, pid);
+          this.chain(id, () => this.bus.containers.put(id, JSON.stringify(this.recordOf(c, c.state, c.context))));
+        }
         // runc's first connection comes from the container's init: its pid namespace is the container's.
         if (!this.procfsMounted || !this.containers.has(id)) return;
         try {
@@ -202,13 +219,21 @@ export class Manager implements RuntimeHost {
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
       bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),
     }, this.native);
+    if (this.native.connectFdHolder && this.native.fdHolderPath && this.native.closeFd) {
+      this.holder = new FdHolder({
+        socket: join(this.config.runDir, 'fdholder.sock'), pidFile: join(this.config.runDir, 'fdholder.pid'),
+        native: this.native as FdHolderNative, log: this.log.child({ actor: 'fd-holder' }),
+      });
+      await this.holder.open();
+    }
     this.feed.start(this.seccompSocket());
     // /proc emulation is an addition, not a guard: without FUSE containers run with the kernel's files.
     try {
       const dir = join(this.config.runDir, 'procfs');
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-      // A manager that was killed leaves its FUSE mount behind, dead (ENOTCONN): detach it first.
+      // A manager that was killed leaves its FUSE mount behind, dead (ENOTCONN even for mkdir's
+      // stat): detach it first.
       try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
       this.procfs = new ProcFs();
       await this.procfs.start(dir);
       this.procfsMounted = true;
@@ -216,13 +241,13 @@ export class Manager implements RuntimeHost {
       this.log.warn({ err: (e as Error).message }, '/proc emulation unavailable; containers see the kernel files');
     }
     // The sysctl reconciler: per-container values of non-namespaced entries, host = max of the live.
-    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.bus.nc, publish: (s, t, d) => this.publish(s, t, d), log: this.log.child({ actor: 'sysctl' }) });
+    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: (s, t, d) => this.publish(s, t, d), log: this.log.child({ actor: 'sysctl' }) });
     await this.sysctl.start();
     if (this.procfsMounted) {
       try {
         const dir = join(this.config.runDir, 'sysctlfs');
-        mkdirSync(dir, { recursive: true, mode: 0o755 });
         try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
         this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()) });
         await this.sysctlFs.start(dir);
         this.sysctlMounted = true;
@@ -231,6 +256,7 @@ export class Manager implements RuntimeHost {
       }
     }
     await this.restoreContainers();
+    await this.resumeContainers();
     this.sysctl.retainOnly(this.containers.keys()); // values of containers gone while we were down no longer count
     await this.listen();
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
@@ -248,11 +274,13 @@ export class Manager implements RuntimeHost {
     await this.allocator?.settled();
     await this.publish(subjects.managerEvent('stopping'), 'manager.stopping', { pid: process.pid, version: VERSION, nats: this.bus.url }).catch(() => {});
     await this.feed?.stop();
+    this.holder?.close(); // it keeps the fds for the next manager, and exits once it holds none
     await this.procfs?.stop().catch(() => {});
     await this.sysctlFs?.stop().catch(() => {});
     this.sysctl?.stop();
     this.vetter?.stop();
     this.allocator?.stop();
+    this.services?.stop();
     for (const c of this.containers.values()) c.actor.stop();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
   }
@@ -329,6 +357,8 @@ export class Manager implements RuntimeHost {
     c.released.then(() => {
       if (this.containers.get(id) === c) this.containers.delete(id);
       this.feed?.forget(id);
+      this.initPids.delete(id);
+      this.holder?.drop(id);
       this.procfs?.unregister(id);
       this.sysctlFs?.unregister(id);
       this.sysctl?.gone(id);
@@ -376,11 +406,85 @@ export class Manager implements RuntimeHost {
   private onTransition(c: ContainerActor, state: ContainerStateName, from: ContainerStateName | undefined, ctx: ContainerContext): void {
     this.log.info({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
     const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason };
-    const record: ContainerRecord = { state, context: ctx, runcRoot: c.runcRoot, created: c.created };
+    const record = this.recordOf(c, state, ctx);
     this.chain(c.id, async () => {
       await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
       await this.bus.containers.put(c.id, JSON.stringify(record));
     });
+  }
+
+  /** The KV record of a container: its machine state plus what a restarted manager needs. */
+  private recordOf(c: ContainerActor, state: ContainerStateName, ctx: ContainerContext): StoredRecord {
+    return {
+      state, context: ctx, runcRoot: c.runcRoot, created: c.created,
+      initPid: this.initPids.get(c.id), protectedPaths: c.protectedPaths, volumePaths: this.volumePaths.get(c),
+    };
+  }
+
+  /** A copy of each notify fd goes to the fd-holder; a holder that went away is replaced. */
+  private holdNotifyFd(id: string, fd: number): void {
+    if (!this.holder) return;
+    if (this.holder.connected && this.holder.put(id, fd)) return;
+    if (!this.holder.connected) void this.holder.recover(() => this.feed?.watched() ?? []);
+  }
+
+  /**
+   * After restoreContainers: the restored containers get their emulated /proc files back and their
+   * vetting resumes from the notify fds the fd-holder kept (the calls they made meanwhile are queued
+   * in the kernel and answered now). A container whose init cannot be identified is not resumed: its
+   * fds are closed, and its vetted calls fail with ENOSYS as without a holder (fail closed).
+   */
+  private async resumeContainers(): Promise<void> {
+    for (const c of this.containers.values()) {
+      const pid = this.initPids.get(c.id);
+      if (pid) await this.reattachEmulatedFiles(c.id, pid);
+    }
+    if (!this.holder?.connected) return;
+    const taken = this.holder.take();
+    for (const [id, fds] of taken.fds) {
+      const pid = this.containers.has(id) ? this.initPids.get(id) : undefined;
+      if (!pid) {
+        for (const fd of fds) this.native.closeFd!(fd);
+        if (!this.containers.has(id)) this.holder.drop(id);
+        this.log.warn({ id, fds: fds.length }, 'notify fds of a container that is not restored: closed');
+        continue;
+      }
+      // Each noted id belongs to one of the fds; on the others ID_VALID just says no.
+      for (const fd of fds) this.feed!.adopt(id, pid, fd, taken.seen.get(id));
+      this.log.info({ id, fds: fds.length, pid }, 'vetting resumed');
+    }
+  }
+
+  /**
+   * The FUSE servers died with the previous manager, so a restored container's emulated files answer
+   * ENOTCONN: put the new servers' files over each dead one (in the container's mount namespace) and
+   * register the container with them again. Best effort, like the binds at create.
+   */
+  private async reattachEmulatedFiles(id: string, pid: number): Promise<void> {
+    if (!this.procfsMounted) return;
+    try {
+      this.procfs?.register(id, pid);
+      this.sysctlFs?.register(id, pid);
+    } catch (e) {
+      this.log.warn({ id, err: (e as Error).message }, 'restored container not registered with /proc emulation');
+      return;
+    }
+    const files = [
+      ...EMULATED_PROC_FILES.map((f) => ({ source: join(this.config.runDir, 'procfs', f), target: `/proc/${f}` })),
+      ...(this.sysctlFiles()?.files ?? []).map((f) => ({ source: join(this.config.runDir, 'sysctlfs', f.file), target: f.target })),
+    ];
+    for (const f of files) {
+      try {
+        // open, not stat: a dead FUSE mount may still answer stat from the kernel's attribute cache
+        closeSync(openSync(`/proc/${pid}/root${f.target}`, 'r'));
+        continue; // alive (or the kernel's own file): leave it
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOTCONN') continue;
+      }
+      await this.bindInto(pid, f.source, f.target).then(
+        () => this.log.info({ id, target: f.target }, 'emulated file reattached'),
+        (e) => this.log.warn({ id, target: f.target, err: (e as Error).message }, 'emulated file not reattached'));
+    }
   }
 
   /** After a restart: keep containers runc still knows, clean up the rest, free orphan ranges. */
@@ -389,10 +493,14 @@ export class Manager implements RuntimeHost {
     for await (const id of await kv.keys()) {
       const e = await kv.get(id);
       if (!e || e.operation !== 'PUT') continue;
-      const rec = e.json<ContainerRecord>();
+      const rec = e.json<StoredRecord>();
       const alive = existsSync(runcStateDir(rec.runcRoot, id));
       if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
-        this.createContainer(id, rec.context.bundle, rec.runcRoot, { rootfs: { kind: 'bind', source: '' }, binds: [] }, rec);
+        const c = this.createContainer(id, rec.context.bundle, rec.runcRoot, { rootfs: { kind: 'bind', source: '' }, binds: [] }, rec);
+        c.protectedPaths = rec.protectedPaths ?? [];
+        if (rec.volumePaths) this.volumePaths.set(c, rec.volumePaths);
+        const pid = initPidOf(rec, this.runcInitState(rec.runcRoot, id), (p) => { try { return readFileSync(`/proc/${p}/stat`, 'utf8'); } catch { return undefined; } });
+        if (pid) this.initPids.set(id, pid);
         this.log.info({ id, state: rec.state }, 'restored container');
         continue;
       }
@@ -409,6 +517,14 @@ export class Manager implements RuntimeHost {
       if (!this.containers.has(owner)) this.allocator.free(owner);
     }
     await this.allocator.settled();
+  }
+
+  private runcInitState(runcRoot: string | undefined, id: string): RuncInitState | undefined {
+    try {
+      return JSON.parse(readFileSync(join(runcStateDir(runcRoot, id), 'state.json'), 'utf8')) as RuncInitState;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Containers whose runc state vanished (deleted while a report was lost) are cleaned up. */

@@ -18,6 +18,7 @@ Commands:
   ps         List containers with their uid/gid ranges and states
   settings   Check an admin settings file (settings validate FILE) or print the defaults
   events     Follow or replay lifecycle, allocator, vetter and settings events
+  services   List the actors registered as NATS micro-services, with request counters
   check      Run every isolation property against the live system (through Docker)
   install    Register eci in Docker's daemon.json and write a systemd unit for the manager
   uninstall  Undo exactly what install did
@@ -48,6 +49,12 @@ Reads the JetStream stream ECI_EVENTS at ECI_NATS_URL (default nats://127.0.0.1:
 Runs small containers through the Docker engine (default client /usr/bin/docker, runtime "eci",
 image "eci-busybox" as made by bin/eci-quickstart) and prints, for every isolation property, what
 is expected, what was observed and whether it passed. Exits 1 if any property fails.`,
+  services: `Usage: eci services [NAME] [--json]
+
+Asks every service on the bus ($SRV.STATS, the NATS micro-service protocol) and prints one line
+per endpoint: service, instance id, version, endpoint, subject, requests, errors, average time.
+NAME limits it to one service (eci-allocator, eci-vetter, eci-sysctl). The NATS CLI shows the
+same with 'nats micro ls' and 'nats micro stats NAME'. Exits 1 if no service answers.`,
   install: `Usage: eci install [--daemon-json PATH] [--unit-dir DIR]
 
 Adds runtime "eci" (this checkout's bin/eci-runc) to /etc/docker/daemon.json, keeping every other
@@ -125,6 +132,20 @@ async function settings(args: string[]): Promise<void> {
   console.log(JSON.stringify(s, null, 2));
 }
 
+async function servicesCmd(args: string[]): Promise<void> {
+  const { services } = await import('../actors/services-cli.ts');
+  const config = configFromEnv();
+  let name: string | undefined;
+  let json = false;
+  for (const a of args) {
+    if (a === '--json') json = true;
+    else if (a.startsWith('-')) throw new EciError('EUSAGE', `services: unknown flag ${a}; see 'eci services --help'`);
+    else if (name === undefined && /^[A-Za-z0-9_-]+$/.test(a)) name = a;
+    else throw new EciError('EUSAGE', `services: unexpected argument ${JSON.stringify(a)}; see 'eci services --help'`);
+  }
+  await services({ url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, json, name, out: (l) => console.log(l) });
+}
+
 async function eventsCmd(args: string[]): Promise<void> {
   const { events } = await import('../actors/events-cli.ts');
   const config = configFromEnv();
@@ -200,6 +221,7 @@ export async function main(argv: string[]): Promise<void> {
       case 'ps': return await ps(args.slice(1));
       case 'settings': return await settings(args.slice(1));
       case 'events': return await eventsCmd(args.slice(1));
+      case 'services': return await servicesCmd(args.slice(1));
       case 'check': return await checkCmd(args.slice(1));
       case 'install': return await installCmd(args.slice(1), false);
       case 'uninstall': return await installCmd(args.slice(1), true);

@@ -216,7 +216,7 @@ export { parseAgentDelivery } from './seccomp-agent.ts';
 
 interface SeccompAddon {
   listen(path: string, cb: (d: RawAgentDelivery) => void): { close(): void };
-  watch(fd: number, cb: (e: RawWatchEvent) => void): { close(): void };
+  watch(fd: number, cb: (e: RawWatchEvent) => void, holderTag?: string): { close(): void };
   respond(fd: number, id: bigint, r: SeccompResponse): void;
   idValid(fd: number, id: bigint): boolean;
   closeFd(fd: number): void;
@@ -262,15 +262,18 @@ export function serveSeccompAgent(path: string, onConnection: (c: SeccompAgentCo
   };
 }
 
-/** Watches a seccomp notify fd (taking ownership of it) without blocking the event loop. */
-export function listenSeccomp(fd: number): SeccompListener {
+/**
+ * Watches a seccomp notify fd (taking ownership of it) without blocking the event loop. With
+ * o.holderTag, each notification's id is noted at the fd-holder (setFdHolderNotes) under that tag.
+ */
+export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): SeccompListener {
   if (!Number.isInteger(fd) || fd < 0) throw usage(`listenSeccomp needs an fd, got ${fd}`);
   const s = seccompAddon();
   return createSeccompListener({
     fd,
     watch(cb) {
       try {
-        return s.watch(fd, cb);
+        return s.watch(fd, cb, o.holderTag);
       } catch (err) {
         throw NativeError.from(err);
       }
@@ -495,6 +498,11 @@ export interface ProcFsMountOptions {
   mountpoint: string;
   /** Plain file names served at the top of the mount, e.g. ['uptime', 'swaps', 'meminfo']. */
   files: string[];
+  /**
+   * mountProcFs only: per file, how long (ms) an answer for a pid namespace registered with
+   * ProcFsMount.cache is reused for reads from that namespace without calling onRead (absent: never).
+   */
+  cacheMs?: Readonly<Record<string, number>>;
 }
 
 /** Renders `file` for the process with host pid `callerPid`; throw (or reject) to fail the read with EIO. */
@@ -503,12 +511,19 @@ export type ProcFsReader = (file: string, callerPid: number) => Promise<string> 
 export interface ProcFsMount {
   /** Fails pending reads with EIO, unmounts (MNT_DETACH) and stops the session thread. Idempotent. */
   close(): Promise<void>;
+  /**
+   * mountProcFs: lets (on) or stops (off, dropping what was kept) the reuse of onRead's answers to
+   * callers in pid namespace `pidns` (inode) for cacheMs. onRead must then answer such callers with the
+   * namespace's own view, and fail (not fall back) when the caller is gone.
+   */
+  cache?(pidns: number, on: boolean): void;
 }
 
 interface ProcFsAddon {
-  mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void): {
+  mount(mountpoint: string, files: string[], onRead: (id: number, file: string, pid: number) => void, cacheMs?: number[]): {
     reply(id: number, text: string | null, errno: number): void;
     close(): void;
+    cache(pidns: number, on: boolean): void;
   };
 }
 
@@ -558,11 +573,12 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
   let handle: ReturnType<ProcFsAddon['mount']>;
   const answer = (id: number, text: unknown): void => handle.reply(id, typeof text === 'string' ? text : null, typeof text === 'string' ? 0 : errnoOf('EIO'));
   try {
-    handle = p.mount(o.mountpoint, [...o.files], readCallback(onRead, answer));
+    const ttl = o.cacheMs ? o.files.map((f) => o.cacheMs?.[f] ?? 0) : undefined;
+    handle = p.mount(o.mountpoint, [...o.files], readCallback(onRead, answer), ttl);
   } catch (err) {
     throw NativeError.from(err);
   }
-  return fuseMount(handle);
+  return { ...fuseMount(handle), cache: (pidns, on) => handle.cache(pidns, on) };
 }
 
 // ---------- chmodAs: a vetted setuid/setgid chmod done for a container process (eci-helper chmod-as) ----------
@@ -670,4 +686,80 @@ export async function setDomainname(pid: number, name: string): Promise<void> {
   if (!Number.isInteger(pid) || pid <= 0) throw usage(`setDomainname: bad pid ${pid}`);
   if (Buffer.byteLength(name) > 64 || name.includes('\0')) throw usage('setDomainname: a domain name is at most 64 bytes, without NUL');
   await runHelper(['set-domainname', '--pid', String(pid), '--name', name]);
+}
+
+// ---------- fd-holder: keeps notify fds across manager restarts (cmd/eci-fdholder.c, src/seccomp.cc) ----------
+// (Appended section.)
+
+/** One connection to a running eci-fdholder (requests are synchronous, 2 s timeouts). */
+export interface FdHolderConnection {
+  readonly fd: number;
+  /** One request ("PUT <tag>" with passFd, "DROP <tag>", "TAKE", "PING", "QUIT"); throws NativeError. */
+  call(request: string, passFd?: number): FdHolderAnswer;
+  close(): void;
+}
+
+/** An fd-holder's answer: the reply line; for TAKE, the fds (owned by the caller) and the noted ids. */
+export interface FdHolderAnswer {
+  reply: string;
+  taken: { tag: string; fd: number }[];
+  pending: { tag: string; id: bigint }[];
+}
+
+interface HolderAddon {
+  holderConnect(path: string): number;
+  holderCall(fd: number, request: string, passFd?: number): FdHolderAnswer;
+  holderNotes(fd: number): void;
+  closeFd(fd: number): void;
+}
+
+export function fdHolderPath(): string {
+  return nativeFile('./bin/eci-fdholder');
+}
+
+/** Connects to the fd-holder at `path` (AF_UNIX SOCK_SEQPACKET); throws NativeError (ENOENT, ECONNREFUSED...). */
+export function connectFdHolder(path: string): FdHolderConnection {
+  if (!isAbsolute(path)) throw usage(`fd-holder socket must be an absolute path, got ${path}`);
+  const s = (loadAddon() as unknown as { seccomp: HolderAddon }).seccomp;
+  let fd: number;
+  try {
+    fd = s.holderConnect(path);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  let open = true;
+  return {
+    fd,
+    call(request, passFd) {
+      if (!open) throw new NativeError({ code: 'EBADF', errno: errnoOf('EBADF'), syscall: 'sendmsg', message: 'EBADF: fd-holder connection is closed' });
+      try {
+        return s.holderCall(fd, request, passFd);
+      } catch (err) {
+        throw NativeError.from(err);
+      }
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      try { s.closeFd(fd); } catch { /* already gone */ }
+    },
+  };
+}
+
+/** Closes an fd this process owns (e.g. a notify fd taken from the fd-holder that nobody adopts). */
+export function closeFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) throw usage(`closeFd needs an fd, got ${fd}`);
+  try {
+    (loadAddon() as unknown as { seccomp: HolderAddon }).seccomp.closeFd(fd);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
+
+/**
+ * Where the seccomp watchers note each notification id they receive ("SEEN <tag> <id>", fire and
+ * forget): a connection of its own to the fd-holder, or undefined to stop. The caller keeps it open.
+ */
+export function setFdHolderNotes(conn: FdHolderConnection | undefined): void {
+  (loadAddon() as unknown as { seccomp: HolderAddon }).seccomp.holderNotes(conn ? conn.fd : -1);
 }

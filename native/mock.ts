@@ -467,3 +467,24 @@ export async function setDomainname(pid: number, name: string): Promise<void> {
   if (!Number.isInteger(pid) || pid <= 0 || Buffer.byteLength(name) > 64 || name.includes('\0'))
     throw usage('setDomainname: bad pid or name');
 }
+
+// ---------- fd-holder (appended): no holder process in unit tests ----------
+export type { FdHolderConnection } from './index.ts';
+
+export function fdHolderPath(): string {
+  return '/nonexistent/eci-fdholder';
+}
+
+/** There is never a holder to connect to here: the manager then runs without one (fail closed). */
+export function connectFdHolder(path: string): import('./index.ts').FdHolderConnection {
+  requireAbsolute('fd-holder socket', path);
+  throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'connect', message: `ENOENT: connect ${path}` });
+}
+
+export function closeFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) throw usage(`closeFd needs an fd, got ${fd}`);
+}
+
+export function setFdHolderNotes(conn: import('./index.ts').FdHolderConnection | undefined): void {
+  void conn;
+}

@@ -60,3 +60,159 @@ export function meminfo(hostMeminfoText: string, m: MemoryLimits): string {
     })
     .join('\n');
 }
+
+// ---------- CPUs: which ones a container sees ----------
+
+/**
+ * The host CPUs shown to a container, in order: its cpuset (or all of `online` when unknown), cut to
+ * ceil(quota) CPUs when a CFS quota allows fewer (as LXCFS does with --enable-cfs). At least one.
+ */
+export function visibleCpus(online: number[], cpuset: number[] | undefined, quotaCpus: number | undefined): number[] {
+  let cpus = cpuset && cpuset.length ? cpuset.filter((c) => online.includes(c)) : online;
+  if (cpus.length === 0) cpus = online.length ? online : [0];
+  if (quotaCpus !== undefined && Number.isFinite(quotaCpus) && quotaCpus > 0) cpus = cpus.slice(0, Math.max(1, Math.ceil(quotaCpus - 1e-9)));
+  return cpus;
+}
+
+/** Online CPU numbers of the host's /proc/stat ("cpuN" lines). */
+export function statCpus(hostStatText: string): number[] {
+  return [...hostStatText.matchAll(/^cpu(\d+) /gm)].map((m) => Number(m[1]));
+}
+
+/**
+ * /proc/cpuinfo: the host's blocks ("processor : N" up to the blank line) of the visible CPUs only,
+ * renumbered 0..k-1; blocks without a processor line (some architectures' trailer) are kept.
+ */
+export function cpuinfo(hostCpuinfoText: string, cpus: number[]): string {
+  const blocks = hostCpuinfoText.split(/\n\n+/).filter((b) => b.trim() !== '');
+  const out: string[] = [];
+  for (const b of blocks) {
+    const m = b.match(/^processor\s*:\s*(\d+)/m);
+    if (!m) {
+      out.push(b);
+      continue;
+    }
+    const k = cpus.indexOf(Number(m[1]));
+    if (k < 0) continue;
+    out.push(b.replace(/^(processor\s*:\s*)\d+/m, `$1${k}`));
+  }
+  return out.map((b) => `${b.replace(/\n+$/, '')}\n\n`).join('');
+}
+
+// ---------- /proc/stat ----------
+
+export interface StatInputs {
+  /** Host CPU numbers shown, in order (visibleCpus); rendered as cpu0..cpuK-1. */
+  cpus: number[];
+  /** Container uptime in seconds: each visible CPU's user + system + idle adds up to it. */
+  uptimeSeconds: number;
+  userSeconds?: number;
+  systemSeconds?: number;
+  /** Per host CPU usage (seconds), used when present for every visible CPU and no quota cut them. */
+  perCpuUser?: number[];
+  perCpuSystem?: number[];
+  /** Host boot time plus the init's start: so that btime + uptime is now. */
+  btime: number;
+  /** TaskSample of the container. */
+  tasks?: { running: number; blocked: number; ctxt: number; lastPid: number };
+  clkTck: number;
+}
+
+/**
+ * /proc/stat of a container. cpuN: user and system from the cgroup (per CPU when the kernel keeps it,
+ * else the total spread evenly), idle = uptime - user - system, other columns 0; "cpu" is their sum.
+ * intr/softirq: totals 0 (interrupts are not per container). ctxt: context switches of the live tasks.
+ * btime: the container's boot time. processes: forks, approximated by the highest pid in its pid
+ * namespace. procs_running/procs_blocked: its tasks in state R / D (at least 1 running: the reader).
+ */
+export function stat(s: StatInputs): string {
+  const n = s.cpus.length;
+  const perCpu = !!(s.perCpuUser && s.perCpuSystem && s.cpus.every((c) => c < s.perCpuUser!.length && c < s.perCpuSystem!.length));
+  const ticks = (sec: number) => Math.max(0, Math.round(sec * s.clkTck));
+  const upTicks = ticks(s.uptimeSeconds);
+  const rows = s.cpus.map((c) => {
+    const user = ticks(perCpu ? s.perCpuUser![c] : (s.userSeconds ?? 0) / n);
+    const system = ticks(perCpu ? s.perCpuSystem![c] : (s.systemSeconds ?? 0) / n);
+    return [user, 0, system, Math.max(0, upTicks - user - system), 0, 0, 0, 0, 0, 0];
+  });
+  const sum = rows.reduce((a, r) => a.map((v, i) => v + r[i]), Array<number>(10).fill(0));
+  const t = s.tasks ?? { running: 1, blocked: 0, ctxt: 0, lastPid: 1 };
+  return [
+    `cpu  ${sum.join(' ')}`,
+    ...rows.map((r, k) => `cpu${k} ${r.join(' ')}`),
+    'intr 0',
+    `ctxt ${t.ctxt}`,
+    `btime ${Math.floor(s.btime)}`,
+    `processes ${Math.max(1, t.lastPid)}`,
+    `procs_running ${Math.max(1, t.running)}`,
+    `procs_blocked ${t.blocked}`,
+    'softirq 0 0 0 0 0 0 0 0 0 0 0',
+    '',
+  ].join('\n');
+}
+
+// ---------- /proc/loadavg ----------
+
+/** Load averages (1, 5, 15 min) and when they were last updated (seconds, any monotonic clock). */
+export interface Load {
+  avg: [number, number, number];
+  at: number;
+}
+
+/**
+ * Moves the container's load averages to time `now` given `active` = its tasks in state R or D: the
+ * kernel's exponential decay (calc_load), but continuous in time, since eci samples only when read.
+ */
+export function decayLoad(prev: Load | undefined, active: number, now: number): Load {
+  if (!prev) return { avg: [0, 0, 0], at: now }; // a container starts idle, as a booting kernel does
+  const dt = Math.max(0, now - prev.at);
+  const avg = prev.avg.map((a, i) => {
+    const e = Math.exp(-dt / [60, 300, 900][i]);
+    return a * e + active * (1 - e);
+  }) as [number, number, number];
+  return { avg, at: now };
+}
+
+/** /proc/loadavg: "1min 5min 15min running/total lastpid", as the kernel prints it. */
+export function loadavg(load: [number, number, number], running: number, total: number, lastPid: number): string {
+  return `${load.map((l) => l.toFixed(2)).join(' ')} ${Math.max(1, running)}/${Math.max(1, total)} ${lastPid}\n`;
+}
+
+// ---------- /proc/diskstats ----------
+
+export interface DiskIo {
+  readIos: number;
+  writeIos: number;
+  readBytes: number;
+  writeBytes: number;
+  discardIos: number;
+  discardBytes: number;
+}
+
+/**
+ * /proc/diskstats: the host's devices (major, minor, name, same number of columns) with the container's
+ * own counters from its cgroup: reads/writes/discards completed and sectors (bytes / 512); merges,
+ * times, in-flight and flushes are 0 (cgroups do not keep them). A device it never touched shows zeros.
+ */
+export function diskstats(hostDiskstatsText: string, io: Map<string, DiskIo>): string {
+  const out: string[] = [];
+  for (const line of hostDiskstatsText.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 14) continue;
+    const [maj, min, name] = f;
+    const d = io.get(`${maj}:${min}`);
+    const v = Array<number>(f.length - 3).fill(0);
+    if (d) {
+      v[0] = d.readIos;
+      v[2] = Math.floor(d.readBytes / 512);
+      v[4] = d.writeIos;
+      v[6] = Math.floor(d.writeBytes / 512);
+      if (v.length >= 15) {
+        v[11] = d.discardIos;
+        v[13] = Math.floor(d.discardBytes / 512);
+      }
+    }
+    out.push(`${maj.padStart(4)} ${min.padStart(7)} ${name} ${v.join(' ')}`);
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}

@@ -9,6 +9,7 @@
 //   file descriptor that was never rendered); JS answers with reply(id, text) or reply(id, null, errno).
 //   A read not answered within 2 s fails with EIO. Later offsets are served from the per-open buffer.
 //   close() stops the session thread, fails pending reads (and writes) with EIO and unmounts (MNT_DETACH).
+//   mount(..., cacheMs?: number[]) also returns cache(pidns: number, on: boolean): see "Render cache".
 //   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
 //           onWrite(id, file, pid, uid, data: string))
 //     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
@@ -35,11 +36,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "system-error.h"
@@ -67,7 +71,95 @@ struct Pending {
   size_t size;
   off_t off;
   Clock::time_point deadline;
+  uint64_t pidns = 0;   // the caller's pid namespace when its render may be cached (Render cache), else 0
+  uint64_t cacheGen = 0;
+  size_t file = 0;      // index, for the cache
+  // req is nullptr for a background refresh of a cache entry (nobody waits for it).
 };
+
+// ---------- Render cache ----------
+// Rendering in JS costs a round trip to the event loop per read. A container's file changes slowly, so
+// JS's answer for a caller in a registered container's pid namespace is kept for the file's TTL
+// (mount's cacheMs) and served to every reader of that namespace from the session thread. Keyed by
+// pid namespace inode, as JS attributes reads; only namespaces JS registered (cache(ns, true)) are kept,
+// and cache(ns, false) drops them and bumps a generation so a render already on its way is not kept.
+// An entry past its TTL is still served for one more TTL while one background render (for the
+// reader's pid) replaces it, so a busy reader never waits for JS and no answer is older than 2 TTLs.
+
+struct RenderCache {
+  struct Entry {
+    std::string text;
+    Clock::time_point expires;
+    bool refreshing = false;
+  };
+  enum class Hit { kMiss, kFresh, kStaleRefresh };
+  std::vector<int> ttlMs;  // per file; 0: never cached
+  std::mutex mu;           // guards what follows
+  std::set<uint64_t> namespaces;
+  std::map<std::pair<uint64_t, size_t>, Entry> entries;
+  uint64_t gen = 0;
+
+  bool Enabled(size_t file) const { return file < ttlMs.size() && ttlMs[file] > 0; }
+
+  // Generation to hand back to Put, or 0 when ns is not registered.
+  uint64_t Registered(uint64_t ns) {
+    std::lock_guard<std::mutex> g(mu);
+    return namespaces.count(ns) ? gen + 1 : 0;
+  }
+
+  // kStaleRefresh: served stale, and the caller must start the one background render (or Unmark).
+  Hit Get(uint64_t ns, size_t file, std::string* out) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = entries.find({ns, file});
+    if (it == entries.end()) return Hit::kMiss;
+    const auto now = Clock::now();
+    Entry& e = it->second;
+    if (e.expires > now) {
+      *out = e.text;
+      return Hit::kFresh;
+    }
+    if (now - e.expires > std::chrono::milliseconds(ttlMs[file])) return Hit::kMiss;
+    *out = e.text;
+    if (e.refreshing) return Hit::kFresh;
+    e.refreshing = true;
+    return Hit::kStaleRefresh;
+  }
+
+  // A background render failed or was never sent: let the next reader try again.
+  void Unmark(uint64_t ns, size_t file) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = entries.find({ns, file});
+    if (it != entries.end()) it->second.refreshing = false;
+  }
+
+  void Put(uint64_t ns, size_t file, uint64_t readGen, const std::string& text) {
+    std::lock_guard<std::mutex> g(mu);
+    if (readGen != gen + 1 || !namespaces.count(ns)) return;  // unregistered meanwhile
+    const auto now = Clock::now();
+    if (entries.size() > 4096)
+      for (auto it = entries.begin(); it != entries.end();) it = it->second.expires <= now ? entries.erase(it) : std::next(it);
+    entries[{ns, file}] = Entry{text, now + std::chrono::milliseconds(ttlMs[file])};
+  }
+
+  void Set(uint64_t ns, bool on) {
+    std::lock_guard<std::mutex> g(mu);
+    gen++;
+    if (on) {
+      namespaces.insert(ns);
+      return;
+    }
+    namespaces.erase(ns);
+    for (auto it = entries.begin(); it != entries.end();) it = it->first.first == ns ? entries.erase(it) : std::next(it);
+  }
+};
+
+// Inode of host pid `pid`'s pid namespace, 0 when it is gone.
+uint64_t PidNsOf(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/ns/pid", static_cast<int>(pid));
+  struct stat st;
+  return ::stat(path, &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
 
 // One call of onRead(id, file, pid) or, with write set, onWrite(id, file, pid, uid, data).
 struct JsCall {
@@ -114,6 +206,7 @@ struct Server {
   uint64_t nextId = 1;
   bool closed = false;
   std::atomic<bool> stop{false};
+  RenderCache cache;  // mount() with cacheMs only
 
   void Wake() {
     uint64_t one = 1;
@@ -159,18 +252,26 @@ void ReplySlice(fuse_req_t req, const std::string& data, size_t size, off_t off)
   fuse_reply_buf(req, data.data() + off, n);
 }
 
+// Fails a pending read or write with err; a background refresh just lets the next reader retry.
+void FailPending(Server* s, const Pending& p, int err) {
+  if (p.req != nullptr) fuse_reply_err(p.req, err);
+  else s->cache.Unmark(p.pidns, p.file);
+}
+
 // Hands call to JS through fn; the request is then answered by reply()/replyWrite(), its deadline
 // (EIO) or close() (EIO).
-void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, size_t size, off_t off) {
+void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, size_t size, off_t off,
+             uint64_t pidns = 0, uint64_t cacheGen = 0, size_t fileIndex = 0) {
   {
     std::lock_guard<std::mutex> g(s->mu);
+    const Pending p{req, of, size, off, Clock::now() + kReplyTimeout, pidns, cacheGen, of ? of->index : fileIndex};
     if (s->closed) {
       delete call;
-      fuse_reply_err(req, EIO);
+      FailPending(s, p, EIO);
       return;
     }
     call->id = s->nextId++;
-    s->pending[call->id] = Pending{req, of, size, off, Clock::now() + kReplyTimeout};
+    s->pending[call->id] = p;
   }
   const uint64_t id = call->id;
   if (fn.NonBlockingCall(call) != napi_ok) {
@@ -178,8 +279,9 @@ void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, si
     std::lock_guard<std::mutex> g(s->mu);
     auto it = s->pending.find(id);
     if (it != s->pending.end()) {
+      const Pending p = it->second;
       s->pending.erase(it);
-      fuse_reply_err(req, EIO);
+      FailPending(s, p, EIO);
     }
   }
 }
@@ -268,8 +370,29 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       return;
     }
   }
-  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(fuse_req_ctx(req)->pid), false, 0, {}};
-  CallOut(s, s->onRead, req, call, of, size, off);
+  const pid_t pid = fuse_req_ctx(req)->pid;
+  uint64_t ns = 0, gen = 0;
+  if (s->cache.Enabled(of->index) && (ns = PidNsOf(pid)) != 0 && (gen = s->cache.Registered(ns)) != 0) {
+    std::string text;
+    const RenderCache::Hit hit = s->cache.Get(ns, of->index, &text);
+    if (hit == RenderCache::Hit::kStaleRefresh) {
+      auto* refresh = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}};
+      CallOut(s, s->onRead, nullptr, refresh, nullptr, 0, 0, ns, gen, of->index);
+    }
+    if (hit != RenderCache::Hit::kMiss) {
+      std::string slice;
+      {
+        std::lock_guard<std::mutex> g(of->mu);
+        of->data = std::move(text);
+        of->rendered = true;
+        if (off >= 0 && static_cast<size_t>(off) < of->data.size()) slice = of->data.substr(static_cast<size_t>(off), size);
+      }
+      fuse_reply_buf(req, slice.data(), slice.size());
+      return;
+    }
+  }
+  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}};
+  CallOut(s, s->onRead, req, call, of, size, off, gen ? ns : 0, gen);
 }
 
 // mountRw only. A write at offset 0 goes to onWrite; one at a later offset is accepted and ignored (as
@@ -368,7 +491,7 @@ int ExpirePending(Server* s) {
   int next = -1;
   for (auto it = s->pending.begin(); it != s->pending.end();) {
     if (it->second.deadline <= now) {
-      fuse_reply_err(it->second.req, EIO);
+      FailPending(s, it->second, EIO);
       it = s->pending.erase(it);
     } else {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.deadline - now).count() + 1;
@@ -414,7 +537,7 @@ void Shutdown(Server* s) {
   if (s->thread.joinable()) s->thread.join();
   {
     std::lock_guard<std::mutex> g(s->mu);
-    for (auto& [id, p] : s->pending) fuse_reply_err(p.req, EIO);
+    for (auto& [id, p] : s->pending) FailPending(s, p, EIO);
     s->pending.clear();
   }
   // Closes /dev/fuse (aborting the connection, so nothing can hang on it) and detaches the mount.
@@ -447,9 +570,11 @@ void Reply(Server* s, const Napi::CallbackInfo& info) {
     s->pending.erase(it);
   }
   if (!ok) {
-    fuse_reply_err(p.req, err);
+    FailPending(s, p, err);
     return;
   }
+  if (p.pidns != 0 && s->cache.Enabled(p.file)) s->cache.Put(p.pidns, p.file, p.cacheGen, text);
+  if (p.req == nullptr) return;  // a background refresh: the cache was all it was for
   // The reply lets the caller go on and close the file, and the session thread may then free the
   // OpenFile (release): touch it only before replying, and reply from a copy.
   std::string slice;
@@ -474,7 +599,7 @@ void ReplyWrite(Server* s, const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> g(s->mu);
     auto it = s->pending.find(id);
-    if (it == s->pending.end() || it->second.of != nullptr) return;  // timed out, closed, or a read
+    if (it == s->pending.end() || it->second.of != nullptr || it->second.req == nullptr) return;  // timed out, closed, or a read
     p = it->second;
     s->pending.erase(it);
   }
@@ -537,6 +662,12 @@ Napi::Value Start(Napi::Env env, const std::shared_ptr<Server>& s, Napi::Functio
     handle.Set("replyWrite",
                Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s.get(), i); }, "replyWrite"));
   handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
+  if (!s->rw)
+    handle.Set("cache", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) {
+      if (i.Length() < 2 || !i[0].IsNumber() || !i[1].IsBoolean())
+        throw Napi::TypeError::New(i.Env(), "cache(pidns: number, on: boolean)");
+      s->cache.Set(static_cast<uint64_t>(i[0].As<Napi::Number>().Int64Value()), i[1].As<Napi::Boolean>().Value());
+    }, "cache"));
   return handle;
 }
 
@@ -547,6 +678,13 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   auto s = std::make_shared<Server>();
   s->mountpoint = MountpointArg(env, info[0]);
   SetFiles(env, s.get(), info[1].As<Napi::Array>(), {});
+  if (info.Length() >= 4 && info[3].IsArray()) {  // cacheMs, per file
+    Napi::Array ttl = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < s->files.size(); i++) {
+      Napi::Value v = i < ttl.Length() ? ttl.Get(i) : env.Undefined();
+      s->cache.ttlMs.push_back(v.IsNumber() ? std::max(0, std::min(60000, v.As<Napi::Number>().Int32Value())) : 0);
+    }
+  }
   return Start(env, s, info[2].As<Napi::Function>(), Napi::Function());
 }
 

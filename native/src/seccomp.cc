@@ -34,6 +34,18 @@
 //       close() stops watching and closes the fd (no closed callback then).
 //   seccomp.respond(notifyFd, id, { kind: 'continue' } | { kind: 'errno', errno } | { kind: 'value', val })
 //   seccomp.idValid(notifyFd, id) -> boolean          seccomp.closeFd(fd)
+//   seccomp.watch(notifyFd, cb, tag) additionally sends "SEEN <tag> <id>" for every notification received
+//       to the fd-holder connection set with seccomp.holderNotes(fd | -1), before anything else is done
+//       with it (fire and forget), so a manager that dies mid-decision leaves the id behind.
+//   seccomp.holderConnect(path) -> fd
+//       A connection to the fd-holder (native/cmd/eci-fdholder.c: AF_UNIX SOCK_SEQPACKET at path), CLOEXEC,
+//       with 2 s send/receive timeouts (the holder answers at once; a stuck holder must not hang us).
+//   seccomp.holderCall(fd, request, passFd?) -> { reply: string, taken: { tag, fd }[], pending: { tag, id }[] }
+//       Sends one request (with passFd in SCM_RIGHTS when given: the kernel duplicates it, the caller
+//       keeps its own) and reads the answer; for "TAKE", every "FD <tag>" message up to "END <n>". A
+//       "PENDING <tag> <id>" answers of TAKE are in pending (id: bigint). A
+//       taken fd that is not a seccomp notify fd is closed and left out (fail closed): the caller owns
+//       the rest, CLOEXEC. Any way to adopt them is seccomp.watch(fd, cb), the same as runc's fds.
 // Failures throw SystemError-shaped errors { code, errno, syscall } (respond: ENOENT when the target
 // is gone or was interrupted; EINPROGRESS when already answered).
 #include <napi.h>
@@ -49,6 +61,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -464,8 +477,12 @@ struct Notif {
   bool valid = false;
 };
 
+// A connection to the fd-holder for "SEEN <tag> <id>" notes (-1: none); set from JS (holderNotes).
+std::atomic<int> gNoteFd{-1};
+
 struct Watcher {
   int fd = -1;
+  std::string tag;  // the holder's tag for this fd ("": no notes)
   int wake = -1;
   std::thread thread;
   Napi::ThreadSafeFunction tsfn;
@@ -763,6 +780,14 @@ void WatchLoop(std::shared_ptr<Watcher> w) {
         Post(w, std::move(n));
         return;
       }
+      // Tell the holder before anything else: if this manager dies before answering, the next one
+      // learns the id and can still answer (the kernel will not hand it out again).
+      const int note = gNoteFd.load();
+      if (note >= 0 && !w->tag.empty()) {
+        char msg[300];
+        int len = std::snprintf(msg, sizeof(msg), "SEEN %s %llu", w->tag.c_str(), static_cast<unsigned long long>(k->id));
+        if (len > 0 && static_cast<size_t>(len) < sizeof(msg)) (void)::send(note, msg, static_cast<size_t>(len), MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
       Notif n;
       Inspect(w->fd, k, n);
       Post(w, std::move(n));
@@ -806,6 +831,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   auto w = std::make_shared<Watcher>();
   w->fd = fd;
   w->wake = wake;
+  if (info.Length() > 2 && info[2].IsString()) w->tag = info[2].As<Napi::String>().Utf8Value().substr(0, 200);
   w->tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "eci-seccomp-watch", 0, 1,
                                           [](Napi::Env, std::shared_ptr<Watcher>* held) {
                                             StopWatcherThread(*held);
@@ -878,6 +904,174 @@ void CloseFd(const Napi::CallbackInfo& info) {
   if (::close(fd) < 0 && errno != EINTR) throw SysError(info.Env(), errno, "close", "close fd " + std::to_string(fd));
 }
 
+
+// ---------- fd-holder client: hand notify fds to eci-fdholder and take them back ----------
+
+bool IsNotifyFd(int fd) {
+  char p[64], link[64];
+  std::snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+  ssize_t n = ::readlink(p, link, sizeof(link) - 1);
+  if (n < 0) return false;
+  link[n] = '\0';
+  return std::strcmp(link, "anon_inode:seccomp notify") == 0;
+}
+
+// Where watcher threads send "SEEN" notes: an fd-holder connection (holderConnect), or -1 for none.
+// The previous connection is retired in place: an unconnected socket is put on its fd number (dup3),
+// which ends the connection (the holder sees it close) while a watcher thread that loaded the number
+// just before can still send there harmlessly (ENOTCONN) and never into a reused fd. The caller must
+// not close a connection it gave here; its number stays taken by the dead socket.
+void HolderNotes(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "holderNotes(fd | -1)");
+  const int old = gNoteFd.exchange(std::max(-1, info[0].As<Napi::Number>().Int32Value()));
+  if (old < 0) return;
+  int dead = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (dead < 0) return;  // then the old connection just stays open
+  ::dup3(dead, old, O_CLOEXEC);
+  ::close(dead);
+}
+
+Napi::Value HolderConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "holderConnect(path: string)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct sockaddr_un addr;
+  std::memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path) || path.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, "holderConnect: bad socket path");
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (s < 0) throw SysError(env, errno, "socket", "socket");
+  struct timeval tv = {2, 0};
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (::connect(s, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) < 0) {
+    int err = errno;
+    ::close(s);
+    throw SysError(env, err, "connect", "connect " + path);
+  }
+  return Napi::Number::New(env, s);
+}
+
+// One message: its text and at most one fd (-1 if none).
+bool HolderRecv(int s, std::string& text, int& fd, int& err) {
+  char buf[513];
+  union {
+    char b[CMSG_SPACE(4 * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {buf, sizeof(buf) - 1};
+  struct msghdr mh;
+  std::memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.b;
+  mh.msg_controllen = sizeof(u.b);
+  ssize_t n;
+  do n = ::recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  fd = -1;
+  if (n < 0) {
+    err = errno;
+    return false;
+  }
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int f;
+      std::memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+      if (fd < 0) fd = f;
+      else ::close(f);
+    }
+  }
+  if (n == 0 && fd < 0) {
+    err = ECONNRESET;  // the holder went away
+    return false;
+  }
+  text.assign(buf, static_cast<size_t>(n));
+  return true;
+}
+
+Napi::Value HolderCall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int s = FdArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "holderCall(fd, request, passFd?)");
+  const std::string req = info[1].As<Napi::String>().Utf8Value();
+  if (req.empty() || req.size() > 512) throw Napi::TypeError::New(env, "holderCall: request must be 1..512 bytes");
+  int pass = -1;
+  if (info.Length() > 2 && !info[2].IsUndefined()) pass = FdArg(info, 2);
+
+  struct iovec iov = {const_cast<char*>(req.data()), req.size()};
+  union {
+    char b[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  std::memset(&u, 0, sizeof(u));
+  struct msghdr mh;
+  std::memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (pass >= 0) {
+    mh.msg_control = u.b;
+    mh.msg_controllen = sizeof(u.b);
+    struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &pass, sizeof(int));
+  }
+  ssize_t w;
+  do w = ::sendmsg(s, &mh, MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) throw SysError(env, errno, "sendmsg", "fd-holder request");
+
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array taken = Napi::Array::New(env);
+  Napi::Array pending = Napi::Array::New(env);
+  const bool take = req == "TAKE";
+  for (;;) {
+    std::string text;
+    int fd = -1, err = 0;
+    if (!HolderRecv(s, text, fd, err)) {
+      // Fds already collected are the caller's only if it gets them: close them on failure.
+      for (uint32_t i = 0; i < taken.Length(); i++)
+        ::close(taken.Get(i).As<Napi::Object>().Get("fd").As<Napi::Number>().Int32Value());
+      throw SysError(env, err, "recvmsg", "fd-holder answer");
+    }
+    if (take && text.rfind("FD ", 0) == 0) {
+      if (fd < 0) continue;
+      if (!IsNotifyFd(fd)) {
+        ::close(fd);
+        continue;
+      }
+      Napi::Object t = Napi::Object::New(env);
+      t.Set("tag", text.substr(3));
+      t.Set("fd", Napi::Number::New(env, fd));
+      taken.Set(taken.Length(), t);
+      continue;
+    }
+    if (fd >= 0) ::close(fd);
+    if (take && text.rfind("PENDING ", 0) == 0) {
+      const size_t sp = text.rfind(' ');
+      char* end = nullptr;
+      const unsigned long long id = std::strtoull(text.c_str() + sp + 1, &end, 10);
+      if (sp > 8 && end && *end == '\0') {
+        Napi::Object pd = Napi::Object::New(env);
+        pd.Set("tag", text.substr(8, sp - 8));
+        pd.Set("id", Napi::BigInt::New(env, static_cast<uint64_t>(id)));
+        pending.Set(pending.Length(), pd);
+      }
+      continue;
+    }
+    out.Set("reply", text);
+    break;
+  }
+  out.Set("taken", taken);
+  out.Set("pending", pending);
+  return out;
+}
 }  // namespace
 
 void Init(Napi::Env env, Napi::Object exports) {
@@ -887,6 +1081,9 @@ void Init(Napi::Env env, Napi::Object exports) {
   s.Set("respond", Napi::Function::New(env, Respond, "respond"));
   s.Set("idValid", Napi::Function::New(env, IdValidJs, "idValid"));
   s.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  s.Set("holderConnect", Napi::Function::New(env, HolderConnect, "holderConnect"));
+  s.Set("holderCall", Napi::Function::New(env, HolderCall, "holderCall"));
+  s.Set("holderNotes", Napi::Function::New(env, HolderNotes, "holderNotes"));
   Napi::Object c = Napi::Object::New(env);
   c.Set("AUDIT_ARCH_X86_64", Napi::Number::New(env, AUDIT_ARCH_X86_64));
   c.Set("AUDIT_ARCH_I386", Napi::Number::New(env, AUDIT_ARCH_I386));

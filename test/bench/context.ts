@@ -28,7 +28,7 @@ function int(name: string, dflt: number, min = 0): number {
   return n;
 }
 
-export const SECTIONS = ['start', 'image', 'rss', 'more'] as const;
+export const SECTIONS = ['start', 'image', 'rss', 'more', 'procfs'] as const;
 
 export function configFromEnv(): BenchConfig {
   const onlyRaw = process.env.ECI_BENCH_ONLY?.trim();

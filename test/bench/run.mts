@@ -2,7 +2,8 @@
 // status is 0 unless the harness breaks (setup fails, a section cannot measure).
 //
 // Environment:
-//   ECI_BENCH_ONLY=start,image,rss,more   sections to run (default: all; more = binds, policy, data path, mount latency)
+//   ECI_BENCH_ONLY=start,image,rss,more,procfs   sections to run (default: all; more = binds, policy, data path, mount latency;
+//                                          procfs = /proc read throughput vs LXCFS)
 //   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
 //   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
@@ -21,6 +22,7 @@ import { benchRss, reportRss, type RssResult } from './rss.ts';
 import { benchStart, reportStart, writeTimingWrapper, type StartResult } from './start.ts';
 import { fmtMiB, nowMs, rounded, rssKiB } from './stats.ts';
 import { benchMore, reportMore, type MoreResult } from './more.ts';
+import { benchProcfs, reportProcfs, type ProcfsResult } from './procfs.ts';
 
 const REPORT = join(REPO, 'test/bench/last-report.json');
 const HELPER_TMP = '/run/eci/tmp';
@@ -48,7 +50,7 @@ interface Report {
   date: string;
   host: Record<string, string | number>;
   config: Record<string, unknown>;
-  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult };
+  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult; procfs?: ProcfsResult };
   errors: Record<string, string>;
   checks: Record<string, unknown>;
   durationS?: number;
@@ -116,6 +118,7 @@ async function main(): Promise<number> {
       ['image', async () => { report.sections.image = await benchImage(c); }],
       ['rss', async () => { report.sections.rss = await benchRss(c, atStartKiB); }],
       ['more', async () => { report.sections.more = await benchMore(c); }],
+      ['procfs', async () => { report.sections.procfs = await benchProcfs(c); }],
     ];
     for (const [name, f] of sections) {
       if (!config.only.has(name) || stopRequested) continue;
@@ -180,6 +183,7 @@ async function main(): Promise<number> {
   if (s.image) out.push(...reportImage(s.image));
   if (s.rss) out.push(...reportRss(s.rss));
   if (s.more) out.push(...reportMore(s.more));
+  if (s.procfs) out.push(...reportProcfs(s.procfs));
   for (const [k, v] of Object.entries(report.errors)) out.push(`ERROR ${k}: ${v.split('\n')[0]}`);
   const newTmp = after.tmp.filter((x) => !before.tmp.includes(x));
   const newHelper = after.helperTmp.filter((x) => !before.helperTmp.includes(x));

@@ -176,8 +176,14 @@ export async function startDockerd(o: StartDockerdOptions = {}): Promise<Dockerd
 
   const waitExit = async (ms: number): Promise<boolean> => {
     if (exitInfo) return true;
-    const t = sleep(ms).then(() => false);
-    return Promise.race([exited.then(() => true), t]);
+    // The timer is cancelled once dockerd exits, so no 30 s timer keeps the test worker alive.
+    const ac = new AbortController();
+    const t = sleep(ms, false, { signal: ac.signal }).catch(() => false);
+    try {
+      return await Promise.race([exited.then(() => true), t]);
+    } finally {
+      ac.abort();
+    }
   };
 
   let stopping: Promise<void> | undefined;

@@ -1,5 +1,5 @@
-// /proc emulation through Docker: the container's own uptime, swaps and memory limit, also on a
-// second proc mount, and the emulated files cannot be unmounted from inside.
+// /proc emulation through Docker: the container's own uptime, swaps, memory limit, CPUs, load and
+// disk I/O, also on a second proc mount, and the emulated files cannot be unmounted from inside.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -35,6 +35,50 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(rest.at(-1)).toMatch(/^MemTotal:\s+262144 kB$/);
   });
 
+  it('--cpus 1 shows one CPU in /proc/cpuinfo and /proc/stat, --cpuset-cpus also to nproc', async () => {
+    const hostCpus = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)!.length;
+    const script = 'grep -c ^processor /proc/cpuinfo; grep -c "^cpu[0-9]" /proc/stat; nproc';
+    const quota = await run('--cpus', '1', img, 'sh', '-c', script);
+    expect(quota.code, quota.stderr).toBe(0);
+    const [qInfo, qStat, qNproc] = quota.stdout.trim().split('\n').map(Number);
+    expect([qInfo, qStat]).toEqual([1, 1]);
+    expect(qNproc).toBe(hostCpus); // nproc asks the scheduler (affinity), which a quota does not change
+    const set = await run('--cpuset-cpus', String(hostCpus - 1), img, 'sh', '-c', `${script}; grep -E "^(btime|processes|procs_running) " /proc/stat`);
+    expect(set.code, set.stderr).toBe(0);
+    const lines = set.stdout.trim().split('\n');
+    expect(lines.slice(0, 3).map(Number)).toEqual([1, 1, 1]);
+    // btime is the container's boot, a moment ago; processes counts its forks, not the host's.
+    const btime = Number(lines.find((l) => l.startsWith('btime '))!.split(' ')[1]);
+    expect(Math.abs(btime - Date.now() / 1000)).toBeLessThan(30);
+    const hostBtime = Number(readFileSync('/proc/stat', 'utf8').match(/^btime (\d+)/m)![1]);
+    expect(btime).toBeGreaterThan(hostBtime + 60);
+    expect(Number(lines.find((l) => l.startsWith('processes '))!.split(' ')[1])).toBeLessThan(100);
+  });
+
+  it("shows the container's own load and task counts in /proc/loadavg, and its own /proc/diskstats", async () => {
+    const r = await run(img, 'sh', '-c', 'cat /proc/loadavg; echo ==; cat /proc/diskstats; echo ==; dd if=/bin/busybox of=/dev/null bs=64k 2>/dev/null; cat /proc/diskstats');
+    expect(r.code, r.stderr).toBe(0);
+    const [load, disk] = r.stdout.split('==\n');
+    const m = load.match(/^(\d+\.\d\d) (\d+\.\d\d) (\d+\.\d\d) (\d+)\/(\d+) (\d+)\n$/);
+    expect(m, load).not.toBeNull();
+    const [running, total, lastPid] = [Number(m![4]), Number(m![5]), Number(m![6])];
+    expect(running).toBeGreaterThanOrEqual(1);
+    expect(total).toBeGreaterThanOrEqual(running);
+    expect(total).toBeLessThan(10); // sh and cat; the host runs hundreds of threads
+    const hostTotal = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[3].split('/')[1]);
+    expect(hostTotal).toBeGreaterThan(total);
+    expect(lastPid).toBeLessThan(100); // a pid of the container's namespace
+    const lines = disk.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/^\s*\d+\s+\d+ \S+( \d+){14,17}$/);
+    // Same devices as the host's file, never the host's counters (the host's disks have done I/O).
+    const names = (t: string) => t.trim().split('\n').map((l) => l.trim().split(/\s+/)[2]);
+    expect(names(disk)).toEqual(names(readFileSync('/proc/diskstats', 'utf8')));
+    const busiest = readFileSync('/proc/diskstats', 'utf8').trim().split('\n').map((l) => l.trim().split(/\s+/)).sort((a, b) => Number(b[3]) - Number(a[3]))[0];
+    const mine = lines.map((l) => l.trim().split(/\s+/)).find((f) => f[2] === busiest[2])!;
+    expect(Number(mine[3])).toBeLessThan(Number(busiest[3]));
+  });
+
   it('eci check passes every property against this engine', async () => {
     const r = spawnSync(process.execPath, [join(REPO, 'bin/eci'), 'check', '--host', `unix://${d.socket}`, '--image', img], { encoding: 'utf8', env: { ...process.env, ...m.env } });
     console.log(r.stdout);
@@ -45,11 +89,25 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
   });
 
   it('a proc filesystem the container mounts itself shows the emulated files too', async () => {
-    const r = await run('--cap-add', 'SYS_ADMIN', img, 'sh', '-c', 'mkdir -p /tmp/p && mount -t proc proc /tmp/p && cat /tmp/p/uptime && cat /tmp/p/swaps | wc -l');
+    const r = await run('--cap-add', 'SYS_ADMIN', '--cpus', '1', img, 'sh', '-c',
+      'mkdir -p /tmp/p && mount -t proc proc /tmp/p && cat /tmp/p/uptime && cat /tmp/p/swaps | wc -l && grep -c ^processor /tmp/p/cpuinfo && cut -d" " -f4 /tmp/p/loadavg');
     expect(r.code, r.stderr).toBe(0);
-    const [uptime, swapLines] = r.stdout.trim().split('\n');
+    const [uptime, swapLines, cpus, tasks] = r.stdout.trim().split('\n');
     expect(Number(uptime.split(' ')[0])).toBeLessThan(10);
     expect(swapLines.trim()).toBe('1');
+    expect(cpus.trim()).toBe('1');
+    expect(Number(tasks.split('/')[1])).toBeLessThan(10);
+  });
+
+  it('a process in a nested pid namespace still sees its container, not the host', async () => {
+    const r = await run('--cap-add', 'SYS_ADMIN', '--memory', '256m', '--cpus', '1', img, 'sh', '-c',
+      'unshare -p -f sh -c "echo \\$\\$; grep MemTotal /proc/meminfo; grep -c ^processor /proc/cpuinfo; cat /proc/uptime"');
+    expect(r.code, r.stderr).toBe(0);
+    const [pid, total, cpus, uptime] = r.stdout.trim().split('\n');
+    expect(pid).toBe('1'); // really in a new pid namespace
+    expect(total).toMatch(/^MemTotal:\s+262144 kB$/);
+    expect(cpus).toBe('1');
+    expect(Number(uptime.split(' ')[0])).toBeLessThan(10);
   });
 
   it('refuses to unmount an emulated file from inside', async () => {

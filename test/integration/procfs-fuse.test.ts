@@ -1,15 +1,17 @@
 // The procfs FUSE server (native mountProcFs + actors/procfs ProcFs) with a real runc container in its
-// own user and pid namespaces: the container sees its own uptime, no swap and its cgroup memory limit
-// through bind mounts over /proc/{uptime,swaps,meminfo}; everyone else sees the host's files.
+// own user and pid namespaces: the container sees its own uptime, no swap, its cgroup memory limit, its
+// CPUs, tasks and I/O through bind mounts over /proc/{uptime,swaps,meminfo,cpuinfo,stat,loadavg,diskstats};
+// everyone else sees the host's files. Also: the native render cache never mixes containers up.
 import { execFile } from 'node:child_process';
 import { runCmd } from '../helpers/run.ts';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProcFs } from '../../actors/procfs/server.ts';
+import { PROCFS_FILES, ProcFs } from '../../actors/procfs/server.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { buildC, gccMissing } from '../helpers/cprog.ts';
 
 const run = promisify(execFile);
 const root = process.getuid?.() === 0;
@@ -18,25 +20,6 @@ const haveRunc = ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc'].som
 const skip = !root ? 'needs root' : !haveFuse ? 'needs /dev/fuse' : !haveRunc ? 'needs runc' : '';
 const mounted = (p: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
 
-const BENCH_C = `
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-int main(int argc, char** argv) {
-  int n = atoi(argv[2]); char buf[4096]; struct timespec a, b;
-  clock_gettime(CLOCK_MONOTONIC, &a);
-  for (int i = 0; i < n; i++) {
-    int fd = open(argv[1], O_RDONLY);
-    if (fd < 0 || read(fd, buf, sizeof buf) <= 0) { perror(argv[1]); return 1; }
-    close(fd);
-  }
-  clock_gettime(CLOCK_MONOTONIC, &b);
-  printf("%.0f\\n", n / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9));
-  return 0;
-}
-`;
 
 const runc = (args: string[]) => runCmd('runc', args, undefined, undefined, 120_000);
 
@@ -44,6 +27,8 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
   let dir: string;
   let mnt: string;
   let fs: ProcFs;
+  let mntNoCache: string;
+  let fsNoCache: ProcFs; // the same server with the render cache off: every read renders in JS
 
   beforeAll(async () => {
     dir = mkdtempSync('/tmp/eci-procfs-');
@@ -52,23 +37,37 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
     mkdirSync(mnt, { mode: 0o755 });
     fs = new ProcFs();
     await fs.start(mnt);
+    mntNoCache = join(dir, 'mnt-nocache');
+    mkdirSync(mntNoCache, { mode: 0o755 });
+    fsNoCache = new ProcFs({ cacheMs: {} });
+    await fsNoCache.start(mntNoCache);
   });
   afterAll(async () => {
     await fs?.stop();
+    await fsNoCache?.stop();
     if (dir) {
       if (mounted(mnt)) await run('umount', ['-l', mnt]).catch(() => {});
+      if (mounted(mntNoCache)) await run('umount', ['-l', mntNoCache]).catch(() => {});
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
   /** Runs `script` as a container's init (runc run) in a fresh busybox bundle and registers the init. */
-  async function runContainer(name: string, script: string, extraBin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  interface RunOptions {
+    /** Serve the binds from the cache-less server. */
+    noCache?: boolean;
+    memoryBytes?: number;
+    cpu?: { quota?: number; period?: number; cpus?: string };
+  }
+  async function runContainer(name: string, script: string, extraBin?: string, o: RunOptions = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const server = o.noCache ? fsNoCache : fs;
+    const from = o.noCache ? mntNoCache : mnt;
     const id = `eci-procfs-${name}-${process.pid}`;
     const b = join(dir, name);
     await makeBusyboxRootfs(join(b, 'rootfs'));
     if (extraBin) await run('cp', [extraBin, join(b, 'rootfs/bin/')]);
     chmodSync(b, 0o755);
-    const bind = (f: string) => ({ destination: `/proc/${f}`, type: 'bind', source: join(mnt, f), options: ['rbind', 'ro'] });
+    const bind = (f: string) => ({ destination: `/proc/${f}`, type: 'bind', source: join(from, f), options: ['rbind', 'ro'] });
     const spec = {
       ociVersion: '1.0.2',
       process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['sh', '-c', script], env: ['PATH=/bin'], cwd: '/' },
@@ -77,15 +76,13 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
       mounts: [
         { destination: '/proc', type: 'proc', source: 'proc' },
         { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-        bind('uptime'),
-        bind('swaps'),
-        bind('meminfo'),
+        ...PROCFS_FILES.map(bind),
       ],
       linux: {
         namespaces: ['pid', 'ipc', 'uts', 'mount', 'network', 'user'].map((type) => ({ type })),
         uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
         gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
-        resources: { memory: { limit: 256 * 1024 * 1024 } },
+        resources: { memory: { limit: o.memoryBytes ?? 256 * 1024 * 1024 }, ...(o.cpu ? { cpu: o.cpu } : {}) },
       },
     };
     writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
@@ -102,21 +99,17 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
       const r = await done;
       throw new Error(`runc wrote no pid (exit ${r.code}): ${r.stderr}`);
     }
-    fs.register(id, pid);
+    server.register(id, pid);
     const r = await done;
-    fs.unregister(id);
+    server.unregister(id);
     await runc(['--root', runcRoot, 'delete', '-f', id]);
     return r;
   }
 
   it('serves a flat directory of root-owned 0444 files', async () => {
-    const { stdout } = await run('stat', ['-c', '%n %a %u %g %F %s', join(mnt, 'uptime'), join(mnt, 'swaps'), join(mnt, 'meminfo')]);
-    expect(stdout.trim().split('\n').map((l) => l.replace(`${mnt}/`, ''))).toEqual([
-      'uptime 444 0 0 regular file 32768',
-      'swaps 444 0 0 regular file 32768',
-      'meminfo 444 0 0 regular file 32768',
-    ]);
-    expect((await run('ls', [mnt])).stdout.split('\n').filter(Boolean).sort()).toEqual(['meminfo', 'swaps', 'uptime']);
+    const { stdout } = await run('stat', ['-c', '%n %a %u %g %F %s', ...PROCFS_FILES.map((f) => join(mnt, f))]);
+    expect(stdout.trim().split('\n').map((l) => l.replace(`${mnt}/`, ''))).toEqual(PROCFS_FILES.map((f) => `${f} 444 0 0 regular file 32768`));
+    expect((await run('ls', [mnt])).stdout.split('\n').filter(Boolean).sort()).toEqual([...PROCFS_FILES].sort());
   });
 
   it('gives an unknown caller (this process) the host files', async () => {
@@ -144,34 +137,78 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
     expect(lines.slice(3)).toEqual(['']);
   });
 
-  it('measures /proc/uptime read throughput through FUSE vs plain procfs', async () => {
-    let gcc = true;
-    try {
-      await run('gcc', ['--version']);
-    } catch {
-      gcc = false;
-    }
-    const bench = join(dir, 'bench');
-    if (gcc) {
-      writeFileSync(`${bench}.c`, BENCH_C);
-      await run('gcc', ['-O2', '-static', '-o', bench, `${bench}.c`]);
-    }
-    const measure = async (file: string): Promise<number> => {
-      if (gcc) return Number((await run(bench, [file, '2000'])).stdout);
-      const t = process.hrtime.bigint();
-      await run('sh', ['-c', `i=0; while [ $i -lt 2000 ]; do read l < ${file}; i=$((i+1)); done`]);
-      return 2000 / (Number(process.hrtime.bigint() - t) / 1e9);
-    };
-    const plain = await measure('/proc/uptime');
-    const fuse = await measure(join(mnt, 'uptime'));
-    let inContainer = '';
-    if (gcc) {
-      const r = await runContainer('benchc', 'sleep 1; bench /proc/uptime 2000', bench);
+  it("shows a container only its CPUs (CFS quota), its own tasks, stat and diskstats", async () => {
+    const hostCpus = readFileSync('/proc/stat', 'utf8').match(/^cpu\d+ /gm)!.length;
+    const r = await runContainer('cpu', 'sleep 1; cat /proc/cpuinfo; echo ==; cat /proc/stat; echo ==; cat /proc/loadavg; echo ==; cat /proc/diskstats', undefined, {
+      cpu: { quota: 50000, period: 100000 },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const [cpuinfo, st, loadavg, disk] = r.stdout.split('==\n');
+    expect(cpuinfo.match(/^processor\s*: \d+$/gm)).toEqual([expect.stringMatching(/: 0$/)]); // ceil(0.5) = 1 CPU
+    expect(st.match(/^cpu\d* /gm)).toEqual(['cpu ', 'cpu0 ']);
+    const btime = Number(st.match(/^btime (\d+)$/m)?.[1]);
+    expect(Math.abs(btime - Date.now() / 1000)).toBeLessThan(15); // the container booted just now
+    expect(Number(st.match(/^processes (\d+)$/m)?.[1])).toBeLessThan(50);
+    // Its tasks (sh, cat) only; the host's /proc/loadavg counts every thread on the machine.
+    const m = loadavg.match(/^(\d+\.\d\d) (\d+\.\d\d) (\d+\.\d\d) (\d+)\/(\d+) (\d+)\n$/);
+    expect(m, loadavg).not.toBeNull();
+    expect(Number(m![5])).toBeLessThan(10);
+    expect(Number(m![6])).toBeLessThan(50);
+    const hostTotal = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[3].split('/')[1]);
+    expect(hostTotal).toBeGreaterThan(Number(m![5]));
+    const lines = disk.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/^\s*\d+\s+\d+ \S+( \d+){14,17}$/);
+    expect(hostCpus).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps cached renders per container: two containers reading at once each see only their own limit', async () => {
+    // Each reads its meminfo 300 times while the other does the same; with the render cache a mix-up
+    // would show the other container's MemTotal.
+    const script = 'sleep 1; i=0; while [ $i -lt 300 ]; do grep MemTotal /proc/meminfo; i=$((i+1)); done | sort | uniq -c';
+    const [a, b] = await Promise.all([
+      runContainer('cache-a', script, undefined, { memoryBytes: 256 * 1024 * 1024 }),
+      runContainer('cache-b', script, undefined, { memoryBytes: 128 * 1024 * 1024 }),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stdout.trim()).toMatch(/^300 MemTotal: +262144 kB$/);
+    expect(b.stdout.trim()).toMatch(/^300 MemTotal: +131072 kB$/);
+  });
+
+  it('serves a fresh uptime through the render cache: never older than 2 TTLs, never going back', async () => {
+    const r = await runContainer('fresh', 'sleep 1; cut -d" " -f1 /proc/uptime; sleep 1; cut -d" " -f1 /proc/uptime; i=0; while [ $i -lt 300 ]; do cut -d" " -f1 /proc/uptime; i=$((i+1)); done');
+    expect(r.code, r.stderr).toBe(0);
+    const v = r.stdout.trim().split('\n').map(Number);
+    expect(v).toHaveLength(302);
+    expect(v[1] - v[0]).toBeGreaterThanOrEqual(0.98); // a second later: not the value kept from before
+    expect(v[1] - v[0]).toBeLessThan(1.5);
+    for (let i = 2; i < v.length; i++) expect(v[i]).toBeGreaterThanOrEqual(v[i - 1]);
+    expect(new Set(v.slice(2)).size).toBeGreaterThan(3); // it moves during the loop
+  });
+
+  it.skipIf(gccMissing !== null)('measures /proc/uptime and /proc/meminfo read throughput: render cache vs none vs plain procfs', async () => {
+    const bench = await buildC('proc_read_loop');
+    const N = 3000;
+    const plain = Number((await run(bench, ['/proc/uptime', String(N)])).stdout);
+    const hostPath = Number((await run(bench, [join(mnt, 'uptime'), String(N)])).stdout);
+    const inside = async (file: string, noCache: boolean) => {
+      const r = await runContainer(`bench-${file}-${noCache ? 'nc' : 'c'}`, `sleep 1; ${basename(bench)} /proc/${file} ${N}`, bench, { noCache });
       expect(r.code, r.stderr).toBe(0);
-      inContainer = `, in a container (rendered) ${Number(r.stdout)}/s`;
+      return Number(r.stdout);
+    };
+    const res: Record<string, number> = {};
+    for (const f of ['uptime', 'meminfo']) {
+      res[`${f} cached`] = await inside(f, false);
+      res[`${f} uncached`] = await inside(f, true);
     }
-    console.log(`[procfs] /proc/uptime open+read+close x2000 (${gcc ? 'static C' : 'sh'}): plain procfs ${Math.round(plain)}/s, eci FUSE (host fallback path) ${Math.round(fuse)}/s${inContainer}`);
-    expect(fuse).toBeGreaterThan(100);
+    console.log(
+      `[procfs] open+read+close x${N} (static C), reads/s: plain procfs ${plain}; eci FUSE host fallback ${hostPath}; in a container: ` +
+        Object.entries(res).map(([k, v]) => `${k} ${v}`).join(', ') +
+        `; cache speedup uptime ${(res['uptime cached'] / res['uptime uncached']).toFixed(1)}x, meminfo ${(res['meminfo cached'] / res['meminfo uncached']).toFixed(1)}x`,
+    );
+    expect(res['uptime cached']).toBeGreaterThan(1.5 * res['uptime uncached']);
+    expect(res['meminfo cached']).toBeGreaterThan(1.5 * res['meminfo uncached']);
   });
 
   it('close() leaves no mount behind', async () => {

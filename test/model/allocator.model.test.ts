@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createTestModel } from 'xstate/graph';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import pino from 'pino';
+import { pino } from 'pino';
 import { allocatorMachine, type AllocatorContext } from '../../statecharts/allocator.machine.ts';
 import type { AllocationResult, AllocatorEvent } from '../../statecharts/events.ts';
 import { AllocatorActor, rangeKey, type RangeRecord } from '../../actors/allocator.actor.ts';
@@ -86,8 +86,8 @@ describe('allocator model', () => {
       await path.test({
         events: {
           restore: async () => { await sut.start(); },
-          allocate: async ({ event }) => { void sut.allocate((event as { owner: string }).owner).then((r) => answers.push(r)); await flush(); },
-          free: async ({ event }) => { sut.free((event as { owner: string }).owner); await flush(); },
+          allocate: async ({ event }) => { void sut.allocate((event as unknown as { owner: string }).owner).then((r) => answers.push(r)); await flush(); },
+          free: async ({ event }) => { sut.free((event as unknown as { owner: string }).owner); await flush(); },
           persisted: async () => { k.settle('ok'); await flush(); await flush(); },
           'persist.conflict': async () => { k.settle('conflict'); await flush(); await flush(); },
           'persist.failed': async () => { k.settle('failed'); await flush(); await flush(); },

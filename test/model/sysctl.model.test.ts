@@ -5,7 +5,7 @@
 // the published events must agree with the model.
 import { describe, expect, it } from 'vitest';
 import { createTestModel } from 'xstate/graph';
-import pino from 'pino';
+import { pino } from 'pino';
 import { sysctlMachine, wanted, valuesOf, type SysctlContext, type SysctlEvent } from '../../statecharts/sysctl.machine.ts';
 import { SysctlReconciler, containerKey, baselineKey, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
 import { keyByName } from '../../actors/sysctl/keys.ts';
@@ -117,7 +117,7 @@ describe('sysctl reconciler model', () => {
             expect(await sut.set(ev.container, ev.key, ev.value)).toEqual({ ok: true });
             await flush();
           },
-          'container.gone': async ({ event }) => { sut.gone((event as { container: string }).container); await flush(); },
+          'container.gone': async ({ event }) => { sut.gone((event as unknown as { container: string }).container); await flush(); },
           'host.written': async () => { written++; h.settle('ok'); await flush(); await flush(); },
           'host.failed': async () => { h.settle('fail'); await flush(); await flush(); },
           'host.changed': async () => { adopted++; h.settle('admin'); await flush(); await flush(); },

@@ -2,8 +2,10 @@ import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { SWAPS_HEADER, meminfo, swaps, uptime } from '../../actors/procfs/render.ts';
-import { cgroupMemoryOf, parseNSpid, parseProcCgroup, parseStartTicks } from '../../actors/procfs/container-info.ts';
+import { SWAPS_HEADER, cpuinfo, decayLoad, diskstats, loadavg, meminfo, stat, statCpus, swaps, uptime, visibleCpus } from '../../actors/procfs/render.ts';
+import {
+  cgroupCpuOf, cgroupIoOf, cgroupMemoryOf, cgroupTasksOf, parseBlkio, parseCpuList, parseIoStat, parseNSpid, parseProcCgroup, parseStartTicks, parseState, sampleTasks,
+} from '../../actors/procfs/container-info.ts';
 
 vi.mock('../../native/index.ts', () => import('../../native/mock.ts'));
 const { procFsMock } = await import('../../native/mock.ts');
@@ -78,6 +80,7 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
   // host: our own pid; container init 500 and a process 501 in its pid namespace (same ns file inode
   // cannot be shared by two fake files, so 501's ns/pid is a hard link to 500's).
   put(join(proc, String(process.pid), 'ns', 'pid'), 'host');
+  put(join(proc, String(process.pid), 'cgroup'), '4:memory:/\n0::/\n');
   put(join(proc, '500', 'ns', 'pid'), 'ctr');
   mkdirSync(join(proc, '501', 'ns'), { recursive: true });
   linkSync(join(proc, '500', 'ns', 'pid'), join(proc, '501', 'ns', 'pid'));
@@ -95,18 +98,83 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
   it('renders for a process of a registered container and passes the host file to others', async () => {
     const fs = new ProcFs({ roots: { proc, cgroupRoot } });
     await fs.start('/mnt/procfs');
-    expect(procFsMock.mounts.get('/mnt/procfs')?.files).toEqual(['uptime', 'swaps', 'meminfo']);
+    expect(procFsMock.mounts.get('/mnt/procfs')?.files).toEqual(['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats']);
     fs.register('c1', 500);
     const up = await procFsMock.read('/mnt/procfs', 'uptime', 501);
     expect(up).toMatch(/^10\.00 \d+\.\d\d\n$/); // clkTck() is the host's; this test assumes 100
     expect(await procFsMock.read('/mnt/procfs', 'swaps', 501)).toBe(SWAPS_HEADER);
     expect(await procFsMock.read('/mnt/procfs', 'meminfo', 501)).toMatch(/^MemTotal: +262144 kB$/m);
     expect(await procFsMock.read('/mnt/procfs', 'uptime', process.pid)).toBe('1000.00 4000.00\n');
-    expect(await procFsMock.read('/mnt/procfs', 'swaps', 777)).toContain('/swapfile');
+    expect(await procFsMock.read('/mnt/procfs', 'swaps', process.pid)).toContain('/swapfile');
+    // A caller gone before it could be attributed fails (EIO) rather than get the host's file, which the
+    // FUSE server could otherwise keep for the container's namespace.
+    await expect(procFsMock.read('/mnt/procfs', 'swaps', 777)).rejects.toThrow(/EIO/);
     fs.unregister('c1');
     expect(await procFsMock.read('/mnt/procfs', 'uptime', 501)).toBe('1000.00 4000.00\n');
     await fs.stop();
     expect(procFsMock.mounts.size).toBe(0);
+  });
+
+  it('renders cpuinfo, stat, loadavg and diskstats for the container, never the host figures', async () => {
+    put(join(proc, 'cpuinfo'), HOST_CPUINFO);
+    put(join(proc, 'stat'), HOST_STAT);
+    put(join(proc, 'diskstats'), HOST_DISKSTATS);
+    put(join(proc, '500', 'status'), 'Name:\tsh\nNSpid:\t500\t1\nCpus_allowed_list:\t0-3\nvoluntary_ctxt_switches:\t3\nnonvoluntary_ctxt_switches:\t0\n');
+    put(join(cgroupRoot, 'unified', 'c1', 'cpu.max'), '200000 100000\n');
+    put(join(cgroupRoot, 'unified', 'c1', 'cgroup.threads'), '500\n');
+    const fs = new ProcFs({ roots: { proc, cgroupRoot } });
+    await fs.start('/mnt/procfs');
+    fs.register('c1', 500);
+    expect((await procFsMock.read('/mnt/procfs', 'cpuinfo', 501)).match(/^processor/gm)).toHaveLength(2);
+    const st = await procFsMock.read('/mnt/procfs', 'stat', 501);
+    expect(st.match(/^cpu\d+ /gm)).toEqual(['cpu0 ', 'cpu1 ']);
+    expect(st).toMatch(/^btime 1700000990$/m); // host btime + the init's start (990 s)
+    expect(st).toMatch(/^ctxt 3$/m);
+    expect(st).not.toMatch(/^processes 54321$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'loadavg', 501)).toBe('0.00 0.00 0.00 1/1 1\n');
+    expect(await procFsMock.read('/mnt/procfs', 'diskstats', 501)).toMatch(/^ {3}8 {7}0 sda 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'stat', process.pid)).toBe(HOST_STAT);
+    await fs.stop();
+  });
+
+  it("finds a caller in a nested pid namespace by its cgroup, and never gives a container the host's uptime", async () => {
+    put(join(proc, '502', 'ns', 'pid'), 'nested'); // its own pid namespace, inside c1's cgroup
+    put(join(proc, '502', 'cgroup'), '4:memory:/c1/sub\n0::/c1\n');
+    put(join(proc, '503', 'ns', 'pid'), 'other'); // another pid namespace in a look-alike cgroup
+    put(join(proc, '503', 'cgroup'), '4:memory:/c10\n0::/c10\n');
+    put(join(proc, '504', 'ns', 'pid'), 'dying');
+    put(join(proc, '504', 'cgroup'), '4:memory:/c4\n');
+    const fs = new ProcFs({ roots: { proc, cgroupRoot } });
+    await fs.start('/mnt/procfs');
+    fs.register('c1', 500);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', 502)).toMatch(/^MemTotal: +262144 kB$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', 503)).toBe(HOST_MEMINFO);
+    fs.register('c4', 504);
+    rmSync(join(proc, '504', 'stat'), { force: true }); // its init's stat is gone: uptime 0, not the host's
+    expect(await procFsMock.read('/mnt/procfs', 'uptime', 504)).toBe('0.00 0.00\n');
+    await fs.stop();
+  });
+
+  it('lets the FUSE server cache only registered namespaces, and drops them on unregister', async () => {
+    const calls: [number, boolean][] = [];
+    let opts: { cacheMs?: Readonly<Record<string, number>> } = {};
+    const fs = new ProcFs({
+      roots: { proc, cgroupRoot },
+      mount: (o) => {
+        opts = o;
+        return { close: () => Promise.resolve(), cache: (ns, on) => calls.push([ns, on]) };
+      },
+    });
+    await fs.start('/mnt/procfs');
+    expect(opts.cacheMs).toMatchObject({ uptime: 10, meminfo: 100 });
+    fs.register('c1', 500);
+    fs.register('c1-exec', 501); // same pid namespace, e.g. a second registration
+    fs.unregister('c1');
+    const ns = calls[0][0];
+    expect(calls).toEqual([[ns, true], [ns, true]]); // still used by c1-exec: kept
+    fs.unregister('c1-exec');
+    expect(calls.at(-1)).toEqual([ns, false]);
+    await fs.stop();
   });
 
   it('refuses a gone init and one in the host pid namespace', async () => {
@@ -123,5 +191,180 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     put(join(cgroupRoot, 'unified', 'c2', 'memory.max'), 'max\n');
     put(join(cgroupRoot, 'unified', 'c2', 'memory.current'), '4096\n');
     expect(await cgroupMemoryOf(600, { proc, cgroupRoot })).toEqual({ limitBytes: undefined, usageBytes: 4096 });
+  });
+});
+
+// A 4-CPU x86 host, trimmed to the lines that matter.
+const HOST_CPUINFO = [0, 1, 2, 3]
+  .map((i) => `processor\t: ${i}\nvendor_id\t: GenuineIntel\nmodel name\t: Test CPU @ 2.00GHz\ncore id\t\t: ${i}\n`)
+  .join('\n') + '\n';
+const HOST_STAT =
+  'cpu  400 0 200 9000 10 0 5 0 0 0\n' +
+  'cpu0 100 0 50 2250 3 0 1 0 0 0\n' +
+  'cpu1 100 0 50 2250 3 0 1 0 0 0\n' +
+  'cpu2 100 0 50 2250 2 0 1 0 0 0\n' +
+  'cpu3 100 0 50 2250 2 0 2 0 0 0\n' +
+  'intr 123456 1 2 3\nctxt 999999\nbtime 1700000000\nprocesses 54321\nprocs_running 3\nprocs_blocked 0\nsoftirq 1 2 3 4 5 6 7 8 9 10 11\n';
+const HOST_DISKSTATS =
+  '   7       0 loop0 5 0 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n' +
+  '   8       0 sda 9000 10 800000 500 7000 20 600000 900 0 1000 1400 0 0 0 0 0 0\n' +
+  '   8       1 sda1 8000 10 700000 400 6000 20 500000 800 0 900 1200 0 0 0 0 0 0\n';
+
+describe('render.visibleCpus', () => {
+  it('is the cpuset among the online CPUs, cut to ceil(quota)', () => {
+    expect(visibleCpus([0, 1, 2, 3], undefined, undefined)).toEqual([0, 1, 2, 3]);
+    expect(visibleCpus([0, 1, 2, 3], [1, 3], undefined)).toEqual([1, 3]);
+    expect(visibleCpus([0, 1, 2, 3], [0, 1, 2, 3], 1)).toEqual([0]);
+    expect(visibleCpus([0, 1, 2, 3], [0, 1, 2, 3], 1.5)).toEqual([0, 1]);
+    expect(visibleCpus([0, 1, 2, 3], [2, 3], 0.1)).toEqual([2]);
+    expect(visibleCpus([0, 1, 2, 3], [1, 3], 8)).toEqual([1, 3]);
+    expect(visibleCpus([0, 1], [7], undefined)).toEqual([0, 1]); // a cpuset of no online CPU: all, never none
+  });
+  it('reads the online CPUs from /proc/stat', () => {
+    expect(statCpus(HOST_STAT)).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe('render.cpuinfo', () => {
+  it('keeps the visible CPUs, renumbered from 0', () => {
+    const out = cpuinfo(HOST_CPUINFO, [1, 3]);
+    const blocks = out.split('\n\n').filter(Boolean);
+    expect(blocks).toHaveLength(2);
+    expect(blocks.map((b) => b.match(/^processor\t: (\d+)$/m)?.[1])).toEqual(['0', '1']);
+    expect(blocks.map((b) => b.match(/^core id\t\t: (\d+)$/m)?.[1])).toEqual(['1', '3']); // the host CPU's own block
+    expect(out.endsWith('\n\n')).toBe(true);
+    expect(out.match(/^processor/gm)).toHaveLength(2);
+  });
+  it('keeps a trailer block without a processor line', () => {
+    const arm = 'processor\t: 0\nBogoMIPS\t: 50.00\n\nprocessor\t: 1\nBogoMIPS\t: 50.00\n\nHardware\t: Test\n';
+    expect(cpuinfo(arm, [1])).toBe('processor\t: 0\nBogoMIPS\t: 50.00\n\nHardware\t: Test\n\n');
+  });
+});
+
+describe('render.stat', () => {
+  const base = { uptimeSeconds: 100, btime: 1700000500, clkTck: 100 };
+  it('shows one line per visible CPU, per-CPU usage, idle = uptime - busy, the container task counts', () => {
+    const out = stat({
+      ...base, cpus: [1, 3], perCpuUser: [9, 2, 9, 4], perCpuSystem: [9, 1, 9, 0.5], userSeconds: 6, systemSeconds: 1.5,
+      tasks: { running: 2, blocked: 1, ctxt: 77, lastPid: 12 },
+    });
+    expect(out.split('\n')).toEqual([
+      'cpu  600 0 150 19250 0 0 0 0 0 0',
+      'cpu0 200 0 100 9700 0 0 0 0 0 0',
+      'cpu1 400 0 50 9550 0 0 0 0 0 0',
+      'intr 0',
+      'ctxt 77',
+      'btime 1700000500',
+      'processes 12',
+      'procs_running 2',
+      'procs_blocked 1',
+      'softirq 0 0 0 0 0 0 0 0 0 0 0',
+      '',
+    ]);
+  });
+  it('spreads the total evenly without per-CPU figures, and never goes negative', () => {
+    const out = stat({ ...base, cpus: [0, 1], userSeconds: 300, systemSeconds: 10 });
+    expect(out).toMatch(/^cpu0 15000 0 500 0 0 0 0 0 0 0$/m);
+    expect(out).toMatch(/^cpu1 15000 0 500 0 0 0 0 0 0 0$/m);
+    expect(out).toMatch(/^procs_running 1$/m);
+    expect(stat({ ...base, cpus: [0] })).toMatch(/^cpu  0 0 0 10000 0 0 0 0 0 0\ncpu0 0 0 0 10000 0 0 0 0 0 0\n/);
+  });
+});
+
+describe('render.loadavg', () => {
+  it('starts at 0 and decays towards the active task count like the kernel', () => {
+    const l0 = decayLoad(undefined, 3, 1000);
+    expect(l0.avg).toEqual([0, 0, 0]);
+    const l1 = decayLoad(l0, 2, 1060); // one minute of 2 active tasks
+    expect(l1.avg[0]).toBeCloseTo(2 * (1 - Math.exp(-1)), 6);
+    expect(l1.avg[1]).toBeCloseTo(2 * (1 - Math.exp(-60 / 300)), 6);
+    const l2 = decayLoad(l1, 0, 1060 + 3600);
+    expect(l2.avg[0]).toBeLessThan(0.001);
+    expect(decayLoad(l1, 5, 1000).avg).toEqual(l1.avg); // time going back: no change
+  });
+  it('prints the kernel format', () => {
+    expect(loadavg([0.5, 0.123, 2], 1, 4, 37)).toBe('0.50 0.12 2.00 1/4 37\n');
+    expect(loadavg([0, 0, 0], 0, 0, 1)).toBe('0.00 0.00 0.00 1/1 1\n');
+    expect(loadavg([0, 0, 0], 0, 0, 1)).toMatch(/^\d+\.\d\d \d+\.\d\d \d+\.\d\d \d+\/\d+ \d+\n$/);
+  });
+});
+
+describe('render.diskstats', () => {
+  it("keeps the host's devices and columns with the container's counters", () => {
+    const io = new Map([['8:0', { readIos: 4, writeIos: 2, readBytes: 4096, writeBytes: 1024, discardIos: 1, discardBytes: 512 }]]);
+    expect(diskstats(HOST_DISKSTATS, io).split('\n')).toEqual([
+      '   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0',
+      '   8       0 sda 4 0 8 0 2 0 2 0 0 0 0 1 0 1 0 0 0',
+      '   8       1 sda1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0',
+      '',
+    ]);
+    expect(diskstats('', io)).toBe('');
+  });
+});
+
+describe('container-info cpu, tasks and io parsers', () => {
+  it('parses cpu lists, states, io.stat and blkio tables', () => {
+    expect(parseCpuList('0-3,8,10-11\n')).toEqual([0, 1, 2, 3, 8, 10, 11]);
+    expect(parseCpuList('')).toEqual([]);
+    expect(parseState('42 (a) b) (c) R 1 2')).toBe('R');
+    expect(parseIoStat('8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n253:1 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=5 dios=6\n').get('253:1'))
+      .toEqual({ readBytes: 1, writeBytes: 2, readIos: 3, writeIos: 4, discardBytes: 5, discardIos: 6 });
+    const b = parseBlkio('8:0 Read 3\n8:0 Write 4\n8:0 Sync 7\n8:0 Total 7\nTotal 7\n', '8:0 Read 4096\n8:0 Write 8192\n');
+    expect(b.get('8:0')).toEqual({ readIos: 3, writeIos: 4, readBytes: 4096, writeBytes: 8192, discardIos: 0, discardBytes: 0 });
+  });
+});
+
+describe('container-info on fake v1 and v2 cgroup trees', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eci-procfs-cg-'));
+  const proc = join(dir, 'proc');
+  const cgroupRoot = join(dir, 'cgroup');
+  const r = { proc, cgroupRoot };
+  const put = (p: string, text: string) => {
+    mkdirSync(join(p, '..'), { recursive: true });
+    writeFileSync(p, text);
+  };
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  // v1 (this host's hybrid layout): pid 700 in /d/c7 of every controller.
+  put(join(proc, '700', 'cgroup'), '9:name=systemd:/d/c7\n8:pids:/d/c7\n7:blkio:/d/c7\n3:cpuset:/d/c7\n2:cpuacct:/d/c7\n1:cpu:/d/c7\n0::/\n');
+  put(join(cgroupRoot, 'cpuset/d/c7/cpuset.effective_cpus'), '0-1\n');
+  put(join(cgroupRoot, 'cpu/d/c7/cpu.cfs_quota_us'), '150000\n');
+  put(join(cgroupRoot, 'cpu/d/c7/cpu.cfs_period_us'), '100000\n');
+  put(join(cgroupRoot, 'cpuacct/d/c7/cpuacct.usage_percpu_user'), '2000000000 1000000000 \n');
+  put(join(cgroupRoot, 'cpuacct/d/c7/cpuacct.usage_percpu_sys'), '500000000 0 \n');
+  put(join(cgroupRoot, 'pids/d/c7/tasks'), '700\n701\n702\n');
+  put(join(cgroupRoot, 'blkio/d/c7/blkio.throttle.io_serviced_recursive'), '8:0 Read 2\n8:0 Write 1\nTotal 3\n');
+  put(join(cgroupRoot, 'blkio/d/c7/blkio.throttle.io_service_bytes_recursive'), '8:0 Read 8192\n8:0 Write 4096\nTotal 12288\n');
+  put(join(proc, '700', 'stat'), '700 (sh) S 1 2');
+  put(join(proc, '700', 'status'), 'Name:\tsh\nNSpid:\t700\t1\nvoluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t1\n');
+  put(join(proc, '701', 'stat'), '701 (yes) R 1 2');
+  put(join(proc, '701', 'status'), 'Name:\tyes\nNSpid:\t701\t9\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t5\n');
+  // 702 exited between the tasks listing and the sample: skipped.
+  // v2 (unified under /sys/fs/cgroup/unified on a hybrid host, no v1 controllers): pid 800.
+  put(join(proc, '800', 'cgroup'), '0::/k/c8\n');
+  put(join(proc, '800', 'status'), 'Name:\tsh\nCpus_allowed_list:\t2-3\n');
+  put(join(cgroupRoot, 'unified/k/c8/cpu.max'), '50000 100000\n');
+  put(join(cgroupRoot, 'unified/k/c8/cpu.stat'), 'usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n');
+  put(join(cgroupRoot, 'unified/k/c8/cgroup.threads'), '800\n');
+  put(join(cgroupRoot, 'unified/k/c8/io.stat'), '8:0 rbytes=512 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n');
+
+  it('reads v1 cpuset, CFS quota and per-CPU usage', async () => {
+    expect(await cgroupCpuOf(700, r)).toEqual({ cpus: [0, 1], quotaCpus: 1.5, perCpuUser: [2, 1], perCpuSystem: [0.5, 0], userSeconds: 3, systemSeconds: 0.5 });
+  });
+  it('reads v2 cpu.max and cpu.stat, the cpu list from the init affinity when there is no cpuset', async () => {
+    expect(await cgroupCpuOf(800, r)).toEqual({ cpus: [2, 3], quotaCpus: 0.5, userSeconds: 2, systemSeconds: 1 });
+  });
+  it('lists and samples the tasks (v1 pids tasks, v2 cgroup.threads)', async () => {
+    expect(await cgroupTasksOf(700, r)).toEqual([700, 701, 702]);
+    expect(await cgroupTasksOf(800, r)).toEqual([800]);
+    expect(await sampleTasks([700, 701, 702], r)).toEqual({ total: 2, running: 1, blocked: 0, ctxt: 16, lastPid: 9 });
+  });
+  it('reads v1 blkio and v2 io.stat', async () => {
+    expect((await cgroupIoOf(700, r)).get('8:0')).toEqual({ readIos: 2, writeIos: 1, readBytes: 8192, writeBytes: 4096, discardIos: 0, discardBytes: 0 });
+    expect((await cgroupIoOf(800, r)).get('8:0')?.readBytes).toBe(512);
+    expect((await cgroupIoOf(999, r)).size).toBe(0);
+  });
+  it('is empty (so the renderers fall back to container-scoped defaults) for a gone pid', async () => {
+    expect(await cgroupCpuOf(999, r)).toEqual({});
+    expect(await cgroupTasksOf(999, r)).toBeUndefined();
   });
 });

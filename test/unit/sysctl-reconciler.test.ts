@@ -1,7 +1,7 @@
 // Unit tests of the sysctl reconciler pieces: value parsing, the event schema, and a manager restart
 // (the baseline and container values come back from KV; containers gone meanwhile lower the host).
 import { describe, expect, it } from 'vitest';
-import pino from 'pino';
+import { pino } from 'pino';
 import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
 import { baselineKey, SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
 import { initialTransition, transition } from 'xstate';
