@@ -469,10 +469,13 @@ export class Manager implements RuntimeHost {
       this.log.warn({ id, err: (e as Error).message }, 'restored container not registered with /proc emulation');
       return;
     }
-    const files = [
-      ...EMULATED_PROC_FILES.map((f) => ({ source: join(this.config.runDir, 'procfs', f), target: `/proc/${f}` })),
-      ...(this.sysctlFiles()?.files ?? []).map((f) => ({ source: join(this.config.runDir, 'sysctlfs', f.file), target: f.target })),
-    ];
+    // Every sysctl file died with the old server; probing them from here would look up /proc/sys/net
+    // in the manager's netns (another dentry than the container's), so all are put back, in one run.
+    const sysctl = (this.sysctlFiles()?.files ?? []).map((f) => ({ source: join(this.config.runDir, 'sysctlfs', f.file), target: f.target }));
+    await this.bindIntoMany(pid, sysctl).then(
+      () => this.log.info({ id, files: sysctl.length }, 'emulated /proc/sys and /sys files reattached'),
+      (e) => this.log.warn({ id, err: (e as Error).message }, 'emulated /proc/sys and /sys files not (all) reattached'));
+    const files = EMULATED_PROC_FILES.map((f) => ({ source: join(this.config.runDir, 'procfs', f), target: `/proc/${f}` }));
     for (const f of files) {
       try {
         // open, not stat: a dead FUSE mount may still answer stat from the kernel's attribute cache

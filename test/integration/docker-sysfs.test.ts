@@ -2,7 +2,8 @@
 // container its own value, the host untouched), range checks (EINVAL), read-only entries (EACCES),
 // the container's own hostname, its own /sys, the same files on proc and sysfs mounts made inside,
 // and emulated files that cannot be unmounted. Host files are checked unchanged at the end.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
@@ -29,8 +30,10 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
     before = snapshot();
     ({ m, d, img } = await startEciDocker());
   });
+  const holders = new Set<number>();
   afterAll(async () => {
     await stopEciDocker({ m, d });
+    for (const pid of holders) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
     // No per-container entry is ever written to the host.
     expect(snapshot()).toEqual(before);
   });
@@ -113,6 +116,27 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
     const lines = r.stdout.trim().split('\n');
     expect(lines.slice(0, hasHashsize ? 3 : 2)).toEqual(hasHashsize ? ['0', '4096', '1'] : ['0', '1']);
     expect(lines.slice(hasHashsize ? 3 : 2)).toEqual(['lo']);
+  });
+
+  it('gives a running container its emulated files back after a kill -9 of the manager', async () => {
+    const id = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).stdout.trim();
+    const holder = join(m.dir, 'run', 'fdholder.pid');
+    try {
+      const before = await d.docker(['exec', id, 'sh', '-c', `echo 0 > ${HL} && cat ${HL}`]);
+      expect(before.stdout.trim(), before.stderr).toBe('0');
+      if (existsSync(holder)) holders.add(Number(readFileSync(holder, 'utf8')));
+      await m.kill9();
+      await m.restart();
+      const targets = [HL, PRINTK, '/proc/sys/net/netfilter/nf_conntrack_max', ...(hasHashsize ? [HASHSIZE] : [])].filter((p) => existsSync(p));
+      const after = await d.docker(['exec', id, 'sh', '-c', `cat ${targets.join(' ')} && echo 1 > ${HL} && cat ${HL}`]);
+      expect(after.stderr).not.toMatch(/not connected/i);
+      expect(after.code, after.stderr).toBe(0);
+      const lines = after.stdout.trim().split('\n');
+      expect(lines.length).toBe(targets.length + 1);
+      expect(lines.at(-1)).toBe('1');
+    } finally {
+      await d.docker(['rm', '-f', id]);
+    }
   });
 
   it('refuses to unmount an emulated /proc/sys or /sys file from inside', async () => {
