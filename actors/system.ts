@@ -248,7 +248,7 @@ export class Manager implements RuntimeHost {
         const dir = join(this.config.runDir, 'sysctlfs');
         try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
         mkdirSync(dir, { recursive: true, mode: 0o755 });
-        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()) });
+        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()), kv: this.bus.sysctl });
         await this.sysctlFs.start(dir);
         this.sysctlMounted = true;
       } catch (e) {
@@ -256,6 +256,7 @@ export class Manager implements RuntimeHost {
       }
     }
     await this.restoreContainers();
+    await this.sysctlFs?.restore(this.containers.keys()).catch((e) => this.log.warn({ err: (e as Error).message }, 'per-container sysctl values not restored'));
     await this.resumeContainers();
     this.sysctl.retainOnly(this.containers.keys()); // values of containers gone while we were down no longer count
     await this.listen();

@@ -34,8 +34,23 @@ export function busSysctlClient(nc: { request(subject: string, data: string, o?:
   };
 }
 
+/**
+ * Where per-container values survive a manager restart: KV records `local.<id>` -> {values: {key: text}}
+ * in the reconciler's bucket (the part of a @nats-io/kv KV used here).
+ */
+export interface SysctlValueKv {
+  get(k: string): Promise<{ operation: string; json<T>(): T } | null>;
+  put(k: string, v: string): Promise<unknown>;
+  delete(k: string): Promise<unknown>;
+  keys(filter?: string): Promise<AsyncIterable<string>>;
+}
+
+export const localKey = (id: string) => `local.${id}`;
+
 export interface SysctlFsOptions {
   client: SysctlClient;
+  /** Keeps per-container values across a manager restart (omit: memory only). */
+  kv?: SysctlValueKv;
   /** Entries served (default ENTRIES; the reconciled ones must be the reconciler's). */
   keys?: readonly SysctlKey[];
   roots?: info.Roots;
@@ -111,7 +126,31 @@ export class SysctlFs {
 
   unregister(containerId: string): void {
     this.containers.delete(containerId);
-    this.values.delete(containerId);
+    const had = this.values.delete(containerId);
+    if (had) void this.o.kv?.delete(localKey(containerId)).catch(() => { /* an orphan record goes at the next start */ });
+  }
+
+  /**
+   * After a manager restart: takes back the per-container values of the containers in `live` from
+   * KV and deletes the records of the others (gone while no manager ran).
+   */
+  async restore(live: Iterable<string>): Promise<void> {
+    const kv = this.o.kv;
+    if (!kv) return;
+    const keep = new Set(live);
+    const known = new Set(this.keys.filter((k) => k.scope === 'container').map((k) => k.key));
+    for await (const name of await kv.keys('local.>')) {
+      const id = name.slice('local.'.length);
+      if (!keep.has(id)) {
+        await kv.delete(name);
+        continue;
+      }
+      const e = await kv.get(name);
+      if (!e || e.operation !== 'PUT') continue;
+      const vals = e.json<{ values?: Record<string, string> }>().values ?? {};
+      const m = new Map(Object.entries(vals).filter(([k, v]) => known.has(k) && typeof v === 'string'));
+      if (m.size) this.values.set(id, m);
+    }
   }
 
   async stop(): Promise<void> {
@@ -164,9 +203,11 @@ export class SysctlFs {
     if (k.scope === 'container') {
       const text = validateText(k, data);
       if (!this.containers.has(c.id)) return; // unregistered meanwhile: nothing to keep
-      let m = this.values.get(c.id);
-      if (!m) this.values.set(c.id, (m = new Map()));
-      m.set(k.key, text);
+      const m = new Map(this.values.get(c.id) ?? []).set(k.key, text);
+      // Persisted before the write succeeds (a failure is EIO, nothing changed): a manager restart
+      // keeps what the container saw succeed.
+      await this.o.kv?.put(localKey(c.id), JSON.stringify({ values: Object.fromEntries(m) }));
+      if (this.containers.has(c.id)) this.values.set(c.id, m);
       return;
     }
     const value = parseValue(k, data);

@@ -118,7 +118,7 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
     expect(lines.slice(hasHashsize ? 3 : 2)).toEqual(['lo']);
   });
 
-  it('gives a running container its emulated files back after a kill -9 of the manager', async () => {
+  it('gives a running container its emulated files and values back after a kill -9 of the manager', async () => {
     const id = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).stdout.trim();
     const holder = join(m.dir, 'run', 'fdholder.pid');
     try {
@@ -133,6 +133,7 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
       expect(after.code, after.stderr).toBe(0);
       const lines = after.stdout.trim().split('\n');
       expect(lines.length).toBe(targets.length + 1);
+      expect(lines[0]).toBe('0'); // the value it set before the restart (kept in KV)
       expect(lines.at(-1)).toBe('1');
     } finally {
       await d.docker(['rm', '-f', id]);

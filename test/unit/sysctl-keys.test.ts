@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENTRIES, RECONCILED, keyByName, keyByFile, productUuid, validateText, type SysctlKey } from '../../actors/sysctl/keys.ts';
 import { servedEntries, SysctlFs, type SysctlClient } from '../../actors/sysctl/fs.ts';
+import { memKv } from '../helpers/mem-kv.ts';
 
 const k = (name: string): SysctlKey => {
   const e = keyByName(name);
@@ -172,6 +173,31 @@ describe('SysctlFs per-container values', () => {
     expect(await u.read(file, 201)).toBe('4c4c4544-0042-3510-8048-bbbbbbbbbbbb\n');
     expect(await u.read(file, 301)).toBe('4c4c4544-0042-3510-8048-b7c04f4b5a31\n');
     await expect(u.write(file, 101, 100000, 'x')).rejects.toMatchObject({ code: 'EACCES' });
+  });
+
+  it('keeps per-container values in KV across a restart, dropping those of containers gone meanwhile', async () => {
+    const kv = memKv();
+    const mk = () => new SysctlFs({ client, kv, keys: [k('fs.protected_hardlinks'), k('kernel.printk')], roots: { proc: join(dir, 'proc') }, procSys: join(dir, 'procsys'), mount: () => ({ close: async () => {} }) });
+    const one = mk();
+    await one.start('/unused');
+    one.register('a', 100);
+    one.register('b', 200);
+    await one.write(f('fs.protected_hardlinks'), 101, 100000, '0');
+    await one.write(f('kernel.printk'), 101, 100000, '3 4 1 7');
+    await one.write(f('fs.protected_hardlinks'), 201, 165536, '0');
+    await one.stop(); // the manager dies; the records stay
+    const two = mk();
+    await two.start('/unused');
+    await two.restore(['a']); // b is gone
+    two.register('a', 100);
+    two.register('b', 200);
+    expect(await two.read(f('fs.protected_hardlinks'), 101)).toBe('0\n');
+    expect(await two.read(f('kernel.printk'), 101)).toBe('3\t4\t1\t7\n');
+    expect(await two.read(f('fs.protected_hardlinks'), 201)).toBe('1\n');
+    expect(await kv.get('local.b')).toBeNull();
+    two.unregister('a');
+    await new Promise((r) => setImmediate(r));
+    expect(await kv.get('local.a')).toBeNull();
   });
 
   it('lets host processes read and (as root) write the host file', async () => {
