@@ -109,9 +109,10 @@ export class SysctlReconciler {
       if (e && e.operation === 'PUT') {
         const rec = e.json<{ baseline: number; written?: number }>();
         baseline = rec.baseline;
-        // Changed while no manager ran (not the value eci last wrote): that is the baseline now,
-        // rather than the stored one coming back over the admin's value.
-        if (Number.isSafeInteger(rec.written) && rec.written !== host && Number.isSafeInteger(host)) {
+        // Changed while no manager ran (not the value eci last wrote, or, if it never wrote, not the
+        // baseline): that is the baseline now, rather than the stored one coming back over it.
+        const last = Number.isSafeInteger(rec.written) ? rec.written : rec.baseline;
+        if (last !== host && Number.isSafeInteger(host)) {
           await this.adoptBaseline(k.key, baseline, host);
           baseline = host;
         }

@@ -140,6 +140,22 @@ describe('SysctlReconciler across a restart', () => {
   });
 });
 
+describe('SysctlReconciler that never wrote', () => {
+  it('at start, takes a host value other than its stored baseline as the new one (it never wrote it)', async () => {
+    const kv = memKv();
+    await kv.put(baselineKey('fs.file-max'), JSON.stringify({ key: 'fs.file-max', baseline: 100 }));
+    const host = memHost(400);
+    const events: unknown[] = [];
+    const r = new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (_s, t, d) => { events.push([t, d]); } });
+    await r.start();
+    await r.settled();
+    expect(host.v).toBe(400);
+    expect(r.context().entries['fs.file-max'].baseline).toBe(400);
+    expect(events).toEqual([['sysctl.baseline', { key: 'fs.file-max', old: 100, new: 400, container: 'host' }]]);
+    r.stop();
+  });
+});
+
 describe('sysctl machine: an outside change', () => {
   it('host.changed in writing: the value becomes baseline and host, the next write follows', () => {
     let [snap, actions] = initialTransition(sysctlMachine);
