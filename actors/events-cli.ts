@@ -11,7 +11,7 @@ export interface EventsOptions {
   since?: string; // ISO time or a duration like 10m
   seq?: number;
   container?: string;
-  kind?: string; // container | allocator | vetter | settings | manager
+  kind?: string; // container | allocator | vetter | settings | manager | sysctl
   json: boolean;
   out: (line: string) => void;
 }
@@ -31,7 +31,7 @@ export function subjectFilter(o: Pick<EventsOptions, 'container' | 'kind'>): str
     return o.kind === 'vetter' ? `${PREFIX}.evt.vetter.${token(o.container)}.>` : `${PREFIX}.evt.container.${token(o.container)}.>`;
   }
   if (o.kind) {
-    if (!['container', 'allocator', 'vetter', 'settings', 'manager'].includes(o.kind)) throw new EciError('EUSAGE', `--kind ${o.kind}: one of container, allocator, vetter, settings, manager`);
+    if (!['container', 'allocator', 'vetter', 'settings', 'manager', 'sysctl'].includes(o.kind)) throw new EciError('EUSAGE', `--kind ${o.kind}: one of container, allocator, vetter, settings, manager, sysctl`);
     return `${PREFIX}.evt.${o.kind}.>`;
   }
   return `${PREFIX}.evt.>`;

@@ -46,6 +46,10 @@ export interface FeedHost {
   containerProcess?(container: string, pid: number): void;
   /** eci's emulated /proc files (dir and names), when /proc emulation runs. */
   emulatedProcFiles?(): { dir: string; files: readonly string[] } | undefined;
+  /** eci's emulated /proc/sys and /sys files for a new mount of `fstype` (source, path relative to the mount). */
+  emulatedMountFiles?(fstype: string): { source: string; rel: string }[];
+  /** bindInto for many files in one go (a target missing in the container is skipped). */
+  bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
   /** Puts a host mount over a path inside the container of `pid`. */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
   /** The container's id ranges. */
@@ -184,6 +188,30 @@ export class NotifyFeed {
     }
   }
 
+  /**
+   * The emulated /proc/sys and /sys files on a proc or sysfs mount the container made itself (the
+   * same files as at its /proc/sys and /sys). Best effort, like emulateOnNewProc.
+   */
+  private async emulateOnNewMount(container: string, pid: number, fstype: string, target: string): Promise<void> {
+    const files = this.host.emulatedMountFiles?.(fstype) ?? [];
+    if (!files.length || !(this.host.bindInto || this.host.bindIntoMany)) return;
+    let abs = target;
+    if (!target.startsWith('/')) {
+      try { abs = `${readlinkSync(`/proc/${pid}/cwd`).replace(/\/$/, '')}/${target}`; } catch { return; }
+    }
+    const pairs = files.map((f) => ({ source: f.source, target: `${abs.replace(/\/$/, '')}/${f.rel}` }));
+    if (this.host.bindIntoMany) {
+      await this.host.bindIntoMany(pid, pairs).catch((e) =>
+        this.host.log.warn({ container, target: abs, err: (e as Error).message }, `emulated files not (all) put on a new ${fstype} mount`));
+      return;
+    }
+    if (!this.host.bindInto) return;
+    for (const f of files) {
+      await this.host.bindInto(pid, f.source, `${abs.replace(/\/$/, '')}/${f.rel}`).catch((e) =>
+        this.host.log.warn({ container, target: abs, file: f.rel, err: (e as Error).message }, `emulated file not put on a new ${fstype} mount`));
+    }
+  }
+
   private async handle(
     container: string,
     initPid: number,
@@ -210,7 +238,10 @@ export class NotifyFeed {
         else if (!volumes) throw Object.assign(new Error(`${p.syscall}: the volumes of this container are not known (created before the manager started): setuid/setgid refused`), { code: 'EPERM', errno: 1, syscall: 'chmod' });
         else await this.native.chmodAs({ pid: n.pid, syscall: p.syscall, path: p.path, dirfd: p.dirfd, fd: p.fd, mode: p.mode, flags: p.flags, notify, protect: volumes.ids, protectDevs: volumes.devs });
         result = { val: 0 };
-        if (p.op === 'mount' && p.fstype === 'proc' && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE))) await this.emulateOnNewProc(container, n.pid, p.target);
+        if (p.op === 'mount' && (p.fstype === 'proc' || p.fstype === 'sysfs') && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE))) {
+          if (p.fstype === 'proc') await this.emulateOnNewProc(container, n.pid, p.target);
+          await this.emulateOnNewMount(container, n.pid, p.fstype, p.target);
+        }
       } catch (e) {
         const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
         // The call itself failed: its errno is the answer. Anything else: refuse.

@@ -6,7 +6,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
-import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
+import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, utsSysctlsAsFields, withRootPath, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask, clampCapabilities } from './runc/caps.ts';
 import { addNotifyRules } from './runc/seccomp.ts';
@@ -34,10 +34,14 @@ export interface RuntimeHost {
   setVolumePaths?(id: string, paths: string[]): void;
   /** Where the emulated /proc files are served (undefined: no emulation on this host). */
   procfsDir?(): string | undefined;
-  /** Per-container sysctl files to put over /proc/sys after create (undefined: none). */
-  sysctlFiles?(): { dir: string; files: { file: string; path: string }[] } | undefined;
+  /** Per-container /proc/sys and /sys files to put in place after create (undefined: none). */
+  sysctlFiles?(): { dir: string; files: { file: string; target: string }[] } | undefined;
   /** Puts a host mount over a path inside the container of `pid` (eci-helper bind-into). */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
+  /** bindInto for many files in one go (a target missing in the container is skipped). */
+  bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
+  /** setdomainname(2) in the UTS namespace of process `pid` (Docker's --domainname, see utsSysctlsAsFields). */
+  setDomainname?(pid: number, name: string): Promise<void>;
 }
 
 /** Writes an error where containerd/Docker read the runtime's failure reason (runc --log). */
@@ -229,7 +233,7 @@ export class RuntimeSession {
     const rewritten: OciSpec = addNotifyRules(
       withMounts(
         withBinds(
-          withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
+          withRootPath(clampCapabilities(clampIdSysctls(utsSysctlsAsFields(applyUserNamespace(spec, ctx.uid!, ctx.gid!)), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
           binds,
         ),
         procfs,
@@ -239,7 +243,7 @@ export class RuntimeSession {
     );
     const mounts = (spec.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.();
-    const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: `/proc/sys/${f.path}` }));
+    const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));
     actor.protectedPaths = [
       ...sysctlTargets.map((t) => t.target),
       ...procfs.map((m) => m.destination),
@@ -263,7 +267,7 @@ export class RuntimeSession {
     this.onExit = async (status) => {
       if (cli.command === 'create' && status === 0) {
         actor.send({ type: 'runc.created' });
-        await this.injectSysctlViews(id, cli.root, sysctlTargets);
+        await this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
         return { action: 'done', status };
       }
       if (status !== 0 && cli.command === 'create') {
@@ -288,13 +292,21 @@ export class RuntimeSession {
    * After create, before start: put eci's per-container sysctl files over /proc/sys (runc refuses
    * those bind targets). A view that cannot be put in place leaves the kernel's read-only file.
    */
-  private async injectSysctlViews(id: string, root: string | undefined, targets: { source: string; target: string }[]): Promise<void> {
-    if (!targets.length || !this.host.bindInto) return;
+  private async injectSysctlViews(id: string, root: string | undefined, targets: { source: string; target: string }[], domainname?: string): Promise<void> {
+    if ((!targets.length || !this.host.bindInto) && !domainname) return;
     let pid = 0;
     try {
       pid = (JSON.parse(readFileSync(join(runcStateDir(root, id), 'state.json'), 'utf8')) as { init_process_pid?: number }).init_process_pid ?? 0;
     } catch { /* no state: nothing to inject into */ }
     if (!pid) return;
+    if (domainname && this.host.setDomainname)
+      await this.host.setDomainname(pid, domainname).catch((e) => this.host.log.warn({ id, domainname, err: (e as Error).message }, 'domainname not set'));
+    if (!targets.length) return;
+    if (this.host.bindIntoMany) {
+      await this.host.bindIntoMany(pid, targets).catch((e) => this.host.log.warn({ id, err: (e as Error).message }, 'sysctl views not (all) injected'));
+      return;
+    }
+    if (!this.host.bindInto) return;
     for (const t of targets) {
       await this.host.bindInto(pid, t.source, t.target).catch((e) => this.host.log.warn({ id, target: t.target, err: (e as Error).message }, 'sysctl view not injected'));
     }

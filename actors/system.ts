@@ -30,7 +30,7 @@ import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { VetterActor } from './vetter.actor.ts';
 import { ProcFs } from './procfs/server.ts';
 import { SysctlReconciler } from './sysctl/reconciler.actor.ts';
-import { busSysctlClient, SysctlFs } from './sysctl/fs.ts';
+import { busSysctlClient, servedEntries, SysctlFs } from './sysctl/fs.ts';
 import { encodeReply, FrameDecoder } from './shim-protocol.ts';
 
 export const VERSION = '0.1.0';
@@ -92,20 +92,38 @@ export class Manager implements RuntimeHost {
   /** Host pid of each container's init (from runc's agent connection, or restored). */
   private initPids = new Map<string, number>();
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & Partial<FdHolderNative> & { bindInto(pid: number, source: string, target: string): Promise<void> }) {}
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & Partial<FdHolderNative> & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void>; bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> }) {}
 
   procfsDir(): string | undefined {
     return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
   }
 
-  /** Per-container sysctl files (reconciled entries): FUSE file name and /proc/sys path. */
-  sysctlFiles(): { dir: string; files: { file: string; path: string }[] } | undefined {
-    if (!this.sysctlMounted || !this.sysctl) return undefined;
-    return { dir: join(this.config.runDir, 'sysctlfs'), files: this.sysctl.reconciled().map((k) => ({ file: k.file, path: k.path })) };
+  /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
+  sysctlFiles(): { dir: string; files: { file: string; target: string }[] } | undefined {
+    if (!this.sysctlMounted || !this.sysctlFs) return undefined;
+    return { dir: join(this.config.runDir, 'sysctlfs'), files: this.sysctlFs.served().map((k) => ({ file: k.file, target: k.target })) };
+  }
+
+  /** The emulated files a new proc or sysfs mount made inside a container gets (paths relative to it). */
+  emulatedMountFiles(fstype: string): { source: string; rel: string }[] {
+    const s = this.sysctlFiles();
+    const prefix = fstype === 'proc' ? '/proc/' : fstype === 'sysfs' ? '/sys/' : undefined;
+    if (!s || !prefix) return [];
+    return s.files.filter((f) => f.target.startsWith(prefix)).map((f) => ({ source: join(s.dir, f.file), rel: f.target.slice(prefix.length) }));
   }
 
   bindInto(pid: number, source: string, target: string): Promise<void> {
     return this.native.bindInto(pid, source, target);
+  }
+
+  /** Many bindInto in one helper run (one by one where the native side lacks it). */
+  async bindIntoMany(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> {
+    if (this.native.bindIntoMany) return this.native.bindIntoMany(pid, pairs);
+    for (const p of pairs) await this.native.bindInto(pid, p.source, p.target);
+  }
+
+  setDomainname(pid: number, name: string): Promise<void> {
+    return this.native.setDomainname ? this.native.setDomainname(pid, name) : Promise.reject(new Error('setDomainname is not available'));
   }
 
   /** Where runc hands over seccomp notify fds (linux.seccomp.listenerPath). */
@@ -217,7 +235,9 @@ export class Manager implements RuntimeHost {
       volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
       emulatedProcFiles: () => (this.procfsMounted ? { dir: join(this.config.runDir, 'procfs'), files: EMULATED_PROC_FILES } : undefined),
+      emulatedMountFiles: (fstype) => this.emulatedMountFiles(fstype),
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
+      bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),
     }, this.native);
     if (this.native.connectFdHolder && this.native.fdHolderPath && this.native.closeFd) {
       this.holder = new FdHolder({
@@ -248,7 +268,7 @@ export class Manager implements RuntimeHost {
         const dir = join(this.config.runDir, 'sysctlfs');
         try { this.native.unmount(dir, { detach: true }); } catch { /* nothing was mounted */ }
         mkdirSync(dir, { recursive: true, mode: 0o755 });
-        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: this.sysctl.reconciled() });
+        this.sysctlFs = new SysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()), kv: this.bus.sysctl });
         await this.sysctlFs.start(dir);
         this.sysctlMounted = true;
       } catch (e) {
@@ -256,6 +276,7 @@ export class Manager implements RuntimeHost {
       }
     }
     await this.restoreContainers();
+    await this.sysctlFs?.restore(this.containers.keys()).catch((e) => this.log.warn({ err: (e as Error).message }, 'per-container sysctl values not restored'));
     await this.resumeContainers();
     this.sysctl.retainOnly(this.containers.keys()); // values of containers gone while we were down no longer count
     await this.listen();
@@ -525,10 +546,13 @@ export class Manager implements RuntimeHost {
       this.log.warn({ id, err: (e as Error).message }, 'restored container not registered with /proc emulation');
       return;
     }
-    const files = [
-      ...EMULATED_PROC_FILES.map((f) => ({ source: join(this.config.runDir, 'procfs', f), target: `/proc/${f}` })),
-      ...(this.sysctlFiles()?.files ?? []).map((f) => ({ source: join(this.config.runDir, 'sysctlfs', f.file), target: `/proc/sys/${f.path}` })),
-    ];
+    // Every sysctl file died with the old server; probing them from here would look up /proc/sys/net
+    // in the manager's netns (another dentry than the container's), so all are put back, in one run.
+    const sysctl = (this.sysctlFiles()?.files ?? []).map((f) => ({ source: join(this.config.runDir, 'sysctlfs', f.file), target: f.target }));
+    await this.bindIntoMany(pid, sysctl).then(
+      () => this.log.info({ id, files: sysctl.length }, 'emulated /proc/sys and /sys files reattached'),
+      (e) => this.log.warn({ id, err: (e as Error).message }, 'emulated /proc/sys and /sys files not (all) reattached'));
+    const files = EMULATED_PROC_FILES.map((f) => ({ source: join(this.config.runDir, 'procfs', f), target: `/proc/${f}` }));
     for (const f of files) {
       try {
         // open, not stat: a dead FUSE mount may still answer stat from the kernel's attribute cache

@@ -39,7 +39,7 @@ validate checks FILE (default: ECI_SETTINGS or /etc/eci/settings.json) and print
 it yields, or one line naming the bad field and why, with exit status 1.
 defaults prints the built-in settings (the schema, by example).`,
   events: `Usage: eci events [--follow|-f] [--since TIME|DURATION] [--seq N] [--container ID]
-                  [--kind container|allocator|vetter|settings|manager] [--json]
+                  [--kind container|allocator|vetter|settings|manager|sysctl] [--json]
 
 Without --follow, prints the events stored so far (from --since/--seq, else from the start) and
 exits; with --follow, prints new events as they happen (or from --since/--seq on) until Ctrl-C.

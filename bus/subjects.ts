@@ -52,6 +52,8 @@ export const sysctlToken = (key: string) => token(key.replace(/\./g, '-'));
 export const sysctlSubjects = {
   /** `eci.v1.evt.sysctl.<key-with-dashes>.written`: the reconciler changed a host sysctl. */
   written: (key: string) => `${PREFIX}.evt.sysctl.${key === '*' ? '*' : sysctlToken(key)}.written`,
+  /** `eci.v1.evt.sysctl.<key-with-dashes>.baseline`: an outside change of the host value became the baseline. */
+  baseline: (key: string) => `${PREFIX}.evt.sysctl.${key === '*' ? '*' : sysctlToken(key)}.baseline`,
   /** Request/reply: {container, key, value} -> {ok: true} | {ok: false, code, reason}. */
   set: `${PREFIX}.sysctl.set`,
   /** Request/reply: {container, key} -> {ok: true, value?: number} (value absent: the container set none). */

@@ -665,6 +665,29 @@ export async function bindInto(pid: number, source: string, target: string): Pro
   await runHelper(['bind-into', '--pid', String(pid), '--source', source, '--target', target]);
 }
 
+/**
+ * bindInto for many files in one helper run (a container gets a dozen). A target missing in the
+ * container is skipped; another failure stops there (earlier pairs stay) and rejects.
+ */
+export async function bindIntoMany(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> {
+  if (!Number.isInteger(pid) || pid <= 0) throw usage(`bindIntoMany: bad pid ${pid}`);
+  if (pairs.length === 0) return;
+  if (pairs.length > 64) throw usage('bindIntoMany: at most 64 files per run');
+  if (pairs.some((p) => !isAbsolute(p.source) || !isAbsolute(p.target))) throw usage('bindIntoMany needs absolute paths');
+  await runHelper(['bind-into', '--pid', String(pid), ...pairs.flatMap((p) => ['--source', p.source, '--target', p.target])]);
+}
+
+/**
+ * setdomainname(2) in the UTS namespace of process `pid` (a container's init), entered through its
+ * user namespace (eci-helper set-domainname): for Docker's --domainname, which runc would write to
+ * /proc/sys, refused in a user namespace.
+ */
+export async function setDomainname(pid: number, name: string): Promise<void> {
+  if (!Number.isInteger(pid) || pid <= 0) throw usage(`setDomainname: bad pid ${pid}`);
+  if (Buffer.byteLength(name) > 64 || name.includes('\0')) throw usage('setDomainname: a domain name is at most 64 bytes, without NUL');
+  await runHelper(['set-domainname', '--pid', String(pid), '--name', name]);
+}
+
 // ---------- fd-holder: keeps notify fds across manager restarts (cmd/eci-fdholder.c, src/seccomp.cc) ----------
 // (Appended section.)
 

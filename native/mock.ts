@@ -456,6 +456,18 @@ export async function bindInto(pid: number, source: string, target: string): Pro
   void pid;
 }
 
+/** bindIntoMany: the same argument checks as the real one; nothing is mounted. */
+export async function bindIntoMany(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> {
+  if (pairs.length > 64) throw usage('bindIntoMany: at most 64 files per run');
+  for (const p of pairs) await bindInto(pid, p.source, p.target);
+}
+
+/** setDomainname: checks the name as the real one does; nothing is changed. */
+export async function setDomainname(pid: number, name: string): Promise<void> {
+  if (!Number.isInteger(pid) || pid <= 0 || Buffer.byteLength(name) > 64 || name.includes('\0'))
+    throw usage('setDomainname: bad pid or name');
+}
+
 // ---------- fd-holder (appended): no holder process in unit tests ----------
 export type { FdHolderConnection } from './index.ts';
 

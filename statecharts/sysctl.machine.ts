@@ -4,6 +4,9 @@
 // host goes back down when the container that raised it is gone. One host write is in flight at a
 // time (`writing`, like the allocator's `persisting`); changes that arrive meanwhile are picked up
 // when it settles. A failed write is not retried until the wanted value changes again.
+// Before each write the actor compares the host with the value the machine believes it holds: a
+// difference means someone else (an admin) changed it meanwhile, and that value becomes the new
+// baseline (`host.changed`), instead of being silently overwritten with a stale one.
 import { assign, setup } from 'xstate';
 
 export interface SysctlEntry {
@@ -29,10 +32,13 @@ export type SysctlEvent =
   | { type: 'container.set'; container: string; key: string; value: number }
   | { type: 'container.gone'; container: string }
   | { type: 'host.written'; key: string; value: number }
-  | { type: 'host.failed'; key: string; reason: string };
+  | { type: 'host.failed'; key: string; reason: string }
+  /** Instead of host.written: the host did not hold `pending.old` but `value` (an outside change); nothing was written. */
+  | { type: 'host.changed'; key: string; value: number };
 
 export interface WriteHostParams { key: string; old: number; new: number; cause: string }
 export interface SaveContainerParams { container: string; values: Record<string, number> }
+export interface SaveBaselineParams { key: string; old: number; new: number }
 
 /** Every value container `container` set, by key. */
 export function valuesOf(c: SysctlContext, container: string): Record<string, number> {
@@ -77,13 +83,15 @@ export const sysctlMachine = setup({
     saveContainer: (_, _p: SaveContainerParams) => {},
     /** Forget the persisted values of `container`. */
     forgetContainer: (_, _p: { container: string }) => {},
+    /** Persist (and announce) a new baseline adopted from an outside change of the host value. */
+    saveBaseline: (_, _p: SaveBaselineParams) => {},
   },
   guards: {
     needsWrite: ({ context }) => nextWrite(context) !== undefined,
     knownKey: ({ context, event }) => 'key' in event && context.entries[event.key] !== undefined,
     isPending: ({ context, event }) =>
       event.type === 'host.written' ? context.pending?.key === event.key && context.pending.new === event.value
-        : event.type === 'host.failed' && context.pending?.key === event.key,
+        : (event.type === 'host.failed' || event.type === 'host.changed') && context.pending?.key === event.key,
   },
 }).createMachine({
   id: 'sysctl',
@@ -155,6 +163,25 @@ export const sysctlMachine = setup({
             entries: ({ context, event }) => ({ ...context.entries, [event.key]: { ...context.entries[event.key], host: event.value } }),
             pending: undefined,
           }),
+        },
+        'host.changed': {
+          guard: 'isPending',
+          target: 'ready',
+          actions: [
+            {
+              type: 'saveBaseline',
+              params: ({ context, event }) => ({ key: event.key, old: context.entries[event.key].baseline, new: event.value }),
+            },
+            assign({
+              entries: ({ context, event }) => {
+                const e = context.entries[event.key];
+                const next: SysctlEntry = { ...e, baseline: event.value, host: event.value, cause: context.pending!.cause };
+                delete next.failed;
+                return { ...context.entries, [event.key]: next };
+              },
+              pending: undefined,
+            }),
+          ],
         },
         'host.failed': {
           guard: 'isPending',

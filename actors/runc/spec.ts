@@ -131,6 +131,24 @@ export function clampIdSysctls(spec: OciSpec, gidSize: number): OciSpec {
   return { ...spec, linux: { ...spec.linux, sysctl: { ...sysctl, 'net.ipv4.ping_group_range': `${clamp(parts[0])} ${clamp(parts[1])}` } } };
 }
 
+/**
+ * Docker passes `--domainname` as the sysctl kernel.domainname, which runc writes to /proc/sys from
+ * inside the container: refused (EACCES) in a user namespace on 6.x, although the UTS namespace is the
+ * container's. The OCI `hostname`/`domainname` fields set the same values with sethostname(2) and
+ * setdomainname(2), which container root may do; the sysctls become those fields (a field already
+ * set wins).
+ */
+export function utsSysctlsAsFields(spec: OciSpec): OciSpec {
+  const sysctl = spec.linux?.sysctl as Record<string, string> | undefined;
+  if (!sysctl || (!('kernel.hostname' in sysctl) && !('kernel.domainname' in sysctl))) return spec;
+  const { 'kernel.hostname': hostname, 'kernel.domainname': domainname, ...rest } = sysctl;
+  const out: OciSpec = { ...spec, linux: { ...spec.linux, sysctl: rest } };
+  const fields = out as { hostname?: string; domainname?: string };
+  if (hostname !== undefined && fields.hostname === undefined) fields.hostname = hostname;
+  if (domainname !== undefined && fields.domainname === undefined) fields.domainname = domainname;
+  return out;
+}
+
 export function withRootPath(spec: OciSpec, path: string): OciSpec {
   return { ...spec, root: { ...spec.root, path } };
 }

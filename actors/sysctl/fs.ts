@@ -1,16 +1,19 @@
-// SysctlFs: per-container views of the reconciled host sysctls, as writable files of one FUSE
-// directory (native mountRwFs), e.g. `sys-fs-file-max`, meant to be bound into containers. A caller is
-// attributed, as by ProcFs, to the container whose init shares its pid namespace:
+// SysctlFs: per-container views of the emulated kernel settings (actors/sysctl/keys.ts), as writable
+// files of one FUSE directory (native mountRwFs), e.g. `sys-fs-file-max`, meant to be bound into
+// containers over /proc/sys/... and /sys/.... A caller is attributed, as by ProcFs, to the container
+// whose init shares its pid namespace:
 //   read  -> the value its container set, else the host's current value;
-//   write -> one integer in range (else EINVAL) from the container's root (else EACCES) sets the
-//            container's value through the reconciler (`eci.v1.sysctl.set` on the bus).
+//   write -> from the container's root only (else EACCES); a value out of range is EINVAL;
+//            host-max entries go to the reconciler (`eci.v1.sysctl.set` on the bus), per-container
+//            entries stay in this server's cache (the host is never written).
 // Callers from no container read and write the host file itself.
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountRwFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from '../procfs/container-info.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
-import { RECONCILED, keyByFile, parseValue, type SysctlKey } from './keys.ts';
+import { ENTRIES, keyByFile, parseValue, productUuid, validateText, type SysctlKey } from './keys.ts';
 import type { SetResult } from './reconciler.actor.ts';
 
 /** How the FUSE side talks to the reconciler: in-process (SysctlReconciler) or over the bus. */
@@ -31,14 +34,39 @@ export function busSysctlClient(nc: { request(subject: string, data: string, o?:
   };
 }
 
+/**
+ * Where per-container values survive a manager restart: KV records `local.<id>` -> {values: {key: text}}
+ * in the reconciler's bucket (the part of a @nats-io/kv KV used here).
+ */
+export interface SysctlValueKv {
+  get(k: string): Promise<{ operation: string; json<T>(): T } | null>;
+  put(k: string, v: string): Promise<unknown>;
+  delete(k: string): Promise<unknown>;
+  keys(filter?: string): Promise<AsyncIterable<string>>;
+}
+
+export const localKey = (id: string) => `local.${id}`;
+
 export interface SysctlFsOptions {
   client: SysctlClient;
-  /** Reconciled entries served (default RECONCILED). */
+  /** Keeps per-container values across a manager restart (omit: memory only). */
+  kv?: SysctlValueKv;
+  /** Entries served (default ENTRIES; the reconciled ones must be the reconciler's). */
   keys?: readonly SysctlKey[];
   roots?: info.Roots;
-  /** Host /proc/sys (tests). */
+  /** Host /proc/sys and /sys (tests). */
   procSys?: string;
+  sys?: string;
   mount?: typeof mountRwFs;
+}
+
+/**
+ * The entries a manager serves: the reconciler's host-max keys (those present on this host) and the
+ * per-container entries whose host file exists (e.g. kernel.sysrq and yama are absent on some kernels;
+ * a bind target must exist in the container).
+ */
+export function servedEntries(reconciled: readonly SysctlKey[], keys: readonly SysctlKey[] = ENTRIES, exists: (path: string) => boolean = existsSync): SysctlKey[] {
+  return keys.filter((k) => (k.scope === 'host-max' ? reconciled.some((r) => r.key === k.key) : exists(k.target)));
 }
 
 const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -62,10 +90,12 @@ export async function isContainerRoot(pid: number, uid: number, roots: info.Root
 export class SysctlFs {
   private readonly keys: readonly SysctlKey[];
   private readonly containers = new Map<string, info.KnownContainer>();
+  /** Values of per-container entries: container id -> key -> file text. */
+  private readonly values = new Map<string, Map<string, string>>();
   private handle: ProcFsMount | undefined;
 
   constructor(private o: SysctlFsOptions) {
-    this.keys = o.keys ?? RECONCILED;
+    this.keys = o.keys ?? ENTRIES;
   }
 
   /** File names served. */
@@ -73,10 +103,16 @@ export class SysctlFs {
     return this.keys.map((k) => k.file);
   }
 
+  /** Entries served. */
+  served(): readonly SysctlKey[] {
+    return this.keys;
+  }
+
   async start(mountpoint: string): Promise<void> {
     if (this.handle) throw new Error('SysctlFs is already mounted');
     const files = this.files();
-    this.handle = (this.o.mount ?? mountRwFs)({ mountpoint, files, writable: files },
+    const writable = this.keys.filter((k) => k.scope !== 'readonly' && k.scope !== 'uuid').map((k) => k.file);
+    this.handle = (this.o.mount ?? mountRwFs)({ mountpoint, files, writable },
       (file, pid) => this.read(file, pid), (file, pid, uid, data) => this.write(file, pid, uid, data));
   }
 
@@ -90,12 +126,38 @@ export class SysctlFs {
 
   unregister(containerId: string): void {
     this.containers.delete(containerId);
+    const had = this.values.delete(containerId);
+    if (had) void this.o.kv?.delete(localKey(containerId)).catch(() => { /* an orphan record goes at the next start */ });
+  }
+
+  /**
+   * After a manager restart: takes back the per-container values of the containers in `live` from
+   * KV and deletes the records of the others (gone while no manager ran).
+   */
+  async restore(live: Iterable<string>): Promise<void> {
+    const kv = this.o.kv;
+    if (!kv) return;
+    const keep = new Set(live);
+    const known = new Set(this.keys.filter((k) => k.scope === 'container').map((k) => k.key));
+    for await (const name of await kv.keys('local.>')) {
+      const id = name.slice('local.'.length);
+      if (!keep.has(id)) {
+        await kv.delete(name);
+        continue;
+      }
+      const e = await kv.get(name);
+      if (!e || e.operation !== 'PUT') continue;
+      const vals = e.json<{ values?: Record<string, string> }>().values ?? {};
+      const m = new Map(Object.entries(vals).filter(([k, v]) => known.has(k) && typeof v === 'string'));
+      if (m.size) this.values.set(id, m);
+    }
   }
 
   async stop(): Promise<void> {
     const h = this.handle;
     this.handle = undefined;
     this.containers.clear();
+    this.values.clear();
     await h?.close();
   }
 
@@ -105,14 +167,22 @@ export class SysctlFs {
     return k;
   }
 
-  private hostPath(k: SysctlKey): string {
-    return join(this.o.procSys ?? '/proc/sys', k.path);
+  hostPath(k: SysctlKey): string {
+    return k.target.startsWith('/sys/') ? join(this.o.sys ?? '/sys', k.path) : join(this.o.procSys ?? '/proc/sys', k.path);
   }
 
   async read(file: string, callerPid: number): Promise<string> {
     const k = this.key(file);
+    if (k.scope === 'readonly') return readFile(this.hostPath(k), 'utf8');
     const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
-    if (c) {
+    if (k.scope === 'uuid') {
+      const host = await readFile(this.hostPath(k), 'utf8').catch(() => undefined);
+      return c ? productUuid(host, c.id) : host ?? '';
+    }
+    if (c && k.scope === 'container') {
+      const v = this.values.get(c.id)?.get(k.key);
+      if (v !== undefined) return v;
+    } else if (c) {
       const v = await this.o.client.valueOf(c.id, k.key);
       if (v !== undefined) return `${v}\n`;
     }
@@ -121,6 +191,7 @@ export class SysctlFs {
 
   async write(file: string, callerPid: number, callerUid: number, data: string): Promise<void> {
     const k = this.key(file);
+    if (k.scope === 'readonly' || k.scope === 'uuid') throw errno('EACCES', `${k.key} is read-only`);
     const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
     if (!c) {
       if (callerUid !== 0) throw errno('EACCES', `${k.key}: only root writes the host value`);
@@ -129,6 +200,16 @@ export class SysctlFs {
     }
     if (!(await isContainerRoot(callerPid, callerUid, this.o.roots ?? {})))
       throw errno('EACCES', `${k.key}: only the container's root may write`);
+    if (k.scope === 'container') {
+      const text = validateText(k, data);
+      if (!this.containers.has(c.id)) return; // unregistered meanwhile: nothing to keep
+      const m = new Map(this.values.get(c.id) ?? []).set(k.key, text);
+      // Persisted before the write succeeds (a failure is EIO, nothing changed): a manager restart
+      // keeps what the container saw succeed.
+      await this.o.kv?.put(localKey(c.id), JSON.stringify({ values: Object.fromEntries(m) }));
+      if (this.containers.has(c.id)) this.values.set(c.id, m);
+      return;
+    }
     const value = parseValue(k, data);
     const r = await this.o.client.set(c.id, k.key, value);
     if (!r.ok) throw errno(r.code === 'EINTERNAL' ? 'EIO' : r.code, r.reason);

@@ -2,7 +2,8 @@
 // for the baselines and the values each container set (so a restarted manager still knows the host's
 // own value), NATS request/reply for the FUSE side, and a `sysctl.written` event for every host write.
 //
-// KV records: `baseline.<key-with-dashes>` -> {key, baseline}; `container.<id>` -> {values: {key: n}}.
+// KV records: `baseline.<key-with-dashes>` -> {key, baseline, written?} (written: the value eci last
+// wrote to the host); `container.<id>` -> {values: {key: n}}.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createActor, type Actor } from 'xstate';
@@ -74,6 +75,7 @@ export class SysctlReconciler {
         writeHost: (_, p) => { void this.writeHost(p.key, p.old, p.new, p.cause); },
         saveContainer: (_, p) => this.enqueue(() => this.deps.kv.put(containerKey(p.container), JSON.stringify({ values: p.values }))),
         forgetContainer: (_, p) => this.enqueue(() => this.deps.kv.delete(containerKey(p.container))),
+        saveBaseline: (_, p) => { void this.adoptBaseline(p.key, p.old, p.new); },
       },
     });
     this.actor = createActor(machine, { systemId: 'sysctl' });
@@ -104,8 +106,17 @@ export class SysctlReconciler {
       const host = await this.host.read(k);
       const e = await this.deps.kv.get(baselineKey(k.key));
       let baseline: number;
-      if (e && e.operation === 'PUT') baseline = e.json<{ baseline: number }>().baseline;
-      else {
+      if (e && e.operation === 'PUT') {
+        const rec = e.json<{ baseline: number; written?: number }>();
+        baseline = rec.baseline;
+        // Changed while no manager ran (not the value eci last wrote, or, if it never wrote, not the
+        // baseline): that is the baseline now, rather than the stored one coming back over it.
+        const last = Number.isSafeInteger(rec.written) ? rec.written : rec.baseline;
+        if (last !== host && Number.isSafeInteger(host)) {
+          await this.adoptBaseline(k.key, baseline, host);
+          baseline = host;
+        }
+      } else {
         baseline = host;
         await this.deps.kv.put(baselineKey(k.key), JSON.stringify({ key: k.key, baseline }));
       }
@@ -186,6 +197,14 @@ export class SysctlReconciler {
     for (const f of this.idleWaiters.splice(0)) f();
   }
 
+  /** Persists (in order with the other KV writes) and announces a baseline taken from an outside change. */
+  private adoptBaseline(key: string, old: number, value: number): Promise<void> {
+    this.enqueue(() => this.deps.kv.put(baselineKey(key), JSON.stringify({ key, baseline: value, written: value })));
+    this.deps.log.warn({ key, old, new: value }, 'sysctl: the host value was changed outside eci; it is the new baseline');
+    return this.deps.publish(sysctlSubjects.baseline(key), 'sysctl.baseline', { key, old, new: value, container: 'host' })
+      .catch((e) => this.deps.log.error({ err: e }, 'sysctl: cannot publish'));
+  }
+
   private enqueue(f: () => Promise<unknown>): void {
     this.kvChain = this.kvChain.then(f).then(() => {}, (e) => this.deps.log.error({ err: e }, 'sysctl: KV write failed'));
   }
@@ -193,6 +212,12 @@ export class SysctlReconciler {
   private async writeHost(key: string, old: number, value: number, cause: string): Promise<void> {
     const k = keyByName(key, this.keys)!;
     try {
+      // Someone else changed the host since we last wrote or read it: that is the new baseline.
+      const now = await this.host.read(k);
+      if (Number.isSafeInteger(now) && now !== old) {
+        this.actor.send({ type: 'host.changed', key, value: now });
+        return;
+      }
       await this.host.write(k, value);
     } catch (e) {
       this.deps.log.error({ err: e, key, value }, 'sysctl: host write failed');
@@ -200,6 +225,9 @@ export class SysctlReconciler {
       return;
     }
     this.deps.log.info({ key, old, new: value, container: cause }, 'sysctl: host value written');
+    // What eci last wrote, so that a restarted manager can tell an admin's change from its own.
+    const baseline = this.context().entries[key]?.baseline;
+    if (baseline !== undefined) this.enqueue(() => this.deps.kv.put(baselineKey(key), JSON.stringify({ key, baseline, written: value })));
     await this.deps.publish(sysctlSubjects.written(key), 'sysctl.written', { key, old, new: value, container: cause })
       .catch((e) => this.deps.log.error({ err: e }, 'sysctl: cannot publish'));
     this.actor.send({ type: 'host.written', key, value });

@@ -79,7 +79,7 @@ export function validateEvent(x: unknown): EciEvent {
     if (typeof d.container !== 'string' || typeof d.syscall !== 'string' || !['performed', 'refused', 'continued'].includes(d.verdict as string)) {
       throw new SchemaError('event.data: expected {container, syscall, verdict} for vetter.decision');
     }
-  } else if (e.type === 'sysctl.written') {
+  } else if (e.type === 'sysctl.written' || e.type === 'sysctl.baseline') {
     validateSysctlEvent(e);
   } else if (e.type === 'settings.changed' || e.type === 'settings.rejected') {
     if (typeof d.path !== 'string') throw new SchemaError('event.data.path: expected a string');
@@ -92,14 +92,18 @@ export function validateEvent(x: unknown): EciEvent {
 // ---------- sysctl reconciler (appended) ----------
 /** The reconciler wrote a host sysctl: `old` -> `new`, because of `container` (or 'restore'). */
 export interface SysctlWrittenData { key: string; old: number; new: number; container: string }
-export type SysctlEvent = Envelope<'sysctl.written', SysctlWrittenData>;
+/**
+ * `sysctl.baseline`: the host value was changed by someone else (an admin) since the reconciler's
+ * last write; it became the new baseline (`old` -> `new`), `container` is 'host'.
+ */
+export type SysctlEvent = Envelope<'sysctl.written' | 'sysctl.baseline', SysctlWrittenData>;
 
-/** Checks a `sysctl.written` event; throws SchemaError naming the first bad field. */
+/** Checks a `sysctl.written` or `sysctl.baseline` event; throws SchemaError naming the first bad field. */
 export function validateSysctlEvent(x: unknown): SysctlEvent {
   const e = x as Envelope;
   if (!e || typeof e !== 'object') throw new SchemaError('event is not an object');
   if (e.v !== 1) throw new SchemaError(`event.v: expected 1, got ${JSON.stringify(e.v)}`);
-  if (e.type !== 'sysctl.written') throw new SchemaError(`event.type: expected sysctl.written, got ${JSON.stringify(e.type)}`);
+  if (e.type !== 'sysctl.written' && e.type !== 'sysctl.baseline') throw new SchemaError(`event.type: expected sysctl.written or sysctl.baseline, got ${JSON.stringify(e.type)}`);
   if (typeof e.id !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(e.id)) throw new SchemaError('event.id: expected a ulid');
   if (typeof e.ts !== 'string' || Number.isNaN(Date.parse(e.ts))) throw new SchemaError('event.ts: expected an ISO time');
   const d = e.data as Record<string, unknown>;

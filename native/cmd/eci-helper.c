@@ -838,6 +838,7 @@ static int cmd_umount(struct opts *o)
 /* mount-as / umount-as: a vetted mount(2)/umount2(2) done for a container process. */
 #include "mount-as.h"
 #include "bind-into.h"
+#include "set-domainname.h" /* set-domainname: Docker's --domainname in a container's UTS namespace */
 #include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
 #include "serve.h"    /* serve: runs the commands above in forks of one long-lived process */
 
@@ -869,6 +870,8 @@ int main(int argc, char **argv)
 		return main_chmod_as(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "bind-into") == 0)
 		return main_bind_into(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "set-domainname") == 0)
+		return main_set_domainname(argc, argv);
 	if (argc < 2 || argv[1][0] == '-') {
 		usage_error("usage: eci-helper rootfs-overlay|rootfs-bind|umount --option value ...");
 		return report();

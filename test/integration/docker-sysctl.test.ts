@@ -1,7 +1,7 @@
 // Per-container views of a non-namespaced sysctl through Docker, and the reconciler programming the
 // host with the maximum over its baseline and the live containers — lowered again as they go.
 // The host value is restored whatever happens.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
@@ -11,6 +11,9 @@ import { replay } from '../helpers/events.ts';
 const avail = dockerdAvailable();
 const FILE = '/proc/sys/fs/file-max';
 const host = () => Number(readFileSync(FILE, 'utf8'));
+const CT = '/proc/sys/net/netfilter/nf_conntrack_max';
+const hasConntrack = existsSync(CT); // nf_conntrack loaded (or built in); never loaded by the test
+const ctHost = () => Number(readFileSync(CT, 'utf8'));
 const until = async (f: () => boolean, ms = 5000) => { for (let t = 0; t < ms && !f(); t += 100) await new Promise((r) => setTimeout(r, 100)); };
 
 describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
@@ -18,14 +21,17 @@ describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avai
   let d: Dockerd;
   let img: string;
   let baseline: number;
+  let ctBaseline: number | undefined;
 
   beforeAll(async () => {
     baseline = host();
+    ctBaseline = hasConntrack ? ctHost() : undefined;
     ({ m, d, img } = await startEciDocker());
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });
     if (baseline && host() !== baseline) writeFileSync(FILE, String(baseline));
+    if (ctBaseline && ctHost() !== ctBaseline) writeFileSync(CT, String(ctBaseline));
   });
 
   it('gives each container its own fs.file-max; the host holds the max of the live ones and drops back', async () => {
@@ -48,6 +54,51 @@ describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avai
     expect(host()).toBe(baseline);
     const ev = (await replay(m.natsUrl, 'eci.v1.evt.sysctl.>')).map((e) => e.event.data as unknown as { new: number; container: string });
     expect(ev.map((e) => e.new)).toEqual([baseline + 1000, baseline + 500, baseline]);
+  });
+
+  it.skipIf(!hasConntrack)('reconciles net.netfilter.nf_conntrack_max the same way (read-only 0444 in a container netns otherwise)', async () => {
+    const base = ctHost();
+    const start = (v: number) => d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo ${v} > ${CT}; cat ${CT}; sleep 300`]);
+    const a = (await start(base + 4096)).stdout.trim();
+    const b = (await start(base + 2048)).stdout.trim();
+    try {
+      for (let i = 0; i < 50 && !(await d.docker(['logs', b])).stdout.trim(); i++) await new Promise((r) => setTimeout(r, 100));
+      await until(() => ctHost() === base + 4096);
+      expect((await d.docker(['logs', a])).stdout.trim()).toBe(String(base + 4096));
+      expect((await d.docker(['logs', b])).stdout.trim()).toBe(String(base + 2048));
+      expect(ctHost()).toBe(base + 4096);
+      await d.docker(['rm', '-f', a]);
+      await until(() => ctHost() === base + 2048);
+      expect(ctHost()).toBe(base + 2048);
+    } finally {
+      await d.docker(['rm', '-f', a, b]);
+    }
+    await until(() => ctHost() === base);
+    expect(ctHost()).toBe(base);
+  });
+
+  it('takes a host value an admin changed meanwhile as the new baseline (no stale baseline comes back)', async () => {
+    const start = (v: number) => d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo ${v} > ${FILE}; echo done; sleep 300`]);
+    const a = (await start(baseline + 1000)).stdout.trim();
+    let b = '';
+    try {
+      await until(() => host() === baseline + 1000);
+      writeFileSync(FILE, String(baseline + 200)); // the admin
+      b = (await start(baseline + 300)).stdout.trim();
+      for (let i = 0; i < 50 && !(await d.docker(['logs', b])).stdout.trim(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(host()).toBe(baseline + 200); // max(1000, 300) did not change: nothing written over the admin
+      await d.docker(['rm', '-f', a]); // the next write (down to b's 300) finds the admin's value first
+      await until(() => host() === baseline + 300);
+      expect(host()).toBe(baseline + 300);
+      await d.docker(['rm', '-f', b]);
+      await until(() => host() === baseline + 200);
+      expect(host()).toBe(baseline + 200); // the admin's value, not the stale baseline
+      const ev = (await replay(m.natsUrl, 'eci.v1.evt.sysctl.*.baseline')).map((e) => e.event.data);
+      expect(ev).toContainEqual({ key: 'fs.file-max', old: baseline, new: baseline + 200, container: 'host' });
+    } finally {
+      await d.docker(['rm', '-f', a, ...(b ? [b] : [])]);
+      writeFileSync(FILE, String(baseline));
+    }
   });
 
   it('refuses out-of-range writes with EINVAL and reads the host value when untouched', async () => {

@@ -1,5 +1,5 @@
 // Model-based test of the sysctl reconciler: xstate/graph finds a shortest path to every distinct state
-// (container values, host value, pending write, failed write) of one reconciled key with two
+// (container values, host value, pending write, failed write, an admin's outside change) of one reconciled key with two
 // containers, and each path is replayed against the real SysctlReconciler over an in-memory KV and a
 // fake host file whose writes the test settles. After every step the actor, the host file, the KV and
 // the published events must agree with the model.
@@ -14,6 +14,7 @@ const KEY = 'fs.file-max';
 const BASE = 100;
 const CONTAINERS = ['a', 'b'];
 const VALUES = [90, 110, 120];
+const ADMIN = 115;
 const flush = () => new Promise((r) => setImmediate(r));
 
 function eventsFor(snap: { context: SysctlContext; value: unknown }): SysctlEvent[] {
@@ -24,7 +25,11 @@ function eventsFor(snap: { context: SysctlContext; value: unknown }): SysctlEven
     out.push({ type: 'container.gone', container: c });
   }
   const p = snap.context.pending;
-  if (p) out.push({ type: 'host.written', key: p.key, value: p.new }, { type: 'host.failed', key: p.key, reason: 'EPERM' });
+  if (p) {
+    out.push({ type: 'host.written', key: p.key, value: p.new }, { type: 'host.failed', key: p.key, reason: 'EPERM' });
+    // an admin changed the host value since eci's last write (found by the read before the write)
+    if (p.old !== ADMIN) out.push({ type: 'host.changed', key: p.key, value: ADMIN });
+  }
   return out;
 }
 
@@ -42,22 +47,34 @@ export function fakeKv() {
   return { kv, data };
 }
 
-/** A host sysctl file whose writes wait for settle(). */
+/**
+ * A host sysctl file. Once gated (after start), the reconciler's read before each write waits for
+ * settle(): 'ok'/'fail' answer the current value and let the write succeed/fail; 'admin' first sets
+ * the value as an admin would, so the read finds it changed and nothing is written.
+ */
 function fakeHost(initial: number) {
   let value = initial;
-  let pending: { value: number; resolve(): void; reject(e: Error): void } | undefined;
+  let gated = false;
+  let failNext = false;
+  let pendingRead: (() => void) | undefined;
   const host: SysctlHost = {
     async exists() { return true; },
-    async read() { return value; },
-    write(_k, v) { return new Promise((resolve, reject) => { pending = { value: v, resolve, reject }; }); },
+    read() { return gated ? new Promise((resolve) => { pendingRead = () => resolve(value); }) : Promise.resolve(value); },
+    async write(_k, v) {
+      if (failNext) { failNext = false; throw Object.assign(new Error('EPERM'), { code: 'EPERM' }); }
+      value = v;
+    },
   };
   return {
     host,
     value: () => value,
-    settle(ok: boolean) {
-      const p = pending!;
-      pending = undefined;
-      if (ok) { value = p.value; p.resolve(); } else p.reject(Object.assign(new Error('EPERM'), { code: 'EPERM' }));
+    gate() { gated = true; },
+    settle(how: 'ok' | 'fail' | 'admin') {
+      const r = pendingRead!;
+      pendingRead = undefined;
+      if (how === 'admin') value = ADMIN;
+      failNext = how === 'fail';
+      r();
     },
   };
 }
@@ -70,11 +87,12 @@ describe('sysctl reconciler model', () => {
     serializeState: (snap) => JSON.stringify({ v: snap.value, c: snap.context }),
   });
 
-  it('explores raises, lowering back, failures and writes overtaken by changes', () => {
+  it('explores raises, lowering back, failures, outside changes and writes overtaken by changes', () => {
     const all = paths.flatMap((p) => p.steps.map((s) => s.state.context as SysctlContext));
     const e = (c: SysctlContext) => c.entries[KEY];
     expect(all.some((c) => e(c) && e(c).host === 120)).toBe(true);
     expect(all.some((c) => e(c) && e(c).failed !== undefined)).toBe(true);
+    expect(all.some((c) => e(c) && e(c).baseline === ADMIN && c.pending)).toBe(true); // adopted, then written over by a container
     // a write pending while the wanted value already moved elsewhere
     expect(all.some((c) => c.pending && e(c) && wanted(e(c)) !== c.pending.new)).toBe(true);
     expect(paths.length).toBeGreaterThan(50);
@@ -90,17 +108,19 @@ describe('sysctl reconciler model', () => {
         publish: async (subject, type, data) => { published.push({ subject, type, data: data as never }); },
       });
       let written = 0;
+      let adopted = 0;
       await path.test({
         events: {
-          restore: async () => { await sut.start(); await flush(); },
+          restore: async () => { await sut.start(); h.gate(); await flush(); },
           'container.set': async ({ event }) => {
             const ev = event as Extract<SysctlEvent, { type: 'container.set' }>;
             expect(await sut.set(ev.container, ev.key, ev.value)).toEqual({ ok: true });
             await flush();
           },
           'container.gone': async ({ event }) => { sut.gone((event as unknown as { container: string }).container); await flush(); },
-          'host.written': async () => { written++; h.settle(true); await flush(); await flush(); },
-          'host.failed': async () => { h.settle(false); await flush(); await flush(); },
+          'host.written': async () => { written++; h.settle('ok'); await flush(); await flush(); },
+          'host.failed': async () => { h.settle('fail'); await flush(); await flush(); },
+          'host.changed': async () => { adopted++; h.settle('admin'); await flush(); await flush(); },
         },
         states: {
           '*': async (m) => {
@@ -110,18 +130,21 @@ describe('sysctl reconciler model', () => {
             const e = ctx.entries[KEY];
             if (!e) return;
             expect(h.value()).toBe(e.host);
-            expect(JSON.parse(k.data.get(baselineKey(KEY))!).baseline).toBe(BASE);
+            expect(JSON.parse(k.data.get(baselineKey(KEY))!).baseline).toBe(e.baseline);
+            expect(e.baseline).toBe(adopted ? ADMIN : BASE);
             for (const c of CONTAINERS) {
               const rec = k.data.get(containerKey(c));
               const vals = valuesOf(ctx, c);
               if (Object.keys(vals).length === 0) expect(rec === undefined || JSON.parse(rec).values[KEY] === undefined).toBe(true);
               else expect(JSON.parse(rec!).values).toEqual(vals);
             }
-            // every host write is one event, old -> new, with the container that caused it
-            expect(published.length).toBe(written);
+            // every host write is one event, old -> new, with the container that caused it; every
+            // adopted outside change one sysctl.baseline event
+            expect(published.filter((p) => p.type === 'sysctl.written').length).toBe(written);
+            expect(published.filter((p) => p.type === 'sysctl.baseline').length).toBe(adopted);
             for (const p of published) {
-              expect(p.subject).toBe('eci.v1.evt.sysctl.fs-file-max.written');
-              expect(p.type).toBe('sysctl.written');
+              expect(p.subject).toBe(`eci.v1.evt.sysctl.fs-file-max.${p.type === 'sysctl.written' ? 'written' : 'baseline'}`);
+              if (p.type === 'sysctl.baseline') expect(p.data).toMatchObject({ new: ADMIN, container: 'host' });
             }
             // settled: the host holds max(baseline, live values), unless that very value failed
             if (!ctx.pending) expect(e.host === wanted(e) || e.failed === wanted(e)).toBe(true);

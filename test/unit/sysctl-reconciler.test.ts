@@ -3,11 +3,14 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
-import { SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { baselineKey, SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { initialTransition, transition } from 'xstate';
+import { sysctlMachine } from '../../statecharts/sysctl.machine.ts';
 import { memKv } from '../helpers/mem-kv.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
+import { subjectFilter } from '../../actors/events-cli.ts';
 
 function memHost(v: number): SysctlHost & { v: number } {
   const h = { v, async exists() { return true; }, async read() { return h.v; }, async write(_k: unknown, n: number) { h.v = n; } };
@@ -27,6 +30,9 @@ describe('sysctl values', () => {
     expect(() => parseValue(keyByName('fs.nr_open')!, '63')).toThrow(/outside/);
     expect(RECONCILED.map((k) => k.file)).toEqual(['sys-fs-file-max', 'sys-fs-nr-open', 'sys-net-netfilter-nf-conntrack-max']);
     expect(sysctlSubjects.written('net.netfilter.nf_conntrack_max')).toBe('eci.v1.evt.sysctl.net-netfilter-nf_conntrack_max.written');
+  });
+  it('eci events --kind sysctl follows both sysctl event types', () => {
+    expect(subjectFilter({ kind: 'sysctl' })).toBe('eci.v1.evt.sysctl.>');
   });
   it('validates sysctl.written events', () => {
     expect(validateSysctlEvent(envelope('sysctl.written', { key: 'fs.file-max', old: 1, new: 2, container: 'a' })).data.new).toBe(2);
@@ -75,5 +81,95 @@ describe('SysctlReconciler', () => {
       { key: 'fs.file-max', old: 200, new: 100, container: 'b' },
     ]);
     r2.stop();
+  });
+
+  it('adopts a host value changed outside eci as the new baseline on the next write, with an event', async () => {
+    const kv = memKv();
+    const host = memHost(100);
+    const events: [string, string, unknown][] = [];
+    const r = new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (sub, t, d) => { events.push([sub, t, d]); } });
+    await r.start();
+    await r.set('a', 'fs.file-max', 300);
+    await r.settled();
+    host.v = 150; // an admin lowers it while a holds 300
+    await r.set('b', 'fs.file-max', 400);
+    await r.settled();
+    expect(host.v).toBe(400);
+    expect(r.context().entries['fs.file-max']).toMatchObject({ baseline: 150, host: 400 });
+    expect((await kv.get(baselineKey('fs.file-max')))!.json()).toEqual({ key: 'fs.file-max', baseline: 150, written: 400 });
+    host.v = 250; // and raises it again
+    r.gone('b');
+    r.gone('a');
+    await r.settled();
+    expect(host.v).toBe(250); // not the stale 100 nor 150
+    expect(events.map((e) => e[1])).toEqual(['sysctl.written', 'sysctl.baseline', 'sysctl.written', 'sysctl.baseline']);
+    expect(events[1]).toEqual([sysctlSubjects.baseline('fs.file-max'), 'sysctl.baseline', { key: 'fs.file-max', old: 100, new: 150, container: 'host' }]);
+    expect(events[2][2]).toEqual({ key: 'fs.file-max', old: 150, new: 400, container: 'b' });
+    expect(events[3][2]).toEqual({ key: 'fs.file-max', old: 150, new: 250, container: 'host' });
+    for (const e of events) expect(validateSysctlEvent(envelope(e[1] as 'sysctl.written', e[2] as never)).type).toBe(e[1]);
+    r.stop();
+  });
+});
+
+describe('SysctlReconciler across a restart', () => {
+  it('takes a host value changed while no manager ran as the baseline, instead of writing over it', async () => {
+    const kv = memKv();
+    const host = memHost(100);
+    const events: [string, unknown][] = [];
+    const mk = () => new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (_s, t, d) => { events.push([t, d]); } });
+    const r1 = mk();
+    await r1.start();
+    await r1.set('a', 'fs.file-max', 300);
+    await r1.settled();
+    r1.stop();
+    host.v = 500; // the admin, while eci is down
+    const r2 = mk();
+    await r2.start();
+    await r2.settled();
+    expect(host.v).toBe(500); // max(500, a's 300): nothing to write
+    expect(r2.context().entries['fs.file-max']).toMatchObject({ baseline: 500, host: 500 });
+    r2.gone('a');
+    await r2.settled();
+    expect(host.v).toBe(500); // and a leaving does not bring back the old 100
+    expect(events).toEqual([
+      ['sysctl.written', { key: 'fs.file-max', old: 100, new: 300, container: 'a' }],
+      ['sysctl.baseline', { key: 'fs.file-max', old: 100, new: 500, container: 'host' }],
+    ]);
+    expect((await kv.get(baselineKey('fs.file-max')))!.json()).toMatchObject({ baseline: 500 });
+    r2.stop();
+  });
+});
+
+describe('SysctlReconciler that never wrote', () => {
+  it('at start, takes a host value other than its stored baseline as the new one (it never wrote it)', async () => {
+    const kv = memKv();
+    await kv.put(baselineKey('fs.file-max'), JSON.stringify({ key: 'fs.file-max', baseline: 100 }));
+    const host = memHost(400);
+    const events: unknown[] = [];
+    const r = new SysctlReconciler({ kv, host, keys: [FM], log: pino({ level: 'silent' }), publish: async (_s, t, d) => { events.push([t, d]); } });
+    await r.start();
+    await r.settled();
+    expect(host.v).toBe(400);
+    expect(r.context().entries['fs.file-max'].baseline).toBe(400);
+    expect(events).toEqual([['sysctl.baseline', { key: 'fs.file-max', old: 100, new: 400, container: 'host' }]]);
+    r.stop();
+  });
+});
+
+describe('sysctl machine: an outside change', () => {
+  it('host.changed in writing: the value becomes baseline and host, the next write follows', () => {
+    let [snap, actions] = initialTransition(sysctlMachine);
+    [snap] = transition(sysctlMachine, snap, { type: 'restore', entries: { k: { baseline: 100, host: 100 } } });
+    [snap, actions] = transition(sysctlMachine, snap, { type: 'container.set', container: 'a', key: 'k', value: 300 });
+    expect(snap.value).toBe('writing');
+    expect(actions.find((a) => a.type === 'writeHost')?.params).toEqual({ key: 'k', old: 100, new: 300, cause: 'a' });
+    [snap, actions] = transition(sysctlMachine, snap, { type: 'host.changed', key: 'k', value: 500 });
+    expect(actions.find((a) => a.type === 'saveBaseline')?.params).toEqual({ key: 'k', old: 100, new: 500 });
+    expect(snap.context.entries.k).toMatchObject({ baseline: 500, host: 500 });
+    expect(snap.value).toBe('ready'); // wanted = max(500, 300) = 500 = host: nothing to write
+    expect(actions.some((a) => a.type === 'writeHost')).toBe(false);
+    // a host.changed for another key is not ours
+    const [other] = transition(sysctlMachine, snap, { type: 'host.changed', key: 'x', value: 1 });
+    expect(other.context).toEqual(snap.context);
   });
 });
