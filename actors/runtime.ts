@@ -6,7 +6,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
-import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
+import { applyUserNamespace, checkNamespaces, clampIdSysctls, clampRlimits, parseHardLimits, parseSpec, withRootPath, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask, clampCapabilities } from './runc/caps.ts';
 import { addNotifyRules } from './runc/seccomp.ts';
@@ -59,6 +59,13 @@ let held: Set<string> | undefined;
 function heldCapabilities(): Set<string> {
   if (!held) held = capsFromMask(/^CapBnd:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');
   return held;
+}
+
+let hardLimits: Record<string, number> | undefined;
+/** eci's own hard rlimits, read once (containers get at most these). */
+function ownHardLimits(): Record<string, number> {
+  if (!hardLimits) hardLimits = parseHardLimits(readFileSync('/proc/self/limits', 'utf8'));
+  return hardLimits;
 }
 
 /** realpath + stat of a host path, or undefined when it does not exist. */
@@ -229,7 +236,7 @@ export class RuntimeSession {
     const rewritten: OciSpec = addNotifyRules(
       withMounts(
         withBinds(
-          withRootPath(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
+          withRootPath(clampRlimits(clampCapabilities(clampIdSysctls(applyUserNamespace(spec, ctx.uid!, ctx.gid!), ctx.gid!.size), heldCapabilities()), ownHardLimits()), ctx.rootfs!),
           binds,
         ),
         procfs,
