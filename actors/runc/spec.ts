@@ -175,8 +175,15 @@ export function parseHardLimits(text: string): Record<string, number> {
 export function clampRlimits(spec: OciSpec, hardLimits: Record<string, number>): OciSpec {
   const rl = (spec.process as { rlimits?: unknown } | undefined)?.rlimits;
   if (!Array.isArray(rl)) return spec;
+  return { ...spec, process: clampProcessRlimits(spec.process!, hardLimits) };
+}
+
+/** clampRlimits for a bare process object (the `runc exec --process` file). */
+export function clampProcessRlimits<P extends Record<string, unknown>>(proc: P, hardLimits: Record<string, number>): P {
+  const rl = proc.rlimits;
+  if (!Array.isArray(rl)) return proc;
   const rlimits = rl.map((r: Rlimit) => {
-    if (!r || typeof r !== 'object' || typeof r.type !== 'string') {
+    if (!r || typeof r !== 'object' || typeof r.type !== 'string' || typeof r.hard !== 'number' || typeof r.soft !== 'number') {
       throw new EciError('EBADSPEC', `process.rlimits: expected an array of {type, hard, soft}`);
     }
     const max = hardLimits[r.type];
@@ -184,5 +191,5 @@ export function clampRlimits(spec: OciSpec, hardLimits: Record<string, number>):
     const hard = Math.min(r.hard, max);
     return { ...r, hard, soft: Math.min(r.soft, hard) };
   });
-  return { ...spec, process: { ...spec.process, rlimits } };
+  return { ...proc, rlimits };
 }
