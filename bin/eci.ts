@@ -212,7 +212,8 @@ async function checkCmd(args: string[]): Promise<void> {
   o.engine = (engine as 'docker' | 'eci' | undefined) ?? ((await dockerReachable(o)) ? 'docker' : 'eci');
   if (o.engine === 'eci') o.eci = { argv: [process.execPath, join(repoDir(), 'bin', 'eci'), 'run'], env: { ...process.env } as Record<string, string> };
   if (!o.image) o.image = o.engine === 'eci' ? 'busybox' : 'eci-busybox';
-  o.out(`engine: ${o.engine === 'eci' ? 'eci run (no engine)' : `docker (${o.host ?? 'default host'}, runtime ${o.runtime})`}`);
+  // On stderr: stdout stays the table alone.
+  console.error(`engine: ${o.engine === 'eci' ? 'eci run (no engine)' : `docker (${o.host ?? 'default host'}, runtime ${o.runtime})`}`);
   const r = await runChecks(o);
   for (const l of formatChecks(r)) console.log(l);
   if (r.some((x) => !x.pass)) process.exit(1);
