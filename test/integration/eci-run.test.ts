@@ -287,8 +287,10 @@ print('STATUS', os.waitstatus_to_exitcode(st))
     expect(down.stderr.trim()).toMatch(/^eci: the eci manager is not reachable at .*no\.sock: start it with `eci daemon`/);
   });
 
-  it('eci check --engine eci passes every property through eci run', async () => {
-    const r = await eci(['check', '--engine', 'eci'], { timeoutMs: 180_000 });
+  it('eci check falls back to eci run when no Docker engine answers, and passes every property', async () => {
+    const bogus = await eci(['check', '--engine', 'podman']);
+    expect([bogus.code, bogus.stderr.trim()]).toEqual([1, 'eci: check: --engine must be docker or eci, not "podman"']);
+    const r = await eci(['check', '--host', `unix://${join(dir, 'no-docker.sock')}`], { timeoutMs: 180_000 });
     expect(r.stderr.trim()).toBe('engine: eci run (no engine)');
     expect(r.stdout).toMatch(/^PROPERTY\s+EXPECTED\s+OBSERVED\s+PASS/);
     expect(r.code, r.stdout + r.stderr).toBe(0);
