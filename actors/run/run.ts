@@ -6,7 +6,7 @@
 // removes everything when the container ends: the container is always removed (--rm is implied).
 // Errors before the container runs exit 125 (Docker's code); after that, the container's status.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EciError } from '../errors.ts';
@@ -53,6 +53,39 @@ function removeBundle(bundle: string): void {
   rmSync(bundle, { recursive: true, force: true });
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what an `eci run` killed with SIGKILL left: a bundle whose owner (pid in its `owner`
+ * file) is gone and whose container runc no longer knows, and its writable layer. A bundle without
+ * an owner file is being made right now and is left alone.
+ */
+export function sweepStale(config: ManagerConfig): string[] {
+  const { bundles, layers, runcRoot } = runDirs(config);
+  const swept: string[] = [];
+  if (!existsSync(bundles)) return swept;
+  for (const id of readdirSync(bundles)) {
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(join(bundles, id, 'owner'), 'utf8'));
+    } catch { continue; }
+    if (!owner || alive(owner) || existsSync(join(runcRoot, id))) continue;
+    try {
+      removeBundle(join(bundles, id));
+      if (!mountedUnder(join(layers, id)).length) rmSync(join(layers, id), { recursive: true, force: true });
+      swept.push(id);
+    } catch { /* still busy: a later run tries again */ }
+  }
+  return swept;
+}
+
 /** Runs a container in the foreground; resolves with the exit status `eci run` should end with. */
 export async function runContainer(config: ManagerConfig, opts: RunOptions, paths: RunPaths): Promise<number> {
   // Fail closed: no manager, no container (eci-runc would refuse too, after we made the bundle).
@@ -62,6 +95,7 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
   for (const v of opts.volumes) {
     if (!existsSync(v.source)) throw new EciError('EUSAGE', `-v ${v.source}:${v.destination}: ${v.source} does not exist`);
   }
+  sweepStale(config);
   const store = new ImageStore(config.stateDir);
   const img = await image(store, opts.image);
   const id = opts.name ?? `eci-${randomBytes(6).toString('hex')}`;
@@ -87,6 +121,7 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
   };
   for (const s of FORWARDED) process.on(s, onSignal);
   try {
+    writeFileSync(join(bundle, 'owner'), String(process.pid));
     mkdirSync(join(bundle, 'rootfs'), { mode: 0o755 });
     rmSync(layer, { recursive: true, force: true }); // debris of a killed eci run of the same name
     mkdirSync(layer, { mode: 0o700 });

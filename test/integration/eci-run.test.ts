@@ -83,6 +83,29 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect([gone.code, gone.stderr.trim()]).toEqual([1, 'eci: no such image: bbtar:1']);
   });
 
+  it('draws a progress bar on a terminal only', async () => {
+    const tar = await makeBusyboxTarball(join(dir, 'bbp.tar'));
+    writeFileSync(join(dir, 'capture-tty.py'), [
+      'import os, pty, sys',
+      'pid, fd = pty.fork()',
+      'if pid == 0: os.execvpe(sys.argv[1], sys.argv[1:], os.environ)',
+      'out = b""',
+      'while True:',
+      '    try:',
+      '        b = os.read(fd, 4096)',
+      '    except OSError: break',
+      '    if not b: break',
+      '    out += b',
+      'os.waitpid(pid, 0)',
+      'sys.stdout.write(out.decode(errors="replace"))',
+    ].join('\n'));
+    const onTty = await runCmd('python3', [join(dir, 'capture-tty.py'), process.execPath, ECI, 'image', 'import', tar, 'bbtty'], { ...process.env, ...m.env }, undefined, 60_000);
+    expect(onTty.stdout).toMatch(/\rimporting bbtty:latest \[#+\] \d+\.\d\/\d+\.\d MB 100%/);
+    const piped = await eci(['image', 'import', tar, 'bbpipe']);
+    expect([piped.code, piped.stdout, piped.stderr]).toEqual([0, 'bbpipe:latest\n', '']);
+    expect((await eci(['image', 'rm', 'bbtty', 'bbpipe'])).code).toBe(0);
+  });
+
   it('a failed import (truncated tarball) is one line and leaves no trace in the store', async () => {
     const tar = readFileSync(await makeBusyboxTarball(join(dir, 'bb2.tar')));
     writeFileSync(join(dir, 'broken.tar.gz'), gzipSync(tar).subarray(0, 40_000));
@@ -228,9 +251,21 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     await waitFor(() => k.out().includes('ready') && existsSync(pidFile));
     process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
     expect(await k.done).toBe(137);
+
+    // eci run itself killed with SIGKILL: the container runs on and is released by the manager when
+    // it ends; the bundle and writable layer left behind are swept by the next eci run.
+    const s = start('sig-stale', 'echo ready; sleep 1');
+    await waitFor(() => s.out().includes('ready'));
+    s.p.kill('SIGKILL');
+    await s.done;
+    await waitFor(() => !existsSync(join(m.dir, 'run', 'runc', 'sig-stale')));
+    expect(existsSync(join(m.dir, 'run', 'standalone', 'sig-stale'))).toBe(true);
+    for (let i = 0; i < 100 && Object.keys((await m.ps()).ranges).length; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await eci(['run', 'busybox', 'true'])).code).toBe(0);
+    expect(existsSync(join(m.dir, 'run', 'standalone', 'sig-stale'))).toBe(false);
   });
 
-  it('-it: a real terminal (raw mode, the size, resize on SIGWINCH), echo hi, exit status', async () => {
+  it('-it: a real terminal (raw mode, the size, resize on SIGWINCH, Ctrl-C to the container), echo hi, exit status', async () => {
     // A python pty drives eci run as a user's terminal would.
     const driver = `
 import os, pty, sys, time, fcntl, termios, struct, select
@@ -247,12 +282,15 @@ def until(s, t=20):
         if select.select([fd], [], [], 0.2)[0]:
             try: out += os.read(fd, 4096)
             except OSError: break
-    if s not in out: sys.stdout.write(out.decode(errors='replace')); sys.exit('timed out waiting for %r' % s)
+    if s not in out: os.kill(pid, 9); sys.stdout.write(out.decode(errors='replace')); sys.exit('timed out waiting for %r' % s)
 until(b'# ')
 os.write(fd, b'echo hi-$((6*7))\\r'); until(b'hi-42')
 os.write(fd, b'stty size\\r'); until(b'30 90')
 size(41, 123); time.sleep(0.3)
 os.write(fd, b'stty size\\r'); until(b'41 123')
+os.write(fd, b'sleep 30\\r'); time.sleep(0.5)
+os.write(fd, b'\\x03'); time.sleep(0.3)
+os.write(fd, b'echo slept=$?\\r'); until(b'slept=130')
 os.write(fd, b'exit 5\\r')
 while True:
     try:
