@@ -131,6 +131,9 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2), { mode: 0o600 });
     // The writable layer: an overlay of the image, as an engine's graph driver makes. The manager
     // sees an overlay rootfs and rebuilds it over idmapped layers inside the user namespace.
+    const layerDirs = [img.rootfs, join(layer, 'upper'), join(layer, 'work')];
+    // overlay options are split at ',' and lowerdir at ':': such a state dir cannot be used.
+    if (layerDirs.some((d) => /[,:]/.test(d))) throw new EciError('ECONFIG', `ECI_STATE_DIR ${config.stateDir}: eci run needs a path without ',' or ':'`);
     try {
       execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${img.rootfs},upperdir=${join(layer, 'upper')},workdir=${join(layer, 'work')}`, join(bundle, 'rootfs')], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (e) {
