@@ -56,6 +56,11 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect(Number(norm(r.stdout).split(' ')[1])).toBeGreaterThanOrEqual(100000);
     const ls = await eci(['image', 'ls']);
     expect(ls.stdout).toMatch(/^busybox\s+latest\s+\S+MB\s.*builtin$/m);
+    // Removed, it comes back on request (or on the next eci run busybox).
+    expect((await eci(['image', 'rm', 'busybox'])).stdout).toBe('removed busybox:latest\n');
+    expect((await eci(['image', 'ls'])).stdout).not.toMatch(/^busybox/m);
+    expect((await eci(['image', 'import', '--busybox'])).stdout).toBe('busybox:latest\n');
+    expect(readFileSync(join(images(), 'busybox', 'latest', 'rootfs', 'bin', 'busybox')).equals(readFileSync('/bin/busybox'))).toBe(true);
   });
 
   it('imports a rootfs tarball (plain and gzip), lists, runs and removes it', async () => {
