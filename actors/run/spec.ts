@@ -7,6 +7,7 @@ import { CAP_NAMES } from '../runc/caps.ts';
 import type { OciSpec } from '../runc/spec.ts';
 import type { ImageConfig } from '../images/store.ts';
 import type { RunOptions } from './flags.ts';
+import { defaultSeccomp } from './seccomp.ts';
 
 /** Docker's default capability set (moby oci/caps/defaults.go). */
 export const DEFAULT_CAPS = [
@@ -103,7 +104,7 @@ export function buildSpec(x: SpecInputs): OciSpec {
       namespaces: NAMESPACES.filter((n) => !opts.hostNamespaces.includes(n)).map((type) => ({ type })),
       cgroupsPath: `/eci-run/${x.id}`,
       resources,
-      ...(opts.privileged ? {} : { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS }),
+      ...(opts.privileged ? {} : { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS, seccomp: defaultSeccomp(caps) }),
     },
   };
 }

@@ -233,6 +233,16 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect(norm(drop.stdout)).toBe('CapEff: 0000000000000001');
   });
 
+  it("seccomp as Docker's: no nested user/net namespaces or setns unless CAP_SYS_ADMIN", async () => {
+    const probe = 'unshare -U true 2>&1; echo u=$?; unshare -n true 2>&1; echo n=$?; nsenter -t 1 -U true 2>&1; echo s=$?';
+    const r = await eci(['run', 'busybox', 'sh', '-c', probe]);
+    expect(r.stdout).toMatch(/unshare\(0x10000000\): Operation not permitted\nu=1\n/);
+    expect(r.stdout).toMatch(/\nn=1\n/);
+    expect(r.stdout).toMatch(/Operation not permitted\ns=1\n$/);
+    const admin = await eci(['run', '--cap-add', 'SYS_ADMIN', 'busybox', 'unshare', '-U', '-r', 'cat', '/proc/self/uid_map']);
+    expect([admin.code, norm(admin.stdout)]).toEqual([0, '0 0 1']);
+  });
+
   it('signals: SIGTERM to eci run reaches the container (exit 143); a container killed by SIGKILL exits 137', async () => {
     const start = (name: string, cmd: string) => {
       const p = spawn(process.execPath, [ECI, 'run', '--name', name, 'busybox', 'sh', '-c', cmd], { env: { ...process.env, ...m.env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCap, parseMemory, parseRunArgs, parseVolume } from '../../actors/run/flags.ts';
 import { buildSpec, capabilities, DEFAULT_CAPS, mergeEnv } from '../../actors/run/spec.ts';
 import { CAP_NAMES } from '../../actors/runc/caps.ts';
+import { defaultSeccomp } from '../../actors/run/seccomp.ts';
 
 describe('parseRunArgs', () => {
   it('reads Docker-style flags up to the image; the rest is the command, flags included', () => {
@@ -95,5 +96,30 @@ describe('buildSpec', () => {
     expect(capabilities(opts(['--cap-drop', 'MKNOD', 'i']))).not.toContain('CAP_MKNOD');
     expect(capabilities(opts(['--cap-add', 'ALL', 'i']))).toEqual([...CAP_NAMES]);
     expect(mergeEnv(['A=1', 'B=2'], ['A=3'])).toEqual(['A=3', 'B=2']);
+  });
+});
+
+describe('defaultSeccomp', () => {
+  type Rule = { names: string[]; action: string; errnoRet?: number; args?: { value: number }[] };
+  const rules = (caps: string[]) => (defaultSeccomp(caps) as { syscalls: Rule[] }).syscalls;
+  const denied = (caps: string[]) => rules(caps)[0].names;
+  it('refuses nested namespaces and Docker\'s capability-gated syscalls unless the capability is held', () => {
+    expect(defaultSeccomp(DEFAULT_CAPS)?.defaultAction).toBe('SCMP_ACT_ALLOW');
+    expect(denied(DEFAULT_CAPS)).toEqual(expect.arrayContaining(['unshare', 'setns', 'keyctl', 'bpf', 'reboot', 'init_module']));
+    const clone = rules(DEFAULT_CAPS).filter((r) => r.names[0] === 'clone');
+    expect(clone.map((r) => r.args![0].value)).toContain(0x10000000); // CLONE_NEWUSER
+    expect(rules(DEFAULT_CAPS).find((r) => r.names[0] === 'clone3')?.errnoRet).toBe(38);
+    const admin = [...DEFAULT_CAPS, 'CAP_SYS_ADMIN'];
+    expect(denied(admin)).not.toContain('unshare');
+    expect(denied(admin)).toContain('keyctl'); // never allowed
+    expect(rules(admin).some((r) => r.names[0] === 'clone' || r.names[0] === 'clone3')).toBe(false);
+    // The mount family is left to eci's vetting (notify rules added by the manager).
+    expect(denied([])).not.toEqual(expect.arrayContaining(['mount']));
+  });
+  it('is in every unprivileged spec, not in a privileged one', () => {
+    const s = (argv: string[]) => buildSpec({ id: 'x', opts: parseRunArgs(argv), image: {}, hostnameFile: '/h', hostsFile: '/h' }) as Record<string, any>;
+    expect(s(['i', 'sh']).linux.seccomp.syscalls[0].names).toContain('unshare');
+    expect(s(['--cap-add', 'SYS_ADMIN', 'i', 'sh']).linux.seccomp.syscalls[0].names).not.toContain('unshare');
+    expect(s(['--privileged', 'i', 'sh']).linux.seccomp).toBeUndefined();
   });
 });
