@@ -210,7 +210,12 @@ async function checkCmd(args: string[]): Promise<void> {
   if (engine !== undefined && engine !== 'docker' && engine !== 'eci') throw new EciError('EUSAGE', `check: --engine must be docker or eci, not ${JSON.stringify(engine)}`);
   const { dockerReachable } = await import('../actors/check.ts');
   o.engine = (engine as 'docker' | 'eci' | undefined) ?? ((await dockerReachable(o)) ? 'docker' : 'eci');
-  if (o.engine === 'eci') o.eci = { argv: [process.execPath, join(repoDir(), 'bin', 'eci'), 'run'], env: { ...process.env } as Record<string, string> };
+  if (o.engine === 'eci') {
+    // The same runtime as this process: Deno runs bin/eci.ts, Node the compiled bin/eci.
+    const underDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
+    const self = underDeno ? [process.execPath, 'run', '-A', join(repoDir(), 'bin', 'eci.ts')] : [process.execPath, join(repoDir(), 'bin', 'eci')];
+    o.eci = { argv: [...self, 'run'], env: { ...process.env } as Record<string, string> };
+  }
   if (!o.image) o.image = o.engine === 'eci' ? 'busybox' : 'eci-busybox';
   // On stderr: stdout stays the table alone.
   console.error(`engine: ${o.engine === 'eci' ? 'eci run (no engine)' : `docker (${o.host ?? 'default host'}, runtime ${o.runtime})`}`);

@@ -222,6 +222,9 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
   it('exit codes propagate: exit 7 -> 7, a missing command -> 127, flags reach the container', async () => {
     expect((await eci(['run', 'busybox', 'sh', '-c', 'exit 7'])).code).toBe(7);
     expect((await eci(['run', 'busybox', 'no-such-command'])).code).toBe(127);
+    // stdin reaches the container with -i only.
+    expect((await eci(['run', '-i', 'busybox', 'cat'], { input: 'to stdin\n' })).stdout).toBe('to stdin\n');
+    expect((await eci(['run', 'busybox', 'cat'], { input: 'to stdin\n' })).stdout).toBe('');
     const r = await eci(['run', '-e', 'FOO=bar', '-w', '/tmp', '--hostname', 'box', '--name', 'named-1', '-m', '64m', 'busybox', 'sh', '-c',
       'echo $FOO $(pwd) $(hostname) $(cat /etc/hostname); grep MemTotal /proc/meminfo; grep CapEff /proc/self/status']);
     expect(r.code, r.stderr).toBe(0);
