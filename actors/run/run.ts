@@ -5,7 +5,7 @@
 // bin/eci-runc (so the manager applies every eci rule, as for Docker), forwards signals, and
 // removes everything when the container ends: the container is always removed (--rm is implied).
 // Errors before the container runs exit 125 (Docker's code); after that, the container's status.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +21,9 @@ export interface RunPaths {
   /** bin/eci-runc */
   launcher: string;
 }
+
+/** How long a container may outlive the hangup of eci run's terminal (SIGHUP) before it is killed. */
+export const HANGUP_GRACE_MS = 5000;
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
@@ -115,9 +118,21 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
   }
   let child: ChildProcess | undefined;
   let cancelled: NodeJS.Signals | undefined;
+  let hangup: NodeJS.Timeout | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (child?.pid) child.kill(sig);
-    else cancelled = sig;
+    if (!child?.pid) {
+      cancelled = sig;
+      return;
+    }
+    child.kill(sig);
+    // Our terminal (or session) is gone: nobody can reach the container any more and eci run
+    // cannot detach, so a container that outlives SIGHUP by HANGUP_GRACE_MS is killed.
+    if (sig === 'SIGHUP' && !hangup) {
+      hangup = setTimeout(() => {
+        execFile(paths.launcher, ['--root', runcRoot, 'kill', id, 'KILL'], { env: { ...process.env, ECI_SOCKET: config.socket } }, () => {});
+      }, HANGUP_GRACE_MS);
+      hangup.unref();
+    }
   };
   for (const s of FORWARDED) process.on(s, onSignal);
   try {
@@ -166,6 +181,7 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     }
     return status;
   } finally {
+    clearTimeout(hangup);
     for (const s of FORWARDED) process.off(s, onSignal);
     // runc run removes its container when it ends; one that is still known (eci run itself was
     // killed mid-way) is deleted through the launcher, which frees its range and mounts.
