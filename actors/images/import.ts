@@ -48,10 +48,9 @@ async function untar(file: string, dest: string, progress: Progress, digest?: st
     tar.once('error', (e) => rej(new EciError('EIMPORT', `cannot run tar: ${e.message}`)));
     tar.once('close', (code) => res(code ?? 1));
   });
-  const stages: NodeJS.ReadWriteStream[] = [count];
-  if (isGzip(file)) stages.push(createGunzip());
   try {
-    await pipeline(createReadStream(file), ...stages as [Transform], tar.stdin!);
+    if (isGzip(file)) await pipeline(createReadStream(file), count, createGunzip(), tar.stdin!);
+    else await pipeline(createReadStream(file), count, tar.stdin!);
   } catch (e) {
     tar.kill('SIGKILL');
     await exited.catch(() => 0);
@@ -76,7 +75,14 @@ async function build(store: ImageStore, ref: ImageRef, source: string, fill: (ro
     const rootfs = join(tmp, 'rootfs');
     mkdirSync(rootfs, { mode: 0o755 });
     const config = await fill(rootfs, tmp);
-    const rec: ImageRecord = { name: ref.name, tag: ref.tag, source, created: new Date().toISOString(), size: treeSize(rootfs), config };
+    const size = (() => {
+      try {
+        return treeSize(rootfs);
+      } catch (e) {
+        throw e instanceof EciError ? new EciError(e.code, `${source}: ${e.message}`) : e;
+      }
+    })();
+    const rec: ImageRecord = { name: ref.name, tag: ref.tag, source, created: new Date().toISOString(), size, config };
     writeFileSync(join(tmp, 'image.json'), JSON.stringify(rec, null, 2) + '\n');
     store.commit(tmp, ref);
     return rec;

@@ -143,12 +143,26 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Apparent size of a tree, without following symlinks. */
-export function treeSize(dir: string): number {
+/** The highest id a file in an image may have: a container's range maps 0..65535. */
+export const MAX_IMAGE_ID = 65535;
+
+/**
+ * Apparent size of a tree, without following symlinks. Refuses a file owned by an id the
+ * container's mapping cannot carry (as Docker with userns-remap refuses to use such a layer).
+ */
+export function treeSize(dir: string, top = dir): number {
   let n = 0;
+  if (dir === top) {
+    const st = lstatSync(dir);
+    if (st.uid > MAX_IMAGE_ID || st.gid > MAX_IMAGE_ID) throw new EciError('EIMAGEIDS', `/ is owned by ${st.uid}:${st.gid}; eci images hold ids 0..${MAX_IMAGE_ID} only`);
+  }
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
-    n += e.isDirectory() ? treeSize(p) : lstatSync(p).size;
+    const st = lstatSync(p);
+    if (st.uid > MAX_IMAGE_ID || st.gid > MAX_IMAGE_ID) {
+      throw new EciError('EIMAGEIDS', `${p.slice(top.length) || '/'} is owned by ${st.uid}:${st.gid}; eci images hold ids 0..${MAX_IMAGE_ID} only`);
+    }
+    n += e.isDirectory() ? treeSize(p, top) : st.size;
   }
   return n;
 }

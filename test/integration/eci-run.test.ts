@@ -125,6 +125,14 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^eci: .*broken\.tar\.gz: /);
     expect(storeEntries()).toEqual(before);
+    // A file owned by an id no container range can carry: refused, as Docker's userns-remap does.
+    const odd = join(dir, 'odd');
+    mkdirSync(join(odd, 'etc'), { recursive: true });
+    writeFileSync(join(odd, 'etc', 'f'), 'x');
+    execFileSync('tar', ['--numeric-owner', '--owner=70000', '--group=0', '-C', odd, '-cf', join(dir, 'odd.tar'), '.']);
+    const ids = await eci(['image', 'import', join(dir, 'odd.tar'), 'odd']);
+    expect([ids.code, ids.stderr.trim()]).toEqual([1, `eci: ${join(dir, 'odd.tar')}: / is owned by 70000:0; eci images hold ids 0..65535 only`]);
+    expect(storeEntries()).toEqual(before);
     const missing = await eci(['image', 'import', join(dir, 'nope.tar')]);
     expect([missing.code, missing.stderr.trim()]).toEqual([1, `eci: ${join(dir, 'nope.tar')}: no such file or directory`]);
   });
