@@ -92,7 +92,7 @@ export function sweepStale(config: ManagerConfig): string[] {
 /** Runs a container in the foreground; resolves with the exit status `eci run` should end with. */
 export async function runContainer(config: ManagerConfig, opts: RunOptions, paths: RunPaths): Promise<number> {
   // Fail closed: no manager, no container (eci-runc would refuse too, after we made the bundle).
-  await control(config.socket, { op: 'ping' }, 3000).catch((e) => {
+  await control(config.socket, { op: 'ping' }, 10_000).catch((e) => {
     throw new EciError('EDOWN', `the eci manager is not reachable at ${config.socket}: start it with \`eci daemon\` (eci run never runs a container without isolation)`, { cause: e });
   });
   for (const v of opts.volumes) {
