@@ -59,6 +59,11 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect(r.code, r.stderr).toBe(0);
     expect(norm(r.stdout)).toMatch(/^0 \d+ 65536$/);
     expect(Number(norm(r.stdout).split(' ')[1])).toBeGreaterThanOrEqual(100000);
+    // Concurrent runs: each its own exclusive range.
+    const many = await Promise.all([1, 2, 3].map(() => eci(['run', 'busybox', 'sh', '-c', 'cat /proc/self/uid_map; sleep 0.5'])));
+    const hosts = many.map((x) => norm(x.stdout).split(' ')[1]);
+    expect(many.map((x) => x.code)).toEqual([0, 0, 0]);
+    expect(new Set(hosts).size).toBe(3);
     const ls = await eci(['image', 'ls']);
     expect(ls.stdout).toMatch(/^busybox\s+latest\s+\S+MB\s.*builtin$/m);
     // Removed, it comes back on request (or on the next eci run busybox).
