@@ -1,23 +1,45 @@
-// `eci check`: runs every isolation property against the live system through the configured
-// Docker engine and prints property / expected / observed / pass. Exit status 1 on any failure.
+// `eci check`: runs every isolation property against the live system, through the configured
+// Docker engine or, with no engine, through `eci run`, and prints property / expected / observed /
+// pass. Exit status 1 on any failure. The same flags go to both (eci run speaks Docker's).
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface CheckOptions {
+  /** docker (default) or eci (eci run: no engine). */
+  engine?: 'docker' | 'eci';
   docker: string; // client binary
   host?: string; // DOCKER_HOST
   runtime: string;
   image: string;
+  /** For engine eci: how to call `eci run` (argv up to and including "run") and its environment. */
+  eci?: { argv: string[]; env?: Record<string, string> };
   out: (line: string) => void;
+}
+
+/** Whether a Docker engine answers at o.host (or the default socket) within 5 s. */
+export function dockerReachable(o: Pick<CheckOptions, 'docker' | 'host'>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const env = { ...process.env, ...(o.host ? { DOCKER_HOST: o.host } : {}) };
+    execFile(o.docker, ['version', '--format', '{{.Server.Version}}'], { env, timeout: 5_000 }, (err) => resolve(!err));
+  });
+}
+
+/** The command line for one check container: `docker run --rm --runtime=R ...` or `eci run ...`. */
+export function checkCommand(o: CheckOptions, args: string[], network = ['--network', 'none']): { bin: string; argv: string[]; env: NodeJS.ProcessEnv } {
+  if (o.engine === 'eci') {
+    if (!o.eci) throw new Error('check: engine eci needs the eci run command');
+    return { bin: o.eci.argv[0], argv: [...o.eci.argv.slice(1), '--rm', ...network, ...args], env: { ...process.env, ...o.eci.env } };
+  }
+  return { bin: o.docker, argv: ['run', '--rm', ...network, `--runtime=${o.runtime}`, ...args], env: { ...process.env, ...(o.host ? { DOCKER_HOST: o.host } : {}) } };
 }
 
 export interface CheckResult { property: string; expected: string; observed: string; pass: boolean }
 
-function dockerRun(o: CheckOptions, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function dockerRun(o: CheckOptions, args: string[], network?: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const env = { ...process.env, ...(o.host ? { DOCKER_HOST: o.host } : {}) };
-    execFile(o.docker, ['run', '--rm', '--network', 'none', `--runtime=${o.runtime}`, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+    const c = checkCommand(o, args, network);
+    execFile(c.bin, c.argv, { env: c.env, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
@@ -28,7 +50,7 @@ const norm = (s: string) => s.trim().split(/\s+/).join(' ');
 // The line that says why: eci's own message if the engine printed one (Docker may add noise such as
 // "error waiting for container" after it), else the last line.
 const firstLine = (s: string) =>
-  ((ls) => ls.find((l) => /eci/.test(l)) ?? ls.at(-1))(s.trim().split('\n').filter((l) => !l.startsWith('time="')))?.replace(/^docker: Error response from daemon: /, '').replace(/^failed to create shim task: OCI runtime create failed: /, '').replace(/: unknown\.?$/, '').slice(0, 100) ?? '';
+  ((ls) => ls.find((l) => /eci/.test(l)) ?? ls.at(-1))(s.trim().split('\n').filter((l) => !l.startsWith('time="')))?.replace(/^docker: Error response from daemon: /, '').replace(/^eci: /, '').replace(/^failed to create shim task: OCI runtime create failed: /, '').replace(/: unknown\.?$/, '').slice(0, 100) ?? '';
 
 export async function runChecks(o: CheckOptions): Promise<CheckResult[]> {
   const dir = mkdtempSync('/tmp/eci-check-');
@@ -50,10 +72,7 @@ export async function runChecks(o: CheckOptions): Promise<CheckResult[]> {
       const r = await dockerRun(o, [`--${ns}=host`, o.image, 'true']);
       add(`--${ns}=host refused`, 'refused', r.code ? firstLine(r.stderr) : 'ran', r.code !== 0 && r.stderr.includes(`share namespaces [${ns}]`));
     }
-    const net = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      const env = { ...process.env, ...(o.host ? { DOCKER_HOST: o.host } : {}) };
-      execFile(o.docker, ['run', '--rm', '--network=host', `--runtime=${o.runtime}`, o.image, 'true'], { env }, (err, _s, stderr) => resolve({ code: err ? 1 : 0, stderr: String(stderr) }));
-    });
+    const net = await dockerRun(o, [o.image, 'true'], ['--network=host']);
     add('--network=host refused', 'refused', net.code ? firstLine(net.stderr) : 'ran', net.code !== 0 && net.stderr.includes('share a network namespace'));
 
     const restricted = await dockerRun(o, ['-v', '/proc/sys:/mnt', o.image, 'true']);

@@ -1,12 +1,12 @@
 // What the manager does for each runc verb the launcher forwards. `create` is the one that matters:
 // check the spec, get a range from the allocator, map the rootfs, rewrite config.json, then let
 // runc run; anything that fails leaves nothing behind.
-import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
-import { applyUserNamespace, checkNamespaces, clampIdSysctls, parseSpec, utsSysctlsAsFields, withRootPath, type OciSpec } from './runc/spec.ts';
+import { applyUserNamespace, checkNamespaces, clampIdSysctls, clampProcessRlimits, clampRlimits, parseHardLimits, parseSpec, utsSysctlsAsFields, withRootPath, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask, clampCapabilities } from './runc/caps.ts';
 import { addNotifyRules } from './runc/seccomp.ts';
@@ -63,6 +63,13 @@ let held: Set<string> | undefined;
 function heldCapabilities(): Set<string> {
   if (!held) held = capsFromMask(/^CapBnd:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');
   return held;
+}
+
+let hardLimits: Record<string, number> | undefined;
+/** eci's own hard rlimits, read once (containers get at most these). */
+function ownHardLimits(): Record<string, number> {
+  if (!hardLimits) hardLimits = parseHardLimits(readFileSync('/proc/self/limits', 'utf8'));
+  return hardLimits;
 }
 
 /** realpath + stat of a host path, or undefined when it does not exist. */
@@ -152,8 +159,10 @@ export class RuntimeSession {
           return this.start(cli, runcArgv);
         case 'delete':
           return this.delete(cli, runcArgv);
+        case 'exec':
+          return this.exec(cli, cwd, runcArgv);
         default:
-          // exec and anything eci has no policy for yet go to runc as they are.
+          // anything eci has no policy for yet goes to runc as it is.
           return { action: 'exec', argv: runcArgv };
       }
     } catch (e) {
@@ -233,7 +242,7 @@ export class RuntimeSession {
     const rewritten: OciSpec = addNotifyRules(
       withMounts(
         withBinds(
-          withRootPath(clampCapabilities(clampIdSysctls(utsSysctlsAsFields(applyUserNamespace(spec, ctx.uid!, ctx.gid!)), ctx.gid!.size), heldCapabilities()), ctx.rootfs!),
+          withRootPath(clampRlimits(clampCapabilities(clampIdSysctls(utsSysctlsAsFields(applyUserNamespace(spec, ctx.uid!, ctx.gid!)), ctx.gid!.size), heldCapabilities()), ownHardLimits()), ctx.rootfs!),
           binds,
         ),
         procfs,
@@ -310,6 +319,37 @@ export class RuntimeSession {
     for (const t of targets) {
       await this.host.bindInto(pid, t.source, t.target).catch((e) => this.host.log.warn({ id, target: t.target, err: (e as Error).message }, 'sysctl view not injected'));
     }
+  }
+
+  /**
+   * exec: the engine's --process file may ask for rlimits above eci's own (Podman's nofile
+   * 1048576), which runc cannot set inside the user namespace. runc gets a clamped copy (the
+   * engine's file is left as it is); the copy is removed when runc exits.
+   */
+  private exec(cli: RuncCommandLine, cwd: string, runcArgv: string[]): ShimReply {
+    const at = cli.args.findIndex((a) => a === '--process' || a === '-p' || a === '-process' || a.startsWith('--process=') || a.startsWith('-p='));
+    if (at < 0) return { action: 'exec', argv: runcArgv };
+    const inline = cli.args[at].includes('=');
+    const file = inline ? cli.args[at].slice(cli.args[at].indexOf('=') + 1) : cli.args[at + 1];
+    if (!file) return { action: 'exec', argv: runcArgv };
+    const path = isAbsolute(file) ? file : join(cwd || '/', file);
+    let proc: Record<string, unknown>;
+    try {
+      proc = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    } catch {
+      return { action: 'exec', argv: runcArgv }; // runc reports an unreadable or bad file itself
+    }
+    if (!proc || typeof proc !== 'object' || !Array.isArray(proc.rlimits)) return { action: 'exec', argv: runcArgv };
+    const copy = join(dirname(path), `.eci-process-${process.pid}-${Date.now()}.json`);
+    writeFileSync(copy, JSON.stringify(clampProcessRlimits(proc, ownHardLimits())), { mode: 0o600 });
+    const args = [...cli.args];
+    if (inline) args[at] = `--process=${copy}`;
+    else args[at + 1] = copy;
+    this.onExit = async (status) => {
+      rmSync(copy, { force: true });
+      return { action: 'done', status };
+    };
+    return { action: 'spawn', argv: [this.host.runc, ...cli.global, cli.command!, ...args] };
   }
 
   private start(cli: RuncCommandLine, runcArgv: string[]): ShimReply {

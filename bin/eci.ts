@@ -4,6 +4,8 @@ import { EciError, oneLine } from '../actors/errors.ts';
 import { configFromEnv } from '../actors/config.ts';
 import { control } from '../actors/control-client.ts';
 import type { ContainerView } from '../actors/system.ts';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const VERSION = '0.1.0';
 
@@ -19,7 +21,9 @@ Commands:
   settings   Check an admin settings file (settings validate FILE) or print the defaults
   events     Follow or replay lifecycle, allocator, vetter and settings events
   services   List the actors registered as NATS micro-services, with request counters
-  check      Run every isolation property against the live system (through Docker)
+  run        Run a container from a local image with no engine (eci run [FLAGS] IMAGE [CMD...])
+  image      Manage the local images eci run uses (import, ls, rm)
+  check      Run every isolation property against the live system (Docker, or eci run)
   install    Register eci in Docker's daemon.json and write a systemd unit for the manager
   uninstall  Undo exactly what install did
   version    Print the version
@@ -44,17 +48,54 @@ defaults prints the built-in settings (the schema, by example).`,
 Without --follow, prints the events stored so far (from --since/--seq, else from the start) and
 exits; with --follow, prints new events as they happen (or from --since/--seq on) until Ctrl-C.
 Reads the JetStream stream ECI_EVENTS at ECI_NATS_URL (default nats://127.0.0.1:ECI_NATS_PORT).`,
-  check: `Usage: eci check [--docker PATH] [--host DOCKER_HOST] [--runtime NAME] [--image IMAGE]
+  check: `Usage: eci check [--engine docker|eci] [--docker PATH] [--host DOCKER_HOST] [--runtime NAME] [--image IMAGE]
 
-Runs small containers through the Docker engine (default client /usr/bin/docker, runtime "eci",
-image "eci-busybox" as made by bin/eci-quickstart) and prints, for every isolation property, what
-is expected, what was observed and whether it passed. Exits 1 if any property fails.`,
+Runs small containers and prints, for every isolation property, what is expected, what was
+observed and whether it passed. Exits 1 if any property fails.
+--engine docker: through the Docker engine (client /usr/bin/docker, runtime "eci", image
+  "eci-busybox" as made by bin/eci-quickstart);
+--engine eci: through eci run (image "busybox", the built-in one), no engine needed.
+Default: docker when its engine answers, else eci.`,
   services: `Usage: eci services [NAME] [--json]
 
 Asks every service on the bus ($SRV.STATS, the NATS micro-service protocol) and prints one line
 per endpoint: service, instance id, version, endpoint, subject, requests, errors, average time.
 NAME limits it to one service (eci-allocator, eci-vetter, eci-sysctl). The NATS CLI shows the
 same with 'nats micro ls' and 'nats micro stats NAME'. Exits 1 if no service answers.`,
+  run: `Usage: eci run [FLAGS] IMAGE [CMD...]
+
+Runs a container from the local image store with no engine, through bin/eci-runc, so the manager
+(eci daemon, which must be running) applies every eci rule. The container is removed when it
+ends (--rm is implied). The image "busybox" is built in. Exit status: the container's (128+N if a
+signal N killed it); 125 when eci could not run it (bad flag, unknown image, refused); 126/127
+when the command cannot be run.
+
+  -i, --interactive        keep stdin attached
+  -t, --tty                allocate a pseudo-terminal (raw mode, resized with the terminal)
+      --rm                 accepted (always the case)
+      --name NAME          container name (1-128 of [A-Za-z0-9_-]); default eci-<random>
+  -v, --volume SRC:DST[:ro]  bind-mount an absolute host path (checked by the admin policy)
+      --privileged         every capability eci holds, no masked paths (still in its user namespace)
+      --cap-add CAP, --cap-drop CAP   add or drop capabilities (ALL, NET_ADMIN, CAP_SYS_ADMIN, ...)
+      --pid/--ipc/--uts host       refused, as through Docker
+      --network none|host  none (default): a network namespace with loopback only (no bridge);
+                           host is refused
+      --userns host        ignored: eci always gives the container its own user namespace
+  -e, --env KEY=VALUE|KEY  environment
+  -w, --workdir DIR        working directory
+  -m, --memory BYTES       memory limit (e.g. 512m)
+  -u, --user UID[:GID]     numeric ids inside the container
+      --hostname NAME, --entrypoint CMD`,
+  image: `Usage: eci image import [--busybox] [SRC [NAME[:TAG]]]
+       eci image ls [--json]
+       eci image rm NAME[:TAG]...
+
+import: SRC is a rootfs tarball (.tar or .tar.gz) or an OCI image layout directory (index.json,
+  blobs/sha256/...; layers applied in order with whiteouts, every blob checked against its digest).
+  NAME defaults to SRC's base name, TAG to latest. All or nothing: a failed import leaves no trace.
+  A progress bar is drawn on stderr when it is a terminal. --busybox makes the built-in busybox
+  image (from the host's busybox-static; eci run busybox does it on first use).
+Images live in ECI_STATE_DIR/images; files keep their ids (0..65535), eci idmaps them at run time.`,
   install: `Usage: eci install [--daemon-json PATH] [--unit-dir DIR]
 
 Adds runtime "eci" (this checkout's bin/eci-runc) to /etc/docker/daemon.json, keeping every other
@@ -175,27 +216,102 @@ async function eventsCmd(args: string[]): Promise<void> {
 
 async function checkCmd(args: string[]): Promise<void> {
   const { runChecks, formatChecks } = await import('../actors/check.ts');
-  const o = { docker: '/usr/bin/docker', host: process.env.DOCKER_HOST, runtime: 'eci', image: 'eci-busybox', out: (l: string) => console.log(l) };
+  const o: Parameters<typeof runChecks>[0] = { docker: '/usr/bin/docker', host: process.env.DOCKER_HOST, runtime: 'eci', image: '', out: (l: string) => console.log(l) };
+  let engine: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const v = args[i + 1];
     if (v === undefined && args[i].startsWith('--')) throw new EciError('EUSAGE', `${args[i]} needs a value`);
-    if (args[i] === '--docker') o.docker = args[++i];
+    if (args[i] === '--engine') engine = args[++i];
+    else if (args[i] === '--docker') o.docker = args[++i];
     else if (args[i] === '--host') o.host = args[++i];
     else if (args[i] === '--runtime') o.runtime = args[++i];
     else if (args[i] === '--image') o.image = args[++i];
     else throw new EciError('EUSAGE', `check: unknown flag ${args[i]}; see 'eci check --help'`);
   }
+  if (engine !== undefined && engine !== 'docker' && engine !== 'eci') throw new EciError('EUSAGE', `check: --engine must be docker or eci, not ${JSON.stringify(engine)}`);
+  const { dockerReachable } = await import('../actors/check.ts');
+  o.engine = (engine as 'docker' | 'eci' | undefined) ?? ((await dockerReachable(o)) ? 'docker' : 'eci');
+  if (o.engine === 'eci') {
+    // The same runtime as this process: Deno runs bin/eci.ts, Node the compiled bin/eci.
+    const underDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
+    const self = underDeno ? [process.execPath, 'run', '-A', join(repoDir(), 'bin', 'eci.ts')] : [process.execPath, join(repoDir(), 'bin', 'eci')];
+    o.eci = { argv: [...self, 'run'], env: { ...process.env } as Record<string, string> };
+  }
+  if (!o.image) o.image = o.engine === 'eci' ? 'busybox' : 'eci-busybox';
+  // On stderr: stdout stays the table alone.
+  console.error(`engine: ${o.engine === 'eci' ? 'eci run (no engine)' : `docker (${o.host ?? 'default host'}, runtime ${o.runtime})`}`);
   const r = await runChecks(o);
   for (const l of formatChecks(r)) console.log(l);
   if (r.some((x) => !x.pass)) process.exit(1);
 }
 
+/** This checkout's root (bin/eci.ts under Deno, dist/bin/eci.js under Node). */
+function repoDir(): string {
+  const here = fileURLToPath(new URL('.', (import.meta as { url: string }).url));
+  return here.replace(/\/dist\/bin\/?$|\/bin\/?$/, '');
+}
+
+async function runCmd(args: string[]): Promise<void> {
+  const { parseRunArgs } = await import('../actors/run/flags.ts');
+  const { runContainer } = await import('../actors/run/run.ts');
+  let status: number;
+  try {
+    const opts = parseRunArgs(args);
+    if (opts.help) help('run');
+    const repo = repoDir();
+    status = await runContainer(configFromEnv(), opts, { launcher: join(repo, 'bin', 'eci-runc') });
+  } catch (e) {
+    // Docker's code for "the container could not be run"; the message is one line as elsewhere.
+    if (!(e instanceof EciError)) throw e;
+    console.error(`eci: ${oneLine(e)}${e.hint ? `\nhint: ${e.hint}` : ''}`);
+    status = 125;
+  }
+  process.exit(status);
+}
+
+async function imageCmd(args: string[]): Promise<void> {
+  const { ImageStore, parseImageRef, refString } = await import('../actors/images/store.ts');
+  const store = new ImageStore(configFromEnv().stateDir);
+  const [sub, ...rest] = args;
+  if (sub === 'import') {
+    if (rest[0] === '--busybox') {
+      if (rest.length > 1) throw new EciError('EUSAGE', 'image import --busybox takes no other argument');
+      const { ensureBusybox } = await import('../actors/images/busybox.ts');
+      const rec = await ensureBusybox(store);
+      return void console.log(`${rec.name}:${rec.tag}`);
+    }
+    if (rest.length < 1 || rest.length > 2 || rest.some((a) => a.startsWith('-'))) throw new EciError('EUSAGE', "usage: eci image import SRC [NAME[:TAG]] | eci image import --busybox");
+    const { importImage } = await import('../actors/images/import.ts');
+    const rec = await importImage(store, rest[0], rest[1], { progress: process.stderr });
+    return void console.log(`${rec.name}:${rec.tag}`);
+  }
+  if (sub === 'ls' || sub === 'list') {
+    const list = store.list();
+    if (rest.includes('--json')) return void console.log(JSON.stringify(list, null, 2));
+    if (rest.some((a) => a !== '--json')) throw new EciError('EUSAGE', "usage: eci image ls [--json]");
+    const mb = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}MB` : `${(n / 1e3).toFixed(1)}kB`);
+    const rows = [['NAME', 'TAG', 'SIZE', 'CREATED', 'SOURCE'], ...list.map((i) => [i.name, i.tag, mb(i.size), i.created.slice(0, 19).replace('T', ' '), i.source])];
+    const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+    for (const row of rows) console.log(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
+    return;
+  }
+  if (sub === 'rm' || sub === 'remove') {
+    if (!rest.length) throw new EciError('EUSAGE', 'usage: eci image rm NAME[:TAG]...');
+    const { readFileSync } = await import('node:fs');
+    for (const n of rest) {
+      const ref = parseImageRef(n);
+      store.remove(ref, readFileSync('/proc/self/mountinfo', 'utf8'));
+      console.log(`removed ${refString(ref)}`);
+    }
+    return;
+  }
+  throw new EciError('EUSAGE', `image: unknown subcommand ${JSON.stringify(sub ?? '')}; see 'eci image --help'`);
+}
+
 async function installCmd(args: string[], undo: boolean): Promise<void> {
   const { install, uninstall } = await import('../actors/install.ts');
-  const { fileURLToPath } = await import('node:url');
   const config = configFromEnv();
-  const here = fileURLToPath(new URL('.', (import.meta as { url: string }).url));
-  const repo = here.replace(/\/dist\/bin\/?$|\/bin\/?$/, '');
+  const repo = repoDir();
   const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo };
   for (let i = 0; i < args.length; i++) {
     const v = args[++i];
@@ -215,7 +331,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     if (cmd === '' || cmd === '--help' || cmd === '-h' || cmd === 'help') help(args[1] ?? '');
     if (cmd === '--version' || cmd === 'version') return void console.log(`eci version ${VERSION}`);
-    if (args.includes('--help') || args.includes('-h')) help(cmd);
+    // eci run: flags after IMAGE belong to the container's command (eci run busybox ls -h).
+    if (cmd !== 'run' && (args.includes('--help') || args.includes('-h'))) help(cmd);
     switch (cmd) {
       case 'daemon': return await daemon();
       case 'ps': return await ps(args.slice(1));
@@ -223,6 +340,8 @@ export async function main(argv: string[]): Promise<void> {
       case 'events': return await eventsCmd(args.slice(1));
       case 'services': return await servicesCmd(args.slice(1));
       case 'check': return await checkCmd(args.slice(1));
+      case 'run': return await runCmd(argv.slice(1));
+      case 'image': return await imageCmd(args.slice(1));
       case 'install': return await installCmd(args.slice(1), false);
       case 'uninstall': return await installCmd(args.slice(1), true);
       default: throw new EciError('EUSAGE', `unknown command ${JSON.stringify(cmd)}; see 'eci --help'`);

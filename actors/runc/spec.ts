@@ -73,6 +73,10 @@ export function parseSpec(text: string, where: string): OciSpec {
       throw new EciError('EBADSPEC', `${where}: linux.seccomp.syscalls: expected an array of {names, action}`);
     }
   }
+  const rl = (s.process as { rlimits?: unknown } | undefined)?.rlimits;
+  if (rl !== undefined && (!Array.isArray(rl) || rl.some((r) => !r || typeof r !== 'object' || typeof r.type !== 'string' || typeof r.hard !== 'number' || typeof r.soft !== 'number'))) {
+    throw new EciError('EBADSPEC', `${where}: process.rlimits: expected an array of {type, hard, soft}`);
+  }
   const caps = (s.process as { capabilities?: unknown } | undefined)?.capabilities;
   if (caps !== undefined && (!caps || typeof caps !== 'object' || Object.values(caps).some((v) => v !== undefined && !isStrings(v)))) {
     throw new EciError('EBADSPEC', `${where}: process.capabilities: expected arrays of capability names`);
@@ -151,4 +155,59 @@ export function utsSysctlsAsFields(spec: OciSpec): OciSpec {
 
 export function withRootPath(spec: OciSpec, path: string): OciSpec {
   return { ...spec, root: { ...spec.root, path } };
+}
+
+/** An OCI rlimit entry (process.rlimits[]). */
+export interface Rlimit { type: string; hard: number; soft: number }
+
+// /proc/<pid>/limits row titles -> OCI rlimit names (the kernel's order, fs/proc/base.c).
+const LIMIT_ROWS: Record<string, string> = {
+  'Max cpu time': 'RLIMIT_CPU', 'Max file size': 'RLIMIT_FSIZE', 'Max data size': 'RLIMIT_DATA',
+  'Max stack size': 'RLIMIT_STACK', 'Max core file size': 'RLIMIT_CORE', 'Max resident set': 'RLIMIT_RSS',
+  'Max processes': 'RLIMIT_NPROC', 'Max open files': 'RLIMIT_NOFILE', 'Max locked memory': 'RLIMIT_MEMLOCK',
+  'Max address space': 'RLIMIT_AS', 'Max file locks': 'RLIMIT_LOCKS', 'Max pending signals': 'RLIMIT_SIGPENDING',
+  'Max msgqueue size': 'RLIMIT_MSGQUEUE', 'Max nice priority': 'RLIMIT_NICE', 'Max realtime priority': 'RLIMIT_RTPRIO',
+  'Max realtime timeout': 'RLIMIT_RTTIME',
+};
+
+/** The hard limits in a /proc/<pid>/limits text, by OCI name (`unlimited` is Infinity). */
+export function parseHardLimits(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const title = Object.keys(LIMIT_ROWS).find((t) => line.startsWith(t));
+    if (!title) continue;
+    const hard = line.slice(title.length).trim().split(/\s+/)[1];
+    if (hard === 'unlimited') out[LIMIT_ROWS[title]] = Infinity;
+    else if (hard !== undefined && /^\d+$/.test(hard)) out[LIMIT_ROWS[title]] = Number(hard);
+  }
+  return out;
+}
+
+/**
+ * Lowers each process.rlimits entry to the runtime's own hard limit (like capabilities: a spec may
+ * ask only for what eci holds). runc sets rlimits inside the user namespace, where raising a hard
+ * limit needs CAP_SYS_RESOURCE over the host, so a larger request (Podman's nofile 1048576) would
+ * fail the whole create with "error setting rlimit type 7". soft is kept at most hard.
+ * Limits the host does not report are left as asked (the kernel then decides).
+ */
+export function clampRlimits(spec: OciSpec, hardLimits: Record<string, number>): OciSpec {
+  const rl = (spec.process as { rlimits?: unknown } | undefined)?.rlimits;
+  if (!Array.isArray(rl)) return spec;
+  return { ...spec, process: clampProcessRlimits(spec.process!, hardLimits) };
+}
+
+/** clampRlimits for a bare process object (the `runc exec --process` file). */
+export function clampProcessRlimits<P extends Record<string, unknown>>(proc: P, hardLimits: Record<string, number>): P {
+  const rl = proc.rlimits;
+  if (!Array.isArray(rl)) return proc;
+  const rlimits = rl.map((r: Rlimit) => {
+    if (!r || typeof r !== 'object' || typeof r.type !== 'string' || typeof r.hard !== 'number' || typeof r.soft !== 'number') {
+      throw new EciError('EBADSPEC', `process.rlimits: expected an array of {type, hard, soft}`);
+    }
+    const max = hardLimits[r.type];
+    if (max === undefined || !Number.isFinite(max)) return r;
+    const hard = Math.min(r.hard, max);
+    return { ...r, hard, soft: Math.min(r.soft, hard) };
+  });
+  return { ...proc, rlimits };
 }

@@ -44,9 +44,8 @@ export interface Podman {
    *     network would create cni-podman0, iptables chains, /run/netns and /var/lib/cni on the host);
    *   - `--cgroup-parent /<unique>`: container and conmon cgroups (cgroupfs manager) go under a tree
    *     that stop() removes;
-   *   - `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`: Podman's default rlimits (nofile 1048576)
-   *     exceed this machine's hard limit, and runc, without CAP_SYS_RESOURCE, fails with
-   *     "error setting rlimit type 7" (see design-notes "Other engines"; eci should clamp them).
+   *   (no `--ulimit`: Podman's default rlimits, nofile 1048576, exceed this machine's hard limit;
+   *   eci clamps them to its own hard limits, see clampRlimits in actors/runc/spec.ts)
    */
   runFlags: readonly string[];
   /** Remove all containers (no stop timeout) and images, unmount leftovers, remove cgroups and the dir. */
@@ -150,8 +149,6 @@ export async function startPodman(): Promise<Podman> {
   const runFlags = Object.freeze([
     '--network', 'none',
     '--cgroup-parent', cgroupParent,
-    '--ulimit', 'nofile=1024:1024',
-    '--ulimit', 'nproc=1024:1024',
   ]);
   return { dir, podman, runFlags, stop };
 }

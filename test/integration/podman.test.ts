@@ -53,6 +53,16 @@ describe.skipIf(!avail.ok)(`eci through Podman${avail.ok ? '' : ` (skipped: ${av
     expect((await m.ps()).ranges).toEqual({});
   });
 
+  // Podman asks for nofile 1048576 by default (no --ulimit in runFlags): eci lowers it to the
+  // manager's own hard limit instead of failing the create ("error setting rlimit type 7").
+  it("runs with Podman's default rlimits, clamped to the manager's hard limits", async () => {
+    const limits = readFileSync(`/proc/${m.pid()}/limits`, 'utf8');
+    const hard = Number(/^Max open files\s+\S+\s+(\d+)/m.exec(limits)![1]);
+    expect(hard).toBeLessThan(1048576); // else this machine cannot show the clamp
+    expect(norm(await ok(['run', '--rm', ...p.runFlags, img, 'sh', '-c', 'ulimit -Hn']))).toBe(String(hard));
+    expect((await m.ps()).ranges).toEqual({});
+  });
+
   it('refuses host namespaces with a clear error', async () => {
     for (const ns of ['pid', 'ipc', 'uts']) {
       const c = name();
