@@ -68,6 +68,8 @@ export interface StartDockerdOptions {
   env?: Record<string, string>;
   /** How long to wait for `docker version` to answer. Default 60 s. */
   startTimeoutMs?: number;
+  /** Runs once the daemon's own daemon.json is written, before dockerd starts (e.g. `eci install` on it). */
+  beforeStart?: (daemonJson: string) => Promise<void> | void;
 }
 
 const SYSTEM_DIRS = ['/var/lib/docker', '/run/docker', '/var/run/docker', '/var/lib/containerd', '/run/containerd'];
@@ -127,6 +129,7 @@ export async function startDockerd(o: StartDockerdOptions = {}): Promise<Dockerd
   // Own config file: /etc/docker/daemon.json is not read; the trust key is not written to
   // /etc/docker/key.json (no command-line flag for it in 20.10, only this config key).
   await writeFile(config, JSON.stringify({ 'deprecated-key-path': join(dir, 'key.json') }, null, 2) + '\n');
+  await o.beforeStart?.(config);
 
   const args = [
     '--config-file', config,
