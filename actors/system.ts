@@ -166,6 +166,7 @@ export class Manager implements RuntimeHost {
     this.feed = new NotifyFeed({
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
+      vet: (req) => this.vetter!.vet(req),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
       containerProcess: (id, pid) => {
         // runc's first connection comes from the container's init: its pid namespace is the container's.

@@ -2,7 +2,8 @@
 // status is 0 unless the harness breaks (setup fails, a section cannot measure).
 //
 // Environment:
-//   ECI_BENCH_ONLY=start,image,rss,more   sections to run (default: all; more = binds, policy, data path, mount latency)
+//   ECI_BENCH_ONLY=start,image,rss,more   sections to run (default: all; more = binds, policy, data path, mount latency;
+//                                         datapath, mountlat: only those two parts of more)
 //   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
 //   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
@@ -116,6 +117,8 @@ async function main(): Promise<number> {
       ['image', async () => { report.sections.image = await benchImage(c); }],
       ['rss', async () => { report.sections.rss = await benchRss(c, atStartKiB); }],
       ['more', async () => { report.sections.more = await benchMore(c); }],
+      ['datapath', async () => { report.sections.more = { ...report.sections.more, ...(await benchMore(c, ['datapath'])) }; }],
+      ['mountlat', async () => { report.sections.more = { ...report.sections.more, ...(await benchMore(c, ['mountlat'])) }; }],
     ];
     for (const [name, f] of sections) {
       if (!config.only.has(name) || stopRequested) continue;
