@@ -23,6 +23,8 @@ export interface MoreResult {
     eciNs: number; runcNs: number; ratio: number; target: number; rounds: number;
     /** Medians of per-round ratios: eci/runc, runc with eci's filter/runc, eci/runc looping on /dev. */
     pairedRatio: number; filterRatio: number; devRatio: number; spread: { min: number; max: number };
+    /** runc with eci's filter but open/openat/creat unconditionally allowed (no setuid-creation rules) / runc. */
+    filterNoCreateRatio: number;
   };
   mountLatency?: {
     eciP50Us: number; eciP99Us: number; runcP50Us: number; runcP99Us: number; p50DeltaMs: number; target: string;
@@ -104,13 +106,17 @@ function policyCost(c: BenchContext): NonNullable<MoreResult['policy']> {
  */
 async function dataPath(c: BenchContext): Promise<NonNullable<MoreResult['dataPath']>> {
   const bin = await prog(c, 'syscall_loop');
+  const engine = await engineSeccomp(c);
   const profile = join(c.tmp, 'eci-filter.json');
-  writeFileSync(profile, JSON.stringify(eciFilterProfile(await engineSeccomp(c))));
+  writeFileSync(profile, JSON.stringify(eciFilterProfile(engine)));
+  const noArgs = join(c.tmp, 'eci-filter-no-create-rules.json');
+  writeFileSync(noArgs, JSON.stringify(eciFilterProfile(engine, ['open', 'openat', 'creat'])));
   const rounds = Math.max(4, Math.min(c.config.n, 10));
   const variants: [string, string, string[], string[]][] = [
     ['eci', 'eci', [], []],
     ['runc', 'runc-plain', [], []],
     ['runcFilter', 'runc-plain', ['--security-opt', `seccomp=${profile}`], []],
+    ['runcFilterNoCreate', 'runc-plain', ['--security-opt', `seccomp=${noArgs}`], []],
     ['eciDev', 'eci', [], ['/dev/null', '/dev']],
     ['runcDev', 'runc-plain', [], ['/dev/null', '/dev']],
   ];
@@ -124,7 +130,7 @@ async function dataPath(c: BenchContext): Promise<NonNullable<MoreResult['dataPa
   const paired = (a: string, b: string) => median(ns[a].map((x, i) => x / ns[b][i]));
   return {
     eciNs: median(ns.eci), runcNs: median(ns.runc), ratio: median(ns.eci) / median(ns.runc), target: 1.02, rounds,
-    pairedRatio: paired('eci', 'runc'), filterRatio: paired('runcFilter', 'runc'), devRatio: paired('eciDev', 'runcDev'),
+    pairedRatio: paired('eci', 'runc'), filterRatio: paired('runcFilter', 'runc'), filterNoCreateRatio: paired('runcFilterNoCreate', 'runc'), devRatio: paired('eciDev', 'runcDev'),
     spread: { min: Math.min(...ns.eci.map((x, i) => x / ns.runc[i])), max: Math.max(...ns.eci.map((x, i) => x / ns.runc[i])) },
   };
 }
@@ -143,13 +149,19 @@ async function engineSeccomp(c: BenchContext): Promise<Record<string, unknown>> 
   }
 }
 
-/** eci's rules on top of the engine's profile, as a Docker profile; NOTIFY needs a listener, TRACE has the same BPF shape. */
-function eciFilterProfile(seccomp: Record<string, unknown>): Record<string, unknown> {
+/**
+ * eci's rules on top of the engine's profile, as a Docker profile; NOTIFY needs a listener, TRACE has the
+ * same BPF shape. `plain`: names whose argument rules are replaced by one unconditional ALLOW (to measure them).
+ */
+function eciFilterProfile(seccomp: Record<string, unknown>, plain: string[] = []): Record<string, unknown> {
   const spec = addNotifyRules({ linux: { seccomp } } as unknown as OciSpec, '/nonexistent', 'bench');
   const sc = { ...(spec.linux!.seccomp as Record<string, unknown>) };
   delete sc.listenerPath;
   delete sc.listenerMetadata;
-  sc.syscalls = (sc.syscalls as { action: string }[]).map((r) => (r.action === 'SCMP_ACT_NOTIFY' ? { ...r, action: 'SCMP_ACT_TRACE' } : r));
+  sc.syscalls = (sc.syscalls as { names: string[]; action: string }[])
+    .map((r) => (r.action === 'SCMP_ACT_NOTIFY' ? { ...r, action: 'SCMP_ACT_TRACE' } : r))
+    .filter((r) => !r.names.every((n) => plain.includes(n)));
+  if (plain.length) (sc.syscalls as unknown[]).push({ names: plain, action: 'SCMP_ACT_ALLOW' });
   return sc;
 }
 
@@ -189,7 +201,8 @@ export function reportMore(r: MoreResult): string[] {
     const x = r.dataPath;
     l.push(`6. data path (getppid+open/read/close+stat): eci ${x.eciNs.toFixed(0)} ns/round, runc ${x.runcNs.toFixed(0)} ns/round, ratio ${fmtX(x.ratio)} (target <= ${x.target}x)`,
       `   ${x.rounds} interleaved rounds, median of per-round ratios ${x.pairedRatio.toFixed(3)} (spread ${x.spread.min.toFixed(3)}-${x.spread.max.toFixed(3)});` +
-      ` runc with eci's filter / runc ${x.filterRatio.toFixed(3)}; eci/runc on /dev (no overlay, no idmap) ${x.devRatio.toFixed(3)}`);
+      ` runc with eci's filter / runc ${x.filterRatio.toFixed(3)} (without the open/openat/creat rules ${x.filterNoCreateRatio.toFixed(3)});` +
+      ` eci/runc on /dev (no overlay, no idmap) ${x.devRatio.toFixed(3)}`);
   }
   if (r.mountLatency) {
     const x = r.mountLatency;
