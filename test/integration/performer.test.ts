@@ -168,7 +168,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     }
   });
 
-  it('holds the notify fd and nothing else of the manager: fds 0-2 /dev/null, 3 the socket, 4 the notify fd', async () => {
+  it('holds the notify fd and nothing else of the manager; its spare run waits with the notify fd and its two pipes only', async () => {
     const sock = join(dir, 'agent2.sock');
     const b = join(dir, 'bundle2');
     await makeBusyboxRootfs(join(b, 'rootfs'));
@@ -176,7 +176,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     const caps = ['CAP_SYS_ADMIN'];
     writeFileSync(join(b, 'config.json'), JSON.stringify({
       ociVersion: '1.0.2',
-      process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', 'mount -t tmpfs tmpfs /mnt; echo "m=$?"'], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
+      process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', 'mount -t tmpfs tmpfs /mnt; echo "m=$?"; sleep 1'], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
       root: { path: 'rootfs', readonly: false },
       mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
       linux: {
@@ -186,7 +186,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
         seccomp: { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], listenerPath: sock, syscalls: [{ names: ['mount'], action: 'SCMP_ACT_NOTIFY' }] },
       },
     }));
-    let shape: { fds: Record<string, string> } | undefined;
+    let shape: { fds: Record<string, string>; spare: Record<string, string> } | undefined;
     const listeners: SeccompListener[] = [];
     const agent = serveSeccompAgent(sock, (c) => {
       if (c.notifyFd === null) return;
@@ -198,9 +198,11 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
             .then(() => l.respond(n.id, { kind: 'value', val: 0 }), () => l.respond(n.id, { kind: 'errno', errno: EPERM }));
           const [p] = performers();
           if (p) {
-            const fds: Record<string, string> = {};
-            for (const fd of readdirSync(`/proc/${p}/fd`)) fds[fd] = readlinkSync(`/proc/${p}/fd/${fd}`);
-            shape = { fds };
+            const fdsOf = (pid: number) => Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]));
+            // The spare: the performer's child that is still alive once the call was answered (the run may be exiting).
+            await new Promise((r) => setTimeout(r, 100));
+            const kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+            shape = { fds: fdsOf(p), spare: kids.length === 1 ? fdsOf(kids[0]!) : { kids: String(kids) } };
           }
         }
       })();
@@ -210,10 +212,18 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain('m=0');
       expect(shape).toBeDefined();
-      expect(Object.keys(shape!.fds).sort()).toEqual(['0', '1', '2', '3', '4']);
-      for (const fd of ['0', '1', '2']) expect(shape!.fds[fd]).toBe('/dev/null');
-      expect(shape!.fds['3']).toMatch(/^socket:/);
-      expect(shape!.fds['4']).toMatch(/seccomp/);
+      const { fds, spare } = shape!;
+      for (const fd of ['0', '1', '2']) expect(fds[fd]).toBe('/dev/null');
+      expect(fds['3']).toMatch(/^socket:/);
+      expect(fds['4']).toMatch(/seccomp/);
+      // Beyond those: the spare's request and done pipes, nothing else.
+      const extra = Object.keys(fds).filter((fd) => Number(fd) > 4);
+      expect(extra).toHaveLength(2);
+      for (const fd of extra) expect(fds[fd]).toMatch(/^pipe:/);
+      expect(Object.keys(spare).sort()).toEqual(['0', '1', '2', '4', '5', '6']);
+      expect(spare['4']).toMatch(/seccomp/);
+      expect(spare['5']).toMatch(/^pipe:/);
+      expect(spare['6']).toMatch(/^pipe:/);
     } finally {
       await agent.close();
       for (const l of listeners) await l.close();
