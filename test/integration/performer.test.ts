@@ -199,9 +199,9 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
           const [p] = performers();
           if (p) {
             const fdsOf = (pid: number) => Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]));
-            // The spare: the performer's child that is still alive once the call was answered (the run may be exiting).
+            // The spare: the performer's one live child once the call was answered (the run is reaped after its answer).
             await new Promise((r) => setTimeout(r, 100));
-            const kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+            const kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
             shape = { fds: fdsOf(p), spare: kids.length === 1 ? fdsOf(kids[0]!) : { kids: String(kids) } };
           }
         }
