@@ -326,17 +326,37 @@ static const struct {
 };
 #define AS_NNS ((int)(sizeof(as_namespaces) / sizeof(as_namespaces[0])))
 
-/* 1 when the namespace file fd is the namespace we are already in, 0 when not, -1 on error. */
-static int as_same_ns(int fd, const char *name)
+/* Our own namespaces, looked up once per process (a performer's spare does it before its request). */
+static struct {
+	bool known;
+	dev_t dev;
+	ino_t ino;
+} as_self_ns[AS_NNS];
+
+static int as_self_ns_id(int i)
 {
+	if (as_self_ns[i].known)
+		return 0;
 	char self[64];
-	struct stat a, b;
-	snprintf(self, sizeof(self), "/proc/self/ns/%s", name);
-	if (fstat(fd, &a) < 0)
-		return fail(errno, "fstat", "fstat ns/%s", name);
+	struct stat b;
+	snprintf(self, sizeof(self), "/proc/self/ns/%s", as_namespaces[i].name);
 	if (stat(self, &b) < 0)
 		return fail(errno, "stat", "stat %s", self);
-	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	as_self_ns[i].known = true;
+	as_self_ns[i].dev = b.st_dev;
+	as_self_ns[i].ino = b.st_ino;
+	return 0;
+}
+
+/* 1 when the namespace file fd is namespace i that we are already in, 0 when not, -1 on error. */
+static int as_same_ns(int fd, int i)
+{
+	struct stat a;
+	if (fstat(fd, &a) < 0)
+		return fail(errno, "fstat", "fstat ns/%s", as_namespaces[i].name);
+	if (as_self_ns_id(i) < 0)
+		return -1;
+	return a.st_dev == as_self_ns[i].dev && a.st_ino == as_self_ns[i].ino;
 }
 
 /* In the forked child: become P (root, cwd, ids, capabilities). Returns 0, or -1 with the failure recorded. */
@@ -429,7 +449,7 @@ static int as_run(const struct as_common *o, int (*prepare)(int procfd, void *ar
 	/* Compare with our own namespaces before entering any (our /proc/self is gone after setns mnt). */
 	bool same[AS_NNS];
 	for (int i = 0; i < AS_NNS; i++) {
-		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], as_namespaces[i].name);
+		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], i);
 		if (r < 0)
 			goto out;
 		same[i] = r == 1;
