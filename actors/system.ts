@@ -215,6 +215,7 @@ export class Manager implements RuntimeHost {
     this.feed = new NotifyFeed({
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
+      vet: (req) => this.vetter!.vet(req),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
       notifyFdReceived: (id, fd) => this.holdNotifyFd(id, fd),
       containerProcess: (id, pid) => {

@@ -269,7 +269,7 @@ export function serveSeccompAgent(path: string, onConnection: (c: SeccompAgentCo
 export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): SeccompListener {
   if (!Number.isInteger(fd) || fd < 0) throw usage(`listenSeccomp needs an fd, got ${fd}`);
   const s = seccompAddon();
-  return createSeccompListener({
+  const listener = createSeccompListener({
     fd,
     watch(cb) {
       try {
@@ -281,6 +281,8 @@ export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): Secco
     respond: (id, r) => s.respond(fd, id, r),
     idValid: (id) => s.idValid(fd, id),
   });
+  void listener.closed.then(() => closePerformer(fd));
+  return listener;
 }
 
 /**
@@ -472,8 +474,147 @@ function helperServer(): HelperServer | undefined {
   return server;
 }
 
+// ---------- performers: `eci-helper perform`, one per notify fd, one fork per vetted mount/umount (cmd/perform.h) ----------
+
+const PERFORM_NOTIFY_FD = 4;
+
+interface PerformRun { resolve: () => void; reject: (e: unknown) => void; fallback: () => void; guard: NodeJS.Timeout }
+
+class Performer {
+  private readonly child: ChildProcess;
+  private readonly sock: Socket;
+  private readonly runs = new Map<number, PerformRun>();
+  /** Requests written before the performer said it is ready: if it dies first, none of them ran. */
+  private unconfirmed: Buffer[] | null = [];
+  private nextId = 1;
+  private inbuf: Buffer = Buffer.alloc(0);
+  dead = false;
+
+  constructor(helper: string, notifyFd: number, private readonly onDead: () => void) {
+    this.child = spawnSeccompHelper(helper, ['perform', String(process.pid)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', notifyFd] });
+    this.sock = this.child.stdio[3] as Socket;
+    this.child.on('error', () => this.fail());
+    this.sock.on('error', () => this.fail());
+    this.sock.on('close', () => this.fail());
+    this.sock.on('data', (d: Buffer) => this.onData(d));
+    this.child.unref();
+    this.sock.unref();
+  }
+
+  /** Runs mount-as/umount-as args (with --notif-fd 4); `fallback` runs the call another way when the performer did not. */
+  run(args: string[], fallback: () => Promise<void>): Promise<void> {
+    const body = Buffer.from(args.join('\0') + '\0', 'utf8');
+    const id = this.nextId++;
+    if (this.nextId > 0xffffffff) this.nextId = 1;
+    const frame = Buffer.alloc(8 + body.length);
+    frame.writeUInt32LE(4 + body.length, 0);
+    frame.writeUInt32LE(id, 4);
+    body.copy(frame, 8);
+    return new Promise<void>((resolve, reject) => {
+      const guard = setTimeout(() => this.fail(), HELPER_TIMEOUT_MS + 5_000);
+      this.runs.set(id, { resolve, reject, fallback: () => void fallback().then(resolve, reject), guard });
+      if (this.runs.size === 1) this.sock.ref();
+      if (this.unconfirmed) this.unconfirmed.push(frame);
+      else this.sock.write(frame);
+    });
+  }
+
+  close(): void {
+    this.sock.end(); // EOF: the performer exits once its current run is over
+  }
+
+  private settle(id: number): PerformRun | undefined {
+    const r = this.runs.get(id);
+    if (!r) return undefined;
+    this.runs.delete(id);
+    clearTimeout(r.guard);
+    if (this.runs.size === 0 && !this.dead) this.sock.unref();
+    return r;
+  }
+
+  private onData(d: Buffer): void {
+    this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, d]) : d;
+    let off = 0;
+    while (this.inbuf.length - off >= 4) {
+      const len = this.inbuf.readUInt32LE(off);
+      if (len < 5) return this.fail();
+      if (this.inbuf.length - off - 4 < len) break;
+      const f = this.inbuf.subarray(off + 4, off + 4 + len);
+      off += 4 + len;
+      const kind = String.fromCharCode(f[4]!);
+      if (kind === 'R' && this.unconfirmed) {
+        for (const q of this.unconfirmed) this.sock.write(q);
+        this.unconfirmed = null;
+      } else if (kind === 'F') {
+        this.settle(f.readUInt32LE(0))?.fallback();
+      } else if (kind === 'D' && len >= 17) {
+        const r = this.settle(f.readUInt32LE(0));
+        if (!r) continue;
+        const code = f.readInt32LE(5);
+        const sig = f.readInt32LE(9);
+        const stdout = f.subarray(17, 17 + f.readUInt32LE(13)).toString('utf8');
+        const exit = sig ? { code: null, signal: signalNames.get(sig) ?? `SIG${sig}`, stderr: '' } : { code, signal: null, stderr: '' };
+        const failure = parseHelperOutput(stdout, exit);
+        if (failure) r.reject(failure);
+        else r.resolve();
+      } else {
+        return this.fail();
+      }
+    }
+    this.inbuf = off === this.inbuf.length ? Buffer.alloc(0) : this.inbuf.subarray(off);
+  }
+
+  /** Gone or broken: runs it never got go another way; a run it had may have happened, so it fails (closed). */
+  private fail(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.onDead();
+    try {
+      this.child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    this.sock.destroy();
+    const neverSent = this.unconfirmed !== null;
+    for (const id of [...this.runs.keys()]) {
+      const r = this.settle(id)!;
+      if (neverSent) r.fallback();
+      else r.reject(parseHelperOutput('', { code: null, signal: 'SIGKILL', stderr: 'eci-helper perform died during the run' }));
+    }
+  }
+}
+
+const performers = new Map<number, Performer>();
+
+/** The performer of notify fd `fd`, started on first use; undefined: run the call another way. */
+function performerFor(fd: number): Performer | undefined {
+  const p = performers.get(fd);
+  if (p && !p.dead) return p;
+  if (process.env.ECI_HELPER_SERVER === '0' || process.env.ECI_HELPER_PERFORMER === '0') return undefined;
+  const helper = helperPath();
+  if (!existsSync(helper)) return undefined;
+  try {
+    const np: Performer = new Performer(helper, fd, () => {
+      if (performers.get(fd) === np) performers.delete(fd);
+    });
+    performers.set(fd, np);
+    return np;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The notify fd is closed: so is its performer (a later fd with the same number gets its own). */
+function closePerformer(fd: number): void {
+  const p = performers.get(fd);
+  performers.delete(fd);
+  p?.close();
+}
+
 function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<void> {
-  return runHelperWithFd(asHelperArgs(kind, o, o.notify ? 3 : undefined), o.notify?.fd);
+  const viaServer = () => runHelperWithFd(asHelperArgs(kind, o, o.notify ? 3 : undefined), o.notify?.fd);
+  const p = o.notify ? performerFor(o.notify.fd) : undefined;
+  return p ? p.run(asHelperArgs(kind, o, PERFORM_NOTIFY_FD), viaServer) : viaServer();
 }
 
 /**

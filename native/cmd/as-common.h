@@ -18,7 +18,8 @@
  *      process that made the call, not to a recycled pid. Fails with syscall "ioctl" / ENOENT otherwise.
  *   2. drop the helper's own supplementary groups (host root's), then setns into P's user namespace,
  *      then its mount namespace, then cgroup/ipc/uts/net/pid (each only when it differs from ours).
- *   3. fork (the child is then in P's pid namespace, which matters for proc; it dies with the helper):
+ *   3. fork (the child is then in P's pid namespace, which matters for proc; it dies with the helper;
+ *      with in_place, when the call does not depend on the pid namespace, no fork: this process does 3-5):
  *      fchdir(root) + chroot("."), fchdir(cwd); setgroups(P's groups), setresgid/setresuid + setfsgid/
  *      setfsuid to P's real/effective/saved/fs ids, translated into P's user namespace through its
  *      uid_map/gid_map (so host uid 100000 becomes 0 in a 0->100000 container).
@@ -59,6 +60,13 @@ struct as_common {
 	int nprotect;
 	struct as_dev dev[64]; /* the command's device list (st_dev major:minor) */
 	int ndev;
+	/*
+	 * Set by the command: its call does not depend on the caller's pid namespace (which only a child
+	 * forked after setns enters). as_run then becomes P and makes the call in this very process: no
+	 * fork, no pipe, no wait, which is most of a vetted mount's cost. This process is not in P's pid
+	 * namespace, so the container cannot see, signal or trace it; it exits right after the call.
+	 */
+	bool in_place;
 };
 #define AS_COMMON_INIT { .pid = -1, .notif_fd = -1 }
 
@@ -318,17 +326,37 @@ static const struct {
 };
 #define AS_NNS ((int)(sizeof(as_namespaces) / sizeof(as_namespaces[0])))
 
-/* 1 when the namespace file fd is the namespace we are already in, 0 when not, -1 on error. */
-static int as_same_ns(int fd, const char *name)
+/* Our own namespaces, looked up once per process (a performer's spare does it before its request). */
+static struct {
+	bool known;
+	dev_t dev;
+	ino_t ino;
+} as_self_ns[AS_NNS];
+
+static int as_self_ns_id(int i)
 {
+	if (as_self_ns[i].known)
+		return 0;
 	char self[64];
-	struct stat a, b;
-	snprintf(self, sizeof(self), "/proc/self/ns/%s", name);
-	if (fstat(fd, &a) < 0)
-		return fail(errno, "fstat", "fstat ns/%s", name);
+	struct stat b;
+	snprintf(self, sizeof(self), "/proc/self/ns/%s", as_namespaces[i].name);
 	if (stat(self, &b) < 0)
 		return fail(errno, "stat", "stat %s", self);
-	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	as_self_ns[i].known = true;
+	as_self_ns[i].dev = b.st_dev;
+	as_self_ns[i].ino = b.st_ino;
+	return 0;
+}
+
+/* 1 when the namespace file fd is namespace i that we are already in, 0 when not, -1 on error. */
+static int as_same_ns(int fd, int i)
+{
+	struct stat a;
+	if (fstat(fd, &a) < 0)
+		return fail(errno, "fstat", "fstat ns/%s", as_namespaces[i].name);
+	if (as_self_ns_id(i) < 0)
+		return -1;
+	return a.st_dev == as_self_ns[i].dev && a.st_ino == as_self_ns[i].ino;
 }
 
 /* In the forked child: become P (root, cwd, ids, capabilities). Returns 0, or -1 with the failure recorded. */
@@ -421,13 +449,13 @@ static int as_run(const struct as_common *o, int (*prepare)(int procfd, void *ar
 	/* Compare with our own namespaces before entering any (our /proc/self is gone after setns mnt). */
 	bool same[AS_NNS];
 	for (int i = 0; i < AS_NNS; i++) {
-		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], as_namespaces[i].name);
+		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], i);
 		if (r < 0)
 			goto out;
 		same[i] = r == 1;
 	}
 	for (int i = 0; i < AS_NNS; i++) {
-		if (same[i])
+		if (same[i] || (o->in_place && as_namespaces[i].type == CLONE_NEWPID))
 			continue;
 		if (setns(nsfd[i], as_namespaces[i].type) < 0) {
 			fail(errno, "setns", "setns into the %s namespace of process %ld", as_namespaces[i].name, o->pid);
@@ -435,6 +463,12 @@ static int as_run(const struct as_common *o, int (*prepare)(int procfd, void *ar
 		}
 	}
 
+	if (o->in_place) {
+		if (as_become(o->pid, &creds, rootfd, cwdfd) == 0)
+			child(arg);
+		rc = failure.set ? -1 : 0;
+		goto out;
+	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		fail(errno, "pipe2", "pipe2");
 		goto out;

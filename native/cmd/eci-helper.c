@@ -10,6 +10,7 @@
  *   eci-helper umount         --target TGT [--detach]
  *   eci-helper mount-as       --pid P [--source S] --target T [--fstype F] [--flags N] [--data D]
  *   eci-helper umount-as      --pid P --target T [--flags N]       (both: see mount-as.h)
+ *   eci-helper serve PARENT_PID / perform PARENT_PID: long-lived runners of the above (serve.h, perform.h)
  *
  * Output: exactly one JSON line on stdout. {"ok":true} and exit 0 on success;
  * {"ok":false,"code":"EINVAL","errno":22,"syscall":"fsconfig","message":"..."} and exit 1 on failure;
@@ -841,6 +842,7 @@ static int cmd_umount(struct opts *o)
 #include "set-domainname.h" /* set-domainname: Docker's --domainname in a container's UTS namespace */
 #include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
 #include "serve.h"    /* serve: runs the commands above in forks of one long-lived process */
+#include "perform.h"  /* perform: one container's mount-as/umount-as runs, in forks of a per-container process */
 
 int main(int argc, char **argv)
 {
@@ -864,6 +866,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return main_serve(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "perform") == 0)
+		return main_perform(argc, argv);
 	if (argc >= 2 && (strcmp(argv[1], "mount-as") == 0 || strcmp(argv[1], "umount-as") == 0))
 		return main_as(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "chmod-as") == 0)

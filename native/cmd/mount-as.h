@@ -177,7 +177,10 @@ static int main_as(int argc, char **argv)
 	};
 	struct as_opts o = { .c = AS_COMMON_INIT, .umount = strcmp(argv[1], "umount-as") == 0 };
 
-	if (as_getopt(argc, argv, longopts, "ro-dev", &o.c, mount_as_opt, &o) == 0 && mount_as_check(&o, argv[1]) == 0)
+	if (as_getopt(argc, argv, longopts, "ro-dev", &o.c, mount_as_opt, &o) == 0 && mount_as_check(&o, argv[1]) == 0) {
+		/* Only a new proc mount takes the pid namespace of the mounting task; everything else runs in place. */
+		o.c.in_place = o.umount || !o.fstype || strcmp(o.fstype, "proc") != 0 || (o.flags & (MS_REMOUNT | MS_BIND | MS_MOVE));
 		as_run(&o.c, NULL, mount_as_child, &o);
+	}
 	return report();
 }

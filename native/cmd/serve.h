@@ -188,8 +188,8 @@ static void serve_request(const unsigned char *p, uint32_t len, const char *argv
 	for (int i = 0; i < SERVE_MAX_JOBS && !j; i++)
 		if (!serve_jobs[i].used)
 			j = &serve_jobs[i];
-	if (strcmp(args[1], "serve") == 0)
-		why = "serve is not a request";
+	if (strcmp(args[1], "serve") == 0 || strcmp(args[1], "perform") == 0)
+		why = "serve and perform are not requests";
 	else if (!j)
 		why = "too many runs";
 	else if (fd >= 0 && (passed = (int)syscall(SYS_pidfd_getfd, serve_parent_pidfd, fd, 0)) < 0)

@@ -2,8 +2,9 @@
 // status is 0 unless the harness breaks (setup fails, a section cannot measure).
 //
 // Environment:
-//   ECI_BENCH_ONLY=start,image,rss,more,procfs,load   sections to run (default: all; more = binds, policy, data path, mount latency;
-//                                          procfs = /proc read throughput vs LXCFS; load = creation throughput, RSS at 100)
+//   ECI_BENCH_ONLY=start,image,rss,more,procfs,load   sections to run (default: all of these; more = binds, policy, data path,
+//                                          mount latency; procfs = /proc read throughput vs LXCFS; load = creation throughput,
+//                                          RSS at 100; datapath, mountlat: only those two parts of more)
 //   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
 //   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
@@ -122,6 +123,8 @@ async function main(): Promise<number> {
       ['more', async () => { report.sections.more = await benchMore(c); }],
       ['procfs', async () => { report.sections.procfs = await benchProcfs(c); }],
       ['load', async () => { report.sections.load = await benchLoad(c); }],
+      ['datapath', async () => { report.sections.more = { ...report.sections.more, ...(await benchMore(c, ['datapath'])) }; }],
+      ['mountlat', async () => { report.sections.more = { ...report.sections.more, ...(await benchMore(c, ['mountlat'])) }; }],
     ];
     for (const [name, f] of sections) {
       if (!config.only.has(name) || stopRequested) continue;

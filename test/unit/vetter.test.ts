@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, MOUNT_ATTR, MS, RateLimiter, type VetRequest } from '../../actors/vetter/decide.ts';
+import { decide, MOUNT_ATTR, MS, RateLimiter, type VetRequest, type Verdict } from '../../actors/vetter/decide.ts';
 import { addNotifyRules, MOUNT_FAMILY } from '../../actors/runc/seccomp.ts';
 
 const req = (syscall: string, args: bigint[], strings: Record<string, string | null> = {}, extra: Partial<VetRequest> = {}): VetRequest =>
@@ -225,7 +225,7 @@ import { readFileSync as readFileSyncV } from 'node:fs';
 
 describe('notify feed: setuid/setgid chmods', () => {
   /** A feed over fakes: the vetter answers with decide(), chmodAs calls are recorded. */
-  function feed(volumePaths: string[] | undefined, fail?: { code: string; errno: number; syscall: string }) {
+  function feed(volumePaths: string[] | undefined, fail?: { code: string; errno: number; syscall: string }, vet?: (r: VetRequest) => Verdict) {
     const chmods: Parameters<FeedNative['chmodAs']>[0][] = [];
     const responses: unknown[] = [];
     let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
@@ -244,9 +244,13 @@ describe('notify feed: setuid/setgid chmods', () => {
     const events: Record<string, unknown>[] = [];
     const f = new NotifyFeed({
       log: { warn() {}, error() {} } as never,
-      nc: { request: async (_s: string, data: string) => ({ string: () => toWireV(decide(fromWireV(data))) }) } as never,
+      nc: { request: async (_s: string, data: string) => {
+        if (vet) throw new Error('the bus must not be asked when the vetter is in process');
+        return { string: () => toWireV(decide(fromWireV(data))) };
+      } } as never,
       publish: async (_s, _t, data) => void events.push(data as Record<string, unknown>),
       protectedPaths: () => ['/'], volumePaths: () => volumePaths, ranges: () => ({}),
+      ...(vet ? { vet } : {}),
     }, native);
     f.start('/s');
     onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: 42 });
@@ -271,6 +275,32 @@ describe('notify feed: setuid/setgid chmods', () => {
     expect(t.chmods[0]).toMatchObject({ protect: [], protectDevs: [] });
     expect(t.responses).toEqual([{ kind: 'errno', errno: 1 }]);
     expect(t.events[0]).toMatchObject({ verdict: 'refused', errno: 'EPERM' });
+  });
+  it('asks the in-process vetter directly (no bus request), with its rate limit, and times each step', async () => {
+    const asked: VetRequest[] = [];
+    let allowed = 1;
+    const t = feed(['/'], undefined, (r) => {
+      asked.push(r);
+      return allowed-- > 0 ? decide(r) : { kind: 'errno', errno: 11, code: 'EAGAIN', reason: 'rate limited' };
+    });
+    t.notify({ id: 4n, pid: 77, syscall: 'fchmodat', args: [5n, 0n, 0o4755n, 0n, 0n, 0n], strings: { path: 'f' } });
+    await t.settle();
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toMatchObject({ container: 'c1', pid: 77, syscall: 'fchmodat' });
+    expect(t.chmods).toHaveLength(1);
+    expect(t.responses).toEqual([{ kind: 'value', val: 0 }]);
+    const spans = t.events[0]!.spansUs as { decide: number; perform: number; respond: number };
+    expect(Object.keys(spans).sort()).toEqual(['decide', 'perform', 'respond']);
+    for (const v of Object.values(spans)) expect(v).toBeGreaterThanOrEqual(0);
+    expect(spans.decide + spans.perform + spans.respond).toBeLessThanOrEqual((t.events[0]!.latencyUs as number) + 3);
+  });
+  it('refuses (fail closed) when the in-process vetter throws', async () => {
+    const t = feed(['/'], undefined, () => { throw new Error('broken'); });
+    t.notify({ id: 5n, pid: 77, syscall: 'chmod', args: [0n, 0o4755n, 0n, 0n, 0n, 0n], strings: { path: '/f' } });
+    await t.settle();
+    expect(t.chmods).toEqual([]);
+    expect(t.responses).toEqual([{ kind: 'errno', errno: 1 }]);
+    expect(t.events[0]).toMatchObject({ verdict: 'refused', errno: 'EPERM', reason: expect.stringContaining('broken') });
   });
   it('refuses them (fail closed) when the volumes of the container are not known', async () => {
     const t = feed(undefined);

@@ -1,0 +1,233 @@
+// The per-notify-fd performer (eci-helper perform, native/cmd/perform.h) against a real runc 1.1.5
+// container: vetted mount/umount calls are done by one long-lived child of the manager that holds the
+// notify fd; it still re-checks each notification (a wrong id is refused, nothing mounted), a killed
+// performer is replaced by the next call, and it exits once the notify fd is closed.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, release } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener } from '../../native/index.ts';
+import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { runCmd } from '../helpers/run.ts';
+
+const { EPERM } = constants.errno;
+const ADDON = new URL('../../native/build/Release/eci_native.node', import.meta.url);
+const HELPER = new URL('../../native/bin/eci-helper', import.meta.url);
+
+function skipReason(): string | null {
+  if (process.getuid?.() !== 0) return 'needs root';
+  const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
+  if (maj < 5 || (maj === 5 && min < 9)) return `needs kernel >= 5.9 (have ${release()})`;
+  try {
+    execFileSync('runc', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'runc is not installed';
+  }
+  if (!existsSync(ADDON) || !existsSync(HELPER)) return 'native code not built (npm run build:native)';
+  if (process.env.ECI_HELPER_SERVER === '0' || process.env.ECI_HELPER_PERFORMER === '0') return 'performers are turned off in this environment';
+  return null;
+}
+const skip = skipReason();
+
+/** Pids of this process's `eci-helper perform` children. */
+function performers(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== process.pid) continue;
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('eci-helper') && argv[1] === 'perform') out.push(Number(e));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+
+async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync('/tmp/eci-performer-');
+    chmodSync(dir, 0o755);
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('performs through one child holding the notify fd, re-checks each notification, is replaced when killed, exits with the fd', async () => {
+    const sock = join(dir, 'agent.sock');
+    const b = join(dir, 'bundle');
+    await makeBusyboxRootfs(join(b, 'rootfs'));
+    mkdirSync(join(b, 'rootfs', 'mnt'));
+    const script = [
+      'mount -t tmpfs tmpfs /mnt; echo "a=$?"; echo "a-mounts=$(grep -c " /mnt " /proc/mounts)"',
+      'umount /mnt; echo "ua=$?"',
+      'mount -t tmpfs -o size=1m tmpfs /mnt; echo "b=$?"; echo "b-mounts=$(grep -c " /mnt " /proc/mounts)"',
+      'umount /mnt; echo "ub=$?"',
+      'mount -t tmpfs tmpfs /mnt; echo "c=$?"; echo "c-mounts=$(grep -c " /mnt " /proc/mounts)"',
+    ].join('\n');
+    const caps = ['CAP_SYS_ADMIN', 'CAP_SETUID', 'CAP_SETGID', 'CAP_DAC_OVERRIDE'];
+    writeFileSync(join(b, 'config.json'), JSON.stringify({
+      ociVersion: '1.0.2',
+      process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', script], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
+      root: { path: 'rootfs', readonly: false },
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
+      linux: {
+        namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({ type })),
+        uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+        gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+        seccomp: { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], listenerPath: sock, syscalls: [{ names: ['mount', 'umount2'], action: 'SCMP_ACT_NOTIFY' }] },
+      },
+    }));
+
+    const listeners: SeccompListener[] = [];
+    const handlers: Promise<void>[] = [];
+    const seenPerformers: number[][] = [];
+    const errors: unknown[] = [];
+    let wrongId: unknown;
+    let mounts = 0;
+    const handle = async (l: SeccompListener) => {
+      for await (const n of l) {
+        try {
+          if (n.syscall === 'mount') {
+            mounts++;
+            if (mounts === 2) {
+              // Kill the performer the first mount started: the next call must get a new one.
+              const [p] = performers();
+              seenPerformers.push([p!]);
+              process.kill(p!, 'SIGKILL');
+              await until('killed performer gone', () => gone(p!));
+              await new Promise((r) => setTimeout(r, 200)); // the manager side sees its socket close
+            }
+            if (mounts === 3) {
+              // A notification id that is not this call's: the performer's run must refuse it.
+              wrongId = await mountAs({ pid: n.pid, source: 'tmpfs', target: '/mnt', fstype: 'tmpfs', notify: { fd: l.fd, id: n.id + 1000n } }).then(() => 'performed', (e: unknown) => e);
+              await l.respond(n.id, { kind: 'errno', errno: EPERM });
+              continue;
+            }
+            await mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, flags: n.args[3], data: n.strings.data, notify: { fd: l.fd, id: n.id } });
+            seenPerformers.push(performers());
+          } else {
+            await umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify: { fd: l.fd, id: n.id } });
+          }
+          await l.respond(n.id, { kind: 'value', val: 0 });
+        } catch (e) {
+          errors.push(e);
+          await l.respond(n.id, { kind: 'errno', errno: EPERM }).catch(() => {});
+        }
+      }
+    };
+    const agent = serveSeccompAgent(sock, (c) => {
+      if (c.notifyFd === null) return;
+      const l = listenSeccomp(c.notifyFd);
+      listeners.push(l);
+      handlers.push(handle(l));
+    });
+    try {
+      expect(performers()).toEqual([]);
+      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer'], undefined, undefined, 120_000);
+      expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
+      expect(errors).toEqual([]);
+      // Mounted for the container by a performer, and by a new one after the first was killed.
+      expect(r.stdout).toContain('a=0');
+      expect(r.stdout).toContain('a-mounts=1');
+      expect(r.stdout).toContain('ua=0');
+      expect(r.stdout).toContain('b=0');
+      expect(r.stdout).toContain('b-mounts=1');
+      expect(r.stdout).toContain('ub=0');
+      const [first, killed, second] = seenPerformers;
+      expect(first).toHaveLength(1);
+      expect(killed).toEqual(first);
+      expect(second).toHaveLength(1);
+      expect(second![0]).not.toBe(first![0]);
+      // The wrong id was refused by the ID_VALID check (nothing mounted), so the caller saw EPERM.
+      expect(wrongId).toMatchObject({ syscall: 'ioctl', code: 'ENOENT' });
+      expect(r.stdout).toMatch(/c=[1-9]/);
+      expect(r.stdout).toContain('c-mounts=0');
+      // The container is gone: the listener closes its fd, and with it the performer.
+      await until('listener closed', () => listeners[0]!.fd === -1);
+      await until('performer exited', () => gone(second![0]!));
+      expect(performers()).toEqual([]);
+    } finally {
+      await agent.close();
+      for (const l of listeners) await l.close();
+      await Promise.allSettled(handlers);
+      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer'], undefined, undefined, 60_000);
+    }
+  });
+
+  it('holds the notify fd and nothing else of the manager; its spare run waits with the notify fd and its two pipes only', async () => {
+    const sock = join(dir, 'agent2.sock');
+    const b = join(dir, 'bundle2');
+    await makeBusyboxRootfs(join(b, 'rootfs'));
+    mkdirSync(join(b, 'rootfs', 'mnt'));
+    const caps = ['CAP_SYS_ADMIN'];
+    writeFileSync(join(b, 'config.json'), JSON.stringify({
+      ociVersion: '1.0.2',
+      process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', 'mount -t tmpfs tmpfs /mnt; echo "m=$?"; sleep 1'], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
+      root: { path: 'rootfs', readonly: false },
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
+      linux: {
+        namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({ type })),
+        uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+        gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+        seccomp: { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], listenerPath: sock, syscalls: [{ names: ['mount'], action: 'SCMP_ACT_NOTIFY' }] },
+      },
+    }));
+    let shape: { fds: Record<string, string>; spare: Record<string, string> } | undefined;
+    const listeners: SeccompListener[] = [];
+    const agent = serveSeccompAgent(sock, (c) => {
+      if (c.notifyFd === null) return;
+      const l = listenSeccomp(c.notifyFd);
+      listeners.push(l);
+      void (async () => {
+        for await (const n of l) {
+          await mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id } })
+            .then(() => l.respond(n.id, { kind: 'value', val: 0 }), () => l.respond(n.id, { kind: 'errno', errno: EPERM }));
+          const [p] = performers();
+          if (p) {
+            const fdsOf = (pid: number) => Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]));
+            // The spare: the performer's one live child once the call was answered (the run is reaped after its answer).
+            await new Promise((r) => setTimeout(r, 100));
+            const kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
+            shape = { fds: fdsOf(p), spare: kids.length === 1 ? fdsOf(kids[0]!) : { kids: String(kids) } };
+          }
+        }
+      })();
+    });
+    try {
+      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer2'], undefined, undefined, 120_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('m=0');
+      expect(shape).toBeDefined();
+      const { fds, spare } = shape!;
+      for (const fd of ['0', '1', '2']) expect(fds[fd]).toBe('/dev/null');
+      expect(fds['3']).toMatch(/^socket:/);
+      expect(fds['4']).toMatch(/seccomp/);
+      // Beyond those: the spare's request and done pipes, nothing else.
+      const extra = Object.keys(fds).filter((fd) => Number(fd) > 4);
+      expect(extra).toHaveLength(2);
+      for (const fd of extra) expect(fds[fd]).toMatch(/^pipe:/);
+      expect(Object.keys(spare).sort()).toEqual(['0', '1', '2', '4', '5', '6']);
+      expect(spare['4']).toMatch(/seccomp/);
+      expect(spare['5']).toMatch(/^pipe:/);
+      expect(spare['6']).toMatch(/^pipe:/);
+    } finally {
+      await agent.close();
+      for (const l of listeners) await l.close();
+      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer2'], undefined, undefined, 60_000);
+    }
+  });
+});
