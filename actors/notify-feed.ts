@@ -179,27 +179,20 @@ export class NotifyFeed {
 
   /**
    * A proc filesystem the container mounts itself gets eci's emulated files too (the same binds as
-   * its /proc). Best effort: the mount has been made; a file that cannot be covered stays the kernel's.
+   * its /proc), in the same one helper run as its /proc/sys files (see emulateOnNewMount).
    */
-  private async emulateOnNewProc(container: string, pid: number, target: string): Promise<void> {
+  private emulatedProcPairs(): { source: string; rel: string }[] {
     const files = this.host.emulatedProcFiles?.();
-    if (!files || !this.host.bindInto) return;
-    let abs = target;
-    if (!target.startsWith('/')) {
-      try { abs = `${readlinkSync(`/proc/${pid}/cwd`).replace(/\/$/, '')}/${target}`; } catch { return; }
-    }
-    for (const f of files.files) {
-      await this.host.bindInto(pid, `${files.dir}/${f}`, `${abs.replace(/\/$/, '')}/${f}`).catch((e) =>
-        this.host.log.warn({ container, target: abs, file: f, err: (e as Error).message }, 'emulated file not put on a new proc mount'));
-    }
+    return files ? files.files.map((f) => ({ source: `${files.dir}/${f}`, rel: f })) : [];
   }
 
   /**
-   * The emulated /proc/sys and /sys files on a proc or sysfs mount the container made itself (the
-   * same files as at its /proc/sys and /sys). Best effort, like emulateOnNewProc.
+   * The emulated files on a proc or sysfs mount the container made itself (the same files as at its
+   * /proc, /proc/sys and /sys), in one helper run. Best effort: the mount has been made; a file that
+   * cannot be covered stays the kernel's.
    */
   private async emulateOnNewMount(container: string, pid: number, fstype: string, target: string): Promise<void> {
-    const files = this.host.emulatedMountFiles?.(fstype) ?? [];
+    const files = [...(fstype === 'proc' ? this.emulatedProcPairs() : []), ...(this.host.emulatedMountFiles?.(fstype) ?? [])];
     if (!files.length || !(this.host.bindInto || this.host.bindIntoMany)) return;
     let abs = target;
     if (!target.startsWith('/')) {
@@ -246,7 +239,6 @@ export class NotifyFeed {
         else await this.native.chmodAs({ pid: n.pid, syscall: p.syscall, path: p.path, dirfd: p.dirfd, fd: p.fd, mode: p.mode, flags: p.flags, notify, protect: volumes.ids, protectDevs: volumes.devs });
         result = { val: 0 };
         if (p.op === 'mount' && (p.fstype === 'proc' || p.fstype === 'sysfs') && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE))) {
-          if (p.fstype === 'proc') await this.emulateOnNewProc(container, n.pid, p.target);
           await this.emulateOnNewMount(container, n.pid, p.fstype, p.target);
         }
       } catch (e) {
