@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { EciError } from '../errors.ts';
 import { control } from '../control-client.ts';
 import type { ManagerConfig } from '../config.ts';
-import { ImageStore, parseImageRef, refString, type ImageRecord } from '../images/store.ts';
+import { alive, ImageStore, parseImageRef, refString, type ImageRecord } from '../images/store.ts';
 import { BUSYBOX_REF, ensureBusybox } from '../images/busybox.ts';
 import { buildSpec } from './spec.ts';
 import type { RunOptions } from './flags.ts';
@@ -56,14 +56,6 @@ function removeBundle(bundle: string): void {
   rmSync(bundle, { recursive: true, force: true });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes what an `eci run` killed with SIGKILL left: a bundle whose owner (pid in its `owner`
