@@ -11,13 +11,15 @@
  *
  * as_run() does the steps, all in this single-threaded process (setns into a user namespace is refused
  * to threaded ones):
- *   1. open /proc/P (O_PATH) and, relative to it, ns/{user,mnt,cgroup,ipc,uts,net,pid}, root, cwd,
- *      status, uid_map, gid_map; then the command's prepare hook, if any (still host root in the host
- *      namespaces: chmod-as takes P's fds there). With --notif-fd/--notif-id, check
- *      SECCOMP_IOCTL_NOTIF_ID_VALID now: it proves these fds (and what prepare took) belong to the
- *      process that made the call, not to a recycled pid. Fails with syscall "ioctl" / ENOENT otherwise.
- *   2. drop the helper's own supplementary groups (host root's), then setns into P's user namespace,
- *      then its mount namespace, then cgroup/ipc/uts/net/pid (each only when it differs from ours).
+ *   1. open /proc/P (O_PATH), a pidfd of P and, relative to /proc/P, root, cwd, status, uid_map,
+ *      gid_map; then the command's prepare hook, if any (still host root in the host namespaces:
+ *      chmod-as takes P's fds there). With --notif-fd/--notif-id, check SECCOMP_IOCTL_NOTIF_ID_VALID
+ *      now: it proves these fds (and what prepare took) belong to the process that made the call, not
+ *      to a recycled pid. Fails with syscall "ioctl" / ENOENT otherwise.
+ *   2. drop the helper's own supplementary groups (host root's), then enter P's user, mount, cgroup,
+ *      ipc, uts, net (and pid) namespaces in one atomic setns on the pidfd. Where that is refused (P
+ *      shares our user namespace, an old kernel): open /proc/P/ns/{user,mnt,...}, re-check ID_VALID,
+ *      and setns into user, then mnt, then the others, each only when it differs from ours.
  *   3. fork (the child is then in P's pid namespace, which matters for proc; it dies with the helper;
  *      with in_place, when the call does not depend on the pid namespace, no fork: this process does 3-5):
  *      fchdir(root) + chroot("."), fchdir(cwd); setgroups(P's groups), setresgid/setresuid + setfsgid/
@@ -387,6 +389,65 @@ static int as_become(long pid, const struct as_creds *c, int rootfd, int cwdfd)
 	return 0;
 }
 
+#ifndef PIDFD_THREAD
+#define AS_PIDFD_THREAD O_EXCL /* PIDFD_THREAD (Linux 6.9) */
+#else
+#define AS_PIDFD_THREAD PIDFD_THREAD
+#endif
+
+/* SECCOMP_IOCTL_NOTIF_ID_VALID for --notif-fd/--notif-id (none given: nothing to check). */
+static int as_notif_valid(const struct as_common *o)
+{
+	uint64_t id = o->notif_id;
+	if (o->have_notif_fd && ioctl(o->notif_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
+		return fail(errno, "ioctl", "seccomp notification %llu is no longer valid", (unsigned long long)o->notif_id);
+	return 0;
+}
+
+/* The notify fd must not come along into P's namespaces. */
+static void as_close_notif(const struct as_common *o)
+{
+	if (o->have_notif_fd)
+		close(o->notif_fd);
+}
+
+/*
+ * The slow path of step 2: opens P's ns/ files through the pinned procfd, re-checks the notification
+ * (so they too provably belong to the caller), then enters, one setns each, the namespaces that are
+ * not already ours (user first, then mnt, pid last; pid not at all in place). Fills nsfd (the caller closes).
+ */
+static int as_enter_each(const struct as_common *o, int procfd, const char *path, int nsfd[AS_NNS])
+{
+	for (int i = 0; i < AS_NNS; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "ns/%s", as_namespaces[i].name);
+		nsfd[i] = openat(procfd, name, O_RDONLY | O_CLOEXEC);
+		if (nsfd[i] < 0) {
+			if (errno == ENOENT && as_namespaces[i].type != CLONE_NEWUSER && as_namespaces[i].type != CLONE_NEWNS)
+				continue; /* a namespace type this kernel lacks */
+			return fail(errno, "open", "open %s/%s", path, name);
+		}
+	}
+	if (as_notif_valid(o) < 0)
+		return -1;
+	as_close_notif(o);
+	/* Compare with our own namespaces before entering any (our /proc/self is gone after setns mnt). */
+	bool same[AS_NNS];
+	for (int i = 0; i < AS_NNS; i++) {
+		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], i);
+		if (r < 0)
+			return -1;
+		same[i] = r == 1;
+	}
+	for (int i = 0; i < AS_NNS; i++) {
+		if (same[i] || (o->in_place && as_namespaces[i].type == CLONE_NEWPID))
+			continue;
+		if (setns(nsfd[i], as_namespaces[i].type) < 0)
+			return fail(errno, "setns", "setns into the %s namespace of process %ld", as_namespaces[i].name, o->pid);
+	}
+	return 0;
+}
+
 /*
  * Steps 1-5 above for o->pid. prepare(procfd, arg), when not NULL, runs after /proc/P's fds and P's
  * credentials are taken and before the notification is re-checked, in the host namespaces; it returns
@@ -395,7 +456,7 @@ static int as_become(long pid, const struct as_creds *c, int rootfd, int cwdfd)
  */
 static int as_run(const struct as_common *o, int (*prepare)(int procfd, void *arg), void (*child)(void *arg), void *arg)
 {
-	int procfd = -1, rootfd = -1, cwdfd = -1, nsfd[AS_NNS];
+	int procfd = -1, pidfd = -1, rootfd = -1, cwdfd = -1, nsfd[AS_NNS];
 	int rc = -1, pipefd[2] = { -1, -1 };
 	struct as_creds creds;
 	char path[64];
@@ -408,17 +469,8 @@ static int as_run(const struct as_common *o, int (*prepare)(int procfd, void *ar
 		fail(errno == ENOENT ? ESRCH : errno, "open", "open %s", path);
 		goto out;
 	}
-	for (int i = 0; i < AS_NNS; i++) {
-		char name[32];
-		snprintf(name, sizeof(name), "ns/%s", as_namespaces[i].name);
-		nsfd[i] = openat(procfd, name, O_RDONLY | O_CLOEXEC);
-		if (nsfd[i] < 0) {
-			if (errno == ENOENT && as_namespaces[i].type != CLONE_NEWUSER && as_namespaces[i].type != CLONE_NEWNS)
-				continue; /* a namespace type this kernel lacks */
-			fail(errno, "open", "open %s/%s", path, name);
-			goto out;
-		}
-	}
+	/* A pidfd of the calling thread (PIDFD_THREAD: it may not lead its thread group), for the one-call setns. */
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)o->pid, AS_PIDFD_THREAD);
 	rootfd = openat(procfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
 		fail(errno, "open", "open %s/root", path);
@@ -431,36 +483,26 @@ static int as_run(const struct as_common *o, int (*prepare)(int procfd, void *ar
 	}
 	if (as_load_creds(procfd, &creds) < 0 || (prepare && prepare(procfd, arg) < 0))
 		goto out;
-	/* Everything taken above (the /proc fds, and whatever prepare took from P) now provably belongs to the caller. */
-	if (o->have_notif_fd) {
-		uint64_t id = o->notif_id;
-		if (ioctl(o->notif_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) {
-			fail(errno, "ioctl", "seccomp notification %llu is no longer valid", (unsigned long long)o->notif_id);
-			goto out;
-		}
-		close(o->notif_fd);
-	}
-
+	/* Everything taken above (the /proc fds, the pidfd, and whatever prepare took from P) now provably belongs to the caller. */
+	if (as_notif_valid(o) < 0)
+		goto out;
 	/* Host root's supplementary groups must not come along into the container. */
 	if (setgroups(0, NULL) < 0) {
 		fail(errno, "setgroups", "setgroups(0)");
 		goto out;
 	}
-	/* Compare with our own namespaces before entering any (our /proc/self is gone after setns mnt). */
-	bool same[AS_NNS];
-	for (int i = 0; i < AS_NNS; i++) {
-		int r = nsfd[i] < 0 ? 1 : as_same_ns(nsfd[i], i);
-		if (r < 0)
-			goto out;
-		same[i] = r == 1;
-	}
-	for (int i = 0; i < AS_NNS; i++) {
-		if (same[i] || (o->in_place && as_namespaces[i].type == CLONE_NEWPID))
-			continue;
-		if (setns(nsfd[i], as_namespaces[i].type) < 0) {
-			fail(errno, "setns", "setns into the %s namespace of process %ld", as_namespaces[i].name, o->pid);
-			goto out;
-		}
+	/*
+	 * Fast path: all of P's namespaces in one setns on the pidfd (Linux >= 5.8). It is atomic: on
+	 * failure nothing changed. It fails (EINVAL, EPERM) where P shares one of our namespaces (re-entering
+	 * our own user namespace is refused; a host-owned one needs host capabilities once in P's user
+	 * namespace); then the per-namespace path below enters only those that differ.
+	 */
+	int all = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
+		  (o->in_place ? 0 : CLONE_NEWPID);
+	if (pidfd >= 0 && setns(pidfd, all) == 0) {
+		as_close_notif(o);
+	} else if (as_enter_each(o, procfd, path, nsfd) < 0) {
+		goto out;
 	}
 
 	if (o->in_place) {
@@ -522,7 +564,7 @@ out:
 	for (int i = 0; i < AS_NNS; i++)
 		if (nsfd[i] >= 0)
 			close(nsfd[i]);
-	int fds[] = { procfd, rootfd, cwdfd, pipefd[0], pipefd[1] };
+	int fds[] = { procfd, pidfd, rootfd, cwdfd, pipefd[0], pipefd[1] };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

@@ -223,8 +223,7 @@ static void perform_run(uint32_t id, const unsigned char *body, uint32_t len, st
 	}
 	close(cur.req_w);
 	cur.req_w = -1;
-	/* The next spare is forked while this run works (off the call's path on a second CPU). */
-	*spare = perform_fork_spare(argv0, out, frame);
+	spare->pid = spare->req_w = spare->done_r = -1; /* the next one is forked once this call is answered */
 	if (!sent) {
 		/* The spare died before its request: nothing was run. */
 		perform_drop(&cur);
@@ -267,6 +266,11 @@ static void perform_run(uint32_t id, const unsigned char *body, uint32_t len, st
 		for (int k = 0; k < 4; k++)
 			head[i * 4 + k] = (unsigned char)(v[i] >> (8 * k));
 	perform_reply(id, 'D', head, sizeof head, out, olen);
+	/*
+	 * The next spare is forked now, off the call's path: forked while the run works, its fork and
+	 * warm-up took CPU and the performer's attention from the run it waits for (measured: slower).
+	 */
+	*spare = perform_fork_spare(argv0, out, frame);
 	while (answered > 0 && waitpid(answered, NULL, 0) < 0 && errno == EINTR)
 		;
 }
