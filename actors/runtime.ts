@@ -10,6 +10,7 @@ import { applyUserNamespace, checkNamespaces, clampIdSysctls, clampProcessRlimit
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask, clampCapabilities } from './runc/caps.ts';
 import { addNotifyRules } from './runc/seccomp.ts';
+import { needsCreateRules } from './setuid-exposure.ts';
 import { checkBindMounts, type ImageInfo, type OciMount, type Resolved } from './policy/mounts.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
@@ -249,6 +250,13 @@ export class RuntimeSession {
       ),
       this.host.seccompSocket(),
       id,
+      {
+        createRules: needsCreateRules({
+          rootfsWrites: rootfs.kind === 'overlay' ? rootfs.upper : rootfs.source,
+          rootfsReadonly: spec.root?.readonly === true,
+          volumes: decisions.flatMap((d) => (d.kind === 'volume' ? [{ readonly: d.readonly, isDir: d.resolved.isDir }] : [])),
+        }),
+      },
     );
     const mounts = (spec.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.();

@@ -75,7 +75,7 @@ function allowedByProfile(sc: Seccomp | undefined, name: string): boolean {
  * profile): the default then gives the same answer, which is why the ALLOW rules never cover a
  * refused combination.
  */
-function setuidRules(sc: Seccomp | undefined): { names: string[]; rules: SeccompRule[] } {
+function setuidRules(sc: Seccomp | undefined, createRules: boolean): { names: string[]; rules: SeccompRule[] } {
   const names: string[] = [];
   const rules: SeccompRule[] = [];
   for (const [name, i] of Object.entries(CHMOD_FAMILY)) {
@@ -88,7 +88,7 @@ function setuidRules(sc: Seccomp | undefined): { names: string[]; rules: Seccomp
     if (sc) rules.push({ names: [name], action: 'SCMP_ACT_ALLOW', args: [masked(i, S_ISUID | S_ISGID, 0)] });
   }
   for (const [name, { flags, mode }] of Object.entries(CREATE_FAMILY)) {
-    if (!allowedByProfile(sc, name)) continue;
+    if (!createRules || !allowedByProfile(sc, name)) continue;
     names.push(name);
     for (const bit of [S_ISUID, S_ISGID]) {
       if (flags === undefined) rules.push({ names: [name], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [masked(mode, bit, bit)] });
@@ -101,17 +101,25 @@ function setuidRules(sc: Seccomp | undefined): { names: string[]; rules: Seccomp
   }
   // openat2 carries its mode in a struct in memory, out of the filter's reach: it answers ENOSYS, the
   // answer of a kernel without it (every user falls back to openat, which is filtered above).
-  if (allowedByProfile(sc, 'openat2')) {
+  if (createRules && allowedByProfile(sc, 'openat2')) {
     names.push('openat2');
     rules.push({ names: ['openat2'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS });
   }
   return { names, rules };
 }
 
-export function addNotifyRules(spec: OciSpec, listenerPath: string, metadata: string): OciSpec {
+/**
+ * `createRules: false` leaves out the creation rules (CREATE_FAMILY, openat2), and with them the only
+ * argument-filtered rules on a data-path syscall: an argument-filtered openat runs the whole filter
+ * (the kernel's allow cache cannot hold it, and libseccomp orders it after every unconditional rule),
+ * ~200 ns per open here. The caller may drop them only for a container where no file it creates can
+ * reach an unprivileged host user (no writable host directory shared, a rootfs under a directory
+ * others cannot search): see actors/setuid-exposure.ts. The chmod family stays notified regardless.
+ */
+export function addNotifyRules(spec: OciSpec, listenerPath: string, metadata: string, o: { createRules?: boolean } = {}): OciSpec {
   const sc = spec.linux?.seccomp as Seccomp | undefined;
   const notified = MOUNT_FAMILY.filter((n) => allowedByProfile(sc, n));
-  const setuid = setuidRules(sc);
+  const setuid = setuidRules(sc, o.createRules ?? true);
   const taken: readonly string[] = [...notified, ...setuid.names];
   // Remove the taken names from every other rule: eci's rules alone decide for them.
   const rest = (sc?.syscalls ?? [])

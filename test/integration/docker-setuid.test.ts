@@ -93,13 +93,26 @@ describe.skipIf(!avail.ok)(`setuid/setgid vetting through Docker${avail.ok ? '' 
     expect(setidFiles(vol)).toEqual([]);
   });
 
-  it('still performs setuid chmods in the rootfs from the same program (creation with such a mode stays refused)', async () => {
-    const r = await run('-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir /tmp/x && /eci-bin/suid_plant /tmp/x && stat -c "%a %n" /tmp/x/fchmod /tmp/x/f');
+  it('still performs setuid chmods in the rootfs; creation with such a mode is refused while a writable host directory is shared', async () => {
+    freshVolume();
+    const r = await run('-v', `${vol}:/v`, '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir /tmp/x && /eci-bin/suid_plant /tmp/x && stat -c "%a %n" /tmp/x/fchmod /tmp/x/f');
     expect(r.code, r.stderr).toBe(0);
     const x = results(r.stdout.split('\n').filter((l) => !l.includes('/tmp/x/')).join('\n'));
     for (const k of ['fchmod_suid', 'fchmod_sgid', 'fchmodat_suid', 'fchmodat_sgid', 'fchmodat_libc_nofollow_suid']) expect(x[k], k).toBe('ok');
     expect(r.stdout).toContain('2755 /tmp/x/fchmod');
     for (const k of ['open_creat_suid', 'openat_creat_sgid', 'creat_suid', 'mknod_suid']) expect(x[k], k).toBe('EPERM');
+  });
+
+  it('leaves open/openat/creat unfiltered where no file the container makes can reach a host user', async () => {
+    // No writable host directory, and the rootfs writes land under dockerd's data root, which only
+    // root may search: the creation rules (the only argument-filtered data-path rules) are left out.
+    expect(statSync(d.dir).mode & 0o011).toBe(0); // mkdtemp: 0700, root's
+
+    const r = await run('-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir /tmp/x && /eci-bin/suid_plant /tmp/x >/dev/null; stat -c "%a %n" /tmp/x/open /tmp/x/creat /tmp/x/fchmod');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('4755 /tmp/x/open'); // made in the container's own, root-only storage
+    expect(r.stdout).toContain('4755 /tmp/x/creat');
+    expect(r.stdout).toContain('2755 /tmp/x/fchmod');
   });
 
   it('refuses setuid on a bind of the volume made inside the container', async () => {
