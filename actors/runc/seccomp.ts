@@ -22,9 +22,10 @@ export const MOUNT_FAMILY = ['mount', 'umount2', 'open_tree', 'move_mount', 'fso
 export const CHMOD_FAMILY = { chmod: 1, fchmod: 1, fchmodat: 2, fchmodat2: 2 } as const;
 
 /**
- * Creating syscalls: the index of their open flags (when they have any) and of their mode. A creation
- * whose mode sets S_ISUID or S_ISGID (with O_CREAT or O_TMPFILE for the open family) is refused with
- * EPERM by the filter, in the rootfs as well as on volumes: stricter than "volumes only", because the
+ * Creating syscalls: the index of their open flags (when they have any) and of their mode. In a
+ * container that needs them (addNotifyRules' createRules), a creation whose mode sets S_ISUID or
+ * S_ISGID (with O_CREAT or O_TMPFILE for the open family) is refused with EPERM by the filter, in the
+ * rootfs as well as on volumes: stricter than "volumes only", because the
  * only race-free way to do it on the caller's behalf would be to create the file in the helper and
  * install the fd into the caller (SECCOMP_IOCTL_NOTIF_ADDFD), which eci does not do; and with CONTINUE
  * the path could be swapped after the check. Package managers are not affected: they create files
