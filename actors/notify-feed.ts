@@ -215,9 +215,11 @@ export class NotifyFeed {
     container: string,
     initPid: number,
     l: ReturnType<FeedNative['listenSeccomp']>,
-    n: { id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] },
+    n: { id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr']; recvUs?: number; readUs?: number },
   ): Promise<void> {
     const t0 = performance.now();
+    const nowUs = Number(process.hrtime.bigint() / 1000n); // the clock of the native recvUs/readUs
+    const native = n.recvUs && n.readUs ? { inspect: Math.round(n.readUs - n.recvUs), queue: Math.max(0, Math.round(nowUs - n.readUs)) } : {};
     const req: VetRequest = { container, pid: n.pid, syscall: n.syscall, args: n.args, strings: n.strings, mountAttr: n.mountAttr, ...this.host.ranges(container) };
     let verdict: Verdict;
     try {
@@ -260,7 +262,7 @@ export class NotifyFeed {
     const t3 = performance.now();
     const latencyUs = Math.round((t3 - t0) * 1000);
     // Where the time went: getting the verdict, carrying it out, answering the kernel.
-    const spansUs = { decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
+    const spansUs = { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
     // flags: mount/umount2's flags; for the chmod family its mode (octal).
     const mode = n.syscall === 'chmod' || n.syscall === 'fchmod' ? n.args[1] : n.syscall === 'fchmodat' || n.syscall === 'fchmodat2' ? n.args[2] : undefined;
     const flags = n.syscall === 'mount' ? `0x${(n.args[3] ?? 0n).toString(16)}` : n.syscall === 'umount2' ? `0x${(n.args[1] ?? 0n).toString(16)}` : mode !== undefined ? `0${(mode & 0o7777n).toString(8)}` : undefined;

@@ -37,6 +37,9 @@ export interface SeccompNotif {
    */
   strings: Record<string, string | null>;
   stringIssues?: Record<string, SeccompStringIssue>;
+  /** CLOCK_MONOTONIC µs (process.hrtime's clock) when the kernel handed it over / its arguments were read. */
+  recvUs?: number;
+  readUs?: number;
   /** mount_setattr's struct mount_attr (when its size argument is >= 32 and it could be read). */
   mountAttr?: { attrSet: bigint; attrClr: bigint; propagation: bigint; usernsFd: bigint };
 }

@@ -38,7 +38,8 @@ export interface VetterDecisionData {
   container: string; pid: number; syscall: string; strings: Record<string, string | null>; flags?: string;
   verdict: 'performed' | 'refused' | 'continued'; errno?: string; reason: string; latencyUs: number;
   /** Where latencyUs went: getting the verdict, carrying it out, answering the kernel. */
-  spansUs?: { decide: number; perform: number; respond: number };
+  /** inspect: arguments read in the native watcher; queue: from there into the feed (the hop into Node). */
+  spansUs?: { inspect?: number; queue?: number; decide: number; perform: number; respond: number };
 }
 export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
 export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | BusEvent | SettingsEvent | VetterEvent;

@@ -475,7 +475,16 @@ struct Notif {
   bool hasAttr = false;
   uint64_t attr[4] = {0, 0, 0, 0};
   bool valid = false;
+  double recvUs = 0;  // CLOCK_MONOTONIC (Node's hrtime clock) when the kernel handed it over
+  double readUs = 0;  // ... and when its arguments had been read (posted to JS)
 };
+
+// Microseconds on CLOCK_MONOTONIC, the clock of Node's process.hrtime: spans across the JS hop.
+double MonotonicUs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
 
 // A connection to the fd-holder for "SEEN <tag> <id>" notes (-1: none); set from JS (holderNotes).
 std::atomic<int> gNoteFd{-1};
@@ -672,6 +681,8 @@ Napi::Object NotifToJs(Napi::Env env, const Notif& n) {
     return o;
   }
   o.Set("id", Napi::BigInt::New(env, n.id));
+  o.Set("recvUs", Napi::Number::New(env, n.recvUs));
+  o.Set("readUs", Napi::Number::New(env, n.readUs));
   o.Set("pid", Napi::Number::New(env, n.pid));
   o.Set("nr", Napi::Number::New(env, n.nr));
   o.Set("arch", Napi::Number::New(env, n.arch));
@@ -789,7 +800,9 @@ void WatchLoop(std::shared_ptr<Watcher> w) {
         if (len > 0 && static_cast<size_t>(len) < sizeof(msg)) (void)::send(note, msg, static_cast<size_t>(len), MSG_DONTWAIT | MSG_NOSIGNAL);
       }
       Notif n;
+      n.recvUs = MonotonicUs();
       Inspect(w->fd, k, n);
+      n.readUs = MonotonicUs();
       Post(w, std::move(n));
       continue;
     }
