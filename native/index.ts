@@ -339,16 +339,23 @@ interface ServerRun {
 
 const signalNames = new Map<number, string>(Object.entries(osConstants.signals).map(([n, v]) => [v as number, n]));
 
-class HelperServer {
-  private readonly child: ChildProcess;
-  private readonly sock: Socket;
-  private readonly runs = new Map<number, ServerRun>();
+/**
+ * A long-lived helper child (`serve`, `perform`) that answers on fd 3 with frames: u32 length, then
+ * u32 run id, one kind byte, the rest. The plumbing both share: the child and its socket, the runs
+ * in flight with their guard timers, frame parsing, and the kill.
+ */
+abstract class FramedHelper<R extends { guard: NodeJS.Timeout }> {
+  protected readonly child: ChildProcess;
+  protected readonly sock: Socket;
+  protected readonly runs = new Map<number, R>();
   private nextId = 1;
   private inbuf: Buffer = Buffer.alloc(0);
   dead = false;
 
-  constructor(helper: string) {
-    this.child = spawnSeccompHelper(helper, ['serve', String(process.pid)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  constructor(helper: string, verb: string, extraFd?: number) {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'ignore', 'pipe'];
+    if (extraFd !== undefined) stdio.push(extraFd);
+    this.child = spawnSeccompHelper(helper, [verb, String(process.pid)], { stdio });
     this.sock = this.child.stdio[3] as Socket;
     this.child.on('error', () => this.fail());
     this.sock.on('error', () => this.fail());
@@ -356,6 +363,77 @@ class HelperServer {
     this.sock.on('data', (d: Buffer) => this.onData(d));
     this.child.unref();
     this.sock.unref();
+  }
+
+  protected newId(): number {
+    const id = this.nextId++;
+    if (this.nextId > 0xffffffff) this.nextId = 1;
+    return id;
+  }
+
+  /** A run in flight; the helper kills a run at HELPER_TIMEOUT_MS, so one that does not answer by then is broken. */
+  protected track(id: number, run: (guard: NodeJS.Timeout) => R): void {
+    this.runs.set(id, run(setTimeout(() => this.fail(), HELPER_TIMEOUT_MS + 5_000)));
+    if (this.runs.size === 1) this.sock.ref();
+  }
+
+  protected settle(id: number): R | undefined {
+    const r = this.runs.get(id);
+    if (!r) return undefined;
+    this.runs.delete(id);
+    clearTimeout(r.guard);
+    if (this.runs.size === 0 && !this.dead) this.sock.unref();
+    return r;
+  }
+
+  /** One frame (after the length); false: not a frame this helper sends (the helper is then failed). */
+  protected abstract onFrame(id: number, kind: string, f: Buffer): boolean;
+
+  /** Gone or broken: each subclass settles its runs its own way. */
+  protected abstract fail(): void;
+
+  private onData(d: Buffer): void {
+    this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, d]) : d;
+    let off = 0;
+    while (this.inbuf.length - off >= 4) {
+      const len = this.inbuf.readUInt32LE(off);
+      if (len < 5) return this.fail();
+      if (this.inbuf.length - off - 4 < len) break;
+      const f = this.inbuf.subarray(off + 4, off + 4 + len);
+      off += 4 + len;
+      if (!this.onFrame(f.readUInt32LE(0), String.fromCharCode(f[4]!), f)) return this.fail();
+    }
+    this.inbuf = off === this.inbuf.length ? Buffer.alloc(0) : this.inbuf.subarray(off);
+  }
+
+  /** Marks it dead and ends the child; false if it already was. */
+  protected kill(): boolean {
+    if (this.dead) return false;
+    this.dead = true;
+    try {
+      this.child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    this.sock.destroy();
+    return true;
+  }
+}
+
+/** A 'D' frame (id, 'D', i32 code, i32 signal, u32 stdout length, stdout, stderr): the run's error, or undefined. */
+function doneFailure(f: Buffer): unknown {
+  const code = f.readInt32LE(5);
+  const sig = f.readInt32LE(9);
+  const outLen = f.readUInt32LE(13);
+  const stdout = f.subarray(17, 17 + outLen).toString('utf8');
+  const stderr = f.subarray(17 + outLen).toString('utf8');
+  const exit = sig ? { code: null, signal: signalNames.get(sig) ?? `SIG${sig}`, stderr } : { code, signal: null, stderr };
+  return parseHelperOutput(stdout, exit);
+}
+
+class HelperServer extends FramedHelper<ServerRun> {
+  constructor(helper: string) {
+    super(helper, 'serve');
   }
 
   run(args: string[], fd: number | undefined): Promise<void> {
@@ -373,8 +451,7 @@ class HelperServer {
     const strs = [cwd, ...args, ...env];
     if (strs.some((x) => x.includes('\0'))) return spawnHelperWithFd(args, fd); // spawn says what is wrong
     const body = Buffer.from(strs.join('\0') + '\0', 'utf8');
-    const id = this.nextId++;
-    if (this.nextId > 0xffffffff) this.nextId = 1;
+    const id = this.newId();
     const head = Buffer.alloc(20);
     head.writeUInt32LE(16 + body.length, 0);
     head.writeUInt32LE(id, 4);
@@ -382,72 +459,36 @@ class HelperServer {
     head.writeUInt32LE(args.length, 12);
     head.writeUInt32LE(env.length, 16);
     return new Promise<void>((resolve, reject) => {
-      // The server kills a run at HELPER_TIMEOUT_MS; a server that does not answer by then is broken.
-      const guard = setTimeout(() => this.fail(), HELPER_TIMEOUT_MS + 5_000);
-      this.runs.set(id, { args, fd, started: false, resolve, reject, guard });
-      if (this.runs.size === 1) this.sock.ref();
+      this.track(id, (guard) => ({ args, fd, started: false, resolve, reject, guard }));
       this.sock.write(Buffer.concat([head, body]));
     });
   }
 
-  private settle(id: number): ServerRun | undefined {
-    const r = this.runs.get(id);
-    if (!r) return undefined;
-    this.runs.delete(id);
-    clearTimeout(r.guard);
-    if (this.runs.size === 0 && !this.dead) this.sock.unref();
-    return r;
-  }
-
-  private onData(d: Buffer): void {
-    this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, d]) : d;
-    let off = 0;
-    while (this.inbuf.length - off >= 4) {
-      const len = this.inbuf.readUInt32LE(off);
-      if (len < 5) return this.fail();
-      if (this.inbuf.length - off - 4 < len) break;
-      const f = this.inbuf.subarray(off + 4, off + 4 + len);
-      off += 4 + len;
-      const id = f.readUInt32LE(0);
-      const kind = String.fromCharCode(f[4]!);
-      if (kind === 'S') {
-        const r = this.runs.get(id);
-        if (r) r.started = true;
-      } else if (kind === 'F') {
-        const r = this.settle(id);
-        if (r) spawnHelperWithFd(r.args, r.fd).then(r.resolve, r.reject);
-      } else if (kind === 'D' && len >= 17) {
-        const r = this.settle(id);
-        serverFailures = 0;
-        if (!r) continue;
-        const code = f.readInt32LE(5);
-        const sig = f.readInt32LE(9);
-        const outLen = f.readUInt32LE(13);
-        const stdout = f.subarray(17, 17 + outLen).toString('utf8');
-        const stderr = f.subarray(17 + outLen).toString('utf8');
-        const exit = sig ? { code: null, signal: signalNames.get(sig) ?? `SIG${sig}`, stderr } : { code, signal: null, stderr };
-        const failure = parseHelperOutput(stdout, exit);
-        if (failure) r.reject(failure);
-        else r.resolve();
-      } else {
-        return this.fail();
-      }
+  protected onFrame(id: number, kind: string, f: Buffer): boolean {
+    if (kind === 'S') {
+      const r = this.runs.get(id);
+      if (r) r.started = true;
+    } else if (kind === 'F') {
+      const r = this.settle(id);
+      if (r) spawnHelperWithFd(r.args, r.fd).then(r.resolve, r.reject);
+    } else if (kind === 'D' && f.length >= 17) {
+      const r = this.settle(id);
+      serverFailures = 0;
+      if (!r) return true;
+      const failure = doneFailure(f);
+      if (failure) r.reject(failure);
+      else r.resolve();
+    } else {
+      return false;
     }
-    this.inbuf = off === this.inbuf.length ? Buffer.alloc(0) : this.inbuf.subarray(off);
+    return true;
   }
 
   /** The server is gone or broken: runs it never started go to spawn; started ones fail as a killed helper. */
-  private fail(): void {
-    if (this.dead) return;
-    this.dead = true;
+  protected fail(): void {
+    if (!this.kill()) return;
     if (server === this) server = undefined;
     if (++serverFailures >= 3) serverRetryAt = Date.now() + 30_000;
-    try {
-      this.child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    this.sock.destroy();
     for (const id of [...this.runs.keys()]) {
       const r = this.settle(id)!;
       if (!r.started) spawnHelperWithFd(r.args, r.fd).then(r.resolve, r.reject);
@@ -480,40 +521,24 @@ const PERFORM_NOTIFY_FD = 4;
 
 interface PerformRun { resolve: () => void; reject: (e: unknown) => void; fallback: () => void; guard: NodeJS.Timeout }
 
-class Performer {
-  private readonly child: ChildProcess;
-  private readonly sock: Socket;
-  private readonly runs = new Map<number, PerformRun>();
+class Performer extends FramedHelper<PerformRun> {
   /** Requests written before the performer said it is ready: if it dies first, none of them ran. */
   private unconfirmed: Buffer[] | null = [];
-  private nextId = 1;
-  private inbuf: Buffer = Buffer.alloc(0);
-  dead = false;
 
   constructor(helper: string, notifyFd: number, private readonly onDead: () => void) {
-    this.child = spawnSeccompHelper(helper, ['perform', String(process.pid)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', notifyFd] });
-    this.sock = this.child.stdio[3] as Socket;
-    this.child.on('error', () => this.fail());
-    this.sock.on('error', () => this.fail());
-    this.sock.on('close', () => this.fail());
-    this.sock.on('data', (d: Buffer) => this.onData(d));
-    this.child.unref();
-    this.sock.unref();
+    super(helper, 'perform', notifyFd);
   }
 
   /** Runs mount-as/umount-as args (with --notif-fd 4); `fallback` runs the call another way when the performer did not. */
   run(args: string[], fallback: () => Promise<void>): Promise<void> {
     const body = Buffer.from(args.join('\0') + '\0', 'utf8');
-    const id = this.nextId++;
-    if (this.nextId > 0xffffffff) this.nextId = 1;
+    const id = this.newId();
     const frame = Buffer.alloc(8 + body.length);
     frame.writeUInt32LE(4 + body.length, 0);
     frame.writeUInt32LE(id, 4);
     body.copy(frame, 8);
     return new Promise<void>((resolve, reject) => {
-      const guard = setTimeout(() => this.fail(), HELPER_TIMEOUT_MS + 5_000);
-      this.runs.set(id, { resolve, reject, fallback: () => void fallback().then(resolve, reject), guard });
-      if (this.runs.size === 1) this.sock.ref();
+      this.track(id, (guard) => ({ resolve, reject, fallback: () => void fallback().then(resolve, reject), guard }));
       if (this.unconfirmed) this.unconfirmed.push(frame);
       else this.sock.write(frame);
     });
@@ -523,58 +548,28 @@ class Performer {
     this.sock.end(); // EOF: the performer exits once its current run is over
   }
 
-  private settle(id: number): PerformRun | undefined {
-    const r = this.runs.get(id);
-    if (!r) return undefined;
-    this.runs.delete(id);
-    clearTimeout(r.guard);
-    if (this.runs.size === 0 && !this.dead) this.sock.unref();
-    return r;
-  }
-
-  private onData(d: Buffer): void {
-    this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, d]) : d;
-    let off = 0;
-    while (this.inbuf.length - off >= 4) {
-      const len = this.inbuf.readUInt32LE(off);
-      if (len < 5) return this.fail();
-      if (this.inbuf.length - off - 4 < len) break;
-      const f = this.inbuf.subarray(off + 4, off + 4 + len);
-      off += 4 + len;
-      const kind = String.fromCharCode(f[4]!);
-      if (kind === 'R' && this.unconfirmed) {
-        for (const q of this.unconfirmed) this.sock.write(q);
-        this.unconfirmed = null;
-      } else if (kind === 'F') {
-        this.settle(f.readUInt32LE(0))?.fallback();
-      } else if (kind === 'D' && len >= 17) {
-        const r = this.settle(f.readUInt32LE(0));
-        if (!r) continue;
-        const code = f.readInt32LE(5);
-        const sig = f.readInt32LE(9);
-        const stdout = f.subarray(17, 17 + f.readUInt32LE(13)).toString('utf8');
-        const exit = sig ? { code: null, signal: signalNames.get(sig) ?? `SIG${sig}`, stderr: '' } : { code, signal: null, stderr: '' };
-        const failure = parseHelperOutput(stdout, exit);
-        if (failure) r.reject(failure);
-        else r.resolve();
-      } else {
-        return this.fail();
-      }
+  protected onFrame(id: number, kind: string, f: Buffer): boolean {
+    if (kind === 'R' && this.unconfirmed) {
+      for (const q of this.unconfirmed) this.sock.write(q);
+      this.unconfirmed = null;
+    } else if (kind === 'F') {
+      this.settle(id)?.fallback();
+    } else if (kind === 'D' && f.length >= 17) {
+      const r = this.settle(id);
+      if (!r) return true;
+      const failure = doneFailure(f);
+      if (failure) r.reject(failure);
+      else r.resolve();
+    } else {
+      return false;
     }
-    this.inbuf = off === this.inbuf.length ? Buffer.alloc(0) : this.inbuf.subarray(off);
+    return true;
   }
 
   /** Gone or broken: runs it never got go another way; a run it had may have happened, so it fails (closed). */
-  private fail(): void {
-    if (this.dead) return;
-    this.dead = true;
+  protected fail(): void {
+    if (!this.kill()) return;
     this.onDead();
-    try {
-      this.child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    this.sock.destroy();
     const neverSent = this.unconfirmed !== null;
     for (const id of [...this.runs.keys()]) {
       const r = this.settle(id)!;
