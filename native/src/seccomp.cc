@@ -224,6 +224,36 @@ std::mutex gMu;  // guards the two maps below (JS thread + env cleanup only, but
 std::map<uint32_t, std::shared_ptr<Listener>> gListeners;
 uint32_t gNextHandle = 1;
 
+// The handle registries (listeners, watchers): JS holds a number, the addon the object.
+template <class T>
+uint32_t AddHandle(std::map<uint32_t, std::shared_ptr<T>>& m, std::shared_ptr<T> v) {
+  std::lock_guard<std::mutex> g(gMu);
+  uint32_t handle = gNextHandle++;
+  m[handle] = std::move(v);
+  return handle;
+}
+
+// Removes and returns the object of `handle` (null if it was already taken).
+template <class T>
+std::shared_ptr<T> TakeHandle(std::map<uint32_t, std::shared_ptr<T>>& m, uint32_t handle) {
+  std::lock_guard<std::mutex> g(gMu);
+  auto it = m.find(handle);
+  if (it == m.end()) return nullptr;
+  std::shared_ptr<T> v = it->second;
+  m.erase(it);
+  return v;
+}
+
+template <class T>
+void EraseValue(std::map<uint32_t, std::shared_ptr<T>>& m, const std::shared_ptr<T>& v) {
+  std::lock_guard<std::mutex> g(gMu);
+  for (auto it = m.begin(); it != m.end(); ++it)
+    if (it->second == v) {
+      m.erase(it);
+      return;
+    }
+}
+
 void Deliver(const std::shared_ptr<Listener>& l, std::unique_ptr<Delivery> d) {
   Delivery* raw = d.release();
   auto call = [](Napi::Env env, Napi::Function cb, Delivery* dv) {
@@ -363,14 +393,7 @@ void StopListenerThread(const std::shared_ptr<Listener>& l) {
   ::close(l->wake);
 }
 
-void EraseListener(const std::shared_ptr<Listener>& l) {
-  std::lock_guard<std::mutex> g(gMu);
-  for (auto it = gListeners.begin(); it != gListeners.end(); ++it)
-    if (it->second == l) {
-      gListeners.erase(it);
-      break;
-    }
-}
+void EraseListener(const std::shared_ptr<Listener>& l) { EraseValue(gListeners, l); }
 
 Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -428,22 +451,11 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
                                           },
                                           new std::shared_ptr<Listener>(l));
   l->thread = std::thread(ListenLoop, l);
-  uint32_t handle;
-  {
-    std::lock_guard<std::mutex> g(gMu);
-    handle = gNextHandle++;
-    gListeners[handle] = l;
-  }
+  const uint32_t handle = AddHandle(gListeners, l);
   Napi::Object o = Napi::Object::New(env);
   o.Set("close", Napi::Function::New(env, [handle](const Napi::CallbackInfo&) {
-          std::shared_ptr<Listener> l;
-          {
-            std::lock_guard<std::mutex> g(gMu);
-            auto it = gListeners.find(handle);
-            if (it == gListeners.end()) return;
-            l = it->second;
-            gListeners.erase(it);
-          }
+          std::shared_ptr<Listener> l = TakeHandle(gListeners, handle);
+          if (!l) return;
           if (l->closed) return;
           l->closed = true;
           StopListenerThread(l);
@@ -735,14 +747,7 @@ void StopWatcher(const std::shared_ptr<Watcher>& w) {
   w->tsfn.Release();
 }
 
-void EraseWatcher(const std::shared_ptr<Watcher>& w) {
-  std::lock_guard<std::mutex> g(gMu);
-  for (auto it = gWatchers.begin(); it != gWatchers.end(); ++it)
-    if (it->second == w) {
-      gWatchers.erase(it);
-      break;
-    }
-}
+void EraseWatcher(const std::shared_ptr<Watcher>& w) { EraseValue(gWatchers, w); }
 
 struct WatchItem {
   std::shared_ptr<Watcher> w;
@@ -853,22 +858,11 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
                                           },
                                           new std::shared_ptr<Watcher>(w));
   w->thread = std::thread(WatchLoop, w);
-  uint32_t handle;
-  {
-    std::lock_guard<std::mutex> g(gMu);
-    handle = gNextHandle++;
-    gWatchers[handle] = w;
-  }
+  const uint32_t handle = AddHandle(gWatchers, w);
   Napi::Object o = Napi::Object::New(env);
   o.Set("close", Napi::Function::New(env, [handle](const Napi::CallbackInfo&) {
-          std::shared_ptr<Watcher> w;
-          {
-            std::lock_guard<std::mutex> g(gMu);
-            auto it = gWatchers.find(handle);
-            if (it == gWatchers.end()) return;
-            w = it->second;
-            gWatchers.erase(it);
-          }
+          std::shared_ptr<Watcher> w = TakeHandle(gWatchers, handle);
+          if (!w) return;
           StopWatcher(w);
         }, "close"));
   return o;
