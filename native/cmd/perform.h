@@ -49,21 +49,7 @@ static int perform_read(void *buf, size_t n)
 /* One reply frame; the manager being gone ends the performer. */
 static void perform_reply(uint32_t id, char kind, const void *a, size_t alen, const void *b, size_t blen)
 {
-	struct serve_buf f = { 0 };
-	serve_put32(&f, (uint32_t)(4 + 1 + alen + blen));
-	serve_put32(&f, id);
-	if (serve_buf_add(&f, &kind, 1, SIZE_MAX) < 0 || serve_buf_add(&f, a, alen, SIZE_MAX) < 0 ||
-	    serve_buf_add(&f, b, blen, SIZE_MAX) < 0)
-		_exit(1);
-	for (size_t done = 0; done < f.len;) {
-		ssize_t w = send(PERFORM_FD, f.p + done, f.len - done, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			_exit(0);
-		done += (size_t)w;
-	}
-	free(f.p);
+	serve_send_frame(PERFORM_FD, id, kind, a, alen, b, blen, NULL, 0);
 }
 
 static void perform_fallback(uint32_t id, const char *why)

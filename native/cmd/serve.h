@@ -95,9 +95,9 @@ static uint32_t serve_get32(const unsigned char *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Sends one reply frame; the manager being gone ends the server. */
-static void serve_reply(uint32_t id, char kind, const void *a, size_t alen, const void *b, size_t blen,
-			const void *c, size_t clen)
+/* Sends one reply frame on fd (serve's and perform's); the manager being gone ends the process. */
+static void serve_send_frame(int fd, uint32_t id, char kind, const void *a, size_t alen, const void *b, size_t blen,
+			     const void *c, size_t clen)
 {
 	struct serve_buf f = { 0 };
 	serve_put32(&f, (uint32_t)(4 + 1 + alen + blen + clen));
@@ -106,11 +106,11 @@ static void serve_reply(uint32_t id, char kind, const void *a, size_t alen, cons
 	    serve_buf_add(&f, b, blen, SIZE_MAX) < 0 || serve_buf_add(&f, c, clen, SIZE_MAX) < 0)
 		_exit(1);
 	for (size_t done = 0; done < f.len;) {
-		ssize_t w = send(SERVE_FD, f.p + done, f.len - done, MSG_NOSIGNAL);
+		ssize_t w = send(fd, f.p + done, f.len - done, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) {
-			struct pollfd p = { .fd = SERVE_FD, .events = POLLOUT };
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
 			poll(&p, 1, -1);
 			continue;
 		}
@@ -119,6 +119,12 @@ static void serve_reply(uint32_t id, char kind, const void *a, size_t alen, cons
 		done += (size_t)w;
 	}
 	free(f.p);
+}
+
+static void serve_reply(uint32_t id, char kind, const void *a, size_t alen, const void *b, size_t blen,
+			const void *c, size_t clen)
+{
+	serve_send_frame(SERVE_FD, id, kind, a, alen, b, blen, c, clen);
 }
 
 static void serve_fallback(uint32_t id, const char *why)
