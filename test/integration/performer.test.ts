@@ -2,29 +2,19 @@
 // container: vetted mount/umount calls are done by one long-lived child of the manager that holds the
 // notify fd; it still re-checks each notification (a wrong id is refused, nothing mounted), a killed
 // performer is replaced by the next call, and it exits once the notify fd is closed.
-import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { constants, release } from 'node:os';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener } from '../../native/index.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { runCmd } from '../helpers/run.ts';
+import { seccompSkipReason } from '../helpers/skip.ts';
 
 const { EPERM } = constants.errno;
-const ADDON = new URL('../../native/build/Release/eci_native.node', import.meta.url);
-const HELPER = new URL('../../native/bin/eci-helper', import.meta.url);
-
 function skipReason(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root';
-  const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
-  if (maj < 5 || (maj === 5 && min < 9)) return `needs kernel >= 5.9 (have ${release()})`;
-  try {
-    execFileSync('runc', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'runc is not installed';
-  }
-  if (!existsSync(ADDON) || !existsSync(HELPER)) return 'native code not built (npm run build:native)';
+  const r = seccompSkipReason();
+  if (r) return r;
   if (process.env.ECI_HELPER_SERVER === '0' || process.env.ECI_HELPER_PERFORMER === '0') return 'performers are turned off in this environment';
   return null;
 }

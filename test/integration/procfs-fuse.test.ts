@@ -11,14 +11,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROCFS_FILES, ProcFs } from '../../actors/procfs/server.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { fuseRuncSkipReason, isMounted } from '../helpers/skip.ts';
 import { buildC, gccMissing } from '../helpers/cprog.ts';
 
 const run = promisify(execFile);
-const root = process.getuid?.() === 0;
-const haveFuse = existsSync('/dev/fuse');
-const haveRunc = ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc'].some(existsSync);
-const skip = !root ? 'needs root' : !haveFuse ? 'needs /dev/fuse' : !haveRunc ? 'needs runc' : '';
-const mounted = (p: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
+const skip = fuseRuncSkipReason();
+const mounted = isMounted;
 
 
 const runc = (args: string[]) => runCmd('runc', args, undefined, undefined, 120_000);

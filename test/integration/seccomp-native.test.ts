@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { runCmd } from '../helpers/run.ts';
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { constants, release } from 'node:os';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,26 +22,11 @@ import {
   type SeccompNotif,
 } from '../../native/index.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
-import { buildC, gccMissing } from '../helpers/cprog.ts';
+import { buildC } from '../helpers/cprog.ts';
+import { seccompSkipReason } from '../helpers/skip.ts';
 
 const { EPERM, EXDEV } = constants.errno;
-const ADDON = new URL('../../native/build/Release/eci_native.node', import.meta.url);
-const HELPER = new URL('../../native/bin/eci-helper', import.meta.url);
-
-function skipReason(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root';
-  const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
-  if (maj < 5 || (maj === 5 && min < 9)) return `needs kernel >= 5.9 (have ${release()})`;
-  if (gccMissing) return gccMissing;
-  try {
-    execFileSync('runc', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'runc is not installed';
-  }
-  if (!existsSync(ADDON) || !existsSync(HELPER)) return 'native code not built (npm run build:native)';
-  return null;
-}
-const skip = skipReason();
+const skip = seccompSkipReason({ gcc: true });
 
 const NOTIFIED = ['mount', 'umount2', 'mount_setattr', 'open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick'];
 const CAPS = [

@@ -17,13 +17,11 @@ import { keyByName } from '../../actors/sysctl/keys.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { fuseRuncSkipReason, isMounted } from '../helpers/skip.ts';
 
 const run = promisify(execFile);
-const root = process.getuid?.() === 0;
-const haveFuse = existsSync('/dev/fuse');
-const haveRunc = ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc'].some(existsSync);
-const skip = !root ? 'needs root' : !haveFuse ? 'needs /dev/fuse' : !haveRunc ? 'needs runc' : '';
-const mounted = (p: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
+const skip = fuseRuncSkipReason();
+const mounted = isMounted;
 const HOST = '/proc/sys/fs/file-max';
 const hostValue = async () => Number((await readFile(HOST, 'utf8')).trim());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
