@@ -10,9 +10,12 @@ const ECI_RUNC = join(REPO, 'bin/eci-runc');
 
 export interface RunResult { code: number | null; stdout: string; stderr: string }
 
-export function eciRunc(args: string[], env: Record<string, string>): Promise<RunResult> {
+/** bin/eci-runc with `args`; `extraFd` becomes its fd 3 (for --preserve-fds). */
+export function eciRunc(args: string[], env: Record<string, string>, o: { cwd?: string; extraFd?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(ECI_RUNC, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
+    if (o.extraFd !== undefined) stdio.push(o.extraFd);
+    const p = spawn(ECI_RUNC, args, { env: { ...process.env, ...env }, cwd: o.cwd, stdio });
     let stdout = '';
     let stderr = '';
     p.stdout!.on('data', (d: Buffer) => (stdout += d));

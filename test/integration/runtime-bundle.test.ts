@@ -1,34 +1,18 @@
 // bin/eci-runc driven directly, as containerd/Podman would: bundles on a plain directory rootfs,
 // bad input that must leave nothing behind, and failing closed without the manager.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
-import { makeBundle } from '../helpers/bundle.ts';
+import { eciRunc as runEciRunc, makeBundle } from '../helpers/bundle.ts';
 
 const root = process.getuid?.() === 0;
-const ECI_RUNC = join(REPO, 'bin/eci-runc');
 const norm = (s: string) => s.trim().split(/\s+/).join(' ');
 // Mounts under this suite's own dirs only: other suites (or a benchmark) may hold theirs meanwhile,
 // and the manager's /proc FUSE server stays mounted under its run dir for as long as it runs.
 const ownMounts = (...dirs: string[]) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => dirs.some((d) => l.split(' ')[4]?.startsWith(d))).length;
 
-function eciRunc(args: string[], o: { env?: Record<string, string>; cwd?: string; extraFd?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
-    if (o.extraFd !== undefined) stdio.push(o.extraFd);
-    const p = spawn(ECI_RUNC, args, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (d: Buffer) => (stdout += d));
-    p.stderr!.on('data', (d: Buffer) => (stderr += d));
-    p.on('error', reject);
-    // `create` hands our pipes to the container, so they stay open: settle on exit, not close.
-    p.on('exit', (code) => setTimeout(() => resolve({ code, stdout, stderr }), 50));
-  });
-}
+const eciRunc = (args: string[], o: { env?: Record<string, string>; cwd?: string; extraFd?: number } = {}) => runEciRunc(args, o.env ?? {}, o);
 
 describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs root)'}`, () => {
   let m: TestManager;
