@@ -3,7 +3,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+import { startManager, type TestManager } from '../helpers/manager.ts';
 import { eciRunc as runEciRunc, makeBundle } from '../helpers/bundle.ts';
 
 const root = process.getuid?.() === 0;
