@@ -3,9 +3,9 @@
 // Each reports eci against runc measured in the same run. ECI_BENCH_ONLY=datapath / mountlat run one
 // of the last two alone.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildC } from '../helpers/cprog.ts';
+import { installC } from '../helpers/cprog.ts';
 import { checkBindMounts, type Resolved } from '../../actors/policy/mounts.ts';
 import { realpathSync, statSync } from 'node:fs';
 import type { BenchContext } from './context.ts';
@@ -34,14 +34,8 @@ export interface MoreResult {
   };
 }
 
-async function prog(c: BenchContext, name: string): Promise<string> {
-  const dir = join(c.tmp, 'bin');
-  mkdirSync(dir, { recursive: true });
-  chmodSync(dir, 0o755);
-  const dst = join(dir, name);
-  copyFileSync(await buildC(name), dst);
-  chmodSync(dst, 0o755);
-  return dir;
+function prog(c: BenchContext, name: string): Promise<string> {
+  return installC(join(c.tmp, 'bin'), name);
 }
 
 async function runOut(c: BenchContext, runtime: string, args: string[]): Promise<string> {

@@ -7,9 +7,9 @@
 // Every container gets --memory 256m so both emulations render a limited meminfo. Rounds are
 // interleaved and the median taken; the issue's target is eci/lxcfs >= 1.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildC } from '../helpers/cprog.ts';
+import { installC } from '../helpers/cprog.ts';
 import type { BenchContext } from './context.ts';
 import { RUN } from './context.ts';
 import { fmtX, median } from './stats.ts';
@@ -57,11 +57,7 @@ async function stopLxcfs(proc: ChildProcess): Promise<void> {
 
 export async function benchProcfs(c: BenchContext): Promise<ProcfsResult> {
   if (!existsSync(LXCFS)) throw new Error(`${LXCFS} is not installed (apt-get install lxcfs)`);
-  const bin = join(c.tmp, 'procfs-bin');
-  mkdirSync(bin, { recursive: true });
-  chmodSync(bin, 0o755);
-  copyFileSync(await buildC('proc_read_loop'), join(bin, 'proc_read_loop'));
-  chmodSync(join(bin, 'proc_read_loop'), 0o755);
+  const bin = await installC(join(c.tmp, 'procfs-bin'), 'proc_read_loop');
   const reads = 20_000;
   const rounds = 3;
   const lx = await startLxcfs(c.tmp);

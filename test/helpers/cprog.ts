@@ -2,7 +2,7 @@
 // run inside any container rootfs. Binaries are cached by source hash under $TMPDIR/eci-cprog/.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { mkdir, readFile, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,4 +44,18 @@ export async function buildC(name: string): Promise<string> {
   }
   await rename(tmp, out); // atomic: concurrent builders each produce a whole file
   return out;
+}
+
+/**
+ * Builds each fixture and copies it into `dir` (made if missing) as `dir/<name>`, mode 0755, with
+ * `dir` itself 0755: a directory a container's root (an unprivileged host uid) can bind and run from.
+ */
+export async function installC(dir: string, ...names: string[]): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755);
+  for (const name of names) {
+    copyFileSync(await buildC(name), join(dir, name));
+    chmodSync(join(dir, name), 0o755);
+  }
+  return dir;
 }

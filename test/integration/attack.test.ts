@@ -1,13 +1,13 @@
 // The attack suite (test/attack/attempts.ts) through one private dockerd with two runtimes: eci,
 // where every attempt must be blocked, and plain runc, whose results are only reported. Writes the
 // comparison to test/attack/last-comparison.md. Every probe is harmless (see the fixtures).
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, importBusyboxImage, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { startManager, type TestManager } from '../helpers/manager.ts';
-import { buildC, gccMissing } from '../helpers/cprog.ts';
+import { gccMissing, installC } from '../helpers/cprog.ts';
 import { readHostFacts, type AttackContext, type HostFacts } from '../attack/context.ts';
 import { comparison, lines, runSuite, type SuiteRun } from '../attack/run.ts';
 
@@ -43,12 +43,8 @@ describe.skipIf(skip)(`attack suite: eci blocks every attempt, runc for comparis
     chmodSync(dir, 0o755);
     const probes = join(dir, 'probes');
     const work = join(dir, 'work');
-    mkdirSync(probes);
+    await installC(probes, ...PROBES);
     mkdirSync(work);
-    for (const p of PROBES) {
-      copyFileSync(await buildC(p), join(probes, p));
-      chmodSync(join(probes, p), 0o755);
-    }
     host = readHostFacts(join(probes, 'attack-priv'));
     writeFileSync(join(dir, 'host-marker'), 'only on the host\n');
     // The engine socket is known to eci as bin/eci install would make it: listed in engineSockets.

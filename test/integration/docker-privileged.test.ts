@@ -1,12 +1,11 @@
 // --privileged through eci: every capability eci holds, host device nodes present, and still no
 // reach beyond the container. The probes are harmless (test/fixtures/c/priv_probe.c says why).
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
 import type { TestManager } from '../helpers/manager.ts';
-import { buildC } from '../helpers/cprog.ts';
+import { installC } from '../helpers/cprog.ts';
 
 const avail = dockerdAvailable();
 
@@ -22,15 +21,12 @@ describe.skipIf(!avail.ok)(`privileged containers stay contained${avail.ok ? '' 
   let d: Dockerd;
   let img: string;
   let dir: string;
-  let probe: string;
 
   beforeAll(async () => {
     ({ m, d, img } = await startEciDocker());
     dir = mkdtempSync('/tmp/eciv-');
     chmodSync(dir, 0o755);
-    probe = join(dir, 'priv_probe');
-    copyFileSync(await buildC('priv_probe'), probe);
-    chmodSync(probe, 0o755);
+    await installC(dir, 'priv_probe');
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });

@@ -2,13 +2,13 @@
 // (files there are uid 0 on the host disk: a host user running one would get root), by chmod, fchmod,
 // fchmodat, fchmodat2, through a bind of the volume, or by creating it with such a mode; inside its own
 // rootfs chmod u+s / g+s still work. Every vetted chmod is audited.
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
 import type { TestManager } from '../helpers/manager.ts';
-import { buildC } from '../helpers/cprog.ts';
+import { installC } from '../helpers/cprog.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -45,9 +45,7 @@ describe.skipIf(!avail.ok)(`setuid/setgid vetting through Docker${avail.ok ? '' 
     chmodSync(dir, 0o755);
     vol = join(dir, 'vol');
     bin = join(dir, 'bin');
-    mkdirSync(bin);
-    copyFileSync(await buildC('suid_plant'), join(bin, 'suid_plant'));
-    chmodSync(join(bin, 'suid_plant'), 0o755);
+    await installC(bin, 'suid_plant');
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });

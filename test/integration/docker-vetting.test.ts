@@ -1,13 +1,13 @@
 // Vetted mount syscalls through Docker: mounts inside containers still work, read-only mounts never
 // become writable (mount, mount_setattr, open_tree + move_mount, binds, a two-thread race), eci's
 // mounts cannot be unmounted, a dead manager means the calls wait for the next one, and every decision is audited.
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
 import type { TestManager } from '../helpers/manager.ts';
-import { buildC } from '../helpers/cprog.ts';
+import { installC } from '../helpers/cprog.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -29,11 +29,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     vol = join(dir, 'vol');
     bin = join(dir, 'bin');
     mkdirSync(vol);
-    mkdirSync(bin);
-    for (const p of ['ro_escape', 'remount_race']) {
-      copyFileSync(await buildC(p), join(bin, p));
-      chmodSync(join(bin, p), 0o755);
-    }
+    await installC(bin, 'ro_escape', 'remount_race');
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });
