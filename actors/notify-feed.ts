@@ -9,8 +9,16 @@ import { subjects } from '../bus/subjects.ts';
 import { fromWire, toWire } from './vetter.actor.ts';
 import { MS, type Verdict, type VetRequest } from './vetter/decide.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
+import { answeredOf, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
+import { constants as osConstants } from 'node:os';
 
 export const VET_TIMEOUT_MS = 2000;
+/**
+ * Audit events of vetted calls are gathered this long and published as one batch: publishing one
+ * alone (an outbox file and a JetStream round trip) took ~300 us of the manager's main thread,
+ * which the next call of a burst waited for (measured: bench mountlat).
+ */
+export const AUDIT_BATCH_MS = 5;
 
 export interface FeedNative {
   serveSeccompAgent(path: string, onConnection: (c: { state: unknown; notifyFd: number | null; error?: string }) => void): { close(): Promise<void> };
@@ -20,8 +28,9 @@ export interface FeedNative {
     close(): Promise<void>;
     readonly fd: number;
   };
-  mountAs(o: { pid: number; source?: string | null; target: string; fstype?: string | null; flags?: bigint; data?: string | null; notify?: { fd: number; id: bigint }; protect?: number[]; roDevs?: string[] }): Promise<void>;
-  umountAs(o: { pid: number; target: string; flags?: bigint; notify?: { fd: number; id: bigint }; protect?: number[] }): Promise<void>;
+  /** With notify.answer the call may be answered for the caller already: then AsOutcome.answered says how (also on a rejection). */
+  mountAs(o: { pid: number; source?: string | null; target: string; fstype?: string | null; flags?: bigint; data?: string | null; notify?: AsNotify; protect?: number[]; roDevs?: string[] }): Promise<AsOutcome | void>;
+  umountAs(o: { pid: number; target: string; flags?: bigint; notify?: AsNotify; protect?: number[] }): Promise<AsOutcome | void>;
   chmodAs(o: { pid: number; syscall?: 'chmod' | 'fchmod' | 'fchmodat' | 'fchmodat2'; path?: string; dirfd?: number; fd?: number; mode: number; flags?: number; notify?: { fd: number; id: bigint }; protect?: number[]; protectDevs?: string[] }): Promise<void>;
 }
 
@@ -29,6 +38,8 @@ export interface FeedHost {
   log: Logger;
   nc: NatsConnection;
   publish(subject: string, type: string, data: unknown): Promise<void>;
+  /** Publishes events as one batch (one outbox file, sent together); without it, one publish each. */
+  publishMany?(events: { subject: string; type: string; data: unknown }[]): Promise<void>;
   /**
    * runc handed over a notify fd for `container` (the caller keeps it: take a copy now, e.g. for the
    * fd-holder, before the feed starts watching it).
@@ -78,6 +89,8 @@ export class NotifyFeed {
   /** Open listeners and their container. */
   private listeners = new Map<{ close(): Promise<void>; readonly fd: number }, string>();
   private protectIds = new Map<string, Protection>();
+  private auditQueue: { subject: string; type: string; data: unknown }[] = [];
+  private auditTimer?: ReturnType<typeof setTimeout>;
 
   constructor(private host: FeedHost, private native: FeedNative) {}
 
@@ -88,6 +101,23 @@ export class NotifyFeed {
   async stop(): Promise<void> {
     await this.server?.close();
     for (const l of this.listeners.keys()) await l.close().catch(() => {});
+    await this.flushAudit();
+  }
+
+  /** One audit event (vetter.decision), published with the others of its batch. */
+  private audit(container: string, data: unknown): void {
+    this.auditQueue.push({ subject: subjects.vetterEvent(container), type: 'vetter.decision', data });
+    this.auditTimer ??= setTimeout(() => void this.flushAudit(), AUDIT_BATCH_MS);
+  }
+
+  /** Publishes the audit events gathered so far (resolves once kept or acknowledged). */
+  flushAudit(): Promise<void> {
+    clearTimeout(this.auditTimer);
+    this.auditTimer = undefined;
+    const batch = this.auditQueue.splice(0);
+    if (!batch.length) return Promise.resolve();
+    if (this.host.publishMany) return this.host.publishMany(batch);
+    return Promise.all(batch.map((e) => this.host.publish(e.subject, e.type, e.data))).then(() => {});
   }
 
   forget(container: string): void {
@@ -123,7 +153,7 @@ export class NotifyFeed {
       if (!waiting) continue;
       const reason = 'received by a manager that died before answering: refused (its arguments are gone)';
       void l.respond(id, { kind: 'errno', errno: 1 }).catch(() => {});
-      void this.host.publish(subjects.vetterEvent(container), 'vetter.decision', {
+      this.audit(container, {
         container, pid: 0, syscall: 'unknown', strings: {}, verdict: 'refused', errno: 'EPERM', reason, latencyUs: 0,
       });
       this.host.log.warn({ container, id: id.toString() }, reason);
@@ -230,24 +260,28 @@ export class NotifyFeed {
     }
     const t1 = performance.now();
     let result: { errno: number; code: string } | { val: number } | 'continue';
+    // Set when the performer answered the caller itself (the manager then only records it).
+    let answered: AsOutcome['answered'];
     if (verdict.kind === 'perform') {
-      const notify = { fd: l.fd, id: n.id };
+      const p = verdict.perform;
+      // A new proc/sysfs mount gets eci's files before the caller returns: the manager answers that one.
+      const emulates = p.op === 'mount' && (p.fstype === 'proc' || p.fstype === 'sysfs') && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE));
+      const notify: AsNotify = { fd: l.fd, id: n.id, answer: !emulates };
       const { ids: protect, roDevs, volumes } = this.protection(container, initPid);
       try {
-        const p = verdict.perform;
-        if (p.op === 'mount') await this.native.mountAs({ pid: n.pid, source: p.source, target: p.target, fstype: p.fstype, flags: p.flags, data: p.data, notify, protect, roDevs });
-        else if (p.op === 'umount') await this.native.umountAs({ pid: n.pid, target: p.target, flags: p.flags, notify, protect });
+        if (p.op === 'mount') answered = (await this.native.mountAs({ pid: n.pid, source: p.source, target: p.target, fstype: p.fstype, flags: p.flags, data: p.data, notify, protect, roDevs }))?.answered;
+        else if (p.op === 'umount') answered = (await this.native.umountAs({ pid: n.pid, target: p.target, flags: p.flags, notify, protect }))?.answered;
         else if (!volumes) throw Object.assign(new Error(`${p.syscall}: the volumes of this container are not known (created before the manager started): setuid/setgid refused`), { code: 'EPERM', errno: 1, syscall: 'chmod' });
         else await this.native.chmodAs({ pid: n.pid, syscall: p.syscall, path: p.path, dirfd: p.dirfd, fd: p.fd, mode: p.mode, flags: p.flags, notify, protect: volumes.ids, protectDevs: volumes.devs });
         result = { val: 0 };
-        if (p.op === 'mount' && (p.fstype === 'proc' || p.fstype === 'sysfs') && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE))) {
-          await this.emulateOnNewMount(container, n.pid, p.fstype, p.target);
-        }
+        if (emulates) await this.emulateOnNewMount(container, n.pid, p.fstype!, p.target);
       } catch (e) {
         const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
-        // The call itself failed: its errno is the answer. Anything else: refuse.
+        answered = answeredOf(e);
+        // The call itself failed: its errno is the answer. Anything else: refuse. (The performer answers by the same rule.)
         const mine = err.syscall === 'mount' || err.syscall === 'umount2' || err.syscall === 'chmod';
         result = { errno: mine && err.errno ? err.errno : 1, code: mine && err.code ? err.code : 'EPERM' };
+        if (answered && answered.errno !== result.errno) result = { errno: answered.errno, code: errnoName(answered.errno) };
         if (!mine) verdict = { ...verdict, reason: `${verdict.reason}; could not perform it: ${err.message}` };
         else if (err.errno === 1) verdict = { ...verdict, reason: err.message ?? verdict.reason };
       }
@@ -258,19 +292,28 @@ export class NotifyFeed {
     }
     const response = result === 'continue' ? { kind: 'continue' as const } : 'val' in result ? { kind: 'value' as const, val: result.val } : { kind: 'errno' as const, errno: result.errno };
     const t2 = performance.now();
-    await l.respond(n.id, response).catch(() => { /* the caller left the syscall (signal, exit): nothing to answer */ });
+    if (!answered) await l.respond(n.id, response).catch(() => { /* the caller left the syscall (signal, exit): nothing to answer */ });
     const t3 = performance.now();
-    const latencyUs = Math.round((t3 - t0) * 1000);
-    // Where the time went: getting the verdict, carrying it out, answering the kernel.
-    const spansUs = { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
+    // Where the time went: getting the verdict, carrying it out, answering the kernel. Answered by the
+    // performer: perform ends at its answer, and `after` (the hop back here) is not the caller's time.
+    const answeredMs = answered ? answered.atUs / 1000 - nowUs / 1000 + t0 : undefined;
+    const latencyUs = Math.round(((answeredMs ?? t3) - t0) * 1000);
+    const spansUs = answeredMs !== undefined
+      ? { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.max(0, Math.round((answeredMs - t1) * 1000)), respond: 0, after: Math.max(0, Math.round((t3 - answeredMs) * 1000)) }
+      : { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
     // flags: mount/umount2's flags; for the chmod family its mode (octal).
     const mode = n.syscall === 'chmod' || n.syscall === 'fchmod' ? n.args[1] : n.syscall === 'fchmodat' || n.syscall === 'fchmodat2' ? n.args[2] : undefined;
     const flags = n.syscall === 'mount' ? `0x${(n.args[3] ?? 0n).toString(16)}` : n.syscall === 'umount2' ? `0x${(n.args[1] ?? 0n).toString(16)}` : mode !== undefined ? `0${(mode & 0o7777n).toString(8)}` : undefined;
-    void this.host.publish(subjects.vetterEvent(container), 'vetter.decision', {
+    this.audit(container, {
       container, pid: n.pid, syscall: n.syscall, strings: n.strings, flags,
       verdict: verdict.kind === 'perform' ? (result === 'continue' || 'val' in result ? 'performed' : 'refused') : verdict.kind === 'errno' ? 'refused' : 'continued',
       errno: result !== 'continue' && 'code' in result ? result.code : undefined,
-      reason: verdict.reason, latencyUs, spansUs,
+      reason: verdict.reason, latencyUs, spansUs, ...(answered ? { answeredBy: 'performer' } : {}),
     });
   }
+}
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
+function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `E${errno}`;
 }

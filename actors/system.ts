@@ -215,6 +215,7 @@ export class Manager implements RuntimeHost {
     this.feed = new NotifyFeed({
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
+      publishMany: (events) => this.publishMany(events),
       vet: (req) => this.vetter!.vet(req),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
       notifyFdReceived: (id, fd) => this.holdNotifyFd(id, fd),
@@ -296,6 +297,7 @@ export class Manager implements RuntimeHost {
     rmSync(this.config.socket, { force: true });
     await Promise.all([...this.chains.values()]);
     await this.allocator?.settled();
+    await this.feed?.flushAudit(); // the decisions made so far come before 'stopping'
     await this.publish(subjects.managerEvent('stopping'), 'manager.stopping', { pid: process.pid, version: VERSION, nats: this.bus.url }).catch(() => {});
     await this.feed?.stop();
     this.holder?.close(); // it keeps the fds for the next manager, and exits once it holds none
@@ -320,6 +322,18 @@ export class Manager implements RuntimeHost {
       await this.outbox!.add({ subject, id: env.id, payload: JSON.stringify(env) });
     } catch (e) {
       this.log.error({ err: e, subject, type }, 'cannot publish event');
+    }
+  }
+
+  /** Publishes events as one outbox batch (one file; see Outbox.addMany). */
+  async publishMany(events: { subject: string; type: string; data: unknown }[]): Promise<void> {
+    try {
+      await this.outbox!.addMany(events.map((ev) => {
+        const env = envelope(ev.type, ev.data);
+        return { subject: ev.subject, id: env.id, payload: JSON.stringify(env) };
+      }));
+    } catch (e) {
+      this.log.error({ err: e, events: events.length, type: events[0]?.type }, 'cannot publish events');
     }
   }
 

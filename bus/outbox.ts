@@ -2,16 +2,22 @@
 // is published, and the file is removed once JetStream acknowledged it. While the bus is down the
 // files pile up; on reconnect (or at the next start, after a crash) they are published again, in
 // ulid order, with the same ulid as JetStream message id, so anything the server already stored
-// is dropped as a duplicate. One flusher publishes one event at a time: a retry can never overtake
-// a later event, so each subject keeps its order.
+// is dropped as a duplicate. One flusher publishes the queue in order, a window of events at a time
+// on one connection (the server stores them in that order; a failed window is sent again from its
+// first event, and what was stored already is a duplicate), so each subject keeps its order.
+// A batch (addMany: e.g. the audit events of a burst of vetted calls) is one file of JSON lines,
+// named by its first id, removed once all of its events are acknowledged.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
 export interface OutboxEntry { subject: string; id: string; payload: string }
 
+/** An outbox file and how many of its events still wait for an acknowledgement. */
+interface KeptFile { path: string; left: number }
+
 interface Pending extends OutboxEntry {
-  file?: string;
+  file?: KeptFile;
   settle: () => void;
 }
 
@@ -19,6 +25,8 @@ export type OutboxSend = (e: OutboxEntry) => Promise<void>;
 
 const FILE = /^[0-9A-HJKMNP-TV-Z]{26}\.json$/;
 const RETRY_MS = 250;
+/** Events published before waiting for their acknowledgements. */
+const WINDOW = 64;
 
 export class Outbox {
   private queue: Pending[] = [];
@@ -36,16 +44,25 @@ export class Outbox {
   load(): number {
     const files = readdirSync(this.dir).filter((f) => FILE.test(f)).sort();
     for (const f of files) {
-      const file = join(this.dir, f);
+      const path = join(this.dir, f);
+      const kept: OutboxEntry[] = [];
       try {
-        const e = JSON.parse(readFileSync(file, 'utf8')) as OutboxEntry;
-        if (typeof e.subject !== 'string' || typeof e.payload !== 'string' || e.id !== f.slice(0, 26)) throw new Error('bad entry');
-        this.queue.push({ ...e, file, settle: () => {} });
+        for (const line of readFileSync(path, 'utf8').split('\n')) {
+          if (!line) continue;
+          const e = JSON.parse(line) as OutboxEntry;
+          if (typeof e.subject !== 'string' || typeof e.payload !== 'string' || typeof e.id !== 'string' || (!kept.length && e.id !== f.slice(0, 26))) throw new Error('bad entry');
+          kept.push({ subject: e.subject, id: e.id, payload: e.payload });
+        }
       } catch (err) {
-        // A torn write (disk full, crash mid-write) never reached the bus: nothing to keep.
-        this.log.warn({ file, err: (err as Error).message }, 'dropping an unreadable outbox entry');
-        rmSync(file, { force: true });
+        // A torn write (disk full, crash mid-write) never reached the bus: nothing to keep of it.
+        this.log.warn({ file: path, err: (err as Error).message, kept: kept.length }, 'dropping an unreadable outbox entry');
       }
+      if (!kept.length) {
+        rmSync(path, { force: true });
+        continue;
+      }
+      const file: KeptFile = { path, left: kept.length };
+      for (const e of kept) this.queue.push({ ...e, file, settle: () => {} });
     }
     if (files.length) this.kick();
     return this.queue.length;
@@ -56,21 +73,28 @@ export class Outbox {
    * (on disk if possible): callers never wait for an outage to end.
    */
   add(e: OutboxEntry): Promise<void> {
+    return this.addMany([e]);
+  }
+
+  /** Queues events, kept together in one file (written at once): resolves as add does, for all of them. */
+  addMany(es: OutboxEntry[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('outbox closed'));
-    let file: string | undefined = join(this.dir, `${e.id}.json`);
+    if (!es.length) return Promise.resolve();
+    let file: KeptFile | undefined = { path: join(this.dir, `${es[0]!.id}.json`), left: es.length };
     try {
-      writeFileSync(file, JSON.stringify(e), { mode: 0o600 });
+      writeFileSync(file.path, es.map((e) => JSON.stringify(e)).join('\n'), { mode: 0o600 });
     } catch (err) {
       // Disk full or read-only: publish from memory only (lost if the manager dies before the ack).
-      rmSync(file, { force: true });
-      this.log.error({ id: e.id, subject: e.subject, err: (err as Error).message }, 'cannot write the event outbox; event kept in memory only');
+      rmSync(file.path, { force: true });
+      this.log.error({ ids: es.map((e) => e.id), subject: es[0]!.subject, err: (err as Error).message }, 'cannot write the event outbox; event kept in memory only');
       file = undefined;
     }
-    return new Promise<void>((settle) => {
+    const settled = es.map((e) => new Promise<void>((settle) => {
       this.queue.push({ ...e, file, settle });
       if (!this.up) settle();
-      this.kick();
-    });
+    }));
+    this.kick();
+    return Promise.all(settled).then(() => {});
   }
 
   /** Events not yet acknowledged. */
@@ -98,23 +122,27 @@ export class Outbox {
 
   private async flush(): Promise<void> {
     while (this.queue.length && !this.closed) {
-      const head = this.queue[0];
-      try {
-        await this.send(head);
-      } catch (err) {
-        if (this.up) this.log.warn({ err: (err as Error).message, pending: this.queue.length }, 'event bus unavailable; keeping events in the outbox');
-        this.up = false;
-        for (const p of this.queue) p.settle(); // kept: nobody waits on the outage
-        await new Promise<void>((r) => { this.wake = r; setTimeout(r, RETRY_MS); });
-        continue;
+      // While the bus is down, one event at a time probes it; when up, a window in flight at once.
+      const window = this.queue.slice(0, this.up ? WINDOW : 1);
+      const sent = await Promise.allSettled(window.map((p) => this.send(p)));
+      // Acknowledged up to the first failure; from there on everything goes again (a duplicate is dropped).
+      let ok = 0;
+      while (ok < sent.length && sent[ok]!.status === 'fulfilled') ok++;
+      for (const p of this.queue.splice(0, ok)) {
+        if (p.file && --p.file.left === 0) rmSync(p.file.path, { force: true });
+        p.settle();
       }
-      this.queue.shift();
-      if (head.file) rmSync(head.file, { force: true });
-      if (!this.up) {
+      if (ok && !this.up) {
         this.up = true;
         this.log.info({ pending: this.queue.length }, 'event bus back; flushing the outbox');
       }
-      head.settle();
+      if (ok < sent.length) {
+        const err = (sent[ok] as PromiseRejectedResult).reason as Error;
+        if (this.up) this.log.warn({ err: err?.message, pending: this.queue.length }, 'event bus unavailable; keeping events in the outbox');
+        this.up = false;
+        for (const p of this.queue) p.settle(); // kept: nobody waits on the outage
+        await new Promise<void>((r) => { this.wake = r; setTimeout(r, RETRY_MS); });
+      }
     }
   }
 }

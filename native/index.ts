@@ -194,6 +194,7 @@ import {
   asHelperArgs,
   createSeccompListener,
   parseAgentDelivery,
+  type AsOutcome,
   type MountAsOptions,
   type RawAgentDelivery,
   type RawWatchEvent,
@@ -204,6 +205,8 @@ import {
 } from './seccomp-agent.ts';
 
 export type {
+  AsNotify,
+  AsOutcome,
   MountAsOptions,
   SeccompAgentConnection,
   SeccompListener,
@@ -212,7 +215,7 @@ export type {
   SeccompStringIssue,
   UmountAsOptions,
 } from './seccomp-agent.ts';
-export { parseAgentDelivery } from './seccomp-agent.ts';
+export { answeredOf, parseAgentDelivery } from './seccomp-agent.ts';
 
 interface SeccompAddon {
   listen(path: string, cb: (d: RawAgentDelivery) => void): { close(): void };
@@ -420,13 +423,17 @@ abstract class FramedHelper<R extends { guard: NodeJS.Timeout }> {
   }
 }
 
-/** A 'D' frame (id, 'D', i32 code, i32 signal, u32 stdout length, stdout, stderr): the run's error, or undefined. */
-function doneFailure(f: Buffer): unknown {
+/**
+ * A 'D' frame (id, 'D', i32 code, i32 signal, u32 stdout length, stdout, stderr): the run's error, or
+ * undefined. `skip`: bytes between the stdout length and stdout (a performer's 'A' frame).
+ */
+function doneFailure(f: Buffer, skip = 0): unknown {
   const code = f.readInt32LE(5);
   const sig = f.readInt32LE(9);
   const outLen = f.readUInt32LE(13);
-  const stdout = f.subarray(17, 17 + outLen).toString('utf8');
-  const stderr = f.subarray(17 + outLen).toString('utf8');
+  const at = 17 + skip;
+  const stdout = f.subarray(at, at + outLen).toString('utf8');
+  const stderr = f.subarray(at + outLen).toString('utf8');
   const exit = sig ? { code: null, signal: signalNames.get(sig) ?? `SIG${sig}`, stderr } : { code, signal: null, stderr };
   return parseHelperOutput(stdout, exit);
 }
@@ -519,7 +526,13 @@ function helperServer(): HelperServer | undefined {
 
 const PERFORM_NOTIFY_FD = 4;
 
-interface PerformRun { resolve: () => void; reject: (e: unknown) => void; fallback: () => void; guard: NodeJS.Timeout }
+
+interface PerformRun { resolve: (o: AsOutcome) => void; reject: (e: unknown) => void; fallback: () => void; guard: NodeJS.Timeout }
+
+/** perform.h's request flag: the performer answers the notification itself. */
+const PERFORM_ANSWER = 1;
+/** An 'A' frame's fields between the stdout length and stdout: u64 answered at, i32 errno answered, i32 send errno. */
+const ANSWER_FIELDS = 16;
 
 class Performer extends FramedHelper<PerformRun> {
   /** Requests written before the performer said it is ready: if it dies first, none of them ran. */
@@ -529,16 +542,21 @@ class Performer extends FramedHelper<PerformRun> {
     super(helper, 'perform', notifyFd);
   }
 
-  /** Runs mount-as/umount-as args (with --notif-fd 4); `fallback` runs the call another way when the performer did not. */
-  run(args: string[], fallback: () => Promise<void>): Promise<void> {
+  /**
+   * Runs mount-as/umount-as args (with --notif-fd 4); `fallback` runs the call another way when the
+   * performer did not. `answer`: the notification id the performer answers itself.
+   */
+  run(args: string[], fallback: () => Promise<void>, answer?: bigint): Promise<AsOutcome> {
     const body = Buffer.from(args.join('\0') + '\0', 'utf8');
     const id = this.newId();
-    const frame = Buffer.alloc(8 + body.length);
-    frame.writeUInt32LE(4 + body.length, 0);
+    const frame = Buffer.alloc(17 + body.length);
+    frame.writeUInt32LE(13 + body.length, 0);
     frame.writeUInt32LE(id, 4);
-    body.copy(frame, 8);
-    return new Promise<void>((resolve, reject) => {
-      this.track(id, (guard) => ({ resolve, reject, fallback: () => void fallback().then(resolve, reject), guard }));
+    frame.writeUInt8(answer === undefined ? 0 : PERFORM_ANSWER, 8);
+    frame.writeBigUInt64LE(answer ?? 0n, 9);
+    body.copy(frame, 17);
+    return new Promise<AsOutcome>((resolve, reject) => {
+      this.track(id, (guard) => ({ resolve, reject, fallback: () => void fallback().then(() => resolve({}), reject), guard }));
       if (this.unconfirmed) this.unconfirmed.push(frame);
       else this.sock.write(frame);
     });
@@ -559,7 +577,15 @@ class Performer extends FramedHelper<PerformRun> {
       if (!r) return true;
       const failure = doneFailure(f);
       if (failure) r.reject(failure);
-      else r.resolve();
+      else r.resolve({});
+    } else if (kind === 'A' && f.length >= 17 + ANSWER_FIELDS) {
+      const r = this.settle(id);
+      if (!r) return true;
+      const answered = { atUs: Number(f.readBigUInt64LE(17)), errno: f.readInt32LE(25), sendErrno: f.readInt32LE(29) };
+      const failure = doneFailure(f, ANSWER_FIELDS);
+      if (failure) r.reject(Object.assign(failure as object, { answered }));
+      else if (answered.errno) r.reject(Object.assign(new Error(`answered ${answered.errno} without a failure report`), { answered }));
+      else r.resolve({ answered });
     } else {
       return false;
     }
@@ -606,10 +632,11 @@ function closePerformer(fd: number): void {
   p?.close();
 }
 
-function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<void> {
+function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<AsOutcome> {
   const viaServer = () => runHelperWithFd(asHelperArgs(kind, o, o.notify ? 3 : undefined), o.notify?.fd);
   const p = o.notify ? performerFor(o.notify.fd) : undefined;
-  return p ? p.run(asHelperArgs(kind, o, PERFORM_NOTIFY_FD), viaServer) : viaServer();
+  if (p) return p.run(asHelperArgs(kind, o, PERFORM_NOTIFY_FD), viaServer, o.notify?.answer ? o.notify.id : undefined);
+  return viaServer().then(() => ({}));
 }
 
 /**
@@ -617,12 +644,12 @@ function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountA
  * mount-as). Rejects with a NativeError: syscall 'mount' means the mount itself failed and its errno is
  * the answer for the container; any other syscall is a failure to get there (ENOENT/ESRCH: target gone).
  */
-export async function mountAs(o: MountAsOptions): Promise<void> {
+export async function mountAs(o: MountAsOptions): Promise<AsOutcome> {
   return runAsHelper('mount-as', o);
 }
 
 /** umount2(2) for process o.pid (eci-helper umount-as); errors as for mountAs, with syscall 'umount2'. */
-export async function umountAs(o: UmountAsOptions): Promise<void> {
+export async function umountAs(o: UmountAsOptions): Promise<AsOutcome> {
   return runAsHelper('umount-as', o);
 }
 

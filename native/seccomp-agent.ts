@@ -216,6 +216,26 @@ export function createSeccompListener(backend: SeccompListenerBackend): SeccompL
   };
 }
 
+/**
+ * The notification a mountAs/umountAs performs. `answer`: the performer may answer it itself, at once,
+ * with the outcome (0, the call's own errno, or EPERM); the result then says so (AsOutcome.answered),
+ * and the caller must not answer again. Without a performer (fallback paths) it is left to the caller.
+ */
+export interface AsNotify { fd: number; id: bigint; answer?: boolean }
+
+/**
+ * How a mountAs/umountAs went, beyond success or the rejection: `answered` when the notification was
+ * answered for the caller (errno 0: the call returned 0; atUs: process.hrtime's clock, in us). A
+ * rejection carries the same as its `answered` property.
+ */
+export interface AsOutcome { answered?: { errno: number; atUs: number; sendErrno: number } }
+
+/** The `answered` of a rejected mountAs/umountAs, if the notification was answered. */
+export function answeredOf(e: unknown): AsOutcome['answered'] {
+  const a = (e as { answered?: unknown } | null)?.answered;
+  return a && typeof a === 'object' ? (a as AsOutcome['answered']) : undefined;
+}
+
 /** Options of mountAs: the (already vetted) arguments of the mount(2) to perform for process pid. */
 export interface MountAsOptions {
   pid: number;
@@ -225,7 +245,7 @@ export interface MountAsOptions {
   flags?: number | bigint;
   data?: string | null;
   /** The notification being answered: the helper re-checks it is valid after pinning the process. */
-  notify?: { fd: number; id: bigint };
+  notify?: AsNotify;
   /** Mount ids of eci-managed mounts: moving them is refused (EPERM) on the mount itself. */
   protect?: number[];
   /** "major:minor" of filesystems read-only at container start: a read-only mount of them never becomes writable. */
@@ -236,7 +256,7 @@ export interface UmountAsOptions {
   pid: number;
   target: string;
   flags?: number | bigint;
-  notify?: { fd: number; id: bigint };
+  notify?: AsNotify;
   /** Mount ids of eci-managed mounts: unmounting them is refused (EPERM). */
   protect?: number[];
 }

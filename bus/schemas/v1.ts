@@ -39,7 +39,10 @@ export interface VetterDecisionData {
   verdict: 'performed' | 'refused' | 'continued'; errno?: string; reason: string; latencyUs: number;
   /** Where latencyUs went: getting the verdict, carrying it out, answering the kernel. */
   /** inspect: arguments read in the native watcher; queue: from there into the feed (the hop into Node). */
-  spansUs?: { inspect?: number; queue?: number; decide: number; perform: number; respond: number };
+  /** answered by the performer (answeredBy 'performer'): perform ends at its answer, respond is 0, after is the hop back (not the caller's time). */
+  spansUs?: { inspect?: number; queue?: number; decide: number; perform: number; respond: number; after?: number };
+  /** Who answered the kernel: the manager (absent) or the container's performer. */
+  answeredBy?: 'performer';
 }
 export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
 export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | BusEvent | SettingsEvent | VetterEvent;

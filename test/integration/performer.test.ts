@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener } from '../../native/index.ts';
+import { answeredOf, listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener } from '../../native/index.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { runCmd } from '../helpers/run.ts';
 import { seccompSkipReason } from '../helpers/skip.ts';
@@ -46,8 +46,30 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/** A busybox bundle under `dir` whose script runs with CAP_SYS_ADMIN, `notify` sent to agent<name>.sock. */
+let dir: string;
+async function bundle(name: string, script: string, notify: string[]): Promise<{ sock: string; b: string }> {
+  const sock = join(dir, `agent${name}.sock`);
+  const b = join(dir, `bundle${name}`);
+  await makeBusyboxRootfs(join(b, 'rootfs'));
+  mkdirSync(join(b, 'rootfs', 'mnt'));
+  const caps = ['CAP_SYS_ADMIN'];
+  writeFileSync(join(b, 'config.json'), JSON.stringify({
+    ociVersion: '1.0.2',
+    process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', script], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
+    root: { path: 'rootfs', readonly: false },
+    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
+    linux: {
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({ type })),
+      uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+      gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+      seccomp: { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], listenerPath: sock, syscalls: [{ names: notify, action: 'SCMP_ACT_NOTIFY' }] },
+    },
+  }));
+  return { sock, b };
+}
+
 describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  let dir: string;
   beforeAll(() => {
     dir = mkdtempSync('/tmp/eci-performer-');
     chmodSync(dir, 0o755);
@@ -159,23 +181,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
   });
 
   it('holds the notify fd and nothing else of the manager; its spare run waits with the notify fd and its two pipes only', async () => {
-    const sock = join(dir, 'agent2.sock');
-    const b = join(dir, 'bundle2');
-    await makeBusyboxRootfs(join(b, 'rootfs'));
-    mkdirSync(join(b, 'rootfs', 'mnt'));
-    const caps = ['CAP_SYS_ADMIN'];
-    writeFileSync(join(b, 'config.json'), JSON.stringify({
-      ociVersion: '1.0.2',
-      process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', 'mount -t tmpfs tmpfs /mnt; echo "m=$?"; sleep 1'], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
-      root: { path: 'rootfs', readonly: false },
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
-      linux: {
-        namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({ type })),
-        uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
-        gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
-        seccomp: { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], listenerPath: sock, syscalls: [{ names: ['mount'], action: 'SCMP_ACT_NOTIFY' }] },
-      },
-    }));
+    const { sock, b } = await bundle('2', 'mount -t tmpfs tmpfs /mnt; echo "m=$?"; sleep 1', ['mount']);
     let shape: { fds: Record<string, string>; spare: Record<string, string> } | undefined;
     const listeners: SeccompListener[] = [];
     const agent = serveSeccompAgent(sock, (c) => {
@@ -218,6 +224,50 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       await agent.close();
       for (const l of listeners) await l.close();
       await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer2'], undefined, undefined, 60_000);
+    }
+  });
+
+  it('answers the caller itself when asked: 0, or the call\'s own errno, and the manager only learns the outcome', async () => {
+    const script = 'mount -t tmpfs tmpfs /mnt; echo "a=$?"; grep -c " /mnt " /proc/mounts; mount -t tmpfs tmpfs /nowhere; echo "b=$?"; umount /mnt; echo "u=$?"';
+    const { sock, b } = await bundle('3', script, ['mount', 'umount2']);
+    const outcomes: unknown[] = [];
+    const listeners: SeccompListener[] = [];
+    const agent = serveSeccompAgent(sock, (c) => {
+      if (c.notifyFd === null) return;
+      const l = listenSeccomp(c.notifyFd);
+      listeners.push(l);
+      void (async () => {
+        for await (const n of l) {
+          const notify = { fd: l.fd, id: n.id, answer: true };
+          const run = n.syscall === 'mount'
+            ? mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify })
+            : umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify });
+          // Answered by the performer: a second answer must find nothing pending.
+          const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
+          outcomes.push(o);
+          if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
+          else outcomes.push(await l.respond(n.id, { kind: 'value', val: 0 }).then(() => 'answered twice', (e: unknown) => (e as { code?: string }).code));
+        }
+      })();
+    });
+    try {
+      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer3'], undefined, undefined, 120_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/a=0\n1\n/);
+      expect(r.stdout).toMatch(/b=[1-9]/);
+      expect(r.stdout + r.stderr).toMatch(/No such file or directory/);
+      expect(r.stdout).toContain('u=0');
+      const [ok, again1, noent, again2, um] = outcomes as [{ answered: { errno: number; sendErrno: number; atUs: number } }, string, { failed: { syscall: string; code: string }; answered: { errno: number } }, string, { answered: { errno: number } }];
+      expect(ok.answered).toMatchObject({ errno: 0, sendErrno: 0 });
+      expect(Math.abs(ok.answered.atUs - Number(process.hrtime.bigint() / 1000n))).toBeLessThan(120_000_000);
+      expect(noent.failed).toMatchObject({ syscall: 'mount', code: 'ENOENT' });
+      expect(noent.answered).toMatchObject({ errno: constants.errno.ENOENT });
+      expect(um.answered).toMatchObject({ errno: 0 });
+      expect([again1, again2]).toEqual(['ENOENT', 'ENOENT']);
+    } finally {
+      await agent.close();
+      for (const l of listeners) await l.close();
+      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer3'], undefined, undefined, 60_000);
     }
   });
 });

@@ -1,5 +1,5 @@
 // The outbox against a fake JetStream that can be "down": order, durability, no waiting on an outage.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -54,5 +54,49 @@ describe('Outbox', () => {
     await ob.add(e);
     await ob.close(100);
     expect(readdirSync(dir)).toEqual([`${e.id}.json`]);
+  });
+
+  it('keeps a batch in one file of lines until every event of it is acknowledged, and loads it back (a torn line dropped)', async () => {
+    const dir = mk();
+    const es = [1, 2, 3].map(entry);
+    const ob = new Outbox(dir, async () => { throw new Error('down'); }, log);
+    await ob.addMany(es);
+    expect(readdirSync(dir)).toEqual([`${es[0]!.id}.json`]);
+    await ob.close(50);
+    // A crash mid-write: the last line is torn.
+    const f = join(dir, `${es[0]!.id}.json`);
+    writeFileSync(f, `${readFileSync(f, 'utf8')}\n{"subject":"s.4","i`);
+    const got: string[] = [];
+    let acks = 0;
+    const ob2 = new Outbox(dir, async (e) => { got.push(e.subject); if (++acks === 2) expect(readdirSync(dir)).toEqual([`${es[0]!.id}.json`]); }, log);
+    expect(ob2.load()).toBe(3);
+    for (let i = 0; i < 100 && ob2.pending(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toEqual(['s.1', 's.2', 's.3']);
+    expect(readdirSync(dir)).toEqual([]);
+    await ob2.close();
+  });
+
+  it('sends a window at once and, after a failure inside it, everything from the failed event again, in order', async () => {
+    const dir = mk();
+    const sent: string[] = [];
+    let inFlight = 0;
+    let most = 0;
+    let failOnce = true;
+    const ob = new Outbox(dir, async (e) => {
+      sent.push(e.subject);
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await new Promise((r) => setTimeout(r, 1));
+      inFlight--;
+      if (e.subject === 's.3' && failOnce) { failOnce = false; throw new Error('timeout'); }
+    }, log);
+    const es = [1, 2, 3, 4, 5].map(entry);
+    await ob.addMany(es);
+    for (let i = 0; i < 200 && ob.pending(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(most).toBe(5);
+    // 1..5 in one window; 3 failed: 3, 4, 5 again (4 and 5 are duplicates for JetStream), 3 first.
+    expect(sent).toEqual(['s.1', 's.2', 's.3', 's.4', 's.5', 's.3', 's.4', 's.5']);
+    expect(readdirSync(dir)).toEqual([]);
+    await ob.close();
   });
 });

@@ -311,3 +311,92 @@ describe('notify feed: setuid/setgid chmods', () => {
     expect(t.events[0]).toMatchObject({ verdict: 'refused', errno: 'EPERM', reason: expect.stringContaining('not known') });
   });
 });
+
+import { AUDIT_BATCH_MS } from '../../actors/notify-feed.ts';
+import type { AsNotify, AsOutcome } from '../../native/seccomp-agent.ts';
+
+describe('notify feed: calls answered by the performer', () => {
+  /** A feed over fakes whose mountAs/umountAs play a performer that answers the caller itself. */
+  function feed(perform: (o: { notify?: AsNotify; fstype?: string | null }) => Promise<AsOutcome | void>) {
+    const calls: { notify?: AsNotify; fstype?: string | null }[] = [];
+    const responses: unknown[] = [];
+    const batches: { type: string; data: Record<string, unknown> }[][] = [];
+    const single: unknown[] = [];
+    let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
+    const queue: unknown[] = [];
+    let wake: (() => void) | undefined;
+    const native = {
+      serveSeccompAgent: (_p: string, cb: typeof onConn) => ((onConn = cb), { close: async () => {} }),
+      listenSeccomp: () => ({
+        fd: 42,
+        respond: async (_id: bigint, r: unknown) => void responses.push(r),
+        close: async () => {},
+        async *[Symbol.asyncIterator]() {
+          for (;;) {
+            while (!queue.length) await new Promise<void>((r) => (wake = r));
+            yield queue.shift();
+          }
+        },
+      }),
+      mountAs: async (o: { notify?: AsNotify; fstype?: string | null }) => { calls.push(o); return perform(o); },
+      umountAs: async (o: { notify?: AsNotify }) => { calls.push(o); return perform(o); },
+      chmodAs: async () => {},
+    } as unknown as FeedNative;
+    const f = new NotifyFeed({
+      log: { warn() {}, error() {} } as never,
+      nc: {} as never,
+      publish: async (_s, _t, data) => void single.push(data),
+      publishMany: async (es) => void batches.push(es as { type: string; data: Record<string, unknown> }[]),
+      protectedPaths: () => [], ranges: () => ({}), vet: (r) => decide(r),
+    }, native);
+    f.start('/s');
+    onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: 42 });
+    const mount = (id: bigint, fstype: string, target = '/mnt') => { queue.push({ id, pid: 77, syscall: 'mount', args: [0n, 0n, 0n, 0n, 0n, 0n], strings: { source: fstype, target, fstype, data: null } }); wake?.(); };
+    return { f, calls, responses, batches, single, mount, settle: () => new Promise((r) => setTimeout(r, AUDIT_BATCH_MS + 40)) };
+  }
+  const answeredAt = () => Number(process.hrtime.bigint() / 1000n);
+
+  it('does not answer again what the performer answered, and audits it as the performer answered', async () => {
+    const t = feed(async (o) => ({ answered: o.notify?.answer ? { errno: 0, atUs: answeredAt(), sendErrno: 0 } : undefined }));
+    t.mount(1n, 'tmpfs');
+    await t.settle();
+    expect(t.calls[0]!.notify).toEqual({ fd: 42, id: 1n, answer: true });
+    expect(t.responses).toEqual([]);
+    const ev = t.batches.flat()[0]!.data;
+    expect(ev).toMatchObject({ syscall: 'mount', verdict: 'performed', answeredBy: 'performer', spansUs: { respond: 0 } });
+    expect(ev.latencyUs as number).toBeGreaterThanOrEqual(0);
+  });
+
+  it("audits the call's own errno the performer answered with (no second answer)", async () => {
+    const t = feed(async (o) => {
+      throw Object.assign(new Error('/nope: No such file or directory'), { code: 'ENOENT', errno: 2, syscall: 'mount', answered: { errno: 2, atUs: answeredAt(), sendErrno: 0 }, notify: o.notify });
+    });
+    t.mount(2n, 'tmpfs', '/nope');
+    await t.settle();
+    expect(t.responses).toEqual([]);
+    expect(t.batches.flat()[0]!.data).toMatchObject({ verdict: 'refused', errno: 'ENOENT', answeredBy: 'performer' });
+  });
+
+  it('answers a new proc mount itself, after putting its emulated files on it', async () => {
+    const t = feed(async () => ({}));
+    t.mount(3n, 'proc', '/p');
+    await t.settle();
+    expect(t.calls[0]!.notify).toEqual({ fd: 42, id: 3n, answer: false });
+    expect(t.responses).toEqual([{ kind: 'value', val: 0 }]);
+    expect(t.batches.flat()[0]!.data).not.toHaveProperty('answeredBy');
+  });
+
+  it('publishes the audit events of a burst as one batch, and what is left at stop', async () => {
+    const t = feed(async () => ({ answered: { errno: 0, atUs: answeredAt(), sendErrno: 0 } }));
+    for (let i = 10n; i < 14n; i++) t.mount(i, 'tmpfs');
+    await t.settle();
+    expect(t.single).toEqual([]);
+    expect(t.batches.flat()).toHaveLength(4);
+    expect(t.batches.length).toBeLessThan(4);
+    expect(t.batches.flat().every((e) => e.type === 'vetter.decision')).toBe(true);
+    t.mount(20n, 'tmpfs');
+    await new Promise((r) => setTimeout(r, 1));
+    await t.f.stop();
+    expect(t.batches.flat()).toHaveLength(5);
+  });
+});
