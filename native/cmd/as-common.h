@@ -404,11 +404,19 @@ static int as_notif_valid(const struct as_common *o)
 	return 0;
 }
 
-/* The notify fd must not come along into P's namespaces. */
+/*
+ * Set by a performer's spare that answers the caller itself (perform.h): an in-place run then keeps
+ * the notify fd open into P's namespaces, for that answer. as_notif_closed: it was closed on the way.
+ */
+static bool as_keep_notif, as_notif_closed;
+
+/* The notify fd must not come along into P's namespaces (but see as_keep_notif). */
 static void as_close_notif(const struct as_common *o)
 {
-	if (o->have_notif_fd)
-		close(o->notif_fd);
+	if (!o->have_notif_fd || (as_keep_notif && o->in_place))
+		return;
+	close(o->notif_fd);
+	as_notif_closed = true;
 }
 
 /*
