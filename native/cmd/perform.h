@@ -209,6 +209,12 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		perform_note(&n);
 		_exit(0);
 	}
+	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
+	const char *stall = getenv("ECI_TEST_SPARE_STALL");
+	for (int i = 2; stall && *stall && i + 1 < argc; i++)
+		if (strcmp(args[i], "--target") == 0 && strcmp(args[i + 1], stall) == 0)
+			for (;;)
+				pause();
 	FILE *f = fmemopen(out, PERFORM_OUT - 1, "w");
 	if (!f)
 		_exit(127);

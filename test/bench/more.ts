@@ -30,7 +30,7 @@ export interface MoreResult {
     eciP50Us: number; eciP99Us: number; runcP50Us: number; runcP99Us: number; p50DeltaMs: number; target: string;
     rounds: number; eciP50Spread: { min: number; max: number };
     /** Medians over the audit events of the vetted calls: the manager's time per step. */
-    spansUs: { calls: number; total: number; decide: number; perform: number; respond: number; inspect?: number; queue?: number };
+    spansUs: { calls: number; total: number; decide: number; perform: number; respond: number; inspect?: number; queue?: number; byPerformer: number };
   };
 }
 
@@ -176,7 +176,7 @@ async function mountLatency(c: BenchContext): Promise<NonNullable<MoreResult['mo
   const span = (k: 'decide' | 'perform' | 'respond') => median(ev.map((d) => d.spansUs![k]));
   const nativeSpan = (k: 'inspect' | 'queue') => { const v = ev.flatMap((d) => (d.spansUs![k] === undefined ? [] : [d.spansUs![k]!])); return v.length ? median(v) : undefined; };
   return {
-    spansUs: { calls: ev.length, total: median(ev.map((d) => d.latencyUs)), decide: span('decide'), perform: span('perform'), respond: span('respond'), inspect: nativeSpan('inspect'), queue: nativeSpan('queue') },
+    spansUs: { calls: ev.length, total: median(ev.map((d) => d.latencyUs)), decide: span('decide'), perform: span('perform'), respond: span('respond'), inspect: nativeSpan('inspect'), queue: nativeSpan('queue'), byPerformer: ev.filter((d) => d.answeredBy === 'performer').length },
     eciP50Us: median(lat.eci.p50), eciP99Us: median(lat.eci.p99), runcP50Us: median(lat.runc.p50), runcP99Us: median(lat.runc.p99),
     p50DeltaMs: (median(lat.eci.p50) - median(lat.runc.p50)) / 1000, target: 'p50 at most 1 ms above runc',
     rounds, eciP50Spread: { min: Math.min(...lat.eci.p50), max: Math.max(...lat.eci.p50) },
@@ -203,7 +203,7 @@ export function reportMore(r: MoreResult): string[] {
     const x = r.mountLatency;
     l.push(`7. mount+umount tmpfs: eci p50 ${x.eciP50Us.toFixed(0)} us p99 ${x.eciP99Us.toFixed(0)} us; runc p50 ${x.runcP50Us.toFixed(0)} us p99 ${x.runcP99Us.toFixed(0)} us; p50 +${x.p50DeltaMs.toFixed(2)} ms (target: ${x.target});` +
       ` ${x.rounds} runs, eci p50 spread ${x.eciP50Spread.min.toFixed(0)}-${x.eciP50Spread.max.toFixed(0)} us`,
-      `   in the manager, per call (median of ${x.spansUs.calls}): ${x.spansUs.total} us = verdict ${x.spansUs.decide} + perform ${x.spansUs.perform} + respond ${x.spansUs.respond}` +
+      `   in the manager, per call (median of ${x.spansUs.calls}; ${x.spansUs.byPerformer} answered by the performer): ${x.spansUs.total} us = verdict ${x.spansUs.decide} + perform ${x.spansUs.perform} + respond ${x.spansUs.respond}` +
         (x.spansUs.inspect !== undefined ? `; before it: arguments read ${x.spansUs.inspect} us in the native watcher, then ${x.spansUs.queue} us into the feed` : ''));
   }
   return l;

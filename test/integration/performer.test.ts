@@ -276,4 +276,63 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer3'], undefined, undefined, 60_000);
     }
   });
+
+  it('fails closed when a run dies: the caller gets EPERM from the performer; a spare that dies waiting ends its performer, and the next call gets a new one', async () => {
+    const script = 'mount -t tmpfs tmpfs /stall; echo "s=$?"; mount -t tmpfs tmpfs /mnt; echo "m=$?"; grep -c " /stall " /proc/mounts; true';
+    const { sock, b } = await bundle('4', script, ['mount']);
+    mkdirSync(join(b, 'rootfs', 'stall'));
+    const outcomes: unknown[] = [];
+    const performerPids: number[] = [];
+    const listeners: SeccompListener[] = [];
+    const spareOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
+    process.env.ECI_TEST_SPARE_STALL = '/stall';
+    const agent = serveSeccompAgent(sock, (c) => {
+      if (c.notifyFd === null) return;
+      const l = listenSeccomp(c.notifyFd);
+      listeners.push(l);
+      void (async () => {
+        for await (const n of l) {
+          const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
+          const [p] = performers();
+          performerPids.push(p!);
+          if (n.strings.target === '/stall') {
+            // The run stops in the stall hook: kill it there (it has told the performer it started).
+            await until('the stalled run', () => spareOf(p!).length === 1, 5000);
+            await new Promise((r) => setTimeout(r, 100));
+            const [stalled] = spareOf(p!);
+            process.kill(stalled!, 'SIGKILL');
+            outcomes.push(await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) })));
+            // Now kill the fresh spare while it waits for a request: its performer must end.
+            await until('a new spare', () => spareOf(p!).some((k) => k !== stalled), 5000);
+            const [waiting] = spareOf(p!).filter((k) => k !== stalled);
+            process.kill(waiting!, 'SIGKILL');
+            await until('the performer ended', () => gone(p!), 5000);
+            await new Promise((r) => setTimeout(r, 200)); // the manager side sees its socket close
+            continue;
+          }
+          outcomes.push(await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) })));
+          const o = outcomes[outcomes.length - 1] as { answered?: unknown };
+          if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
+        }
+      })();
+    });
+    try {
+      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer4'], undefined, undefined, 120_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/s=[1-9]/);
+      expect(r.stdout + r.stderr).toMatch(/Operation not permitted|permission denied/i);
+      expect(r.stdout).toContain('m=0');
+      expect(r.stdout).toMatch(/\n0\n?$/); // nothing was mounted at /stall
+      const [stalled, next] = outcomes as [{ failed: { message: string }; answered: { errno: number } }, { answered: { errno: number } }];
+      expect(stalled.answered).toMatchObject({ errno: EPERM });
+      expect(stalled.failed.message).toMatch(/SIGKILL/);
+      expect(next.answered).toMatchObject({ errno: 0 });
+      expect(performerPids[1]).not.toBe(performerPids[0]);
+    } finally {
+      delete process.env.ECI_TEST_SPARE_STALL;
+      await agent.close();
+      for (const l of listeners) await l.close();
+      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer4'], undefined, undefined, 60_000);
+    }
+  });
 });
