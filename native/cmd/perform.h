@@ -354,13 +354,21 @@ static int main_perform(int argc, char **argv)
 	struct perform_spare spare = perform_fork_spare(argv[0], out, frame);
 	perform_reply(0, 'R', NULL, 0, NULL, 0);
 	struct perform_note started = { 0 };
-	bool running = false;
+	bool running = false, manager_gone = false;
 	uint64_t deadline = 0;
 	for (;;) {
+		if (manager_gone && !running) {
+			if (spare.pid > 0)
+				perform_kill(&spare);
+			return 0; /* the manager closed the notify fd, or is gone */
+		}
 		if (spare.pid < 0)
 			spare = perform_fork_spare(argv[0], out, frame);
-		/* With a spare waiting, fd 3 is its to read: here only the manager's shutdown is watched. */
-		struct pollfd p[2] = { { .fd = PERFORM_FD, .events = POLLRDHUP | (spare.pid < 0 ? POLLIN : 0) },
+		/*
+		 * With a spare waiting, fd 3 is its to read: here only the manager's shutdown is watched (and,
+		 * once seen, no longer: a run still going is waited for, without spinning on the hang-up).
+		 */
+		struct pollfd p[2] = { { .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (spare.pid < 0 ? POLLIN : 0) },
 				       { .fd = spare.note_r, .events = POLLIN } };
 		int timeout = -1;
 		if (running) {
@@ -374,10 +382,9 @@ static int main_perform(int argc, char **argv)
 			continue;
 		if (r < 0)
 			return 1;
-		if (!running && (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-			if (spare.pid > 0)
-				perform_kill(&spare);
-			return 0; /* the manager closed the notify fd, or is gone */
+		if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+			manager_gone = true;
+			continue;
 		}
 		if (spare.pid < 0) {
 			/* No spare could be forked: a request waiting is not run; the manager runs it another way. */
