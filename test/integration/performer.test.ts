@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answeredOf, listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener } from '../../native/index.ts';
+import { answeredOf, listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener, type SeccompNotif } from '../../native/index.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { runCmd } from '../helpers/run.ts';
 import { seccompSkipReason } from '../helpers/skip.ts';
@@ -46,14 +46,13 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
-/** A busybox bundle under `dir` whose script runs with CAP_SYS_ADMIN, `notify` sent to agent<name>.sock. */
+/** A busybox bundle under `dir` whose script runs with `caps`, `notify` sent to agent<name>.sock. */
 let dir: string;
-async function bundle(name: string, script: string, notify: string[]): Promise<{ sock: string; b: string }> {
+async function bundle(name: string, script: string, notify: string[], caps = ['CAP_SYS_ADMIN']): Promise<{ sock: string; b: string }> {
   const sock = join(dir, `agent${name}.sock`);
   const b = join(dir, `bundle${name}`);
   await makeBusyboxRootfs(join(b, 'rootfs'));
   mkdirSync(join(b, 'rootfs', 'mnt'));
-  const caps = ['CAP_SYS_ADMIN'];
   writeFileSync(join(b, 'config.json'), JSON.stringify({
     ociVersion: '1.0.2',
     process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', script], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
@@ -69,6 +68,24 @@ async function bundle(name: string, script: string, notify: string[]): Promise<{
   return { sock, b };
 }
 
+/** Serves an agent at sock, runs bundle b with runc as container `id`, hands each notification to `on`; cleans up. */
+async function runWithAgent(sock: string, b: string, id: string, on: (n: SeccompNotif, l: SeccompListener) => Promise<void>) {
+  const listeners: SeccompListener[] = [];
+  const agent = serveSeccompAgent(sock, (c) => {
+    if (c.notifyFd === null) return;
+    const l = listenSeccomp(c.notifyFd);
+    listeners.push(l);
+    void (async () => { for await (const n of l) await on(n, l); })();
+  });
+  try {
+    return await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, id], undefined, undefined, 120_000);
+  } finally {
+    await agent.close();
+    for (const l of listeners) await l.close();
+    await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', id], undefined, undefined, 60_000);
+  }
+}
+
 describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})` : ''}`, () => {
   beforeAll(() => {
     dir = mkdtempSync('/tmp/eci-performer-');
@@ -79,10 +96,6 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
   });
 
   it('performs through one child holding the notify fd, re-checks each notification, is replaced when killed, exits with the fd', async () => {
-    const sock = join(dir, 'agent.sock');
-    const b = join(dir, 'bundle');
-    await makeBusyboxRootfs(join(b, 'rootfs'));
-    mkdirSync(join(b, 'rootfs', 'mnt'));
     const script = [
       'mount -t tmpfs tmpfs /mnt; echo "a=$?"; echo "a-mounts=$(grep -c " /mnt " /proc/mounts)"',
       'umount /mnt; echo "ua=$?"',
@@ -90,19 +103,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       'umount /mnt; echo "ub=$?"',
       'mount -t tmpfs tmpfs /mnt; echo "c=$?"; echo "c-mounts=$(grep -c " /mnt " /proc/mounts)"',
     ].join('\n');
-    const caps = ['CAP_SYS_ADMIN', 'CAP_SETUID', 'CAP_SETGID', 'CAP_DAC_OVERRIDE'];
-    writeFileSync(join(b, 'config.json'), JSON.stringify({
-      ociVersion: '1.0.2',
-      process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', script], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
-      root: { path: 'rootfs', readonly: false },
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
-      linux: {
-        namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user'].map((type) => ({ type })),
-        uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
-        gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
-        seccomp: { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], listenerPath: sock, syscalls: [{ names: ['mount', 'umount2'], action: 'SCMP_ACT_NOTIFY' }] },
-      },
-    }));
+    const { sock, b } = await bundle('', script, ['mount', 'umount2'], ['CAP_SYS_ADMIN', 'CAP_SETUID', 'CAP_SETGID', 'CAP_DAC_OVERRIDE']);
 
     const listeners: SeccompListener[] = [];
     const handlers: Promise<void>[] = [];
@@ -233,48 +234,33 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     const script = 'mount -t tmpfs tmpfs /mnt; echo "a=$?"; grep -c " /mnt " /proc/mounts; mount -t tmpfs tmpfs /nowhere; echo "b=$?"; umount /mnt; echo "u=$?"; mount -t proc proc /mnt; echo "p=$?"; ls /mnt/1 >/dev/null && echo p-own';
     const { sock, b } = await bundle('3', script, ['mount', 'umount2']);
     const outcomes: unknown[] = [];
-    const listeners: SeccompListener[] = [];
-    const agent = serveSeccompAgent(sock, (c) => {
-      if (c.notifyFd === null) return;
-      const l = listenSeccomp(c.notifyFd);
-      listeners.push(l);
-      void (async () => {
-        for await (const n of l) {
-          const notify = { fd: l.fd, id: n.id, answer: true };
-          const run = n.syscall === 'mount'
-            ? mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify })
-            : umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify });
-          // Answered by the performer: a second answer must find nothing pending.
-          const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
-          outcomes.push(o);
-          if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
-          else outcomes.push(await l.respond(n.id, { kind: 'value', val: 0 }).then(() => 'answered twice', (e: unknown) => (e as { code?: string }).code));
-        }
-      })();
+    const r = await runWithAgent(sock, b, 'eci-performer3', async (n, l) => {
+      const notify = { fd: l.fd, id: n.id, answer: true };
+      const run = n.syscall === 'mount'
+        ? mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify })
+        : umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify });
+      // Answered by the performer: a second answer must find nothing pending.
+      const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
+      outcomes.push(o);
+      if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
+      else outcomes.push(await l.respond(n.id, { kind: 'value', val: 0 }).then(() => 'answered twice', (e: unknown) => (e as { code?: string }).code));
     });
-    try {
-      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer3'], undefined, undefined, 120_000);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toMatch(/a=0\n1\n/);
-      expect(r.stdout).toMatch(/b=[1-9]/);
-      expect(r.stdout + r.stderr).toMatch(/No such file or directory/);
-      expect(r.stdout).toContain('u=0');
-      expect(r.stdout).toContain('p=0');
-      expect(r.stdout).toContain('p-own');
-      const [ok, again1, noent, again2, um, again3, proc, again4] = outcomes as [{ answered: { errno: number; sendErrno: number; atUs: number } }, string, { failed: { syscall: string; code: string }; answered: { errno: number } }, string, { answered: { errno: number } }, string, { answered: { errno: number } }, string];
-      expect(proc.answered).toMatchObject({ errno: 0, sendErrno: 0 });
-      expect([again3, again4]).toEqual(['ENOENT', 'ENOENT']);
-      expect(ok.answered).toMatchObject({ errno: 0, sendErrno: 0 });
-      expect(Math.abs(ok.answered.atUs - Number(process.hrtime.bigint() / 1000n))).toBeLessThan(120_000_000);
-      expect(noent.failed).toMatchObject({ syscall: 'mount', code: 'ENOENT' });
-      expect(noent.answered).toMatchObject({ errno: constants.errno.ENOENT });
-      expect(um.answered).toMatchObject({ errno: 0 });
-      expect([again1, again2]).toEqual(['ENOENT', 'ENOENT']);
-    } finally {
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer3'], undefined, undefined, 60_000);
-    }
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/a=0\n1\n/);
+    expect(r.stdout).toMatch(/b=[1-9]/);
+    expect(r.stdout + r.stderr).toMatch(/No such file or directory/);
+    expect(r.stdout).toContain('u=0');
+    expect(r.stdout).toContain('p=0');
+    expect(r.stdout).toContain('p-own');
+    const [ok, again1, noent, again2, um, again3, proc, again4] = outcomes as [{ answered: { errno: number; sendErrno: number; atUs: number } }, string, { failed: { syscall: string; code: string }; answered: { errno: number } }, string, { answered: { errno: number } }, string, { answered: { errno: number } }, string];
+    expect(proc.answered).toMatchObject({ errno: 0, sendErrno: 0 });
+    expect([again3, again4]).toEqual(['ENOENT', 'ENOENT']);
+    expect(ok.answered).toMatchObject({ errno: 0, sendErrno: 0 });
+    expect(Math.abs(ok.answered.atUs - Number(process.hrtime.bigint() / 1000n))).toBeLessThan(120_000_000);
+    expect(noent.failed).toMatchObject({ syscall: 'mount', code: 'ENOENT' });
+    expect(noent.answered).toMatchObject({ errno: constants.errno.ENOENT });
+    expect(um.answered).toMatchObject({ errno: 0 });
+    expect([again1, again2]).toEqual(['ENOENT', 'ENOENT']);
   });
 
   it('fails closed when a run dies: the caller gets EPERM from the performer; a spare that dies waiting ends its performer, and the next call gets a new one', async () => {
@@ -283,41 +269,32 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     mkdirSync(join(b, 'rootfs', 'stall'));
     const outcomes: unknown[] = [];
     const performerPids: number[] = [];
-    const listeners: SeccompListener[] = [];
     const spareOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
     process.env.ECI_TEST_SPARE_STALL = '/stall';
-    const agent = serveSeccompAgent(sock, (c) => {
-      if (c.notifyFd === null) return;
-      const l = listenSeccomp(c.notifyFd);
-      listeners.push(l);
-      void (async () => {
-        for await (const n of l) {
-          const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
-          const [p] = performers();
-          performerPids.push(p!);
-          if (n.strings.target === '/stall') {
-            // The run stops in the stall hook: kill it there (it has told the performer it started).
-            await until('the stalled run', () => spareOf(p!).length === 1, 5000);
-            await new Promise((r) => setTimeout(r, 100));
-            const [stalled] = spareOf(p!);
-            process.kill(stalled!, 'SIGKILL');
-            outcomes.push(await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) })));
-            // Now kill the fresh spare while it waits for a request: its performer must end.
-            await until('a new spare', () => spareOf(p!).some((k) => k !== stalled), 5000);
-            const [waiting] = spareOf(p!).filter((k) => k !== stalled);
-            process.kill(waiting!, 'SIGKILL');
-            await until('the performer ended', () => gone(p!), 5000);
-            await new Promise((r) => setTimeout(r, 200)); // the manager side sees its socket close
-            continue;
-          }
-          outcomes.push(await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) })));
-          const o = outcomes[outcomes.length - 1] as { answered?: unknown };
-          if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
-        }
-      })();
-    });
     try {
-      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer4'], undefined, undefined, 120_000);
+      const r = await runWithAgent(sock, b, 'eci-performer4', async (n, l) => {
+        const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
+        const [p] = performers();
+        performerPids.push(p!);
+        if (n.strings.target === '/stall') {
+          // The run stops in the stall hook: kill it there (it has told the performer it started).
+          await until('the stalled run', () => spareOf(p!).length === 1, 5000);
+          await new Promise((r) => setTimeout(r, 100));
+          const [stalled] = spareOf(p!);
+          process.kill(stalled!, 'SIGKILL');
+          outcomes.push(await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) })));
+          // Now kill the fresh spare while it waits for a request: its performer must end.
+          await until('a new spare', () => spareOf(p!).some((k) => k !== stalled), 5000);
+          const [waiting] = spareOf(p!).filter((k) => k !== stalled);
+          process.kill(waiting!, 'SIGKILL');
+          await until('the performer ended', () => gone(p!), 5000);
+          await new Promise((r) => setTimeout(r, 200)); // the manager side sees its socket close
+          return;
+        }
+        const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
+        outcomes.push(o);
+        if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
+      });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/s=[1-9]/);
       expect(r.stdout + r.stderr).toMatch(/Operation not permitted|permission denied/i);
@@ -330,9 +307,6 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       expect(performerPids[1]).not.toBe(performerPids[0]);
     } finally {
       delete process.env.ECI_TEST_SPARE_STALL;
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer4'], undefined, undefined, 60_000);
     }
   });
 });

@@ -223,24 +223,31 @@ import { fromWire as fromWireV, toWire as toWireV } from '../../actors/vetter.ac
 import { mountAt as mountAtV, parseMountInfo as parseMountInfoV } from '../../actors/mountinfo.ts';
 import { readFileSync as readFileSyncV } from 'node:fs';
 
+/**
+ * A fake native seccomp side for NotifyFeed: one agent connection (returned `connect`), one listener
+ * on fd 42 whose notifications come from `iterate`, answers collected in `responses`.
+ */
+function fakeSeccomp(responses: unknown[], iterate: () => AsyncGenerator<unknown>, rest: Partial<Record<'mountAs' | 'umountAs' | 'chmodAs', unknown>>) {
+  let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
+  const native = {
+    serveSeccompAgent: (_p: string, cb: typeof onConn) => ((onConn = cb), { close: async () => {} }),
+    listenSeccomp: () => ({ fd: 42, respond: async (_id: bigint, r: unknown) => void responses.push(r), close: async () => {}, [Symbol.asyncIterator]: iterate }),
+    mountAs: async () => {}, umountAs: async () => {}, chmodAs: async () => {},
+    ...rest,
+  } as unknown as FeedNative;
+  const connect = () => onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: 42 });
+  return { native, connect };
+}
+
 describe('notify feed: setuid/setgid chmods', () => {
   /** A feed over fakes: the vetter answers with decide(), chmodAs calls are recorded. */
   function feed(volumePaths: string[] | undefined, fail?: { code: string; errno: number; syscall: string }, vet?: (r: VetRequest) => Verdict) {
     const chmods: Parameters<FeedNative['chmodAs']>[0][] = [];
     const responses: unknown[] = [];
-    let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
     let push!: (n: unknown) => void;
-    const native = {
-      serveSeccompAgent: (_p: string, cb: typeof onConn) => ((onConn = cb), { close: async () => {} }),
-      listenSeccomp: () => ({
-        fd: 42,
-        respond: async (_id: bigint, r: unknown) => void responses.push(r),
-        close: async () => {},
-        async *[Symbol.asyncIterator]() { yield await new Promise((r) => (push = r)); },
-      }),
-      mountAs: async () => {}, umountAs: async () => {},
+    const { native, connect } = fakeSeccomp(responses, async function* () { yield await new Promise((r) => (push = r)); }, {
       chmodAs: async (o: Parameters<FeedNative['chmodAs']>[0]) => { chmods.push(o); if (fail) throw Object.assign(new Error('x'), fail); },
-    } as unknown as FeedNative;
+    });
     const events: Record<string, unknown>[] = [];
     const f = new NotifyFeed({
       log: { warn() {}, error() {} } as never,
@@ -253,7 +260,7 @@ describe('notify feed: setuid/setgid chmods', () => {
       ...(vet ? { vet } : {}),
     }, native);
     f.start('/s');
-    onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: 42 });
+    connect();
     return { chmods, responses, events, notify: (n: unknown) => push(n), settle: () => new Promise((r) => setTimeout(r, 50)) };
   }
   const rootId = mountAtV(parseMountInfoV(readFileSyncV('/proc/self/mountinfo', 'utf8')), '/')!.id;
@@ -322,26 +329,17 @@ describe('notify feed: calls answered by the performer', () => {
     const responses: unknown[] = [];
     const batches: { type: string; data: Record<string, unknown> }[][] = [];
     const single: unknown[] = [];
-    let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
     const queue: unknown[] = [];
     let wake: (() => void) | undefined;
-    const native = {
-      serveSeccompAgent: (_p: string, cb: typeof onConn) => ((onConn = cb), { close: async () => {} }),
-      listenSeccomp: () => ({
-        fd: 42,
-        respond: async (_id: bigint, r: unknown) => void responses.push(r),
-        close: async () => {},
-        async *[Symbol.asyncIterator]() {
-          for (;;) {
-            while (!queue.length) await new Promise<void>((r) => (wake = r));
-            yield queue.shift();
-          }
-        },
-      }),
+    const { native, connect } = fakeSeccomp(responses, async function* () {
+      for (;;) {
+        while (!queue.length) await new Promise<void>((r) => (wake = r));
+        yield queue.shift();
+      }
+    }, {
       mountAs: async (o: { notify?: AsNotify; fstype?: string | null }) => { calls.push(o); return perform(o); },
       umountAs: async (o: { notify?: AsNotify }) => { calls.push(o); return perform(o); },
-      chmodAs: async () => {},
-    } as unknown as FeedNative;
+    });
     const f = new NotifyFeed({
       log: { warn() {}, error() {} } as never,
       nc: {} as never,
@@ -350,7 +348,7 @@ describe('notify feed: calls answered by the performer', () => {
       protectedPaths: () => [], ranges: () => ({}), vet: (r) => decide(r),
     }, native);
     f.start('/s');
-    onConn({ state: { metadata: 'c1', state: { id: 'c1', pid: process.pid } }, notifyFd: 42 });
+    connect();
     const mount = (id: bigint, fstype: string, target = '/mnt') => { queue.push({ id, pid: 77, syscall: 'mount', args: [0n, 0n, 0n, 0n, 0n, 0n], strings: { source: fstype, target, fstype, data: null } }); wake?.(); };
     return { f, calls, responses, batches, single, mount, settle: () => new Promise((r) => setTimeout(r, AUDIT_BATCH_MS + 40)) };
   }
