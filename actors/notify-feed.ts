@@ -1,7 +1,8 @@
 // Feeds seccomp notifications from runc's containers to the vetter over the bus and carries out
 // the verdict: performs the call in the container (eci-helper mount-as/umount-as/chmod-as), answers the
-// kernel, and publishes an audit event. Fails closed: no verdict in time means EPERM; an error
-// while performing means the caller gets an errno, never "allowed".
+// kernel (or lets the container's performer answer a mount/umount it ran, which saves the caller a
+// hop back through this event loop), and publishes an audit event (in batches). Fails closed: no
+// verdict in time means EPERM; an error while performing means the caller gets an errno, never "allowed".
 import { readFileSync, readlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';

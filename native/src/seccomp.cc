@@ -272,42 +272,49 @@ void Deliver(const std::shared_ptr<Listener>& l, std::unique_ptr<Delivery> d) {
   if (l->tsfn.NonBlockingCall(raw, call) != napi_ok) delete raw;
 }
 
+// One recvmsg (EINTR retried) with room for MaxFds SCM_RIGHTS fds, received close-on-exec; each fd
+// goes to onFd (which keeps or closes it). Returns recvmsg's result (errno set when -1).
+template <size_t MaxFds, typename OnFd>
+ssize_t RecvWithFds(int s, char* buf, size_t len, int flags, OnFd onFd) {
+  union {
+    char b[CMSG_SPACE(MaxFds * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {buf, len};
+  struct msghdr mh;
+  std::memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.b;
+  mh.msg_controllen = sizeof(u.b);
+  ssize_t n;
+  do n = ::recvmsg(s, &mh, flags | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 || mh.msg_controllen == 0) return n;
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+      onFd(fd);
+    }
+  }
+  return n;
+}
+
 // Reads what is available on c. Returns false when the connection is finished (EOF, error or cap).
 bool ReadConn(Conn& c) {
   for (;;) {
     char buf[16384];
-    union {
-      char b[CMSG_SPACE(16 * sizeof(int))];
-      struct cmsghdr align;
-    } u;
-    struct iovec iov = {buf, sizeof(buf)};
-    struct msghdr mh;
-    std::memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.b;
-    mh.msg_controllen = sizeof(u.b);
-    ssize_t n = ::recvmsg(c.fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      return false;
-    }
-    if (mh.msg_controllen > 0) {
-      for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-          if (c.d->fds.size() < kMaxFdsKept)
-            c.d->fds.push_back(fd);
-          else
-            ::close(fd);
-        }
-        c.got = true;
-      }
-    }
+    ssize_t n = RecvWithFds<16>(c.fd, buf, sizeof(buf), MSG_DONTWAIT, [&c](int fd) {
+      if (c.d->fds.size() < kMaxFdsKept)
+        c.d->fds.push_back(fd);
+      else
+        ::close(fd);
+      c.got = true;
+    });
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
     if (n == 0) return false;
     c.got = true;
     c.last = NowMs();
@@ -964,34 +971,14 @@ Napi::Value HolderConnect(const Napi::CallbackInfo& info) {
 // One message: its text and at most one fd (-1 if none).
 bool HolderRecv(int s, std::string& text, int& fd, int& err) {
   char buf[513];
-  union {
-    char b[CMSG_SPACE(4 * sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct iovec iov = {buf, sizeof(buf) - 1};
-  struct msghdr mh;
-  std::memset(&mh, 0, sizeof(mh));
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.b;
-  mh.msg_controllen = sizeof(u.b);
-  ssize_t n;
-  do n = ::recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
   fd = -1;
+  ssize_t n = RecvWithFds<4>(s, buf, sizeof(buf) - 1, 0, [&fd](int f) {
+    if (fd < 0) fd = f;
+    else ::close(f);
+  });
   if (n < 0) {
     err = errno;
     return false;
-  }
-  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; i++) {
-      int f;
-      std::memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-      if (fd < 0) fd = f;
-      else ::close(f);
-    }
   }
   if (n == 0 && fd < 0) {
     err = ECONNRESET;  // the holder went away

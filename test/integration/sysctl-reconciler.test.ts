@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SysctlReconciler, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { SysctlReconciler } from '../../actors/sysctl/reconciler.actor.ts';
 import { memKv } from '../helpers/mem-kv.ts';
 import { SysctlFs } from '../../actors/sysctl/fs.ts';
 import { keyByName } from '../../actors/sysctl/keys.ts';

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
-import { baselineKey, SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { baselineKey, SysctlReconciler, type SysctlHost } from '../../actors/sysctl/reconciler.actor.ts';
 import { initialTransition, transition } from 'xstate';
 import { sysctlMachine } from '../../statecharts/sysctl.machine.ts';
 import { memKv } from '../helpers/mem-kv.ts';
