@@ -119,6 +119,7 @@ async function daemon(): Promise<void> {
   const { pino } = await import('pino');
   const { Manager } = await import('../actors/system.ts');
   const native = await import('../native/index.ts');
+  native.cloexecInherited(); // nothing the daemon inherited goes on to its children
   const config = configFromEnv();
   const log = pino({ level: config.logLevel, base: { pid: process.pid, name: 'eci' } });
   const m = new Manager(config, log, native);

@@ -40,6 +40,7 @@ export interface UnmountOptions {
 }
 
 interface Addon {
+  cloexecInherited(): void;
   umount2(path: string, flags: number): void;
   isMountpoint(path: string): boolean;
   bindMount(source: string, target: string): void;
@@ -133,6 +134,18 @@ export function unmount(target: string, o: UnmountOptions = {}): void {
   const native = loadAddon();
   try {
     native.umount2(target, (o.detach ? native.constants.MNT_DETACH : 0) | native.constants.UMOUNT_NOFOLLOW);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
+
+/**
+ * Marks every fd from 3 up close-on-exec (call once, at manager start): what the manager inherited from
+ * whoever started it never reaches its children (nats-server, the fd-holder, helpers in containers).
+ */
+export function cloexecInherited(): void {
+  try {
+    loadAddon().cloexecInherited();
   } catch (err) {
     throw NativeError.from(err);
   }

@@ -137,6 +137,9 @@ export function unmount(target: string, o?: UnmountOptions): void {
   if (stack.length === 0) nativeMock.mounts.delete(target);
 }
 
+/** No fds to mark in the mock (the real one sets FD_CLOEXEC from fd 3 up). */
+export function cloexecInherited(): void {}
+
 export function isMountpoint(path: string): boolean {
   nativeMock.calls.push({ fn: 'isMountpoint', args: [path] });
   const failure = injected('isMountpoint', 'statx');

@@ -98,7 +98,24 @@ Napi::Value IsMountpoint(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, self.st_dev != parent.st_dev || self.st_ino == parent.st_ino);
 }
 
+// Marks every fd from 3 up close-on-exec, once at manager start: fds the manager inherited from whoever
+// started it must not reach its children (nats-server, the fd-holder, helpers that enter containers).
+void CloexecInherited(const Napi::CallbackInfo& info) {
+#ifdef CLOSE_RANGE_CLOEXEC
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+#endif
+  // Older kernels: each open fd in turn.
+  long max = ::sysconf(_SC_OPEN_MAX);
+  if (max <= 0 || max > 65536) max = 65536;
+  for (int fd = 3; fd < max; fd++) {
+    const int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC) && ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+      throw SystemError(info.Env(), errno, "fcntl", "fd " + std::to_string(fd));
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("cloexecInherited", Napi::Function::New(env, CloexecInherited, "cloexecInherited"));
   exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
   exports.Set("isMountpoint", Napi::Function::New(env, IsMountpoint, "isMountpoint"));
   exports.Set("bindMount", Napi::Function::New(env, BindMount, "bindMount"));

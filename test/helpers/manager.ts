@@ -49,7 +49,11 @@ async function waitUp(socket: string, child: ChildProcess, logFile: string): Pro
   throw new Error(`eci daemon did not come up:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
 }
 
-export async function startManager(o: { dir?: string; env?: Record<string, string> } = {}): Promise<TestManager> {
+/**
+ * `inheritFd`: an fd the daemon gets as its fd 20, without close-on-exec (as from a careless parent;
+ * Node itself marks only fds 0-15 close-on-exec at start).
+ */
+export async function startManager(o: { dir?: string; env?: Record<string, string>; inheritFd?: number } = {}): Promise<TestManager> {
   const dir = o.dir ?? mkdtempSync('/tmp/ecim-');
   mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o711); // container root must reach its rootfs under <dir>/run
@@ -65,7 +69,7 @@ export async function startManager(o: { dir?: string; env?: Record<string, strin
   let child: ChildProcess;
   const launch = async () => {
     const fd = openSync(logFile, 'a');
-    child = spawn(process.execPath, [join(REPO, 'bin/eci'), 'daemon'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+    child = spawn(process.execPath, [join(REPO, 'bin/eci'), 'daemon'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, ...(o.inheritFd === undefined ? [] : [...Array<'ignore'>(17).fill('ignore'), o.inheritFd])] });
     closeSync(fd);
     await waitUp(socket, child, logFile);
   };
