@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { EciError } from '../errors.ts';
@@ -48,9 +48,27 @@ async function untar(file: string, dest: string, progress: Progress, digest?: st
     tar.once('error', (e) => rej(new EciError('EIMPORT', `cannot run tar: ${e.message}`)));
     tar.once('close', (code) => res(code ?? 1));
   });
+  // tar stops reading at the archive's end marker and may exit before the padding after it has been
+  // written (EPIPE, "Premature close"): the input is still read to its end (counted and hashed), and
+  // tar's exit status, not the broken pipe, says whether the archive was good.
+  let tarClosed = false;
+  tar.stdin!.on('error', () => { tarClosed = true; });
+  const toTar = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (tarClosed) return cb();
+      tar.stdin!.write(chunk, (err) => {
+        if (err) tarClosed = true;
+        cb();
+      });
+    },
+    final(cb) {
+      if (tarClosed) return cb();
+      tar.stdin!.end(() => cb());
+    },
+  });
   try {
-    if (isGzip(file)) await pipeline(createReadStream(file), count, createGunzip(), tar.stdin!);
-    else await pipeline(createReadStream(file), count, tar.stdin!);
+    if (isGzip(file)) await pipeline(createReadStream(file), count, createGunzip(), toTar);
+    else await pipeline(createReadStream(file), count, toTar);
   } catch (e) {
     tar.kill('SIGKILL');
     await exited.catch(() => 0);

@@ -142,6 +142,16 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect([missing.code, missing.stderr.trim()]).toEqual([1, `eci: ${join(dir, 'nope.tar')}: no such file or directory`]);
   });
 
+  it('imports an archive with padding after its end marker (tar exits before reading it all)', async () => {
+    // tar stops at the end marker: the 4 MiB of zeros after it go to a closed pipe. That must not fail the import.
+    const tar = readFileSync(await makeBusyboxTarball(join(dir, 'bb3.tar')));
+    writeFileSync(join(dir, 'padded.tar'), Buffer.concat([tar, Buffer.alloc(4 << 20)]));
+    const r = await eci(['image', 'import', join(dir, 'padded.tar'), 'padded']);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const rm = await eci(['image', 'rm', 'padded']);
+    expect(rm.code, rm.stderr).toBe(0);
+  });
+
   /** An OCI image layout: layer 1 = busybox + /etc/a + /opt/d/{x,y}; layer 2 (gzip) whites out /etc/a and makes /opt/d opaque with z. */
   const makeLayout = async (name: string, corrupt = false) => {
     const work = join(dir, `${name}-work`);
