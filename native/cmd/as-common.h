@@ -328,7 +328,7 @@ static const struct {
 };
 #define AS_NNS ((int)(sizeof(as_namespaces) / sizeof(as_namespaces[0])))
 
-/* Our own namespaces, looked up once per process (a performer's spare does it before its request). */
+/* Our own namespaces, looked up once per process, before any setns (our /proc/self is gone after setns mnt). */
 static struct {
 	bool known;
 	dev_t dev;
