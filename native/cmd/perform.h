@@ -153,11 +153,7 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		_exit(127);
 	if (dup2(note_w, PERFORM_DONE_FD) < 0)
 		_exit(127);
-	if (syscall(SYS_close_range, PERFORM_DONE_FD + 1, ~0U, 0) < 0) {
-		long max = sysconf(_SC_OPEN_MAX);
-		for (int fd = PERFORM_DONE_FD + 1; fd < (max > 0 ? max : 65536); fd++)
-			close(fd);
-	}
+	serve_close_from(PERFORM_DONE_FD + 1);
 	/*
 	 * No warm-up (touching the stack, stdio and heap pages a run writes, so their copy-on-write faults
 	 * come before the request): it made the spare ready ~130 us later, mostly after the request had
@@ -293,31 +289,23 @@ static void perform_finish(const struct perform_note *s, const struct perform_no
 			  (uint32_t)(a.answered_us >> 32), (uint32_t)a.answer_err, (uint32_t)a.send_err };
 	unsigned char head[28];
 	int nv = answer ? 7 : 3;
-	for (int i = 0; i < nv; i++)
-		for (int k = 0; k < 4; k++)
-			head[i * 4 + k] = (unsigned char)(v[i] >> (8 * k));
+	serve_pack32(head, v, nv);
 	perform_reply(s->id, answer ? 'A' : 'D', head, (size_t)nv * 4, out, olen);
 }
 
 static int main_perform(int argc, char **argv)
 {
-	char *end;
-	long parent = argc == 3 ? strtol(argv[2], &end, 10) : 0;
-	if (parent <= 1 || *end)
-		return 2;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != (pid_t)parent)
-		return 1;
+	pid_t parent;
+	int bad = serve_child_of(argc, argv, &parent);
+	if (bad)
+		return bad;
 	/* Host root with the notify fd: nothing in a container may read this process (see above). */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		return 1;
 	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
 		return 1;
 	/* Nothing else of the manager's (an fd it leaked without CLOEXEC) may reach the runs. */
-	if (syscall(SYS_close_range, PERFORM_NOTIFY_FD + 1, ~0U, 0) < 0) {
-		long max = sysconf(_SC_OPEN_MAX);
-		for (int fd = PERFORM_NOTIFY_FD + 1; fd < (max > 0 ? max : 65536); fd++)
-			close(fd);
-	}
+	serve_close_from(PERFORM_NOTIFY_FD + 1);
 	int fl = fcntl(PERFORM_FD, F_GETFL);
 	if (fl < 0 || fcntl(PERFORM_FD, F_SETFL, fl & ~O_NONBLOCK) < 0 || chdir("/") < 0)
 		return 1;

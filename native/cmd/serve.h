@@ -95,6 +95,40 @@ static uint32_t serve_get32(const unsigned char *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* n integers, little-endian, into dst (4 * n bytes): the fixed head of a reply frame (serve's and perform's). */
+static void serve_pack32(unsigned char *dst, const uint32_t *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < 4; k++)
+			dst[i * 4 + k] = (unsigned char)(v[i] >> (8 * k));
+}
+
+/* Closes every fd from `first` up (close_range, or one by one on kernels without it). */
+static void serve_close_from(int first)
+{
+	if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) == 0)
+		return;
+	long max = sysconf(_SC_OPEN_MAX);
+	for (int fd = first; fd < (max > 0 ? max : 65536); fd++)
+		close(fd);
+}
+
+/*
+ * For `serve PARENT_PID` and `perform PARENT_PID`: dies with the manager (PR_SET_PDEATHSIG), and only
+ * runs as its child. Returns 0, or the exit status: 2 for bad arguments, 1 when not the child of PARENT_PID.
+ */
+static int serve_child_of(int argc, char **argv, pid_t *parent)
+{
+	char *end;
+	long p = argc == 3 ? strtol(argv[2], &end, 10) : 0;
+	if (p <= 1 || *end)
+		return 2;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != (pid_t)p)
+		return 1;
+	*parent = (pid_t)p;
+	return 0;
+}
+
 /* Sends one reply frame on fd (serve's and perform's); the manager being gone ends the process. */
 static void serve_send_frame(int fd, uint32_t id, char kind, const void *a, size_t alen, const void *b, size_t blen,
 			     const void *c, size_t clen)
@@ -144,12 +178,7 @@ static void serve_child(int devnull, int outw, int errw, int passed, int argc, c
 	/* Every source fd is above SERVE_FD (0..3 stay taken in the server), so none is clobbered. */
 	if (dup2(devnull, 0) < 0 || dup2(outw, 1) < 0 || dup2(errw, 2) < 0 || (passed >= 0 && dup2(passed, 3) < 0))
 		_exit(127);
-	int first = passed >= 0 ? 4 : 3;
-	if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) < 0) {
-		long max = sysconf(_SC_OPEN_MAX);
-		for (int fd = first; fd < (max > 0 ? max : 65536); fd++)
-			close(fd);
-	}
+	serve_close_from(passed >= 0 ? 4 : 3);
 	clearenv();
 	for (char **e = env; *e; e++)
 		putenv(*e);
@@ -263,9 +292,7 @@ static void serve_finish(struct serve_job *j)
 	int32_t sig = WIFSIGNALED(j->status) ? WTERMSIG(j->status) : 0;
 	unsigned char head[12];
 	uint32_t v[3] = { (uint32_t)code, (uint32_t)sig, (uint32_t)j->out.len };
-	for (int i = 0; i < 3; i++)
-		for (int k = 0; k < 4; k++)
-			head[i * 4 + k] = (unsigned char)(v[i] >> (8 * k));
+	serve_pack32(head, v, 3);
 	serve_reply(j->id, 'D', head, sizeof head, j->out.p, j->out.len, j->err.p, j->err.len);
 	free(j->out.p);
 	free(j->err.p);
@@ -275,12 +302,10 @@ static void serve_finish(struct serve_job *j)
 
 static int main_serve(int argc, char **argv)
 {
-	char *end;
-	long parent = argc == 3 ? strtol(argv[2], &end, 10) : 0;
-	if (parent <= 1 || *end)
-		return 2;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != (pid_t)parent)
-		return 1;
+	pid_t parent;
+	int bad = serve_child_of(argc, argv, &parent);
+	if (bad)
+		return bad;
 	serve_parent_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)parent, 0);
 	if (getppid() != (pid_t)parent)
 		return 1;
