@@ -11,7 +11,7 @@ import { fromWire, toWire } from './vetter.actor.ts';
 import { MS, type Verdict, type VetRequest } from './vetter/decide.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
 import { answeredOf, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
-import { constants as osConstants } from 'node:os';
+import { errnoName } from '../native/errors.ts';
 
 export const VET_TIMEOUT_MS = 2000;
 /**
@@ -312,9 +312,4 @@ export class NotifyFeed {
       reason: verdict.reason, latencyUs, spansUs, ...(answered ? { answeredBy: 'performer' } : {}),
     });
   }
-}
-
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
-function errnoName(errno: number): string {
-  return errnoNames.get(errno) ?? `E${errno}`;
 }

@@ -317,15 +317,10 @@ export class Manager implements RuntimeHost {
    * later while the bus is down. The ulid is the message id, so a retry is not a duplicate.
    */
   async publish(subject: string, type: string, data: unknown): Promise<void> {
-    const env = envelope(type, data);
-    try {
-      await this.outbox!.add({ subject, id: env.id, payload: JSON.stringify(env) });
-    } catch (e) {
-      this.log.error({ err: e, subject, type }, 'cannot publish event');
-    }
+    return this.publishMany([{ subject, type, data }]);
   }
 
-  /** Publishes events as one outbox batch (one file; see Outbox.addMany). */
+  /** Publishes events as one outbox batch (one file; see Outbox.addMany); resolves as publish does. */
   async publishMany(events: { subject: string; type: string; data: unknown }[]): Promise<void> {
     try {
       await this.outbox!.addMany(events.map((ev) => {
@@ -333,7 +328,7 @@ export class Manager implements RuntimeHost {
         return { subject: ev.subject, id: env.id, payload: JSON.stringify(env) };
       }));
     } catch (e) {
-      this.log.error({ err: e, events: events.length, type: events[0]?.type }, 'cannot publish events');
+      this.log.error({ err: e, subject: events[0]?.subject, type: events[0]?.type, events: events.length }, 'cannot publish event');
     }
   }
 

@@ -56,6 +56,13 @@ export function errnoOf(code: string): number {
   return table[code] ?? 0;
 }
 
+const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v as number, k]));
+
+/** Code name for a positive errno (1 -> 'EPERM'); E<n> for one this platform does not name. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `E${errno}`;
+}
+
 export interface HelperExit {
   /** Exit status, or null when killed by a signal. */
   code: number | null;

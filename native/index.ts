@@ -539,7 +539,6 @@ function helperServer(): HelperServer | undefined {
 
 const PERFORM_NOTIFY_FD = 4;
 
-
 interface PerformRun { resolve: (o: AsOutcome) => void; reject: (e: unknown) => void; fallback: () => void; guard: NodeJS.Timeout }
 
 /** perform.h's request flag: the performer answers the notification itself. */

@@ -232,8 +232,6 @@ export const seccompMock = {
   closedFds: [] as number[],
   responses: [] as { fd: number; id: bigint; response: SeccompResponse }[],
   asCalls: [] as { kind: 'mount-as' | 'umount-as'; args: string[]; options: MountAsOptions | UmountAsOptions }[],
-  /** Plays the performer: mountAs/umountAs with notify.answer answer the notification themselves. */
-  performerAnswers: false,
 
   /** Paths with a serving agent. */
   get agents(): string[] {
@@ -290,7 +288,6 @@ export const seccompMock = {
     seccompMock.closedFds.length = 0;
     seccompMock.responses.length = 0;
     seccompMock.asCalls.length = 0;
-    seccompMock.performerAnswers = false;
     seccompFailures.clear();
     seccompAgents.clear();
     seccompWatches.clear();
@@ -332,32 +329,21 @@ export function listenSeccomp(fd: number): SeccompListener {
   });
 }
 
-/** The performer's answer (perform.h): 0, the call's own errno, or EPERM for any other failure. */
-function mockPerform(fn: 'mountAs' | 'umountAs', syscall: string, o: MountAsOptions | UmountAsOptions): AsOutcome {
-  const failure = seccompInjected(fn, syscall);
-  if (!(o.notify?.answer && seccompMock.performerAnswers)) {
-    if (failure) throw failure;
-    return {};
-  }
-  const errno = !failure ? 0 : failure.syscall === syscall && failure.errno ? failure.errno : errnoOf('EPERM');
-  const w = seccompWatches.get(o.notify.fd);
-  const sendErrno = w?.pending.delete(o.notify.id) ? 0 : errnoOf('ENOENT');
-  if (!sendErrno) seccompMock.responses.push({ fd: o.notify.fd, id: o.notify.id, response: errno ? { kind: 'errno', errno } : { kind: 'value', val: 0 } });
-  const answered = { errno, atUs: Number(process.hrtime.bigint() / 1000n), sendErrno };
-  if (failure) throw Object.assign(failure, { answered });
-  return { answered };
-}
-
+// The mock has no performer: like the fallback paths it never answers a notification itself (AsOutcome {}).
 export async function mountAs(o: MountAsOptions): Promise<AsOutcome> {
   const args = asHelperArgs('mount-as', o, o.notify ? 3 : undefined);
   seccompMock.asCalls.push({ kind: 'mount-as', args, options: o });
-  return mockPerform('mountAs', 'mount', o);
+  const failure = seccompInjected('mountAs', 'mount');
+  if (failure) throw failure;
+  return {};
 }
 
 export async function umountAs(o: UmountAsOptions): Promise<AsOutcome> {
   const args = asHelperArgs('umount-as', o, o.notify ? 3 : undefined);
   seccompMock.asCalls.push({ kind: 'umount-as', args, options: o });
-  return mockPerform('umountAs', 'umount2', o);
+  const failure = seccompInjected('umountAs', 'umount2');
+  if (failure) throw failure;
+  return {};
 }
 
 // ---------- procfs (appended): mounts are kept in procFsMock.mounts; read() plays a caller ----------

@@ -95,11 +95,9 @@ static void perform_fallback(uint32_t id, const char *why)
 	perform_reply(id, 'F', why, strlen(why), NULL, 0);
 }
 
-/* The errno the manager would answer for a run (0: the call returned 0); done: the run reported. */
-static int perform_answer_errno(bool done, int32_t rc, int32_t err, const char *syscall)
+/* The errno the manager would answer for a run that reported (0: the call returned 0). */
+static int perform_answer_errno(int32_t rc, int32_t err, const char *syscall)
 {
-	if (!done)
-		return EPERM;
 	if (rc == 0 && err == 0)
 		return 0;
 	if (err > 0 && (strcmp(syscall, "mount") == 0 || strcmp(syscall, "umount2") == 0))
@@ -198,7 +196,7 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		n.syscall[sizeof n.syscall - 1] = '\0';
 	}
 	if (as_keep_notif && !as_notif_closed) {
-		n.answer_err = perform_answer_errno(true, n.rc, n.err, n.syscall);
+		n.answer_err = perform_answer_errno(n.rc, n.err, n.syscall);
 		n.send_err = perform_send(n.notif_id, n.answer_err);
 		n.answered_us = perform_now_us();
 		n.answered = 1;
@@ -280,7 +278,7 @@ static void perform_finish(const struct perform_note *s, const struct perform_no
 	if (d && d->answered) {
 		a = *d;
 	} else if (answer) {
-		a.answer_err = d ? perform_answer_errno(true, d->rc, d->err, d->syscall) : EPERM;
+		a.answer_err = d ? perform_answer_errno(d->rc, d->err, d->syscall) : EPERM;
 		a.send_err = perform_send(s->notif_id, a.answer_err);
 		a.answered_us = perform_now_us();
 	}
