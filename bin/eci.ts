@@ -2,7 +2,7 @@
 import process from 'node:process';
 import { EciError, oneLine } from '../actors/errors.ts';
 import { configFromEnv } from '../actors/config.ts';
-import { control } from '../actors/control-client.ts';
+import { control } from '../cli/control-client.ts';
 import type { ContainerView } from '../actors/system.ts';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,7 +175,7 @@ async function settings(args: string[]): Promise<void> {
 }
 
 async function servicesCmd(args: string[]): Promise<void> {
-  const { services } = await import('../actors/services-cli.ts');
+  const { services } = await import('../cli/services.ts');
   const config = configFromEnv();
   let name: string | undefined;
   let json = false;
@@ -189,7 +189,7 @@ async function servicesCmd(args: string[]): Promise<void> {
 }
 
 async function eventsCmd(args: string[]): Promise<void> {
-  const { events } = await import('../actors/events-cli.ts');
+  const { events } = await import('../cli/events.ts');
   const config = configFromEnv();
   const o: Parameters<typeof events>[0] = {
     url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, follow: false, json: false, out: (l) => console.log(l),
@@ -216,7 +216,7 @@ async function eventsCmd(args: string[]): Promise<void> {
 }
 
 async function checkCmd(args: string[]): Promise<void> {
-  const { runChecks, formatChecks } = await import('../actors/check.ts');
+  const { runChecks, formatChecks } = await import('../cli/check.ts');
   const o: Parameters<typeof runChecks>[0] = { docker: '/usr/bin/docker', host: process.env.DOCKER_HOST, runtime: 'eci', image: '', out: (l: string) => console.log(l) };
   let engine: string | undefined;
   for (let i = 0; i < args.length; i++) {
@@ -230,7 +230,7 @@ async function checkCmd(args: string[]): Promise<void> {
     else throw new EciError('EUSAGE', `check: unknown flag ${args[i]}; see 'eci check --help'`);
   }
   if (engine !== undefined && engine !== 'docker' && engine !== 'eci') throw new EciError('EUSAGE', `check: --engine must be docker or eci, not ${JSON.stringify(engine)}`);
-  const { dockerReachable } = await import('../actors/check.ts');
+  const { dockerReachable } = await import('../cli/check.ts');
   o.engine = (engine as 'docker' | 'eci' | undefined) ?? ((await dockerReachable(o)) ? 'docker' : 'eci');
   if (o.engine === 'eci') {
     // The same runtime as this process: Deno runs bin/eci.ts, Node the compiled bin/eci.
@@ -253,8 +253,8 @@ function repoDir(): string {
 }
 
 async function runCmd(args: string[]): Promise<void> {
-  const { parseRunArgs } = await import('../actors/run/flags.ts');
-  const { runContainer } = await import('../actors/run/run.ts');
+  const { parseRunArgs } = await import('../cli/run/flags.ts');
+  const { runContainer } = await import('../cli/run/run.ts');
   let status: number;
   try {
     const opts = parseRunArgs(args);
@@ -271,18 +271,18 @@ async function runCmd(args: string[]): Promise<void> {
 }
 
 async function imageCmd(args: string[]): Promise<void> {
-  const { ImageStore, parseImageRef, refString } = await import('../actors/images/store.ts');
+  const { ImageStore, parseImageRef, refString } = await import('../cli/images/store.ts');
   const store = new ImageStore(configFromEnv().stateDir);
   const [sub, ...rest] = args;
   if (sub === 'import') {
     if (rest[0] === '--busybox') {
       if (rest.length > 1) throw new EciError('EUSAGE', 'image import --busybox takes no other argument');
-      const { ensureBusybox } = await import('../actors/images/busybox.ts');
+      const { ensureBusybox } = await import('../cli/images/busybox.ts');
       const rec = await ensureBusybox(store);
       return void console.log(`${rec.name}:${rec.tag}`);
     }
     if (rest.length < 1 || rest.length > 2 || rest.some((a) => a.startsWith('-'))) throw new EciError('EUSAGE', "usage: eci image import SRC [NAME[:TAG]] | eci image import --busybox");
-    const { importImage } = await import('../actors/images/import.ts');
+    const { importImage } = await import('../cli/images/import.ts');
     const rec = await importImage(store, rest[0], rest[1], { progress: process.stderr });
     return void console.log(`${rec.name}:${rec.tag}`);
   }
@@ -310,7 +310,7 @@ async function imageCmd(args: string[]): Promise<void> {
 }
 
 async function installCmd(args: string[], undo: boolean): Promise<void> {
-  const { install, uninstall } = await import('../actors/install.ts');
+  const { install, uninstall } = await import('../cli/install.ts');
   const config = configFromEnv();
   const repo = repoDir();
   const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo };

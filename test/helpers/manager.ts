@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, mkdirSync, openSync, closeSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { control } from '../../actors/control-client.ts';
+import { control } from '../../cli/control-client.ts';
 
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 

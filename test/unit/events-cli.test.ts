@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatEvent, parseSince, subjectFilter } from '../../actors/events-cli.ts';
+import { formatEvent, parseSince, subjectFilter } from '../../cli/events.ts';
 import { envelope } from '../../bus/events.ts';
 import type { EciEvent } from '../../bus/schemas/v1.ts';
 

@@ -2,11 +2,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyLayer } from '../../actors/images/layers.ts';
-import { Progress, progressLine } from '../../actors/images/progress.ts';
-import { defaultName } from '../../actors/images/import.ts';
-import { ImageStore, parseImageRef } from '../../actors/images/store.ts';
-import { isDynamicElf } from '../../actors/images/busybox.ts';
+import { applyLayer } from '../../cli/images/layers.ts';
+import { Progress, progressLine } from '../../cli/images/progress.ts';
+import { defaultName } from '../../cli/images/import.ts';
+import { ImageStore, parseImageRef } from '../../cli/images/store.ts';
+import { isDynamicElf } from '../../cli/images/busybox.ts';
 
 const dirs: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'eci-img-')); dirs.push(d); return d; };

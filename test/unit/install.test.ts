@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
-import { install, uninstall } from '../../actors/install.ts';
+import { install, uninstall } from '../../cli/install.ts';
 
 describe('eci install / uninstall', () => {
   let dir: string;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseCap, parseMemory, parseRunArgs, parseVolume } from '../../actors/run/flags.ts';
-import { buildSpec, capabilities, DEFAULT_CAPS, mergeEnv } from '../../actors/run/spec.ts';
+import { parseCap, parseMemory, parseRunArgs, parseVolume } from '../../cli/run/flags.ts';
+import { buildSpec, capabilities, DEFAULT_CAPS, mergeEnv } from '../../cli/run/spec.ts';
 import { CAP_NAMES } from '../../actors/runc/caps.ts';
-import { defaultSeccomp } from '../../actors/run/seccomp.ts';
+import { defaultSeccomp } from '../../cli/run/seccomp.ts';
 
 describe('parseRunArgs', () => {
   it('reads Docker-style flags up to the image; the rest is the command, flags included', () => {

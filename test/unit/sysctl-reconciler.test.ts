@@ -10,7 +10,7 @@ import { memKv } from '../helpers/mem-kv.ts';
 import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
-import { subjectFilter } from '../../actors/events-cli.ts';
+import { subjectFilter } from '../../cli/events.ts';
 
 function memHost(v: number): SysctlHost & { v: number } {
   const h = { v, async exists() { return true; }, async read() { return h.v; }, async write(_k: unknown, n: number) { h.v = n; } };

@@ -1,7 +1,7 @@
 // `eci run` flags, Docker's spelling. Pure: argv in, options out, one-line errors (exit 125).
-import { EciError } from '../errors.ts';
-import { CAP_NAMES } from '../runc/caps.ts';
-import { ID_PATTERN } from '../runc/cli.ts';
+import { EciError } from '../../actors/errors.ts';
+import { CAP_NAMES } from '../../actors/runc/caps.ts';
+import { ID_PATTERN } from '../../actors/runc/cli.ts';
 
 export interface VolumeFlag { source: string; destination: string; readonly: boolean }
 

@@ -1,6 +1,6 @@
 // Client side of the manager's control socket (used by `eci ps` and the checks).
 import { createConnection } from 'node:net';
-import { EciError } from './errors.ts';
+import { EciError } from '../actors/errors.ts';
 
 export function control<T = Record<string, unknown>>(socket: string, body: unknown, timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {

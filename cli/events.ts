@@ -1,9 +1,9 @@
 // `eci events`: follow or replay the event stream, as `nats sub` / `nats stream view` would.
-import { connectForCli } from '../bus/cli-connect.ts';
+import { connectForCli } from './bus-connect.ts';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { EVENTS_STREAM, PREFIX, token } from '../bus/subjects.ts';
 import { validateEvent, type EciEvent } from '../bus/schemas/v1.ts';
-import { EciError } from './errors.ts';
+import { EciError } from '../actors/errors.ts';
 
 export interface EventsOptions {
   url: string;

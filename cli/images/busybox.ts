@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EciError } from '../errors.ts';
+import { EciError } from '../../actors/errors.ts';
 import { refString, treeSize, type ImageRecord, type ImageRef, type ImageStore } from './store.ts';
 
 export const BUSYBOX_REF: ImageRef = { name: 'busybox', tag: 'latest' };

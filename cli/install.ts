@@ -3,7 +3,7 @@
 // install did (a previous "eci" runtime entry is put back). Both are idempotent.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { EciError } from './errors.ts';
+import { EciError } from '../actors/errors.ts';
 
 export interface InstallPaths {
   daemonJson: string; // /etc/docker/daemon.json

@@ -5,7 +5,7 @@
 // setns), which would give container root a full capability set over new namespaces and so reach
 // kernel code Docker keeps out of reach. Pure. The manager then adds its notify rules (mount family,
 // setuid chmods), which take those names out of this list's hands.
-import type { OciSpec } from '../runc/spec.ts';
+import type { OciSpec } from '../../actors/runc/spec.ts';
 
 const EPERM = 1;
 const ENOSYS = 38;

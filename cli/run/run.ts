@@ -9,9 +9,9 @@ import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_pro
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { EciError } from '../errors.ts';
+import { EciError } from '../../actors/errors.ts';
 import { control } from '../control-client.ts';
-import type { ManagerConfig } from '../config.ts';
+import type { ManagerConfig } from '../../actors/config.ts';
 import { alive, ImageStore, parseImageRef, refString, type ImageRecord } from '../images/store.ts';
 import { BUSYBOX_REF, ensureBusybox } from '../images/busybox.ts';
 import { buildSpec } from './spec.ts';

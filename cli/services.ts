@@ -1,7 +1,7 @@
 // `eci services`: the actors registered on the bus ($SRV protocol), with their endpoint counters.
-import { connectForCli } from '../bus/cli-connect.ts';
+import { connectForCli } from './bus-connect.ts';
 import { discover } from '../bus/services.ts';
-import { EciError } from './errors.ts';
+import { EciError } from '../actors/errors.ts';
 
 interface Endpoint { name: string; subject: string; num_requests: number; num_errors: number; last_error?: string; average_processing_time: number }
 interface Stats { name: string; id: string; version: string; started: string; endpoints: Endpoint[] }

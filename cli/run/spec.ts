@@ -2,9 +2,9 @@
 // /dev, /dev/pts, /dev/shm, /sys, cgroup, env PATH, hostname), the image's config, then the flags.
 // Pure. The manager then applies every eci rule to it exactly as to an engine's spec (user
 // namespace and range, vetted binds, /proc emulation, refusals of host namespaces).
-import { EciError } from '../errors.ts';
-import { CAP_NAMES } from '../runc/caps.ts';
-import type { OciSpec } from '../runc/spec.ts';
+import { EciError } from '../../actors/errors.ts';
+import { CAP_NAMES } from '../../actors/runc/caps.ts';
+import type { OciSpec } from '../../actors/runc/spec.ts';
 import type { ImageConfig } from '../images/store.ts';
 import type { RunOptions } from './flags.ts';
 import { defaultSeccomp } from './seccomp.ts';

@@ -6,7 +6,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { EciError } from '../errors.ts';
+import { EciError } from '../../actors/errors.ts';
 
 /** What an image says about how to run it (from an OCI image config; empty for a rootfs tarball). */
 export interface ImageConfig {

@@ -8,7 +8,7 @@ import { basename, join, resolve } from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { EciError } from '../errors.ts';
+import { EciError } from '../../actors/errors.ts';
 import { applyLayer } from './layers.ts';
 import { Progress, type ProgressSink } from './progress.ts';
 import { parseImageRef, refString, treeSize, type ImageConfig, type ImageRecord, type ImageRef, type ImageStore } from './store.ts';
