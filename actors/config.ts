@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { DEFAULT_NATS_PORT } from '../bus/embedded.ts';
 import { EciError } from './errors.ts';
-import { DEFAULT_SETTINGS_PATH } from './settings.ts';
+import { DEFAULT_ID_BASE, DEFAULT_SETTINGS_PATH } from './settings.ts';
 
 export interface ManagerConfig {
   stateDir: string;
@@ -11,7 +11,7 @@ export interface ManagerConfig {
   natsUrl?: string;
   natsPort: number;
   runc: string;
-  /** Uid ranges from ECI_UID_*; unset means the settings file's idRange (default 100000/65536/1024). */
+  /** Uid ranges from ECI_UID_*; unset means the settings file's idRange (default 0x70000000/65536/1024). */
   range?: { base: number; size: number; count: number };
   settingsPath: string;
   logLevel: string;
@@ -29,7 +29,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
   const runDir = env.ECI_RUN_DIR || '/run/eci';
   const fromEnv = ['ECI_UID_BASE', 'ECI_UID_SIZE', 'ECI_UID_COUNT'].some((k) => env[k]);
   const range = {
-    base: int(env, 'ECI_UID_BASE', 100000, 1, 0xffffffff),
+    base: int(env, 'ECI_UID_BASE', DEFAULT_ID_BASE, 1, 0xffffffff),
     size: int(env, 'ECI_UID_SIZE', 65536, 65536, 0x7fffffff),
     count: int(env, 'ECI_UID_COUNT', 1024, 1, 65536),
   };

@@ -7,6 +7,9 @@ import { EciError } from './errors.ts';
 
 export const DEFAULT_SETTINGS_PATH = '/etc/eci/settings.json';
 
+/** The first host id of eci's default pool: 0x70000000. */
+export const DEFAULT_ID_BASE = 0x7000_0000;
+
 export interface Settings {
   /** Docker-style admin pair: eci on, and users cannot turn it off per container. */
   enhancedContainerIsolation: { value: boolean; locked: boolean };
@@ -34,7 +37,9 @@ export const DEFAULT_SETTINGS: Settings = {
   restrictedPaths: [],
   engineSockets: ['/var/run/docker.sock', '/run/docker.sock', '/run/podman/podman.sock', '/run/containerd/containerd.sock'],
   dockerSocketMount: { imageList: { images: [] } },
-  idRange: { base: 100000, size: 65536, count: 1024 },
+  // Above useradd's subordinate ids (SUB_UID_MAX 600100000) and systemd-nspawn's container ranges
+  // (up to 0x6FFFFFFF), below 2^31 (podman's `containers` line, the foreign-uid range).
+  idRange: { base: DEFAULT_ID_BASE, size: 65536, count: 1024 },
   volumes: { allowSuid: false, allowDevices: false },
 };
 

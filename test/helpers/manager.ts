@@ -5,6 +5,11 @@ import { chmodSync, mkdtempSync, mkdirSync, openSync, closeSync, writeFileSync, 
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { control } from '../../cli/control-client.ts';
+import { DEFAULT_SETTINGS } from '../../actors/settings.ts';
+
+/** Host ids of the default pool's first and second ranges (what a test manager hands out first). */
+export const FIRST = DEFAULT_SETTINGS.idRange.base;
+export const SECOND = FIRST + DEFAULT_SETTINGS.idRange.size;
 
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 

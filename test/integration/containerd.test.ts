@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdAvailable, containerdOf, importImageToContainerd, type Containerd } from '../helpers/containerd.ts';
 import { importBusyboxImage, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { FIRST, startManager, type TestManager } from '../helpers/manager.ts';
 
 const avail = containerdAvailable();
 const norm = (s: string) => s.trim().split(/\s+/).join(' ');
@@ -38,9 +38,9 @@ describe.skipIf(!avail.ok)(`eci through containerd${avail.ok ? '' : ` (skipped: 
     await m?.destroy();
   });
 
-  it('ctr run --rm --runc-binary gives the container 0 100000 65536 and frees the range', async () => {
+  it(`ctr run --rm --runc-binary gives the container 0 ${FIRST} 65536 and frees the range`, async () => {
     const out = await ok(['run', '--rm', ...c.runFlags(m.runtime), ref, id(), 'cat', '/proc/self/uid_map', '/proc/self/gid_map']);
-    expect(norm(out)).toBe('0 100000 65536 0 100000 65536');
+    expect(norm(out)).toBe(`0 ${FIRST} 65536 0 ${FIRST} 65536`);
     expect((await m.ps()).containers).toEqual([]);
     expect((await m.ps()).ranges).toEqual({});
     expect((await ok(['container', 'ls', '-q'])).trim()).toBe('');
@@ -64,14 +64,14 @@ describe.skipIf(!avail.ok)(`eci through containerd${avail.ok ? '' : ` (skipped: 
     const cid = id();
     await ok(['run', '-d', ...c.runFlags(m.runtime), ref, cid, 'sleep', '300']);
     try {
-      expect((await m.ps()).containers.map((x) => [x.id, x.state, x.uid?.hostID])).toContainEqual([cid, 'running', 100000]);
+      expect((await m.ps()).containers.map((x) => [x.id, x.state, x.uid?.hostID])).toContainEqual([cid, 'running', FIRST]);
       const line = (await ok(['task', 'ls'])).split('\n').find((l) => l.startsWith(cid + ' '))!;
       const [, pid, status] = line.trim().split(/\s+/);
       expect(status).toBe('RUNNING');
-      expect(uidOf(Number(pid))).toBe(100000); // container root is host uid 100000, never 0
+      expect(uidOf(Number(pid))).toBe(FIRST); // container root is host uid FIRST, never 0
       // `ctr task ps` makes the shim call the runtime (`ps --format json <id>`).
       expect((await ok(['task', 'ps', cid])).split('\n').map((l) => l.split(/\s+/)[0])).toContain(pid);
-      expect(norm(await ok(['task', 'exec', '--exec-id', 'x1', cid, 'cat', '/proc/self/uid_map']))).toBe('0 100000 65536');
+      expect(norm(await ok(['task', 'exec', '--exec-id', 'x1', cid, 'cat', '/proc/self/uid_map']))).toBe(`0 ${FIRST} 65536`);
     } finally {
       await c.ctr(['task', 'kill', '-s', 'SIGKILL', cid]);
       for (let i = 0; i < 50; i++) {

@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, write
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, importBusyboxImage, RUN_FLAGS, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
-import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
+import { FIRST, SECOND, REPO, startManager, type TestManager } from '../helpers/manager.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -72,13 +72,13 @@ describe.skipIf(!avail.ok)(`admin policy through Docker${avail.ok ? '' : ` (skip
 
   it('mounts shared paths, idmapped: files written by container root are uid 0 on disk, whatever the range', async () => {
     const vol = join(dir, 'share/vol');
-    // Container A holds range 100000 while B (165536) writes; both read each other's files.
+    // Container A holds the first range while B (the second) writes; both read each other's files.
     const a = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', '-v', `${vol}:/v`, img, 'sh', '-c', 'echo from-a > /v/a; sleep 300'])).stdout.trim();
     try {
       for (let i = 0; i < 50; i++) { try { statSync(join(vol, 'a')); break; } catch { await new Promise((r) => setTimeout(r, 100)); } }
       const b = await run('-v', `${vol}:/v`, img, 'sh', '-c', 'cat /proc/self/uid_map; cat /v/a; echo from-b > /v/b; stat -c %u:%g /v/a /v/b');
       expect(b.code, b.stderr).toBe(0);
-      expect(b.stdout.split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual(['0 165536 65536', 'from-a', '0:0', '0:0', '']);
+      expect(b.stdout.split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual([`0 ${SECOND} 65536`, 'from-a', '0:0', '0:0', '']);
       for (const f of ['a', 'b']) expect([statSync(join(vol, f)).uid, statSync(join(vol, f)).gid]).toEqual([0, 0]);
       expect((await d.docker(['exec', a, 'cat', '/v/b'])).stdout).toBe('from-b\n');
     } finally {

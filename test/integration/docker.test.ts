@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
-import { REPO, type TestManager } from '../helpers/manager.ts';
+import { FIRST, SECOND, REPO, type TestManager } from '../helpers/manager.ts';
 import { replay } from '../helpers/events.ts';
 
 const avail = dockerdAvailable();
@@ -32,18 +32,18 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
     await stopEciDocker({ m, d });
   });
 
-  it('gives the first container 0 100000 65536 and a concurrent one 0 165536 65536', async () => {
-    expect(norm((await run(img, 'cat', '/proc/self/uid_map')).stdout)).toBe('0 100000 65536');
+  it(`gives the first container 0 ${FIRST} 65536 and a concurrent one 0 ${SECOND} 65536`, async () => {
+    expect(norm((await run(img, 'cat', '/proc/self/uid_map')).stdout)).toBe(`0 ${FIRST} 65536`);
     const id = (await ok(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).trim();
     try {
       const r = await run(img, 'cat', '/proc/self/uid_map', '/proc/self/gid_map');
-      expect(norm(r.stdout)).toBe('0 165536 65536 0 165536 65536');
-      // On the host, the long-running container's processes run as uid 100000, never 0.
+      expect(norm(r.stdout)).toBe(`0 ${SECOND} 65536 0 ${SECOND} 65536`);
+      // On the host, the long-running container's processes run as the first range's root, never 0.
       const pid = Number((await ok(['inspect', '-f', '{{.State.Pid}}', id])).trim());
-      expect(uidOf(pid)).toBe(100000);
+      expect(uidOf(pid)).toBe(FIRST);
       // docker exec joins the same user namespace.
-      expect(norm(await ok(['exec', id, 'cat', '/proc/self/uid_map']))).toBe('0 100000 65536');
-      expect((await m.ps()).containers.map((c) => [c.id, c.state, c.uid?.hostID])).toContainEqual([id, 'running', 100000]);
+      expect(norm(await ok(['exec', id, 'cat', '/proc/self/uid_map']))).toBe(`0 ${FIRST} 65536`);
+      expect((await m.ps()).containers.map((c) => [c.id, c.state, c.uid?.hostID])).toContainEqual([id, 'running', FIRST]);
     } finally {
       await d.docker(['rm', '-f', id]);
     }
@@ -52,7 +52,7 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
   });
 
   it('still maps a range with --userns=host', async () => {
-    expect(norm((await run('--userns=host', img, 'cat', '/proc/self/uid_map')).stdout)).toBe('0 100000 65536');
+    expect(norm((await run('--userns=host', img, 'cat', '/proc/self/uid_map')).stdout)).toBe(`0 ${FIRST} 65536`);
   });
 
   it('refuses host namespaces with a clear error', async () => {
@@ -147,7 +147,7 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
   it('after a manager crash and restart, does not hand out a range a running container holds', async () => {
     const id = (await ok(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).trim();
     try {
-      expect(norm(await ok(['exec', id, 'cat', '/proc/self/uid_map']))).toBe('0 100000 65536');
+      expect(norm(await ok(['exec', id, 'cat', '/proc/self/uid_map']))).toBe(`0 ${FIRST} 65536`);
       await m.kill9();
       // Fail closed: with the manager down, a new container does not start.
       const down = await run(img, 'true');
@@ -155,7 +155,7 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
       expect(down.stderr).toContain('eci manager is not reachable');
       await m.restart();
       expect((await m.ps()).containers.map((c) => [c.id, c.state])).toEqual([[id, 'running']]);
-      expect(norm((await run(img, 'cat', '/proc/self/uid_map')).stdout)).toBe('0 165536 65536');
+      expect(norm((await run(img, 'cat', '/proc/self/uid_map')).stdout)).toBe(`0 ${SECOND} 65536`);
     } finally {
       await d.docker(['rm', '-f', id]);
     }

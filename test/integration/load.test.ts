@@ -10,6 +10,7 @@ import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
 import { replay } from '../helpers/events.ts';
 import type { TestManager } from '../helpers/manager.ts';
+import { FIRST } from '../helpers/manager.ts';
 
 const avail = dockerdAvailable();
 const N = Number(process.env.ECI_LOAD_N ?? 100);
@@ -65,7 +66,7 @@ describe.skipIf(!avail.ok)(`load: ${N} containers through Docker${avail.ok ? '' 
     expect(pids).toHaveLength(N);
     const hostIds = pids.map((p) => Number(readFileSync(`/proc/${p}/uid_map`, 'utf8').trim().split(/\s+/)[1]));
     expect(new Set(hostIds).size).toBe(N);
-    expect(hostIds.every((h) => h >= 100000 && (h - 100000) % 65536 === 0)).toBe(true);
+    expect(hostIds.every((h) => h >= FIRST && (h - FIRST) % 65536 === 0)).toBe(true);
     const ps = await m.ps();
     expect(ps.containers.filter((c) => c.state === 'running')).toHaveLength(N);
     expect(new Set(Object.values(ps.ranges))).toEqual(new Set(ids));

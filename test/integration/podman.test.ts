@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { FIRST, startManager, type TestManager } from '../helpers/manager.ts';
 import { importPodmanBusybox, podmanAvailable, startPodman, type Podman } from '../helpers/podman.ts';
 
 const avail = podmanAvailable();
@@ -36,10 +36,10 @@ describe.skipIf(!avail.ok)(`eci through Podman${avail.ok ? '' : ` (skipped: ${av
     await m?.destroy();
   });
 
-  it('gives the container 0 100000 65536 (podman run, then podman rm)', async () => {
+  it(`gives the container 0 ${FIRST} 65536 (podman run, then podman rm)`, async () => {
     const c = name();
     try {
-      expect(norm(await ok(['run', '--name', c, ...p.runFlags, img, 'cat', '/proc/self/uid_map']))).toBe('0 100000 65536');
+      expect(norm(await ok(['run', '--name', c, ...p.runFlags, img, 'cat', '/proc/self/uid_map']))).toBe(`0 ${FIRST} 65536`);
     } finally {
       await p.podman(['rm', '-f', '-t', '0', c]);
     }
@@ -48,8 +48,8 @@ describe.skipIf(!avail.ok)(`eci through Podman${avail.ok ? '' : ` (skipped: ${av
 
   // Regression: for `--rm` containers Podman mounts its overlay `volatile`, which leaves
   // work/work/incompat/volatile; an overlay on the same workdir is refused. eci uses its own workdir.
-  it('podman run --rm prints 0 100000 65536 (volatile overlay)', async () => {
-    expect(norm(await ok(['run', '--rm', ...p.runFlags, img, 'cat', '/proc/self/uid_map']))).toBe('0 100000 65536');
+  it(`podman run --rm prints 0 ${FIRST} 65536 (volatile overlay)`, async () => {
+    expect(norm(await ok(['run', '--rm', ...p.runFlags, img, 'cat', '/proc/self/uid_map']))).toBe(`0 ${FIRST} 65536`);
     expect((await m.ps()).ranges).toEqual({});
   });
 
@@ -89,7 +89,7 @@ describe.skipIf(!avail.ok)(`eci through Podman${avail.ok ? '' : ` (skipped: ${av
   it('runs a detached container: running in the manager, podman ps/inspect/state, exec; rm -f frees the range', async () => {
     const id = (await ok(['run', '-d', ...p.runFlags, img, 'sleep', '300'])).trim();
     try {
-      expect((await m.ps()).containers.map((c) => [c.id, c.state, c.uid?.hostID])).toContainEqual([id, 'running', 100000]);
+      expect((await m.ps()).containers.map((c) => [c.id, c.state, c.uid?.hostID])).toContainEqual([id, 'running', FIRST]);
       // --sync makes Podman ask the runtime (`state <id>`, without --root) instead of its own database.
       const ps = JSON.parse(await ok(['ps', '--sync', '--format', 'json'])) as { Id: string; State: string }[];
       expect(ps.map((c) => [c.Id, c.State])).toEqual([[id, 'running']]);
@@ -99,9 +99,9 @@ describe.skipIf(!avail.ok)(`eci through Podman${avail.ok ? '' : ` (skipped: ${av
       expect([state.id, state.status]).toEqual([id, 'running']);
       const pid = Number((await ok(['inspect', '-f', '{{.State.Pid}}', id])).trim());
       expect(state.pid).toBe(pid);
-      expect(uidOf(pid)).toBe(100000); // container root is host uid 100000, never 0
+      expect(uidOf(pid)).toBe(FIRST); // container root is host uid FIRST, never 0
       // podman exec (conmon -> runtime exec --process ... --detach) joins the same user namespace.
-      expect(norm(await ok(['exec', id, 'cat', '/proc/self/uid_map']))).toBe('0 100000 65536');
+      expect(norm(await ok(['exec', id, 'cat', '/proc/self/uid_map']))).toBe(`0 ${FIRST} 65536`);
     } finally {
       const r = await withEci(['rm', '-f', '-t', '0', id]);
       expect(r.code, r.stderr).toBe(0);

@@ -3,7 +3,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { FIRST, startManager, type TestManager } from '../helpers/manager.ts';
 import { eciRunc as runEciRunc, makeBundle } from '../helpers/bundle.ts';
 
 const root = process.getuid?.() === 0;
@@ -41,7 +41,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     const before = readFileSync(join(b, 'config.json'), 'utf8');
     const r = await eciRunc(['--root', runcRoot, 'run', '--bundle', b, 'ok1'], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(norm(r.stdout)).toBe('0 100000 65536 0');
+    expect(norm(r.stdout)).toBe(`0 ${FIRST} 65536 0`);
     expect(readFileSync(join(b, 'rootfs/etc/new'), 'utf8')).toBe('x\n');
     expect((await import('node:fs')).statSync(join(b, 'rootfs/etc/new')).uid).toBe(0);
     expect(readFileSync(join(b, 'config.json'), 'utf8')).toBe(before); // the bundle is given back as it was
@@ -63,7 +63,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     }
     const pid = Number(readFileSync(pidFile, 'utf8'));
     expect(pid).toBeGreaterThan(0);
-    expect((await m.ps()).containers.map((x) => [x.id, x.state, x.uid?.hostID])).toEqual([['life1', 'mounted', 100000]]);
+    expect((await m.ps()).containers.map((x) => [x.id, x.state, x.uid?.hostID])).toEqual([['life1', 'mounted', FIRST]]);
     expect((await eciRunc(['--root', runcRoot, 'start', 'life1'], { env })).code).toBe(0);
     const st = JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'life1'], { env })).stdout);
     expect(st).toMatchObject({ id: 'life1', status: 'running', pid });
