@@ -385,15 +385,10 @@ export class Manager implements RuntimeHost {
       assertStateSpace(this.config.stateDir);
     }
     const c = new ContainerActor(id, bundle, {
+      // In-process: a create never waits on a bus round trip to ourselves (issue 18). The allocator
+      // persists each decision to KV before it answers, and a release waits for the bus if it is down.
       requestRange: (owner) => this.requestRange(owner),
-      freeRange: async (owner) => {
-        // Bus down: the allocator is in this process; its KV write waits for the bus.
-        if (!this.bus.up()) return this.allocator.free(owner);
-        await this.bus.nc.request(subjects.allocatorFree, JSON.stringify({ owner }), { timeout: 5000 }).catch((e) => {
-          this.log.error({ err: e, owner }, 'cannot free range over the bus; freeing directly');
-          this.allocator.free(owner);
-        });
-      },
+      freeRange: async (owner) => this.allocator.free(owner),
       mountRootfs: async (cid, uid, gid) => {
         await this.pause.at('create.after-range', cid, () => this.settledFor(cid));
         const target = this.rootfsTarget(cid);
@@ -443,9 +438,9 @@ export class Manager implements RuntimeHost {
 
   private async requestRange(owner: string): Promise<AllocationResult> {
     const t = performance.now();
-    const m = await this.bus.nc.request(subjects.allocatorAllocate, JSON.stringify({ owner }), { timeout: 5000 });
-    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2) }, 'range request answered');
-    return m.json<AllocationResult>();
+    const r = await this.allocator.allocate(owner);
+    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2) }, 'range allocated');
+    return r;
   }
 
   containerDir(id: string): string {
