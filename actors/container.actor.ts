@@ -1,5 +1,5 @@
-// One actor per container: runs the lifecycle machine, performing its effects (range request over
-// the bus, rootfs mapping, release) and feeding their results back as events.
+// One actor per container: runs the lifecycle machine, performing its effects (a range from the
+// in-process allocator, rootfs mapping, release) and feeding their results back as events.
 import { createActor, waitFor, type Actor, type SimulatedClock, type SnapshotFrom } from 'xstate';
 import { containerMachine, type ContainerContext } from '../statecharts/container.machine.ts';
 import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '../statecharts/events.ts';
@@ -63,7 +63,7 @@ export class ContainerActor {
               }
               self.send(r.ok ? { type: 'range.allocated', index: r.index, uid: r.uid, gid: r.gid } : { type: 'range.failed', reason: r.reason });
             },
-            (e) => self.send({ type: 'range.failed', reason: `allocator unreachable: ${(e as Error).message}` }),
+            (e) => self.send({ type: 'range.failed', reason: `cannot allocate a uid/gid range: ${(e as Error).message}` }),
           );
         },
         mountRootfs: ({ self }, p) => {

@@ -1,0 +1,81 @@
+// A container's mounts under $ECI_RUN_DIR/containers/<id>: the idmapped rootfs and binds eci makes
+// (exactly those are taken down again, by mount id), and the run dir that holds them.
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { IdRange, MountRef } from '../../statecharts/events.ts';
+import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
+import type { TestPause } from '../test-pause.ts';
+
+/** What to mount for a container: its rootfs and its idmapped binds. */
+export interface MountPlan { rootfs: RootfsPlan; binds: BindPlan[] }
+
+export class ContainerMounts {
+  /**
+   * @param settledFor resolves once a container's bus writes so far have landed (a test pause point
+   *   must not stop the manager before what precedes it is recorded).
+   */
+  constructor(
+    private readonly runDir: string,
+    private readonly native: RootfsNative,
+    private readonly pause: () => TestPause,
+    private readonly settledFor: (id: string) => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  containerDir(id: string): string {
+    return join(this.runDir, 'containers', id);
+  }
+
+  rootfsTarget(id: string): string {
+    return join(this.containerDir(id), 'rootfs');
+  }
+
+  /** Mounts the rootfs and binds mapped to the range; on failure, leaves nothing behind. */
+  async mount(id: string, plan: MountPlan, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[] }> {
+    await this.pause().at('create.after-range', id, () => this.settledFor(id));
+    const target = this.rootfsTarget(id);
+    mkdirSync(target, { recursive: true, mode: 0o711 });
+    let mounts: MountRef[] = [];
+    const t = performance.now();
+    try {
+      mounts = await mountRootfs(this.native, plan.rootfs, target, uid, gid);
+      this.log.debug({ id, ms: +(performance.now() - t).toFixed(2) }, 'rootfs mounted');
+      if (plan.binds.length) mkdirSync(join(this.containerDir(id), 'binds'), { mode: 0o711 });
+      mounts.push(...mountBinds(this.native, plan.binds, uid, gid));
+      await this.pause().at('create.after-rootfs', id, () => this.settledFor(id));
+      return { path: target, mounts };
+    } catch (e) {
+      unmountRootfs(this.native, mounts);
+      // Whatever is still mounted on our own fresh rootfs dir is ours: take it down too.
+      for (let i = 0; i < 8 && this.native.isMountpoint(target); i++) this.native.unmount(target, { detach: true });
+      try {
+        rmSync(this.containerDir(id), { recursive: true, force: true });
+      } catch (rmErr) {
+        this.log.error({ err: rmErr, id }, 'cannot remove the run dir of a failed container');
+      }
+      throw e;
+    }
+  }
+
+  /** The delete path: unmount and remove, between its two test pause points. */
+  async unmount(id: string, mounts: MountRef[] | undefined): Promise<void> {
+    await this.pause().at('delete.before-unmount', id, () => this.settledFor(id));
+    this.remove(id, mounts);
+    await this.pause().at('delete.after-unmount', id, () => this.settledFor(id));
+  }
+
+  /** Unmounts what eci mounted for a container and removes its run dir (kept if a mount is stuck). */
+  remove(id: string, mounts: MountRef[] | undefined): void {
+    const left = unmountRootfs(this.native, mounts ?? []);
+    if (left.length) {
+      this.log.error({ id, left }, 'cannot unmount rootfs mounts');
+      return;
+    }
+    if (this.native.isMountpoint(this.rootfsTarget(id))) {
+      this.log.warn({ id }, 'a mount not made by eci remains on the rootfs path; leaving it');
+      return;
+    }
+    rmSync(this.containerDir(id), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,72 @@
+// The unix socket the eci-runc launcher (runtime calls) and `eci ps`-style clients (control ops)
+// talk to. Frames from one connection are answered in order; a bad frame or a failed call ends that
+// connection only, never the manager.
+import { mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { encodeReply, FrameDecoder, type ShimReply } from '../shim-protocol.ts';
+
+/** One launcher connection: a runtime call, then (for spawned runc) its exit status. */
+export interface RuntimeCalls {
+  request(cwd: string, argv: string[]): Promise<ShimReply>;
+  exit(status: number): Promise<ShimReply>;
+}
+
+export interface ControlHandlers {
+  /** A fresh session per connection. */
+  session(): RuntimeCalls;
+  /** A control op (`{op: 'ping' | 'ps'}`) answered as JSON. */
+  control(body: unknown): Promise<unknown>;
+}
+
+export class ControlServer {
+  private server?: Server;
+
+  constructor(private readonly path: string, private readonly handlers: ControlHandlers, private readonly log: Logger) {}
+
+  async listen(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o711 });
+    rmSync(this.path, { force: true });
+    const server = createServer((s) => this.serve(s));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => resolve());
+    });
+  }
+
+  /** Stops accepting (calls in flight finish) and removes the socket. */
+  async close(): Promise<void> {
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    rmSync(this.path, { force: true });
+  }
+
+  private serve(sock: Socket): void {
+    const dec = new FrameDecoder();
+    const session = this.handlers.session();
+    let queue = Promise.resolve();
+    sock.on('error', () => {});
+    sock.on('data', (chunk) => {
+      let frames;
+      try {
+        frames = dec.push(chunk);
+      } catch (e) {
+        this.log.warn({ err: e }, 'bad frame from a client');
+        sock.destroy();
+        return;
+      }
+      for (const f of frames) {
+        queue = queue.then(async () => {
+          if (f.kind === 'request') sock.write(encodeReply(await session.request(f.cwd, f.argv)));
+          else if (f.kind === 'exit') sock.write(encodeReply(await session.exit(f.status)));
+          else sock.write(JSON.stringify(await this.handlers.control(f.body)) + '\0');
+        }).catch((e) => {
+          // The launcher went away mid-call, or a bug: never take the manager down for one client.
+          this.log.error({ err: e }, 'runtime call failed');
+          sock.destroy();
+        });
+      }
+    });
+  }
+}

@@ -1,0 +1,109 @@
+// After a manager restart: containers runc still knows are picked up again from their KV records,
+// the rest are cleaned up (mounts, range, a final event), orphan ranges are freed and mounts no
+// record speaks for are swept; then the picked-up containers get their emulated files and vetting back.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import { subjects } from '../../bus/subjects.ts';
+import type { MountRef } from '../../statecharts/events.ts';
+import type { AllocatorActor } from '../allocator.actor.ts';
+import type { FdHolder } from '../fd-holder.ts';
+import type { NotifyFeed } from '../notify-feed.ts';
+import { sweepOrphans } from '../reconcile.ts';
+import { initPidOf, type RuncInitState, type StoredRecord } from '../restore.ts';
+import { runcStateDir } from '../runc/cli.ts';
+import type { EmulatedFiles } from './emulated-files.ts';
+import type { EventSink } from './publisher.ts';
+import type { ContainerTable } from './table.ts';
+
+export interface RecoveryDeps {
+  /** KV `eci-containers`. */
+  records: KV;
+  allocator: Pick<AllocatorActor, 'free' | 'held' | 'settled'>;
+  events: EventSink;
+  table: ContainerTable;
+  files: EmulatedFiles;
+  native: { unmount(target: string, o?: { detach?: boolean }): void; closeFd?(fd: number): void };
+  /** Starts the actor of a container from its record (in the table once this returns). */
+  revive(id: string, rec: StoredRecord): void;
+  /** Unmounts what eci mounted for a container and removes its run dir. */
+  removeRootfs(id: string, mounts: MountRef[] | undefined): void;
+  runDir: string;
+  log: Logger;
+}
+
+/** Keep containers runc still knows, clean up the rest, free orphan ranges, sweep orphan mounts. */
+export async function restoreContainers(d: RecoveryDeps): Promise<void> {
+  const kv = d.records;
+  for await (const id of await kv.keys()) {
+    const e = await kv.get(id);
+    if (!e || e.operation !== 'PUT') continue;
+    const rec = e.json<StoredRecord>();
+    const alive = existsSync(runcStateDir(rec.runcRoot, id));
+    if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
+      d.revive(id, rec);
+      const pid = initPidOf(rec, runcInitState(rec.runcRoot, id), (p) => { try { return readFileSync(`/proc/${p}/stat`, 'utf8'); } catch { return undefined; } });
+      if (pid) d.table.setInitPid(id, pid);
+      d.log.info({ id, state: rec.state }, 'restored container');
+      continue;
+    }
+    d.removeRootfs(id, rec.context.mounts);
+    d.allocator.free(id);
+    // Killed after the final transition was recorded (during delete): its event is out already.
+    if (rec.state === 'stopped' || rec.state === 'failed') { await kv.delete(id); continue; }
+    const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
+    await d.events.publish(subjects.containerEvent(id, final), `container.${final}`, {
+      container: id, state: final, from: rec.state, uid: rec.context.uid, gid: rec.context.gid, bundle: rec.context.bundle,
+      reason: 'ended while the manager was down',
+    });
+    await kv.delete(id);
+  }
+  for (const [, owner] of Object.entries(d.allocator.held())) {
+    if (!d.table.has(owner)) d.allocator.free(owner);
+  }
+  await d.allocator.settled();
+  sweepOrphanMounts(d);
+}
+
+/**
+ * After restoreContainers: the restored containers get their emulated /proc files back and their
+ * vetting resumes from the notify fds the fd-holder kept (the calls they made meanwhile are queued
+ * in the kernel and answered now). A container whose init cannot be identified is not resumed: its
+ * fds are closed, and its vetted calls fail with ENOSYS as without a holder (fail closed).
+ */
+export async function resumeContainers(d: RecoveryDeps, holder: FdHolder | undefined, feed: NotifyFeed): Promise<void> {
+  for (const c of d.table.all()) {
+    const pid = d.table.initPid(c.id);
+    if (pid) await d.files.reattach(c.id, pid);
+  }
+  if (!holder?.connected) return;
+  const taken = holder.take();
+  for (const [id, fds] of taken.fds) {
+    const pid = d.table.has(id) ? d.table.initPid(id) : undefined;
+    if (!pid) {
+      for (const fd of fds) d.native.closeFd!(fd);
+      if (!d.table.has(id)) holder.drop(id);
+      d.log.warn({ id, fds: fds.length }, 'notify fds of a container that is not restored: closed');
+      continue;
+    }
+    // Each noted id belongs to one of the fds; on the others ID_VALID just says no.
+    for (const fd of fds) feed.adopt(id, pid, fd, taken.seen.get(id));
+    d.log.info({ id, fds: fds.length, pid }, 'vetting resumed');
+  }
+}
+
+/** Mounts and run dirs of containers no record speaks for (killed before the mount was recorded). */
+function sweepOrphanMounts(d: RecoveryDeps): void {
+  const r = sweepOrphans(d.native, join(d.runDir, 'containers'), new Set(d.table.ids()));
+  if (r.unmounted.length || r.removed.length) d.log.info(r, 'swept mounts and run dirs of containers that are gone');
+  if (r.kept.length) d.log.error({ ids: r.kept }, 'run dirs kept: a mount below them could not be removed');
+}
+
+function runcInitState(runcRoot: string | undefined, id: string): RuncInitState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(runcStateDir(runcRoot, id), 'state.json'), 'utf8')) as RuncInitState;
+  } catch {
+    return undefined;
+  }
+}
