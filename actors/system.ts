@@ -34,6 +34,8 @@ import { EventPublisher, type EventSink, type OutgoingEvent } from './manager/pu
 import { ContainerRecords } from './manager/records.ts';
 import { restoreContainers, resumeContainers, type RecoveryDeps } from './manager/recovery.ts';
 import { SettingsWatch } from './manager/settings-watch.ts';
+import { lockDir, type ManagerLock } from './manager/lock.ts';
+import { SubidGuard } from './manager/subid.ts';
 import { ContainerTable, type ContainerView } from './manager/table.ts';
 
 export type { MountPlan } from './manager/container-mounts.ts';
@@ -83,6 +85,8 @@ export class Manager implements RuntimeHost, EventSink {
   private sysctl?: SysctlReconciler;
   /** Keeps the containers' notify fds across a manager restart (absent when the native side lacks it). */
   private holder?: FdHolder;
+  private readonly locks: ManagerLock[] = [];
+  private subids?: SubidGuard;
 
   constructor(readonly config: ManagerConfig, readonly log: Logger, private native: ManagerNative) {
     this.settingsWatch = new SettingsWatch(config.settingsPath, this, log);
@@ -141,6 +145,21 @@ export class Manager implements RuntimeHost, EventSink {
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(this.config.runDir, 'containers'), { recursive: true, mode: 0o711 });
+    // Before anything is touched: a second manager would take the socket and fight over host sysctls.
+    this.locks.push(lockDir(this.config.stateDir), ...(this.config.runDir === this.config.stateDir ? [] : [lockDir(this.config.runDir)]));
+    try {
+      await this.startLocked();
+    } catch (e) {
+      this.releaseLocks();
+      throw e;
+    }
+  }
+
+  private releaseLocks(): void {
+    for (const l of this.locks.splice(0)) l.release();
+  }
+
+  private async startLocked(): Promise<void> {
     // JetStream cannot even open its consumers on a full disk: say so instead of failing halfway.
     assertStateSpace(this.config.stateDir, 'the manager cannot start; free space there and start it again');
     // eci owns these two: make sure container root can pass through (the mode of an existing dir is kept by mkdir).
@@ -151,6 +170,9 @@ export class Manager implements RuntimeHost, EventSink {
     this.pause = TestPause.fromEnv(process.env, this.config.stateDir);
     if (this.pause.active) this.log.warn({ point: this.pause.active }, 'test hook ECI_TEST_PAUSE_AT is set: the manager will stop there');
     await this.settingsWatch.start();
+    // The pool goes into /etc/subuid and /etc/subgid before any of it is handed out (refused if a user overlaps it).
+    this.subids = new SubidGuard(this.config.range ?? this.settings().idRange);
+    this.subids.reserve();
     // Events are written to the outbox before they are published: none is lost while the bus is down.
     this.events = new EventPublisher(this.config.stateDir, this.log);
     this.bus = await connectBus({
@@ -214,6 +236,7 @@ export class Manager implements RuntimeHost, EventSink {
     for (const c of this.table.all()) c.actor.stop();
     await this.events?.close();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
+    this.releaseLocks();
   }
 
   /** Publishes one event through the outbox (see EventPublisher.publish). */
@@ -258,6 +281,7 @@ export class Manager implements RuntimeHost, EventSink {
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {
     if (!restore) {
       this.assertBusUp();
+      this.subids?.check(); // a user given ids in the pool since the start (usermod -v) stops every create
       assertStateSpace(this.config.stateDir);
     }
     const c = new ContainerActor(id, bundle, {

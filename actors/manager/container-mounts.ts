@@ -1,6 +1,6 @@
 // A container's mounts under $ECI_RUN_DIR/containers/<id>: the idmapped rootfs and binds eci makes
 // (exactly those are taken down again, by mount id), and the run dir that holds them.
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { IdRange, MountRef } from '../../statecharts/events.ts';
@@ -35,6 +35,11 @@ export class ContainerMounts {
   async mount(id: string, plan: MountPlan, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[] }> {
     await this.pause().at('create.after-range', id, () => this.settledFor(id));
     const target = this.rootfsTarget(id);
+    // 0700 and owned by the container's root: runc walks in as that user, nobody else on the host can.
+    const dir = this.containerDir(id);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chownSync(dir, uid.hostID, gid.hostID);
+    chmodSync(dir, 0o700);
     mkdirSync(target, { recursive: true, mode: 0o711 });
     let mounts: MountRef[] = [];
     const t = performance.now();

@@ -55,6 +55,7 @@ describe.skipIf(!!skip)(`eci's control plane against a local user${skip ? ` (ski
     const over = `${POOL_BASE + 65536}-${POOL_BASE + 65536 + 99}`;
     expect(spawnSync('usermod', ['--add-subuids', over, user], { encoding: 'utf8' }).status).toBe(0);
     const dir = mkdtempSync('/tmp/ecic-');
+    chmodSync(dir, 0o711); // the run dir's parents must be searchable (checked before the pool)
     try {
       const r = await daemonOnce({ ECI_STATE_DIR: join(dir, 'state'), ECI_RUN_DIR: join(dir, 'run'), ECI_NATS_PORT: String(await freePort()), ...poolEnv });
       expect(r.code).not.toBe(0);

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LOCK_FILE, lockDir, startTimeOf } from '../../actors/manager-lock.ts';
+import { LOCK_FILE, lockDir, startTimeOf } from '../../actors/manager/lock.ts';
 
 describe('one manager per dir', () => {
   const dirs: string[] = [];

@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { overlapping, parseSubid, reservePool, withReservation } from '../../actors/subid.ts';
+import { overlapping, parseSubid, reservePool, SubidGuard, withReservation } from '../../actors/manager/subid.ts';
 
 const pool = { base: 1_000_000_000, size: 65536, count: 4 };
 
@@ -51,5 +51,24 @@ describe('subordinate id reservation', () => {
     const r = file('mallory:1000065536:65536\n');
     expect(() => reservePool(r, pool, 'uid')).toThrow(/line 1 gives mallory uids 1000065536\.\.1000131071, which overlap eci's id pool 1000000000\.\.1000262143/);
     expect(readFileSync(r, 'utf8')).toBe('mallory:1000065536:65536\n'); // nothing written on a refusal
+  });
+});
+
+describe('SubidGuard', () => {
+  it('re-reads a file only when it changed, and refuses once a user is given ids in the pool', () => {
+    const d = mkdtempSync('/tmp/eci-subid-');
+    try {
+      const uid = join(d, 'subuid');
+      const gid = join(d, 'subgid');
+      writeFileSync(uid, 'alice:100000:65536\n');
+      const g = new SubidGuard(pool, [[uid, 'uid'], [gid, 'gid']]);
+      g.reserve();
+      g.check();
+      writeFileSync(uid, `${readFileSync(uid, 'utf8')}bob:1000000000:1\n`);
+      utimesSync(uid, new Date(), new Date(Date.now() + 5000)); // a new mtime even on a coarse clock
+      expect(() => g.check()).toThrow(/gives bob uids 1000000000\.\.1000000000/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

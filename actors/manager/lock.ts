@@ -3,7 +3,7 @@
 // starting managers gets it; a lock whose pid is gone (a crash) is taken over.
 import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { EciError } from './errors.ts';
+import { EciError } from '../errors.ts';
 
 export const LOCK_FILE = 'manager.lock';
 

@@ -3,7 +3,7 @@
 // other entry already overlaps is refused: that user could become a container's root through
 // newuidmap and reach its files.
 import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
-import { EciError } from './errors.ts';
+import { EciError } from '../errors.ts';
 
 /** The name eci's reservation lines carry in /etc/subuid and /etc/subgid. */
 export const SUBID_OWNER = 'eci';
@@ -42,6 +42,16 @@ export function withReservation(text: string, pool: IdPool): string {
   return `${text}${sep}${SUBID_OWNER}:${first}:${end - first}\n`;
 }
 
+/** Throws one line naming the first other entry of `path` (text) that overlaps the pool. */
+function assertNoOverlap(path: string, text: string, pool: IdPool, kind: 'uid' | 'gid'): void {
+  const c = overlapping(parseSubid(text), pool)[0];
+  if (!c) return;
+  const { first, end } = poolSpan(pool);
+  throw new EciError('ESUBID',
+    `${path} line ${c.line} gives ${c.owner} ${kind}s ${c.start}..${c.start + c.count - 1}, which overlap eci's id pool ${first}..${end - 1}: that user could become a container's root`,
+    { hint: `give ${c.owner} other ids (usermod --del-sub${kind}s/--add-sub${kind}s) or move eci's pool (idRange in the settings file)` });
+}
+
 function readOrEmpty(path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -75,14 +85,7 @@ function replaceFile(path: string, text: string): void {
 export function reservePool(path: string, pool: IdPool, kind: 'uid' | 'gid'): void {
   for (let attempt = 0; attempt < 5; attempt++) {
     const text = readOrEmpty(path);
-    const clash = overlapping(parseSubid(text), pool);
-    if (clash.length) {
-      const c = clash[0];
-      const { first, end } = poolSpan(pool);
-      throw new EciError('ESUBID',
-        `${path} line ${c.line} gives ${c.owner} ${kind}s ${c.start}..${c.start + c.count - 1}, which overlap eci's id pool ${first}..${end - 1}: that user could become a container's root`,
-        { hint: `give ${c.owner} other ids (usermod --del-sub${kind}s/--add-sub${kind}s) or move eci's pool (idRange in the settings file)` });
-    }
+    assertNoOverlap(path, text, pool, kind);
     const next = withReservation(text, pool);
     if (next === text) return;
     try {
@@ -92,4 +95,31 @@ export function reservePool(path: string, pool: IdPool, kind: 'uid' | 'gid'): vo
     }
   }
   throw new EciError('ESUBID', `cannot record eci's id pool in ${path}: the file keeps changing`);
+}
+
+export const SUBID_FILES: readonly [string, 'uid' | 'gid'][] = [['/etc/subuid', 'uid'], ['/etc/subgid', 'gid']];
+
+/**
+ * The manager's hold on its pool: reserved at start, and checked again before each create, since an
+ * administrator can give a user ids at any time (usermod -v). A file is parsed again only when its
+ * mtime changes, so the check costs two stats per create.
+ */
+export class SubidGuard {
+  private clean = new Map<string, number>();
+  constructor(readonly pool: IdPool, private readonly files = SUBID_FILES) {}
+
+  reserve(): void {
+    for (const [path, kind] of this.files) reservePool(path, this.pool, kind);
+    this.clean.clear();
+  }
+
+  check(): void {
+    for (const [path, kind] of this.files) {
+      let mtime: number;
+      try { mtime = statSync(path).mtimeMs; } catch { mtime = -1; }
+      if (this.clean.get(path) === mtime) continue;
+      assertNoOverlap(path, readOrEmpty(path), this.pool, kind);
+      this.clean.set(path, mtime);
+    }
+  }
 }
