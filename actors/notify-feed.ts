@@ -69,7 +69,7 @@ export interface FeedHost {
    * decide() are the same as on the bus), which saves a NATS round trip per call. Without it the
    * feed asks over the bus (eci.v1.vetter.decide.<id>).
    */
-  vet?(req: VetRequest): Verdict;
+  vet?(req: VetRequest): Verdict | Promise<Verdict>;
   /** The container's id ranges. */
   ranges(container: string): { uid?: VetRequest['uid']; gid?: VetRequest['gid'] };
 }
@@ -254,7 +254,7 @@ export class NotifyFeed {
     const req: VetRequest = { container, pid: n.pid, syscall: n.syscall, args: n.args, strings: n.strings, mountAttr: n.mountAttr, ...this.host.ranges(container) };
     let verdict: Verdict;
     try {
-      if (this.host.vet) verdict = this.host.vet(req);
+      if (this.host.vet) verdict = await this.host.vet(req);
       else verdict = fromWire<Verdict>((await this.host.nc.request(subjects.vetterDecide(container), toWire(req), { timeout: VET_TIMEOUT_MS })).string());
     } catch (e) {
       verdict = { kind: 'errno', errno: 1, code: 'EPERM', reason: `no verdict from the vetter (${(e as Error).message})` };

@@ -1,8 +1,9 @@
 // The syscall-vetter actor: answers vet requests on the bus (eci.v1.vetter.decide.<container>),
-// with a per-container rate limit. Deciding is pure (vetter/decide.ts); performing and answering
+// paced per container (over budget, a call waits; it is never failed for it). Deciding is pure (vetter/decide.ts); performing and answering
 // the kernel is the notification feed's job (notify-feed.ts), which holds the notify fd.
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decide, RateLimiter, type VetRequest, type Verdict } from './vetter/decide.ts';
+import { decide, type VetRequest, type Verdict } from './vetter/decide.ts';
+import { Pacer } from './vetter/pace.ts';
 import { subjects } from '../bus/subjects.ts';
 
 export const RATE_PER_SECOND = 200;
@@ -13,32 +14,35 @@ export const toWire = (x: unknown) => JSON.stringify(x, (_k, v) => (typeof v ===
 export const fromWire = <T>(s: string): T => JSON.parse(s, (_k, v) => (typeof v === 'string' && /^-?\d+n$/.test(v) ? BigInt(v.slice(0, -1)) : v)) as T;
 
 export class VetterActor {
-  private limits = new Map<string, RateLimiter>();
+  private limits = new Map<string, Pacer>();
   private sub?: { unsubscribe(): void };
 
-  constructor(private nc: NatsConnection) {}
+  /** `now`: the pacing clock (ms), for tests. */
+  constructor(private nc: NatsConnection, private readonly now: () => number = () => performance.now()) {}
 
   start(): void {
     this.sub = this.nc.subscribe(subjects.vetterDecide('*'), {
       queue: 'eci-vetter',
       callback: (err, m) => {
         if (err) return;
-        let verdict: Verdict;
+        let verdict: Verdict | Promise<Verdict>;
         try {
           verdict = this.vet(fromWire<VetRequest>(m.string()));
         } catch (e) {
           verdict = { kind: 'errno', errno: 1, code: 'EPERM', reason: `malformed vet request: ${(e as Error).message}` };
         }
-        m.respond(toWire(verdict));
+        void Promise.resolve(verdict).then((v) => m.respond(toWire(v)));
       },
     });
   }
 
-  vet(r: VetRequest): Verdict {
-    let rl = this.limits.get(r.container);
-    if (!rl) this.limits.set(r.container, (rl = new RateLimiter(RATE_PER_SECOND, RATE_BURST)));
-    if (!rl.take()) return { kind: 'errno', errno: 11, code: 'EAGAIN', reason: 'rate limited: too many vetted calls from this container' };
-    return decide(r);
+  /** The verdict at once within the container's budget; past it, after the call's turn has come. */
+  vet(r: VetRequest): Verdict | Promise<Verdict> {
+    let p = this.limits.get(r.container);
+    if (!p) this.limits.set(r.container, (p = new Pacer(RATE_PER_SECOND, RATE_BURST, this.now)));
+    const wait = p.reserve();
+    if (wait <= 0) return decide(r);
+    return new Promise((resolve) => setTimeout(() => resolve(decide(r)), wait));
   }
 
   forget(container: string): void {

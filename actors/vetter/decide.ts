@@ -141,20 +141,3 @@ export function decide(r: VetRequest): Verdict {
   }
 }
 
-/** A per-container token bucket: a container flooding vetted calls is refused, not the others. */
-export class RateLimiter {
-  private tokens: number;
-  private last: number;
-  constructor(private readonly perSecond: number, private readonly burst: number, private now: () => number = () => Date.now()) {
-    this.tokens = burst;
-    this.last = now();
-  }
-  take(): boolean {
-    const t = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.perSecond);
-    this.last = t;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { decide, MOUNT_ATTR, MS, RateLimiter, type VetRequest, type Verdict } from '../../actors/vetter/decide.ts';
+import { decide, MOUNT_ATTR, MS, type VetRequest, type Verdict } from '../../actors/vetter/decide.ts';
+import { Pacer } from '../../actors/vetter/pace.ts';
+import { RATE_BURST, VetterActor } from '../../actors/vetter.actor.ts';
 import { addNotifyRules, MOUNT_FAMILY } from '../../actors/runc/seccomp.ts';
 
 const req = (syscall: string, args: bigint[], strings: Record<string, string | null> = {}, extra: Partial<VetRequest> = {}): VetRequest =>
@@ -44,14 +46,24 @@ describe('vetter decisions', () => {
   });
 });
 
-describe('rate limiter', () => {
-  it('refuses past the burst and refills with time', () => {
+describe('flood control', () => {
+  it('lets a burst through at once, then paces calls at the rate: it waits, never refuses', () => {
     let t = 0;
-    const rl = new RateLimiter(10, 3, () => t);
-    expect([rl.take(), rl.take(), rl.take(), rl.take()]).toEqual([true, true, true, false]);
-    t += 100;
-    expect(rl.take()).toBe(true);
-    expect(rl.take()).toBe(false);
+    const p = new Pacer(10, 3, () => t);
+    expect([p.reserve(), p.reserve(), p.reserve(), p.reserve(), p.reserve()]).toEqual([0, 0, 0, 100, 200]);
+    t += 1000; // a quiet second refills the burst
+    expect([p.reserve(), p.reserve(), p.reserve(), p.reserve()]).toEqual([0, 0, 0, 100]);
+  });
+
+  it('answers an over-budget call later with its verdict instead of EAGAIN, and other containers at once', async () => {
+    const v = new VetterActor({} as never, () => 0); // a still clock: no budget comes back meanwhile
+    const r = (container: string) => ({ container, pid: 1, syscall: 'mount', args: [0n, 0n, 0n, 0n], strings: { target: '/t', fstype: 'tmpfs' } }) as VetRequest;
+    const first = Array.from({ length: RATE_BURST }, () => v.vet(r('flood')));
+    expect(first.every((x) => !(x instanceof Promise))).toBe(true);
+    const late = v.vet(r('flood'));
+    expect(late).toBeInstanceOf(Promise);
+    expect(v.vet(r('quiet'))).not.toBeInstanceOf(Promise);
+    expect(await late).toEqual(decide(r('flood')));
   });
 });
 
