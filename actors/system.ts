@@ -241,7 +241,7 @@ export class Manager implements RuntimeHost {
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
       bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),
     }, this.native);
-    if (this.native.connectFdHolder && this.native.fdHolderPath && this.native.closeFd) {
+    if (this.native.connectFdHolder && this.native.launchFdHolder && this.native.closeFd) {
       this.holder = new FdHolder({
         socket: join(this.config.runDir, 'fdholder.sock'), pidFile: join(this.config.runDir, 'fdholder.pid'),
         native: this.native as FdHolderNative, log: this.log.child({ actor: 'fd-holder' }),
