@@ -141,9 +141,8 @@ export function mountOverlay(o: OverlayOptions): void {
   const failure = injected('mountOverlay', 'mount');
   if (failure) throw failure;
   if (o.lower.length === 0) throw usageError('an overlay needs at least one lower layer');
-  for (const l of o.lower) requireAbsolute('lower', l);
-  requireAbsolute('upper', o.upper);
-  requireAbsolute('work', o.work);
+  const bad = [...o.lower, o.upper, o.work].find((p) => !p.startsWith('/') || /[,:]/.test(p));
+  if (bad !== undefined) throw usageError(`overlay layer ${bad} must be an absolute path without ',' or ':'`);
   requireAbsolute('target', o.target);
   push(o.target, { kind: 'plain-overlay', options: o });
 }

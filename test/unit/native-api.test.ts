@@ -1,7 +1,7 @@
 // The mock and the real native module are held to one interface, NativeApi, at compile time
 // (tsconfig.test.json type-checks this file): the @ts-expect-error lines fail `npm run typecheck` the day
 // an incomplete or mistyped stand-in is accepted as a NativeApi.
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { NativeApi } from '../../native/api.ts';
 import * as real from '../../native/index.ts';
 import * as mock from '../../native/mock.ts';
@@ -29,5 +29,33 @@ describe('NativeApi', () => {
       expect(mockApi[k], k).toBe((mock as Record<string, unknown>)[k]);
     }
     void [incomplete, mistyped, realModule, mockModule];
+  });
+});
+
+describe('calls new to native/', () => {
+  beforeEach(() => mock.nativeMock.reset());
+
+  it('mountOverlay refuses what overlay would misread before reaching C; the mock stacks it like a mount', () => {
+    const o = { lower: ['/img/rootfs'], upper: '/l/upper', work: '/l/work', target: '/b/rootfs' };
+    for (const bad of [{ ...o, lower: [] }, { ...o, lower: ['/a,b'] }, { ...o, upper: 'rel/upper' }, { ...o, work: '/w:x' }, { ...o, target: 'rootfs' }]) {
+      expect(() => real.mountOverlay(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'EUSAGE', errno: 22 }));
+      expect(() => mock.mountOverlay(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'EUSAGE' }));
+    }
+    mock.mountOverlay(o);
+    expect(mock.isMountpoint('/b/rootfs')).toBe(true);
+    expect(mock.nativeMock.mounts.get('/b/rootfs')?.map((m) => m.kind)).toEqual(['plain-overlay']);
+    mock.unmount('/b/rootfs');
+    expect(mock.isMountpoint('/b/rootfs')).toBe(false);
+    mock.nativeMock.failNext('mountOverlay', 'EBUSY');
+    expect(() => mock.mountOverlay(o)).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'mount' }));
+  });
+
+  it('runLauncherSync: a launcher that cannot run is ENOENT (spawn), one that fails is ECHILD', () => {
+    expect(() => real.runLauncherSync(['state', 'x'], { socket: '/s', launcher: '/nonexistent/eci-runc' }))
+      .toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'spawn' }));
+    expect(() => real.runLauncherSync(['state', 'x'], { socket: '/s', launcher: '/bin/false' }))
+      .toThrow(expect.objectContaining({ code: 'ECHILD', syscall: 'eci-runc', message: expect.stringContaining('exit 1') }));
+    expect(() => real.runLauncherSync([], { socket: '/s', launcher: '/bin/true' })).not.toThrow();
+    expect(() => mock.runLauncherSync([], { socket: '/s' })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
 });
