@@ -1,4 +1,4 @@
-// eci_native: the node-addon-api addon. Only native/index.ts loads it.
+// eci_native: the node-addon-api addon. Only native/addon.ts loads it (its TypeScript type is there).
 //
 // Exports:
 //   umount2(path: string, flags: number): void
