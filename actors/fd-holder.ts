@@ -2,9 +2,10 @@
 // keeps a copy of every container's seccomp notify fd, so that a manager killed with -9 does not take
 // the containers' vetting with it. This manager hands each notify fd over as runc delivers it, drops a
 // container's fds when it is deleted, and at start takes back what a previous manager left there.
-// Fail closed: without a holder everything works as before (a dead manager means ENOSYS).
-import { spawn } from 'node:child_process';
+// Fail closed: without a holder everything works as before (a dead manager means ENOSYS). Starting
+// the holder and its wire rules are native/fd-holder.ts.
 import type { Logger } from 'pino';
+import { holderTag, parseHolderReply } from '../native/fd-holder.ts';
 
 export interface FdHolderConnection {
   readonly fd: number;
@@ -13,7 +14,8 @@ export interface FdHolderConnection {
 }
 
 export interface FdHolderNative {
-  fdHolderPath(): string;
+  /** Starts a holder on socket (detached, fire and forget). */
+  launchFdHolder(socket: string, pidFile: string): void;
   connectFdHolder(path: string): FdHolderConnection;
   /** Closes an fd this process owns (taken fds nobody wants). */
   closeFd(fd: number): void;
@@ -33,33 +35,8 @@ export interface FdHolderOptions {
   pidFile: string;
   native: FdHolderNative;
   log: Logger;
-  /** Starts the holder process (default: the eci-fdholder binary, detached in its own session). */
-  launch?: (bin: string, socket: string, pidFile: string) => void;
   /** How long to wait for a launched holder to answer (ms). */
   startTimeoutMs?: number;
-}
-
-/** A container id is a valid tag as is (1-128 of [A-Za-z0-9_-]); anything else is refused here too. */
-export function holderTag(container: string): string {
-  if (!/^[A-Za-z0-9_-]{1,128}$/.test(container)) throw new Error(`fd-holder: bad container id ${JSON.stringify(container)}`);
-  return container;
-}
-
-/** "OK <n>" -> n; "OK <pid> <held>" -> [pid, held]; "ERR why" -> throws with why. */
-export function parseHolderReply(reply: string): number[] {
-  if (reply === 'OK') return [];
-  const m = /^OK((?: \d+)+)$/.exec(reply);
-  if (m) return m[1].trim().split(' ').map(Number);
-  if (reply.startsWith('ERR ')) throw new Error(`fd-holder: ${reply.slice(4)}`);
-  throw new Error(`fd-holder: unexpected answer ${JSON.stringify(reply.slice(0, 80))}`);
-}
-
-function defaultLaunch(bin: string, socket: string, pidFile: string): void {
-  // detached: setsid, so the holder is in a session (and process group) of its own and a kill of
-  // the manager's group leaves it; stdio ignored, so it holds nothing of ours.
-  const child = spawn(bin, [socket, pidFile], { detached: true, stdio: 'ignore' });
-  child.on('error', () => {});
-  child.unref();
 }
 
 export class FdHolder {
@@ -86,7 +63,7 @@ export class FdHolder {
       return true;
     } catch { /* none running: launch one */ }
     try {
-      (this.o.launch ?? defaultLaunch)(this.o.native.fdHolderPath(), this.o.socket, this.o.pidFile);
+      this.o.native.launchFdHolder(this.o.socket, this.o.pidFile);
     } catch (e) {
       this.o.log.warn({ err: (e as Error).message }, 'cannot start the fd-holder; vetting will not survive a manager restart');
       return false;

@@ -191,7 +191,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.vetter = new VetterActor(this.services.vetter.connection());
     this.vetter.start();
     this.feed = this.notifyFeed(this.vetter);
-    if (this.native.connectFdHolder && this.native.fdHolderPath && this.native.closeFd) {
+    if (this.native.connectFdHolder && this.native.launchFdHolder && this.native.closeFd) {
       this.holder = new FdHolder({
         socket: join(this.config.runDir, 'fdholder.sock'), pidFile: join(this.config.runDir, 'fdholder.pid'),
         native: this.native as FdHolderNative, log: this.log.child({ actor: 'fd-holder' }),

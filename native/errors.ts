@@ -110,3 +110,8 @@ export function parseHelperOutput(stdout: string, exit?: HelperExit): NativeErro
     message: o.message,
   });
 }
+
+/** A call refused before it reaches C (bad path, bad range...): code EUSAGE, errno EINVAL. */
+export function usageError(message: string): NativeError {
+  return new NativeError({ code: 'EUSAGE', errno: errnoOf('EUSAGE'), syscall: '', message });
+}

@@ -5,11 +5,12 @@
 // bin/eci-runc (so the manager applies every eci rule, as for Docker), forwards signals, and
 // removes everything when the container ends: the container is always removed (--rm is implied).
 // Errors before the container runs exit 125 (Docker's code); after that, the container's status.
-import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EciError } from '../../actors/errors.ts';
+import { mountOverlay, runLauncherSync, spawnLauncher, startLauncher, unmount } from '../../native/index.ts';
 import { control } from '../control-client.ts';
 import type { ManagerConfig } from '../../actors/config.ts';
 import { alive, ImageStore, parseImageRef, refString, type ImageRecord } from '../images/store.ts';
@@ -46,10 +47,10 @@ const mountedUnder = (dir: string) =>
 
 /** Removes a bundle: our overlay first (detached if busy), then the dir, never through a live mount. */
 function removeBundle(bundle: string): void {
-  const rootfs = join(bundle, 'rootfs');
+  const rootfs = resolve(bundle, 'rootfs');
   for (let i = 0; i < 4 && mountedUnder(bundle).length; i++) {
     try {
-      execFileSync('umount', [i < 2 ? rootfs : '-l', ...(i < 2 ? [] : [rootfs])], { stdio: 'ignore' });
+      unmount(rootfs, { detach: i >= 2 });
     } catch { /* try again, then detached */ }
   }
   if (mountedUnder(bundle).length) throw new EciError('ECLEANUP', `cannot unmount ${rootfs}; ${bundle} is left in place`);
@@ -121,7 +122,7 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     // cannot detach, so a container that outlives SIGHUP by HANGUP_GRACE_MS is killed.
     if (sig === 'SIGHUP' && !hangup) {
       hangup = setTimeout(() => {
-        execFile(paths.launcher, ['--root', runcRoot, 'kill', id, 'KILL'], { env: { ...process.env, ECI_SOCKET: config.socket } }, () => {});
+        startLauncher(['--root', runcRoot, 'kill', id, 'KILL'], { socket: config.socket, launcher: paths.launcher });
       }, HANGUP_GRACE_MS);
       hangup.unref();
     }
@@ -142,27 +143,25 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     // overlay options are split at ',' and lowerdir at ':': such a state dir cannot be used.
     if (layerDirs.some((d) => /[,:]/.test(d))) throw new EciError('ECONFIG', `ECI_STATE_DIR ${config.stateDir}: eci run needs a path without ',' or ':'`);
     try {
-      execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${img.rootfs},upperdir=${join(layer, 'upper')},workdir=${join(layer, 'work')}`, join(bundle, 'rootfs')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      mountOverlay({ lower: [resolve(img.rootfs)], upper: resolve(layer, 'upper'), work: resolve(layer, 'work'), target: resolve(bundle, 'rootfs') });
     } catch (e) {
-      throw new EciError('EMOUNT', `cannot mount the container's writable layer: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`);
+      throw new EciError('EMOUNT', `cannot mount the container's writable layer: ${(e as Error).message}`);
     }
     if (cancelled) return 128 + (SIGNUM[cancelled] ?? 0);
 
     const pidFile = join(bundle, 'pid');
     const runcArgs = ['--root', runcRoot, 'run', '--bundle', bundle, '--pid-file', pidFile];
-    const env = { ...process.env, ECI_SOCKET: config.socket };
     let stderrTail = '';
     // With -t, runc run in the foreground owns the terminal: it makes the pty, puts our terminal
     // in raw mode (restored at exit), copies both ways and resizes the pty on SIGWINCH (which
     // eci-runc forwards); --console-socket is only for detached runs.
-    const argv = [paths.launcher, ...runcArgs, id];
-    child = spawn(argv[0], argv.slice(1), { env, stdio: [opts.interactive ? 'inherit' : 'ignore', 'inherit', 'pipe'] });
+    child = spawnLauncher([...runcArgs, id], { socket: config.socket, launcher: paths.launcher, interactive: opts.interactive });
     child.stderr!.on('data', (b: Buffer) => {
       process.stderr.write(b);
       stderrTail = (stderrTail + b.toString('utf8')).slice(-4096);
     });
     const status = await new Promise<number>((res, rej) => {
-      child!.once('error', (e) => rej(new EciError('ESPAWN', `cannot run ${argv[0]}: ${e.message}`)));
+      child!.once('error', (e) => rej(new EciError('ESPAWN', `cannot run ${paths.launcher}: ${e.message}`)));
       child!.once('close', (code, sig) => res(code ?? 128 + (sig ? SIGNUM[sig] ?? 0 : 0)));
     });
     if (status !== 0 && !existsSync(pidFile)) {
@@ -179,7 +178,7 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     // killed mid-way) is deleted through the launcher, which frees its range and mounts.
     if (existsSync(join(runcRoot, id))) {
       try {
-        execFileSync(paths.launcher, ['--root', runcRoot, 'delete', '--force', id], { env: { ...process.env, ECI_SOCKET: config.socket }, stdio: 'ignore' });
+        runLauncherSync(['--root', runcRoot, 'delete', '--force', id], { socket: config.socket, launcher: paths.launcher });
       } catch { /* reported below if anything stays */ }
     }
     removeBundle(resolve(bundle));

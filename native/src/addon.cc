@@ -1,8 +1,10 @@
-// eci_native: the node-addon-api addon. Only native/index.ts loads it.
+// eci_native: the node-addon-api addon. Only native/addon.ts loads it (its TypeScript type is there).
 //
 // Exports:
 //   umount2(path: string, flags: number): void
 //   isMountpoint(path: string): boolean   (false when the path does not exist)
+//   bindMount(source: string, target: string): void
+//   mountOverlay(lowerdir: string, upperdir: string, workdir: string, target: string): void
 //   constants: { MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW }
 //   seccomp: { listen, watch, respond, idValid, closeFd, constants } (src/seccomp.cc)
 // Failures throw an Error shaped like Node's SystemError: code ('EINVAL'), errno (positive), syscall, path.
@@ -77,6 +79,19 @@ void BindMount(const Napi::CallbackInfo& info) {
   ::close(fd);
 }
 
+// mount(2) of a plain overlay (no idmapping) on target, in this process's mount namespace: what
+// `mount -t overlay overlay -o lowerdir=L,upperdir=U,workdir=W target` does. lowerdir is colon-joined;
+// native/mounts.ts refuses ',' and ':' inside the paths.
+void MountOverlay(const Napi::CallbackInfo& info) {
+  const std::string lower = PathArg(info, 0);
+  const std::string upper = PathArg(info, 1);
+  const std::string work = PathArg(info, 2);
+  const std::string target = PathArg(info, 3);
+  const std::string data = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work;
+  if (::mount("overlay", target.c_str(), "overlay", 0, data.c_str()) < 0)
+    throw SystemError(info.Env(), errno, "mount", target);
+}
+
 // True when path (symlinks followed) is the root of a mount. statx's STATX_ATTR_MOUNT_ROOT (Linux 5.8+)
 // also sees bind mounts of a directory of the same filesystem; without it, fall back to comparing the
 // device with the parent's (which misses same-filesystem bind mounts).
@@ -119,6 +134,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
   exports.Set("isMountpoint", Napi::Function::New(env, IsMountpoint, "isMountpoint"));
   exports.Set("bindMount", Napi::Function::New(env, BindMount, "bindMount"));
+  exports.Set("mountOverlay", Napi::Function::New(env, MountOverlay, "mountOverlay"));
   eci_idmap::Init(env, exports);
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("MNT_FORCE", Napi::Number::New(env, MNT_FORCE));

@@ -1,7 +1,8 @@
 // The manager's fd-holder client over a fake connection (the real holder: test/integration/fd-holder.test.ts),
 // the init-pid check a restarted manager does before resuming a container, and the feed's adopt path.
 import { describe, expect, it } from 'vitest';
-import { FdHolder, holderTag, parseHolderReply, type FdHolderConnection } from '../../actors/fd-holder.ts';
+import { FdHolder, type FdHolderConnection } from '../../actors/fd-holder.ts';
+import { holderTag, parseHolderReply } from '../../native/fd-holder.ts';
 import { initPidOf, statStartTime } from '../../actors/restore.ts';
 import { NotifyFeed, type FeedNative } from '../../actors/notify-feed.ts';
 import { toWire, fromWire } from '../../actors/vetter.actor.ts';
@@ -40,11 +41,10 @@ function fakeHolder() {
   const holder = new FdHolder({
     socket: '/run/x/fdholder.sock', pidFile: '/run/x/fdholder.pid', log, startTimeoutMs: 500,
     native: {
-      fdHolderPath: () => '/bin/eci-fdholder',
+      launchFdHolder: () => { launched++; running = true; },
       connectFdHolder: () => { connects++; if (!running) throw Object.assign(new Error('ECONNREFUSED'), { code: 'ECONNREFUSED' }); broken = false; return conn(); },
       closeFd: () => {},
     },
-    launch: () => { launched++; running = true; },
   });
   return { holder, held, calls, breakIt: () => { broken = true; }, stats: () => ({ connects, launched }), setRunning: (r: boolean) => { running = r; } };
 }
@@ -87,8 +87,7 @@ describe('fd-holder client', () => {
     const f = fakeHolder();
     const h = new FdHolder({
       socket: '/s', pidFile: '/p', log, startTimeoutMs: 100,
-      native: { fdHolderPath: () => '/b', connectFdHolder: () => { throw new Error('ENOENT'); }, closeFd: () => {} },
-      launch: () => {},
+      native: { launchFdHolder: () => {}, connectFdHolder: () => { throw new Error('ENOENT'); }, closeFd: () => {} },
     });
     expect(await h.open()).toBe(false);
     expect(h.connected).toBe(false);

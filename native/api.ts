@@ -1,0 +1,72 @@
+// The native surface as one interface: what native/index.ts exports (the real calls) and what
+// native/mock.ts exports (the stand-in for unit and model tests). Both are checked against it at
+// compile time, so a mock that lacks or mistypes a call fails `npm run typecheck`.
+import type { ChildProcess } from 'node:child_process';
+import type { FdHolderConnection } from './fd-holder.ts';
+import type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
+import type { LauncherOptions } from './launcher.ts';
+import type {
+  IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions,
+} from './mounts.ts';
+import type {
+  AsOutcome, ChmodAsOptions, MountAsOptions, SeccompAgentConnection, SeccompListener, UmountAsOptions,
+} from './seccomp-agent.ts';
+
+/** Mounts: the idmapped rootfs, idmapped binds, plain mounts in this process (mounts.ts). */
+export interface MountsApi {
+  mountRootfsOverlay(o: RootfsOverlayOptions): Promise<void>;
+  mountRootfsBind(o: RootfsBindOptions): Promise<void>;
+  unmount(target: string, o?: UnmountOptions): void;
+  isMountpoint(path: string): boolean;
+  bindMount(source: string, target: string): void;
+  idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void;
+  mountOverlay(o: OverlayOptions): void;
+}
+
+/** Inside a running container (container.ts). */
+export interface ContainerApi {
+  bindInto(pid: number, source: string, target: string): Promise<void>;
+  bindIntoMany(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
+  setDomainname(pid: number, name: string): Promise<void>;
+}
+
+/** eci-helper and what the manager's children inherit (helpers.ts). */
+export interface HelpersApi {
+  helperPath(): string;
+  cloexecInherited(): void;
+}
+
+/** The seccomp agent and the vetted calls (seccomp.ts). */
+export interface SeccompApi {
+  serveSeccompAgent(path: string, onConnection: (c: SeccompAgentConnection) => void): { close(): Promise<void> };
+  listenSeccomp(fd: number, o?: { holderTag?: string }): SeccompListener;
+  mountAs(o: MountAsOptions): Promise<AsOutcome>;
+  umountAs(o: UmountAsOptions): Promise<AsOutcome>;
+  chmodAs(o: ChmodAsOptions): Promise<void>;
+}
+
+/** FUSE views (fuse.ts). */
+export interface FuseApi {
+  mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFsMount;
+  mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: RwFsWriter): ProcFsMount;
+}
+
+/** The fd-holder (fd-holder.ts). */
+export interface FdHolderApi {
+  fdHolderPath(): string;
+  launchFdHolder(socket: string, pidFile: string): void;
+  connectFdHolder(path: string): FdHolderConnection;
+  closeFd(fd: number): void;
+  setFdHolderNotes(conn: FdHolderConnection | undefined): void;
+}
+
+/** The runtime launcher, eci-runc (launcher.ts). */
+export interface LauncherApi {
+  launcherPath(): string;
+  spawnLauncher(args: string[], o: LauncherOptions & { interactive: boolean }): ChildProcess;
+  runLauncherSync(args: string[], o: LauncherOptions): void;
+  startLauncher(args: string[], o: LauncherOptions): void;
+}
+
+/** Everything that reaches C. */
+export interface NativeApi extends MountsApi, ContainerApi, HelpersApi, SeccompApi, FuseApi, FdHolderApi, LauncherApi {}

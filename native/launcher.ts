@@ -1,0 +1,49 @@
+// The runtime launcher (cmd/eci-runc.c, bin/eci-runc), run by `eci run` the way an engine runs it:
+// runc's command line, with the manager's socket in ECI_SOCKET.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { nativeFile } from './addon.ts';
+import { NativeError, errnoOf } from './errors.ts';
+
+/** Absolute path of native/bin/eci-runc (bin/eci-runc links to it). */
+export function launcherPath(): string {
+  return nativeFile('./bin/eci-runc');
+}
+
+export interface LauncherOptions {
+  /** The manager's socket (ECI_SOCKET); the rest of the environment is this process's. */
+  socket: string;
+  /** Another launcher binary than launcherPath() (e.g. the bin/eci-runc link an engine is given). */
+  launcher?: string;
+}
+
+function launcherEnv(o: LauncherOptions): NodeJS.ProcessEnv {
+  return { ...process.env, ECI_SOCKET: o.socket };
+}
+
+/**
+ * Starts the launcher in the foreground: stdin inherited when `interactive` (else /dev/null), stdout
+ * inherited, stderr piped to the caller. The caller waits for 'close' and handles 'error'.
+ */
+export function spawnLauncher(args: string[], o: LauncherOptions & { interactive: boolean }): ChildProcess {
+  return spawn(o.launcher ?? launcherPath(), args, { env: launcherEnv(o), stdio: [o.interactive ? 'inherit' : 'ignore', 'inherit', 'pipe'] });
+}
+
+/**
+ * Runs the launcher to its end with no stdio (e.g. `delete --force ID`); throws NativeError when it
+ * cannot be run (syscall 'spawn') or exits other than 0 (code ECHILD, syscall 'eci-runc').
+ */
+export function runLauncherSync(args: string[], o: LauncherOptions): void {
+  const bin = o.launcher ?? launcherPath();
+  const r = spawnSync(bin, args, { env: launcherEnv(o), stdio: 'ignore' });
+  if (r.error) throw NativeError.from(Object.assign(r.error, { syscall: 'spawn' }));
+  if (r.status !== 0) {
+    const how = r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
+    throw new NativeError({ code: 'ECHILD', errno: errnoOf('ECHILD'), syscall: 'eci-runc', message: `${bin} ${args.join(' ')}: ${how}`, path: bin });
+  }
+}
+
+/** Starts the launcher (e.g. `kill ID KILL`) and forgets it: no stdio, no result. */
+export function startLauncher(args: string[], o: LauncherOptions): void {
+  const child = spawn(o.launcher ?? launcherPath(), args, { env: launcherEnv(o), stdio: 'ignore' });
+  child.on('error', () => {});
+}

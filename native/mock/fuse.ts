@@ -1,0 +1,80 @@
+// Mock of fuse.ts: mountProcFs mounts are kept in procFsMock.mounts and mountRwFs ones in
+// rwFsMock.mounts; their read()/write() play a caller.
+import { NativeError, errnoOf, usageError } from '../errors.ts';
+import type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from '../fuse.ts';
+
+export const procFsMock = {
+  /** Live mounts by mountpoint. */
+  mounts: new Map<string, { files: string[]; onRead: ProcFsReader }>(),
+  /** When set, the next mountProcFs throws a NativeError with this code (then it is cleared). */
+  failNextMount: undefined as string | undefined,
+  /** What a process with host pid `pid` would read from mountpoint/file (ENOENT when absent). */
+  async read(mountpoint: string, file: string, pid: number): Promise<string> {
+    const m = procFsMock.mounts.get(mountpoint);
+    if (!m || !m.files.includes(file))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+    try {
+      return await m.onRead(file, pid);
+    } catch (cause) {
+      throw new NativeError({ code: 'EIO', errno: errnoOf('EIO'), syscall: 'read', message: `EIO: ${mountpoint}/${file}`, cause });
+    }
+  },
+  reset(): void {
+    procFsMock.mounts.clear();
+    procFsMock.failNextMount = undefined;
+  },
+};
+
+export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFsMount {
+  if (!o.mountpoint.startsWith('/')) throw usageError(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
+  if (procFsMock.failNextMount) {
+    const code = procFsMock.failNextMount;
+    procFsMock.failNextMount = undefined;
+    throw new NativeError({ code, errno: errnoOf(code), syscall: 'mount', message: `${code}: injected failure of mountProcFs`, path: o.mountpoint });
+  }
+  if (procFsMock.mounts.has(o.mountpoint))
+    throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'mount', message: `EBUSY: ${o.mountpoint}`, path: o.mountpoint });
+  procFsMock.mounts.set(o.mountpoint, { files: [...o.files], onRead });
+  return {
+    close() {
+      procFsMock.mounts.delete(o.mountpoint);
+      return Promise.resolve();
+    },
+  };
+}
+
+export const rwFsMock = {
+  mounts: new Map<string, { files: string[]; writable: string[]; onRead: ProcFsReader; onWrite: RwFsWriter }>(),
+  async read(mountpoint: string, file: string, pid: number): Promise<string> {
+    const m = rwFsMock.mounts.get(mountpoint);
+    if (!m || !m.files.includes(file))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+    return m.onRead(file, pid);
+  },
+  /** Rejects with a NativeError (syscall 'write') carrying the errno the kernel would return. */
+  async write(mountpoint: string, file: string, pid: number, uid: number, data: string): Promise<void> {
+    const m = rwFsMock.mounts.get(mountpoint);
+    if (!m || !m.files.includes(file))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+    if (!m.writable.includes(file))
+      throw new NativeError({ code: 'EACCES', errno: errnoOf('EACCES'), syscall: 'open', message: `EACCES: ${mountpoint}/${file}` });
+    try {
+      await m.onWrite(file, pid, uid, data);
+    } catch (e) {
+      const c = (e as { code?: string }).code;
+      const code = c && errnoOf(c) > 0 ? c : 'EIO';
+      throw new NativeError({ code, errno: errnoOf(code), syscall: 'write', message: `${code}: ${mountpoint}/${file}`, cause: e });
+    }
+  },
+  reset(): void {
+    rwFsMock.mounts.clear();
+  },
+};
+
+export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: RwFsWriter): ProcFsMount {
+  if (!o.mountpoint.startsWith('/')) throw usageError(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
+  if (rwFsMock.mounts.has(o.mountpoint))
+    throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'mount', message: `EBUSY: ${o.mountpoint}`, path: o.mountpoint });
+  rwFsMock.mounts.set(o.mountpoint, { files: [...o.files], writable: [...o.writable], onRead, onWrite });
+  return { close() { rwFsMock.mounts.delete(o.mountpoint); return Promise.resolve(); } };
+}

@@ -1,0 +1,116 @@
+// Performers: `eci-helper perform` (cmd/perform.h), one per seccomp notify fd, forking once per vetted
+// mount/umount, so that a vetted call costs no spawn. Used by seccomp.ts; a performer ends with its fd.
+import { existsSync } from 'node:fs';
+import { parseHelperOutput } from './errors.ts';
+import { FramedHelper, doneFailure } from './framed-helper.ts';
+import { helperPath } from './helpers.ts';
+import type { AsOutcome } from './seccomp-agent.ts';
+
+/** The notify fd's number in the performer (the args say --notif-fd 4). */
+export const PERFORM_NOTIFY_FD = 4;
+
+interface PerformRun { resolve: (o: AsOutcome) => void; reject: (e: unknown) => void; fallback: () => void; guard: NodeJS.Timeout }
+
+/** perform.h's request flag: the performer answers the notification itself. */
+const PERFORM_ANSWER = 1;
+/** An 'A' frame's fields between the stdout length and stdout: u64 answered at, i32 errno answered, i32 send errno. */
+const ANSWER_FIELDS = 16;
+
+class Performer extends FramedHelper<PerformRun> {
+  /** Requests written before the performer said it is ready: if it dies first, none of them ran. */
+  private unconfirmed: Buffer[] | null = [];
+
+  constructor(helper: string, notifyFd: number, private readonly onDead: () => void) {
+    super(helper, 'perform', notifyFd);
+  }
+
+  /**
+   * Runs mount-as/umount-as args (with --notif-fd 4); `fallback` runs the call another way when the
+   * performer did not. `answer`: the notification id the performer answers itself.
+   */
+  run(args: string[], fallback: () => Promise<void>, answer?: bigint): Promise<AsOutcome> {
+    const body = Buffer.from(args.join('\0') + '\0', 'utf8');
+    const id = this.newId();
+    const frame = Buffer.alloc(17 + body.length);
+    frame.writeUInt32LE(13 + body.length, 0);
+    frame.writeUInt32LE(id, 4);
+    frame.writeUInt8(answer === undefined ? 0 : PERFORM_ANSWER, 8);
+    frame.writeBigUInt64LE(answer ?? 0n, 9);
+    body.copy(frame, 17);
+    return new Promise<AsOutcome>((resolve, reject) => {
+      this.track(id, (guard) => ({ resolve, reject, fallback: () => void fallback().then(() => resolve({}), reject), guard }));
+      if (this.unconfirmed) this.unconfirmed.push(frame);
+      else this.sock.write(frame);
+    });
+  }
+
+  close(): void {
+    this.sock.end(); // EOF: the performer exits once its current run is over
+  }
+
+  protected onFrame(id: number, kind: string, f: Buffer): boolean {
+    if (kind === 'R' && this.unconfirmed) {
+      for (const q of this.unconfirmed) this.sock.write(q);
+      this.unconfirmed = null;
+    } else if (kind === 'F') {
+      this.settle(id)?.fallback();
+    } else if (kind === 'D' && f.length >= 17) {
+      const r = this.settle(id);
+      if (!r) return true;
+      const failure = doneFailure(f);
+      if (failure) r.reject(failure);
+      else r.resolve({});
+    } else if (kind === 'A' && f.length >= 17 + ANSWER_FIELDS) {
+      const r = this.settle(id);
+      if (!r) return true;
+      const answered = { atUs: Number(f.readBigUInt64LE(17)), errno: f.readInt32LE(25), sendErrno: f.readInt32LE(29) };
+      const failure = doneFailure(f, ANSWER_FIELDS);
+      if (failure) r.reject(Object.assign(failure as object, { answered }));
+      else if (answered.errno) r.reject(Object.assign(new Error(`answered ${answered.errno} without a failure report`), { answered }));
+      else r.resolve({ answered });
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  /** Gone or broken: runs it never got go another way; a run it had may have happened, so it fails (closed). */
+  protected fail(): void {
+    if (!this.kill()) return;
+    this.onDead();
+    const neverSent = this.unconfirmed !== null;
+    for (const id of [...this.runs.keys()]) {
+      const r = this.settle(id)!;
+      if (neverSent) r.fallback();
+      else r.reject(parseHelperOutput('', { code: null, signal: 'SIGKILL', stderr: 'eci-helper perform died during the run' }));
+    }
+  }
+}
+
+const performers = new Map<number, Performer>();
+
+/** The performer of notify fd `fd`, started on first use; undefined: run the call another way. */
+export function performerFor(fd: number): Performer | undefined {
+  const p = performers.get(fd);
+  if (p && !p.dead) return p;
+  if (process.env.ECI_HELPER_SERVER === '0' || process.env.ECI_HELPER_PERFORMER === '0') return undefined;
+  const helper = helperPath();
+  if (!existsSync(helper)) return undefined;
+  try {
+    const np: Performer = new Performer(helper, fd, () => {
+      if (performers.get(fd) === np) performers.delete(fd);
+    });
+    performers.set(fd, np);
+    return np;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The notify fd is closed: so is its performer (a later fd with the same number gets its own). */
+export function closePerformer(fd: number): void {
+  const p = performers.get(fd);
+  performers.delete(fd);
+  p?.close();
+}
+
