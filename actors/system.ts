@@ -94,8 +94,15 @@ export class Manager implements RuntimeHost {
 
   constructor(readonly config: ManagerConfig, readonly log: Logger, private native: RootfsNative & FeedNative & Partial<FdHolderNative> & { bindInto(pid: number, source: string, target: string): Promise<void>; setDomainname?(pid: number, name: string): Promise<void>; bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void> }) {}
 
-  procfsDir(): string | undefined {
-    return this.procfsMounted ? join(this.config.runDir, 'procfs') : undefined;
+  /** Container `id`'s view of the emulated /proc files (its own inodes: see actors/procfs/server.ts). */
+  procfsDir(id: string): string | undefined {
+    if (!this.procfsMounted) return undefined;
+    try {
+      return this.procfs?.viewDir(id);
+    } catch (e) {
+      this.log.warn({ id, err: (e as Error).message }, 'no /proc emulation for this container');
+      return undefined;
+    }
   }
 
   /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
@@ -236,7 +243,10 @@ export class Manager implements RuntimeHost {
       },
       volumePaths: (id) => { const c = this.containers.get(id); return c && this.volumePaths.get(c); },
       ranges: (id) => ({ uid: this.containers.get(id)?.context.uid, gid: this.containers.get(id)?.context.gid }),
-      emulatedProcFiles: () => (this.procfsMounted ? { dir: join(this.config.runDir, 'procfs'), files: EMULATED_PROC_FILES } : undefined),
+      emulatedProcFiles: (id) => {
+        const dir = this.procfsDir(id);
+        return dir ? { dir, files: EMULATED_PROC_FILES } : undefined;
+      },
       emulatedMountFiles: (fstype) => this.emulatedMountFiles(fstype),
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
       bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),
@@ -562,7 +572,8 @@ export class Manager implements RuntimeHost {
     await this.bindIntoMany(pid, sysctl).then(
       () => this.log.info({ id, files: sysctl.length }, 'emulated /proc/sys and /sys files reattached'),
       (e) => this.log.warn({ id, err: (e as Error).message }, 'emulated /proc/sys and /sys files not (all) reattached'));
-    const files = EMULATED_PROC_FILES.map((f) => ({ source: join(this.config.runDir, 'procfs', f), target: `/proc/${f}` }));
+    const view = this.procfsDir(id);
+    const files = view ? EMULATED_PROC_FILES.map((f) => ({ source: join(view, f), target: `/proc/${f}` })) : [];
     for (const f of files) {
       try {
         // open, not stat: a dead FUSE mount may still answer stat from the kernel's attribute cache

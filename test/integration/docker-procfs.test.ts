@@ -35,6 +35,36 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(rest.at(-1)).toMatch(/^MemTotal:\s+262144 kB$/);
   });
 
+  it('concurrent meminfo readers with different limits: each container, and a host reader, only ever see their own MemTotal', async () => {
+    // busybox cat copies with sendfile, through the page cache of the file's inode (direct_io or not):
+    // each container's files are inodes of its own, so no reader can get another's text.
+    const reads = 'n=0; while [ $n -lt 4 ]; do cat $(yes /proc/meminfo | head -n 500); n=$((n+1)); done | grep ^MemTotal | sort | uniq -c';
+    const hostFile = join(m.env.ECI_RUN_DIR, 'procfs', 'meminfo');
+    const hostTotal = readFileSync('/proc/meminfo', 'utf8').match(/^MemTotal:.*$/m)![0];
+    let hostDone = false;
+    const host = (async () => {
+      const seen = new Map<string, number>();
+      // Until both containers are done, and at least 20 rounds of 50 reads.
+      for (let round = 0; !hostDone || round < 20; round++) {
+        const r = spawnSync('busybox', ['cat', ...Array<string>(50).fill(hostFile)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+        for (const l of r.stdout.match(/^MemTotal:.*$/gm) ?? []) seen.set(l, (seen.get(l) ?? 0) + 1);
+        await new Promise((res) => setImmediate(res));
+      }
+      return seen;
+    })();
+    const [a, b] = await Promise.all([
+      run('--memory', '256m', img, 'sh', '-c', reads),
+      run('--memory', '128m', img, 'sh', '-c', reads),
+    ]).finally(() => (hostDone = true));
+    const seen = await host;
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stdout.trim()).toMatch(/^2000 MemTotal: +262144 kB$/);
+    expect(b.stdout.trim()).toMatch(/^2000 MemTotal: +131072 kB$/);
+    expect([...seen.keys()]).toEqual([hostTotal]);
+    expect(seen.get(hostTotal)).toBeGreaterThanOrEqual(1000);
+  });
+
   it('--cpus 1 shows one CPU in /proc/cpuinfo and /proc/stat, --cpuset-cpus also to nproc', async () => {
     const hostCpus = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)!.length;
     const script = 'grep -c ^processor /proc/cpuinfo; grep -c "^cpu[0-9]" /proc/stat; nproc';

@@ -177,6 +177,22 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     await fs.stop();
   });
 
+  it("serves each container's view with its own files whoever reads, and nothing before registration or after", async () => {
+    const fs = new ProcFs({ roots: { proc, cgroupRoot } });
+    await fs.start('/mnt/procfs');
+    const view = fs.viewDir('c1')!;
+    expect(view).toBe('/mnt/procfs/ctr-c1');
+    await expect(procFsMock.read(view, 'meminfo', 501)).rejects.toThrow(/EIO/); // created, not yet registered
+    fs.register('c1', 500);
+    for (const pid of [501, process.pid, 777]) // its own process, a host process, a gone one
+      expect(await procFsMock.read(view, 'meminfo', pid)).toMatch(/^MemTotal: +262144 kB$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', process.pid)).toBe(HOST_MEMINFO);
+    fs.unregister('c1');
+    await expect(procFsMock.read(view, 'meminfo', 501)).rejects.toThrow(/ENOENT/);
+    expect(() => fs.viewDir('x/y')).toThrow(/not a plain name/);
+    await fs.stop();
+  });
+
   it('refuses a gone init and one in the host pid namespace', async () => {
     const fs = new ProcFs({ roots: { proc, cgroupRoot } });
     await fs.start('/mnt/procfs');
