@@ -1,5 +1,5 @@
 // Pure renderers of the /proc files eci emulates for containers (what LXCFS/sysbox-fs show).
-// No I/O here: container-info.ts gathers the inputs.
+// No I/O here: container-info.ts, cgroup-files.ts and cgroup-memory.ts gather the inputs.
 
 /** /proc/uptime: "<uptime> <idle>\n" in seconds, two decimals. `now` and `initStartTime` are seconds
  *  on the same clock (e.g. since boot); a negative difference (clock skew) shows as 0. */

@@ -9,6 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountProcFs, type ProcFsMount } from '../../native/index.ts';
+import * as cg from './cgroup-files.ts';
+import { cgroupMemoryOf } from './cgroup-memory.ts';
 import * as info from './container-info.ts';
 import * as render from './render.ts';
 
@@ -167,7 +169,7 @@ export class ProcFs {
         if (start === undefined) return render.uptime(0, 0, 0);
         const [[now], busy, cpus] = await Promise.all([
           info.hostUptime(this.roots),
-          info.cgroupCpuSeconds(c.initPid, this.roots),
+          cg.cgroupCpuSeconds(c.initPid, this.roots),
           this.cpusOf(c),
         ]);
         // Idle is summed over CPUs, as the kernel does: the container's CPUs' time minus what it used.
@@ -177,7 +179,7 @@ export class ProcFs {
       case 'swaps':
         return render.swaps();
       case 'meminfo': {
-        const [host, mem] = await Promise.all([this.host('meminfo'), info.cgroupMemoryOf(c.initPid, this.roots)]);
+        const [host, mem] = await Promise.all([this.host('meminfo'), cgroupMemoryOf(c.initPid, this.roots)]);
         return render.meminfo(host, mem);
       }
       case 'cpuinfo': {
@@ -189,8 +191,8 @@ export class ProcFs {
         const [hostStat, [now], cpu, tids] = await Promise.all([
           this.host('stat'),
           info.hostUptime(this.roots),
-          info.cgroupCpuOf(c.initPid, this.roots),
-          info.cgroupTasksOf(c.initPid, this.roots),
+          cg.cgroupCpuOf(c.initPid, this.roots),
+          cg.cgroupTasksOf(c.initPid, this.roots),
         ]);
         const visible = render.visibleCpus(render.statCpus(hostStat), cpu.cpus, cpu.quotaCpus);
         const hostBtime = Number(hostStat.match(/^btime (\d+)/m)?.[1] ?? 0);
@@ -209,14 +211,14 @@ export class ProcFs {
         });
       }
       case 'loadavg': {
-        const tids = (await info.cgroupTasksOf(c.initPid, this.roots)) ?? [c.initPid];
+        const tids = (await cg.cgroupTasksOf(c.initPid, this.roots)) ?? [c.initPid];
         const t = await info.sampleTasks(tids, this.roots);
         const load = render.decayLoad(this.loads.get(c.id), t.running + t.blocked, performance.now() / 1000);
         if (this.containers.get(c.id) === c) this.loads.set(c.id, load);
         return render.loadavg(load.avg, t.running, t.total, t.lastPid);
       }
       case 'diskstats': {
-        const [host, io] = await Promise.all([this.host('diskstats'), info.cgroupIoOf(c.initPid, this.roots)]);
+        const [host, io] = await Promise.all([this.host('diskstats'), cg.cgroupIoOf(c.initPid, this.roots)]);
         return render.diskstats(host, io);
       }
       default:
@@ -236,7 +238,7 @@ export class ProcFs {
     const now = performance.now();
     const kept = this.cpus.get(c.id);
     if (kept && now - kept.at < 1000) return kept;
-    const [hostStat, cpu] = await Promise.all([this.host('stat').catch(() => ''), info.cgroupCpuOf(c.initPid, this.roots)]);
+    const [hostStat, cpu] = await Promise.all([this.host('stat').catch(() => ''), cg.cgroupCpuOf(c.initPid, this.roots)]);
     const online = render.statCpus(hostStat);
     const v = { visible: render.visibleCpus(online.length ? online : [0], cpu.cpus, cpu.quotaCpus), at: now };
     if (this.containers.get(c.id) === c) this.cpus.set(c.id, v);

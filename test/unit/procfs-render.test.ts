@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SWAPS_HEADER, cpuinfo, decayLoad, diskstats, loadavg, meminfo, stat, statCpus, swaps, uptime, visibleCpus } from '../../actors/procfs/render.ts';
-import {
-  cgroupCpuOf, cgroupIoOf, cgroupMemoryOf, cgroupTasksOf, parseBlkio, parseCpuList, parseIoStat, parseNSpid, parseProcCgroup, parseStartTicks, parseState, sampleTasks,
-} from '../../actors/procfs/container-info.ts';
+import { cgroupCpuOf, cgroupIoOf, cgroupTasksOf, parseBlkio, parseCpuList, parseIoStat } from '../../actors/procfs/cgroup-files.ts';
+import { cgroupMemoryOf } from '../../actors/procfs/cgroup-memory.ts';
+import { parseNSpid, parseProcCgroup, parseStartTicks, parseState, sampleTasks } from '../../actors/procfs/container-info.ts';
 
 vi.mock('../../native/index.ts', () => import('../../native/mock.ts'));
 const { procFsMock } = await import('../../native/mock.ts');
