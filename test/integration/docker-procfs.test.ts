@@ -65,6 +65,34 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(seen.get(hostTotal)).toBeGreaterThanOrEqual(1000);
   });
 
+  it('free in a 256 MB container: cache and available are the container\'s; /proc/meminfo is all its own', async () => {
+    const r = await run('--memory', '256m', img, 'sh', '-c', 'free; cat /proc/meminfo');
+    expect(r.code, r.stderr).toBe(0);
+    // busybox free takes total, free, shared and buffers from sysinfo(2), the host kernel's (not /proc):
+    // its buff/cache (Cached + SReclaimable) and available columns come from /proc/meminfo.
+    const mem = r.stdout.match(/^Mem:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m);
+    expect(mem, r.stdout).not.toBeNull();
+    const [, , , , buffCache, available] = mem!.slice(1).map(Number);
+    expect(available).toBeLessThanOrEqual(262144);
+    const kB = (key: string) => Number(r.stdout.match(new RegExp(`^${key.replace(/[()]/g, '\\$&')}: +(\\d+) kB$`, 'm'))?.[1]);
+    expect(kB('MemTotal')).toBe(262144);
+    // What procps free computes from /proc/meminfo: all within the container's 256 MB.
+    const cache = kB('Buffers') + kB('Cached') + kB('SReclaimable');
+    const used = kB('MemTotal') - kB('MemFree') - cache;
+    expect(kB('Buffers')).toBe(0);
+    expect(cache).toBeLessThan(262144);
+    expect(used).toBeGreaterThanOrEqual(0);
+    expect(kB('MemAvailable')).toBeLessThanOrEqual(262144);
+    for (const key of ['Active', 'Inactive', 'Active(file)', 'Inactive(file)', 'AnonPages', 'Shmem', 'Slab', 'Committed_AS'])
+      expect(kB(key), key).toBeLessThanOrEqual(262144);
+    expect(kB('SwapTotal')).toBe(0);
+    // busybox's buff/cache column: the container's Cached (+ SReclaimable), below the host's own cache.
+    expect(buffCache).toBeGreaterThanOrEqual(kB('Cached'));
+    expect(kB('Cached') + kB('SReclaimable')).toBeLessThan(262144);
+    const hostCached = Number(readFileSync('/proc/meminfo', 'utf8').match(/^Cached: +(\d+) kB$/m)![1]);
+    expect(kB('Cached')).toBeLessThan(hostCached);
+  });
+
   it('--cpus 1 shows one CPU in /proc/cpuinfo and /proc/stat, --cpuset-cpus also to nproc', async () => {
     const hostCpus = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)!.length;
     const script = 'grep -c ^processor /proc/cpuinfo; grep -c "^cpu[0-9]" /proc/stat; nproc';
