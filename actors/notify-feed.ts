@@ -56,8 +56,8 @@ export interface FeedHost {
   volumePaths?(container: string): string[] | undefined;
   /** runc's connection for a container process (the init during create): its host pid. */
   containerProcess?(container: string, pid: number): void;
-  /** eci's emulated /proc files (dir and names), when /proc emulation runs. */
-  emulatedProcFiles?(): { dir: string; files: readonly string[] } | undefined;
+  /** Container `container`'s emulated /proc files (dir and names), when /proc emulation runs. */
+  emulatedProcFiles?(container: string): { dir: string; files: readonly string[] } | undefined;
   /** eci's emulated /proc/sys and /sys files for a new mount of `fstype` (source, path relative to the mount). */
   emulatedMountFiles?(fstype: string): { source: string; rel: string }[];
   /** bindInto for many files in one go (a target missing in the container is skipped). */
@@ -212,8 +212,8 @@ export class NotifyFeed {
    * A proc filesystem the container mounts itself gets eci's emulated files too (the same binds as
    * its /proc), in the same one helper run as its /proc/sys files (see emulateOnNewMount).
    */
-  private emulatedProcPairs(): { source: string; rel: string }[] {
-    const files = this.host.emulatedProcFiles?.();
+  private emulatedProcPairs(container: string): { source: string; rel: string }[] {
+    const files = this.host.emulatedProcFiles?.(container);
     return files ? files.files.map((f) => ({ source: `${files.dir}/${f}`, rel: f })) : [];
   }
 
@@ -223,7 +223,7 @@ export class NotifyFeed {
    * cannot be covered stays the kernel's.
    */
   private async emulateOnNewMount(container: string, pid: number, fstype: string, target: string): Promise<void> {
-    const files = [...(fstype === 'proc' ? this.emulatedProcPairs() : []), ...(this.host.emulatedMountFiles?.(fstype) ?? [])];
+    const files = [...(fstype === 'proc' ? this.emulatedProcPairs(container) : []), ...(this.host.emulatedMountFiles?.(fstype) ?? [])];
     if (!files.length || !(this.host.bindInto || this.host.bindIntoMany)) return;
     let abs = target;
     if (!target.startsWith('/')) {

@@ -33,8 +33,8 @@ export interface RuntimeHost {
   seccompSocket(): string;
   /** Records the container paths of a container's volumes (setuid/setgid chmods are refused there). */
   setVolumePaths?(id: string, paths: string[]): void;
-  /** Where the emulated /proc files are served (undefined: no emulation on this host). */
-  procfsDir?(): string | undefined;
+  /** Where container `id`'s emulated /proc files are served (undefined: no emulation on this host). */
+  procfsDir?(id: string): string | undefined;
   /** Per-container /proc/sys and /sys files to put in place after create (undefined: none). */
   sysctlFiles?(): { dir: string; files: { file: string; target: string }[] } | undefined;
   /** Puts a host mount over a path inside the container of `pid` (eci-helper bind-into). */
@@ -239,7 +239,7 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
     }
     const ctx = snap.context;
-    const procfs = emulatedProcMounts(spec, this.host.procfsDir?.());
+    const procfs = emulatedProcMounts(spec, this.host.procfsDir?.(id));
     const rewritten: OciSpec = addNotifyRules(
       withMounts(
         withBinds(

@@ -96,8 +96,8 @@ export class Manager implements RuntimeHost, EventSink {
     this.server = new ControlServer(config.socket, { session: () => new RuntimeSession(this), control: (b) => this.control(b) }, log);
   }
 
-  procfsDir(): string | undefined {
-    return this.files.procfsDir();
+  procfsDir(id: string): string | undefined {
+    return this.files.procfsDir(id);
   }
 
   /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
@@ -362,7 +362,7 @@ export class Manager implements RuntimeHost, EventSink {
       },
       volumePaths: (id) => this.table.volumePaths(id),
       ranges: (id) => ({ uid: this.table.get(id)?.context.uid, gid: this.table.get(id)?.context.gid }),
-      emulatedProcFiles: () => this.files.procFiles(),
+      emulatedProcFiles: (id) => this.files.procFiles(id),
       emulatedMountFiles: (fstype) => this.emulatedMountFiles(fstype),
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
       bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),

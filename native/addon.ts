@@ -26,7 +26,7 @@ export interface FdHolderAnswer {
 }
 
 /** A FUSE read request handed to JavaScript (src/procfs.cc). */
-export type AddonReadCallback = (id: number, file: string, pid: number) => void;
+export type AddonReadCallback = (id: number, file: string, pid: number, view?: string) => void;
 
 /** src/seccomp.cc, exported as `seccomp`. */
 export interface SeccompAddon {
@@ -47,6 +47,8 @@ export interface ProcFsAddon {
     reply(id: number, text: string | null, errno: number): void;
     close(): void;
     cache(pidns: number, on: boolean): void;
+    addView(name: string): void;
+    removeView(name: string): void;
   };
   mountRw(mountpoint: string, files: string[], writable: string[], onRead: AddonReadCallback,
     onWrite: (id: number, file: string, pid: number, uid: number, data: string) => void): {

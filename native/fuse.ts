@@ -16,8 +16,11 @@ export interface ProcFsMountOptions {
   cacheMs?: Readonly<Record<string, number>>;
 }
 
-/** Renders `file` for the process with host pid `callerPid`; throw (or reject) to fail the read with EIO. */
-export type ProcFsReader = (file: string, callerPid: number) => Promise<string> | string;
+/**
+ * Renders `file` for the process with host pid `callerPid`, read at the top level (`view` '') or in
+ * view `view` (ProcFsMount.addView); throw (or reject) to fail the read with EIO.
+ */
+export type ProcFsReader = (file: string, callerPid: number, view: string) => Promise<string> | string;
 
 export interface ProcFsMount {
   /** Fails pending reads with EIO, unmounts (MNT_DETACH) and stops the session thread. Idempotent. */
@@ -28,6 +31,15 @@ export interface ProcFsMount {
    * namespace's own view, and fail (not fall back) when the caller is gone.
    */
   cache?(pidns: number, on: boolean): void;
+  /**
+   * mountProcFs: adds directory `name` (a plain name other than the files') holding the same files
+   * under inodes of their own, for one container: onRead must answer its reads with that container's
+   * view whoever reads (splice and sendfile read through the page cache of the inode, shared by every
+   * reader of it whatever direct_io says). Its answers are reused for cacheMs. Idempotent.
+   */
+  addView?(name: string): void;
+  /** mountProcFs: removes view `name` and drops its kept answers; its open files read on. Idempotent. */
+  removeView?(name: string): void;
 }
 
 
@@ -40,10 +52,10 @@ function checkFuseFiles(o: { mountpoint: string; files: readonly string[] }): vo
 
 /** A read request from the FUSE thread: render with onRead (sync or async) and answer; a throw is EIO. */
 function readCallback(onRead: ProcFsReader, answer: (id: number, text: unknown) => void) {
-  return (id: number, file: string, pid: number): void => {
+  return (id: number, file: string, pid: number, view = ''): void => {
     let r: Promise<string> | string;
     try {
-      r = onRead(file, pid);
+      r = onRead(file, pid, view);
     } catch {
       answer(id, undefined);
       return;
@@ -82,7 +94,18 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
   } catch (err) {
     throw NativeError.from(err);
   }
-  return { ...fuseMount(handle), cache: (pidns, on) => handle.cache(pidns, on) };
+  return {
+    ...fuseMount(handle),
+    cache: (pidns, on) => handle.cache(pidns, on),
+    addView: (name) => {
+      try {
+        handle.addView(name);
+      } catch (err) {
+        throw NativeError.from(err);
+      }
+    },
+    removeView: (name) => handle.removeView(name),
+  };
 }
 
 export interface RwFsMountOptions extends ProcFsMountOptions {

@@ -51,14 +51,24 @@ export class EmulatedFiles {
     }
   }
 
-  /** Where the emulated /proc files are served (undefined: no emulation on this host). */
-  procfsDir(): string | undefined {
-    return this.procfsMounted ? join(this.runDir, 'procfs') : undefined;
+  /**
+   * Container `id`'s view of the emulated /proc files (its own inodes: see actors/procfs/server.ts);
+   * undefined: no emulation on this host, or none for it.
+   */
+  procfsDir(id: string): string | undefined {
+    if (!this.procfsMounted) return undefined;
+    try {
+      return this.procfs?.viewDir(id);
+    } catch (e) {
+      this.log.warn({ id, err: (e as Error).message }, 'no /proc emulation for this container');
+      return undefined;
+    }
   }
 
-  /** The emulated /proc files, for a new proc mount inside a container. */
-  procFiles(): { dir: string; files: readonly string[] } | undefined {
-    return this.procfsMounted ? { dir: join(this.runDir, 'procfs'), files: EMULATED_PROC_FILES } : undefined;
+  /** Container `id`'s emulated /proc files, for a new proc mount inside it. */
+  procFiles(id: string): { dir: string; files: readonly string[] } | undefined {
+    const dir = this.procfsDir(id);
+    return dir ? { dir, files: EMULATED_PROC_FILES } : undefined;
   }
 
   /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
@@ -111,7 +121,8 @@ export class EmulatedFiles {
     await this.binder.bindIntoMany(pid, sysctl).then(
       () => this.log.info({ id, files: sysctl.length }, 'emulated /proc/sys and /sys files reattached'),
       (e) => this.log.warn({ id, err: (e as Error).message }, 'emulated /proc/sys and /sys files not (all) reattached'));
-    const files = EMULATED_PROC_FILES.map((f) => ({ source: join(this.runDir, 'procfs', f), target: `/proc/${f}` }));
+    const view = this.procfsDir(id);
+    const files = view ? EMULATED_PROC_FILES.map((f) => ({ source: join(view, f), target: `/proc/${f}` })) : [];
     for (const f of files) {
       try {
         // open, not stat: a dead FUSE mount may still answer stat from the kernel's attribute cache

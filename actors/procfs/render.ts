@@ -1,5 +1,5 @@
 // Pure renderers of the /proc files eci emulates for containers (what LXCFS/sysbox-fs show).
-// No I/O here: container-info.ts gathers the inputs.
+// No I/O here: container-info.ts, cgroup-files.ts and cgroup-memory.ts gather the inputs.
 
 /** /proc/uptime: "<uptime> <idle>\n" in seconds, two decimals. `now` and `initStartTime` are seconds
  *  on the same clock (e.g. since boot); a negative difference (clock skew) shows as 0. */
@@ -16,17 +16,81 @@ export function swaps(): string {
   return SWAPS_HEADER;
 }
 
+/** A cgroup's memory.stat in bytes, named by what /proc/meminfo shows (cgroup-memory.ts reads v1 and v2). */
+export interface MemoryStat {
+  /** Page cache, shmem included (v1 cache, v2 file). */
+  cache: number;
+  /** Anonymous memory, shmem excluded (v1 rss, v2 anon). */
+  anon: number;
+  shmem: number;
+  mapped: number;
+  dirty: number;
+  writeback: number;
+  activeAnon: number;
+  inactiveAnon: number;
+  activeFile: number;
+  inactiveFile: number;
+  unevictable: number;
+  /** v2 only (0 on v1, which does not account slab here). */
+  slabReclaimable: number;
+  slabUnreclaimable: number;
+  kernelStack: number;
+  pageTables: number;
+  percpu: number;
+  anonHuge: number;
+  shmemHuge: number;
+  fileHuge: number;
+}
+
 export interface MemoryLimits {
   /** The cgroup's memory limit; absent (or not below the host's MemTotal) means unlimited. */
   limitBytes?: number;
   /** The cgroup's current usage. */
   usageBytes?: number;
+  /** The cgroup's memory.stat: with it every amount line is the cgroup's (see meminfo). */
+  stat?: MemoryStat;
 }
 
 /**
- * The host's /proc/meminfo with MemTotal, MemFree and MemAvailable taken from the cgroup when it has a
- * limit below the host's memory: MemTotal = limit, MemFree = MemAvailable = limit - usage (floored at 0,
- * and never above the host's own values). Every other line, and the layout, is the host's.
+ * Lines of /proc/meminfo that are facts about the host's kernel or hardware, not memory a cgroup
+ * uses: kept as the host's. Every other amount line is the container's (0 when its cgroup keeps no
+ * such counter), as LXCFS does.
+ */
+const HOST_FACTS = /^(Vmalloc\w*|HugePages_\w+|Hugepagesize|Hugetlb|DirectMap\w+|Balloon|HardwareCorrupted|Cma\w+)$/;
+
+/** The container's meminfo lines (kB) from its limit, usage and memory.stat. */
+function cgroupMeminfo(limit: number, used: number, free: number, avail: number, st: MemoryStat): Record<string, number> {
+  const kB = (bytes: number) => Math.min(limit, Math.max(0, Math.floor(bytes / 1024)));
+  const cache = Math.min(kB(st.cache), used);
+  return {
+    MemTotal: limit, MemFree: free, MemAvailable: avail,
+    Buffers: 0, Cached: cache, SwapCached: 0,
+    Active: kB(st.activeAnon + st.activeFile), Inactive: kB(st.inactiveAnon + st.inactiveFile),
+    'Active(anon)': kB(st.activeAnon), 'Inactive(anon)': kB(st.inactiveAnon),
+    'Active(file)': kB(st.activeFile), 'Inactive(file)': kB(st.inactiveFile),
+    Unevictable: kB(st.unevictable), Mlocked: 0,
+    // /proc/swaps shows no swap device to a container.
+    SwapTotal: 0, SwapFree: 0, Zswap: 0, Zswapped: 0,
+    Dirty: kB(st.dirty), Writeback: kB(st.writeback), AnonPages: kB(st.anon), Mapped: kB(st.mapped), Shmem: kB(st.shmem),
+    KReclaimable: kB(st.slabReclaimable), Slab: kB(st.slabReclaimable + st.slabUnreclaimable),
+    SReclaimable: kB(st.slabReclaimable), SUnreclaim: kB(st.slabUnreclaimable),
+    KernelStack: kB(st.kernelStack), PageTables: kB(st.pageTables), SecPageTables: 0,
+    NFS_Unstable: 0, Bounce: 0, WritebackTmp: 0,
+    // No swap: what it may commit is its limit; what it has committed, about its anonymous and shared memory.
+    CommitLimit: limit, Committed_AS: kB(st.anon + st.shmem),
+    Percpu: kB(st.percpu), AnonHugePages: kB(st.anonHuge), ShmemHugePages: kB(st.shmemHuge), ShmemPmdMapped: 0,
+    FileHugePages: kB(st.fileHuge), FilePmdMapped: 0, Unaccepted: 0,
+  };
+}
+
+/**
+ * The host's /proc/meminfo, layout kept, as the container sees it when its cgroup has a limit below
+ * the host's memory: MemTotal = limit, MemFree = limit - usage (floored at 0, and never above the
+ * host's own value). With the cgroup's memory.stat, every amount line but the host facts (HOST_FACTS)
+ * is the cgroup's, as LXCFS shows it: Cached, Active/Inactive, Shmem, Slab... from memory.stat, no
+ * swap, Buffers 0, each at most the limit; MemAvailable = free + file pages + reclaimable slab, at
+ * most the limit and the host's. Without memory.stat, MemAvailable = MemFree and the other lines are
+ * the host's. Without a limit (or one above the host's memory), the host's file.
  */
 export function meminfo(hostMeminfoText: string, m: MemoryLimits): string {
   const kB = (line: string | undefined): number | undefined => {
@@ -43,17 +107,25 @@ export function meminfo(hostMeminfoText: string, m: MemoryLimits): string {
   const free = limit - used;
   const hostFree = kB(find('MemFree'));
   const hostAvail = kB(find('MemAvailable'));
+  const st = m.stat;
+  const reclaimable = st ? Math.floor((st.activeFile + st.inactiveFile + st.slabReclaimable) / 1024) : 0;
+  const avail = Math.min(limit, free + reclaimable);
   const values: Record<string, number> = {
     MemTotal: limit,
     MemFree: hostFree === undefined ? free : Math.min(free, hostFree),
-    MemAvailable: hostAvail === undefined ? free : Math.min(free, hostAvail),
+    MemAvailable: hostAvail === undefined ? avail : Math.min(avail, hostAvail),
   };
+  const own = st ? cgroupMeminfo(limit, used, values.MemFree, values.MemAvailable, st) : values;
   return lines
     .map((l) => {
-      const match = l.match(/^(MemTotal|MemFree|MemAvailable):(\s*)(\d+)(.*)$/);
+      const match = l.match(/^([^:\s]+):(\s*)(\d+)(.*)$/);
       if (!match) return l;
       const [, key, space, digits, rest] = match;
-      const value = String(values[key]);
+      if (st && HOST_FACTS.test(key)) return l;
+      // A line without a cgroup counter (a kernel newer than this table) counts 0 for the container.
+      const v = own[key] ?? (st ? 0 : undefined);
+      if (v === undefined) return l;
+      const value = String(v);
       // Keep the column: the kernel right-aligns the number in a fixed width after "Key:".
       const pad = Math.max(1, space.length + digits.length - value.length);
       return `${key}:${' '.repeat(pad)}${value}${rest}`;

@@ -1,14 +1,23 @@
 // ProcFs: one FUSE mount (native mountProcFs) serving /proc/uptime, swaps, meminfo, cpuinfo, stat,
-// loadavg and diskstats for every registered container. A read is attributed to the container whose
-// init shares the caller's pid namespace (or, for a nested pid namespace, whose cgroup holds the
-// caller); any other caller gets the host's real file. The native side caches answers per namespace.
+// loadavg and diskstats. Each container has a view of its own (`<mount>/ctr-<id>/`, see viewDir):
+// that is what its /proc files are bound from, and it always shows that container, whoever reads it.
+// Its own inodes matter: splice/sendfile read through the page cache of the inode despite direct_io,
+// so one inode read by several containers (or the host) would hand one reader's text to another.
+// The top-level files are for everyone else: attributed to the container whose init shares the
+// caller's pid namespace (or, for a nested pid namespace, whose cgroup holds the caller), the host's
+// real file for any other caller. The native side caches answers per view and per namespace.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountProcFs, type ProcFsMount } from '../../native/index.ts';
+import * as cg from './cgroup-files.ts';
+import { cgroupMemoryOf } from './cgroup-memory.ts';
 import * as info from './container-info.ts';
 import * as render from './render.ts';
 
 export const PROCFS_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
+
+/** The directory name of container `id`'s view in the mount (never one of the files' names). */
+export const viewName = (id: string): string => `ctr-${id}`;
 
 /**
  * How long (ms) the FUSE server reuses a container's render of each file before asking again: reads
@@ -41,7 +50,10 @@ export class ProcFs {
   private readonly loads = new Map<string, render.Load>();
   private readonly cpus = new Map<string, { visible: number[]; at: number }>();
   private handle: ProcFsMount | undefined;
+  private mountpoint: string | undefined;
   private hostPidns: number | undefined;
+  /** Container id of each view name added. */
+  private readonly views = new Map<string, string>();
 
   constructor(o: ProcFsOptions = {}) {
     this.files = o.files ?? PROCFS_FILES;
@@ -54,7 +66,21 @@ export class ProcFs {
   async start(mountpoint: string): Promise<void> {
     if (this.handle) throw new Error(`ProcFs is already mounted`);
     this.hostPidns = info.pidNamespaceOfSync(process.pid, this.roots);
-    this.handle = this.mount({ mountpoint, files: [...this.files], cacheMs: this.cacheMs }, (file, pid) => this.read(file, pid));
+    this.handle = this.mount({ mountpoint, files: [...this.files], cacheMs: this.cacheMs }, (file, pid, view) => this.read(file, pid, view));
+    this.mountpoint = mountpoint;
+  }
+
+  /**
+   * The directory of container `containerId`'s view, added if needed (before its bind mounts are made:
+   * register comes later, once its init runs; until then its files fail with EIO). Undefined when not
+   * mounted. Throws NativeError when the id makes no plain directory name.
+   */
+  viewDir(containerId: string): string | undefined {
+    if (!this.handle?.addView || !this.mountpoint) return undefined;
+    const name = viewName(containerId);
+    this.handle.addView(name);
+    this.views.set(name, containerId);
+    return join(this.mountpoint, name);
   }
 
   /**
@@ -70,12 +96,15 @@ export class ProcFs {
     if (old && old.pidns !== pidns) this.handle?.cache?.(old.pidns, false);
     this.containers.set(containerId, { id: containerId, initPid, pidns, cgroup: info.cgroupAnchorSync(initPid, this.roots) });
     this.handle?.cache?.(pidns, true);
+    this.viewDir(containerId); // after a manager restart the new mount has no view yet
   }
 
   unregister(containerId: string): void {
     const c = this.containers.get(containerId);
     if (c && ![...this.containers.values()].some((o) => o !== c && o.pidns === c.pidns)) this.handle?.cache?.(c.pidns, false);
     this.containers.delete(containerId);
+    this.handle?.removeView?.(viewName(containerId));
+    this.views.delete(viewName(containerId));
     this.starts.delete(containerId);
     this.loads.delete(containerId);
     this.cpus.delete(containerId);
@@ -86,14 +115,24 @@ export class ProcFs {
     const h = this.handle;
     this.handle = undefined;
     this.containers.clear();
+    this.views.clear();
     this.starts.clear();
     this.loads.clear();
     this.cpus.clear();
     await h?.close();
   }
 
-  /** What host pid `callerPid` reads from `file` (exported for tests; also the FUSE read handler). */
-  async read(file: string, callerPid: number): Promise<string> {
+  /**
+   * What host pid `callerPid` reads from `file` at the top level (`view` '') or in a view (exported for
+   * tests; also the FUSE read handler).
+   */
+  async read(file: string, callerPid: number, view = ''): Promise<string> {
+    if (view) {
+      // The view's container, whoever reads; before its registration (or after) an error, never the host's.
+      const c = this.containers.get(this.views.get(view) ?? '');
+      if (!c) throw new Error(`procfs: view ${view} has no registered container`);
+      return (PROCFS_FILES as readonly string[]).includes(file) ? this.renderFor(file, c) : this.host(file);
+    }
     // A caller gone before we could attribute it gets an error, not the host's file: the FUSE server may
     // keep this answer for the caller's (container's) namespace.
     if (!(PROCFS_FILES as readonly string[]).includes(file)) return this.host(file);
@@ -130,7 +169,7 @@ export class ProcFs {
         if (start === undefined) return render.uptime(0, 0, 0);
         const [[now], busy, cpus] = await Promise.all([
           info.hostUptime(this.roots),
-          info.cgroupCpuSeconds(c.initPid, this.roots),
+          cg.cgroupCpuSeconds(c.initPid, this.roots),
           this.cpusOf(c),
         ]);
         // Idle is summed over CPUs, as the kernel does: the container's CPUs' time minus what it used.
@@ -140,7 +179,7 @@ export class ProcFs {
       case 'swaps':
         return render.swaps();
       case 'meminfo': {
-        const [host, mem] = await Promise.all([this.host('meminfo'), info.cgroupMemoryOf(c.initPid, this.roots)]);
+        const [host, mem] = await Promise.all([this.host('meminfo'), cgroupMemoryOf(c.initPid, this.roots)]);
         return render.meminfo(host, mem);
       }
       case 'cpuinfo': {
@@ -152,8 +191,8 @@ export class ProcFs {
         const [hostStat, [now], cpu, tids] = await Promise.all([
           this.host('stat'),
           info.hostUptime(this.roots),
-          info.cgroupCpuOf(c.initPid, this.roots),
-          info.cgroupTasksOf(c.initPid, this.roots),
+          cg.cgroupCpuOf(c.initPid, this.roots),
+          cg.cgroupTasksOf(c.initPid, this.roots),
         ]);
         const visible = render.visibleCpus(render.statCpus(hostStat), cpu.cpus, cpu.quotaCpus);
         const hostBtime = Number(hostStat.match(/^btime (\d+)/m)?.[1] ?? 0);
@@ -172,14 +211,14 @@ export class ProcFs {
         });
       }
       case 'loadavg': {
-        const tids = (await info.cgroupTasksOf(c.initPid, this.roots)) ?? [c.initPid];
+        const tids = (await cg.cgroupTasksOf(c.initPid, this.roots)) ?? [c.initPid];
         const t = await info.sampleTasks(tids, this.roots);
         const load = render.decayLoad(this.loads.get(c.id), t.running + t.blocked, performance.now() / 1000);
         if (this.containers.get(c.id) === c) this.loads.set(c.id, load);
         return render.loadavg(load.avg, t.running, t.total, t.lastPid);
       }
       case 'diskstats': {
-        const [host, io] = await Promise.all([this.host('diskstats'), info.cgroupIoOf(c.initPid, this.roots)]);
+        const [host, io] = await Promise.all([this.host('diskstats'), cg.cgroupIoOf(c.initPid, this.roots)]);
         return render.diskstats(host, io);
       }
       default:
@@ -199,7 +238,7 @@ export class ProcFs {
     const now = performance.now();
     const kept = this.cpus.get(c.id);
     if (kept && now - kept.at < 1000) return kept;
-    const [hostStat, cpu] = await Promise.all([this.host('stat').catch(() => ''), info.cgroupCpuOf(c.initPid, this.roots)]);
+    const [hostStat, cpu] = await Promise.all([this.host('stat').catch(() => ''), cg.cgroupCpuOf(c.initPid, this.roots)]);
     const online = render.statCpus(hostStat);
     const v = { visible: render.visibleCpus(online.length ? online : [0], cpu.cpus, cpu.quotaCpus), at: now };
     if (this.containers.get(c.id) === c) this.cpus.set(c.id, v);

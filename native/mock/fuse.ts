@@ -5,18 +5,23 @@ import type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, R
 
 export const procFsMock = {
   /** Live mounts by mountpoint. */
-  mounts: new Map<string, { files: string[]; onRead: ProcFsReader }>(),
+  mounts: new Map<string, { files: string[]; onRead: ProcFsReader; views: Set<string> }>(),
   /** When set, the next mountProcFs throws a NativeError with this code (then it is cleared). */
   failNextMount: undefined as string | undefined,
-  /** What a process with host pid `pid` would read from mountpoint/file (ENOENT when absent). */
-  async read(mountpoint: string, file: string, pid: number): Promise<string> {
-    const m = procFsMock.mounts.get(mountpoint);
-    if (!m || !m.files.includes(file))
-      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+  /**
+   * What a process with host pid `pid` would read from dir/file, dir being a mountpoint or a view's
+   * directory in one (ENOENT when absent).
+   */
+  async read(dir: string, file: string, pid: number): Promise<string> {
+    const slash = dir.lastIndexOf('/');
+    const view = procFsMock.mounts.has(dir) ? '' : dir.slice(slash + 1);
+    const m = procFsMock.mounts.get(view ? dir.slice(0, slash) : dir);
+    if (!m || !m.files.includes(file) || (view && !m.views.has(view)))
+      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${dir}/${file}` });
     try {
-      return await m.onRead(file, pid);
+      return await m.onRead(file, pid, view);
     } catch (cause) {
-      throw new NativeError({ code: 'EIO', errno: errnoOf('EIO'), syscall: 'read', message: `EIO: ${mountpoint}/${file}`, cause });
+      throw new NativeError({ code: 'EIO', errno: errnoOf('EIO'), syscall: 'read', message: `EIO: ${dir}/${file}`, cause });
     }
   },
   reset(): void {
@@ -34,11 +39,19 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
   }
   if (procFsMock.mounts.has(o.mountpoint))
     throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'mount', message: `EBUSY: ${o.mountpoint}`, path: o.mountpoint });
-  procFsMock.mounts.set(o.mountpoint, { files: [...o.files], onRead });
+  const views = new Set<string>();
+  procFsMock.mounts.set(o.mountpoint, { files: [...o.files], onRead, views });
   return {
     close() {
       procFsMock.mounts.delete(o.mountpoint);
       return Promise.resolve();
+    },
+    addView(name) {
+      if (!name || name === '.' || name === '..' || name.includes('/') || o.files.includes(name)) throw usageError(`view name '${name}' is not a plain name apart from the files`);
+      views.add(name);
+    },
+    removeView(name) {
+      views.delete(name);
     },
   };
 }
@@ -49,7 +62,7 @@ export const rwFsMock = {
     const m = rwFsMock.mounts.get(mountpoint);
     if (!m || !m.files.includes(file))
       throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
-    return m.onRead(file, pid);
+    return m.onRead(file, pid, '');
   },
   /** Rejects with a NativeError (syscall 'write') carrying the errno the kernel would return. */
   async write(mountpoint: string, file: string, pid: number, uid: number, data: string): Promise<void> {

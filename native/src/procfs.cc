@@ -10,6 +10,8 @@
 //   A read not answered within 2 s fails with EIO. Later offsets are served from the per-open buffer.
 //   close() stops the session thread, fails pending reads (and writes) with EIO and unmounts (MNT_DETACH).
 //   mount(..., cacheMs?: number[]) also returns cache(pidns: number, on: boolean): see "Render cache".
+//   mount() also returns addView(name) and removeView(name): see "Views". onRead gets a fourth argument,
+//   the view's name ('' for the top-level files).
 //   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
 //           onWrite(id, file, pid, uid, data: string))
 //     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
@@ -18,6 +20,15 @@
 //   the event loop; JS answers replyWrite(id, 0) (the whole write is accepted) or an errno. A write at
 //   a later offset is accepted and ignored (as the kernel's sysctl_writes_strict does for numbers).
 //   An answer later than 2 s fails the write with EIO.
+//
+// Views: the kernel reads through the page cache of the inode for splice/sendfile/copy_file_range and
+// private mmaps even with direct_io (6.5+: fuse_splice_read is filemap_splice_read), and that cache is
+// shared by every reader of the inode: with one inode per file, a container could read another's text
+// (or the host's). So each container gets a directory of its own (a view) with the same files under
+// inodes of their own, rendered for that container whoever reads them; the page cache of a view's inode
+// then only ever holds that container's text. Inode numbers are never reused (view k: k*(n+1)+1 is the
+// directory, k*(n+1)+2+i file i; k = 0 is the root and the top-level files), so a stale kernel inode of
+// a removed view answers ENOENT and never another view's text.
 //
 // One session thread polls /dev/fuse and an eventfd (for close); replies to reads and writes come from
 // the JS thread (libfuse replies are thread-safe), so a slow render never blocks other requests.
@@ -60,6 +71,8 @@ constexpr off_t kNominalSize = 32768;
 struct OpenFile {
   std::mutex mu;
   size_t index;
+  uint64_t view = 0;     // 0: a top-level file
+  std::string viewName;  // kept from the open: the view may be removed while the file is open
   bool rendered = false;
   std::string data;
 };
@@ -71,7 +84,7 @@ struct Pending {
   size_t size;
   off_t off;
   Clock::time_point deadline;
-  uint64_t pidns = 0;   // the caller's pid namespace when its render may be cached (Render cache), else 0
+  uint64_t pidns = 0;   // the cache scope (caller's pid namespace, or kViewScope | view) when kept, else 0
   uint64_t cacheGen = 0;
   size_t file = 0;      // index, for the cache
   // req is nullptr for a background refresh of a cache entry (nobody waits for it).
@@ -153,6 +166,9 @@ struct RenderCache {
   }
 };
 
+// Cache scope of view k: pid namespace inodes are 32-bit, so the two never meet.
+constexpr uint64_t kViewScope = 1ull << 63;
+
 // Inode of host pid `pid`'s pid namespace, 0 when it is gone.
 uint64_t PidNsOf(pid_t pid) {
   char path[64];
@@ -169,6 +185,7 @@ struct JsCall {
   bool write = false;
   uint32_t uid = 0;
   std::string data;
+  std::string view;  // reads of mount(): the view's name, '' at the top level
 };
 
 void CallJs(Napi::Env env, Napi::Function cb, std::nullptr_t*, JsCall* call) {
@@ -180,7 +197,7 @@ void CallJs(Napi::Env env, Napi::Function cb, std::nullptr_t*, JsCall* call) {
                Napi::Number::New(env, c->pid), Napi::Number::New(env, c->uid), Napi::String::New(env, c->data)});
     else
       cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
-               Napi::Number::New(env, c->pid)});
+               Napi::Number::New(env, c->pid), Napi::String::New(env, c->view)});
   } catch (const Napi::Error& e) {
     // An exception thrown synchronously by the callback: the read (or write) times out with EIO. Never
     // let it escape into the event loop.
@@ -207,6 +224,17 @@ struct Server {
   bool closed = false;
   std::atomic<bool> stop{false};
   RenderCache cache;  // mount() with cacheMs only
+  std::mutex viewsMu;  // guards what follows (mount() only; see "Views")
+  std::map<uint64_t, std::string> views;
+  std::map<std::string, uint64_t> viewByName;
+  uint64_t nextView = 1;
+
+  uint64_t Stride() const { return files.size() + 1; }
+  bool ViewLive(uint64_t k) {
+    if (k == 0) return true;
+    std::lock_guard<std::mutex> g(viewsMu);
+    return views.count(k) != 0;
+  }
 
   void Wake() {
     uint64_t one = 1;
@@ -216,19 +244,33 @@ struct Server {
 
 Server* Of(fuse_req_t req) { return static_cast<Server*>(fuse_req_userdata(req)); }
 
-bool FileIndex(const Server* s, fuse_ino_t ino, size_t* index) {
-  if (ino < 2 || ino - 2 >= s->files.size()) return false;
-  *index = ino - 2;
+// A file's index and view (0: top level), when ino is a file of the root or of a live view.
+bool FileIndex(Server* s, fuse_ino_t ino, size_t* index, uint64_t* view = nullptr) {
+  if (ino < 1) return false;
+  const uint64_t k = (ino - 1) / s->Stride(), j = (ino - 1) % s->Stride();
+  if (j == 0 || !s->ViewLive(k)) return false;
+  *index = j - 1;
+  if (view) *view = k;
   return true;
 }
 
-void FillAttr(const Server* s, fuse_ino_t ino, struct stat* st) {
+// Whether ino is the root (view 0) or a live view's directory; sets *view.
+bool DirOf(Server* s, fuse_ino_t ino, uint64_t* view) {
+  if (ino < 1 || (ino - 1) % s->Stride() != 0) return false;
+  *view = (ino - 1) / s->Stride();
+  return s->ViewLive(*view);
+}
+
+fuse_ino_t DirIno(const Server* s, uint64_t view) { return view * s->Stride() + 1; }
+fuse_ino_t FileIno(const Server* s, uint64_t view, size_t i) { return view * s->Stride() + 2 + i; }
+
+void FillAttr(Server* s, fuse_ino_t ino, struct stat* st) {
   std::memset(st, 0, sizeof *st);
   st->st_ino = ino;
   st->st_uid = 0;
   st->st_gid = 0;
   size_t idx;
-  if (ino == kRootIno) {
+  if ((ino - 1) % s->Stride() == 0) {  // the root or a view's directory
     st->st_mode = S_IFDIR | 0555;
     st->st_nlink = 2;
   } else {
@@ -286,21 +328,38 @@ void CallOut(Server* s, Tsfn& fn, fuse_req_t req, JsCall* call, OpenFile* of, si
   }
 }
 
+void ReplyEntry(fuse_req_t req, Server* s, fuse_ino_t ino) {
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof e);
+  e.ino = ino;
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kAttrTimeout;
+  FillAttr(s, e.ino, &e.attr);
+  fuse_reply_entry(req, &e);
+}
+
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Server* s = Of(req);
-  if (parent != kRootIno) {
+  uint64_t view;
+  if (!DirOf(s, parent, &view)) {
     fuse_reply_err(req, ENOENT);
     return;
   }
   for (size_t i = 0; i < s->files.size(); i++) {
     if (s->files[i] == name) {
-      fuse_entry_param e;
-      std::memset(&e, 0, sizeof e);
-      e.ino = i + 2;
-      e.attr_timeout = kAttrTimeout;
-      e.entry_timeout = kAttrTimeout;
-      FillAttr(s, e.ino, &e.attr);
-      fuse_reply_entry(req, &e);
+      ReplyEntry(req, s, FileIno(s, view, i));
+      return;
+    }
+  }
+  if (view == 0) {
+    uint64_t k = 0;
+    {
+      std::lock_guard<std::mutex> g(s->viewsMu);
+      auto it = s->viewByName.find(name);
+      if (it != s->viewByName.end()) k = it->second;
+    }
+    if (k != 0) {
+      ReplyEntry(req, s, DirIno(s, k));
       return;
     }
   }
@@ -310,7 +369,8 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Server* s = Of(req);
   size_t idx;
-  if (ino != kRootIno && !FileIndex(s, ino, &idx)) {
+  uint64_t view;
+  if (!DirOf(s, ino, &view) && !FileIndex(s, ino, &idx)) {
     fuse_reply_err(req, ENOENT);
     return;
   }
@@ -321,7 +381,8 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   Server* s = Of(req);
-  if (ino != kRootIno) {
+  uint64_t view;
+  if (!DirOf(s, ino, &view)) {
     fuse_reply_err(req, ENOTDIR);
     return;
   }
@@ -334,17 +395,26 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
     buf.resize(at + len);
     fuse_add_direntry(req, &buf[at], len, name, &st, static_cast<off_t>(at + len));
   };
-  add(".", kRootIno);
+  add(".", ino);
   add("..", kRootIno);
-  for (size_t i = 0; i < s->files.size(); i++) add(s->files[i].c_str(), i + 2);
+  for (size_t i = 0; i < s->files.size(); i++) add(s->files[i].c_str(), FileIno(s, view, i));
+  if (view == 0) {
+    std::vector<std::pair<std::string, uint64_t>> vs;
+    {
+      std::lock_guard<std::mutex> g(s->viewsMu);
+      vs.assign(s->viewByName.begin(), s->viewByName.end());
+    }
+    for (const auto& [name, k] : vs) add(name.c_str(), DirIno(s, k));
+  }
   ReplySlice(req, buf, size, off);
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Server* s = Of(req);
   size_t idx;
-  if (!FileIndex(s, ino, &idx)) {
-    fuse_reply_err(req, ino == kRootIno ? EISDIR : ENOENT);
+  uint64_t view = 0;
+  if (!FileIndex(s, ino, &idx, &view)) {
+    fuse_reply_err(req, DirOf(s, ino, &view) ? EISDIR : ENOENT);
     return;
   }
   if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && !s->writable[idx]) {
@@ -353,6 +423,17 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   auto* of = new OpenFile();
   of->index = idx;
+  of->view = view;
+  if (view != 0) {
+    std::lock_guard<std::mutex> g(s->viewsMu);
+    auto it = s->views.find(view);
+    if (it == s->views.end()) {  // removed since the check
+      delete of;
+      fuse_reply_err(req, ENOENT);
+      return;
+    }
+    of->viewName = it->second;
+  }
   fi->fh = reinterpret_cast<uint64_t>(of);
   fi->direct_io = 1;
   fi->keep_cache = 0;
@@ -371,12 +452,14 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
     }
   }
   const pid_t pid = fuse_req_ctx(req)->pid;
+  // A view's text is its container's whoever reads it; a top-level file's is the caller's namespace's.
   uint64_t ns = 0, gen = 0;
-  if (s->cache.Enabled(of->index) && (ns = PidNsOf(pid)) != 0 && (gen = s->cache.Registered(ns)) != 0) {
+  if (s->cache.Enabled(of->index) && (ns = of->view ? kViewScope | of->view : PidNsOf(pid)) != 0 &&
+      (gen = s->cache.Registered(ns)) != 0) {
     std::string text;
     const RenderCache::Hit hit = s->cache.Get(ns, of->index, &text);
     if (hit == RenderCache::Hit::kStaleRefresh) {
-      auto* refresh = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}};
+      auto* refresh = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}, of->viewName};
       CallOut(s, s->onRead, nullptr, refresh, nullptr, 0, 0, ns, gen, of->index);
     }
     if (hit != RenderCache::Hit::kMiss) {
@@ -391,7 +474,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
       return;
     }
   }
-  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}};
+  auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(pid), false, 0, {}, of->viewName};
   CallOut(s, s->onRead, req, call, of, size, off, gen ? ns : 0, gen);
 }
 
@@ -410,7 +493,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
   }
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(ctx->pid), true,
-                          static_cast<uint32_t>(ctx->uid), std::string(buf, size)};
+                          static_cast<uint32_t>(ctx->uid), std::string(buf, size), {}};
   CallOut(s, s->onWrite, req, call, nullptr, size, off);
 }
 
@@ -445,7 +528,8 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (ino != kRootIno) {
+  uint64_t view;
+  if (!DirOf(Of(req), ino, &view)) {
     fuse_reply_err(req, ENOTDIR);
     return;
   }
@@ -614,6 +698,40 @@ std::string MountpointArg(Napi::Env env, Napi::Value v) {
   return mp;
 }
 
+// addView(name): a directory `name` with the files under inodes of their own (see "Views"); its
+// renders are kept (Render cache) until removeView(name). Idempotent.
+void AddView(Server* s, const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "addView(name: string)");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  bool clash = name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+               name.find('\0') != std::string::npos || name.size() > 255;
+  for (const auto& f : s->files) clash = clash || f == name;
+  if (clash) throw Napi::TypeError::New(info.Env(), "view name '" + name + "' is not a plain name apart from the files");
+  uint64_t k;
+  {
+    std::lock_guard<std::mutex> g(s->viewsMu);
+    if (s->viewByName.count(name)) return;
+    k = s->nextView++;
+    s->views[k] = name;
+    s->viewByName[name] = k;
+  }
+  s->cache.Set(kViewScope | k, true);
+}
+
+void RemoveView(Server* s, const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "removeView(name: string)");
+  uint64_t k;
+  {
+    std::lock_guard<std::mutex> g(s->viewsMu);
+    auto it = s->viewByName.find(info[0].As<Napi::String>().Utf8Value());
+    if (it == s->viewByName.end()) return;
+    k = it->second;
+    s->views.erase(k);
+    s->viewByName.erase(it);
+  }
+  s->cache.Set(kViewScope | k, false);
+}
+
 // Fills s->files and s->writable (a file is writable when named in `writable`).
 void SetFiles(Napi::Env env, Server* s, Napi::Array files, const std::vector<std::string>& writable) {
   for (uint32_t i = 0; i < files.Length(); i++) {
@@ -662,6 +780,11 @@ Napi::Value Start(Napi::Env env, const std::shared_ptr<Server>& s, Napi::Functio
     handle.Set("replyWrite",
                Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s.get(), i); }, "replyWrite"));
   handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
+  if (!s->rw) {
+    handle.Set("addView", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { AddView(s.get(), i); }, "addView"));
+    handle.Set("removeView",
+               Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { RemoveView(s.get(), i); }, "removeView"));
+  }
   if (!s->rw)
     handle.Set("cache", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) {
       if (i.Length() < 2 || !i[0].IsNumber() || !i[1].IsBoolean())

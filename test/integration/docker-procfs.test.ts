@@ -35,6 +35,64 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(rest.at(-1)).toMatch(/^MemTotal:\s+262144 kB$/);
   });
 
+  it('concurrent meminfo readers with different limits: each container, and a host reader, only ever see their own MemTotal', async () => {
+    // busybox cat copies with sendfile, through the page cache of the file's inode (direct_io or not):
+    // each container's files are inodes of its own, so no reader can get another's text.
+    const reads = 'n=0; while [ $n -lt 4 ]; do cat $(yes /proc/meminfo | head -n 500); n=$((n+1)); done | grep ^MemTotal | sort | uniq -c';
+    const hostFile = join(m.env.ECI_RUN_DIR, 'procfs', 'meminfo');
+    const hostTotal = readFileSync('/proc/meminfo', 'utf8').match(/^MemTotal:.*$/m)![0];
+    let hostDone = false;
+    const host = (async () => {
+      const seen = new Map<string, number>();
+      // Until both containers are done, and at least 20 rounds of 50 reads.
+      for (let round = 0; !hostDone || round < 20; round++) {
+        const r = spawnSync('busybox', ['cat', ...Array<string>(50).fill(hostFile)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+        for (const l of r.stdout.match(/^MemTotal:.*$/gm) ?? []) seen.set(l, (seen.get(l) ?? 0) + 1);
+        await new Promise((res) => setImmediate(res));
+      }
+      return seen;
+    })();
+    const [a, b] = await Promise.all([
+      run('--memory', '256m', img, 'sh', '-c', reads),
+      run('--memory', '128m', img, 'sh', '-c', reads),
+    ]).finally(() => (hostDone = true));
+    const seen = await host;
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stdout.trim()).toMatch(/^2000 MemTotal: +262144 kB$/);
+    expect(b.stdout.trim()).toMatch(/^2000 MemTotal: +131072 kB$/);
+    expect([...seen.keys()]).toEqual([hostTotal]);
+    expect(seen.get(hostTotal)).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('free in a 256 MB container: cache and available are the container\'s; /proc/meminfo is all its own', async () => {
+    const r = await run('--memory', '256m', img, 'sh', '-c', 'free; cat /proc/meminfo');
+    expect(r.code, r.stderr).toBe(0);
+    // busybox free takes total, free, shared and buffers from sysinfo(2), the host kernel's (not /proc):
+    // its buff/cache (Cached + SReclaimable) and available columns come from /proc/meminfo.
+    const mem = r.stdout.match(/^Mem:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m);
+    expect(mem, r.stdout).not.toBeNull();
+    const [, , , , buffCache, available] = mem!.slice(1).map(Number);
+    expect(available).toBeLessThanOrEqual(262144);
+    const kB = (key: string) => Number(r.stdout.match(new RegExp(`^${key.replace(/[()]/g, '\\$&')}: +(\\d+) kB$`, 'm'))?.[1]);
+    expect(kB('MemTotal')).toBe(262144);
+    // What procps free computes from /proc/meminfo: all within the container's 256 MB.
+    const cache = kB('Buffers') + kB('Cached') + kB('SReclaimable');
+    const used = kB('MemTotal') - kB('MemFree') - cache;
+    expect(kB('Buffers')).toBe(0);
+    expect(cache).toBeLessThan(262144);
+    expect(used).toBeGreaterThanOrEqual(0);
+    expect(kB('MemAvailable')).toBeLessThanOrEqual(262144);
+    for (const key of ['Active', 'Inactive', 'Active(file)', 'Inactive(file)', 'AnonPages', 'Shmem', 'Slab', 'Committed_AS'])
+      expect(kB(key), key).toBeLessThanOrEqual(262144);
+    expect(kB('SwapTotal')).toBe(0);
+    // busybox's buff/cache column: the container's Cached (+ SReclaimable), below the host's own cache.
+    expect(buffCache).toBeGreaterThanOrEqual(kB('Cached'));
+    expect(kB('Cached') + kB('SReclaimable')).toBeLessThan(262144);
+    const hostCached = Number(readFileSync('/proc/meminfo', 'utf8').match(/^Cached: +(\d+) kB$/m)![1]);
+    expect(kB('Cached')).toBeLessThan(hostCached);
+  });
+
   it('--cpus 1 shows one CPU in /proc/cpuinfo and /proc/stat, --cpuset-cpus also to nproc', async () => {
     const hostCpus = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)!.length;
     const script = 'grep -c ^processor /proc/cpuinfo; grep -c "^cpu[0-9]" /proc/stat; nproc';

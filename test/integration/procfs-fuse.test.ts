@@ -1,7 +1,8 @@
 // The procfs FUSE server (native mountProcFs + actors/procfs ProcFs) with a real runc container in its
 // own user and pid namespaces: the container sees its own uptime, no swap, its cgroup memory limit, its
 // CPUs, tasks and I/O through bind mounts over /proc/{uptime,swaps,meminfo,cpuinfo,stat,loadavg,diskstats};
-// everyone else sees the host's files. Also: the native render cache never mixes containers up.
+// everyone else sees the host's files. Also: the native render cache never mixes containers up, nor
+// does the kernel's page cache (splice/sendfile readers) now that each container has a view of its own.
 import { execFile } from 'node:child_process';
 import { runCmd } from '../helpers/run.ts';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,8 +60,8 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
   }
   async function runContainer(name: string, script: string, extraBin?: string, o: RunOptions = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const server = o.noCache ? fsNoCache : fs;
-    const from = o.noCache ? mntNoCache : mnt;
     const id = `eci-procfs-${name}-${process.pid}`;
+    const from = server.viewDir(id)!; // the container's own view, as the manager binds it
     const b = join(dir, name);
     await makeBusyboxRootfs(join(b, 'rootfs'));
     if (extraBin) await run('cp', [extraBin, join(b, 'rootfs/bin/')]);
@@ -172,6 +173,36 @@ describe.skipIf(skip !== '')(`procfs FUSE with a runc container${skip ? ` (skipp
     expect(b.code, b.stderr).toBe(0);
     expect(a.stdout.trim()).toMatch(/^300 MemTotal: +262144 kB$/);
     expect(b.stdout.trim()).toMatch(/^300 MemTotal: +131072 kB$/);
+  });
+
+  it('concurrent meminfo readers with different limits: every read, by sendfile too, shows its own MemTotal', async () => {
+    // busybox cat copies with sendfile, which reads through the inode's page cache whatever direct_io
+    // says: with one inode for every reader, readers got each other's text. Two containers with
+    // different limits read their meminfo 2000 times each (one cat of 500 paths, four times) while a
+    // host process reads the top-level file through busybox cat as well.
+    const reads = 'sleep 1; n=0; while [ $n -lt 4 ]; do cat $(yes /proc/meminfo | head -n 500); n=$((n+1)); done | grep ^MemTotal | sort | uniq -c';
+    const hostTotal = (await readFile('/proc/meminfo', 'utf8')).match(/^MemTotal:.*$/m)![0];
+    let hostDone = false;
+    const host = (async () => {
+      const seen = new Map<string, number>();
+      // Until both containers are done, and at least 20 rounds of 50 reads.
+      for (let round = 0; !hostDone || round < 20; round++) {
+        const { stdout } = await run('busybox', ['cat', ...Array<string>(50).fill(join(mnt, 'meminfo'))], { maxBuffer: 1 << 26 });
+        for (const l of stdout.match(/^MemTotal:.*$/gm) ?? []) seen.set(l, (seen.get(l) ?? 0) + 1);
+      }
+      return seen;
+    })();
+    const [a, b] = await Promise.all([
+      runContainer('splice-a', reads, undefined, { memoryBytes: 256 * 1024 * 1024 }),
+      runContainer('splice-b', reads, undefined, { memoryBytes: 128 * 1024 * 1024 }),
+    ]).finally(() => (hostDone = true));
+    const seen = await host;
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stdout.trim()).toMatch(/^2000 MemTotal: +262144 kB$/);
+    expect(b.stdout.trim()).toMatch(/^2000 MemTotal: +131072 kB$/);
+    expect([...seen.keys()]).toEqual([hostTotal]);
+    expect(seen.get(hostTotal)).toBeGreaterThanOrEqual(1000);
   });
 
   it('serves a fresh uptime through the render cache: never older than 2 TTLs, never going back', async () => {

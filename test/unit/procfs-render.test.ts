@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SWAPS_HEADER, cpuinfo, decayLoad, diskstats, loadavg, meminfo, stat, statCpus, swaps, uptime, visibleCpus } from '../../actors/procfs/render.ts';
-import {
-  cgroupCpuOf, cgroupIoOf, cgroupMemoryOf, cgroupTasksOf, parseBlkio, parseCpuList, parseIoStat, parseNSpid, parseProcCgroup, parseStartTicks, parseState, sampleTasks,
-} from '../../actors/procfs/container-info.ts';
+import { cgroupCpuOf, cgroupIoOf, cgroupTasksOf, parseBlkio, parseCpuList, parseIoStat } from '../../actors/procfs/cgroup-files.ts';
+import { cgroupMemoryOf, parseMemoryStat } from '../../actors/procfs/cgroup-memory.ts';
+import { parseNSpid, parseProcCgroup, parseStartTicks, parseState, sampleTasks } from '../../actors/procfs/container-info.ts';
 
 vi.mock('../../native/index.ts', () => import('../../native/mock.ts'));
 const { procFsMock } = await import('../../native/mock.ts');
@@ -55,6 +55,50 @@ describe('render.meminfo', () => {
     const tight = 'MemTotal: 1000000 kB\nMemFree: 100 kB\nMemAvailable: 200 kB\n';
     expect(meminfo(tight, { limitBytes: 512 * 1024 * 1024, usageBytes: 0 })).toMatch(/^MemTotal: +524288 kB\nMemFree: 100 kB\nMemAvailable: 200 kB\n$/);
     expect(meminfo(HOST_MEMINFO, { limitBytes: 1024 * 1024, usageBytes: 5 * 1024 * 1024 })).toMatch(/^MemTotal: +1024 kB\nMemFree: +0 kB\nMemAvailable: +0 kB\n/);
+  });
+});
+
+describe('render.meminfo with the cgroup memory.stat (every amount the container\'s)', () => {
+  const HOST_FULL = [
+    'MemTotal:       24731400 kB', 'MemFree:        20205324 kB', 'MemAvailable:   23489572 kB', 'Buffers:          118100 kB',
+    'Cached:          3325028 kB', 'SwapCached:            0 kB', 'Active:          1146900 kB', 'Inactive:        2869732 kB',
+    'Active(anon):        280 kB', 'Inactive(anon):   583444 kB', 'Active(file):    1146620 kB', 'Inactive(file):  2286288 kB',
+    'Unevictable:       17120 kB', 'Mlocked:           13604 kB', 'SwapTotal:       1048576 kB', 'SwapFree:        1048576 kB',
+    'Dirty:              9912 kB', 'Writeback:             0 kB', 'AnonPages:        590620 kB', 'Mapped:            68128 kB',
+    'Shmem:             10220 kB', 'KReclaimable:     162340 kB', 'Slab:             211052 kB', 'SReclaimable:     162340 kB',
+    'SUnreclaim:        48712 kB', 'KernelStack:        4672 kB', 'PageTables:        27352 kB', 'CommitLimit:    12365700 kB',
+    'Committed_AS:     760472 kB', 'VmallocTotal:   34359738367 kB', 'AnonHugePages:      2048 kB', 'HugePages_Total:       0',
+    'Hugepagesize:       2048 kB', 'DirectMap2M:     2076672 kB', '',
+  ].join('\n');
+  const MiB = 1024 * 1024;
+
+  it('parses v1 (hierarchical totals first) and v2 memory.stat', () => {
+    const v1 = parseMemoryStat('cache 1\nrss 2\ntotal_cache 10485760\ntotal_rss 4194304\ntotal_shmem 1048576\ntotal_active_file 2097152\ntotal_inactive_file 8388608\n', 1);
+    expect(v1).toMatchObject({ cache: 10 * MiB, anon: 4 * MiB, shmem: MiB, activeFile: 2 * MiB, inactiveFile: 8 * MiB, slabReclaimable: 0 });
+    const v2 = parseMemoryStat('anon 4194304\nfile 10485760\nslab_reclaimable 1048576\nslab_unreclaimable 524288\nshmem 0\nfile_mapped 2097152\n', 2);
+    expect(v2).toMatchObject({ cache: 10 * MiB, anon: 4 * MiB, slabReclaimable: MiB, slabUnreclaimable: MiB / 2, mapped: 2 * MiB, dirty: 0 });
+  });
+
+  it('shows the cgroup\'s cache, lists, slab and no swap, never more than the limit; host facts stay', () => {
+    const stat = parseMemoryStat('anon 41943040\nfile 20971520\nshmem 1048576\nactive_anon 31457280\ninactive_anon 10485760\n' +
+      'active_file 4194304\ninactive_file 16777216\nslab_reclaimable 2097152\nslab_unreclaimable 1048576\nkernel_stack 65536\n', 2);
+    const out = meminfo(HOST_FULL, { limitBytes: 256 * MiB, usageBytes: 70 * MiB, stat });
+    const v = Object.fromEntries(out.split('\n').filter(Boolean).map((l) => [l.split(':')[0], l.split(':')[1].trim()]));
+    expect(v).toMatchObject({
+      MemTotal: '262144 kB', MemFree: String(262144 - 71680) + ' kB', MemAvailable: String(262144 - 71680 + 20480 + 2048) + ' kB',
+      Buffers: '0 kB', Cached: '20480 kB', SwapCached: '0 kB', Active: '34816 kB', Inactive: '26624 kB',
+      'Active(file)': '4096 kB', 'Inactive(file)': '16384 kB', Mlocked: '0 kB', SwapTotal: '0 kB', SwapFree: '0 kB',
+      AnonPages: '40960 kB', Shmem: '1024 kB', Slab: '3072 kB', SReclaimable: '2048 kB', SUnreclaim: '1024 kB', KernelStack: '64 kB',
+      CommitLimit: '262144 kB', Committed_AS: '41984 kB',
+      VmallocTotal: '34359738367 kB', HugePages_Total: '0', Hugepagesize: '2048 kB', DirectMap2M: '2076672 kB',
+    });
+    expect(out.split('\n')[0]).toBe('MemTotal:         262144 kB'); // the column kept
+    // free(1)'s buff/cache (Buffers + Cached + SReclaimable) fits in the container.
+    expect(20480 + 2048).toBeLessThanOrEqual(262144);
+    // A figure above the limit (a cgroup that was over it) is cut to it.
+    const over = meminfo(HOST_FULL, { limitBytes: 16 * MiB, usageBytes: 16 * MiB, stat });
+    expect(over).toMatch(/^Cached: +16384 kB$/m);
+    expect(over).toMatch(/^MemAvailable: +16384 kB$/m);
   });
 });
 
@@ -177,6 +221,22 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     await fs.stop();
   });
 
+  it("serves each container's view with its own files whoever reads, and nothing before registration or after", async () => {
+    const fs = new ProcFs({ roots: { proc, cgroupRoot } });
+    await fs.start('/mnt/procfs');
+    const view = fs.viewDir('c1')!;
+    expect(view).toBe('/mnt/procfs/ctr-c1');
+    await expect(procFsMock.read(view, 'meminfo', 501)).rejects.toThrow(/EIO/); // created, not yet registered
+    fs.register('c1', 500);
+    for (const pid of [501, process.pid, 777]) // its own process, a host process, a gone one
+      expect(await procFsMock.read(view, 'meminfo', pid)).toMatch(/^MemTotal: +262144 kB$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', process.pid)).toBe(HOST_MEMINFO);
+    fs.unregister('c1');
+    await expect(procFsMock.read(view, 'meminfo', 501)).rejects.toThrow(/ENOENT/);
+    expect(() => fs.viewDir('x/y')).toThrow(/not a plain name/);
+    await fs.stop();
+  });
+
   it('refuses a gone init and one in the host pid namespace', async () => {
     const fs = new ProcFs({ roots: { proc, cgroupRoot } });
     await fs.start('/mnt/procfs');
@@ -191,6 +251,8 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     put(join(cgroupRoot, 'unified', 'c2', 'memory.max'), 'max\n');
     put(join(cgroupRoot, 'unified', 'c2', 'memory.current'), '4096\n');
     expect(await cgroupMemoryOf(600, { proc, cgroupRoot })).toEqual({ limitBytes: undefined, usageBytes: 4096 });
+    put(join(cgroupRoot, 'unified', 'c2', 'memory.stat'), 'anon 8192\nfile 4096\n');
+    expect((await cgroupMemoryOf(600, { proc, cgroupRoot })).stat).toMatchObject({ anon: 8192, cache: 4096, shmem: 0 });
   });
 });
 
