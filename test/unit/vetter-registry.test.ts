@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { judge, lookup, performerOf, SYSCALLS } from '../../actors/vetter/registry.ts';
 import { CHMOD_FAMILY, MOUNT_FAMILY } from '../../actors/runc/seccomp.ts';
+import { NATIVE_TABLE_PATH, renderNativeTable } from '../../actors/vetter/native-table.ts';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 describe('vetted syscall registry', () => {
   it('has one entry per syscall, with distinct numbers per architecture', () => {
@@ -38,5 +41,9 @@ describe('vetted syscall registry', () => {
     const m = performerOf({ op: 'mount', target: '/p', fstype: 'proc', flags: 0n });
     expect(m.emulates?.({ op: 'mount', target: '/p', fstype: 'proc', flags: 0n })).toEqual({ fstype: 'proc', target: '/p' });
     expect(m.emulates?.({ op: 'mount', target: '/p', fstype: 'proc', flags: 0x1000n })).toBeUndefined(); // a bind
+  });
+  it('is the source of the native watcher\'s table (run `npm run gen:syscalls` after changing it)', () => {
+    const root = fileURLToPath(new URL('../../', import.meta.url));
+    expect(readFileSync(`${root}${NATIVE_TABLE_PATH}`, 'utf8')).toBe(renderNativeTable(SYSCALLS));
   });
 });
