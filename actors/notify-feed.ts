@@ -8,7 +8,9 @@ import type { Logger } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '../bus/subjects.ts';
 import { fromWire, toWire } from './vetter.actor.ts';
-import { MS, type Verdict, type VetRequest } from './vetter/decide.ts';
+import type { Verdict, VetRequest } from './vetter/decide.ts';
+import { lookup, performerOf, type PerformNative } from './vetter/registry.ts';
+import type { Protection } from './vetter/types.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
 import { answeredOf, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
 import { errnoName } from '../native/errors.ts';
@@ -21,7 +23,8 @@ export const VET_TIMEOUT_MS = 2000;
  */
 export const AUDIT_BATCH_MS = 5;
 
-export interface FeedNative {
+/** The agent socket and notify fds, plus the performers of the registry's ops (mountAs, umountAs, chmodAs). */
+export interface FeedNative extends PerformNative {
   serveSeccompAgent(path: string, onConnection: (c: { state: unknown; notifyFd: number | null; error?: string }) => void): { close(): Promise<void> };
   listenSeccomp(fd: number, o?: { holderTag?: string }): AsyncIterable<{ id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] }> & {
     respond(id: bigint, r: { kind: 'continue' } | { kind: 'errno'; errno: number } | { kind: 'value'; val: number }): Promise<void>;
@@ -29,10 +32,6 @@ export interface FeedNative {
     close(): Promise<void>;
     readonly fd: number;
   };
-  /** With notify.answer the call may be answered for the caller already: then AsOutcome.answered says how (also on a rejection). */
-  mountAs(o: { pid: number; source?: string | null; target: string; fstype?: string | null; flags?: bigint; data?: string | null; notify?: AsNotify; protect?: number[]; roDevs?: string[] }): Promise<AsOutcome | void>;
-  umountAs(o: { pid: number; target: string; flags?: bigint; notify?: AsNotify; protect?: number[] }): Promise<AsOutcome | void>;
-  chmodAs(o: { pid: number; syscall?: 'chmod' | 'fchmod' | 'fchmodat' | 'fchmodat2'; path?: string; dirfd?: number; fd?: number; mode: number; flags?: number; notify?: { fd: number; id: bigint }; protect?: number[]; protectDevs?: string[] }): Promise<void>;
 }
 
 export interface FeedHost {
@@ -75,15 +74,6 @@ export interface FeedHost {
 }
 
 interface ProcessState { pid?: number; metadata?: string; state?: { id?: string; pid?: number } }
-
-interface Protection {
-  /** Mount ids of eci-managed mounts (never unmounted or moved). */
-  ids: number[];
-  /** Devices of the mounts read-only at start. */
-  roDevs: string[];
-  /** The volumes' mount ids and devices (setuid/setgid refused there); null when the volumes are not known. */
-  volumes: { ids: number[]; devs: string[] } | null;
-}
 
 export class NotifyFeed {
   private server?: { close(): Promise<void> };
@@ -265,22 +255,19 @@ export class NotifyFeed {
     let answered: AsOutcome['answered'];
     if (verdict.kind === 'perform') {
       const p = verdict.perform;
+      const performer = performerOf(p);
       // A new proc/sysfs mount gets eci's files before the caller returns: the manager answers that one.
-      const emulates = p.op === 'mount' && (p.fstype === 'proc' || p.fstype === 'sysfs') && !(p.flags & (MS.REMOUNT | MS.BIND | MS.MOVE));
+      const emulates = performer.emulates?.(p);
       const notify: AsNotify = { fd: l.fd, id: n.id, answer: !emulates };
-      const { ids: protect, roDevs, volumes } = this.protection(container, initPid);
       try {
-        if (p.op === 'mount') answered = (await this.native.mountAs({ pid: n.pid, source: p.source, target: p.target, fstype: p.fstype, flags: p.flags, data: p.data, notify, protect, roDevs }))?.answered;
-        else if (p.op === 'umount') answered = (await this.native.umountAs({ pid: n.pid, target: p.target, flags: p.flags, notify, protect }))?.answered;
-        else if (!volumes) throw Object.assign(new Error(`${p.syscall}: the volumes of this container are not known (created before the manager started): setuid/setgid refused`), { code: 'EPERM', errno: 1, syscall: 'chmod' });
-        else await this.native.chmodAs({ pid: n.pid, syscall: p.syscall, path: p.path, dirfd: p.dirfd, fd: p.fd, mode: p.mode, flags: p.flags, notify, protect: volumes.ids, protectDevs: volumes.devs });
+        answered = (await performer.run(this.native, p, { pid: n.pid, notify, protection: this.protection(container, initPid) }))?.answered;
         result = { val: 0 };
-        if (emulates) await this.emulateOnNewMount(container, n.pid, p.fstype!, p.target);
+        if (emulates) await this.emulateOnNewMount(container, n.pid, emulates.fstype, emulates.target);
       } catch (e) {
         const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
         answered = answeredOf(e);
         // The call itself failed: its errno is the answer. Anything else: refuse. (The performer answers by the same rule.)
-        const mine = err.syscall === 'mount' || err.syscall === 'umount2' || err.syscall === 'chmod';
+        const mine = err.syscall !== undefined && performer.syscalls.includes(err.syscall);
         result = { errno: mine && err.errno ? err.errno : 1, code: mine && err.code ? err.code : 'EPERM' };
         if (answered && answered.errno !== result.errno) result = { errno: answered.errno, code: errnoName(answered.errno) };
         if (!mine) verdict = { ...verdict, reason: `${verdict.reason}; could not perform it: ${err.message}` };
@@ -303,8 +290,7 @@ export class NotifyFeed {
       ? { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.max(0, Math.round((answeredMs - t1) * 1000)), respond: 0, after: Math.max(0, Math.round((t3 - answeredMs) * 1000)) }
       : { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
     // flags: mount/umount2's flags; for the chmod family its mode (octal).
-    const mode = n.syscall === 'chmod' || n.syscall === 'fchmod' ? n.args[1] : n.syscall === 'fchmodat' || n.syscall === 'fchmodat2' ? n.args[2] : undefined;
-    const flags = n.syscall === 'mount' ? `0x${(n.args[3] ?? 0n).toString(16)}` : n.syscall === 'umount2' ? `0x${(n.args[1] ?? 0n).toString(16)}` : mode !== undefined ? `0${(mode & 0o7777n).toString(8)}` : undefined;
+    const flags = lookup(n.syscall)?.auditFlags?.(n.args);
     this.audit(container, {
       container, pid: n.pid, syscall: n.syscall, strings: n.strings, flags,
       verdict: verdict.kind === 'perform' ? (result === 'continue' || 'val' in result ? 'performed' : 'refused') : verdict.kind === 'errno' ? 'refused' : 'continued',

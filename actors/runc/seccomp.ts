@@ -1,25 +1,24 @@
-// Adds eci's seccomp user-notification rules to a spec, keeping the engine's own profile:
+// Adds eci's seccomp user-notification rules to a spec, keeping the engine's own profile. Which
+// syscalls are notified, and how, comes from the vetter's registry (actors/vetter/registry.ts):
 // the mount family (old and new mount API) is sent to eci's listener, where the engine's profile
 // allowed it; so are chmod/fchmod/fchmodat/fchmodat2, but only when the mode sets S_ISUID or S_ISGID
 // (argument-filtered: an ordinary chmod never leaves the kernel). Creating a file with such a mode
 // is refused by the filter itself. Nothing on the data path is ever notified. No `flags` (runc
 // 1.1.5 rejects them).
 import type { OciSpec } from './spec.ts';
+import { SYSCALLS } from '../vetter/registry.ts';
 
-export const MOUNT_FAMILY = ['mount', 'umount2', 'open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr'] as const;
+/** The vetted syscalls notified unconditionally (the mount family, old and new API), from the registry. */
+export const MOUNT_FAMILY: readonly string[] = SYSCALLS.filter((s) => s.notify === 'always').map((s) => s.name);
 
 /**
- * Mode-changing syscalls and the index of their mode argument. Notified only when the mode sets
- * S_ISUID or S_ISGID; eci-helper chmod-as then refuses it on the container's volumes (files there are
- * uid 0 on the host disk: a setuid file would run as root for any host user) and performs it elsewhere.
- * fchmodat2 is unknown to libseccomp < 2.5.5 (Debian 12's 2.5.4-1+deb12u1 knows it): runc then skips
- * every rule naming it ("unknown seccomp syscall ignored", never an error). The engine's profile does
- * not list it either (Docker 20.10), so it stays refused by the default action or by runc's -ENOSYS stub
- * for syscalls newer than the profile (libc falls back to fchmodat). Only a profile-less (--privileged)
- * container on such a libseccomp would have fchmodat2 unfiltered; with a libseccomp that knows it,
- * the rules below apply to it as to fchmodat.
+ * Mode-changing syscalls and the index of their mode argument, from the registry (vetter/syscalls/chmod.ts).
+ * Notified only when the mode sets S_ISUID or S_ISGID; eci-helper chmod-as then refuses it on the
+ * container's volumes and performs it elsewhere.
  */
-export const CHMOD_FAMILY = { chmod: 1, fchmod: 1, fchmodat: 2, fchmodat2: 2 } as const;
+export const CHMOD_FAMILY: Readonly<Record<string, number>> = Object.fromEntries(
+  SYSCALLS.flatMap((s) => (s.notify === 'always' ? [] : [[s.name, s.notify.modeArg] as const])),
+);
 
 /**
  * Creating syscalls: the index of their open flags (when they have any) and of their mode. In a

@@ -92,7 +92,8 @@ static long long now_ms(void)
 static bool good_tag(const char *t)
 {
 	size_t n = strlen(t);
-	if (n == 0 || n > MAX_TAG) return false;
+	if (n == 0 || n > MAX_TAG)
+		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = t[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
@@ -108,7 +109,8 @@ static bool is_notify_fd(int fd)
 	char p[64], link[64];
 	snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(p, link, sizeof link - 1);
-	if (n < 0) return false;
+	if (n < 0)
+		return false;
 	link[n] = '\0';
 	return strcmp(link, "anon_inode:seccomp notify") == 0;
 }
@@ -118,8 +120,9 @@ static bool client_stuck;
 
 static void send_text(int c, const char *text, int fd)
 {
-	if (client_stuck) return;
-	struct iovec iov = {(void *)text, strlen(text)};
+	if (client_stuck)
+		return;
+	struct iovec iov = { (void *)text, strlen(text) };
 	union {
 		char b[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -140,9 +143,11 @@ static void send_text(int c, const char *text, int fd)
 	}
 	/* A TAKE answer is many messages: wait (briefly) for room rather than lose one. */
 	for (;;) {
-		if (sendmsg(c, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return;
-		if (errno == EINTR) continue;
-		struct pollfd p = {c, POLLOUT, 0};
+		if (sendmsg(c, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+			return;
+		if (errno == EINTR)
+			continue;
+		struct pollfd p = { c, POLLOUT, 0 };
 		if (errno != EAGAIN || poll(&p, 1, 2000) <= 0 || !(p.revents & POLLOUT)) {
 			client_stuck = true;
 			return;
@@ -153,14 +158,16 @@ static void send_text(int c, const char *text, int fd)
 static bool holds_tag(const char *tag)
 {
 	for (size_t i = 0; i < nheld; i++)
-		if (strcmp(held[i].tag, tag) == 0) return true;
+		if (strcmp(held[i].tag, tag) == 0)
+			return true;
 	return false;
 }
 
 /* The remembered ids of a tag go with its last fd. */
 static void forget_seen_unless_held(const char *tag)
 {
-	if (holds_tag(tag)) return;
+	if (holds_tag(tag))
+		return;
 	for (size_t i = 0; i < nseen; i++)
 		if (strcmp(seen[i].tag, tag) == 0) {
 			seen[i] = seen[--nseen];
@@ -179,15 +186,18 @@ static void drop_at(size_t i)
 
 static void note_seen(const char *tag, unsigned long long id)
 {
-	if (!holds_tag(tag)) return; /* only for fds held here */
+	if (!holds_tag(tag))
+		return; /* only for fds held here */
 	struct seen *e = NULL;
 	for (size_t i = 0; i < nseen && !e; i++)
-		if (strcmp(seen[i].tag, tag) == 0) e = &seen[i];
+		if (strcmp(seen[i].tag, tag) == 0)
+			e = &seen[i];
 	if (!e) {
 		if (nseen == capseen) {
 			size_t cap = capseen ? capseen * 2 : 16;
 			struct seen *n = realloc(seen, cap * sizeof *n);
-			if (!n) return;
+			if (!n)
+				return;
 			seen = n;
 			capseen = cap;
 		}
@@ -197,7 +207,8 @@ static void note_seen(const char *tag, unsigned long long id)
 	}
 	e->ids[e->pos] = id;
 	e->pos = (e->pos + 1) % SEEN_IDS;
-	if (e->n < SEEN_IDS) e->n++;
+	if (e->n < SEEN_IDS)
+		e->n++;
 }
 
 static void handle(int c, char *msg, int fd)
@@ -246,7 +257,8 @@ static void handle(int c, char *msg, int fd)
 		char tag[MAX_TAG + 1];
 		unsigned long long id;
 		char end;
-		if (sscanf(msg + 5, "%200s %llu%c", tag, &id, &end) == 2 && good_tag(tag)) note_seen(tag, id);
+		if (sscanf(msg + 5, "%200s %llu%c", tag, &id, &end) == 2 && good_tag(tag))
+			note_seen(tag, id);
 		/* no answer: sent from the manager's watcher threads, which do not wait */
 	} else if (strcmp(msg, "TAKE") == 0) {
 		for (size_t i = 0; i < nheld; i++) {
@@ -269,7 +281,8 @@ static void handle(int c, char *msg, int fd)
 	} else {
 		send_text(c, "ERR unknown request", -1);
 	}
-	if (fd >= 0) close(fd);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Reads one request from client c. Returns false when the client is gone (or misbehaved). */
@@ -280,7 +293,7 @@ static bool serve_client(int c)
 		char b[CMSG_SPACE(4 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = {msg, MAX_MSG};
+	struct iovec iov = { msg, MAX_MSG };
 	struct msghdr mh;
 	memset(&mh, 0, sizeof mh);
 	mh.msg_iov = &iov;
@@ -288,10 +301,12 @@ static bool serve_client(int c)
 	mh.msg_control = u.b;
 	mh.msg_controllen = sizeof u.b;
 	ssize_t n = recvmsg(c, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	if (n < 0) return errno == EINTR || errno == EAGAIN;
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
 	int fd = -1, extra = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
 		size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < count; i++) {
 			int f;
@@ -304,11 +319,13 @@ static bool serve_client(int c)
 			}
 		}
 	}
-	if (n == 0 && fd < 0) return false; /* EOF */
+	if (n == 0 && fd < 0)
+		return false; /* EOF */
 	bool ok = !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && extra == 0;
 	msg[n] = '\0';
 	if (!ok || memchr(msg, '\0', (size_t)n)) {
-		if (fd >= 0) close(fd);
+		if (fd >= 0)
+			close(fd);
 		send_text(c, "ERR malformed request (one text message, at most one fd)", -1);
 		return true;
 	}
@@ -321,7 +338,8 @@ static void accept_clients(int ls)
 {
 	for (;;) {
 		int c = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (c < 0) return;
+		if (c < 0)
+			return;
 		struct ucred cr;
 		socklen_t len = sizeof cr;
 		if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.uid != geteuid() ||
@@ -337,11 +355,13 @@ static void accept_clients(int ls)
 static void remove_own_files(void)
 {
 	struct stat st;
-	if (lstat(sock_path, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino) unlink(sock_path);
+	if (lstat(sock_path, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
+		unlink(sock_path);
 	FILE *f = fopen(pid_path, "r");
 	if (f) {
 		long pid = 0;
-		if (fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid()) unlink(pid_path);
+		if (fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid())
+			unlink(pid_path);
 		fclose(f);
 	}
 }
@@ -357,7 +377,8 @@ static int listen_at(const char *path)
 	}
 	strcpy(a.sun_path, path);
 	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (s < 0) return -1;
+	if (s < 0)
+		return -1;
 	/* Another holder answering here: it keeps the fds, this one is not needed. */
 	if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) {
 		close(s);
@@ -378,7 +399,8 @@ static int listen_at(const char *path)
 	umask(old);
 	if (r < 0 || lstat(path, &st) < 0) {
 		fprintf(stderr, "eci-fdholder: cannot listen at %s: %s\n", path, strerror(errno));
-		if (s >= 0) close(s);
+		if (s >= 0)
+			close(s);
 		return -1;
 	}
 	sock_dev = st.st_dev;
@@ -406,10 +428,13 @@ int main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (chdir("/") < 0) return 1;
+	if (chdir("/") < 0)
+		return 1;
 	int ls = listen_at(sock_path);
-	if (ls == -2) return 0;
-	if (ls < 0) return 1;
+	if (ls == -2)
+		return 0;
+	if (ls < 0)
+		return 1;
 	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof tmp, "%s.%ld", pid_path, (long)getpid());
 	FILE *pf = fopen(tmp, "w");
@@ -429,43 +454,54 @@ int main(int argc, char **argv)
 	struct pollfd *p = NULL;
 	size_t capp = 0;
 	while (!stop_now) {
-		if (nheld == 0 && nclients == 0 && (had_client || now_ms() - started >= GRACE_MS)) break;
+		if (nheld == 0 && nclients == 0 && (had_client || now_ms() - started >= GRACE_MS))
+			break;
 		size_t want = 1 + nclients + nheld;
 		if (want > capp) {
 			struct pollfd *q = realloc(p, want * 2 * sizeof *q);
-			if (!q) break;
+			if (!q)
+				break;
 			p = q;
 			capp = want * 2;
 		}
 		size_t k = 0;
-		p[k++] = (struct pollfd){ls, POLLIN, 0};
-		for (size_t i = 0; i < nclients; i++) p[k++] = (struct pollfd){clients[i], POLLIN, 0};
+		p[k++] = (struct pollfd){ ls, POLLIN, 0 };
+		for (size_t i = 0; i < nclients; i++)
+			p[k++] = (struct pollfd){ clients[i], POLLIN, 0 };
 		/* events 0: only POLLHUP/POLLERR/POLLNVAL come back, never "a notification is pending" */
-		for (size_t i = 0; i < nheld; i++) p[k++] = (struct pollfd){held[i].fd, 0, 0};
+		for (size_t i = 0; i < nheld; i++)
+			p[k++] = (struct pollfd){ held[i].fd, 0, 0 };
 		int timeout = (nheld == 0 && nclients == 0 && !had_client) ? (int)(GRACE_MS - (now_ms() - started)) : -1;
-		if (timeout < -1) timeout = 0;
+		if (timeout < -1)
+			timeout = 0;
 		int r = poll(p, k, timeout);
 		if (r < 0) {
-			if (errno == EINTR) continue;
+			if (errno == EINTR)
+				continue;
 			break;
 		}
 		/* Held fds first (their slots index held[] as it was when polled), from the back so drop_at's
 		 * move of the last entry never skips one. */
 		for (size_t i = nheld; i-- > 0;)
-			if (p[1 + nclients + i].revents & (POLLHUP | POLLERR | POLLNVAL)) drop_at(i);
+			if (p[1 + nclients + i].revents & (POLLHUP | POLLERR | POLLNVAL))
+				drop_at(i);
 		size_t polled = nclients;
 		for (size_t i = polled; i-- > 0;) {
 			short re = p[1 + i].revents;
 			bool keep = true;
-			if (re & POLLIN) keep = serve_client(clients[i]);
-			else if (re & (POLLHUP | POLLERR | POLLNVAL)) keep = false;
+			if (re & POLLIN)
+				keep = serve_client(clients[i]);
+			else if (re & (POLLHUP | POLLERR | POLLNVAL))
+				keep = false;
 			if (!keep) {
 				close(clients[i]);
 				clients[i] = clients[--nclients];
 			}
-			if (stop_now) break;
+			if (stop_now)
+				break;
 		}
-		if (p[0].revents & POLLIN) accept_clients(ls);
+		if (p[0].revents & POLLIN)
+			accept_clients(ls);
 	}
 	remove_own_files();
 	return 0;

@@ -30,111 +30,18 @@
  * Container root (host uid U) then sees a root-owned rootfs, and what it writes lands on disk as uid 0,
  * whatever range the container gets next time.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
-#include <grp.h>
-#include <limits.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <linux/mount.h>
-
-#include "errno-names.h"
-
-/* Syscall numbers are the same on every architecture for these (they came after the unification). */
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#endif
-#ifndef SYS_move_mount
-#define SYS_move_mount 429
-#endif
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fsconfig
-#define SYS_fsconfig 431
-#endif
-#ifndef SYS_fsmount
-#define SYS_fsmount 432
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef MOUNT_ATTR_IDMAP
-#define MOUNT_ATTR_IDMAP 0x00100000
-#endif
-#ifndef MOUNT_ATTR_SIZE_VER0
-#define MOUNT_ATTR_SIZE_VER0 32
-struct mount_attr {
-	uint64_t attr_set;
-	uint64_t attr_clr;
-	uint64_t propagation;
-	uint64_t userns_fd;
-};
-#endif
-/* <sys/mount.h> is not included: it clashes with <linux/mount.h> on glibc 2.36. */
-#ifndef MNT_DETACH
-#define MNT_DETACH 0x00000002
-#endif
-#ifndef UMOUNT_NOFOLLOW
-#define UMOUNT_NOFOLLOW 0x00000008
-#endif
-
-/* Scratch mounts live in $ECI_RUN_DIR/tmp (default /run/eci/tmp), 0700; the run dir itself is
- * 0711 because container root must traverse it to reach rootfs mounts under containers/. */
-#define DEFAULT_RUN_DIR "/run/eci"
-
-static int sys_open_tree(int dfd, const char *path, unsigned int flags)
-{
-	return (int)syscall(SYS_open_tree, dfd, path, flags);
-}
-static int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned int flags)
-{
-	return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
-}
-static int sys_mount_setattr(int dfd, const char *path, unsigned int flags, struct mount_attr *attr)
-{
-	return (int)syscall(SYS_mount_setattr, dfd, path, flags, attr, sizeof(*attr));
-}
-static int sys_fsopen(const char *fsname, unsigned int flags)
-{
-	return (int)syscall(SYS_fsopen, fsname, flags);
-}
-static int sys_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, int aux)
-{
-	return (int)syscall(SYS_fsconfig, fd, cmd, key, value, aux);
-}
-static int sys_fsmount(int fd, unsigned int flags, unsigned int attr_flags)
-{
-	return (int)syscall(SYS_fsmount, fd, flags, attr_flags);
-}
-static int sys_umount2(const char *target, int flags)
-{
-	return (int)syscall(SYS_umount2, target, flags);
-}
+#include "helper.h"
+#include "as-common.h"
+#include "mount-as.h"
+#include "bind-into.h"
+#include "set-domainname.h"
+#include "chmod-as.h"
+#include "serve.h"
+#include "perform.h"
 
 /* ---------- the one failure this run reports (the first one wins; cleanup never overwrites it) ---------- */
 
-static struct {
-	bool set;
-	bool usage;
-	int err;
-	char syscall[32];
-	char message[1024];
-} failure;
+struct helper_failure failure;
 
 static void vfail(bool usage, int err, const char *sc, const char *fmt, va_list ap)
 {
@@ -148,7 +55,7 @@ static void vfail(bool usage, int err, const char *sc, const char *fmt, va_list 
 }
 
 /* Records "<what>: <strerror(err)>" as the failure of syscall sc. Returns -1. */
-__attribute__((format(printf, 3, 4))) static int fail(int err, const char *sc, const char *what_fmt, ...)
+int fail(int err, const char *sc, const char *what_fmt, ...)
 {
 	char what[768];
 	va_list ap;
@@ -164,7 +71,7 @@ __attribute__((format(printf, 3, 4))) static int fail(int err, const char *sc, c
 	return -1;
 }
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -187,7 +94,7 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static int report(void)
+int report(void)
 {
 	if (!failure.set) {
 		printf("{\"ok\":true}\n");
@@ -283,12 +190,6 @@ static int check_mapping(const struct opts *o)
 }
 
 /* ---------- parent <-> child messages over a SOCK_SEQPACKET socketpair ---------- */
-
-struct msg {
-	int32_t err; /* 0: ok */
-	char syscall[32];
-	char message[1000];
-};
 
 static int send_msg(int sock, const struct msg *m, int fd)
 {
@@ -565,7 +466,7 @@ static int write_file(const char *path, const char *text)
 }
 
 /* Adopts the failure the child reported as this run's failure. Returns -1. */
-static int child_failed(const struct msg *m)
+int child_failed(const struct msg *m)
 {
 	if (!failure.set) {
 		failure.set = true;
@@ -833,16 +734,6 @@ static int cmd_umount(struct opts *o)
 		return fail(errno, "umount2", "umount2 %s", o->target);
 	return 0;
 }
-
-/* The "-as" commands: one vetted syscall done for a container process, as that process. */
-#include "as-common.h" /* what they share: options, entering P's namespaces as P (as_run) */
-/* mount-as / umount-as: a vetted mount(2)/umount2(2) done for a container process. */
-#include "mount-as.h"
-#include "bind-into.h"
-#include "set-domainname.h" /* set-domainname: Docker's --domainname in a container's UTS namespace */
-#include "chmod-as.h" /* chmod-as: a vetted setuid/setgid chmod for a container process */
-#include "serve.h"    /* serve: runs the commands above in forks of one long-lived process */
-#include "perform.h"  /* perform: one container's mount-as/umount-as runs, in forks of a per-container process */
 
 int main(int argc, char **argv)
 {

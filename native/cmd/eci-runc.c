@@ -28,271 +28,327 @@
 
 static pid_t child_pid;
 
-static const char *runc_path(void) {
-    const char *r = getenv("ECI_RUNC");
-    return (r && *r) ? r : "runc";
+static const char *runc_path(void)
+{
+	const char *r = getenv("ECI_RUNC");
+	return (r && *r) ? r : "runc";
 }
 
 /* Global runc flags that take a value (runc 1.1.5 main.go). */
-static int global_takes_value(const char *name) {
-    static const char *v[] = {"root", "log", "log-format", "criu", "rootless", NULL};
-    for (int i = 0; v[i]; i++)
-        if (strcmp(name, v[i]) == 0) return 1;
-    return 0;
+static int global_takes_value(const char *name)
+{
+	static const char *v[] = { "root", "log", "log-format", "criu", "rootless", NULL };
+	for (int i = 0; v[i]; i++)
+		if (strcmp(name, v[i]) == 0)
+			return 1;
+	return 0;
 }
 
 /* Verbs that carry no policy decision: runc directly, no manager round trip. */
-static int bypass_verb(const char *verb) {
-    static const char *v[] = {"state", "kill", "ps", "list", "events", "pause", "resume", "spec",
-                              "update", "checkpoint", "features", "help", "h", NULL};
-    if (!verb) return 1;
-    for (int i = 0; v[i]; i++)
-        if (strcmp(verb, v[i]) == 0) return 1;
-    return 0;
+static int bypass_verb(const char *verb)
+{
+	static const char *v[] = { "state", "kill", "ps", "list", "events", "pause", "resume", "spec",
+				   "update", "checkpoint", "features", "help", "h", NULL };
+	if (!verb)
+		return 1;
+	for (int i = 0; v[i]; i++)
+		if (strcmp(verb, v[i]) == 0)
+			return 1;
+	return 0;
 }
 
 /* Verbs that must never run without the manager: they would start an unprotected process. */
-static int protected_verb(const char *verb) {
-    return strcmp(verb, "create") == 0 || strcmp(verb, "run") == 0 || strcmp(verb, "exec") == 0 ||
-           strcmp(verb, "restore") == 0;
+static int protected_verb(const char *verb)
+{
+	return strcmp(verb, "create") == 0 || strcmp(verb, "run") == 0 || strcmp(verb, "exec") == 0 ||
+	       strcmp(verb, "restore") == 0;
 }
 
-static void exec_runc(int argc, char **argv) {
-    char **a = calloc((size_t)argc + 1, sizeof(char *));
-    if (!a) _exit(1);
-    a[0] = (char *)runc_path();
-    for (int i = 1; i < argc; i++) a[i] = argv[i];
-    execvp(a[0], a);
-    fprintf(stderr, "eci: cannot run %s: %s\n", a[0], strerror(errno));
-    _exit(127);
+static void exec_runc(int argc, char **argv)
+{
+	char **a = calloc((size_t)argc + 1, sizeof(char *));
+	if (!a)
+		_exit(1);
+	a[0] = (char *)runc_path();
+	for (int i = 1; i < argc; i++)
+		a[i] = argv[i];
+	execvp(a[0], a);
+	fprintf(stderr, "eci: cannot run %s: %s\n", a[0], strerror(errno));
+	_exit(127);
 }
 
 /* Appends an error to runc's --log file, where containerd and Docker look for the reason. */
-static void log_error(const char *log, const char *format, const char *msg) {
-    if (!log) return;
-    FILE *f = fopen(log, "a");
-    if (!f) return;
-    char ts[64];
-    time_t now = time(NULL);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    if (format && strcmp(format, "json") == 0) {
-        fputs("{\"level\":\"error\",\"msg\":\"", f);
-        for (const char *p = msg; *p; p++) {
-            if (*p == '"' || *p == '\\') fputc('\\', f);
-            if ((unsigned char)*p < 0x20) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
-        }
-        fprintf(f, "\",\"time\":\"%s\"}\n", ts);
-    } else {
-        fprintf(f, "time=\"%s\" level=error msg=\"%s\"\n", ts, msg);
-    }
-    fclose(f);
+static void log_error(const char *log, const char *format, const char *msg)
+{
+	if (!log)
+		return;
+	FILE *f = fopen(log, "a");
+	if (!f)
+		return;
+	char ts[64];
+	time_t now = time(NULL);
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	if (format && strcmp(format, "json") == 0) {
+		fputs("{\"level\":\"error\",\"msg\":\"", f);
+		for (const char *p = msg; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				fputc('\\', f);
+			if ((unsigned char)*p < 0x20)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+		fprintf(f, "\",\"time\":\"%s\"}\n", ts);
+	} else {
+		fprintf(f, "time=\"%s\" level=error msg=\"%s\"\n", ts, msg);
+	}
+	fclose(f);
 }
 
-static int write_all(int fd, const char *b, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
+static int write_all(int fd, const char *b, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }
 
 /* A growable buffer of NUL-terminated fields. */
-struct buf { char *p; size_t n, cap; };
+struct buf {
+	char *p;
+	size_t n, cap;
+};
 
-static void put(struct buf *b, const char *s) {
-    size_t l = strlen(s) + 1;
-    if (b->n + l > b->cap) {
-        b->cap = (b->n + l) * 2;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) _exit(1);
-    }
-    memcpy(b->p + b->n, s, l);
-    b->n += l;
+static void put(struct buf *b, const char *s)
+{
+	size_t l = strlen(s) + 1;
+	if (b->n + l > b->cap) {
+		b->cap = (b->n + l) * 2;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p)
+			_exit(1);
+	}
+	memcpy(b->p + b->n, s, l);
+	b->n += l;
 }
 
 /* Reads one reply frame: action, count, fields. Returns number of fields or -1. */
-static int read_reply(int fd, struct buf *in, char **action, char ***fields) {
-    in->n = 0;
-    size_t want_fields = 0, have = 0; /* fields seen so far, counting action and count */
-    for (;;) {
-        /* count NULs to know when the frame is complete */
-        have = 0;
-        for (size_t i = 0; i < in->n; i++)
-            if (in->p[i] == '\0') have++;
-        if (have >= 2 && want_fields == 0) {
-            const char *cnt = in->p + strlen(in->p) + 1;
-            want_fields = 2 + (size_t)strtoul(cnt, NULL, 10);
-            if (want_fields > 4098) return -1;
-        }
-        if (want_fields && have >= want_fields) break;
-        if (in->n == in->cap) {
-            in->cap = in->cap ? in->cap * 2 : 4096;
-            in->p = realloc(in->p, in->cap);
-            if (!in->p) _exit(1);
-        }
-        ssize_t r = read(fd, in->p + in->n, in->cap - in->n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        in->n += (size_t)r;
-    }
-    size_t nf = want_fields - 2;
-    char **f = calloc(nf + 1, sizeof(char *));
-    char *p = in->p;
-    *action = p;
-    p += strlen(p) + 1;
-    p += strlen(p) + 1;
-    for (size_t i = 0; i < nf; i++) {
-        f[i] = p;
-        p += strlen(p) + 1;
-    }
-    *fields = f;
-    return (int)nf;
+static int read_reply(int fd, struct buf *in, char **action, char ***fields)
+{
+	in->n = 0;
+	size_t want_fields = 0, have = 0; /* fields seen so far, counting action and count */
+	for (;;) {
+		/* count NULs to know when the frame is complete */
+		have = 0;
+		for (size_t i = 0; i < in->n; i++)
+			if (in->p[i] == '\0')
+				have++;
+		if (have >= 2 && want_fields == 0) {
+			const char *cnt = in->p + strlen(in->p) + 1;
+			want_fields = 2 + (size_t)strtoul(cnt, NULL, 10);
+			if (want_fields > 4098)
+				return -1;
+		}
+		if (want_fields && have >= want_fields)
+			break;
+		if (in->n == in->cap) {
+			in->cap = in->cap ? in->cap * 2 : 4096;
+			in->p = realloc(in->p, in->cap);
+			if (!in->p)
+				_exit(1);
+		}
+		ssize_t r = read(fd, in->p + in->n, in->cap - in->n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		in->n += (size_t)r;
+	}
+	size_t nf = want_fields - 2;
+	char **f = calloc(nf + 1, sizeof(char *));
+	char *p = in->p;
+	*action = p;
+	p += strlen(p) + 1;
+	p += strlen(p) + 1;
+	for (size_t i = 0; i < nf; i++) {
+		f[i] = p;
+		p += strlen(p) + 1;
+	}
+	*fields = f;
+	return (int)nf;
 }
 
-static void forward(int sig) {
-    if (child_pid > 0) kill(child_pid, sig);
+static void forward(int sig)
+{
+	if (child_pid > 0)
+		kill(child_pid, sig);
 }
 
-static int spawn_and_wait(char **argv) {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE, 0};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    sa.sa_flags = SA_RESTART;
-    for (int i = 0; sigs[i]; i++) sigaction(sigs[i], &sa, NULL);
-    child_pid = fork();
-    if (child_pid < 0) return 127;
-    if (child_pid == 0) {
-        sa.sa_handler = SIG_DFL;
-        for (int i = 0; sigs[i]; i++) sigaction(sigs[i], &sa, NULL);
-        execvp(argv[0], argv);
-        fprintf(stderr, "eci: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    int st;
-    while (waitpid(child_pid, &st, 0) < 0)
-        if (errno != EINTR) return 127;
-    child_pid = 0;
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return 1;
+static int spawn_and_wait(char **argv)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE, 0 };
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = forward;
+	sa.sa_flags = SA_RESTART;
+	for (int i = 0; sigs[i]; i++)
+		sigaction(sigs[i], &sa, NULL);
+	child_pid = fork();
+	if (child_pid < 0)
+		return 127;
+	if (child_pid == 0) {
+		sa.sa_handler = SIG_DFL;
+		for (int i = 0; sigs[i]; i++)
+			sigaction(sigs[i], &sa, NULL);
+		execvp(argv[0], argv);
+		fprintf(stderr, "eci: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	int st;
+	while (waitpid(child_pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return 127;
+	child_pid = 0;
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 1;
 }
 
-int main(int argc, char **argv) {
-    const char *verb = NULL, *log = NULL, *log_format = NULL;
-    int i = 1;
-    for (; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-' || strcmp(a, "-") == 0) break;
-        const char *name = a + (a[1] == '-' ? 2 : 1);
-        const char *eq = strchr(name, '=');
-        char nbuf[32];
-        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-        if (nl >= sizeof nbuf) continue;
-        memcpy(nbuf, name, nl);
-        nbuf[nl] = 0;
-        if (strcmp(nbuf, "version") == 0 || strcmp(nbuf, "v") == 0) {
-            printf("eci-runc version %s\n", ECI_VERSION);
-            fflush(stdout);
-            exec_runc(argc, argv);
-        }
-        if (global_takes_value(nbuf)) {
-            const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (strcmp(nbuf, "log") == 0) log = val;
-            if (strcmp(nbuf, "log-format") == 0) log_format = val;
-        }
-    }
-    if (i < argc) verb = argv[i];
-    if (bypass_verb(verb)) exec_runc(argc, argv);
+int main(int argc, char **argv)
+{
+	const char *verb = NULL, *log = NULL, *log_format = NULL;
+	int i = 1;
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || strcmp(a, "-") == 0)
+			break;
+		const char *name = a + (a[1] == '-' ? 2 : 1);
+		const char *eq = strchr(name, '=');
+		char nbuf[32];
+		size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+		if (nl >= sizeof nbuf)
+			continue;
+		memcpy(nbuf, name, nl);
+		nbuf[nl] = 0;
+		if (strcmp(nbuf, "version") == 0 || strcmp(nbuf, "v") == 0) {
+			printf("eci-runc version %s\n", ECI_VERSION);
+			fflush(stdout);
+			exec_runc(argc, argv);
+		}
+		if (global_takes_value(nbuf)) {
+			const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+			if (strcmp(nbuf, "log") == 0)
+				log = val;
+			if (strcmp(nbuf, "log-format") == 0)
+				log_format = val;
+		}
+	}
+	if (i < argc)
+		verb = argv[i];
+	if (bypass_verb(verb))
+		exec_runc(argc, argv);
 
-    const char *path = getenv("ECI_SOCKET");
-    if (!path || !*path) path = DEFAULT_SOCKET;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sun.sun_path) {
-        fprintf(stderr, "eci: socket path too long: %s\n", path);
-        return 1;
-    }
-    strcpy(sun.sun_path, path);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        if (!protected_verb(verb)) exec_runc(argc, argv);
-        char msg[512];
-        snprintf(msg, sizeof msg,
-                 "the eci manager is not reachable at %s (%s): refusing to %s a container without isolation; "
-                 "start it with `eci daemon`",
-                 path, strerror(errno), verb);
-        log_error(log, log_format, msg);
-        fprintf(stderr, "eci: %s\n", msg);
-        return 1;
-    }
-    struct timeval tv = {REPLY_TIMEOUT_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	const char *path = getenv("ECI_SOCKET");
+	if (!path || !*path)
+		path = DEFAULT_SOCKET;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		fprintf(stderr, "eci: socket path too long: %s\n", path);
+		return 1;
+	}
+	strcpy(sun.sun_path, path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		if (!protected_verb(verb))
+			exec_runc(argc, argv);
+		char msg[512];
+		snprintf(msg, sizeof msg,
+			 "the eci manager is not reachable at %s (%s): refusing to %s a container without isolation; "
+			 "start it with `eci daemon`",
+			 path, strerror(errno), verb);
+		log_error(log, log_format, msg);
+		fprintf(stderr, "eci: %s\n", msg);
+		return 1;
+	}
+	struct timeval tv = { REPLY_TIMEOUT_S, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 
-    struct buf out = {0}, in = {0};
-    char cwd[4096], num[32];
-    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
-    put(&out, "ECI1");
-    put(&out, cwd);
-    snprintf(num, sizeof num, "%d", argc - 1);
-    put(&out, num);
-    for (int j = 1; j < argc; j++) put(&out, argv[j]);
-    if (write_all(fd, out.p, out.n) < 0) goto lost;
+	struct buf out = { 0 }, in = { 0 };
+	char cwd[4096], num[32];
+	if (!getcwd(cwd, sizeof cwd))
+		cwd[0] = 0;
+	put(&out, "ECI1");
+	put(&out, cwd);
+	snprintf(num, sizeof num, "%d", argc - 1);
+	put(&out, num);
+	for (int j = 1; j < argc; j++)
+		put(&out, argv[j]);
+	if (write_all(fd, out.p, out.n) < 0)
+		goto lost;
 
-    for (;;) {
-        char *action, **f;
-        int nf = read_reply(fd, &in, &action, &f);
-        if (nf < 0) goto lost;
-        if (strcmp(action, "exec") == 0 && nf > 0) {
-            close(fd);
-            execvp(f[0], f);
-            fprintf(stderr, "eci: cannot run %s: %s\n", f[0], strerror(errno));
-            return 127;
-        } else if (strcmp(action, "spawn") == 0 && nf > 0) {
-            /* The run itself may outlive any timeout (runc run in the foreground). */
-            struct timeval none = {0, 0};
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-            int status = spawn_and_wait(f);
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            out.n = 0;
-            put(&out, "EXIT");
-            snprintf(num, sizeof num, "%d", status);
-            put(&out, num);
-            if (write_all(fd, out.p, out.n) < 0) return status; /* manager gone: it reconciles later */
-            /* next reply says how to finish (done/error) */
-            int nf2;
-            char *a2, **f2;
-            nf2 = read_reply(fd, &in, &a2, &f2);
-            if (nf2 < 0) return status;
-            if (strcmp(a2, "error") == 0 && nf2 > 0) {
-                fprintf(stderr, "eci: %s\n", f2[0]);
-                return status ? status : 1;
-            }
-            if (strcmp(a2, "done") == 0 && nf2 > 0) return atoi(f2[0]);
-            return status;
-        } else if (strcmp(action, "error") == 0 && nf > 0) {
-            fprintf(stderr, "eci: %s\n", f[0]);
-            return 1;
-        } else if (strcmp(action, "done") == 0 && nf > 0) {
-            return atoi(f[0]);
-        } else if (strcmp(action, "print") == 0 && nf > 1) {
-            fputs(f[0], stdout);
-            return atoi(f[1]);
-        } else {
-            fprintf(stderr, "eci: unexpected reply %s from the manager\n", action);
-            return 1;
-        }
-    }
+	for (;;) {
+		char *action, **f;
+		int nf = read_reply(fd, &in, &action, &f);
+		if (nf < 0)
+			goto lost;
+		if (strcmp(action, "exec") == 0 && nf > 0) {
+			close(fd);
+			execvp(f[0], f);
+			fprintf(stderr, "eci: cannot run %s: %s\n", f[0], strerror(errno));
+			return 127;
+		} else if (strcmp(action, "spawn") == 0 && nf > 0) {
+			/* The run itself may outlive any timeout (runc run in the foreground). */
+			struct timeval none = { 0, 0 };
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+			int status = spawn_and_wait(f);
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+			out.n = 0;
+			put(&out, "EXIT");
+			snprintf(num, sizeof num, "%d", status);
+			put(&out, num);
+			if (write_all(fd, out.p, out.n) < 0)
+				return status; /* manager gone: it reconciles later */
+			/* next reply says how to finish (done/error) */
+			int nf2;
+			char *a2, **f2;
+			nf2 = read_reply(fd, &in, &a2, &f2);
+			if (nf2 < 0)
+				return status;
+			if (strcmp(a2, "error") == 0 && nf2 > 0) {
+				fprintf(stderr, "eci: %s\n", f2[0]);
+				return status ? status : 1;
+			}
+			if (strcmp(a2, "done") == 0 && nf2 > 0)
+				return atoi(f2[0]);
+			return status;
+		} else if (strcmp(action, "error") == 0 && nf > 0) {
+			fprintf(stderr, "eci: %s\n", f[0]);
+			return 1;
+		} else if (strcmp(action, "done") == 0 && nf > 0) {
+			return atoi(f[0]);
+		} else if (strcmp(action, "print") == 0 && nf > 1) {
+			fputs(f[0], stdout);
+			return atoi(f[1]);
+		} else {
+			fprintf(stderr, "eci: unexpected reply %s from the manager\n", action);
+			return 1;
+		}
+	}
 lost:
-    if (!protected_verb(verb)) exec_runc(argc, argv);
-    log_error(log, log_format, "lost the connection to the eci manager: refusing to run without isolation");
-    fprintf(stderr, "eci: lost the connection to the eci manager at %s: refusing to %s without isolation\n", path, verb);
-    return 1;
+	if (!protected_verb(verb))
+		exec_runc(argc, argv);
+	log_error(log, log_format, "lost the connection to the eci manager: refusing to run without isolation");
+	fprintf(stderr, "eci: lost the connection to the eci manager at %s: refusing to %s without isolation\n", path, verb);
+	return 1;
 }

@@ -15,7 +15,8 @@
 //       zeroed buffer sized from SECCOMP_GET_NOTIF_SIZES, its pointer arguments are read through
 //       /proc/<pid>/mem bracketed by NOTIF_ID_VALID checks, and cb(notif) runs with
 //         { id: bigint, pid, nr, arch, args: bigint[6], syscall, strings, stringIssues, mountAttr?, valid }
-//       `strings` (name -> text, or null when the pointer is NULL, unreadable, truncated or not read):
+//       `strings` (name -> text, or null when the pointer is NULL, unreadable, truncated or not read;
+//       which arguments, and how, is the registry's `reads`: actors/vetter/syscalls/*.ts, vetted-syscalls.h):
 //         mount: source, target, fstype, data (data only for text-option filesystems: fstype tmpfs,
 //                proc, sysfs, overlay, bind, devpts, mqueue, cgroup, cgroup2, ramfs, or MS_BIND/MS_MOVE;
 //                otherwise null with issue 'binary')
@@ -28,7 +29,7 @@
 //       mountAttr ({ attrSet, attrClr, propagation, usernsFd }: bigints) for mount_setattr when the size
 //       argument is >= MOUNT_ATTR_SIZE_VER0 (32) and the struct could be read (only the first 32 bytes).
 //       valid: the second NOTIF_ID_VALID check passed (the bytes were read from the syscall's memory).
-//       Syscalls decoded: x86_64, x32 (X32 bit) and i386 numbers of the mount family and chmod family;
+//       Syscalls decoded: x86_64, x32 (X32 bit) and i386 numbers of the registry's syscalls;
 //       anything else is 'unknown'. When the filter has no users any more (POLLHUP), or RECV fails
 //       for good, cb({ closed: true, error? }) runs once, the fd is closed and watching stops.
 //       close() stops watching and closes the fd (no closed callback then).
@@ -78,6 +79,7 @@
 #include <vector>
 
 #include "../cmd/errno-names.h"
+#include "vetted-syscalls.h"
 
 #ifndef AUDIT_ARCH_X86_64
 #define AUDIT_ARCH_X86_64 0xC000003EU
@@ -520,50 +522,12 @@ struct Watcher {
 
 std::map<uint32_t, std::shared_ptr<Watcher>> gWatchers;
 
-enum Sc { SC_UNKNOWN, SC_MOUNT, SC_UMOUNT2, SC_OPEN_TREE, SC_MOVE_MOUNT, SC_FSOPEN, SC_FSCONFIG, SC_FSMOUNT, SC_FSPICK,
-          SC_MOUNT_SETATTR, SC_CHMOD, SC_FCHMOD, SC_FCHMODAT, SC_FCHMODAT2 };
-
-const char* const kScNames[] = {"unknown", "mount", "umount2", "open_tree", "move_mount", "fsopen", "fsconfig",
-                                "fsmount", "fspick", "mount_setattr", "chmod", "fchmod", "fchmodat", "fchmodat2"};
-
-// Numbers 428.. are the same on every architecture (allocated after the syscall table unification).
-Sc CommonNr(uint32_t nr) {
-  switch (nr) {
-    case 428: return SC_OPEN_TREE;
-    case 429: return SC_MOVE_MOUNT;
-    case 430: return SC_FSOPEN;
-    case 431: return SC_FSCONFIG;
-    case 432: return SC_FSMOUNT;
-    case 433: return SC_FSPICK;
-    case 442: return SC_MOUNT_SETATTR;
-    case 452: return SC_FCHMODAT2;
-    default: return SC_UNKNOWN;
-  }
-}
-
+// The names, numbers and argument reads come from the registry (vetted-syscalls.h, generated from
+// actors/vetter/registry.ts); anything else is SC_UNKNOWN.
 Sc Decode(uint32_t arch, int32_t snr) {
-  uint32_t nr = static_cast<uint32_t>(snr);
-  if (arch == AUDIT_ARCH_X86_64) {
-    nr &= ~X32_SYSCALL_BIT;  // x32 shares these numbers with x86_64
-    switch (nr) {
-      case 165: return SC_MOUNT;
-      case 166: return SC_UMOUNT2;
-      case 90: return SC_CHMOD;
-      case 91: return SC_FCHMOD;
-      case 268: return SC_FCHMODAT;
-      default: return CommonNr(nr);
-    }
-  }
-  if (arch == AUDIT_ARCH_I386) {
-    switch (nr) {
-      case 21: return SC_MOUNT;
-      case 52: return SC_UMOUNT2;
-      case 15: return SC_CHMOD;
-      case 94: return SC_FCHMOD;
-      case 306: return SC_FCHMODAT;
-      default: return CommonNr(nr);
-    }
-  }
+  const uint32_t nr = static_cast<uint32_t>(snr);
+  if (arch == AUDIT_ARCH_X86_64) return ScOfX86_64(nr & ~X32_SYSCALL_BIT);  // x32 shares these numbers
+  if (arch == AUDIT_ARCH_I386) return ScOfI386(nr);
   return SC_UNKNOWN;
 }
 
@@ -638,54 +602,50 @@ void Inspect(int notifyFd, const struct seccomp_notif* k, Notif& n) {
     n.strings.push_back(std::move(a));
   };
   const __u64* a = k->data.args;
-  switch (sc) {
-    case SC_MOUNT: {
-      str("source", a[0]);
-      str("target", a[1]);
-      StrArg& fs = str("fstype", a[2]);
-      const bool bindOrMove = (a[3] & (ECI_MS_BIND | ECI_MS_MOVE)) != 0;
-      if (bindOrMove || (fs.issue == StrIssue::None && IsTextFs(fs.value)))
-        str("data", a[4]);
-      else
-        skip("data", a[4] == 0 ? StrIssue::Null : StrIssue::Binary);
-      break;
-    }
-    case SC_UMOUNT2: str("target", a[0]); break;
-    case SC_OPEN_TREE:
-    case SC_FSPICK: str("path", a[1]); break;
-    case SC_MOVE_MOUNT:
-      str("from_path", a[1]);
-      str("to_path", a[3]);
-      break;
-    case SC_FSOPEN: str("fsname", a[0]); break;
-    case SC_FSCONFIG: {
-      const uint64_t cmd = a[1];
-      if (cmd <= ECI_FSCONFIG_SET_FD) str("key", a[2]);
-      if (cmd == ECI_FSCONFIG_SET_STRING || cmd == ECI_FSCONFIG_SET_PATH || cmd == ECI_FSCONFIG_SET_PATH_EMPTY)
-        str("value", a[3]);
-      else if (cmd == ECI_FSCONFIG_SET_BINARY)
-        skip("value", StrIssue::Binary);
-      break;
-    }
-    case SC_MOUNT_SETATTR: {
-      str("path", a[1]);
-      const uint64_t size = a[4];
-      uint64_t buf[4] = {0, 0, 0, 0};
-      if (mem >= 0 && a[3] != 0 && size >= sizeof(buf)) {
-        ssize_t r;
-        do r = ::pread(mem, buf, sizeof(buf), static_cast<off_t>(a[3]));
-        while (r < 0 && errno == EINTR);
-        if (r == static_cast<ssize_t>(sizeof(buf))) {
-          n.hasAttr = true;
-          std::memcpy(n.attr, buf, sizeof(buf));
-        }
+  for (const ArgRead& r : kArgReads) {
+    if (r.sc != sc) continue;
+    const uint64_t v = a[r.arg];
+    switch (r.how) {
+      case ArgReader::kReadString: str(r.name, v); break;
+      case ArgReader::kReadMountData: {
+        // Text only for text-option filesystems (fstype read before it) or MS_BIND/MS_MOVE.
+        const bool bindOrMove = (a[3] & (ECI_MS_BIND | ECI_MS_MOVE)) != 0;
+        bool text = false;
+        for (const StrArg& s : n.strings)
+          if (s.name == "fstype") text = s.issue == StrIssue::None && IsTextFs(s.value);
+        if (bindOrMove || text)
+          str(r.name, v);
+        else
+          skip(r.name, v == 0 ? StrIssue::Null : StrIssue::Binary);
+        break;
       }
-      break;
+      case ArgReader::kReadFsconfigKey:
+        if (a[1] <= ECI_FSCONFIG_SET_FD) str(r.name, v);
+        break;
+      case ArgReader::kReadFsconfigValue: {
+        const uint64_t cmd = a[1];
+        if (cmd == ECI_FSCONFIG_SET_STRING || cmd == ECI_FSCONFIG_SET_PATH || cmd == ECI_FSCONFIG_SET_PATH_EMPTY)
+          str(r.name, v);
+        else if (cmd == ECI_FSCONFIG_SET_BINARY)
+          skip(r.name, StrIssue::Binary);
+        break;
+      }
+      case ArgReader::kReadMountAttr: {
+        // struct mount_attr at v, its size in the next argument: only the first 32 bytes (VER0).
+        const uint64_t size = a[r.arg + 1];
+        uint64_t buf[4] = {0, 0, 0, 0};
+        if (mem >= 0 && v != 0 && size >= sizeof(buf)) {
+          ssize_t got;
+          do got = ::pread(mem, buf, sizeof(buf), static_cast<off_t>(v));
+          while (got < 0 && errno == EINTR);
+          if (got == static_cast<ssize_t>(sizeof(buf))) {
+            n.hasAttr = true;
+            std::memcpy(n.attr, buf, sizeof(buf));
+          }
+        }
+        break;
+      }
     }
-    case SC_CHMOD: str("path", a[0]); break;
-    case SC_FCHMODAT:
-    case SC_FCHMODAT2: str("path", a[1]); break;
-    default: break;
   }
   if (mem >= 0) ::close(mem);
   // Every byte read above is only trusted if the syscall is still the one waiting.

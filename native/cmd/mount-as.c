@@ -1,0 +1,167 @@
+/* mount-as: see mount-as.h. */
+#include "helper.h"
+#include "as-common.h"
+#include "mount-as.h"
+#include <sys/statvfs.h>
+
+struct as_opts {
+	struct as_common c; /* --pid, --notif-fd/--notif-id, --protect-id, --ro-dev (in c.dev) */
+	bool umount;
+	const char *source, *target, *fstype, *data;
+	unsigned long flags;
+};
+
+/* In the forked child, once it is P (as_run): judge the target and make the call. */
+static void mount_as_child(void *arg)
+{
+	const struct as_opts *o = arg;
+	/*
+	 * The checks are made on the object the call will act on, with no window to swap it: the
+	 * target is opened once (as the caller would resolve it, symlinks and all) and judged through
+	 * the fd; the call is then made on that same object (see below).
+	 */
+	int tfd = open(o->target, O_PATH | O_CLOEXEC);
+	if (tfd < 0) {
+		fail(errno, o->umount ? "umount2" : "mount", "%s", o->target);
+		return;
+	}
+	struct statx sx;
+	if (statx(tfd, "", AT_EMPTY_PATH, STATX_MNT_ID | STATX_BASIC_STATS, &sx) < 0) {
+		fail(errno, "statx", "statx %s", o->target);
+		return;
+	}
+	const bool is_protected = as_protected_mount(&o->c, sx.stx_mnt_id);
+	/*
+	 * Act on the judged objects themselves, never on a path the container could redirect (its own
+	 * /proc included: a container may mount over it): directories through the cwd ("." after
+	 * fchdir to the fd), binds and moves through the new mount API on fds. Non-directory targets
+	 * get only binds; remounting, moving or unmounting a file mount is refused.
+	 */
+	const bool is_dir = S_ISDIR(sx.stx_mode);
+	int sfd = -1;
+	if ((o->flags & (MS_BIND | MS_MOVE)) && !(o->flags & MS_REMOUNT) && o->source) {
+		sfd = open(o->source, O_PATH | O_CLOEXEC);
+		if (sfd < 0) {
+			fail(errno, "mount", "%s", o->source);
+			return;
+		}
+	}
+	if (o->umount) {
+		if (is_protected) {
+			fail(EPERM, "umount2", "%s is an eci-managed mount", o->target);
+			return;
+		}
+		if (!is_dir) {
+			fail(EPERM, "umount2", "%s: unmounting a file mount is not supported by eci", o->target);
+			return;
+		}
+		/*
+		 * Linux has no unmount-by-fd, and the fd we judged holds a reference that makes a plain
+		 * unmount EBUSY: detach it (lazy unmount). The cost is that a mount still in use is detached
+		 * rather than refused with EBUSY; the gain is that no other mount can be swapped in.
+		 */
+		if (fchdir(tfd) < 0 || syscall(SYS_umount2, ".", (int)o->flags | MNT_DETACH) < 0)
+			fail(errno, "umount2", "umount2 %s", o->target);
+		return;
+	}
+	if ((o->flags & MS_REMOUNT) && !(o->flags & MS_RDONLY)) {
+		struct statvfs vfs;
+		if (fstatvfs(tfd, &vfs) < 0) {
+			fail(errno, "fstatvfs", "statvfs %s", o->target);
+			return;
+		}
+		if ((vfs.f_flag & ST_RDONLY) && as_listed_dev(&o->c, sx.stx_dev_major, sx.stx_dev_minor)) {
+			fail(EPERM, "mount", "%s is read-only and stays read-only", o->target);
+			return;
+		}
+	}
+	if (sfd >= 0 && (o->flags & MS_MOVE)) {
+		struct statx ss;
+		if (statx(sfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &ss) < 0) {
+			fail(errno, "mount", "%s", o->source);
+			return;
+		}
+		if (as_protected_mount(&o->c, ss.stx_mnt_id)) {
+			fail(EPERM, "mount", "%s is an eci-managed mount", o->source);
+			return;
+		}
+		if (syscall(SYS_move_mount, sfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			fail(errno, "mount", "move %s to %s", o->source, o->target);
+		return;
+	}
+	if (sfd >= 0 && (o->flags & MS_BIND)) {
+		int cfd = (int)syscall(SYS_open_tree, sfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+		                                          ((o->flags & MS_REC) ? AT_RECURSIVE : 0));
+		if (cfd < 0) {
+			fail(errno, "mount", "bind %s", o->source);
+			return;
+		}
+		if (syscall(SYS_move_mount, cfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			fail(errno, "mount", "bind %s on %s", o->source, o->target);
+		close(cfd);
+		return;
+	}
+	if (!is_dir) {
+		fail(EPERM, "mount", "%s: only bind mounts onto files are supported by eci", o->target);
+		return;
+	}
+	if (fchdir(tfd) < 0) {
+		fail(errno, "mount", "%s", o->target);
+		return;
+	}
+	if (syscall(SYS_mount, o->source, ".", o->fstype, o->flags, o->data) < 0)
+		fail(errno, "mount", "mount %s on %s (type %s)", o->source ? o->source : "(null)", o->target,
+		     o->fstype ? o->fstype : "(null)");
+}
+
+/* mount-as's own options (the common ones: as_common_opt). */
+enum { M_SOURCE = AS_OPT_OWN, M_TARGET, M_FSTYPE, M_FLAGS, M_DATA };
+
+static int mount_as_opt(int opt, const char *arg, void *ctx)
+{
+	struct as_opts *o = ctx;
+	int r = 0;
+	switch (opt) {
+	case M_SOURCE: r = o->umount ? usage_error("umount-as takes no --source") : 0; o->source = arg; return r;
+	case M_TARGET: o->target = arg; return 0;
+	case M_FSTYPE: r = o->umount ? usage_error("umount-as takes no --fstype") : 0; o->fstype = arg; return r;
+	case M_FLAGS: return as_parse_number("flags", arg, &o->flags, NULL);
+	case M_DATA: r = o->umount ? usage_error("umount-as takes no --data") : 0; o->data = arg; return r;
+	default: return 1;
+	}
+}
+
+static int mount_as_check(const struct as_opts *o, const char *cmd)
+{
+	if (o->c.pid < 0 || !o->target || !*o->target)
+		return usage_error("%s needs --pid and --target", cmd);
+	if (strlen(o->target) >= PATH_MAX)
+		return usage_error("--target is too long");
+	if (as_check_common(&o->c) < 0)
+		return -1;
+	if (o->umount && o->flags > INT_MAX)
+		return usage_error("--flags: umount2 flags are an int");
+	return 0;
+}
+
+/* Entry point for argv[1] == "mount-as" / "umount-as". Returns the process exit status. */
+int main_as(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		AS_COMMON_LONGOPTS("ro-dev"),
+		{ "source", required_argument, NULL, M_SOURCE },
+		{ "target", required_argument, NULL, M_TARGET },
+		{ "fstype", required_argument, NULL, M_FSTYPE },
+		{ "flags", required_argument, NULL, M_FLAGS },
+		{ "data", required_argument, NULL, M_DATA },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct as_opts o = { .c = AS_COMMON_INIT, .umount = strcmp(argv[1], "umount-as") == 0 };
+
+	if (as_getopt(argc, argv, longopts, "ro-dev", &o.c, mount_as_opt, &o) == 0 && mount_as_check(&o, argv[1]) == 0) {
+		/* Only a new proc mount takes the pid namespace of the mounting task; everything else runs in place. */
+		o.c.in_place = o.umount || !o.fstype || strcmp(o.fstype, "proc") != 0 || (o.flags & (MS_REMOUNT | MS_BIND | MS_MOVE));
+		as_run(&o.c, NULL, mount_as_child, &o);
+	}
+	return report();
+}

@@ -1,0 +1,368 @@
+/* perform: see perform.h. */
+#include "helper.h"
+#include <time.h>
+#include "as-common.h"
+#include "serve.h"
+#include "perform.h"
+#include <sys/mman.h>
+
+#define PERFORM_FD 3
+#define PERFORM_NOTIFY_FD 4
+#define PERFORM_DONE_FD 5 /* in a spare: its note pipe to the performer */
+#define PERFORM_TIMEOUT_MS 60000
+#define PERFORM_MAX_FRAME (1u << 20)
+#define PERFORM_OUT 8192
+#define PERFORM_ANSWER 1u
+#define PERFORM_HEAD 13 /* u32 id, u8 flags, u64 notification id */
+
+/* A spare's note to the performer, one write each (smaller than PIPE_BUF, so never torn). */
+struct perform_note {
+	char kind;        /* 'S' started, 'D' done, 'F' not run */
+	uint8_t flags;    /* the request's */
+	uint8_t answered; /* 'D': the spare answered the caller */
+	uint32_t id;
+	uint64_t notif_id;
+	int32_t rc, err;              /* 'D': main()'s exit code; its failure's errno (0: none) */
+	int32_t answer_err, send_err; /* answered: the errno answered (0: returned 0); the ioctl's own errno */
+	uint64_t answered_us;
+	char syscall[64]; /* 'D': the failure's syscall; 'F': why nothing was run */
+};
+
+static uint64_t perform_now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* Reads exactly n bytes of fd. true: done; false: EOF or error. */
+static bool perform_read(int fd, void *buf, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+/* One reply frame; the manager being gone ends the performer. */
+static void perform_reply(uint32_t id, char kind, const void *a, size_t alen, const void *b, size_t blen)
+{
+	serve_send_frame(PERFORM_FD, id, kind, a, alen, b, blen, NULL, 0);
+}
+
+static void perform_fallback(uint32_t id, const char *why)
+{
+	perform_reply(id, 'F', why, strlen(why), NULL, 0);
+}
+
+/* The errno the manager would answer for a run that reported (0: the call returned 0). */
+static int perform_answer_errno(int32_t rc, int32_t err, const char *syscall)
+{
+	if (rc == 0 && err == 0)
+		return 0;
+	if (err > 0 && (strcmp(syscall, "mount") == 0 || strcmp(syscall, "umount2") == 0))
+		return err;
+	return EPERM;
+}
+
+/* SECCOMP_IOCTL_NOTIF_SEND on the notify fd; 0 or the ioctl's errno (ENOENT: the caller left the syscall). */
+static int perform_send(uint64_t notif_id, int err)
+{
+	struct seccomp_notif_resp resp = { .id = notif_id, .val = 0, .error = err ? -err : 0, .flags = 0 };
+	return ioctl(PERFORM_NOTIFY_FD, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 ? errno : 0;
+}
+
+static void perform_note(const struct perform_note *n)
+{
+	if (write(PERFORM_DONE_FD, n, sizeof *n) != (ssize_t)sizeof *n)
+		_exit(127);
+}
+
+/* Checks a request's strings (len bytes at p) and splits them into args[1..]; NULL or why not. */
+static const char *perform_args(char *p, uint32_t len, char *argv0, char **args, int max, int *argc)
+{
+	char *end = p + len;
+	int n = 0;
+	args[n++] = argv0;
+	while (p < end) {
+		char *z = memchr(p, '\0', (size_t)(end - p));
+		if (!z)
+			return "truncated request";
+		if (n >= max - 1)
+			return "too many arguments";
+		args[n++] = p;
+		p = z + 1;
+	}
+	args[n] = NULL;
+	if (n < 2 || (strcmp(args[1], "mount-as") != 0 && strcmp(args[1], "umount-as") != 0))
+		return "the performer runs mount-as and umount-as only";
+	*argc = n;
+	return NULL;
+}
+
+/*
+ * The spare: waits for the next request on fd 3 and runs it; see the top of this file.
+ * Its fds: 0-2, 3 (until it has its request), 4 (the notify fd), 5 (its note pipe).
+ */
+static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *out, unsigned char *frame)
+{
+	/* It shares fd 3 with the performer: a spare left behind would keep the manager's socket open and take requests nobody watches. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != performer)
+		_exit(127);
+	if (dup2(note_w, PERFORM_DONE_FD) < 0)
+		_exit(127);
+	serve_close_from(PERFORM_DONE_FD + 1);
+	/*
+	 * No warm-up (touching the stack, stdio and heap pages a run writes, so their copy-on-write faults
+	 * come before the request): it made the spare ready ~130 us later, mostly after the request had
+	 * come, and its CPU competed with the call's path. Without it, mount+umount p50 was ~110 us lower
+	 * (bench mountlat, 5 alternating pairs: 838 vs 948 us).
+	 */
+	unsigned char lenb[4];
+	if (!perform_read(PERFORM_FD, lenb, 4))
+		_exit(0); /* the manager is done or gone */
+	uint32_t len = serve_get32(lenb);
+	if (len < PERFORM_HEAD || len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
+		_exit(126); /* not our protocol, or torn: the performer gives up (no 'S') */
+	close(PERFORM_FD);
+	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
+	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
+	perform_note(&n);
+	char *args[128];
+	int argc = 0;
+	const char *why = perform_args((char *)frame + PERFORM_HEAD, len - PERFORM_HEAD, argv0, args, 128, &argc);
+	if (why) {
+		n.kind = 'F';
+		snprintf(n.syscall, sizeof n.syscall, "%s", why);
+		perform_note(&n);
+		_exit(0);
+	}
+	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
+	const char *stall = getenv("ECI_TEST_SPARE_STALL");
+	for (int i = 2; stall && *stall && i + 1 < argc; i++)
+		if (strcmp(args[i], "--target") == 0 && strcmp(args[i + 1], stall) == 0)
+			for (;;)
+				pause();
+	FILE *f = fmemopen(out, PERFORM_OUT - 1, "w");
+	if (!f)
+		_exit(127);
+	stdout = f;
+	as_keep_notif = (n.flags & PERFORM_ANSWER) != 0;
+	n.rc = main(argc, args);
+	fflush(f);
+	if (failure.set) {
+		n.err = failure.err;
+		memcpy(n.syscall, failure.syscall, sizeof n.syscall);
+		n.syscall[sizeof n.syscall - 1] = '\0';
+	}
+	if (as_keep_notif && !as_notif_closed) {
+		n.answer_err = perform_answer_errno(n.rc, n.err, n.syscall);
+		n.send_err = perform_send(n.notif_id, n.answer_err);
+		n.answered_us = perform_now_us();
+		n.answered = 1;
+	}
+	n.kind = 'D';
+	perform_note(&n);
+	_exit(n.rc);
+}
+
+struct perform_spare {
+	pid_t pid;
+	int note_r;
+};
+
+/* Forks the next spare (its output page cleared first); pid -1 when that failed. */
+static struct perform_spare perform_fork_spare(char *argv0, char *out, unsigned char *frame)
+{
+	struct perform_spare sp = { -1, -1 };
+	int note[2];
+	memset(out, 0, PERFORM_OUT);
+	if (pipe2(note, O_CLOEXEC) < 0)
+		return sp;
+	pid_t self = getpid();
+	pid_t pid = fork();
+	if (pid == 0)
+		perform_spare_child(self, note[1], argv0, out, frame);
+	close(note[1]);
+	if (pid < 0) {
+		close(note[0]);
+		return sp;
+	}
+	sp.pid = pid;
+	sp.note_r = note[0];
+	return sp;
+}
+
+/* Finished runs exit on their own; they are collected here, without waiting (a full list waits for its oldest). */
+static pid_t perform_finished[16];
+static int perform_nfinished;
+
+static void perform_collect(pid_t add)
+{
+	int k = 0;
+	for (int i = 0; i < perform_nfinished; i++)
+		if (waitpid(perform_finished[i], NULL, WNOHANG) == 0)
+			perform_finished[k++] = perform_finished[i];
+	perform_nfinished = k;
+	if (add <= 0)
+		return;
+	if (perform_nfinished == (int)(sizeof perform_finished / sizeof perform_finished[0])) {
+		while (waitpid(perform_finished[0], NULL, 0) < 0 && errno == EINTR)
+			;
+		memmove(perform_finished, perform_finished + 1, sizeof perform_finished - sizeof perform_finished[0]);
+		perform_nfinished--;
+	}
+	perform_finished[perform_nfinished++] = add;
+}
+
+/* Ends a spare that is not done (timed out, or gone): killed and reaped; returns its signal. */
+static int perform_kill(struct perform_spare *sp)
+{
+	int status = 0;
+	kill(sp->pid, SIGKILL);
+	while (waitpid(sp->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	close(sp->note_r);
+	sp->pid = sp->note_r = -1;
+	return WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+}
+
+/*
+ * Tells the manager how run `s` ('S' note) went: d is its 'D' note, or NULL when it died or timed out
+ * (signal sig). Answers the caller first where it asked and the spare did not.
+ */
+static void perform_finish(const struct perform_note *s, const struct perform_note *d, int sig, const char *out)
+{
+	bool answer = (s->flags & PERFORM_ANSWER) != 0;
+	struct perform_note a = { 0 };
+	if (d && d->answered) {
+		a = *d;
+	} else if (answer) {
+		a.answer_err = d ? perform_answer_errno(d->rc, d->err, d->syscall) : EPERM;
+		a.send_err = perform_send(s->notif_id, a.answer_err);
+		a.answered_us = perform_now_us();
+	}
+	uint32_t olen = d ? (uint32_t)strnlen(out, PERFORM_OUT - 1) : 0;
+	uint32_t v[7] = { d ? (uint32_t)d->rc : (uint32_t)-1, d ? 0 : (uint32_t)sig, olen, (uint32_t)a.answered_us,
+			  (uint32_t)(a.answered_us >> 32), (uint32_t)a.answer_err, (uint32_t)a.send_err };
+	unsigned char head[28];
+	int nv = answer ? 7 : 3;
+	serve_pack32(head, v, nv);
+	perform_reply(s->id, answer ? 'A' : 'D', head, (size_t)nv * 4, out, olen);
+}
+
+int main_perform(int argc, char **argv)
+{
+	pid_t parent;
+	int bad = serve_child_of(argc, argv, &parent);
+	if (bad)
+		return bad;
+	/* Host root with the notify fd: nothing in a container may read this process (see above). */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		return 1;
+	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
+		return 1;
+	/* Nothing else of the manager's (an fd it leaked without CLOEXEC) may reach the runs. */
+	serve_close_from(PERFORM_NOTIFY_FD + 1);
+	int fl = fcntl(PERFORM_FD, F_GETFL);
+	if (fl < 0 || fcntl(PERFORM_FD, F_SETFL, fl & ~O_NONBLOCK) < 0 || chdir("/") < 0)
+		return 1;
+	char *out = mmap(NULL, PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned char *frame = malloc(PERFORM_MAX_FRAME);
+	if (out == MAP_FAILED || !frame)
+		return 1;
+	struct perform_spare spare = perform_fork_spare(argv[0], out, frame);
+	perform_reply(0, 'R', NULL, 0, NULL, 0);
+	struct perform_note started = { 0 };
+	bool running = false, manager_gone = false;
+	uint64_t deadline = 0;
+	for (;;) {
+		if (manager_gone && !running) {
+			if (spare.pid > 0)
+				perform_kill(&spare);
+			return 0; /* the manager closed the notify fd, or is gone */
+		}
+		if (spare.pid < 0)
+			spare = perform_fork_spare(argv[0], out, frame);
+		/*
+		 * With a spare waiting, fd 3 is its to read: here only the manager's shutdown is watched (and,
+		 * once seen, no longer: a run still going is waited for, without spinning on the hang-up).
+		 */
+		struct pollfd p[2] = { { .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (spare.pid < 0 ? POLLIN : 0) },
+				       { .fd = spare.note_r, .events = POLLIN } };
+		int timeout = -1;
+		if (running) {
+			uint64_t now = perform_now_us() / 1000;
+			timeout = deadline > now ? (int)(deadline - now) : 0;
+		} else if (spare.pid < 0) {
+			timeout = 100; /* fork failed: try again soon */
+		}
+		int r = poll(p, spare.pid < 0 ? 1 : 2, timeout);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return 1;
+		if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+			manager_gone = true;
+			continue;
+		}
+		if (spare.pid < 0) {
+			/* No spare could be forked: a request waiting is not run; the manager runs it another way. */
+			if (p[0].revents & POLLIN) {
+				unsigned char lenb[4];
+				uint32_t len;
+				if (!perform_read(PERFORM_FD, lenb, 4) || (len = serve_get32(lenb)) < PERFORM_HEAD ||
+				    len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
+					return 1;
+				perform_fallback(serve_get32(frame), "fork failed");
+			}
+			continue;
+		}
+		if (r == 0 && running) {
+			/* Timed out: it may have done something, so it fails (closed). */
+			int sig = perform_kill(&spare);
+			perform_finish(&started, NULL, sig, out);
+			running = false;
+			continue;
+		}
+		if (!(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		struct perform_note n;
+		ssize_t k;
+		do
+			k = read(spare.note_r, &n, sizeof n);
+		while (k < 0 && errno == EINTR);
+		if (k == (ssize_t)sizeof n && n.kind == 'S' && !running) {
+			started = n;
+			running = true;
+			deadline = perform_now_us() / 1000 + PERFORM_TIMEOUT_MS;
+			continue;
+		}
+		if (k == (ssize_t)sizeof n && running && n.id == started.id && (n.kind == 'D' || n.kind == 'F')) {
+			n.syscall[sizeof n.syscall - 1] = '\0';
+			if (n.kind == 'F')
+				perform_fallback(n.id, n.syscall);
+			else
+				perform_finish(&started, &n, 0, out);
+			running = false;
+			close(spare.note_r);
+			perform_collect(spare.pid);
+			spare.pid = spare.note_r = -1; /* the next one is forked at the top of the loop */
+			continue;
+		}
+		/* The spare died (or sent garbage). */
+		if (!running) {
+			/* Before it had a whole request: fd 3 may be left mid-frame, so this performer is done. */
+			perform_kill(&spare);
+			return 1;
+		}
+		int sig = perform_kill(&spare);
+		perform_finish(&started, NULL, sig, out);
+		running = false;
+	}
+}
