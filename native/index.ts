@@ -9,11 +9,9 @@ import { NativeError, errnoOf, parseHelperOutput } from './errors.ts';
 export { NativeError, parseHelperOutput } from './errors.ts';
 export type { HelperExit, NativeErrorInit } from './errors.ts';
 
-/** A host id range mapped to container id 0. */
-export interface IdRange {
-  hostID: number;
-  size: number;
-}
+// A host id range mapped to container id 0: the one IdRange type (pure, beside the machines).
+import type { IdRange } from '../statecharts/events.ts';
+export type { IdRange } from '../statecharts/events.ts';
 
 export interface RootfsOverlayOptions {
   /** Directory that holds every layer (e.g. /var/lib/docker/overlay2); it is idmapped as a whole. */
