@@ -1,22 +1,24 @@
 // Runs the allocator machine against the world: KV for persistence (compare-and-set create),
-// NATS request/reply for callers, JetStream events for every allocation and release.
+// direct calls from the manager's containers, NATS request/reply for observers and tools, and
+// JetStream events for every allocation and release.
 import { createActor, type Actor } from 'xstate';
-import type { NatsConnection, Msg } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { allocatorMachine, type AllocatorConfig } from '../statecharts/allocator.machine.ts';
 import type { AllocationResult, IdRange } from '../statecharts/events.ts';
 import { subjects } from '../bus/subjects.ts';
+import { rangeKeys } from '../bus/keys.ts';
+import type { Publish } from '../bus/events.ts';
 import { retryUntilDone } from '../bus/retry.ts';
+import { BadRequestError, serve, type ServeConnection } from '../bus/serve.ts';
 
 export interface RangeRecord { owner: string; index: number; uid: IdRange; gid: IdRange; ts: string }
 
-export const rangeKey = (index: number) => `range.${index}`;
-
 export interface AllocatorDeps {
-  nc: NatsConnection;
+  /** Where the endpoints are served (for observers and tools; the manager calls allocate() directly). */
+  nc: ServeConnection;
   kv: KV;
-  publish(subject: string, type: string, data: unknown): Promise<void>;
+  publish: Publish;
   log: Logger;
 }
 
@@ -48,24 +50,19 @@ export class AllocatorActor {
   async start(): Promise<void> {
     this.actor.start();
     const held: Record<number, string> = {};
-    for await (const key of await this.deps.kv.keys('range.>')) {
+    for await (const key of await this.deps.kv.keys(rangeKeys.all)) {
       const e = await this.deps.kv.get(key);
       if (!e || e.operation !== 'PUT') continue;
       const r = e.json<RangeRecord>();
       if (r.index < this.config.count) held[r.index] = r.owner;
     }
     this.actor.send({ type: 'restore', held });
-    const serve = (subject: string, f: (m: Msg) => Promise<unknown>) => {
-      this.subs.push(this.deps.nc.subscribe(subject, {
-        callback: (err, m) => {
-          if (err) return;
-          f(m).then((r) => m.respond(JSON.stringify(r)), (e) => m.respond(JSON.stringify({ ok: false, code: (e as { code?: string }).code ?? 'EINTERNAL', reason: (e as Error).message ?? String(e) })));
-        },
-      }));
-    };
-    serve(subjects.allocatorAllocate, async (m) => this.allocate(ownerOf(m)));
-    serve(subjects.allocatorFree, async (m) => { this.free(ownerOf(m)); return { ok: true }; });
-    serve(subjects.allocatorList, async () => this.held());
+    const nc = this.deps.nc;
+    this.subs.push(
+      serve(nc, { subject: subjects.allocatorAllocate, handle: (r: unknown) => this.allocate(ownerOf(r)) }),
+      serve(nc, { subject: subjects.allocatorFree, handle: (r: unknown) => { this.free(ownerOf(r)); return { ok: true }; } }),
+      serve(nc, { subject: subjects.allocatorList, handle: () => this.held() }),
+    );
   }
 
   allocate(owner: string): Promise<AllocationResult> {
@@ -108,10 +105,10 @@ export class AllocatorActor {
   private async persist(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     const rec: RangeRecord = { owner, index, uid, gid, ts: new Date().toISOString() };
     try {
-      await this.deps.kv.create(rangeKey(index), JSON.stringify(rec));
+      await this.deps.kv.create(rangeKeys.key(index), JSON.stringify(rec));
     } catch (e) {
       // create() is compare-and-set: it fails if the key holds a value. Find out who holds it.
-      const cur = await this.deps.kv.get(rangeKey(index)).catch(() => null);
+      const cur = await this.deps.kv.get(rangeKeys.key(index)).catch(() => null);
       if (cur && cur.operation === 'PUT') {
         this.actor.send({ type: 'persist.conflict', owner, index, holder: cur.json<RangeRecord>().owner });
       } else {
@@ -128,7 +125,7 @@ export class AllocatorActor {
   private async release(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     try {
       // A release must land before the index is handed out again (kvChain order): retry through an outage.
-      await retryUntilDone(() => this.deps.kv.delete(rangeKey(index)), {
+      await retryUntilDone(() => this.deps.kv.delete(rangeKeys.key(index)), {
         cancelled: () => this.stopped,
         onFirstFailure: (e) => this.deps.log.warn({ owner, index, err: (e as Error).message }, 'range release not recorded yet; retrying'),
       });
@@ -140,9 +137,8 @@ export class AllocatorActor {
 }
 
 /** The owner named by a request; anything else is a malformed request (answered as an error). */
-function ownerOf(m: Msg): string {
-  let owner: unknown;
-  try { owner = (m.json() as { owner?: unknown } | null)?.owner; } catch { owner = undefined; }
-  if (typeof owner !== 'string' || owner === '') throw Object.assign(new Error('malformed request: expected {"owner": "<container id>"}'), { code: 'EBADREQ' });
+function ownerOf(req: unknown): string {
+  const owner = (req as { owner?: unknown } | null | undefined)?.owner;
+  if (typeof owner !== 'string' || owner === '') throw new BadRequestError('expected {"owner": "<container id>"}');
   return owner;
 }

@@ -7,6 +7,8 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '../bus/subjects.ts';
+import type { OutgoingEvent, Publish, PublishMany } from '../bus/events.ts';
+import type { VetterDecisionData } from '../bus/schemas/v1.ts';
 import { fromWire, toWire } from './vetter.actor.ts';
 import type { Verdict, VetRequest } from './vetter/decide.ts';
 import { lookup, performerOf, type PerformNative } from './vetter/registry.ts';
@@ -37,9 +39,9 @@ export interface FeedNative extends PerformNative {
 export interface FeedHost {
   log: Logger;
   nc: NatsConnection;
-  publish(subject: string, type: string, data: unknown): Promise<void>;
+  publish: Publish;
   /** Publishes events as one batch (one outbox file, sent together); without it, one publish each. */
-  publishMany?(events: { subject: string; type: string; data: unknown }[]): Promise<void>;
+  publishMany?: PublishMany;
   /**
    * runc handed over a notify fd for `container` (the caller keeps it: take a copy now, e.g. for the
    * fd-holder, before the feed starts watching it).
@@ -80,7 +82,7 @@ export class NotifyFeed {
   /** Open listeners and their container. */
   private listeners = new Map<{ close(): Promise<void>; readonly fd: number }, string>();
   private protectIds = new Map<string, Protection>();
-  private auditQueue: { subject: string; type: string; data: unknown }[] = [];
+  private auditQueue: Extract<OutgoingEvent, { type: 'vetter.decision' }>[] = [];
   private auditTimer?: ReturnType<typeof setTimeout>;
 
   constructor(private host: FeedHost, private native: FeedNative) {}
@@ -96,7 +98,7 @@ export class NotifyFeed {
   }
 
   /** One audit event (vetter.decision), published with the others of its batch. */
-  private audit(container: string, data: unknown): void {
+  private audit(container: string, data: VetterDecisionData): void {
     this.auditQueue.push({ subject: subjects.vetterEvent(container), type: 'vetter.decision', data });
     this.auditTimer ??= setTimeout(() => void this.flushAudit(), AUDIT_BATCH_MS);
   }

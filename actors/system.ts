@@ -2,10 +2,11 @@
 // publisher, the allocator, one actor per container (their records in KV), the vetting feed, the
 // FUSE servers, restore after a restart, and the unix socket the eci-runc launcher talks to each
 // live in their own module; this file wires them and starts and stops them in order.
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { connectBus, type Bus, type BusStatus } from '../bus/connect.ts';
+import type { OutgoingEvent, Publish } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
@@ -25,12 +26,11 @@ import { SysctlReconciler } from './sysctl/reconciler.actor.ts';
 import { busSysctlClient, servedEntries } from './sysctl/fs.ts';
 import { TestPause } from './test-pause.ts';
 import { VetterActor } from './vetter.actor.ts';
-import { existsSync } from 'node:fs';
 import { ContainerMounts, type MountPlan } from './manager/container-mounts.ts';
 import { ControlServer } from './manager/control-server.ts';
 import { EmulatedFiles } from './manager/emulated-files.ts';
 import { HostNamespaces } from './manager/host-ns.ts';
-import { EventPublisher, type EventSink, type OutgoingEvent } from './manager/publisher.ts';
+import { EventPublisher, type EventSink } from './manager/publisher.ts';
 import { ContainerRecords } from './manager/records.ts';
 import { restoreContainers, resumeContainers, type RecoveryDeps } from './manager/recovery.ts';
 import { SettingsWatch } from './manager/settings-watch.ts';
@@ -185,7 +185,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.services = actorServices(this.bus.nc, VERSION, { pid: String(process.pid) });
     this.allocator = new AllocatorActor(this.config.range ?? this.settings().idRange, {
       nc: this.services.allocator.connection(), kv: this.bus.ranges, log: this.log,
-      publish: (subject, type, data) => this.publish(subject, type, data),
+      publish: this.publish,
     });
     await this.allocator.start();
     this.vetter = new VetterActor(this.services.vetter.connection());
@@ -201,7 +201,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.feed.start(this.seccompSocket());
     await this.files.mountProcFs();
     // The sysctl reconciler: per-container values of non-namespaced entries, host = max of the live.
-    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: (s, t, d) => this.publish(s, t, d), log: this.log.child({ actor: 'sysctl' }) });
+    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: this.publish, log: this.log.child({ actor: 'sysctl' }) });
     await this.sysctl.start();
     await this.files.mountSysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()), kv: this.bus.sysctl });
     const recovery = this.recoveryDeps();
@@ -240,9 +240,7 @@ export class Manager implements RuntimeHost, EventSink {
   }
 
   /** Publishes one event through the outbox (see EventPublisher.publish). */
-  async publish(subject: string, type: string, data: unknown): Promise<void> {
-    return this.publishMany([{ subject, type, data }]);
-  }
+  publish: Publish = (subject, type, data) => this.publishMany([{ subject, type, data } as OutgoingEvent]);
 
   /** Publishes events as one outbox batch (see EventPublisher.publishMany). */
   async publishMany(events: OutgoingEvent[]): Promise<void> {
@@ -341,7 +339,7 @@ export class Manager implements RuntimeHost, EventSink {
   private notifyFeed(vetter: VetterActor): NotifyFeed {
     return new NotifyFeed({
       log: this.log, nc: this.bus.nc,
-      publish: (subject, type, data) => this.publish(subject, type, data),
+      publish: this.publish,
       publishMany: (events) => this.publishMany(events),
       vet: (req) => vetter.vet(req),
       protectedPaths: (id) => this.table.get(id)?.protectedPaths,

@@ -1,10 +1,11 @@
 // The syscall-vetter actor: answers vet requests on the bus (eci.v1.vetter.decide.<container>),
-// paced per container (over budget, a call waits; it is never failed for it). Deciding is pure (vetter/decide.ts); performing and answering
-// the kernel is the notification feed's job (notify-feed.ts), which holds the notify fd.
-import type { NatsConnection } from '@nats-io/transport-node';
+// paced per container (over budget, a call waits; it is never failed for it). Deciding is pure
+// (vetter/decide.ts); performing and answering the kernel is the notification feed's job
+// (notify-feed.ts), which holds the notify fd.
 import { decide, type VetRequest, type Verdict } from './vetter/decide.ts';
 import { Pacer } from './vetter/pace.ts';
 import { subjects } from '../bus/subjects.ts';
+import { BadRequestError, serve, type ServeConnection } from '../bus/serve.ts';
 
 export const RATE_PER_SECOND = 200;
 export const RATE_BURST = 400;
@@ -18,21 +19,16 @@ export class VetterActor {
   private sub?: { unsubscribe(): void };
 
   /** `now`: the pacing clock (ms), for tests. */
-  constructor(private nc: NatsConnection, private readonly now: () => number = () => performance.now()) {}
+  constructor(private nc: ServeConnection, private readonly now: () => number = () => performance.now()) {}
 
   start(): void {
-    this.sub = this.nc.subscribe(subjects.vetterDecide('*'), {
-      queue: 'eci-vetter',
-      callback: (err, m) => {
-        if (err) return;
-        let verdict: Verdict | Promise<Verdict>;
-        try {
-          verdict = this.vet(fromWire<VetRequest>(m.string()));
-        } catch (e) {
-          verdict = { kind: 'errno', errno: 1, code: 'EPERM', reason: `malformed vet request: ${(e as Error).message}` };
-        }
-        void Promise.resolve(verdict).then((v) => m.respond(toWire(v)));
-      },
+    this.sub = serve<VetRequest, Verdict>(this.nc, {
+      subject: subjects.vetterDecide('*'), queue: 'eci-vetter',
+      decode: (text) => fromWire<VetRequest>(text),
+      handle: (r) => this.vet(r),
+      encode: (v) => toWire(v),
+      // The asker answers a syscall with what it gets: a failure is a refusal (fail closed), not {ok:false}.
+      onError: (e): Verdict => ({ kind: 'errno', errno: 1, code: 'EPERM', reason: `malformed vet request: ${e instanceof BadRequestError ? e.detail : (e as Error).message}` }),
     });
   }
 

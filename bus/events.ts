@@ -1,6 +1,13 @@
 // Builds event envelopes. ulids are monotonic within this process, so ids sort in publish order.
 import { monotonicFactory } from 'ulid';
-import type { Envelope } from './schemas/v1.ts';
+import type { Envelope, EventData, EventType } from './schemas/v1.ts';
+
+/** Publishes one event: the type fixes the shape of its data (bus/schemas/v1.ts). */
+export type Publish = <T extends EventType>(subject: string, type: T, data: EventData<T>) => Promise<void>;
+/** One event to publish, its data typed by its type. */
+export type OutgoingEvent = { [T in EventType]: { subject: string; type: T; data: EventData<T> } }[EventType];
+/** Publishes events as one batch, in order. */
+export type PublishMany = (events: OutgoingEvent[]) => Promise<void>;
 
 /**
  * ulid's default PRNG asks the system for one random byte per character (16 calls per id, ~40 us,

@@ -30,6 +30,10 @@ export function token(t: string): string {
 export const subjects = {
   containerEvent: (id: string, event: string) => `${PREFIX}.evt.container.${token(id)}.${token(event)}`,
   containerEvents: (id = '*') => `${PREFIX}.evt.container.${id === '*' ? '*' : token(id)}.>`,
+  /** Every event of one kind: container, allocator, vetter, settings, manager, sysctl. */
+  kindEvents: (kind: string) => `${PREFIX}.evt.${token(kind)}.>`,
+  /** The audit events of one container's vetted calls (or of all: '*'). */
+  vetterEvents: (id = '*') => `${PREFIX}.evt.vetter.${id === '*' ? '*' : token(id)}.>`,
   allocatorEvent: (event: string) => `${PREFIX}.evt.allocator.${token(event)}`,
   managerEvent: (event: string) => `${PREFIX}.evt.manager.${token(event)}`,
   settingsEvent: (event: string) => `${PREFIX}.evt.settings.${token(event)}`,

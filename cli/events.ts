@@ -1,7 +1,7 @@
 // `eci events`: follow or replay the event stream, as `nats sub` / `nats stream view` would.
 import { connectForCli } from './bus-connect.ts';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
-import { EVENTS_STREAM, PREFIX, token } from '../bus/subjects.ts';
+import { EVENTS_STREAM, EVENTS_SUBJECTS, subjects } from '../bus/subjects.ts';
 import { validateEvent, type EciEvent } from '../bus/schemas/v1.ts';
 import { EciError } from '../actors/errors.ts';
 
@@ -28,13 +28,13 @@ export function subjectFilter(o: Pick<EventsOptions, 'container' | 'kind'>): str
   if (o.container && !/^[A-Za-z0-9_-]{1,128}$/.test(o.container)) throw new EciError('EUSAGE', `--container ${JSON.stringify(o.container)}: not a container id`);
   if (o.container) {
     if (o.kind && o.kind !== 'container' && o.kind !== 'vetter') throw new EciError('EUSAGE', `--container goes with --kind container or vetter, not ${o.kind}`);
-    return o.kind === 'vetter' ? `${PREFIX}.evt.vetter.${token(o.container)}.>` : `${PREFIX}.evt.container.${token(o.container)}.>`;
+    return o.kind === 'vetter' ? subjects.vetterEvents(o.container) : subjects.containerEvents(o.container);
   }
   if (o.kind) {
     if (!['container', 'allocator', 'vetter', 'settings', 'manager', 'sysctl'].includes(o.kind)) throw new EciError('EUSAGE', `--kind ${o.kind}: one of container, allocator, vetter, settings, manager, sysctl`);
-    return `${PREFIX}.evt.${o.kind}.>`;
+    return subjects.kindEvents(o.kind);
   }
-  return `${PREFIX}.evt.>`;
+  return EVENTS_SUBJECTS;
 }
 
 /** One line for a human. */

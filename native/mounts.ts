@@ -7,11 +7,9 @@ import { runHelper } from './helpers.ts';
 
 export type { IdmapBind } from './addon.ts';
 
-/** A host id range mapped to container id 0. */
-export interface IdRange {
-  hostID: number;
-  size: number;
-}
+// A host id range mapped to container id 0: the one IdRange type (pure, beside the machines).
+import type { IdRange } from '../statecharts/events.ts';
+export type { IdRange } from '../statecharts/events.ts';
 
 export interface RootfsOverlayOptions {
   /** Directory that holds every layer (e.g. /var/lib/docker/overlay2); it is idmapped as a whole. */

@@ -1,5 +1,7 @@
 // Event and data types shared by the pure machines. No I/O, no node:*, no bus/ or native/ imports.
 
+/** Host ids `hostID .. hostID+size-1`, mapped to container ids from 0: the one IdRange type (the
+ * machines, the allocator, the spec rewrite, the native side and the v1 events all use it). */
 export interface IdRange { hostID: number; size: number }
 
 /** A mount eci made: where, and the kernel's mount id, so cleanup removes exactly that mount. */

@@ -3,16 +3,13 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Bus } from '../../bus/connect.ts';
-import { envelope } from '../../bus/events.ts';
+import { envelope, type OutgoingEvent, type Publish, type PublishMany } from '../../bus/events.ts';
 import { Outbox, type OutboxEntry } from '../../bus/outbox.ts';
 
-/** One event to publish: its subject, schema type and data. */
-export interface OutgoingEvent { subject: string; type: string; data: unknown }
-
-/** What the actors are given to publish with. */
+/** What the actors are given to publish with: each event's data is typed by its type (bus/schemas/v1.ts). */
 export interface EventSink {
-  publish(subject: string, type: string, data: unknown): Promise<void>;
-  publishMany(events: OutgoingEvent[]): Promise<void>;
+  publish: Publish;
+  publishMany: PublishMany;
 }
 
 export class EventPublisher implements EventSink {
@@ -33,9 +30,7 @@ export class EventPublisher implements EventSink {
    * Publishes one event through the outbox: resolves once JetStream has it, or once it is kept for
    * later while the bus is down. The ulid is the message id, so a retry is not a duplicate.
    */
-  publish(subject: string, type: string, data: unknown): Promise<void> {
-    return this.publishMany([{ subject, type, data }]);
-  }
+  publish: Publish = (subject, type, data) => this.publishMany([{ subject, type, data } as OutgoingEvent]);
 
   /** Publishes events as one outbox batch (one file; see Outbox.addMany); resolves as publish does. */
   async publishMany(events: OutgoingEvent[]): Promise<void> {

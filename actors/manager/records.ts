@@ -3,6 +3,7 @@
 // the order of its transitions, while different containers write in parallel.
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
+import { containerRecordKeys } from '../../bus/keys.ts';
 import { retryUntilDone } from '../../bus/retry.ts';
 import type { StoredRecord } from '../restore.ts';
 
@@ -21,17 +22,17 @@ export class ContainerRecords {
 
   /** Queues the record write: retried through a bus outage unless `once` (then a failure is logged). */
   put(id: string, record: StoredRecord, o: { once?: boolean } = {}): void {
-    this.chain(id, () => (o.once ? this.kv().put(id, JSON.stringify(record)) : this.write(id, record)));
+    this.chain(id, () => (o.once ? this.kv().put(containerRecordKeys.key(id), JSON.stringify(record)) : this.write(id, record)));
   }
 
   /** Queues the record's removal (the container is gone). */
   remove(id: string): void {
-    this.chain(id, () => this.mustLand(id, () => this.kv().delete(id)));
+    this.chain(id, () => this.mustLand(id, () => this.kv().delete(containerRecordKeys.key(id))));
   }
 
   /** A record write that must land: retried through a bus outage (not past a stop). */
   write(id: string, record: StoredRecord): Promise<unknown> {
-    return this.mustLand(id, () => this.kv().put(id, JSON.stringify(record)));
+    return this.mustLand(id, () => this.kv().put(containerRecordKeys.key(id), JSON.stringify(record)));
   }
 
   /** Resolves when this container's writes so far have landed. */

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
+import { containerRecordKeys } from '../../bus/keys.ts';
 import { subjects } from '../../bus/subjects.ts';
 import type { MountRef } from '../../statecharts/events.ts';
 import type { AllocatorActor } from '../allocator.actor.ts';
@@ -36,8 +37,9 @@ export interface RecoveryDeps {
 /** Keep containers runc still knows, clean up the rest, free orphan ranges, sweep orphan mounts. */
 export async function restoreContainers(d: RecoveryDeps): Promise<void> {
   const kv = d.records;
-  for await (const id of await kv.keys()) {
-    const e = await kv.get(id);
+  for await (const key of await kv.keys(containerRecordKeys.all)) {
+    const id = containerRecordKeys.idOf(key);
+    const e = await kv.get(key);
     if (!e || e.operation !== 'PUT') continue;
     const rec = e.json<StoredRecord>();
     const alive = existsSync(runcStateDir(rec.runcRoot, id));
@@ -51,13 +53,13 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     d.removeRootfs(id, rec.context.mounts);
     d.allocator.free(id);
     // Killed after the final transition was recorded (during delete): its event is out already.
-    if (rec.state === 'stopped' || rec.state === 'failed') { await kv.delete(id); continue; }
+    if (rec.state === 'stopped' || rec.state === 'failed') { await kv.delete(containerRecordKeys.key(id)); continue; }
     const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
     await d.events.publish(subjects.containerEvent(id, final), `container.${final}`, {
       container: id, state: final, from: rec.state, uid: rec.context.uid, gid: rec.context.gid, bundle: rec.context.bundle,
       reason: 'ended while the manager was down',
     });
-    await kv.delete(id);
+    await kv.delete(containerRecordKeys.key(id));
   }
   for (const [, owner] of Object.entries(d.allocator.held())) {
     if (!d.table.has(owner)) d.allocator.free(owner);

@@ -1,7 +1,8 @@
 // Checks and rewrites an OCI config.json for eci. Pure: host facts come in as arguments.
 import { EciError } from '../errors.ts';
+import type { IdRange } from '../../statecharts/events.ts';
 
-export interface IdRange { hostID: number; size: number }
+export type { IdRange } from '../../statecharts/events.ts';
 
 export interface Namespace { type: string; path?: string }
 

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { mountRwFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from '../procfs/container-info.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
+import { sysctlLocalKeys } from '../../bus/keys.ts';
 import { ENTRIES, keyByFile, parseValue, productUuid, validateText, type SysctlKey } from './keys.ts';
 import type { SetResult } from './reconciler.actor.ts';
 
@@ -45,7 +46,7 @@ export interface SysctlValueKv {
   keys(filter?: string): Promise<AsyncIterable<string>>;
 }
 
-export const localKey = (id: string) => `local.${id}`;
+const localKey = sysctlLocalKeys.key;
 
 export interface SysctlFsOptions {
   client: SysctlClient;
@@ -139,8 +140,8 @@ export class SysctlFs {
     if (!kv) return;
     const keep = new Set(live);
     const known = new Set(this.keys.filter((k) => k.scope === 'container').map((k) => k.key));
-    for await (const name of await kv.keys('local.>')) {
-      const id = name.slice('local.'.length);
+    for await (const name of await kv.keys(sysctlLocalKeys.all)) {
+      const id = sysctlLocalKeys.rest(name)!;
       if (!keep.has(id)) {
         await kv.delete(name);
         continue;

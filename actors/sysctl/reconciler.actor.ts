@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
 import { sysctlMachine, type SysctlContext } from '../../statecharts/sysctl.machine.ts';
-import { sysctlSubjects, sysctlToken } from '../../bus/subjects.ts';
+import { sysctlSubjects } from '../../bus/subjects.ts';
+import { sysctlBaselineKeys, sysctlContainerKeys } from '../../bus/keys.ts';
+import type { Publish } from '../../bus/events.ts';
+import { serve, type ServeConnection } from '../../bus/serve.ts';
 import { RECONCILED, keyByName, SysctlValueError, type SysctlKey } from './keys.ts';
 
 /** The part of a @nats-io/kv KV the reconciler uses. */
@@ -36,18 +39,13 @@ export function procSysHost(procSys = '/proc/sys'): SysctlHost {
 }
 
 interface Subscription { unsubscribe(): void }
-interface RequestMsg { json<T>(): T; respond(data: string): boolean }
-/** The part of a NatsConnection the reconciler uses. */
-export interface SysctlNc {
-  subscribe(subject: string, o: { callback(err: Error | null, m: RequestMsg): void }): Subscription;
-}
 
 export interface ReconcilerDeps {
   kv: SysctlKv;
-  publish(subject: string, type: string, data: unknown): Promise<void>;
+  publish: Publish;
   log: Logger;
   /** Serve sysctlSubjects.set/get on this connection (omit in unit tests). */
-  nc?: SysctlNc;
+  nc?: ServeConnection;
   host?: SysctlHost;
   /** Reconciled entries (default RECONCILED; those absent on this host are skipped). */
   keys?: readonly SysctlKey[];
@@ -55,8 +53,8 @@ export interface ReconcilerDeps {
 
 export type SetResult = { ok: true } | { ok: false; code: 'EINVAL' | 'ENOENT' | 'EINTERNAL'; reason: string };
 
-export const baselineKey = (key: string) => `baseline.${sysctlToken(key)}`;
-export const containerKey = (id: string) => `container.${id}`;
+const baselineKey = sysctlBaselineKeys.key;
+const containerKey = sysctlContainerKeys.key;
 
 export class SysctlReconciler {
   readonly actor: Actor<typeof sysctlMachine>;
@@ -97,9 +95,9 @@ export class SysctlReconciler {
     this.actor.start();
     for (const k of this.deps.keys ?? RECONCILED) if (await this.host.exists(k)) this.keys.push(k);
     const containers: Record<string, Record<string, number>> = {};
-    for await (const name of await this.deps.kv.keys('container.>')) {
+    for await (const name of await this.deps.kv.keys(sysctlContainerKeys.all)) {
       const e = await this.deps.kv.get(name);
-      if (e && e.operation === 'PUT') containers[name.slice('container.'.length)] = e.json<{ values: Record<string, number> }>().values ?? {};
+      if (e && e.operation === 'PUT') containers[sysctlContainerKeys.rest(name)!] = e.json<{ values: Record<string, number> }>().values ?? {};
     }
     const entries: Record<string, { baseline: number; host: number; containers: Record<string, number> }> = {};
     for (const k of this.keys) {
@@ -125,23 +123,12 @@ export class SysctlReconciler {
       entries[k.key] = { baseline, host, containers: values };
     }
     this.actor.send({ type: 'restore', entries });
-    if (this.deps.nc) {
-      const serve = (subject: string, f: (m: RequestMsg) => Promise<unknown>) => {
-        this.subs.push(this.deps.nc!.subscribe(subject, {
-          callback: (err, m) => {
-            if (err) return;
-            f(m).then((r) => m.respond(JSON.stringify(r)), (e) => m.respond(JSON.stringify({ ok: false, code: 'EINTERNAL', reason: String(e) })));
-          },
-        }));
-      };
-      serve(sysctlSubjects.set, async (m) => {
-        const r = m.json<{ container: string; key: string; value: number }>();
-        return this.set(r.container, r.key, r.value);
-      });
-      serve(sysctlSubjects.get, async (m) => {
-        const r = m.json<{ container: string; key: string }>();
-        return { ok: true, value: this.valueOf(r.container, r.key) };
-      });
+    const nc = this.deps.nc;
+    if (nc) {
+      this.subs.push(
+        serve(nc, { subject: sysctlSubjects.set, handle: (r: { container: string; key: string; value: number }) => this.set(r.container, r.key, r.value) }),
+        serve(nc, { subject: sysctlSubjects.get, handle: (r: { container: string; key: string }) => ({ ok: true, value: this.valueOf(r.container, r.key) }) }),
+      );
     }
   }
 

@@ -2,7 +2,10 @@
 // that doubles as the JetStream message id, so a re-published event is dropped as a duplicate.
 // Additive changes stay in v1; a breaking change publishes v2 beside v1 until consumers move.
 
-export interface IdRangeV1 { hostID: number; size: number }
+import type { IdRange } from '../../statecharts/events.ts';
+
+/** A host id range on the wire: the one IdRange (statecharts/events.ts), under its v1 name. */
+export type IdRangeV1 = IdRange;
 
 export interface Envelope<T extends string = string, D = unknown> {
   v: 1;
@@ -46,6 +49,13 @@ export interface VetterDecisionData {
 }
 export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
 export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | BusEvent | SettingsEvent | VetterEvent;
+
+/** Every v1 event type, and the data an event of that type carries: a publisher names both together. */
+export type AnyEventV1 = EciEvent | SysctlEvent;
+export type EventType = AnyEventV1['type'];
+/** An envelope may cover several types (`allocator.allocated | allocator.freed`): find the one covering T. */
+type DataOf<E, T> = E extends Envelope<infer U, infer D> ? (T extends U ? D : never) : never;
+export type EventData<T extends EventType> = DataOf<AnyEventV1, T>;
 
 export class SchemaError extends Error {
   readonly code = 'ESCHEMA';

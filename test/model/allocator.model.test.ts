@@ -9,7 +9,10 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { allocatorMachine, type AllocatorContext } from '../../statecharts/allocator.machine.ts';
 import type { AllocationResult, AllocatorEvent } from '../../statecharts/events.ts';
-import { AllocatorActor, rangeKey, type RangeRecord } from '../../actors/allocator.actor.ts';
+import { AllocatorActor, type RangeRecord } from '../../actors/allocator.actor.ts';
+import { rangeKeys } from '../../bus/keys.ts';
+
+const rangeKey = rangeKeys.key;
 
 const CFG = { base: 100000, size: 65536, count: 2 };
 const OWNERS = ['a', 'b', 'c'];

@@ -7,8 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { createTestModel } from 'xstate/graph';
 import { pino } from 'pino';
 import { sysctlMachine, wanted, valuesOf, type SysctlContext, type SysctlEvent } from '../../statecharts/sysctl.machine.ts';
-import { SysctlReconciler, containerKey, baselineKey, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { SysctlReconciler, type SysctlHost, type SysctlKv } from '../../actors/sysctl/reconciler.actor.ts';
+import { sysctlBaselineKeys, sysctlContainerKeys } from '../../bus/keys.ts';
 import { keyByName } from '../../actors/sysctl/keys.ts';
+
+const baselineKey = sysctlBaselineKeys.key;
+const containerKey = sysctlContainerKeys.key;
 
 const KEY = 'fs.file-max';
 const BASE = 100;

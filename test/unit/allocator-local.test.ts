@@ -6,8 +6,11 @@ import { describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { AllocatorActor, rangeKey, type RangeRecord } from '../../actors/allocator.actor.ts';
+import { AllocatorActor, type RangeRecord } from '../../actors/allocator.actor.ts';
+import { rangeKeys } from '../../bus/keys.ts';
 import type { AllocationResult } from '../../statecharts/events.ts';
+
+const rangeKey = rangeKeys.key;
 
 const CFG = { base: 100000, size: 65536, count: 128 };
 const tick = () => new Promise((r) => setImmediate(r));

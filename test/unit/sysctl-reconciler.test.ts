@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { keyByName, parseValue, RECONCILED } from '../../actors/sysctl/keys.ts';
-import { baselineKey, SysctlReconciler, type SysctlHost } from '../../actors/sysctl/reconciler.actor.ts';
+import { SysctlReconciler, type SysctlHost } from '../../actors/sysctl/reconciler.actor.ts';
+import { sysctlBaselineKeys } from '../../bus/keys.ts';
 import { initialTransition, transition } from 'xstate';
 import { sysctlMachine } from '../../statecharts/sysctl.machine.ts';
 import { memKv } from '../helpers/mem-kv.ts';
@@ -11,6 +12,8 @@ import { validateSysctlEvent } from '../../bus/schemas/v1.ts';
 import { envelope } from '../../bus/events.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
 import { subjectFilter } from '../../cli/events.ts';
+
+const baselineKey = sysctlBaselineKeys.key;
 
 function memHost(v: number): SysctlHost & { v: number } {
   const h = { v, async exists() { return true; }, async read() { return h.v; }, async write(_k: unknown, n: number) { h.v = n; } };
