@@ -6,15 +6,19 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
-import { applyUserNamespace, checkNamespaces, clampIdSysctls, clampProcessRlimits, clampRlimits, parseHardLimits, parseSpec, utsSysctlsAsFields, withRootPath, type OciSpec } from './runc/spec.ts';
+import { clampProcessRlimits, parseHardLimits, parseSpec, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
-import { capsFromMask, clampCapabilities } from './runc/caps.ts';
-import { addNotifyRules } from './runc/seccomp.ts';
+import { capsFromMask } from './runc/caps.ts';
 import { needsCreateRules } from './setuid-exposure.ts';
-import { checkBindMounts, type ImageInfo, type OciMount, type Resolved } from './policy/mounts.ts';
+import type { ImageInfo, OciMount, Resolved } from './policy/mounts.ts';
+import { CHECK_STEPS, type CheckContext } from './spec/checks.ts';
+import { emulatedProcMounts, REWRITE_STEPS } from './spec/rewrite.ts';
+import { runSteps } from './spec/steps.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
+
+export { EMULATED_PROC_FILES, emulatedProcMounts } from './spec/rewrite.ts';
 
 export interface RuntimeHost {
   runc: string;
@@ -102,34 +106,6 @@ export function imageOf(spec: OciSpec, id: string): ImageInfo | undefined {
   }
 }
 
-/** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
-export const EMULATED_PROC_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
-
-/** The bind mounts that put eci's emulated files over the container's /proc (none without a /proc mount). */
-export function emulatedProcMounts(spec: OciSpec, dir: string | undefined): OciMount[] {
-  const mounts = (spec.mounts ?? []) as OciMount[];
-  if (!dir || !mounts.some((m) => m.destination === '/proc' && m.type === 'proc')) return [];
-  return EMULATED_PROC_FILES
-    .filter((f) => !mounts.some((m) => m.destination === `/proc/${f}`))
-    .map((f) => ({ destination: `/proc/${f}`, type: 'bind', source: join(dir, f), options: ['rbind', 'ro'] }));
-}
-
-function withMounts(spec: OciSpec, extra: OciMount[]): OciSpec {
-  return extra.length ? { ...spec, mounts: [...((spec.mounts ?? []) as OciMount[]), ...extra] } : spec;
-}
-
-/** Points each idmapped bind's spec mount at eci's mount, with the flags it already carries. */
-function withBinds(spec: OciSpec, binds: BindPlan[]): OciSpec {
-  if (!binds.length) return spec;
-  const mounts = [...((spec.mounts ?? []) as OciMount[])];
-  for (const b of binds) {
-    const m = mounts[b.index];
-    const extra = [b.nosuid ? 'nosuid' : '', b.nodev ? 'nodev' : ''].filter((o) => o && !(m.options ?? []).includes(o));
-    mounts[b.index] = { ...m, source: b.target, options: [...(m.options ?? []), ...extra] };
-  }
-  return { ...spec, mounts };
-}
-
 function writeAtomic(path: string, text: string): void {
   const mode = statSync(path).mode & 0o7777;
   const tmp = join(dirname(path), `.config.json.eci-${process.pid}-${Date.now()}`);
@@ -203,24 +179,25 @@ export class RuntimeSession {
       throw new EciError('EBADBUNDLE', `bundle ${bundle}: cannot read config.json (${(e as NodeJS.ErrnoException).code})`);
     }
     const spec = parseSpec(text, configPath);
-    checkNamespaces(spec, this.host.isHostNamespace);
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }
     const settings = this.host.settings();
-    if (!settings.enhancedContainerIsolation.value) {
-      // The administrator turned eci off: plain runc, nothing rewritten.
-      return { action: 'exec', argv: runcArgv };
-    }
-    const decisions = checkBindMounts(spec, {
-      id, bundle, image: imageOf(spec, id), resolve: resolveHostPath,
-      policy: {
+    const eci = settings.enhancedContainerIsolation.value;
+    const checks: CheckContext = {
+      id, bundle, isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, decisions: [],
+      // Turned off, eci still refuses host namespaces but leaves mounts to runc.
+      mountPolicy: eci ? {
         restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],
         shared: settings.fileSharing,
         engineSockets: settings.engineSockets,
         trustedImages: settings.dockerSocketMount.imageList.images,
-      },
-    });
+      } : undefined,
+    };
+    runSteps(CHECK_STEPS, spec, checks);
+    // The administrator turned eci off: plain runc, nothing rewritten.
+    if (!eci) return { action: 'exec', argv: runcArgv };
+    const decisions = checks.decisions;
     const rootfs = planRootfs(resolve(bundle, spec.root!.path!));
     const binds: BindPlan[] = [];
     for (const d of decisions) {
@@ -240,24 +217,23 @@ export class RuntimeSession {
     }
     const ctx = snap.context;
     const procfs = emulatedProcMounts(spec, this.host.procfsDir?.(id));
-    const rewritten: OciSpec = addNotifyRules(
-      withMounts(
-        withBinds(
-          withRootPath(clampRlimits(clampCapabilities(clampIdSysctls(utsSysctlsAsFields(applyUserNamespace(spec, ctx.uid!, ctx.gid!)), ctx.gid!.size), heldCapabilities()), ownHardLimits()), ctx.rootfs!),
-          binds,
-        ),
-        procfs,
-      ),
-      this.host.seccompSocket(),
-      id,
-      {
+    let rewritten: OciSpec;
+    try {
+      rewritten = runSteps(REWRITE_STEPS, spec, {
+        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs,
+        heldCapabilities: heldCapabilities(), hardLimits: ownHardLimits(), seccompSocket: this.host.seccompSocket(),
         createRules: needsCreateRules({
           rootfsWrites: rootfs.kind === 'overlay' ? rootfs.upper : rootfs.source,
           rootfsReadonly: spec.root?.readonly === true,
           volumes: decisions.flatMap((d) => (d.kind === 'volume' ? [{ readonly: d.readonly, isDir: d.resolved.isDir }] : [])),
         }),
-      },
-    );
+      });
+    } catch (e) {
+      // A refused rewrite gives back the range and the mounts taken for it.
+      actor.send({ type: 'runc.failed', reason: oneLine(e) });
+      await actor.released;
+      throw e;
+    }
     const mounts = (spec.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.();
     const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));

@@ -325,7 +325,34 @@ async function installCmd(args: string[], undo: boolean): Promise<void> {
   console.log(changes.length ? changes.join('\n') : 'nothing to do: already ' + (undo ? 'uninstalled' : 'installed'));
 }
 
-export async function main(argv: string[]): Promise<void> {
+export const UNSETTLED = 'eci: internal error: the command ended before it finished (a bug: it waited for an event that never came)';
+
+/**
+ * Awaits a command and, should the event loop run dry while it is still pending (it awaits an event
+ * that can no longer come), prints UNSETTLED and exits 1, where Node would exit 13 and print nothing.
+ * 'beforeExit' comes only when the loop drains, never on a deliberate process.exit().
+ */
+export async function sayIfUnsettled(work: Promise<void>): Promise<void> {
+  let settled = false;
+  const drained = () => {
+    if (settled) return;
+    console.error(UNSETTLED);
+    process.exit(1);
+  };
+  process.once('beforeExit', drained);
+  try {
+    await work;
+  } finally {
+    settled = true;
+    process.off('beforeExit', drained);
+  }
+}
+
+export function main(argv: string[]): Promise<void> {
+  return sayIfUnsettled(command(argv));
+}
+
+async function command(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
   const cmd = args[0] ?? '';

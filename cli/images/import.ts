@@ -1,12 +1,12 @@
 // `eci image import`: a rootfs tarball (.tar, .tar.gz) or an OCI image layout directory
 // (index.json -> manifest -> config + layers, each blob checked against its sha256 digest) becomes
 // an image in the store. Built in a temp dir and renamed into place at the end: all or nothing.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { Transform, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Transform, type Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { EciError } from '../../actors/errors.ts';
 import { applyLayer } from './layers.ts';
@@ -26,6 +26,31 @@ function isGzip(file: string): boolean {
 }
 
 /**
+ * Writes every chunk of `source` to a child's `stdin`, with backpressure. Once `stdin` is gone (tar
+ * exits at the archive's end marker, before any padding or the gzip trailer, or it died), the rest
+ * is still read, so it is counted and hashed, and dropped. Never waits for an event of a stream that
+ * may already be closed: a destroyed stream's 'finish' (and so end()'s callback) never comes, which
+ * left imports with nothing to wait on (Node's silent exit 13, issue 18).
+ */
+export async function feed(source: AsyncIterable<Buffer>, stdin: Writable): Promise<void> {
+  stdin.on('error', () => {}); // EPIPE: the child's exit status, not the broken pipe, says if the input was good
+  const gone = finished(stdin).catch(() => undefined); // settles even for a stream closed already
+  const open = () => !stdin.destroyed && !stdin.writableEnded;
+  for await (const chunk of source) {
+    if (open() && !stdin.write(chunk)) await Promise.race([new Promise((res) => stdin.once('drain', res)), gone]);
+  }
+  if (open()) stdin.end();
+}
+
+/** The child's exit status once it has exited and its stdio is closed; an EciError if it could not run. */
+function closed(child: ChildProcess, what: string): Promise<number | EciError> {
+  return new Promise((res) => {
+    child.once('error', (e) => res(new EciError('EIMPORT', `cannot run ${what}: ${e.message}`)));
+    child.once('close', (code) => res(code ?? 1));
+  });
+}
+
+/**
  * Streams `file` (gunzipped when it is gzip) into `tar -x` in `dest`, counting bytes for the bar
  * and hashing them when `digest` is given (the blob's sha256, checked at the end).
  */
@@ -42,40 +67,21 @@ async function untar(file: string, dest: string, progress: Progress, digest?: st
   // anyway, but explicit. GNU tar refuses '..' members and makes absolute symlinks placeholders
   // until the end, so a member cannot be written through a symlink of the same archive.
   const tar = spawn('tar', ['-x', '--numeric-owner', '--same-owner', '--same-permissions', '-C', dest, '-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  const exited = closed(tar, 'tar');
   let stderr = '';
   tar.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exited = new Promise<number>((res, rej) => {
-    tar.once('error', (e) => rej(new EciError('EIMPORT', `cannot run tar: ${e.message}`)));
-    tar.once('close', (code) => res(code ?? 1));
-  });
-  // tar stops reading at the archive's end marker and may exit before the padding after it has been
-  // written (EPIPE, "Premature close"): the input is still read to its end (counted and hashed), and
-  // tar's exit status, not the broken pipe, says whether the archive was good.
-  let tarClosed = false;
-  tar.stdin!.on('error', () => { tarClosed = true; });
-  const toTar = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      if (tarClosed) return cb();
-      tar.stdin!.write(chunk, (err) => {
-        if (err) tarClosed = true;
-        cb();
-      });
-    },
-    final(cb) {
-      if (tarClosed) return cb();
-      tar.stdin!.end(() => cb());
-    },
-  });
+  const toTar = (src: AsyncIterable<Buffer>) => feed(src, tar.stdin!);
   try {
     if (isGzip(file)) await pipeline(createReadStream(file), count, createGunzip(), toTar);
     else await pipeline(createReadStream(file), count, toTar);
   } catch (e) {
-    tar.kill('SIGKILL');
-    await exited.catch(() => 0);
-    const why = stderr.trim().split('\n')[0] || (e as Error).message;
+    tar.kill('SIGKILL'); // a read or gunzip error: tar must not go on writing into dest
+    const r = await exited;
+    const why = stderr.trim().split('\n')[0] || (r instanceof EciError ? r.message : (e as Error).message);
     throw new EciError('EIMPORT', `${file}: ${why}`);
   }
   const code = await exited;
+  if (code instanceof EciError) throw code;
   if (code !== 0) throw new EciError('EIMPORT', `${file}: ${stderr.trim().split('\n')[0] || `tar exited with status ${code}`}`);
   if (digest && `sha256:${hash.digest('hex')}` !== digest) throw new EciError('EIMPORT', `${file}: content does not match its digest ${digest}`);
 }

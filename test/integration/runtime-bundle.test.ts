@@ -109,6 +109,19 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
+  it('a spec step refusing after the range was taken names itself and gives back the range and mounts', async () => {
+    const b = await bundle('badsysctl', ['true'], (c) => { c.linux.sysctl = { 'net.ipv4.ping_group_range': 'x' }; });
+    const before = readFileSync(join(b, 'config.json'), 'utf8');
+    const r = await eciRunc(['--root', runcRoot, 'create', '--bundle', b, 'sy1'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('eci: linux.sysctl["net.ipv4.ping_group_range"]: expected two integers, got "x" (step id-sysctls)');
+    expect(readFileSync(join(b, 'config.json'), 'utf8')).toBe(before);
+    expect(existsSync(join(runcRoot, 'sy1'))).toBe(false);
+    // Released: the range is free again and eci's mounts for it are gone (the actor releases before the answer).
+    expect((await m.ps()).ranges).toEqual({});
+    expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
+  });
+
   it('fails closed when the manager is unreachable, but state/delete still reach runc', async () => {
     const b = await bundle('closed', ['true']);
     const log = join(dir, 'closed-log.json');

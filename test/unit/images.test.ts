@@ -1,10 +1,11 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyLayer } from '../../cli/images/layers.ts';
 import { Progress, progressLine } from '../../cli/images/progress.ts';
-import { defaultName } from '../../cli/images/import.ts';
+import { defaultName, feed } from '../../cli/images/import.ts';
 import { ImageStore, parseImageRef } from '../../cli/images/store.ts';
 import { isDynamicElf } from '../../cli/images/busybox.ts';
 
@@ -98,5 +99,52 @@ describe('isDynamicElf', () => {
     expect(isDynamicElf(readFileSync('/bin/busybox').subarray(0, 4096))).toBe(false);
     expect(isDynamicElf(readFileSync(process.execPath).subarray(0, 4096))).toBe(true);
     expect(() => isDynamicElf(Buffer.alloc(64))).toThrow('not a 64-bit ELF file');
+  });
+});
+
+describe('feed (a child\'s stdin fed from the input; issue 18)', () => {
+  /** A stand-in for a child's stdin: takes `take` chunks, then is destroyed as when the child exits. */
+  const stdin = (take: number) => {
+    const got: string[] = [];
+    const w: Writable = new Writable({
+      highWaterMark: 1,
+      write(chunk: Buffer, _enc, cb) {
+        got.push(chunk.toString());
+        cb();
+        if (got.length === take) setImmediate(() => w.destroy());
+      },
+    });
+    return { w, got };
+  };
+  async function* source(n: number, read: string[]) {
+    for (let i = 0; i < n; i++) {
+      await new Promise((r) => setImmediate(r));
+      read.push(`c${i}`);
+      yield Buffer.from(`c${i}`);
+    }
+  }
+
+  it('writes every chunk and ends the stream', async () => {
+    const { w, got } = stdin(-1);
+    const read: string[] = [];
+    await feed(source(5, read), w);
+    expect(got).toEqual(['c0', 'c1', 'c2', 'c3', 'c4']);
+    expect(w.writableEnded).toBe(true);
+  });
+
+  it('settles when the stream is gone before the input ends (tar exits at its end marker), still reading it all', async () => {
+    const { w, got } = stdin(2);
+    const read: string[] = [];
+    await feed(source(6, read), w); // before the fix: end() on the destroyed stream waited for a 'finish' that never came
+    expect(got).toEqual(['c0', 'c1']);
+    expect(read).toHaveLength(6); // counted and hashed to the end
+  });
+
+  it('settles when the stream is gone and errored (EPIPE) while a write waits for drain', async () => {
+    const read: string[] = [];
+    const w = new Writable({ highWaterMark: 1, write(_c, _e, cb) { setImmediate(() => cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }))); } });
+    await feed(source(4, read), w);
+    expect(read).toHaveLength(4);
+    expect(w.destroyed).toBe(true);
   });
 });

@@ -1,0 +1,79 @@
+// The rewrite of a container's config.json once eci holds its range and its idmapped rootfs: named
+// steps in order, each a pure function of the spec and of what eci decided for the container.
+import { join } from 'node:path';
+import type { OciMount } from '../policy/mounts.ts';
+import type { BindPlan } from '../rootfs.ts';
+import { clampCapabilities } from '../runc/caps.ts';
+import { addNotifyRules } from '../runc/seccomp.ts';
+import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
+import type { SpecStep } from './steps.ts';
+
+export interface RewriteContext {
+  /** The container id (the seccomp listener's metadata). */
+  id: string;
+  uid: IdRange;
+  gid: IdRange;
+  /** The idmapped rootfs eci mounted for the container. */
+  rootfs: string;
+  /** The volumes eci idmapped, by spec mount index. */
+  binds: readonly BindPlan[];
+  /** eci's emulated /proc files (emulatedProcMounts). */
+  procMounts: readonly OciMount[];
+  /** The capabilities eci itself holds (its bounding set). */
+  heldCapabilities: Set<string>;
+  /** eci's own hard rlimits, by OCI name. */
+  hardLimits: Record<string, number>;
+  /** The seccomp agent socket runc connects to. */
+  seccompSocket: string;
+  /** Whether file-creating calls are vetted too (see setuid-exposure.ts). */
+  createRules: boolean;
+}
+
+/** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
+export const EMULATED_PROC_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
+
+/** The bind mounts that put eci's emulated files over the container's /proc (none without a /proc mount). */
+export function emulatedProcMounts(spec: OciSpec, dir: string | undefined): OciMount[] {
+  const mounts = (spec.mounts ?? []) as OciMount[];
+  if (!dir || !mounts.some((m) => m.destination === '/proc' && m.type === 'proc')) return [];
+  return EMULATED_PROC_FILES
+    .filter((f) => !mounts.some((m) => m.destination === `/proc/${f}`))
+    .map((f) => ({ destination: `/proc/${f}`, type: 'bind', source: join(dir, f), options: ['rbind', 'ro'] }));
+}
+
+export function withMounts(spec: OciSpec, extra: readonly OciMount[]): OciSpec {
+  return extra.length ? { ...spec, mounts: [...((spec.mounts ?? []) as OciMount[]), ...extra] } : spec;
+}
+
+/** Points each idmapped bind's spec mount at eci's mount, with the flags it already carries. */
+export function withBinds(spec: OciSpec, binds: readonly BindPlan[]): OciSpec {
+  if (!binds.length) return spec;
+  const mounts = [...((spec.mounts ?? []) as OciMount[])];
+  for (const b of binds) {
+    const m = mounts[b.index];
+    const extra = [b.nosuid ? 'nosuid' : '', b.nodev ? 'nodev' : ''].filter((o) => o && !(m.options ?? []).includes(o));
+    mounts[b.index] = { ...m, source: b.target, options: [...(m.options ?? []), ...extra] };
+  }
+  return { ...spec, mounts };
+}
+
+export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
+  // Always a new user namespace, mapped 0 -> the container's exclusive range.
+  { name: 'user-namespace', run: (s, c) => applyUserNamespace(s, c.uid, c.gid) },
+  // kernel.hostname/domainname sysctls become the OCI fields (runc's /proc/sys write is refused in a userns).
+  { name: 'uts-sysctls', run: (s) => utsSysctlsAsFields(s) },
+  // Sysctls holding ids (ping_group_range) name ids of the container's range.
+  { name: 'id-sysctls', run: (s, c) => clampIdSysctls(s, c.gid.size) },
+  // At most the capabilities eci holds.
+  { name: 'capabilities', run: (s, c) => clampCapabilities(s, c.heldCapabilities) },
+  // At most eci's own hard rlimits (runc cannot raise them inside the userns).
+  { name: 'rlimits', run: (s, c) => clampRlimits(s, c.hardLimits) },
+  // The rootfs is eci's idmapped mount.
+  { name: 'root-path', run: (s, c) => withRootPath(s, c.rootfs) },
+  // Volumes come from eci's idmapped binds.
+  { name: 'volumes', run: (s, c) => withBinds(s, c.binds) },
+  // eci's emulated /proc files over the container's /proc.
+  { name: 'proc-files', run: (s, c) => withMounts(s, c.procMounts) },
+  // The mount/chmod/... families go to eci's seccomp agent.
+  { name: 'seccomp-notify', run: (s, c) => addNotifyRules(s, c.seccompSocket, c.id, { createRules: c.createRules }) },
+];
