@@ -36,6 +36,7 @@ import { restoreContainers, resumeContainers, type RecoveryDeps } from './manage
 import { SettingsWatch } from './manager/settings-watch.ts';
 import { lockDir, type ManagerLock } from './manager/lock.ts';
 import { SubidGuard } from './manager/subid.ts';
+import { rangeProblem } from './manager/range-check.ts';
 import { ContainerTable, type ContainerView } from './manager/table.ts';
 
 export type { MountPlan } from './manager/container-mounts.ts';
@@ -201,7 +202,10 @@ export class Manager implements RuntimeHost, EventSink {
     this.feed.start(this.seccompSocket());
     await this.files.mountProcFs();
     // The sysctl reconciler: per-container values of non-namespaced entries, host = max of the live.
-    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: this.publish, log: this.log.child({ actor: 'sysctl' }) });
+    this.sysctl = new SysctlReconciler({
+      kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: this.publish, log: this.log.child({ actor: 'sysctl' }),
+      isLive: (id) => this.table.get(id) !== undefined,
+    });
     await this.sysctl.start();
     await this.files.mountSysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()), kv: this.bus.sysctl });
     const recovery = this.recoveryDeps();
@@ -308,7 +312,12 @@ export class Manager implements RuntimeHost, EventSink {
     const t = performance.now();
     const r = await this.allocator.allocate(owner);
     this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2) }, 'range allocated');
-    return r;
+    // Checked where it is applied, whatever decided it: inside the pool, whole, and no live container's.
+    const bad = r.ok ? rangeProblem(r, this.allocator.config, [...this.table.all()].filter((c) => c.id !== owner).map((c) => c.context.uid)) : undefined;
+    if (!bad) return r;
+    this.log.error({ id: owner, uid: r.ok ? r.uid : undefined, problem: bad }, 'refusing a range');
+    this.allocator.free(owner);
+    return { ok: false, owner, code: 'EBADRANGE', reason: `refusing range: ${bad}` };
   }
 
   containerDir(id: string): string {

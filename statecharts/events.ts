@@ -30,4 +30,4 @@ export type AllocatorEvent =
 /** What the allocator answers to an `allocate`. */
 export type AllocationResult =
   | { ok: true; owner: string; index: number; uid: IdRange; gid: IdRange }
-  | { ok: false; owner: string; code: 'EXHAUSTED' | 'EPERSIST'; reason: string };
+  | { ok: false; owner: string; code: 'EXHAUSTED' | 'EPERSIST' | 'EBADRANGE'; reason: string };

@@ -49,9 +49,14 @@ export interface ReconcilerDeps {
   host?: SysctlHost;
   /** Reconciled entries (default RECONCILED; those absent on this host are skipped). */
   keys?: readonly SysctlKey[];
+  /**
+   * Whether `container` is a live container of this manager: a set for any other id is refused, so a
+   * made-up id can never hold the host value up (omit in unit tests: every id counts as live).
+   */
+  isLive?(container: string): boolean;
 }
 
-export type SetResult = { ok: true } | { ok: false; code: 'EINVAL' | 'ENOENT' | 'EINTERNAL'; reason: string };
+export type SetResult = { ok: true } | { ok: false; code: 'EINVAL' | 'ENOENT' | 'EINTERNAL' | 'EPERM'; reason: string };
 
 const baselineKey = sysctlBaselineKeys.key;
 const containerKey = sysctlContainerKeys.key;
@@ -143,6 +148,7 @@ export class SysctlReconciler {
     const k = keyByName(key, this.keys);
     if (!k) return { ok: false, code: 'ENOENT', reason: `${key} is not reconciled on this host` };
     if (typeof container !== 'string' || container === '') return { ok: false, code: 'EINVAL', reason: 'container: expected a non-empty string' };
+    if (this.deps.isLive && !this.deps.isLive(container)) return { ok: false, code: 'EPERM', reason: `container ${container} is not a live container of this manager` };
     if (!Number.isSafeInteger(value) || value < k.min || value > k.max)
       return { ok: false, code: 'EINVAL', reason: new SysctlValueError(`${key}: ${value} is outside ${k.min}..${k.max}`).message };
     this.actor.send({ type: 'container.set', container, key, value });

@@ -55,6 +55,16 @@ describe('SysctlReconciler', () => {
     r.stop();
   });
 
+  it('refuses a set for a container id the manager does not know (a made-up id never holds the host up)', async () => {
+    const host = memHost(100);
+    const r = new SysctlReconciler({ kv: memKv(), host, keys: [FM], log: pino({ level: 'silent' }), publish: async () => {}, isLive: (id) => id === 'live1' });
+    expect(await r.set('made-up', 'fs.file-max', 5000)).toMatchObject({ ok: false, code: 'EPERM' });
+    expect(await r.set('live1', 'fs.file-max', 5000)).toEqual({ ok: true });
+    await r.settled();
+    expect(host.v).toBe(5000);
+    r.stop();
+  });
+
   it('keeps the baseline across a restart and lowers the host for containers gone meanwhile', async () => {
     const kv = memKv();
     const host = memHost(100);
