@@ -6,7 +6,8 @@ import { initPidOf, type RuncInitState, type StoredRecord } from './restore.ts';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { connectBus, type Bus } from '../bus/connect.ts';
+import { connectBus, ensureStreams, type Bus, type StreamLimits } from '../bus/connect.ts';
+import { observerCredentialsPath } from '../bus/auth.ts';
 import { envelope } from '../bus/events.ts';
 import { Outbox, type OutboxEntry } from '../bus/outbox.ts';
 import { retryUntilDone } from '../bus/retry.ts';
@@ -148,6 +149,11 @@ export class Manager implements RuntimeHost {
    * Loads the settings file; on a change, publishes the new settings, and on a bad file keeps the
    * settings in force and publishes the rejection (field and reason).
    */
+  private streamLimits(): StreamLimits {
+    const a = this.current.auditTrail;
+    return { maxBytes: a.maxBytes, maxAgeS: a.maxAgeDays * 24 * 3600 };
+  }
+
   private async reloadSettings(initial = false): Promise<void> {
     let text: string | undefined;
     let next: Settings;
@@ -170,6 +176,8 @@ export class Manager implements RuntimeHost {
     this.current = next;
     if (initial) return;
     this.log.info({ path: this.config.settingsPath }, 'settings reloaded');
+    // New audit-trail limits apply to the stream at once (JetStream's store ceiling at the server's next start).
+    if (this.bus) await ensureStreams(this.bus.jsm, this.streamLimits()).catch((e) => this.log.warn({ err: (e as Error).message }, 'cannot apply the audit trail limits to the stream'));
     await this.publish(subjects.settingsEvent('changed'), 'settings.changed', { path: this.config.settingsPath, settings: next });
   }
 
@@ -200,6 +208,9 @@ export class Manager implements RuntimeHost {
     this.bus = await connectBus({
       url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager',
       onStatus: (st) => this.onBusStatus(st),
+      auth: this.config.natsAuth,
+      observer: { file: observerCredentialsPath(this.config.runDir), group: this.config.group },
+      limits: this.streamLimits(),
     });
     const left = this.outbox.load();
     if (left) this.log.info({ events: left }, 'publishing events kept from an earlier run');
@@ -216,6 +227,7 @@ export class Manager implements RuntimeHost {
       log: this.log, nc: this.bus.nc,
       publish: (subject, type, data) => this.publish(subject, type, data),
       publishMany: (events) => this.publishMany(events),
+      auditLimits: () => this.current.auditTrail,
       vet: (req) => this.vetter!.vet(req),
       protectedPaths: (id) => this.containers.get(id)?.protectedPaths,
       notifyFdReceived: (id, fd) => this.holdNotifyFd(id, fd),

@@ -123,7 +123,14 @@ async function daemon(): Promise<void> {
   const config = configFromEnv();
   const log = pino({ level: config.logLevel, base: { pid: process.pid, name: 'eci' } });
   const m = new Manager(config, log, native);
-  await m.start();
+  const { BusError } = await import('../bus/errors.ts');
+  try {
+    await m.start();
+  } catch (e) {
+    // A bus the manager may not use (no credentials, no TLS) or cannot reach: one line, not a stack.
+    if (e instanceof BusError) throw new EciError(e.code, e.message, { cause: e });
+    throw e;
+  }
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;
@@ -185,14 +192,16 @@ async function servicesCmd(args: string[]): Promise<void> {
     else if (name === undefined && /^[A-Za-z0-9_-]+$/.test(a)) name = a;
     else throw new EciError('EUSAGE', `services: unexpected argument ${JSON.stringify(a)}; see 'eci services --help'`);
   }
-  await services({ url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, json, name, out: (l) => console.log(l) });
+  const { cliBus } = await import('../bus/cli-connect.ts');
+  await services({ bus: cliBus(config), json, name, out: (l) => console.log(l) });
 }
 
 async function eventsCmd(args: string[]): Promise<void> {
   const { events } = await import('../actors/events-cli.ts');
   const config = configFromEnv();
+  const { cliBus } = await import('../bus/cli-connect.ts');
   const o: Parameters<typeof events>[0] = {
-    url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, follow: false, json: false, out: (l) => console.log(l),
+    bus: cliBus(config), follow: false, json: false, out: (l) => console.log(l),
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];

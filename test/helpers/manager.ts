@@ -5,6 +5,7 @@ import { chmodSync, mkdtempSync, mkdirSync, openSync, closeSync, writeFileSync, 
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { control } from '../../actors/control-client.ts';
+import { managerDirs, registerBus } from './bus.ts';
 
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 
@@ -75,6 +76,8 @@ export async function startManager(o: { dir?: string; env?: Record<string, strin
   };
   const exited = () => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
   await launch();
+  // The embedded server's identities (an external bus is registered by the test that runs it).
+  if (!env.ECI_NATS_URL) registerBus(`nats://127.0.0.1:${port}`, managerDirs(dir));
   const natsPidFile = join(dir, 'state', 'nats.pid');
   const m: TestManager = {
     dir, socket, natsUrl: `nats://127.0.0.1:${port}`, runtime, env,
