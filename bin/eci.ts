@@ -30,12 +30,16 @@ Commands:
 
 Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
 Environment: ECI_SOCKET, ECI_STATE_DIR, ECI_RUN_DIR, ECI_NATS_URL, ECI_NATS_PORT, ECI_RUNC,
-ECI_UID_BASE, ECI_UID_SIZE, ECI_UID_COUNT, ECI_LOG_LEVEL (see README).`,
+ECI_UID_BASE, ECI_UID_SIZE, ECI_UID_COUNT, ECI_LOG_LEVEL, ECI_GROUP; for an external bus
+ECI_NATS_CREDS or ECI_NATS_USER + ECI_NATS_PASSWORD, ECI_NATS_TLS_CA, ECI_NATS_ALLOW_INSECURE=1
+(see README "Threat model").`,
   daemon: `Usage: eci daemon
 
 Runs the eci manager in the foreground, logging JSON lines to stdout. Listens on ECI_SOCKET
 (default /run/eci/eci.sock) for eci-runc; keeps state under ECI_STATE_DIR (default /var/lib/eci).
-Stops cleanly on SIGINT/SIGTERM.`,
+The embedded nats-server admits only the manager and the read-only observer (credentials in
+ECI_RUN_DIR/observer.json for group ECI_GROUP). An external ECI_NATS_URL needs credentials, and TLS
+off this host, unless ECI_NATS_ALLOW_INSECURE=1. Stops cleanly on SIGINT/SIGTERM.`,
   settings: `Usage: eci settings validate [FILE]
        eci settings defaults
 
@@ -99,12 +103,13 @@ Images live in ECI_STATE_DIR/images; files keep their ids (0..65535), eci idmaps
   install: `Usage: eci install [--daemon-json PATH] [--unit-dir DIR]
 
 Adds runtime "eci" (this checkout's bin/eci-runc) to /etc/docker/daemon.json, keeping every other
-key, and writes /etc/systemd/system/eci.service for the manager. Idempotent; prints what changed.
-A malformed daemon.json is reported and left untouched.`,
+key, writes /etc/systemd/system/eci.service for the manager, and creates the group ECI_GROUP
+(default eci) whose members may read the event stream and $SRV (eci events, eci services).
+Idempotent; prints what changed. A malformed daemon.json is reported and left untouched.`,
   uninstall: `Usage: eci uninstall [--daemon-json PATH] [--unit-dir DIR]
 
 Undoes exactly what install did: the "eci" runtime entry (or puts back the one that was there),
-the unit file. Idempotent.`,
+the unit file, the group if install created it. Idempotent.`,
   ps: `Usage: eci ps [--json]
 
 Lists the containers the manager knows, with state and host uid/gid range.`,
@@ -319,10 +324,10 @@ async function imageCmd(args: string[]): Promise<void> {
 }
 
 async function installCmd(args: string[], undo: boolean): Promise<void> {
-  const { install, uninstall } = await import('../actors/install.ts');
+  const { install, uninstall, hostGroups } = await import('../actors/install.ts');
   const config = configFromEnv();
   const repo = repoDir();
-  const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo };
+  const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo, group: { name: config.group, ops: hostGroups } };
   for (let i = 0; i < args.length; i++) {
     const v = args[++i];
     if (v === undefined) throw new EciError('EUSAGE', `${args[i - 1]} needs a value`);
