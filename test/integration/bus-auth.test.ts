@@ -9,7 +9,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { observerCredentialsPath, OBSERVER_INBOX } from '../../bus/auth.ts';
+import { observerCredentialsPath } from '../../bus/auth.ts';
+import { busTarget, probeBus, runAs as runAsUser } from '../attack/bus-probe.ts';
 import { identitiesPath } from '../../bus/connect.ts';
 import { configPath } from '../../bus/embedded.ts';
 import { eciRunc, makeBundle, until } from '../helpers/bundle.ts';
@@ -23,71 +24,15 @@ const GROUP = `ecitg${tag}`;
 const MEMBER = `ecimem${tag}`;
 const OTHER = `ecioth${tag}`;
 
-interface Out { code: number; stdout: string; stderr: string }
-
-/** Runs argv as `user` (no privileges, no capabilities), from the repo so node finds its packages. */
-function runAs(user: string, argv: string[], env: Record<string, string> = {}): Promise<Out> {
-  return new Promise((resolve) => {
-    const c = spawn('runuser', ['-u', user, '--', ...argv], { cwd: REPO, env: { PATH: process.env.PATH!, HOME: '/', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    c.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const t = setTimeout(() => c.kill('SIGKILL'), 60_000);
-    c.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
-  });
-}
-
-// What an unprivileged user tries on the bus: connect without credentials, read the credentials
-// files, then (if it could read them) everything that changes state. Prints one JSON object.
-const ATTACKER = `
-import { readFileSync } from 'node:fs';
-import { connect } from '@nats-io/transport-node';
-const [url, observerFile, managerFile, inbox] = process.argv.slice(1);
-const out = {};
-const msg = (e) => (e && e.message) || String(e);
-try { const nc = await connect({ servers: url, timeout: 2000 }); out.anonymous = 'connected'; await nc.close(); } catch (e) { out.anonymous = 'refused: ' + msg(e); }
-try { const nc = await connect({ servers: url, timeout: 2000, user: 'manager', pass: 'guess' }); out.guess = 'connected'; await nc.close(); } catch (e) { out.guess = 'refused: ' + msg(e); }
-for (const [k, f] of [['readManager', managerFile], ['readObserver', observerFile]]) {
-  try { readFileSync(f); out[k] = 'ok'; } catch (e) { out[k] = e.code; }
-}
-if (out.readObserver === 'ok') {
-  const c = JSON.parse(readFileSync(observerFile, 'utf8'));
-  const nc = await connect({ servers: url, timeout: 2000, user: c.user, pass: c.password, inboxPrefix: inbox });
-  const errors = [];
-  (async () => { for await (const s of nc.status()) if (s.type === 'error') errors.push(msg(s.error)); })();
-  const tryReq = async (subject, data = '{}') => {
-    try { const r = await nc.request(subject, data, { timeout: 1500 }); return 'answered: ' + r.string().slice(0, 200); } catch (e) { return 'refused: ' + msg(e); }
-  };
-  out.allocate = await tryReq('eci.v1.allocator.allocate', JSON.stringify({ container: 'squat' }));
-  out.free = await tryReq('eci.v1.allocator.free', JSON.stringify({ container: 'x', index: 0 }));
-  out.sysctl = await tryReq('eci.v1.sysctl.set', JSON.stringify({ container: 'made-up', key: 'fs.file-max', value: 1 }));
-  out.decide = await tryReq('eci.v1.vetter.decide.x', '{}');
-  out.forge = await tryReq('eci.v1.evt.container.forged.created', '{}');
-  out.purge = await tryReq('$JS.API.STREAM.PURGE.ECI_EVENTS');
-  out.delete = await tryReq('$JS.API.STREAM.DELETE.ECI_EVENTS');
-  out.update = await tryReq('$JS.API.STREAM.UPDATE.ECI_EVENTS', JSON.stringify({ name: 'ECI_EVENTS', subjects: ['eci.v1.evt.>'], max_bytes: 1 }));
-  out.kvWrite = await tryReq('$KV.eci-ranges.range.0', 'squat');
-  out.info = await tryReq('$JS.API.STREAM.INFO.ECI_EVENTS');
-  const sub = nc.subscribe('eci.v1.allocator.>');
-  const wide = nc.subscribe('_INBOX.>');
-  await nc.flush();
-  await new Promise((r) => setTimeout(r, 300));
-  out.subscribeErrors = errors.filter((e) => /Subscription/.test(e));
-  sub.unsubscribe(); wide.unsubscribe();
-  await nc.close();
-}
-console.log(JSON.stringify(out));
-`;
-
 describe.skipIf(!root || !hasUseradd)(`the bus admits root and, read-only, the eci group${root ? '' : ' (skipped: needs root)'}`, () => {
   let m: TestManager;
   let dir: string;
   const attack = async (user: string) => {
-    const r = await runAs(user, [process.execPath, '--input-type=module', '-e', ATTACKER, m.natsUrl, observerCredentialsPath(join(m.dir, 'run')), identitiesPath(join(m.dir, 'state')), OBSERVER_INBOX]);
+    const r = await probeBus(user, busTarget(m.natsUrl, m.dir), REPO);
     expect(r.code, r.stderr).toBe(0);
-    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, string & string[]>;
+    return r.result!;
   };
+  const runAs = (user: string, argv: string[], env: Record<string, string>) => runAsUser(user, argv, REPO, env);
 
   beforeAll(async () => {
     execFileSync('groupadd', [GROUP]);
