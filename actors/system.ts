@@ -358,6 +358,7 @@ export class Manager implements RuntimeHost {
       this.log.warn({ oldPid: st.oldPid, pid: st.pid }, 'embedded nats-server died; restarted it');
       void this.publish(subjects.managerEvent('nats-restarted'), 'manager.nats-restarted', { pid: process.pid, oldNatsPid: st.oldPid, natsPid: st.pid });
     } else if (st.type === 'warning') this.log.warn(st.message);
+    else if (st.type === 'consumers-swept') this.log.warn({ consumers: st.names }, 'deleted consumers on the event stream that would never expire (not made by eci)');
     else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
   }
 

@@ -51,6 +51,7 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = { maxBytes: 256 * 1024 * 1024
 /** JetStream's disk ceiling beyond the event stream: the KV buckets (ranges, records, sysctl). */
 export const KV_STORE_ROOM = 256 * 1024 * 1024;
 export const MEMORY_STORE = 64 * 1024 * 1024;
+export const MAX_CONSUMERS = 1024;
 /** No single event is larger (a settings event is a few KiB). */
 export const MAX_EVENT_BYTES = 1024 * 1024;
 
@@ -62,7 +63,8 @@ export type BusStatus =
   | { type: 'reconnected' }
   | { type: 'server-restarted'; oldPid: number; pid: number }
   | { type: 'server-restart-failed'; error: string }
-  | { type: 'warning'; message: string };
+  | { type: 'warning'; message: string }
+  | { type: 'consumers-swept'; names: string[] };
 
 /** How often the embedded nats-server is checked for life. */
 const SUPERVISE_MS = 200;
@@ -80,6 +82,9 @@ export function eventsStreamConfig(l: StreamLimits = DEFAULT_STREAM_LIMITS) {
     max_age: l.maxAgeS * NS_PER_S,
     max_msg_size: MAX_EVENT_BYTES,
     discard: DiscardPolicy.Old,
+    // Readers' consumers (ephemeral, and stray ones swept): a ceiling for a reader that makes many.
+    // Fixed at creation (nats-server cannot change it on an existing stream).
+    max_consumers: MAX_CONSUMERS,
     duplicate_window: 120 * NS_PER_S, // republished events (same ulid) within 2 min are dropped
   };
 }
@@ -97,6 +102,28 @@ export async function ensureStreams(jsm: JetStreamManager, limits?: StreamLimits
   if (have.max_bytes !== config.max_bytes || have.max_age !== config.max_age || have.max_msg_size !== config.max_msg_size || have.discard !== config.discard) {
     await jsm.streams.update(EVENTS_STREAM, { ...have, max_bytes: config.max_bytes, max_age: config.max_age, max_msg_size: config.max_msg_size, discard: config.discard });
   }
+}
+
+/** eci's readers use ephemeral consumers that expire (ordered consumers: 5 min idle). */
+const MAX_CONSUMER_IDLE_S = 10 * 60;
+/** How often consumers that would never expire are looked for. */
+const SWEEP_MS = 60_000;
+
+/**
+ * A consumer on the event stream that would never go away (durable, or no or a long idle limit) is
+ * not eci's: the observer may create consumers to read, and this keeps it from piling them up.
+ */
+export function isStrayConsumer(c: { durable_name?: string; inactive_threshold?: number }): boolean {
+  return !!c.durable_name || !c.inactive_threshold || c.inactive_threshold > MAX_CONSUMER_IDLE_S * NS_PER_S;
+}
+
+/** Deletes the stray consumers of the event stream; returns their names. */
+export async function sweepConsumers(jsm: JetStreamManager): Promise<string[]> {
+  const gone: string[] = [];
+  for await (const ci of jsm.consumers.list(EVENTS_STREAM)) {
+    if (isStrayConsumer(ci.config) && (await jsm.consumers.delete(EVENTS_STREAM, ci.name).catch(() => false))) gone.push(ci.name);
+  }
+  return gone;
 }
 
 /** The embedded server's config for these identities and limits. */
@@ -138,6 +165,11 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
   const sysctl = await kvm.create(SYSCTL_BUCKET, { history: 1, storage: StorageType.File });
   let up = true;
   let closing = false;
+  // On our own bus only: on an external one, consumers are its administrator's (a log shipper's durable).
+  const sweep = () => void sweepConsumers(jsm).then((names) => { if (names.length) o.onStatus?.({ type: 'consumers-swept', names }); }, () => { /* bus down: next time */ });
+  if (server) sweep();
+  const sweeper = setInterval(() => { if (up && server) sweep(); }, SWEEP_MS);
+  sweeper.unref();
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' && up) { up = false; o.onStatus?.({ type: 'disconnected' }); }
@@ -155,6 +187,7 @@ export async function connectBus(o: BusOptions): Promise<Bus> {
     async close(c) {
       closing = true;
       clearInterval(timer);
+      clearInterval(sweeper);
       await nc.drain().catch(() => nc.close());
       if (c?.stopServer && bus.server) await bus.server.stop();
     },

@@ -37,6 +37,8 @@ if (creds) {
   out.update = await tryReq('$JS.API.STREAM.UPDATE.ECI_EVENTS', JSON.stringify({ name: 'ECI_EVENTS', subjects: ['eci.v1.evt.>'], max_bytes: 1 }));
   out.kvWrite = await tryReq('$KV.eci-ranges.range.0', 'squat');
   out.info = await tryReq('$JS.API.STREAM.INFO.ECI_EVENTS');
+  // Allowed by the subject (reading needs consumer creation); the manager sweeps such never-expiring ones.
+  out.durable = await tryReq('$JS.API.CONSUMER.CREATE.ECI_EVENTS.squatter.eci.v1.evt.>', JSON.stringify({ stream_name: 'ECI_EVENTS', config: { durable_name: 'squatter', name: 'squatter', filter_subject: 'eci.v1.evt.>', ack_policy: 'explicit' } }));
   const sub = nc.subscribe('eci.v1.allocator.>');
   const wide = nc.subscribe('_INBOX.>');
   await nc.flush();

@@ -15,6 +15,8 @@ import { identitiesPath } from '../../bus/connect.ts';
 import { configPath } from '../../bus/embedded.ts';
 import { eciRunc, makeBundle, until } from '../helpers/bundle.ts';
 import { replay } from '../helpers/events.ts';
+import { busConnect } from '../helpers/bus.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { freePort, REPO, startManager, type TestManager } from '../helpers/manager.ts';
 
 const root = process.getuid?.() === 0;
@@ -102,6 +104,24 @@ describe.skipIf(!root || !hasUseradd)(`the bus admits root and, read-only, the e
     expect(after.length).toBeGreaterThanOrEqual(before);
     expect(after.some((e) => e.subject.includes('forged'))).toBe(false);
     expect((await m.ps()).ranges).toEqual({});
+    // A consumer that would never expire is allowed by the subject, and swept by the manager (at
+    // start and every minute): here, at its next start.
+    expect(o.durable).toMatch(/^answered: .*"name":"squatter"/);
+    const consumers = async () => {
+      const nc = await busConnect(m.natsUrl, 'manager');
+      try {
+        const names: string[] = [];
+        for await (const c of (await jetstreamManager(nc)).consumers.list('ECI_EVENTS')) names.push(c.name);
+        return names;
+      } finally {
+        await nc.close();
+      }
+    };
+    expect(await consumers()).toContain('squatter');
+    await m.stop();
+    await m.restart();
+    await until(async () => !(await consumers()).includes('squatter'), 'the stray consumer to be swept');
+    expect(m.log()).toMatch(/"consumers":\["squatter"\].*deleted consumers on the event stream that would never expire/);
   });
 
   it('the manager still runs containers end to end, and coalesces a burst of identical vetted calls', async () => {

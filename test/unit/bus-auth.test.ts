@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadOrCreateIdentities, observerPermissions, OBSERVER_INBOX, readCredentials, serverConfig, type BusIdentities } from '../../bus/auth.ts';
-import { DEFAULT_STREAM_LIMITS, eventsStreamConfig } from '../../bus/connect.ts';
+import { DEFAULT_STREAM_LIMITS, eventsStreamConfig, isStrayConsumer, MAX_CONSUMERS } from '../../bus/connect.ts';
 import { isLoopback, remoteBusGaps, remoteConnectOptions } from '../../bus/remote.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'eci-auth-'));
@@ -96,5 +96,13 @@ describe('event stream bounds', () => {
     const c = eventsStreamConfig({ maxBytes: 1024 * 1024, maxAgeS: 3600 });
     expect(c).toMatchObject({ max_bytes: 1024 * 1024, max_age: 3600 * 1e9, max_msg_size: 1024 * 1024, discard: 'old', retention: 'limits' });
     expect(eventsStreamConfig().max_bytes).toBe(DEFAULT_STREAM_LIMITS.maxBytes);
+    expect(eventsStreamConfig().max_consumers).toBe(MAX_CONSUMERS);
+  });
+
+  it('calls a consumer stray when it would never expire', () => {
+    expect(isStrayConsumer({ inactive_threshold: 5 * 60 * 1e9 })).toBe(false); // nats.js ordered consumer
+    expect(isStrayConsumer({ durable_name: 'x', inactive_threshold: 5 * 60 * 1e9 })).toBe(true);
+    expect(isStrayConsumer({})).toBe(true);
+    expect(isStrayConsumer({ inactive_threshold: 3600 * 1e9 })).toBe(true);
   });
 });
