@@ -4,7 +4,7 @@
 // the run dir, readable by the `eci` group (`eci install` creates it) so `eci events` and
 // `eci services` work for its members. Nobody else can connect.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { BusError } from './errors.ts';
 import { EVENTS_STREAM, EVENTS_SUBJECTS } from './subjects.ts';
@@ -78,7 +78,8 @@ function isCreds(v: unknown): v is Credentials {
 /** Writes through a temp file and rename, with the mode set before the content lands. */
 function writePrivate(path: string, text: string, mode: number, gid?: number): void {
   const tmp = `${path}.tmp`;
-  writeFileSync(tmp, text, { mode });
+  rmSync(tmp, { force: true }); // a leftover keeps its mode: start from none
+  writeFileSync(tmp, text, { mode, flag: 'wx' });
   chmodSync(tmp, mode);
   if (gid !== undefined) chownSync(tmp, 0, gid);
   renameSync(tmp, path);
