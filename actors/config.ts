@@ -1,6 +1,7 @@
 // Manager configuration from the environment (the admin settings file arrives with the policy work).
 import { join } from 'node:path';
 import { DEFAULT_NATS_PORT } from '../bus/embedded.ts';
+import { remoteAuthFromEnv, type RemoteBusAuth } from '../bus/remote.ts';
 import { EciError } from './errors.ts';
 import { DEFAULT_ID_BASE, DEFAULT_SETTINGS_PATH } from './settings.ts';
 
@@ -10,6 +11,10 @@ export interface ManagerConfig {
   socket: string;
   natsUrl?: string;
   natsPort: number;
+  /** Credentials and TLS for an external bus (ECI_NATS_CREDS, ECI_NATS_USER/PASSWORD, ECI_NATS_TLS_CA). */
+  natsAuth: RemoteBusAuth;
+  /** The group that may read the bus (observer credentials); `eci install` creates it. */
+  group: string;
   runc: string;
   /** Uid ranges from ECI_UID_*; unset means the settings file's idRange (default 0x70000000/65536/1024). */
   range?: { base: number; size: number; count: number };
@@ -42,6 +47,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
     socket: env.ECI_SOCKET || join(runDir, 'eci.sock'),
     natsUrl: env.ECI_NATS_URL || undefined,
     natsPort: int(env, 'ECI_NATS_PORT', DEFAULT_NATS_PORT, 1, 65535),
+    natsAuth: remoteAuthFromEnv(env),
+    group: env.ECI_GROUP || 'eci',
     runc: env.ECI_RUNC || 'runc',
     range: fromEnv ? range : undefined,
     settingsPath: env.ECI_SETTINGS || DEFAULT_SETTINGS_PATH,

@@ -16,6 +16,7 @@ import type { Protection } from './vetter/types.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
 import { answeredOf, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
 import { errnoName } from '../native/errors.ts';
+import { AuditCoalescer, type CoalesceLimits, type Decision } from './audit-coalescer.ts';
 
 export const VET_TIMEOUT_MS = 2000;
 /**
@@ -42,6 +43,8 @@ export interface FeedHost {
   publish: Publish;
   /** Publishes events as one batch (one outbox file, sent together); without it, one publish each. */
   publishMany?: PublishMany;
+  /** How many decisions per container and second are audited one by one (the rest are counted). */
+  auditLimits?(): CoalesceLimits;
   /**
    * runc handed over a notify fd for `container` (the caller keeps it: take a copy now, e.g. for the
    * fd-holder, before the feed starts watching it).
@@ -82,10 +85,14 @@ export class NotifyFeed {
   /** Open listeners and their container. */
   private listeners = new Map<{ close(): Promise<void>; readonly fd: number }, string>();
   private protectIds = new Map<string, Protection>();
-  private auditQueue: Extract<OutgoingEvent, { type: 'vetter.decision' }>[] = [];
+  private auditQueue: Extract<OutgoingEvent, { type: 'vetter.decision' | 'vetter.decisions-coalesced' }>[] = [];
   private auditTimer?: ReturnType<typeof setTimeout>;
+  private readonly coalescer: AuditCoalescer;
+  private summaryTimer?: ReturnType<typeof setTimeout>;
 
-  constructor(private host: FeedHost, private native: FeedNative) {}
+  constructor(private host: FeedHost, private native: FeedNative) {
+    this.coalescer = new AuditCoalescer(host.auditLimits);
+  }
 
   start(socket: string): void {
     this.server = this.native.serveSeccompAgent(socket, (c) => this.onConnection(c));
@@ -94,13 +101,31 @@ export class NotifyFeed {
   async stop(): Promise<void> {
     await this.server?.close();
     for (const l of this.listeners.keys()) await l.close().catch(() => {});
+    clearTimeout(this.summaryTimer);
+    this.queueSummaries(Infinity);
     await this.flushAudit();
   }
 
-  /** One audit event (vetter.decision), published with the others of its batch. */
+  /**
+   * One audit event (vetter.decision), published with the others of its batch, unless the container
+   * is over its share: then it is counted into a vetter.decisions-coalesced event (audit-coalescer.ts).
+   */
   private audit(container: string, data: VetterDecisionData): void {
+    if (!this.coalescer.offer(data, Date.now())) {
+      const at = this.coalescer.nextDue();
+      if (at !== undefined) this.summaryTimer ??= setTimeout(() => { this.summaryTimer = undefined; this.queueSummaries(Date.now()); }, Math.max(0, at - Date.now()));
+      return;
+    }
     this.auditQueue.push({ subject: subjects.vetterEvent(container), type: 'vetter.decision', data });
     this.auditTimer ??= setTimeout(() => void this.flushAudit(), AUDIT_BATCH_MS);
+  }
+
+  /** Queues the summaries of the windows that ended, and waits for the next one that counted something. */
+  private queueSummaries(now: number): void {
+    for (const s of this.coalescer.due(now)) this.auditQueue.push({ subject: subjects.vetterCoalesced(s.container), type: 'vetter.decisions-coalesced', data: s });
+    if (this.auditQueue.length) this.auditTimer ??= setTimeout(() => void this.flushAudit(), AUDIT_BATCH_MS);
+    const at = now === Infinity ? undefined : this.coalescer.nextDue();
+    if (at !== undefined) this.summaryTimer ??= setTimeout(() => { this.summaryTimer = undefined; this.queueSummaries(Date.now()); }, Math.max(0, at - Date.now()));
   }
 
   /** Publishes the audit events gathered so far (resolves once kept or acknowledged). */
@@ -115,6 +140,8 @@ export class NotifyFeed {
 
   forget(container: string): void {
     this.protectIds.delete(container);
+    this.coalescer.forget(container);
+    this.queueSummaries(Date.now());
   }
 
   private onConnection(c: { state: unknown; notifyFd: number | null; error?: string }): void {

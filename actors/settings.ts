@@ -22,6 +22,13 @@ export interface Settings {
   dockerSocketMount: { imageList: { images: string[] } };
   idRange: { base: number; size: number; count: number };
   volumes: { allowSuid: boolean; allowDevices: boolean };
+  /**
+   * The audit trail (stream ECI_EVENTS): at most `maxBytes` and `maxAgeDays` of events, the oldest
+   * dropped first. Per container and second, at most `identicalPerSecond` identical vetter decisions
+   * and `decisionsPerSecond` decisions in all are kept one by one; the rest are counted into one
+   * `vetter.decisions-coalesced` event per kind of decision (README "Threat model" gives the rate).
+   */
+  auditTrail: { maxBytes: number; maxAgeDays: number; identicalPerSecond: number; decisionsPerSecond: number };
 }
 
 /** Always restricted, whatever the file says: the engines' config and sockets, eci's own state, kernel surfaces. */
@@ -41,6 +48,7 @@ export const DEFAULT_SETTINGS: Settings = {
   // (up to 0x6FFFFFFF), below 2^31 (podman's `containers` line, the foreign-uid range).
   idRange: { base: DEFAULT_ID_BASE, size: 65536, count: 1024 },
   volumes: { allowSuid: false, allowDevices: false },
+  auditTrail: { maxBytes: 256 * 1024 * 1024, maxAgeDays: 30, identicalPerSecond: 5, decisionsPerSecond: 20 },
 };
 
 type Checker = (v: unknown, field: string) => unknown;
@@ -90,6 +98,9 @@ const schema = obj({
   dockerSocketMount: obj({ imageList: obj({ images: imageRefs }) }),
   idRange: obj({ base: int(1, 0xfffffffe), size: int(65536, 0x7fffffff), count: int(1, 65536) }),
   volumes: obj({ allowSuid: bool, allowDevices: bool }),
+  auditTrail: obj({
+    maxBytes: int(1024 * 1024, 1024 ** 4), maxAgeDays: int(1, 3650), identicalPerSecond: int(1, 1000), decisionsPerSecond: int(1, 10_000),
+  }),
 });
 
 /** Validates settings text and merges it over the defaults. Throws ESETTINGS naming the field. */
@@ -115,7 +126,11 @@ export function parseSettings(text: string, where = 'settings'): Settings {
     dockerSocketMount: { imageList: { images: v.dockerSocketMount?.imageList?.images ?? d.dockerSocketMount.imageList.images } },
     idRange: { ...d.idRange, ...v.idRange },
     volumes: { ...d.volumes, ...v.volumes },
+    auditTrail: { ...d.auditTrail, ...v.auditTrail },
   };
+  if (s.auditTrail.identicalPerSecond > s.auditTrail.decisionsPerSecond) {
+    throw new EciError('ESETTINGS', `${where}: auditTrail.identicalPerSecond: expected at most decisionsPerSecond (${s.auditTrail.decisionsPerSecond}), got ${s.auditTrail.identicalPerSecond}`);
+  }
   if (s.idRange.base + s.idRange.size * s.idRange.count > 0xffffffff) {
     throw new EciError('ESETTINGS', `${where}: idRange: base + count x size goes past the 32-bit id space`);
   }

@@ -5,7 +5,8 @@
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { connectBus, type Bus, type BusStatus } from '../bus/connect.ts';
+import { connectBus, ensureStreams, type Bus, type BusStatus, type StreamLimits } from '../bus/connect.ts';
+import { observerCredentialsPath } from '../bus/auth.ts';
 import type { OutgoingEvent, Publish } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName } from '../statecharts/events.ts';
@@ -90,7 +91,7 @@ export class Manager implements RuntimeHost, EventSink {
   private subids?: SubidGuard;
 
   constructor(readonly config: ManagerConfig, readonly log: Logger, private native: ManagerNative) {
-    this.settingsWatch = new SettingsWatch(config.settingsPath, this, log);
+    this.settingsWatch = new SettingsWatch(config.settingsPath, this, log, () => this.onSettingsChanged());
     this.records = new ContainerRecords(() => this.bus.containers, log);
     this.mounts = new ContainerMounts(config.runDir, native, () => this.pause, (id) => this.settledFor(id), log);
     this.files = new EmulatedFiles(config.runDir, native, this, log);
@@ -138,6 +139,17 @@ export class Manager implements RuntimeHost, EventSink {
     return this.settingsWatch.settings();
   }
 
+  /** The event stream's limits from the settings' auditTrail. */
+  private streamLimits(): StreamLimits {
+    const a = this.settings().auditTrail;
+    return { maxBytes: a.maxBytes, maxAgeS: a.maxAgeDays * 24 * 3600 };
+  }
+
+  /** New audit-trail limits apply to the stream at once (JetStream's store ceiling at the server's next start). */
+  private async onSettingsChanged(): Promise<void> {
+    if (this.bus) await ensureStreams(this.bus.jsm, this.streamLimits()).catch((e) => this.log.warn({ err: (e as Error).message }, 'cannot apply the audit trail limits to the stream'));
+  }
+
   /** eci's own state is restricted, wherever the environment put it. */
   ownPaths(): string[] {
     return [this.config.stateDir, this.config.runDir, this.config.settingsPath];
@@ -179,6 +191,9 @@ export class Manager implements RuntimeHost, EventSink {
     this.bus = await connectBus({
       url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager',
       onStatus: (st) => this.onBusStatus(st),
+      auth: this.config.natsAuth,
+      observer: { file: observerCredentialsPath(this.config.runDir), group: this.config.group },
+      limits: this.streamLimits(),
     });
     const left = this.events.attach(this.bus);
     if (left) this.log.info({ events: left }, 'publishing events kept from an earlier run');
@@ -260,6 +275,7 @@ export class Manager implements RuntimeHost, EventSink {
       this.log.warn({ oldPid: st.oldPid, pid: st.pid }, 'embedded nats-server died; restarted it');
       void this.publish(subjects.managerEvent('nats-restarted'), 'manager.nats-restarted', { pid: process.pid, oldNatsPid: st.oldPid, natsPid: st.pid });
     } else if (st.type === 'warning') this.log.warn(st.message);
+    else if (st.type === 'consumers-swept') this.log.warn({ consumers: st.names }, 'deleted consumers on the event stream that would never expire (not made by eci)');
     else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
   }
 
@@ -350,6 +366,7 @@ export class Manager implements RuntimeHost, EventSink {
       log: this.log, nc: this.bus.nc,
       publish: this.publish,
       publishMany: (events) => this.publishMany(events),
+      auditLimits: () => this.settings().auditTrail,
       vet: (req) => vetter.vet(req),
       protectedPaths: (id) => this.table.get(id)?.protectedPaths,
       notifyFdReceived: (id, fd) => this.holdNotifyFd(id, fd),

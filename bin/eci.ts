@@ -30,12 +30,16 @@ Commands:
 
 Engines call bin/eci-runc, a runc-compatible runtime. Run 'eci COMMAND --help' for more.
 Environment: ECI_SOCKET, ECI_STATE_DIR, ECI_RUN_DIR, ECI_NATS_URL, ECI_NATS_PORT, ECI_RUNC,
-ECI_UID_BASE, ECI_UID_SIZE, ECI_UID_COUNT, ECI_LOG_LEVEL (see README).`,
+ECI_UID_BASE, ECI_UID_SIZE, ECI_UID_COUNT, ECI_LOG_LEVEL, ECI_GROUP; for an external bus
+ECI_NATS_CREDS or ECI_NATS_USER + ECI_NATS_PASSWORD, ECI_NATS_TLS_CA, ECI_NATS_ALLOW_INSECURE=1
+(see README "Threat model").`,
   daemon: `Usage: eci daemon
 
 Runs the eci manager in the foreground, logging JSON lines to stdout. Listens on ECI_SOCKET
 (default /run/eci/eci.sock) for eci-runc; keeps state under ECI_STATE_DIR (default /var/lib/eci).
-Stops cleanly on SIGINT/SIGTERM.`,
+The embedded nats-server admits only the manager and the read-only observer (credentials in
+ECI_RUN_DIR/observer.json for group ECI_GROUP). An external ECI_NATS_URL needs credentials, and TLS
+off this host, unless ECI_NATS_ALLOW_INSECURE=1. Stops cleanly on SIGINT/SIGTERM.`,
   settings: `Usage: eci settings validate [FILE]
        eci settings defaults
 
@@ -99,12 +103,13 @@ Images live in ECI_STATE_DIR/images; files keep their ids (0..65535), eci idmaps
   install: `Usage: eci install [--daemon-json PATH] [--unit-dir DIR]
 
 Adds runtime "eci" (this checkout's bin/eci-runc) to /etc/docker/daemon.json, keeping every other
-key, and writes /etc/systemd/system/eci.service for the manager. Idempotent; prints what changed.
-A malformed daemon.json is reported and left untouched.`,
+key, writes /etc/systemd/system/eci.service for the manager, and creates the group ECI_GROUP
+(default eci) whose members may read the event stream and $SRV (eci events, eci services).
+Idempotent; prints what changed. A malformed daemon.json is reported and left untouched.`,
   uninstall: `Usage: eci uninstall [--daemon-json PATH] [--unit-dir DIR]
 
 Undoes exactly what install did: the "eci" runtime entry (or puts back the one that was there),
-the unit file. Idempotent.`,
+the unit file, the group if install created it. Idempotent.`,
   ps: `Usage: eci ps [--json]
 
 Lists the containers the manager knows, with state and host uid/gid range.`,
@@ -123,7 +128,14 @@ async function daemon(): Promise<void> {
   const config = configFromEnv();
   const log = pino({ level: config.logLevel, base: { pid: process.pid, name: 'eci' } });
   const m = new Manager(config, log, native);
-  await m.start();
+  const { BusError } = await import('../bus/errors.ts');
+  try {
+    await m.start();
+  } catch (e) {
+    // A bus the manager may not use (no credentials, no TLS) or cannot reach: one line, not a stack.
+    if (e instanceof BusError) throw new EciError(e.code, e.message, { cause: e });
+    throw e;
+  }
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;
@@ -185,14 +197,16 @@ async function servicesCmd(args: string[]): Promise<void> {
     else if (name === undefined && /^[A-Za-z0-9_-]+$/.test(a)) name = a;
     else throw new EciError('EUSAGE', `services: unexpected argument ${JSON.stringify(a)}; see 'eci services --help'`);
   }
-  await services({ url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, json, name, out: (l) => console.log(l) });
+  const { cliBus } = await import('../cli/bus-connect.ts');
+  await services({ bus: cliBus(config), json, name, out: (l) => console.log(l) });
 }
 
 async function eventsCmd(args: string[]): Promise<void> {
   const { events } = await import('../cli/events.ts');
   const config = configFromEnv();
+  const { cliBus } = await import('../cli/bus-connect.ts');
   const o: Parameters<typeof events>[0] = {
-    url: config.natsUrl ?? `nats://127.0.0.1:${config.natsPort}`, follow: false, json: false, out: (l) => console.log(l),
+    bus: cliBus(config), follow: false, json: false, out: (l) => console.log(l),
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -310,10 +324,10 @@ async function imageCmd(args: string[]): Promise<void> {
 }
 
 async function installCmd(args: string[], undo: boolean): Promise<void> {
-  const { install, uninstall } = await import('../cli/install.ts');
+  const { install, uninstall, hostGroups } = await import('../cli/install.ts');
   const config = configFromEnv();
   const repo = repoDir();
-  const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo };
+  const p = { daemonJson: '/etc/docker/daemon.json', unitDir: '/etc/systemd/system', stateFile: `${config.stateDir}/install.json`, repo, group: { name: config.group, ops: hostGroups } };
   for (let i = 0; i < args.length; i++) {
     const v = args[++i];
     if (v === undefined) throw new EciError('EUSAGE', `${args[i - 1]} needs a value`);

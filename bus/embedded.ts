@@ -1,7 +1,8 @@
 // Starts (or adopts) the embedded nats-server that the manager uses when ECI_NATS_URL is unset.
-// JetStream on, store under the state dir, loopback only.
+// JetStream on, store under the state dir, loopback only, and only with a password (the config,
+// with the identities and their permissions, is made by bus/auth.ts and kept 0600 in the state dir).
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, rmSync, openSync, closeSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, openSync, closeSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { BusError } from './errors.ts';
@@ -27,14 +28,21 @@ function portOpen(port: number, timeoutMs = 200): Promise<boolean> {
   });
 }
 
-function aliveNatsServer(pid: number, storeDir: string): boolean {
+function serverArgs(pid: number): string[] | undefined {
   try {
     const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return cmd.some((a) => a.endsWith('nats-server')) && cmd.includes(storeDir);
+    return cmd.some((a) => a.endsWith('nats-server')) ? cmd : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
+
+function aliveNatsServer(pid: number, storeDir: string): boolean {
+  return serverArgs(pid)?.includes(storeDir) ?? false;
+}
+
+/** Where the embedded server's config is written. */
+export const configPath = (stateDir: string) => join(stateDir, 'nats-server.conf');
 
 /** The embedded server of this state dir still runs (a zombie or a reused pid does not count). */
 export function isAlive(pid: number, stateDir: string): boolean {
@@ -50,10 +58,24 @@ async function waitExit(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
-export async function startEmbedded(o: { stateDir: string; port?: number; binary?: string }): Promise<EmbeddedServer> {
+export interface EmbeddedOptions {
+  stateDir: string;
+  port?: number;
+  binary?: string;
+  /** The server config for this port (bus/auth.ts serverConfig). */
+  config: (port: number) => string;
+  /**
+   * False when the identities were just made: a server left running knows the old ones (or none,
+   * from before authentication), so it is stopped and started again with the new config.
+   */
+  adopt: boolean;
+}
+
+export async function startEmbedded(o: EmbeddedOptions): Promise<EmbeddedServer> {
   const port = o.port ?? DEFAULT_NATS_PORT;
   const storeDir = join(o.stateDir, 'nats');
   const pidFile = join(o.stateDir, 'nats.pid');
+  const conf = configPath(o.stateDir);
   mkdirSync(storeDir, { recursive: true, mode: 0o700 });
   const url = `nats://127.0.0.1:${port}`;
 
@@ -66,15 +88,23 @@ export async function startEmbedded(o: { stateDir: string; port?: number; binary
   // A manager that died without stopping its server leaves it running: adopt it, it holds our data.
   let oldPid = 0;
   try { oldPid = Number(readFileSync(pidFile, 'utf8').trim()); } catch { /* none */ }
-  if (oldPid > 0 && aliveNatsServer(oldPid, storeDir) && (await portOpen(port))) {
-    return { url, pid: oldPid, started: false, stop: () => stopPid(oldPid) };
+  if (oldPid > 0 && aliveNatsServer(oldPid, storeDir)) {
+    // Only a server that runs our config with the identities we hold: an older one (no
+    // authentication, or passwords we no longer have) is stopped cleanly and started again.
+    if (o.adopt && serverArgs(oldPid)!.includes(conf) && (await portOpen(port))) {
+      return { url, pid: oldPid, started: false, stop: () => stopPid(oldPid) };
+    }
+    await stopPid(oldPid);
   }
   if (await portOpen(port)) {
     throw new BusError('EBUSSERVER', `port ${port} on 127.0.0.1 is taken by another process; set ECI_NATS_PORT or ECI_NATS_URL`);
   }
 
+  // Passwords inside: root only, written before the server reads it.
+  writeFileSync(conf, o.config(port), { mode: 0o600 });
+  chmodSync(conf, 0o600);
   const logFd = openSync(join(o.stateDir, 'nats-server.log'), 'a');
-  const child = spawn(o.binary ?? 'nats-server', ['-js', '-sd', storeDir, '-a', '127.0.0.1', '-p', String(port)], {
+  const child = spawn(o.binary ?? 'nats-server', ['-c', conf, '-js', '-sd', storeDir, '-a', '127.0.0.1', '-p', String(port)], {
     stdio: ['ignore', logFd, logFd],
     detached: true, // survives a manager crash so JetStream is not cut mid-write; adopted on restart
   });

@@ -150,8 +150,10 @@ export class MicroService {
 }
 
 /** Every service answering `$SRV.<verb>[.<name>]` within `waitMs` (the protocol has no end marker). */
-export async function discover(nc: NatsConnection, verb: 'PING' | 'INFO' | 'STATS', name?: string, waitMs = 500): Promise<Record<string, unknown>[]> {
-  const inbox = `_INBOX.eci-srv.${ulid()}`;
+/** `inboxPrefix`: the connection's own (the observer may subscribe only under OBSERVER_INBOX). */
+export async function discover(nc: NatsConnection, verb: 'PING' | 'INFO' | 'STATS', name?: string, o: { waitMs?: number; inboxPrefix?: string } = {}): Promise<Record<string, unknown>[]> {
+  const waitMs = o.waitMs ?? 500;
+  const inbox = `${o.inboxPrefix ?? '_INBOX'}.eci-srv.${ulid()}`;
   const out: Record<string, unknown>[] = [];
   const sub = nc.subscribe(inbox, { callback: (err, m) => { if (!err) { try { out.push(m.json()); } catch { /* not a service answer */ } } } });
   nc.publish(`${SRV_PREFIX}.${verb}${name ? `.${name}` : ''}`, '', { reply: inbox });

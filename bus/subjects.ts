@@ -38,6 +38,8 @@ export const subjects = {
   managerEvent: (event: string) => `${PREFIX}.evt.manager.${token(event)}`,
   settingsEvent: (event: string) => `${PREFIX}.evt.settings.${token(event)}`,
   vetterEvent: (id: string) => `${PREFIX}.evt.vetter.${token(id)}.decision`,
+  /** Decisions over a container's audit share, counted (actors/audit-coalescer.ts). */
+  vetterCoalesced: (id: string) => `${PREFIX}.evt.vetter.${token(id)}.coalesced`,
   /** Request/reply: a seccomp notification to judge (payload: VetRequest; answer: Verdict). */
   vetterDecide: (id: string) => `${PREFIX}.vetter.decide.${id === '*' ? '*' : token(id)}`,
   /** Request/reply endpoints of the allocator actor. */

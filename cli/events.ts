@@ -1,12 +1,12 @@
 // `eci events`: follow or replay the event stream, as `nats sub` / `nats stream view` would.
-import { connectForCli } from './bus-connect.ts';
+import { connectForCli, type CliBus } from './bus-connect.ts';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { EVENTS_STREAM, EVENTS_SUBJECTS, subjects } from '../bus/subjects.ts';
 import { validateEvent, type EciEvent } from '../bus/schemas/v1.ts';
 import { EciError } from '../actors/errors.ts';
 
 export interface EventsOptions {
-  url: string;
+  bus: CliBus;
   follow: boolean;
   since?: string; // ISO time or a duration like 10m
   seq?: number;
@@ -50,7 +50,7 @@ export function formatEvent(seq: number, e: EciEvent): string {
 }
 
 export async function events(o: EventsOptions): Promise<void> {
-  const nc = await connectForCli(o.url);
+  const nc = await connectForCli(o.bus);
   try {
     const js = jetstream(nc);
     const opts: Record<string, unknown> = { filter_subjects: subjectFilter(o) };

@@ -1,8 +1,12 @@
 // `eci install` / `eci uninstall`: register eci with Docker (daemon.json "runtimes") and write a
-// systemd unit for the manager, keeping every key already there; uninstall undoes exactly what
-// install did (a previous "eci" runtime entry is put back). Both are idempotent.
+// systemd unit for the manager, keeping every key already there, and create the `eci` group (its
+// members may read the event stream: the manager gives them the bus observer's credentials);
+// uninstall undoes exactly what install did (a previous "eci" runtime entry is put back, the group
+// is removed only if install created it). Both are idempotent.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
+import { groupId } from '../bus/auth.ts';
 import { EciError } from '../actors/errors.ts';
 
 export interface InstallPaths {
@@ -10,9 +14,20 @@ export interface InstallPaths {
   unitDir: string; // /etc/systemd/system
   stateFile: string; // /var/lib/eci/install.json
   repo: string; // where bin/eci and bin/eci-runc live
+  /** The readers' group (ECI_GROUP, default eci) and how to look it up, create and remove it. */
+  group?: { name: string; ops: GroupOps };
 }
 
-interface InstallState { daemonJson: string; previousRuntime?: unknown; createdDaemonJson: boolean; unit: string }
+export interface GroupOps { exists(name: string): boolean; create(name: string): void; remove(name: string): void }
+
+/** The host's groups, through getent/groupadd/groupdel. */
+export const hostGroups: GroupOps = {
+  exists: (name) => groupId(name) !== undefined,
+  create: (name) => { execFileSync('groupadd', ['--system', name], { stdio: ['ignore', 'ignore', 'pipe'] }); },
+  remove: (name) => { execFileSync('groupdel', [name], { stdio: ['ignore', 'ignore', 'pipe'] }); },
+};
+
+interface InstallState { daemonJson: string; previousRuntime?: unknown; createdDaemonJson: boolean; unit: string; createdGroup?: string }
 
 const UNIT = 'eci.service';
 
@@ -79,6 +94,16 @@ export function install(p: InstallPaths): string[] {
     writeAtomic(unit, text);
     changes.push(`${unit}: written (systemctl daemon-reload && systemctl enable --now ${UNIT})`);
   }
+  if (p.group && !p.group.ops.exists(p.group.name)) {
+    try {
+      p.group.ops.create(p.group.name);
+    } catch (e) {
+      throw new EciError('EINSTALL', `cannot create group ${p.group.name} (${(e as Error).message.split('\n')[0]})`);
+    }
+    const state = JSON.parse(readFileSync(p.stateFile, 'utf8')) as InstallState;
+    writeAtomic(p.stateFile, JSON.stringify({ ...state, createdGroup: p.group.name }, null, 2) + '\n');
+    changes.push(`group ${p.group.name}: created (its members may read eci's events: usermod -aG ${p.group.name} USER; restart the manager)`);
+  }
   return changes;
 }
 
@@ -104,6 +129,10 @@ export function uninstall(p: InstallPaths): string[] {
   if (existsSync(unit)) {
     rmSync(unit, { force: true });
     changes.push(`${unit}: removed`);
+  }
+  if (state?.createdGroup && p.group && p.group.ops.exists(state.createdGroup)) {
+    p.group.ops.remove(state.createdGroup);
+    changes.push(`group ${state.createdGroup}: removed (eci install had created it)`);
   }
   rmSync(p.stateFile, { force: true });
   return changes;

@@ -1,15 +1,16 @@
 // `eci services`: the actors registered on the bus ($SRV protocol), with their endpoint counters.
-import { connectForCli } from './bus-connect.ts';
+import { connectForCli, type CliBus } from './bus-connect.ts';
+import { OBSERVER_INBOX } from '../bus/auth.ts';
 import { discover } from '../bus/services.ts';
 import { EciError } from '../actors/errors.ts';
 
 interface Endpoint { name: string; subject: string; num_requests: number; num_errors: number; last_error?: string; average_processing_time: number }
 interface Stats { name: string; id: string; version: string; started: string; endpoints: Endpoint[] }
 
-export async function services(o: { url: string; json: boolean; name?: string; out(line: string): void }): Promise<number> {
-  const nc = await connectForCli(o.url);
+export async function services(o: { bus: CliBus; json: boolean; name?: string; out(line: string): void }): Promise<number> {
+  const nc = await connectForCli(o.bus);
   try {
-    const all = (await discover(nc, 'STATS', o.name)) as unknown as Stats[];
+    const all = (await discover(nc, 'STATS', o.name, { inboxPrefix: OBSERVER_INBOX })) as unknown as Stats[];
     all.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (o.json) {
       o.out(JSON.stringify(all, null, 2));
@@ -21,7 +22,7 @@ export async function services(o: { url: string; json: boolean; name?: string; o
         }
       }
     }
-    if (all.length === 0) throw new EciError('ENOENT', `no eci service answered on ${o.url}${o.name ? ` under the name ${o.name}` : ''}; is \`eci daemon\` running?`);
+    if (all.length === 0) throw new EciError('ENOENT', `no eci service answered on ${o.bus.url}${o.name ? ` under the name ${o.name}` : ''}; is \`eci daemon\` running?`);
     return all.length;
   } finally {
     await nc.close();

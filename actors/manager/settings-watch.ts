@@ -11,7 +11,8 @@ export class SettingsWatch {
   private current: Settings = DEFAULT_SETTINGS;
   private text?: string;
 
-  constructor(private readonly path: string, private readonly events: EventSink, private readonly log: Logger) {}
+  /** `changed`: runs after a new file is in force, before the change is published. */
+  constructor(private readonly path: string, private readonly events: EventSink, private readonly log: Logger, private readonly changed?: () => Promise<void>) {}
 
   settings(): Settings {
     return this.current;
@@ -49,6 +50,7 @@ export class SettingsWatch {
     this.current = next;
     if (initial) return;
     this.log.info({ path: this.path }, 'settings reloaded');
+    await this.changed?.();
     await this.events.publish(subjects.settingsEvent('changed'), 'settings.changed', { path: this.path, settings: next });
   }
 }

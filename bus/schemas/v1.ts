@@ -48,7 +48,14 @@ export interface VetterDecisionData {
   answeredBy?: 'performer';
 }
 export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
-export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | BusEvent | SettingsEvent | VetterEvent;
+/** Decisions of one kind over the container's audit share in one second, counted instead of sent one by one. */
+export interface VetterCoalescedData {
+  container: string; syscall: string; verdict: 'performed' | 'refused' | 'continued'; errno?: string;
+  /** The first counted decision's reason. */
+  reason: string; count: number; from: string; to: string;
+}
+export type VetterCoalescedEvent = Envelope<'vetter.decisions-coalesced', VetterCoalescedData>;
+export type EciEvent = ContainerEvent | RangeEvent | ManagerEvent | BusEvent | SettingsEvent | VetterEvent | VetterCoalescedEvent;
 
 /** Every v1 event type, and the data an event of that type carries: a publisher names both together. */
 export type AnyEventV1 = EciEvent | SysctlEvent;
@@ -94,6 +101,10 @@ export function validateEvent(x: unknown): EciEvent {
   } else if (e.type === 'vetter.decision') {
     if (typeof d.container !== 'string' || typeof d.syscall !== 'string' || !['performed', 'refused', 'continued'].includes(d.verdict as string)) {
       throw new SchemaError('event.data: expected {container, syscall, verdict} for vetter.decision');
+    }
+  } else if (e.type === 'vetter.decisions-coalesced') {
+    if (typeof d.container !== 'string' || typeof d.syscall !== 'string' || !Number.isInteger(d.count) || (d.count as number) < 1) {
+      throw new SchemaError('event.data: expected {container, syscall, verdict, count} for vetter.decisions-coalesced');
     }
   } else if (e.type === 'sysctl.written' || e.type === 'sysctl.baseline') {
     validateSysctlEvent(e);

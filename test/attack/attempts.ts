@@ -3,13 +3,14 @@
 // "key value" lines, so a few containers cover every attempt. Each attempt says what it tries and
 // judges the batch's findings: blocked, or let through (with the evidence). All probes are harmless
 // (see test/fixtures/c/attack-*.c, ro_escape.c, remount_race.c, suid_plant.c).
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DockerResult } from '../helpers/dockerd.ts';
 import { dockerRun, findings, type AttackContext, type Findings } from './context.ts';
+import { probeBus } from './bus-probe.ts';
 
 export type Category =
-  | 'namespaces' | 'privileged' | 'restricted-paths' | 'remount' | 'races' | 'procfs' | 'setuid' | 'cve' | 'devices';
+  | 'namespaces' | 'privileged' | 'restricted-paths' | 'remount' | 'races' | 'procfs' | 'setuid' | 'cve' | 'devices' | 'bus';
 
 export interface Batch {
   id: string;
@@ -263,6 +264,20 @@ export const BATCHES: Batch[] = [
       }
     },
   },
+  {
+    // Not a container: a host user without privileges (nobody) against the manager's bus, first on
+    // its own, then holding the observer's credentials as a member of the eci group would.
+    id: 'bus',
+    run: async (c) => {
+      if (!c.bus) return { code: 1, out: '', err: 'no bus in the context', kv: {}, refused: false };
+      const alone = await probeBus('nobody', c.bus, c.bus.repo);
+      const member = await probeBus('nobody', c.bus, c.bus.repo, readFileSync(`${c.bus.runDir}/observer.json`, 'utf8'));
+      const kv: Record<string, string> = {};
+      for (const [k, v] of Object.entries(alone.result ?? {})) kv[`alone_${k}`] = String(v);
+      for (const [k, v] of Object.entries(member.result ?? {})) kv[`member_${k}`] = String(v);
+      return { code: alone.code || member.code, out: '', err: alone.stderr + member.stderr, kv, refused: false };
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -454,5 +469,30 @@ export const ATTEMPTS: Attempt[] = [
   {
     name: 'CVE-2019-5736 runtime exe', category: 'cve', what: "reopen the runtime's /proc/<pid>/exe for writing during exec", batch: 'runtime-exe',
     judge: refusedOr((f) => ({ blocked: f.kv.exe_write_open !== undefined && !isOk(f.kv.exe_write_open), detail: `exe links opened ${f.kv.exe_seen ?? '-'} (${f.kv.exe_targets ?? '-'}), processes refused ${f.kv.exe_denied ?? '-'}, write-open ${f.kv.exe_write_open ?? 'no result'}` })),
+  },
+  // The bus (issue 13): a host user, not a container
+  {
+    name: 'bus as an unprivileged user', category: 'bus', what: 'nobody: connect to the bus with no or a guessed password, read either credentials file', batch: 'bus',
+    judge: (f) => {
+      const k = f.kv;
+      const blocked = /^refused/.test(k.alone_anonymous ?? '') && /^refused/.test(k.alone_guess ?? '') && k.alone_readManager === 'EACCES' && k.alone_readObserver === 'EACCES';
+      return { blocked, detail: `anonymous ${k.alone_anonymous ?? 'no result'}; guess ${k.alone_guess ?? 'no result'}; manager creds ${k.alone_readManager ?? '-'}, observer creds ${k.alone_readObserver ?? '-'}` };
+    },
+  },
+  {
+    name: 'purge the audit stream', category: 'bus', what: 'with the read-only observer login: purge, delete or shrink ECI_EVENTS, forge an event', batch: 'bus',
+    judge: (f) => {
+      const keys = ['member_purge', 'member_delete', 'member_update', 'member_forge'];
+      const blocked = /^refused/.test(f.kv.alone_anonymous ?? '') && keys.every((k) => /Permissions Violation/.test(f.kv[k] ?? ''));
+      return { blocked, detail: keys.map((k) => `${k.slice(7)}: ${(f.kv[k] ?? 'no result').slice(0, 60)}`).join('; ') };
+    },
+  },
+  {
+    name: 'steer the manager over the bus', category: 'bus', what: 'with the observer login: allocate/free a range, set a host sysctl, ask the vetter, write KV', batch: 'bus',
+    judge: (f) => {
+      const keys = ['member_allocate', 'member_free', 'member_sysctl', 'member_decide', 'member_kvWrite'];
+      const blocked = keys.every((k) => /Permissions Violation/.test(f.kv[k] ?? ''));
+      return { blocked, detail: keys.map((k) => `${k.slice(7)}: ${(f.kv[k] ?? 'no result').slice(0, 50)}`).join('; ') };
+    },
   },
 ];

@@ -56,6 +56,8 @@ export interface AttackContext {
   marker: string;
   restricted: RestrictedPaths;
   host: HostFacts;
+  /** eci's bus (the manager's embedded nats-server) and the repo to run node from; unset: the bus attempts cannot run. */
+  bus?: { url: string; runDir: string; stateDir: string; repo: string };
 }
 
 /** What one container (or docker command sequence) showed: exit code, output, "key value" lines. */

@@ -1,12 +1,12 @@
 // Reads eci's event stream back from JetStream, as `nats stream view` would.
-import { connect } from '@nats-io/transport-node';
+import { busConnect } from './bus.ts';
 import { jetstream } from '@nats-io/jetstream';
 import { EVENTS_STREAM } from '../../bus/subjects.ts';
 import { validateEvent, type EciEvent } from '../../bus/schemas/v1.ts';
 
 /** Every event on `subject` from the start of the stream, validated, in stream order. */
 export async function replay(url: string, subject: string): Promise<{ seq: number; subject: string; event: EciEvent }[]> {
-  const nc = await connect({ servers: url });
+  const nc = await busConnect(url);
   try {
     const js = jetstream(nc);
     // A single filter string: nats-server 2.9 has no multi-filter consumers.

@@ -10,6 +10,7 @@ import { DEFAULT_SETTINGS } from '../../actors/settings.ts';
 /** Host ids of the default pool's first and second ranges (what a test manager hands out first). */
 export const FIRST = DEFAULT_SETTINGS.idRange.base;
 export const SECOND = FIRST + DEFAULT_SETTINGS.idRange.size;
+import { managerDirs, registerBus } from './bus.ts';
 
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 
@@ -80,6 +81,8 @@ export async function startManager(o: { dir?: string; env?: Record<string, strin
   };
   const exited = () => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
   await launch();
+  // The embedded server's identities (an external bus is registered by the test that runs it).
+  if (!env.ECI_NATS_URL) registerBus(`nats://127.0.0.1:${port}`, managerDirs(dir));
   const natsPidFile = join(dir, 'state', 'nats.pid');
   const m: TestManager = {
     dir, socket, natsUrl: `nats://127.0.0.1:${port}`, runtime, env,

@@ -65,6 +65,7 @@ describe.skipIf(skip)(`attack suite: eci blocks every attempt, runc for comparis
     const state = join(m.dir, 'state');
     symlinkSync(state, join(work, 'link-to-state'));
     base = {
+      bus: { url: m.natsUrl, runDir: join(m.dir, 'run'), stateDir: state, repo: fileURLToPath(new URL('../..', import.meta.url)) },
       d, img, probes, work, hostPid: d.pid, symlink: { image: 'eci-attack-symlink', hostTarget }, hostDirs: [dir, m.dir], marker: join(dir, 'host-marker').slice(1), host,
       restricted: {
         engineSocket: d.socket,

@@ -2,6 +2,7 @@
 // is the one dockerd starts with, dockerd then has runtime "eci" and runs a container through it;
 // every other key survives; a second install changes nothing; uninstall gives back the file exactly.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dockerdAvailable, importBusyboxImage, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
@@ -17,9 +18,11 @@ let original: string;
 let afterInstall: string;
 let installOut: string;
 const unitDir = () => join(dir, 'systemd');
+// install creates the readers' group: a throwaway one of this run, removed by uninstall (or below).
+const GROUP = `eci-it${process.pid % 100000}`;
 
 const eci = (args: string[]) =>
-  runCmd(join(REPO, 'bin/eci'), [...args, '--daemon-json', daemonJson, '--unit-dir', unitDir()], { ...process.env, ECI_STATE_DIR: join(dir, 'state') }, undefined, 30_000);
+  runCmd(join(REPO, 'bin/eci'), [...args, '--daemon-json', daemonJson, '--unit-dir', unitDir()], { ...process.env, ECI_STATE_DIR: join(dir, 'state'), ECI_GROUP: GROUP }, undefined, 30_000);
 
 describe.skipIf(!avail.ok)(`eci install through a real dockerd${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
   beforeAll(async () => {
@@ -40,6 +43,7 @@ describe.skipIf(!avail.ok)(`eci install through a real dockerd${avail.ok ? '' : 
   }, 120_000);
 
   afterAll(async () => {
+    spawnSync('groupdel', [GROUP], { stdio: 'ignore' });
     await d?.stop();
     await m?.destroy();
     rmSync(dir, { recursive: true, force: true });

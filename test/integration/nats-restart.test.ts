@@ -8,16 +8,23 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf, eciRunc, makeBundle, mountsUnder, sleep, until } from '../helpers/bundle.ts';
 import { replay } from '../helpers/events.ts';
+import { busConnect, registerBus } from '../helpers/bus.ts';
 import { freePort, startManager, type TestManager } from '../helpers/manager.ts';
 
 const root = process.getuid?.() === 0;
 const CONTAINER_STATES = ['container.created', 'container.mapped', 'container.mounted', 'container.running', 'container.stopped'];
 
+// An external bus with a password, as the manager requires (ECI_NATS_USER / ECI_NATS_PASSWORD).
+const NATS_USER = 'eci-test';
+const NATS_PASSWORD = 'external-bus-password-for-tests';
+
 function startNats(storeDir: string, port: number): Promise<ChildProcess> {
-  const p = spawn('nats-server', ['-js', '-sd', storeDir, '-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  const conf = `${storeDir}.conf`;
+  writeFileSync(conf, `authorization { user: "${NATS_USER}", password: "${NATS_PASSWORD}" }\n`, { mode: 0o600 });
+  const p = spawn('nats-server', ['-c', conf, '-js', '-sd', storeDir, '-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  registerBus(`nats://127.0.0.1:${port}`, { user: NATS_USER, pass: NATS_PASSWORD });
   return until(async () => {
-    const { connect } = await import('@nats-io/transport-node');
-    try { await (await connect({ servers: `nats://127.0.0.1:${port}` })).close(); return p; } catch { return undefined; }
+    try { await (await busConnect(`nats://127.0.0.1:${port}`)).close(); return p; } catch { return undefined; }
   }, 'nats-server to listen');
 }
 
@@ -49,7 +56,7 @@ describe.skipIf(!root)(`nats-server killed and restarted${root ? '' : ' (skipped
     const store = join(dir, 'js');
     nats = await startNats(store, port);
     const url = `nats://127.0.0.1:${port}`;
-    m = await startManager({ env: { ECI_NATS_URL: url } });
+    m = await startManager({ env: { ECI_NATS_URL: url, ECI_NATS_USER: NATS_USER, ECI_NATS_PASSWORD: NATS_PASSWORD } });
     const env = { ECI_SOCKET: m.socket };
     const runcRoot = join(dir, 'runc');
     const caps = ['CAP_SYS_ADMIN'];

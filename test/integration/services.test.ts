@@ -1,18 +1,21 @@
 // The actors as NATS micro-services: $SRV PING/INFO/STATS answered by a real manager on a real
 // nats-server, counters that move with real requests, and `eci services` printing them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { OBSERVER_INBOX } from '../../bus/auth.ts';
 import { discover, INFO_TYPE, PING_TYPE, STATS_TYPE } from '../../bus/services.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { startManager, REPO, type TestManager } from '../helpers/manager.ts';
 import { runCmd } from '../helpers/run.ts';
+import { busConnect } from '../helpers/bus.ts';
 
 let m: TestManager;
 let nc: NatsConnection;
 
 beforeAll(async () => {
   m = await startManager();
-  nc = await connect({ servers: m.natsUrl });
+  // The manager's identity: the test sends requests to the allocator, which only the manager may.
+  nc = await busConnect(m.natsUrl, 'manager');
 }, 60_000);
 
 afterAll(async () => {
@@ -35,6 +38,16 @@ describe('actors as NATS services', () => {
     // A ping addressed by name and id reaches exactly that instance.
     const one = await discover(nc, 'PING', `${pings[0].name}.${pings[0].id}`);
     expect(one).toHaveLength(1);
+  });
+
+  it('answers the observer identity (read-only) too', async () => {
+    const o = await busConnect(m.natsUrl, 'observer');
+    try {
+      const pings = (await discover(o, 'PING', undefined, { inboxPrefix: OBSERVER_INBOX })) as { name: string }[];
+      expect(pings.map((p) => p.name).sort()).toEqual(['eci-allocator', 'eci-sysctl', 'eci-vetter']);
+    } finally {
+      await o.close();
+    }
   });
 
   it('INFO lists the real request subjects as endpoints', async () => {

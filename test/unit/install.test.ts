@@ -49,4 +49,25 @@ describe('eci install / uninstall', () => {
     expect(() => install(p)).toThrow(/daemon.json: not valid JSON .*nothing was changed/);
     expect(readFileSync(p.daemonJson, 'utf8')).toBe('{ "runtimes": ');
   });
+
+  it('creates the readers\' group if missing, and uninstall removes it only if install made it', () => {
+    dir = mkdtempSync(join(tmpdir(), 'eci-install-'));
+    const groups = new Set<string>();
+    const ops = { exists: (n: string) => groups.has(n), create: (n: string) => void groups.add(n), remove: (n: string) => void groups.delete(n) };
+    const p = { ...paths(), group: { name: 'eci', ops } };
+    expect(install(p)).toContainEqual(expect.stringMatching(/^group eci: created \(its members may read eci's events: usermod -aG eci USER/));
+    expect(groups.has('eci')).toBe(true);
+    expect(install(p)).toEqual([]); // idempotent
+    expect(uninstall(p)).toContain('group eci: removed (eci install had created it)');
+    expect(groups.has('eci')).toBe(false);
+    // A group that was there before is the administrator's: kept.
+    groups.add('eci');
+    install(p);
+    uninstall(p);
+    expect(groups.has('eci')).toBe(true);
+    // A group that cannot be made: one line.
+    groups.clear();
+    const failing = { ...ops, create: () => { throw new Error('groupadd: Permission denied.\nmore'); } };
+    expect(() => install({ ...p, group: { name: 'eci', ops: failing } })).toThrow(/^cannot create group eci \(groupadd: Permission denied\.\)$/);
+  });
 });

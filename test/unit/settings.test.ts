@@ -8,6 +8,7 @@ describe('admin settings', () => {
     expect(s.idRange).toEqual({ base: 200000, size: 65536, count: 1024 });
     expect(s.enhancedContainerIsolation).toEqual({ value: true, locked: true });
     expect(parseSettings('{}')).toEqual(DEFAULT_SETTINGS);
+    expect(parseSettings('{"auditTrail": {"maxBytes": 1073741824}}').auditTrail).toEqual({ maxBytes: 1073741824, maxAgeDays: 30, identicalPerSecond: 5, decisionsPerSecond: 20 });
   });
   it('names the field and the reason', () => {
     const cases: [string, string][] = [
@@ -24,6 +25,9 @@ describe('admin settings', () => {
       ['{"enhancedContainerIsolation": {"value": "yes"}}', 'f: enhancedContainerIsolation.value: expected true or false, got "yes"'],
       ['{"dockerSocketMount": {"imageList": {"images": ["Bad Name"]}}}', 'f: dockerSocketMount.imageList.images[0]: expected an image reference'],
       ['{"idRange": {"base": 4294000000, "count": 100}}', 'f: idRange: base + count x size goes past'],
+      ['{"auditTrail": {"maxBytes": 1000}}', 'f: auditTrail.maxBytes: expected an integer from 1048576'],
+      ['{"auditTrail": {"maxAgeDays": 0}}', 'f: auditTrail.maxAgeDays: expected an integer from 1 to 3650, got 0'],
+      ['{"auditTrail": {"identicalPerSecond": 30}}', 'f: auditTrail.identicalPerSecond: expected at most decisionsPerSecond (20), got 30'],
     ];
     for (const [text, msg] of cases) expect(() => parseSettings(text, 'f'), text).toThrow(msg);
   });
