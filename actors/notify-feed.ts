@@ -298,8 +298,11 @@ export class NotifyFeed {
         // The call itself failed: its errno is the answer. Anything else: refuse. (The performer answers by the same rule.)
         const mine = err.syscall !== undefined && performer.syscalls.includes(err.syscall);
         result = { errno: mine && err.errno ? err.errno : 1, code: mine && err.code ? err.code : 'EPERM' };
-        if (answered && answered.errno !== result.errno) result = { errno: answered.errno, code: errnoName(answered.errno) };
-        if (!mine) verdict = { ...verdict, reason: `${verdict.reason}; could not perform it: ${err.message}` };
+        if (answered && answered.errno !== result.errno) result = answered.errno ? { errno: answered.errno, code: errnoName(answered.errno) } : { val: 0 };
+        // What the caller got is what happened: a performer that answered 0 and then reported a
+        // failure (of something after the call) performed it; the failure goes into the reason.
+        if ('val' in result) verdict = { ...verdict, reason: `${verdict.reason}; after answering: ${err.message}` };
+        else if (!mine) verdict = { ...verdict, reason: `${verdict.reason}; could not perform it: ${err.message}` };
         else if (err.errno === 1) verdict = { ...verdict, reason: err.message ?? verdict.reason };
       }
     } else if (verdict.kind === 'errno') {

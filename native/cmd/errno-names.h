@@ -59,6 +59,7 @@ static inline const char *eci_errno_name(int e)
 	case ECONNRESET: return "ECONNRESET";
 	case ENOTCONN: return "ENOTCONN";
 	case ETIMEDOUT: return "ETIMEDOUT";
+	case EINPROGRESS: return "EINPROGRESS";
 	case ECONNREFUSED: return "ECONNREFUSED";
 	case ESTALE: return "ESTALE";
 	case EDQUOT: return "EDQUOT";

@@ -148,6 +148,19 @@ describe('notify feed: calls answered by the performer', () => {
     expect(ev.latencyUs as number).toBeGreaterThanOrEqual(0);
   });
 
+  it('audits a call the performer answered 0 as performed, even if it reported a failure after the answer', async () => {
+    const t = feed(async (o) => {
+      throw Object.assign(new Error('late report: broken pipe'), { code: 'EPIPE', errno: 32, syscall: 'write', answered: { errno: 0, atUs: answeredAt(), sendErrno: 0 }, notify: o.notify });
+    });
+    t.mount(3n, 'tmpfs', '/x');
+    await t.settle();
+    expect(t.responses).toEqual([]);
+    const d = t.batches.flat()[0]!.data as { verdict: string; reason: string; errno?: string };
+    expect(d).toMatchObject({ verdict: 'performed', answeredBy: 'performer' });
+    expect(d.errno).toBeUndefined();
+    expect(d.reason).toMatch(/after answering: late report: broken pipe/);
+  });
+
   it("audits the call's own errno the performer answered with (no second answer)", async () => {
     const t = feed(async (o) => {
       throw Object.assign(new Error('/nope: No such file or directory'), { code: 'ENOENT', errno: 2, syscall: 'mount', answered: { errno: 2, atUs: answeredAt(), sendErrno: 0 }, notify: o.notify });
