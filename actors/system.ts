@@ -2,10 +2,10 @@
 // publisher, the allocator, one actor per container (their records in KV), the vetting feed, the
 // FUSE servers, restore after a restart, and the unix socket the eci-runc launcher talks to each
 // live in their own module; this file wires them and starts and stops them in order.
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { connectBus, ensureStreams, type Bus, type BusStatus, type StreamLimits } from '../bus/connect.ts';
+import { connectBus, ensureStreams, type Bus } from '../bus/connect.ts';
 import { observerCredentialsPath } from '../bus/auth.ts';
 import type { OutgoingEvent, Publish } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
@@ -27,15 +27,16 @@ import { SysctlReconciler } from './sysctl/reconciler.actor.ts';
 import { busSysctlClient, servedEntries } from './sysctl/fs.ts';
 import { TestPause } from './test-pause.ts';
 import { VetterActor } from './vetter.actor.ts';
-import { ContainerMounts, type MountPlan } from './manager/container-mounts.ts';
+import { ContainerMounts, openRunDir, type MountPlan } from './manager/container-mounts.ts';
+import { logBusStatus } from './manager/bus-status.ts';
 import { ControlServer } from './manager/control-server.ts';
 import { EmulatedFiles } from './manager/emulated-files.ts';
 import { HostNamespaces } from './manager/host-ns.ts';
 import { EventPublisher, type EventSink } from './manager/publisher.ts';
 import { ContainerRecords } from './manager/records.ts';
 import { restoreContainers, resumeContainers, type RecoveryDeps } from './manager/recovery.ts';
-import { SettingsWatch } from './manager/settings-watch.ts';
-import { lockDir, type ManagerLock } from './manager/lock.ts';
+import { auditStreamLimits, SettingsWatch } from './manager/settings-watch.ts';
+import { lockDirs, type ManagerLock } from './manager/lock.ts';
 import { SubidGuard } from './manager/subid.ts';
 import { rangeProblem } from './manager/range-check.ts';
 import { ContainerTable, type ContainerView } from './manager/table.ts';
@@ -52,20 +53,6 @@ export type ManagerNative = RootfsNative & FeedNative & Partial<FdHolderNative> 
   setDomainname?(pid: number, name: string): Promise<void>;
   bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
 };
-
-/**
- * Container root (an unmapped host uid) must be able to walk down to its rootfs under the run dir:
- * every directory on the way needs the search bit for others.
- */
-export function checkTraversable(dir: string): void {
-  for (let d = dir; ; d = dirname(d)) {
-    const mode = statSync(d).mode;
-    if (!(mode & 0o001)) {
-      throw new EciError('ECONFIG', `${d} (mode ${(mode & 0o777).toString(8)}) must be searchable by others (o+x): container rootfs mounts live under ${dir}`);
-    }
-    if (d === '/') return;
-  }
-}
 
 export class Manager implements RuntimeHost, EventSink {
   private readonly table = new ContainerTable();
@@ -87,7 +74,7 @@ export class Manager implements RuntimeHost, EventSink {
   private sysctl?: SysctlReconciler;
   /** Keeps the containers' notify fds across a manager restart (absent when the native side lacks it). */
   private holder?: FdHolder;
-  private readonly locks: ManagerLock[] = [];
+  private lock?: ManagerLock;
   private subids?: SubidGuard;
 
   constructor(readonly config: ManagerConfig, readonly log: Logger, private native: ManagerNative) {
@@ -139,15 +126,9 @@ export class Manager implements RuntimeHost, EventSink {
     return this.settingsWatch.settings();
   }
 
-  /** The event stream's limits from the settings' auditTrail. */
-  private streamLimits(): StreamLimits {
-    const a = this.settings().auditTrail;
-    return { maxBytes: a.maxBytes, maxAgeS: a.maxAgeDays * 24 * 3600 };
-  }
-
   /** New audit-trail limits apply to the stream at once (JetStream's store ceiling at the server's next start). */
   private async onSettingsChanged(): Promise<void> {
-    if (this.bus) await ensureStreams(this.bus.jsm, this.streamLimits()).catch((e) => this.log.warn({ err: (e as Error).message }, 'cannot apply the audit trail limits to the stream'));
+    if (this.bus) await ensureStreams(this.bus.jsm, auditStreamLimits(this.settings())).catch((e) => this.log.warn({ err: (e as Error).message }, 'cannot apply the audit trail limits to the stream'));
   }
 
   /** eci's own state is restricted, wherever the environment put it. */
@@ -159,26 +140,14 @@ export class Manager implements RuntimeHost, EventSink {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(this.config.runDir, 'containers'), { recursive: true, mode: 0o711 });
     // Before anything is touched: a second manager would take the socket and fight over host sysctls.
-    this.locks.push(lockDir(this.config.stateDir), ...(this.config.runDir === this.config.stateDir ? [] : [lockDir(this.config.runDir)]));
-    try {
-      await this.startLocked();
-    } catch (e) {
-      this.releaseLocks();
-      throw e;
-    }
-  }
-
-  private releaseLocks(): void {
-    for (const l of this.locks.splice(0)) l.release();
+    this.lock = lockDirs([this.config.stateDir, this.config.runDir]);
+    await this.startLocked().catch((e) => { this.lock?.release(); throw e; });
   }
 
   private async startLocked(): Promise<void> {
     // JetStream cannot even open its consumers on a full disk: say so instead of failing halfway.
     assertStateSpace(this.config.stateDir, 'the manager cannot start; free space there and start it again');
-    // eci owns these two: make sure container root can pass through (the mode of an existing dir is kept by mkdir).
-    chmodSync(this.config.runDir, 0o711);
-    chmodSync(join(this.config.runDir, 'containers'), 0o711);
-    checkTraversable(join(this.config.runDir, 'containers'));
+    openRunDir(this.config.runDir);
     this.hostNs = new HostNamespaces();
     this.pause = TestPause.fromEnv(process.env, this.config.stateDir);
     if (this.pause.active) this.log.warn({ point: this.pause.active }, 'test hook ECI_TEST_PAUSE_AT is set: the manager will stop there');
@@ -190,10 +159,10 @@ export class Manager implements RuntimeHost, EventSink {
     this.events = new EventPublisher(this.config.stateDir, this.log);
     this.bus = await connectBus({
       url: this.config.natsUrl, stateDir: this.config.stateDir, port: this.config.natsPort, name: 'eci-manager',
-      onStatus: (st) => this.onBusStatus(st),
+      onStatus: (st) => logBusStatus(st, { log: this.log, url: () => this.bus?.url, kick: () => this.events?.kick(), publish: this.publish }),
       auth: this.config.natsAuth,
       observer: { file: observerCredentialsPath(this.config.runDir), group: this.config.group },
-      limits: this.streamLimits(),
+      limits: auditStreamLimits(this.settings()),
     });
     const left = this.events.attach(this.bus);
     if (left) this.log.info({ events: left }, 'publishing events kept from an earlier run');
@@ -255,7 +224,7 @@ export class Manager implements RuntimeHost, EventSink {
     for (const c of this.table.all()) c.actor.stop();
     await this.events?.close();
     await this.bus?.close({ stopServer: o?.stopServer ?? true });
-    this.releaseLocks();
+    this.lock?.release();
   }
 
   /** Publishes one event through the outbox (see EventPublisher.publish). */
@@ -264,19 +233,6 @@ export class Manager implements RuntimeHost, EventSink {
   /** Publishes events as one outbox batch (see EventPublisher.publishMany). */
   async publishMany(events: OutgoingEvent[]): Promise<void> {
     return this.events?.publishMany(events);
-  }
-
-  private onBusStatus(st: BusStatus): void {
-    if (st.type === 'disconnected') this.log.warn({ nats: this.bus?.url }, 'NATS disconnected: creates are refused until it is back');
-    else if (st.type === 'reconnected') {
-      this.log.info({ nats: this.bus?.url }, 'NATS reconnected');
-      this.events?.kick();
-    } else if (st.type === 'server-restarted') {
-      this.log.warn({ oldPid: st.oldPid, pid: st.pid }, 'embedded nats-server died; restarted it');
-      void this.publish(subjects.managerEvent('nats-restarted'), 'manager.nats-restarted', { pid: process.pid, oldNatsPid: st.oldPid, natsPid: st.pid });
-    } else if (st.type === 'warning') this.log.warn(st.message);
-    else if (st.type === 'consumers-swept') this.log.warn({ consumers: st.names }, 'deleted consumers on the event stream that would never expire (not made by eci)');
-    else this.log.error({ err: st.error }, 'cannot restart the embedded nats-server; retrying');
   }
 
   /** Creating needs the bus (records, events, the range's KV write): without it, refuse before doing anything. */

@@ -1,11 +1,33 @@
 // A container's mounts under $ECI_RUN_DIR/containers/<id>: the idmapped rootfs and binds eci makes
 // (exactly those are taken down again, by mount id), and the run dir that holds them.
-import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { EciError } from '../errors.ts';
 import type { Logger } from 'pino';
 import type { IdRange, MountRef } from '../../statecharts/events.ts';
 import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
 import type { TestPause } from '../test-pause.ts';
+
+/**
+ * Container root (an unmapped host uid) must be able to walk down to its rootfs under the run dir:
+ * every directory on the way needs the search bit for others.
+ */
+export function checkTraversable(dir: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    const mode = statSync(d).mode;
+    if (!(mode & 0o001)) {
+      throw new EciError('ECONFIG', `${d} (mode ${(mode & 0o777).toString(8)}) must be searchable by others (o+x): container rootfs mounts live under ${dir}`);
+    }
+    if (d === '/') return;
+  }
+}
+
+/** eci owns the run dir and its containers/: container roots must pass through (an existing dir keeps its mode under mkdir). */
+export function openRunDir(runDir: string): void {
+  chmodSync(runDir, 0o711);
+  chmodSync(join(runDir, 'containers'), 0o711);
+  checkTraversable(join(runDir, 'containers'));
+}
 
 /** What to mount for a container: its rootfs and its idmapped binds. */
 export interface MountPlan { rootfs: RootfsPlan; binds: BindPlan[] }

@@ -67,3 +67,15 @@ export function lockDir(dir: string, pid = process.pid): ManagerLock {
     rmSync(tmp, { force: true });
   }
 }
+
+/** Locks every dir (in order, each once); a refusal releases what was taken. */
+export function lockDirs(dirs: readonly string[]): ManagerLock {
+  const held: ManagerLock[] = [];
+  try {
+    for (const d of new Set(dirs)) held.push(lockDir(d));
+  } catch (e) {
+    for (const l of held) l.release();
+    throw e;
+  }
+  return { path: held.map((l) => l.path).join(' '), release: () => { for (const l of held.splice(0)) l.release(); } };
+}

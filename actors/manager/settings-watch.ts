@@ -2,10 +2,16 @@
 // is published, and a bad file keeps the settings in force and publishes the rejection.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { Logger } from 'pino';
+import type { StreamLimits } from '../../bus/connect.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { EciError } from '../errors.ts';
 import { DEFAULT_SETTINGS, parseSettings, type Settings } from '../settings.ts';
 import type { EventSink } from './publisher.ts';
+
+/** The event stream's limits from the settings' auditTrail. */
+export function auditStreamLimits(s: Settings): StreamLimits {
+  return { maxBytes: s.auditTrail.maxBytes, maxAgeS: s.auditTrail.maxAgeDays * 24 * 3600 };
+}
 
 export class SettingsWatch {
   private current: Settings = DEFAULT_SETTINGS;

@@ -1,6 +1,7 @@
 // Runs the attack table against one runtime and formats the results: one line per attempt
 // ("BLOCKED  <category>  <name>  <detail>") and the runc-vs-eci comparison table in Markdown.
-import { ATTEMPTS, BATCHES, type Attempt, type Verdict } from './attempts.ts';
+import { ATTEMPTS, type Attempt, type Verdict } from './attempts.ts';
+import { BATCHES } from './batches.ts';
 import type { AttackContext, Findings } from './context.ts';
 
 export interface AttemptResult extends Verdict { attempt: Attempt }
