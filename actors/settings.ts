@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { EciError } from './errors.ts';
+import { DEFAULT_SYSCTL_CEILINGS, keyByName, RECONCILED } from './sysctl/keys.ts';
 
 export const DEFAULT_SETTINGS_PATH = '/etc/eci/settings.json';
 
@@ -22,6 +23,8 @@ export interface Settings {
   dockerSocketMount: { imageList: { images: string[] } };
   idRange: { base: number; size: number; count: number };
   volumes: { allowSuid: boolean; allowDevices: boolean };
+  /** How far containers may raise a host-max sysctl on the host (fs.file-max, fs.nr_open, net.netfilter.nf_conntrack_max). */
+  sysctlCeilings: Record<string, number>;
 }
 
 /** Always restricted, whatever the file says: the engines' config and sockets, eci's own state, kernel surfaces. */
@@ -41,6 +44,7 @@ export const DEFAULT_SETTINGS: Settings = {
   // (up to 0x6FFFFFFF), below 2^31 (podman's `containers` line, the foreign-uid range).
   idRange: { base: DEFAULT_ID_BASE, size: 65536, count: 1024 },
   volumes: { allowSuid: false, allowDevices: false },
+  sysctlCeilings: { ...DEFAULT_SYSCTL_CEILINGS },
 };
 
 type Checker = (v: unknown, field: string) => unknown;
@@ -68,6 +72,16 @@ const imageRefs: Checker = (v, f) => {
     return p;
   });
 };
+const ceilings: Checker = (v, f) => {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(f, 'expected an object of sysctl name -> integer');
+  const out: Record<string, number> = {};
+  for (const [name, n] of Object.entries(v as Record<string, unknown>)) {
+    const k = keyByName(name, RECONCILED);
+    if (!k) throw bad(`${f}.${name}`, `not a host-max sysctl (known: ${RECONCILED.map((r) => r.key).join(', ')})`);
+    out[name] = int(k.min, k.max)(n, `${f}.${name}`) as number;
+  }
+  return out;
+};
 function obj(shape: Record<string, Checker>): Checker {
   return (v, f) => {
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(f, 'expected an object');
@@ -90,6 +104,7 @@ const schema = obj({
   dockerSocketMount: obj({ imageList: obj({ images: imageRefs }) }),
   idRange: obj({ base: int(1, 0xfffffffe), size: int(65536, 0x7fffffff), count: int(1, 65536) }),
   volumes: obj({ allowSuid: bool, allowDevices: bool }),
+  sysctlCeilings: ceilings,
 });
 
 /** Validates settings text and merges it over the defaults. Throws ESETTINGS naming the field. */
@@ -115,6 +130,7 @@ export function parseSettings(text: string, where = 'settings'): Settings {
     dockerSocketMount: { imageList: { images: v.dockerSocketMount?.imageList?.images ?? d.dockerSocketMount.imageList.images } },
     idRange: { ...d.idRange, ...v.idRange },
     volumes: { ...d.volumes, ...v.volumes },
+    sysctlCeilings: { ...d.sysctlCeilings, ...v.sysctlCeilings },
   };
   if (s.idRange.base + s.idRange.size * s.idRange.count > 0xffffffff) {
     throw new EciError('ESETTINGS', `${where}: idRange: base + count x size goes past the 32-bit id space`);

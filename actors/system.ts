@@ -201,7 +201,10 @@ export class Manager implements RuntimeHost, EventSink {
     this.feed.start(this.seccompSocket());
     await this.files.mountProcFs();
     // The sysctl reconciler: per-container values of non-namespaced entries, host = max of the live.
-    this.sysctl = new SysctlReconciler({ kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: this.publish, log: this.log.child({ actor: 'sysctl' }) });
+    this.sysctl = new SysctlReconciler({
+      kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: this.publish, log: this.log.child({ actor: 'sysctl' }),
+      ceilings: () => this.settings().sysctlCeilings,
+    });
     await this.sysctl.start();
     await this.files.mountSysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()), kv: this.bus.sysctl });
     const recovery = this.recoveryDeps();
