@@ -32,7 +32,8 @@ static size_t magic_link_len(const char *rel)
 	if ((n == 3 && (strncmp(rel, "cwd", 3) == 0 || strncmp(rel, "exe", 3) == 0)) || (n == 4 && strncmp(rel, "root", 4) == 0))
 		return n;
 	bool fd = n == 2 && strncmp(rel, "fd", 2) == 0;
-	bool two = fd || (n == 2 && strncmp(rel, "ns", 2) == 0) || (n == 9 && strncmp(rel, "map_files", 9) == 0);
+	/* Not map_files: the caller may not follow those (CAP_CHECKPOINT_RESTORE over the host), so they are rewritten. */
+	bool two = fd || (n == 2 && strncmp(rel, "ns", 2) == 0);
 	if (!two || rel[n] != '/')
 		return 0;
 	const char *name = rel + n + 1; /* one slash: "fd//3" is left to the rewrite */

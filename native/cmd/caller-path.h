@@ -8,7 +8,7 @@
  * in place: ENOENT), never the caller. systemd and runc mount onto /proc/self/fd/N. So:
  *   - caller_path_pin (on the host, in as_run's prepare hook, before the notification is re-checked):
  *     for /proc/self/<link>... and /proc/thread-self/<link>..., where <link> is one of the caller's
- *     magic links (fd/N, ns/X, map_files/X, cwd, root, exe), opens that link through the host's
+ *     magic links it may follow itself (fd/N, ns/X, cwd, root, exe), opens that link through the host's
  *     /proc/<host tgid> (self) or /proc/<host tid> (thread-self) with O_PATH: the object the caller's
  *     link points to, which nothing in the container can redirect (its /proc may be mounted over).
  *     Any other /proc/self/X is rewritten to /proc/<the caller's pid in its own pid namespace>/X;

@@ -90,7 +90,8 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     expect(runc.code, runc.stderr).toBe(0);
     const [x, y] = [results(eci.stdout), results(runc.stdout)];
     console.log(`/proc/self/fd mounts under eci: ${JSON.stringify(x)}; under runc: ${JSON.stringify(y)}`);
-    for (const k of ['tmpfs_self_fd', 'tmpfs_thread_self_fd', 'bind_relative_src', 'bind_fd_src', 'bind_onto_file']) expect(x[k], k).toBe('ok');
+    for (const k of ['tmpfs_self_fd', 'tmpfs_thread_self_fd', 'bind_relative_src', 'bind_fd_src', 'bind_onto_file', 'tmpfs_fd_subpath', 'tmpfs_fd_abs_symlink', 'tmpfs_self_cwd', 'bind_self_ns'])
+      expect(x[k], k).toBe('ok');
     expect(x).toEqual(y);
   });
 
