@@ -13,6 +13,7 @@ import { fromWire, toWire } from './vetter.actor.ts';
 import type { Verdict, VetRequest } from './vetter/decide.ts';
 import { lookup, performerOf, type PerformNative } from './vetter/registry.ts';
 import type { Protection } from './vetter/types.ts';
+import { callerAbsolutePath } from './vetter/caller-path.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
 import { answeredOf, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
 import { errnoName } from '../native/errors.ts';
@@ -244,10 +245,8 @@ export class NotifyFeed {
   private async emulateOnNewMount(container: string, pid: number, fstype: string, target: string): Promise<void> {
     const files = [...(fstype === 'proc' ? this.emulatedProcPairs(container) : []), ...(this.host.emulatedMountFiles?.(fstype) ?? [])];
     if (!files.length || !(this.host.bindInto || this.host.bindIntoMany)) return;
-    let abs = target;
-    if (!target.startsWith('/')) {
-      try { abs = `${readlinkSync(`/proc/${pid}/cwd`).replace(/\/$/, '')}/${target}`; } catch { return; }
-    }
+    const abs = callerAbsolutePath(target, pid, readlinkSync);
+    if (abs === undefined) return;
     const pairs = files.map((f) => ({ source: f.source, target: `${abs.replace(/\/$/, '')}/${f.rel}` }));
     if (this.host.bindIntoMany) {
       await this.host.bindIntoMany(pid, pairs).catch((e) =>

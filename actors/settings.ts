@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { EciError } from './errors.ts';
+import { DEFAULT_SYSCTL_CEILINGS, keyByName, RECONCILED } from './sysctl/keys.ts';
 
 export const DEFAULT_SETTINGS_PATH = '/etc/eci/settings.json';
 
@@ -29,6 +30,8 @@ export interface Settings {
    * `vetter.decisions-coalesced` event per kind of decision (README "Threat model" gives the rate).
    */
   auditTrail: { maxBytes: number; maxAgeDays: number; identicalPerSecond: number; decisionsPerSecond: number };
+  /** How far containers may raise a host-max sysctl on the host (fs.file-max, fs.nr_open, net.netfilter.nf_conntrack_max). */
+  sysctlCeilings: Record<string, number>;
 }
 
 /** Always restricted, whatever the file says: the engines' config and sockets, eci's own state, kernel surfaces. */
@@ -49,6 +52,7 @@ export const DEFAULT_SETTINGS: Settings = {
   idRange: { base: DEFAULT_ID_BASE, size: 65536, count: 1024 },
   volumes: { allowSuid: false, allowDevices: false },
   auditTrail: { maxBytes: 256 * 1024 * 1024, maxAgeDays: 30, identicalPerSecond: 5, decisionsPerSecond: 20 },
+  sysctlCeilings: { ...DEFAULT_SYSCTL_CEILINGS },
 };
 
 type Checker = (v: unknown, field: string) => unknown;
@@ -76,6 +80,16 @@ const imageRefs: Checker = (v, f) => {
     return p;
   });
 };
+const ceilings: Checker = (v, f) => {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(f, 'expected an object of sysctl name -> integer');
+  const out: Record<string, number> = {};
+  for (const [name, n] of Object.entries(v as Record<string, unknown>)) {
+    const k = keyByName(name, RECONCILED);
+    if (!k) throw bad(`${f}.${name}`, `not a host-max sysctl (known: ${RECONCILED.map((r) => r.key).join(', ')})`);
+    out[name] = int(k.min, k.max)(n, `${f}.${name}`) as number;
+  }
+  return out;
+};
 function obj(shape: Record<string, Checker>): Checker {
   return (v, f) => {
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(f, 'expected an object');
@@ -101,6 +115,7 @@ const schema = obj({
   auditTrail: obj({
     maxBytes: int(1024 * 1024, 1024 ** 4), maxAgeDays: int(1, 3650), identicalPerSecond: int(1, 1000), decisionsPerSecond: int(1, 10_000),
   }),
+  sysctlCeilings: ceilings,
 });
 
 /** Validates settings text and merges it over the defaults. Throws ESETTINGS naming the field. */
@@ -127,6 +142,7 @@ export function parseSettings(text: string, where = 'settings'): Settings {
     idRange: { ...d.idRange, ...v.idRange },
     volumes: { ...d.volumes, ...v.volumes },
     auditTrail: { ...d.auditTrail, ...v.auditTrail },
+    sysctlCeilings: { ...d.sysctlCeilings, ...v.sysctlCeilings },
   };
   if (s.auditTrail.identicalPerSecond > s.auditTrail.decisionsPerSecond) {
     throw new EciError('ESETTINGS', `${where}: auditTrail.identicalPerSecond: expected at most decisionsPerSecond (${s.auditTrail.decisionsPerSecond}), got ${s.auditTrail.identicalPerSecond}`);

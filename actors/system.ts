@@ -189,6 +189,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.sysctl = new SysctlReconciler({
       kv: this.bus.sysctl, nc: this.services.sysctl.connection(), publish: this.publish, log: this.log.child({ actor: 'sysctl' }),
       isLive: (id) => this.table.get(id) !== undefined,
+      ceilings: () => this.settings().sysctlCeilings,
     });
     await this.sysctl.start();
     await this.files.mountSysctlFs({ client: busSysctlClient(this.bus.nc), keys: servedEntries(this.sysctl.reconciled()), kv: this.bus.sysctl });

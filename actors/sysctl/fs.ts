@@ -2,10 +2,11 @@
 // files of one FUSE directory (native mountRwFs), e.g. `sys-fs-file-max`, meant to be bound into
 // containers over /proc/sys/... and /sys/.... A caller is attributed, as by ProcFs, to the container
 // whose init shares its pid namespace:
-//   read  -> the value its container set, else the host's current value;
-//   write -> from the container's root only (else EACCES); a value out of range is EINVAL;
-//            host-max entries go to the reconciler (`eci.v1.sysctl.set` on the bus), per-container
-//            entries stay in this server's cache (the host is never written).
+//   read  -> the value its container set (as it wrote it), else the host's current value;
+//   write -> from the container's root only (else EACCES); a value the kernel would refuse is EINVAL;
+//            host-max entries also go to the reconciler (`eci.v1.sysctl.set` on the bus: the host
+//            follows up to a ceiling), per-container ones only to this server's cache (the host is
+//            never written).
 // Callers from no container read and write the host file itself.
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { mountRwFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from '../procfs/container-info.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
 import { sysctlLocalKeys } from '../../bus/keys.ts';
-import { ENTRIES, keyByFile, parseValue, productUuid, validateText, type SysctlKey } from './keys.ts';
+import { ENTRIES, keyByFile, parseReconciled, productUuid, validateText, type SysctlKey } from './keys.ts';
 import type { SetResult } from './reconciler.actor.ts';
 
 /** How the FUSE side talks to the reconciler: in-process (SysctlReconciler) or over the bus. */
@@ -91,7 +92,7 @@ export async function isContainerRoot(pid: number, uid: number, roots: info.Root
 export class SysctlFs {
   private readonly keys: readonly SysctlKey[];
   private readonly containers = new Map<string, info.KnownContainer>();
-  /** Values of per-container entries: container id -> key -> file text. */
+  /** What each container wrote (per-container and host-max entries): container id -> key -> file text. */
   private readonly values = new Map<string, Map<string, string>>();
   private handle: ProcFsMount | undefined;
 
@@ -139,7 +140,7 @@ export class SysctlFs {
     const kv = this.o.kv;
     if (!kv) return;
     const keep = new Set(live);
-    const known = new Set(this.keys.filter((k) => k.scope === 'container').map((k) => k.key));
+    const known = new Set(this.keys.filter((k) => k.scope === 'container' || k.scope === 'host-max').map((k) => k.key));
     for await (const name of await kv.keys(sysctlLocalKeys.all)) {
       const id = sysctlLocalKeys.rest(name)!;
       if (!keep.has(id)) {
@@ -180,11 +181,12 @@ export class SysctlFs {
       const host = await readFile(this.hostPath(k), 'utf8').catch(() => undefined);
       return c ? productUuid(host, c.id) : host ?? '';
     }
-    if (c && k.scope === 'container') {
-      const v = this.values.get(c.id)?.get(k.key);
-      if (v !== undefined) return v;
-    } else if (c) {
-      const v = await this.o.client.valueOf(c.id, k.key);
+    if (c) {
+      const text = this.values.get(c.id)?.get(k.key);
+      if (text !== undefined) return text;
+    }
+    if (c && k.scope === 'host-max') {
+      const v = await this.o.client.valueOf(c.id, k.key); // a value set before texts were kept
       if (v !== undefined) return `${v}\n`;
     }
     return readFile(this.hostPath(k), 'utf8');
@@ -201,18 +203,20 @@ export class SysctlFs {
     }
     if (!(await isContainerRoot(callerPid, callerUid, this.o.roots ?? {})))
       throw errno('EACCES', `${k.key}: only the container's root may write`);
-    if (k.scope === 'container') {
-      const text = validateText(k, data);
-      if (!this.containers.has(c.id)) return; // unregistered meanwhile: nothing to keep
-      const m = new Map(this.values.get(c.id) ?? []).set(k.key, text);
-      // Persisted before the write succeeds (a failure is EIO, nothing changed): a manager restart
-      // keeps what the container saw succeed.
-      await this.o.kv?.put(localKey(c.id), JSON.stringify({ values: Object.fromEntries(m) }));
-      if (this.containers.has(c.id)) this.values.set(c.id, m);
-      return;
-    }
-    const value = parseValue(k, data);
+    if (k.scope === 'container') return this.keep(c.id, k.key, validateText(k, data));
+    const { text, value } = parseReconciled(k, data);
     const r = await this.o.client.set(c.id, k.key, value);
     if (!r.ok) throw errno(r.code === 'EINTERNAL' ? 'EIO' : r.code, r.reason);
+    await this.keep(c.id, k.key, text);
+  }
+
+  /** Remembers what container `id` wrote, for its reads (and across a manager restart). */
+  private async keep(id: string, key: string, text: string): Promise<void> {
+    if (!this.containers.has(id)) return; // unregistered meanwhile: nothing to keep
+    const m = new Map(this.values.get(id) ?? []).set(key, text);
+    // Persisted before the write succeeds (a failure is EIO): a manager restart keeps what the
+    // container saw succeed.
+    await this.o.kv?.put(localKey(id), JSON.stringify({ values: Object.fromEntries(m) }));
+    if (this.containers.has(id)) this.values.set(id, m);
   }
 }

@@ -35,6 +35,7 @@ export interface SysctlKey {
 }
 
 const INT_MAX = 2147483647;
+const LONG_MAX = 9223372036854775807n;
 const INT_MIN = -2147483648;
 
 function proc(key: string, scope: Scope, min: number, max: number, o: Partial<SysctlKey> = {}): SysctlKey {
@@ -49,7 +50,9 @@ function sys(path: string, scope: Scope, min: number, max: number): SysctlKey {
 /** Every emulated entry, in the order they are served and injected. */
 export const ENTRIES: readonly SysctlKey[] = [
   // host = max (reconciled)
-  proc('fs.file-max', 'host-max', 0, Number.MAX_SAFE_INTEGER), // unsigned long (LONG_MAX in the kernel)
+  // The kernel takes 0..LONG_MAX (systemd writes LONG_MAX); the container reads back what it wrote,
+  // the host is raised at most to the admin's ceiling (DEFAULT_SYSCTL_CEILINGS).
+  proc('fs.file-max', 'host-max', 0, Number.MAX_SAFE_INTEGER, { maxBig: LONG_MAX }),
   proc('fs.nr_open', 'host-max', 64, 2147483584), // sysctl_nr_open_min/max on 64-bit
   proc('net.netfilter.nf_conntrack_max', 'host-max', 0, INT_MAX), // global, 0444 outside the initial netns
   // per container only
@@ -84,6 +87,23 @@ export function productUuid(hostText: string | undefined, containerId: string): 
   const host = (hostText ?? '').trim();
   const prefix = /^[0-9a-fA-F-]{23}/.test(host) ? host.slice(0, 23) : '00000000-0000-0000-0000';
   return `${prefix}-${containerId.slice(0, 12).padEnd(12, '0')}\n`;
+}
+
+/**
+ * How far a container may raise the host's value of a host-max entry (settings `sysctlCeilings`
+ * overrides them): a container may write anything the kernel accepts and reads it back, but the host
+ * is programmed with at most max(its baseline, min(the containers' values, the ceiling)). Each is a
+ * host-memory lever: open files, a process's fd table, conntrack entries (~300 bytes each).
+ */
+export const DEFAULT_SYSCTL_CEILINGS: Readonly<Record<string, number>> = {
+  'fs.file-max': 16777216,
+  'fs.nr_open': 16777216,
+  'net.netfilter.nf_conntrack_max': 1048576,
+};
+
+/** The ceiling of a host-max entry: the admin's, else the default, else its range. */
+export function ceilingOf(k: SysctlKey, ceilings: Readonly<Record<string, number>> = DEFAULT_SYSCTL_CEILINGS): number {
+  return Math.min(k.max, ceilings[k.key] ?? DEFAULT_SYSCTL_CEILINGS[k.key] ?? k.max);
 }
 
 /** The host = max entries (the sysctl reconciler's keys). */
@@ -126,12 +146,21 @@ export function validateText(k: SysctlKey, text: string): string {
 
 /**
  * Parses a write to a reconciled (single, non-negative integer) entry: one decimal integer, optional
- * surrounding blanks and newline, within [min, max]. Throws SysctlValueError (EINVAL) otherwise.
+ * surrounding blanks and newline, within the kernel's range [min, maxBig ?? max]. Returns the text the
+ * container reads back, and the value as a number for the host (at most k.max: a safe integer, and
+ * the ceilings are far below). Throws SysctlValueError (EINVAL) otherwise.
  */
-export function parseValue(k: SysctlKey, text: string): number {
+export function parseReconciled(k: SysctlKey, text: string): { text: string; value: number } {
   const m = /^[ \t\n]*(\d{1,20})[ \t\n]*$/.exec(text);
   if (!m) throw new SysctlValueError(`${k.key}: ${JSON.stringify(text.slice(0, 40))} is not a non-negative integer`);
-  const v = Number(m[1]);
-  if (!Number.isSafeInteger(v) || v < k.min || v > k.max) throw new SysctlValueError(`${k.key}: ${m[1]} is outside ${k.min}..${k.max}`);
-  return v;
+  const v = BigInt(m[1]);
+  const lo = k.minBig ?? BigInt(k.min);
+  const hi = k.maxBig ?? BigInt(k.max);
+  if (v < lo || v > hi) throw new SysctlValueError(`${k.key}: ${m[1]} is outside ${lo}..${hi}`);
+  return { text: `${v}\n`, value: Number(v > BigInt(k.max) ? BigInt(k.max) : v) };
+}
+
+/** parseReconciled's number for the host. */
+export function parseValue(k: SysctlKey, text: string): number {
+  return parseReconciled(k, text).value;
 }

@@ -13,7 +13,7 @@ import { sysctlSubjects } from '../../bus/subjects.ts';
 import { sysctlBaselineKeys, sysctlContainerKeys } from '../../bus/keys.ts';
 import type { Publish } from '../../bus/events.ts';
 import { serve, type ServeConnection } from '../../bus/serve.ts';
-import { RECONCILED, keyByName, SysctlValueError, type SysctlKey } from './keys.ts';
+import { RECONCILED, ceilingOf, keyByName, SysctlValueError, type SysctlKey } from './keys.ts';
 
 /** The part of a @nats-io/kv KV the reconciler uses. */
 export interface SysctlKv {
@@ -54,6 +54,8 @@ export interface ReconcilerDeps {
    * made-up id can never hold the host value up (omit in unit tests: every id counts as live).
    */
   isLive?(container: string): boolean;
+  /** The admin's ceilings (settings sysctlCeilings), read at each set (default DEFAULT_SYSCTL_CEILINGS). */
+  ceilings?: () => Readonly<Record<string, number>>;
 }
 
 export type SetResult = { ok: true } | { ok: false; code: 'EINVAL' | 'ENOENT' | 'EINTERNAL' | 'EPERM'; reason: string };
@@ -142,7 +144,7 @@ export class SysctlReconciler {
     return this.keys;
   }
 
-  /** Container `container` sets `key` to `value` (its own view; the host follows the max). */
+  /** Container `container` sets `key` to `value` (its own view; the host follows the max, up to the ceiling). */
   async set(container: string, key: string, value: number): Promise<SetResult> {
     await this.start();
     const k = keyByName(key, this.keys);
@@ -151,7 +153,8 @@ export class SysctlReconciler {
     if (this.deps.isLive && !this.deps.isLive(container)) return { ok: false, code: 'EPERM', reason: `container ${container} is not a live container of this manager` };
     if (!Number.isSafeInteger(value) || value < k.min || value > k.max)
       return { ok: false, code: 'EINVAL', reason: new SysctlValueError(`${key}: ${value} is outside ${k.min}..${k.max}`).message };
-    this.actor.send({ type: 'container.set', container, key, value });
+    // The container keeps its own value (SysctlFs serves it back); the host goes no higher than the ceiling.
+    this.actor.send({ type: 'container.set', container, key, value: Math.min(value, ceilingOf(k, this.deps.ceilings?.())) });
     return { ok: true };
   }
 
@@ -167,7 +170,7 @@ export class SysctlReconciler {
     for (const c of all) if (!keep.has(c)) this.gone(c);
   }
 
-  /** The value `container` set for `key`, if any. */
+  /** The value `container` set for `key` as the host counts it (at most the ceiling), if any. */
   valueOf(container: string, key: string): number | undefined {
     return this.context().entries[key]?.containers[container];
   }

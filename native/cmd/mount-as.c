@@ -2,6 +2,7 @@
 #include "helper.h"
 #include "as-common.h"
 #include "mount-as.h"
+#include "caller-path.h"
 #include <sys/statvfs.h>
 
 struct as_opts {
@@ -9,7 +10,28 @@ struct as_opts {
 	bool umount;
 	const char *source, *target, *fstype, *data;
 	unsigned long flags;
+	struct caller_path tpin, spin; /* the target's and source's /proc/self links, pinned (caller-path.h) */
 };
+
+/* A bind or move names its source as a path (anything else: a device, a name, or nothing). */
+static bool mount_as_opens_source(const struct as_opts *o)
+{
+	return (o->flags & (MS_BIND | MS_MOVE)) && !(o->flags & MS_REMOUNT) && o->source;
+}
+
+/*
+ * as_run's prepare hook, on the host with /proc/P pinned: /proc/self and /proc/thread-self in the
+ * target and source mean the caller, not this helper (see caller-path.h).
+ */
+static int mount_as_prepare(int procfd, void *arg)
+{
+	struct as_opts *o = arg;
+	if (caller_path_pin(&o->tpin, procfd, o->target) < 0)
+		return -1;
+	if (mount_as_opens_source(o) && caller_path_pin(&o->spin, procfd, o->source) < 0)
+		return -1;
+	return 0;
+}
 
 /* In the forked child, once it is P (as_run): judge the target and make the call. */
 static void mount_as_child(void *arg)
@@ -20,7 +42,7 @@ static void mount_as_child(void *arg)
 	 * target is opened once (as the caller would resolve it, symlinks and all) and judged through
 	 * the fd; the call is then made on that same object (see below).
 	 */
-	int tfd = open(o->target, O_PATH | O_CLOEXEC);
+	int tfd = caller_path_open(&o->tpin, o->target);
 	if (tfd < 0) {
 		fail(errno, o->umount ? "umount2" : "mount", "%s", o->target);
 		return;
@@ -39,8 +61,8 @@ static void mount_as_child(void *arg)
 	 */
 	const bool is_dir = S_ISDIR(sx.stx_mode);
 	int sfd = -1;
-	if ((o->flags & (MS_BIND | MS_MOVE)) && !(o->flags & MS_REMOUNT) && o->source) {
-		sfd = open(o->source, O_PATH | O_CLOEXEC);
+	if (mount_as_opens_source(o)) {
+		sfd = caller_path_open(&o->spin, o->source);
 		if (sfd < 0) {
 			fail(errno, "mount", "%s", o->source);
 			return;
@@ -156,12 +178,15 @@ int main_as(int argc, char **argv)
 		{ "data", required_argument, NULL, M_DATA },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct as_opts o = { .c = AS_COMMON_INIT, .umount = strcmp(argv[1], "umount-as") == 0 };
+	struct as_opts o = { .c = AS_COMMON_INIT, .umount = strcmp(argv[1], "umount-as") == 0,
+			     .tpin = CALLER_PATH_INIT, .spin = CALLER_PATH_INIT };
 
 	if (as_getopt(argc, argv, longopts, "ro-dev", &o.c, mount_as_opt, &o) == 0 && mount_as_check(&o, argv[1]) == 0) {
 		/* Only a new proc mount takes the pid namespace of the mounting task; everything else runs in place. */
 		o.c.in_place = o.umount || !o.fstype || strcmp(o.fstype, "proc") != 0 || (o.flags & (MS_REMOUNT | MS_BIND | MS_MOVE));
-		as_run(&o.c, NULL, mount_as_child, &o);
+		as_run(&o.c, mount_as_prepare, mount_as_child, &o);
+		caller_path_close(&o.tpin);
+		caller_path_close(&o.spin);
 	}
 	return report();
 }

@@ -2,11 +2,12 @@
 // disk I/O, also on a second proc mount, and the emulated files cannot be unmounted from inside.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
 import { REPO, type TestManager } from '../helpers/manager.ts';
+import { installC } from '../helpers/cprog.ts';
 
 const avail = dockerdAvailable();
 
@@ -14,13 +15,16 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
   let m: TestManager;
   let d: Dockerd;
   let img: string;
+  let bin: string;
   const run = (...args: string[]) => d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', ...args]);
 
   beforeAll(async () => {
     ({ m, d, img } = await startEciDocker());
+    bin = await installC(join(mkdtempSync('/tmp/eci-procfs-'), 'bin'), 'mount_at');
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });
+    if (bin) rmSync(join(bin, '..'), { recursive: true, force: true });
   });
 
   it("shows the container's uptime, no swap, and its memory limit", async () => {
@@ -155,6 +159,16 @@ describe.skipIf(!avail.ok)(`/proc emulation through Docker${avail.ok ? '' : ` (s
     expect(swapLines.trim()).toBe('1');
     expect(cpus.trim()).toBe('1');
     expect(Number(tasks.split('/')[1])).toBeLessThan(10);
+  });
+
+  it('a proc filesystem mounted onto /proc/self/fd/N (as runc mounts) shows the emulated files too', async () => {
+    const r = await run('--cap-add', 'SYS_ADMIN', '--cpus', '1', '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c',
+      'mkdir -p /tmp/p && exec 5</tmp/p && /eci-bin/mount_at proc /proc/self/fd/5 proc && cat /tmp/p/uptime && grep -c ^processor /tmp/p/cpuinfo');
+    expect(r.code, r.stderr).toBe(0);
+    const [mount, uptime, cpus] = r.stdout.trim().split('\n');
+    expect(mount).toBe('mount=0 errno=0');
+    expect(Number(uptime.split(' ')[0])).toBeLessThan(10);
+    expect(cpus.trim()).toBe('1');
   });
 
   it('a process in a nested pid namespace still sees its container, not the host', async () => {

@@ -1,7 +1,8 @@
 // Per-container views of a non-namespaced sysctl through Docker, and the reconciler programming the
 // host with the maximum over its baseline and the live containers — lowered again as they go.
 // The host value is restored whatever happens.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
@@ -105,5 +106,50 @@ describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avai
     const r = await d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo abc > ${FILE}; echo -5 > ${FILE}; cat ${FILE}`]);
     expect(r.stderr).toMatch(/Invalid argument/);
     expect(r.stdout.trim()).toBe(String(host()));
+  });
+});
+
+describe.skipIf(!avail.ok)(`what the kernel accepts, with the host under the admin's ceiling${avail.ok ? '' : ` (skipped: ${avail.reason})`}`, () => {
+  let m: TestManager;
+  let d: Dockerd;
+  let img: string;
+  let baseline: number;
+  let dir: string;
+  const LONG_MAX = '9223372036854775807';
+
+  beforeAll(async () => {
+    baseline = host();
+    dir = mkdtempSync('/tmp/eci-sysctl-ceiling-');
+    writeFileSync(join(dir, 'settings.json'), JSON.stringify({ sysctlCeilings: { 'fs.file-max': baseline + 777 } }));
+    ({ m, d, img } = await startEciDocker({ managerEnv: { ECI_SETTINGS: join(dir, 'settings.json') } }));
+  });
+  afterAll(async () => {
+    await stopEciDocker({ m, d });
+    if (baseline && host() !== baseline) writeFileSync(FILE, String(baseline));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('takes LONG_MAX for fs.file-max as systemd writes it and reads it back (issue 14)', async () => {
+    const r = await d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo ${LONG_MAX} > ${FILE} && cat ${FILE}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(LONG_MAX);
+    expect(host()).toBeLessThanOrEqual(baseline + 777);
+  });
+
+  it('programs the host with the ceiling while such a container lives, and drops back after it', async () => {
+    const a = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', `echo ${LONG_MAX} > ${FILE} && cat ${FILE}; sleep 300`])).stdout.trim();
+    try {
+      await until(() => host() === baseline + 777, 10000); // waited for: the reconciler's write of the ceiling
+      expect(host()).toBe(baseline + 777);
+      for (let i = 0; i < 50 && !(await d.docker(['logs', a])).stdout.trim(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await d.docker(['logs', a])).stdout.trim()).toBe(LONG_MAX);
+      // Another container still sees the host's (ceiled) value, not the first one's.
+      const b = await d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', img, 'cat', FILE]);
+      expect(b.stdout.trim()).toBe(String(baseline + 777));
+    } finally {
+      await d.docker(['rm', '-f', a]);
+    }
+    await until(() => host() === baseline, 10000); // waited for: the host lowered once the container is gone
+    expect(host()).toBe(baseline);
   });
 });

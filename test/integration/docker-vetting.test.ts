@@ -29,7 +29,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     vol = join(dir, 'vol');
     bin = join(dir, 'bin');
     mkdirSync(vol);
-    await installC(bin, 'ro_escape', 'remount_race');
+    await installC(bin, 'ro_escape', 'remount_race', 'proc_self_mount');
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });
@@ -77,6 +77,33 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('volume_writable no');
     expect(Number(/remounts_ok (\d+)/.exec(r.stdout)![1])).toBeGreaterThan(0); // the writable target did get remounted
+    expect(readdirSync(vol)).toEqual([]);
+  });
+
+  it('resolves /proc/self/fd/N and /proc/thread-self/fd/N targets and sources as the caller does, like runc (issue 14)', async () => {
+    // runc and systemd mount onto O_PATH fds through /proc/self/fd/N; inside eci's helper /proc/self
+    // would be the helper itself (ENOENT, or "only bind mounts onto files").
+    const probe = (runtime: string) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${runtime}`, '--cap-add', 'SYS_ADMIN',
+      '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir -p /tmp/ps && /eci-bin/proc_self_mount /tmp/ps']);
+    const [eci, runc] = [await probe('eci'), await probe('runc')];
+    expect(eci.code, eci.stderr).toBe(0);
+    expect(runc.code, runc.stderr).toBe(0);
+    const [x, y] = [results(eci.stdout), results(runc.stdout)];
+    console.log(`/proc/self/fd mounts under eci: ${JSON.stringify(x)}; under runc: ${JSON.stringify(y)}`);
+    for (const k of ['tmpfs_self_fd', 'tmpfs_thread_self_fd', 'bind_relative_src', 'bind_fd_src', 'bind_onto_file', 'tmpfs_fd_subpath', 'tmpfs_fd_abs_symlink', 'tmpfs_self_cwd', 'bind_self_ns'])
+      expect(x[k], k).toBe('ok');
+    expect(x).toEqual(y);
+  });
+
+  it('keeps a :ro volume read-only when it is named through /proc/self/fd/N', async () => {
+    const r = await run('-v', `${vol}:/mnt:ro`, '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir -p /tmp/ps && /eci-bin/proc_self_mount /tmp/ps /mnt');
+    expect(r.code, r.stderr).toBe(0);
+    const x = results(r.stdout);
+    expect(x.remount_rw_ro).toBe('EPERM');
+    expect(x.remount_rw_bind_ro).toBe('EPERM');
+    expect(x.bind_ro).toBe('ok');
+    expect(x.remount_rw_bind_of_ro).toBe('EPERM');
+    expect(x.write_after).not.toBe('ok');
     expect(readdirSync(vol)).toEqual([]);
   });
 

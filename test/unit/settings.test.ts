@@ -10,6 +10,15 @@ describe('admin settings', () => {
     expect(parseSettings('{}')).toEqual(DEFAULT_SETTINGS);
     expect(parseSettings('{"auditTrail": {"maxBytes": 1073741824}}').auditTrail).toEqual({ maxBytes: 1073741824, maxAgeDays: 30, identicalPerSecond: 5, decisionsPerSecond: 20 });
   });
+  it('takes sysctl ceilings per host-max entry over the defaults', () => {
+    const s = parseSettings('{"sysctlCeilings": {"fs.file-max": 4000000}}');
+    expect(s.sysctlCeilings['fs.file-max']).toBe(4000000);
+    expect(s.sysctlCeilings['fs.nr_open']).toBe(DEFAULT_SETTINGS.sysctlCeilings['fs.nr_open']);
+    expect(() => parseSettings('{"sysctlCeilings": {"kernel.panic": 1}}', 'f')).toThrow('f: sysctlCeilings.kernel.panic: not a host-max sysctl');
+    expect(() => parseSettings('{"sysctlCeilings": {"fs.nr_open": 10}}', 'f')).toThrow('f: sysctlCeilings.fs.nr_open: expected an integer from 64 to 2147483584, got 10');
+    expect(() => parseSettings('{"sysctlCeilings": [1]}', 'f')).toThrow('f: sysctlCeilings: expected an object');
+  });
+
   it('names the field and the reason', () => {
     const cases: [string, string][] = [
       ['{', 'f: not valid JSON'],

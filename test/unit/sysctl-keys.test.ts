@@ -4,7 +4,7 @@ import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENTRIES, RECONCILED, keyByName, keyByFile, productUuid, validateText, type SysctlKey } from '../../actors/sysctl/keys.ts';
+import { ceilingOf, DEFAULT_SYSCTL_CEILINGS, ENTRIES, parseReconciled, RECONCILED, keyByName, keyByFile, productUuid, validateText, type SysctlKey } from '../../actors/sysctl/keys.ts';
 import { servedEntries, SysctlFs, type SysctlClient } from '../../actors/sysctl/fs.ts';
 import { memKv } from '../helpers/mem-kv.ts';
 
@@ -17,7 +17,8 @@ const einval = expect.objectContaining({ code: 'EINVAL' });
 
 // [entry, scope, accepted writes -> what the file then reads, refused writes]
 const RULES: [string, SysctlKey['scope'], [string, string][], string[]][] = [
-  ['fs.file-max', 'host-max', [['0', '0\n'], ['9007199254740991', '9007199254740991\n']], ['-1', '9007199254740992', 'x']],
+  // The kernel takes 0..LONG_MAX (issue 14: systemd writes LONG_MAX; 2^53 was refused before).
+  ['fs.file-max', 'host-max', [['0', '0\n'], ['9007199254740991', '9007199254740991\n'], ['9007199254740992', '9007199254740992\n'], ['9223372036854775807', '9223372036854775807\n']], ['-1', '9223372036854775808', 'x']],
   ['fs.nr_open', 'host-max', [['64', '64\n'], ['2147483584', '2147483584\n']], ['63', '2147483585']],
   ['net.netfilter.nf_conntrack_max', 'host-max', [['0', '0\n'], ['2147483647', '2147483647\n']], ['2147483648', '-1']],
   ['fs.protected_hardlinks', 'container', [['0', '0\n'], ['1\n', '1\n']], ['2', '-1', 'yes']],
@@ -62,6 +63,20 @@ describe('the emulated entry table', () => {
 
   it.each(['0x10', '1.5', '+1', '1e3', '--1', '99999999999999999999999'])('refuses %j everywhere', (t) => {
     for (const e of ENTRIES) expect(() => validateText(e, t)).toThrow(expect.objectContaining({ code: e.scope === 'readonly' || e.scope === 'uuid' ? 'EACCES' : 'EINVAL' }));
+  });
+
+  it('parses reconciled writes in the kernel range, the host number at most the entry max', () => {
+    expect(parseReconciled(k('fs.file-max'), ' 9223372036854775807\n')).toEqual({ text: '9223372036854775807\n', value: Number.MAX_SAFE_INTEGER });
+    expect(parseReconciled(k('fs.nr_open'), '2147483584')).toEqual({ text: '2147483584\n', value: 2147483584 });
+    for (const [name, t] of [['fs.nr_open', '2147483585'], ['fs.file-max', '9223372036854775808'], ['fs.file-max', '-1'], ['net.netfilter.nf_conntrack_max', '2147483648']] as const)
+      expect(() => parseReconciled(k(name), t), `${name} ${t}`).toThrow(einval);
+  });
+
+  it('bounds the host by a ceiling per reconciled entry: the admin\'s, else the default', () => {
+    for (const e of RECONCILED) expect(DEFAULT_SYSCTL_CEILINGS[e.key], e.key).toBeLessThanOrEqual(e.max);
+    expect(ceilingOf(k('fs.file-max'))).toBe(DEFAULT_SYSCTL_CEILINGS['fs.file-max']);
+    expect(ceilingOf(k('fs.file-max'), { 'fs.file-max': 5000 })).toBe(5000);
+    expect(ceilingOf(k('fs.nr_open'), { 'fs.file-max': 5000 })).toBe(DEFAULT_SYSCTL_CEILINGS['fs.nr_open']);
   });
 
   it('derives a per-container product_uuid from the host one (all zeros without one)', () => {
@@ -135,6 +150,15 @@ describe('SysctlFs per-container values', () => {
     expect(sets).toEqual([['a', 'fs.file-max', 3000000]]);
     expect(await fs.read(f('fs.file-max'), 100)).toBe('3000000\n');
     expect(await fs.read(f('fs.file-max'), 200)).toBe('2466170\n');
+  });
+
+  it('accepts what the kernel accepts for a host-max entry and reads it back as written; the reconciler gets a safe number', async () => {
+    await fs.write(f('fs.file-max'), 201, 165536, '9223372036854775807\n');
+    expect(sets.at(-1)).toEqual(['b', 'fs.file-max', Number.MAX_SAFE_INTEGER]);
+    expect(await fs.read(f('fs.file-max'), 200)).toBe('9223372036854775807\n');
+    expect(await fs.read(f('fs.file-max'), 100)).toBe('3000000\n');
+    await expect(fs.write(f('fs.file-max'), 201, 165536, '9223372036854775808')).rejects.toMatchObject({ code: 'EINVAL' });
+    expect(await fs.read(f('fs.file-max'), 200)).toBe('9223372036854775807\n');
   });
 
   it('refuses out-of-range values (EINVAL) and non-root writers (EACCES), keeping the old value', async () => {

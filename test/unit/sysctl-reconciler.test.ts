@@ -65,6 +65,22 @@ describe('SysctlReconciler', () => {
     r.stop();
   });
 
+  it('raises the host no higher than the ceiling, whatever a container sets', async () => {
+    const host = memHost(100);
+    let ceilings: Record<string, number> = { 'fs.file-max': 1000 };
+    const r = new SysctlReconciler({ kv: memKv(), host, keys: [FM], log: pino({ level: 'silent' }), publish: async () => {}, ceilings: () => ceilings });
+    await r.start();
+    expect(await r.set('a', 'fs.file-max', Number.MAX_SAFE_INTEGER)).toEqual({ ok: true });
+    await r.settled();
+    expect(host.v).toBe(1000);
+    expect(r.valueOf('a', 'fs.file-max')).toBe(1000);
+    ceilings = { 'fs.file-max': 2000 }; // a settings reload applies to the next write
+    await r.set('b', 'fs.file-max', 1500);
+    await r.settled();
+    expect(host.v).toBe(1500);
+    r.stop();
+  });
+
   it('keeps the baseline across a restart and lowers the host for containers gone meanwhile', async () => {
     const kv = memKv();
     const host = memHost(100);
