@@ -185,13 +185,14 @@ export class RuntimeSession {
     const settings = this.host.settings();
     const eci = settings.enhancedContainerIsolation.value;
     const checks: CheckContext = {
-      id, bundle, isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, decisions: [],
+      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, decisions: [],
       // Turned off, eci still refuses host namespaces but leaves mounts to runc.
       mountPolicy: eci ? {
         restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],
         shared: settings.fileSharing,
         engineSockets: settings.engineSockets,
         trustedImages: settings.dockerSocketMount.imageList.images,
+        readOnlySystemFiles: settings.readOnlySystemFiles,
       } : undefined,
     };
     runSteps(CHECK_STEPS, spec, checks);

@@ -16,6 +16,8 @@ export interface Settings {
   enhancedContainerIsolation: { value: boolean; locked: boolean };
   /** Host paths users may bind-mount (and everything under them). */
   fileSharing: string[];
+  /** Harmless host files (and dirs) any container may bind-mount read-only, shared or not; read-write stays refused. */
+  readOnlySystemFiles: string[];
   /** Host paths that may never be bind-mounted, on top of the built-in list. */
   restrictedPaths: string[];
   /** Engine sockets: mountable only into containers whose image is trusted. */
@@ -37,6 +39,7 @@ export interface Settings {
 /** Always restricted, whatever the file says: the engines' config and sockets, eci's own state, kernel surfaces. */
 export const BUILTIN_RESTRICTED = [
   '/etc/docker', '/etc/containerd', '/etc/containers', '/run/containerd', '/var/lib/containerd', '/var/lib/docker/containers',
+  '/var/lib/containers/storage/overlay-containers', '/run/containers/storage/overlay-containers',
   '/etc/eci', '/var/lib/eci', '/run/eci',
   '/proc', '/sys', '/dev', '/boot', '/lib/modules', '/usr/lib/modules',
 ];
@@ -44,6 +47,8 @@ export const BUILTIN_RESTRICTED = [
 export const DEFAULT_SETTINGS: Settings = {
   enhancedContainerIsolation: { value: true, locked: true },
   fileSharing: ['/home', '/root', '/tmp', '/var/tmp', '/srv', '/mnt', '/media', '/opt', '/var/lib/docker/volumes'],
+  // The time zone: `-v /etc/localtime:/etc/localtime:ro` is common and reveals nothing.
+  readOnlySystemFiles: ['/etc/localtime', '/etc/timezone', '/usr/share/zoneinfo'],
   restrictedPaths: [],
   engineSockets: ['/var/run/docker.sock', '/run/docker.sock', '/run/podman/podman.sock', '/run/containerd/containerd.sock'],
   dockerSocketMount: { imageList: { images: [] } },
@@ -107,6 +112,7 @@ const schema = obj({
   configurationFileVersion: int(1, 1),
   enhancedContainerIsolation: obj({ value: bool, locked: bool }),
   fileSharing: absPaths,
+  readOnlySystemFiles: absPaths,
   restrictedPaths: absPaths,
   engineSockets: absPaths,
   dockerSocketMount: obj({ imageList: obj({ images: imageRefs }) }),
@@ -136,6 +142,7 @@ export function parseSettings(text: string, where = 'settings'): Settings {
   const s: Settings = {
     enhancedContainerIsolation: { ...d.enhancedContainerIsolation, ...v.enhancedContainerIsolation },
     fileSharing: v.fileSharing ?? d.fileSharing,
+    readOnlySystemFiles: v.readOnlySystemFiles ?? d.readOnlySystemFiles,
     restrictedPaths: v.restrictedPaths ?? d.restrictedPaths,
     engineSockets: v.engineSockets ?? d.engineSockets,
     dockerSocketMount: { imageList: { images: v.dockerSocketMount?.imageList?.images ?? d.dockerSocketMount.imageList.images } },

@@ -1,14 +1,19 @@
 // Bind-mount policy, applied when a container is created. Pure: the filesystem is asked through
 // `resolve` (realpath + stat), so every rule is unit-tested with a fake tree.
-//   - engine-managed per-container files (Docker's <data-root>/containers/<id>/hosts, the bundle)
-//     pass as they are;
+//   - this container's own engine files (found from its bundle, see engine-layout.ts) pass: hosts,
+//     hostname, resolv.conf and .containerenv idmapped, so container root owns and writes them as
+//     under runc; anything else of its own (shm, the bundle) as it is;
 //   - an engine socket passes only for a trusted image;
-//   - anything that is, is inside, or contains a restricted path is refused;
-//   - anything outside the shared paths (fileSharing) is refused;
+//   - anything that is, is inside, or contains a restricted path (or any container's engine dir)
+//     is refused;
+//   - the engine's named volumes pass, wherever its data root is;
+//   - read-only system files (readOnlySystemFiles, the engine's --init binary) pass only read-only;
+//   - anything else outside the shared paths (fileSharing) is refused;
 // and every decision is taken on the fully resolved path (symlinks, '..', '//').
 import { isAbsolute, join, normalize, resolve as resolvePath } from 'node:path';
 import { EciError } from '../errors.ts';
 import type { OciSpec } from '../runc/spec.ts';
+import { engineLayout, ENGINE_INIT_TARGETS, isNamedVolume, SYSTEM_BINARY_DIRS } from './engine-layout.ts';
 
 export interface Resolved { path: string; dev: bigint; ino: bigint; isDir: boolean }
 
@@ -17,15 +22,25 @@ export interface MountPolicy {
   shared: string[];
   engineSockets: string[];
   trustedImages: string[];
+  /** Harmless host files that may be bind-mounted read-only (never read-write) from anywhere. */
+  readOnlySystemFiles?: string[];
 }
 
 export interface ImageInfo { name?: string; id?: string }
 
 export interface OciMount { destination: string; type?: string; source?: string; options?: string[] }
 
+/**
+ * What a bind mount is. `engine-file` passes as it is; the others are idmapped by eci:
+ * `engine-writable` (the engine's hosts/hostname/resolv.conf: container root owns them, as under
+ * runc), `system-file` (read-only system files and the --init binary: root-owned inside).
+ */
 export type BindDecision =
   | { index: number; kind: 'engine-file' }
-  | { index: number; kind: 'volume' | 'engine-socket'; source: string; resolved: Resolved; readonly: boolean };
+  | { index: number; kind: 'volume' | 'engine-socket' | 'engine-writable' | 'system-file'; source: string; resolved: Resolved; readonly: boolean };
+
+/** The per-container files engines write for the container and runc mounts writable. */
+const ENGINE_WRITABLE = new Set(['hosts', 'hostname', 'resolv.conf', '.containerenv']);
 
 export function isBind(m: OciMount): boolean {
   return m.type === 'bind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind');
@@ -61,15 +76,20 @@ export function imageTrusted(image: ImageInfo | undefined, trusted: string[]): b
 
 export function checkBindMounts(
   spec: OciSpec,
-  c: { id: string; bundle: string; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined },
+  c: { id: string; bundle: string; pidFile?: string; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined },
 ): BindDecision[] {
   const out: BindDecision[] = [];
   const mounts = (spec.mounts ?? []) as OciMount[];
   const real = (p: string) => c.resolve(p)?.path ?? normalize(p);
-  const restricted = c.policy.restricted.flatMap((r) => [...new Set([normalize(r), real(r)])]);
+  const layout = engineLayout(spec, c);
+  const both = (r: string) => [...new Set([normalize(r), real(r)])];
+  const restricted = [...c.policy.restricted, ...layout.containerDirs].flatMap(both);
   const shared = c.policy.shared.map(real);
   const sockets = new Set(c.policy.engineSockets.flatMap((s) => [normalize(s), real(s)]));
-  const engineDirs = [normalize(c.bundle)];
+  const engineDirs = layout.ownDirs.flatMap(both);
+  const volumeRoots = layout.volumeRoots.map(real);
+  const systemFiles = (c.policy.readOnlySystemFiles ?? []).map(real);
+  const initArg = (spec.process as { args?: unknown[] } | undefined)?.args?.[0];
 
   mounts.forEach((m, index) => {
     if (!isBind(m)) return;
@@ -77,12 +97,14 @@ export function checkBindMounts(
     const given = normalize(isAbsolute(m.source) ? m.source : join(c.bundle, m.source));
     const r = c.resolve(given);
     const path = r?.path ?? given;
-    // Engine-managed files of this very container (hosts, hostname, resolv.conf, shm).
-    if (r && (engineDirs.some((d) => within(path, d)) || path.includes(`/containers/${c.id}/`))) {
-      out.push({ index, kind: 'engine-file' });
+    const readonly = (m.options ?? []).includes('ro');
+    // Engine-managed files of this very container (hosts, hostname, resolv.conf, shm, the bundle).
+    const own = r && engineDirs.find((d) => within(path, d));
+    if (r && own) {
+      if (!r.isDir && !readonly && ENGINE_WRITABLE.has(path.slice(own.length + 1))) out.push({ index, kind: 'engine-writable', source: m.source, resolved: r, readonly });
+      else out.push({ index, kind: 'engine-file' });
       return;
     }
-    const readonly = (m.options ?? []).includes('ro');
     if (sockets.has(given) || sockets.has(path)) {
       if (!imageTrusted(c.image, c.policy.trustedImages)) {
         throw new EciError('EPOLICY', `can't mount ${m.source} because the engine socket may only be mounted into trusted images (dockerSocketMount.imageList); ${c.image?.name ?? c.image?.id ? `image ${c.image?.name ?? c.image?.id} is not on the list` : "the container's image is unknown"}`);
@@ -101,11 +123,25 @@ export function checkBindMounts(
         }
       }
     }
-    if (!shared.some((s) => within(path, s))) {
-      throw new EciError('EPOLICY', `can't mount ${m.source} because it is not in the host paths shared with containers (fileSharing: ${c.policy.shared.join(', ')})`);
+    if (r && isNamedVolume(path, volumeRoots)) {
+      out.push({ index, kind: 'volume', source: m.source, resolved: r, readonly });
+      return;
     }
-    if (!r) throw new EciError('EPOLICY', `can't mount ${m.source}: no such file or directory`);
-    out.push({ index, kind: 'volume', source: m.source, resolved: r, readonly });
+    if (shared.some((s) => within(path, s))) {
+      if (!r) throw new EciError('EPOLICY', `can't mount ${m.source}: no such file or directory`);
+      out.push({ index, kind: 'volume', source: m.source, resolved: r, readonly });
+      return;
+    }
+    // The engine's --init binary: a system binary, read-only, run as the container's first process.
+    const engineInit = r && !r.isDir && ENGINE_INIT_TARGETS.includes(normalize(m.destination)) && initArg === normalize(m.destination) && SYSTEM_BINARY_DIRS.some((d) => within(path, d));
+    if (r && (engineInit || systemFiles.some((s) => within(path, s)))) {
+      if (!readonly) {
+        throw new EciError('EPOLICY', `can't mount ${m.source} read-write because it is a read-only system file (readOnlySystemFiles); mount it with :ro`);
+      }
+      out.push({ index, kind: 'system-file', source: m.source, resolved: r, readonly });
+      return;
+    }
+    throw new EciError('EPOLICY', `can't mount ${m.source} because it is not in the host paths shared with containers (fileSharing: ${c.policy.shared.join(', ')})`);
   });
   return out;
 }

@@ -15,6 +15,8 @@ export interface RuncCommandLine {
   /** Parsed from args for the commands eci acts on. */
   id?: string;
   bundle?: string;
+  /** create/run: where the engine wants the init pid (Podman: in its runroot's per-container dir). */
+  pidFile?: string;
   detach: boolean;
   force: boolean;
 }
@@ -84,6 +86,7 @@ export function parseRuncArgs(argv: string[]): RuncCommandLine {
       v = out.args[++j];
     }
     if (f.name === 'bundle' || f.name === 'b') out.bundle = v;
+    else if (f.name === 'pid-file' && (out.command === 'create' || out.command === 'run')) out.pidFile = v;
     else if (f.name === 'detach' || f.name === 'd') out.detach = true;
     else if (f.name === 'force' || f.name === 'f') out.force = true;
   }

@@ -7,6 +7,8 @@ import type { SpecStep } from './steps.ts';
 export interface CheckContext {
   id: string;
   bundle: string;
+  /** The engine's --pid-file (Podman's points into its per-container run dir). */
+  pidFile?: string;
   /** Whether a namespace path is the host's own (stat of /proc/1/ns). */
   isHostNamespace(type: string, path: string): boolean;
   /** The admin's bind-mount policy; undefined when eci is turned off (mounts pass as they are). */
@@ -32,7 +34,7 @@ export const CHECK_STEPS: readonly SpecStep<CheckContext>[] = [
     // Restricted host paths, shared paths, engine sockets only for trusted images.
     name: 'mount-policy',
     run(spec, c) {
-      c.decisions = c.mountPolicy ? checkBindMounts(spec, { id: c.id, bundle: c.bundle, image: c.image, resolve: c.resolve, policy: c.mountPolicy }) : [];
+      c.decisions = c.mountPolicy ? checkBindMounts(spec, { id: c.id, bundle: c.bundle, pidFile: c.pidFile, image: c.image, resolve: c.resolve, policy: c.mountPolicy }) : [];
       return spec;
     },
   },

@@ -12,6 +12,12 @@
 //   - c/image's blob-info cache is hard-wired for root to /var/lib/containers/cache: stop() removes it
 //     again when /var/lib/containers did not exist before start.
 //   - /etc/containers/policy.json and registries.conf.d are read (never written).
+//
+// `startPodman({ defaultStorage: true })` instead uses Podman's DEFAULT rootful storage
+// (/var/lib/containers/storage, /run/containers/storage, /run/libpod), as a real host does: only
+// cgroupfs, the file events backend and --network none are set, every container it runs carries the
+// label eci-test=<token>, and stop() removes exactly those containers, the images imported through
+// it and the volumes made with its `volume()` (by name; nothing else of the shared storage).
 //   - `podman ... state <id>` is called without runtime flags, so the runtime's default --root
 //     (/run/runc for eci-runc, as for runc) is used for every container: do not pass --runtime-flag root.
 import { accessSync, constants as fsc, existsSync } from 'node:fs';
@@ -50,6 +56,8 @@ export interface Podman {
   runFlags: readonly string[];
   /** Remove all containers (no stop timeout) and images, unmount leftovers, remove cgroups and the dir. */
   stop(): Promise<void>;
+  /** Default-storage mode: images and volumes stop() removes by name (importPodmanBusybox adds its image). */
+  created?: { images: string[]; volumes: string[] };
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -68,7 +76,8 @@ export function podmanAvailable(): { ok: boolean; reason?: string } {
   return { ok: true };
 }
 
-export async function startPodman(): Promise<Podman> {
+export async function startPodman(o: { defaultStorage?: boolean } = {}): Promise<Podman> {
+  if (o.defaultStorage) return startDefaultPodman();
   const dir = await mkdtemp('/tmp/ecip-');
   const storage = join(dir, 'storage');
   const runroot = join(dir, 'run');
@@ -156,6 +165,7 @@ export async function startPodman(): Promise<Podman> {
 /** `podman import` a fresh busybox rootfs tarball as `name` (CMD ["sh"]); returns the full name. */
 export async function importPodmanBusybox(p: Podman, name = 'eci-busybox'): Promise<string> {
   const tar = await makeBusyboxTarball(join(p.dir, 'busybox.tar'));
+  p.created?.images.push(`localhost/${name}`);
   try {
     const r = await p.podman(['import', '--change', 'CMD ["sh"]', tar, name]);
     if (r.code !== 0) throw new Error(`podman import ${name} failed (${r.code}): ${r.stderr.trim()}`);
@@ -163,6 +173,42 @@ export async function importPodmanBusybox(p: Podman, name = 'eci-busybox'): Prom
     await rm(tar, { force: true });
   }
   return `localhost/${name}`;
+}
+
+/** Rootful Podman with its default storage and run dirs (see the file comment). */
+async function startDefaultPodman(): Promise<Podman> {
+  const dir = await mkdtemp('/tmp/ecip-');
+  const token = dir.slice('/tmp/ecip-'.length);
+  const cgroupParent = `/eci-podman-test-${token}`;
+  const registriesConf = join(dir, 'registries.conf');
+  await writeFile(registriesConf, 'unqualified-search-registries = []\n');
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  for (const k of ['CONTAINER_HOST', 'CONTAINER_CONNECTION', 'CONTAINERS_HOOKS_DIR', 'CONTAINERS_CONF', 'CONTAINERS_STORAGE_CONF']) delete env[k];
+  Object.assign(env, {
+    CONTAINERS_REGISTRIES_CONF: registriesConf,
+    TMPDIR: dir,
+    PATH: `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${env.PATH ? ':' + env.PATH : ''}`,
+  });
+  const global = ['--cgroup-manager=cgroupfs', '--events-backend=file'];
+  const podman: Podman['podman'] = (args, o = {}) => runCmd(PODMAN, [...global, ...args], env, undefined, o.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const label = `eci-test=${token}`;
+  const created = { images: [] as string[], volumes: [] as string[] };
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      const ps = await podman(['ps', '-a', '-q', '--filter', `label=${label}`], { timeoutMs: 60_000 }).catch(() => undefined);
+      const ids = ps?.stdout.split(/\s+/).filter(Boolean) ?? [];
+      if (ids.length) await podman(['rm', '-f', '-t', '0', ...ids], { timeoutMs: 60_000 }).catch(() => undefined);
+      if (created.volumes.length) await podman(['volume', 'rm', '-f', ...created.volumes], { timeoutMs: 60_000 }).catch(() => undefined);
+      if (created.images.length) await podman(['rmi', '-f', ...created.images], { timeoutMs: 60_000 }).catch(() => undefined);
+      await removeCgroupTree(cgroupParent);
+      await rm(dir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+  const runFlags = Object.freeze(['--network', 'none', '--cgroup-parent', cgroupParent, '--label', label]);
+  return { dir, podman, runFlags, stop, created };
 }
 
 export { runCmd };

@@ -7,7 +7,7 @@ const tree: Record<string, string> = {
   '/etc/docker': '/etc/docker', '/etc/docker/daemon.json': '/etc/docker/daemon.json', '/etc': '/etc',
   '/home/u': '/home/u', '/home/u/link': '/etc/docker/daemon.json', '/home/u/data': '/home/u/data',
   '/home': '/home', '/run/docker.sock': '/run/docker.sock', '/var/run/docker.sock': '/run/docker.sock',
-  '/var/lib/docker/containers/abc/hosts': '/var/lib/docker/containers/abc/hosts', '/opt/x': '/opt/x', '/b/rootfs': '/b/rootfs',
+  '/var/lib/docker/containers/abc/mounts/shm': '/var/lib/docker/containers/abc/mounts/shm', '/opt/x': '/opt/x', '/b/rootfs': '/b/rootfs',
 };
 let ino = 1n;
 const inodes = new Map<string, bigint>();
@@ -22,6 +22,9 @@ const spec = (...mounts: [string, string?][]): OciSpec => ({
   root: { path: 'rootfs' }, linux: {},
   mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, ...mounts.map(([source, opt]) => ({ destination: '/mnt', type: 'bind', source, options: ['rbind', ...(opt ? [opt] : [])] }))],
 });
+/** A spec as Docker writes it: its root in <data-root>/overlay2/<layer>/merged. */
+const docker = (s: OciSpec, dataRoot: string): OciSpec => ({ ...s, root: { path: `${dataRoot}/overlay2/l1/merged` } });
+const mobyBundle = (id: string) => `/run/d/containerd/daemon/io.containerd.runtime.v2.task/moby/${id}`;
 const check = (s: OciSpec, image?: { name?: string; id?: string }) => checkBindMounts(s, { id: 'abc', bundle: '/b', policy, image, resolve });
 
 describe('bind-mount policy', () => {
@@ -43,7 +46,7 @@ describe('bind-mount policy', () => {
     expect(() => check(spec(['/opt/x']))).toThrow("can't mount /opt/x because it is not in the host paths shared with containers (fileSharing: /home, /tmp)");
   });
   it("passes the engine's own per-container files and ignores non-bind mounts", () => {
-    expect(check(spec(['/var/lib/docker/containers/abc/hosts']))).toEqual([{ index: 1, kind: 'engine-file' }]);
+    expect(checkBindMounts(docker(spec(['/var/lib/docker/containers/abc/mounts/shm']), '/var/lib/docker'), { id: 'abc', bundle: mobyBundle('abc'), policy, resolve })).toEqual([{ index: 1, kind: 'engine-file' }]);
     expect(check(spec())).toEqual([]);
   });
   it('mounts the engine socket only into trusted images, and never when the image is unknown', () => {

@@ -8,6 +8,11 @@ describe('parseRuncArgs', () => {
     expect(c).toMatchObject({ root: '/run/docker/runtime-runc/moby', log: '/b/log.json', logFormat: 'json', command: 'create', bundle: '/b', id: 'abc123' });
     expect(c.global).toEqual(['--root', '/run/docker/runtime-runc/moby', '--log', '/b/log.json', '--log-format', 'json']);
   });
+  it("keeps create's --pid-file (Podman's names its per-container run dir), and --pid-file=value", () => {
+    expect(parseRuncArgs(['create', '--bundle', '/b', '--pid-file', '/run/x/userdata/pidfile', 'id1']).pidFile).toBe('/run/x/userdata/pidfile');
+    expect(parseRuncArgs(['run', '--pid-file=/p', 'id1']).pidFile).toBe('/p');
+    expect(parseRuncArgs(['exec', '--pid-file', '/p', 'id1', 'true']).pidFile).toBeUndefined();
+  });
   it('accepts --flag=value, short flags and unknown global flags', () => {
     const c = parseRuncArgs(['--root=/r', '--systemd-cgroup', '--weird-flag', 'run', '-b', 'bundle', '-d', 'x']);
     expect(c).toMatchObject({ root: '/r', command: 'run', bundle: 'bundle', detach: true, id: 'x' });

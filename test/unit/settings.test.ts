@@ -19,6 +19,12 @@ describe('admin settings', () => {
     expect(() => parseSettings('{"sysctlCeilings": [1]}', 'f')).toThrow('f: sysctlCeilings: expected an object');
   });
 
+  it('readOnlySystemFiles: the time zone files by default, replaced by the file, absolute paths only', () => {
+    expect(parseSettings('{}').readOnlySystemFiles).toEqual(['/etc/localtime', '/etc/timezone', '/usr/share/zoneinfo']);
+    expect(parseSettings('{"readOnlySystemFiles": []}').readOnlySystemFiles).toEqual([]);
+    expect(() => parseSettings('{"readOnlySystemFiles": ["etc"]}', 'f')).toThrow('f: readOnlySystemFiles[0]: expected an absolute path, got "etc"');
+  });
+
   it('names the field and the reason', () => {
     const cases: [string, string][] = [
       ['{', 'f: not valid JSON'],
