@@ -63,7 +63,7 @@ export async function runChecks(o: CheckOptions): Promise<CheckResult[]> {
   try {
     const map = await dockerRun(o, [o.image, 'cat', '/proc/self/uid_map']);
     const m = /^0 (\d+) 65536$/.exec(norm(map.stdout));
-    add('own user namespace, exclusive range', '0 <100000+> 65536', norm(map.stdout) || firstLine(map.stderr), !!m && Number(m[1]) >= 100000);
+    add('own user namespace, exclusive range', '0 <pool id> 65536', norm(map.stdout) || firstLine(map.stderr), !!m && Number(m[1]) >= 100000);
 
     const host = await dockerRun(o, ['--userns=host', o.image, 'cat', '/proc/self/uid_map']);
     add('--userns=host ignored', 'a mapped range', norm(host.stdout) || firstLine(host.stderr), /^0 [1-9]\d* 65536$/.test(norm(host.stdout)));
