@@ -125,7 +125,7 @@ describe.skipIf(!root)(`nats-server killed and restarted${root ? '' : ' (skipped
     // The decision made while the bus was down is in the stream, once.
     const audits = events.filter((e) => e.event.type === 'vetter.decision' && JSON.stringify(e.event.data).includes('/mnt/b'));
     expect(audits).toHaveLength(1);
-    expect((audits[0].event.data as { verdict: string }).verdict).toBe('performed');
+    expect((audits[0].event.data as { verdict: string }).verdict, `${JSON.stringify(audits[0].event.data)}\n${m.log().split('\n').filter((l) => l.includes('mnt/b') || l.includes('"level":50') || l.includes('"level":40')).slice(-15).join('\n')}`).toBe('performed');
     // Stream order is publish order: the ulids (monotonic in the manager) ascend.
     const ids = mine.map((e) => e.event.id);
     expect([...ids].sort()).toEqual(ids);
