@@ -306,8 +306,9 @@ export class Manager implements RuntimeHost, EventSink {
 
   private async requestRange(owner: string): Promise<AllocationResult> {
     const t = performance.now();
+    const inFlight = this.allocator.inFlight();
     const r = await this.allocator.allocate(owner);
-    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2) }, 'range allocated');
+    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2), inFlight }, 'range allocated');
     return r;
   }
 
