@@ -4,10 +4,11 @@
 // JetStream events for every allocation and release.
 import { createActor, type Actor } from 'xstate';
 import type { KV } from '@nats-io/kv';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { allocatorMachine, type AllocatorConfig } from '../statecharts/allocator.machine.ts';
 import type { AllocationResult, IdRange } from '../statecharts/events.ts';
-import { subjects } from '../bus/subjects.ts';
+import { RANGES_BUCKET, subjects } from '../bus/subjects.ts';
 import { rangeKeys } from '../bus/keys.ts';
 import type { Publish } from '../bus/events.ts';
 import { retryUntilDone } from '../bus/retry.ts';
@@ -21,6 +22,19 @@ export interface AllocatorDeps {
   kv: KV;
   publish: Publish;
   log: Logger;
+  /**
+   * Removes a released key without leaving a delete marker, so the next allocation of its index is
+   * one compare-and-set write (after a marker, nats.js create() needs three round trips: put, get,
+   * put). Default: kv.delete.
+   */
+  forget?: (key: string) => Promise<void>;
+}
+
+/** `forget` for the manager: purges the key's subject from the bucket's stream (no marker left). */
+export function purgeRangeKey(jsm: JetStreamManager): (key: string) => Promise<void> {
+  return async (key) => {
+    await jsm.streams.purge(`KV_${RANGES_BUCKET}`, { filter: `$KV.${RANGES_BUCKET}.${key}` });
+  };
 }
 
 export class AllocatorActor {
@@ -137,7 +151,8 @@ export class AllocatorActor {
   private async release(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     try {
       // A release must land before the index is handed out again (the index's chain): retry through an outage.
-      await retryUntilDone(() => this.deps.kv.delete(rangeKeys.key(index)), {
+      const key = rangeKeys.key(index);
+      await retryUntilDone(() => (this.deps.forget ? this.deps.forget(key) : this.deps.kv.delete(key)), {
         cancelled: () => this.stopped,
         onFirstFailure: (e) => this.deps.log.warn({ owner, index, err: (e as Error).message }, 'range release not recorded yet; retrying'),
       });

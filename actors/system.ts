@@ -10,7 +10,7 @@ import type { OutgoingEvent, Publish } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
-import { AllocatorActor } from './allocator.actor.ts';
+import { AllocatorActor, purgeRangeKey } from './allocator.actor.ts';
 import { ContainerActor, type ContainerRecord } from './container.actor.ts';
 import type { ManagerConfig } from './config.ts';
 import { EciError } from './errors.ts';
@@ -185,7 +185,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.services = actorServices(this.bus.nc, VERSION, { pid: String(process.pid) });
     this.allocator = new AllocatorActor(this.config.range ?? this.settings().idRange, {
       nc: this.services.allocator.connection(), kv: this.bus.ranges, log: this.log,
-      publish: this.publish,
+      publish: this.publish, forget: purgeRangeKey(this.bus.jsm),
     });
     await this.allocator.start();
     this.vetter = new VetterActor(this.services.vetter.connection());

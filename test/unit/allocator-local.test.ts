@@ -122,6 +122,24 @@ describe('allocator, local path', () => {
     a.stop();
   });
 
+  it('releases through forget when given (the manager purges: no delete marker before the next create)', async () => {
+    const k = casKv();
+    const forgotten: string[] = [];
+    const a = new AllocatorActor(CFG, {
+      nc: noRequests, kv: { ...k.kv, delete: () => { throw new Error('delete used instead of forget'); } } as unknown as KV,
+      publish: async () => {}, log: pino({ level: 'silent' }),
+      forget: async (key) => { await tick(); forgotten.push(key); k.data.delete(key); },
+    });
+    await a.start();
+    const first = await a.allocate('c1');
+    a.free('c1');
+    const again = await a.allocate('c2');
+    expect(forgotten).toEqual([rangeKey(indexOf(first))]);
+    expect(indexOf(again)).toBe(indexOf(first));
+    expect((JSON.parse(k.data.get(rangeKey(indexOf(again)))!) as RangeRecord).owner).toBe('c2');
+    a.stop();
+  });
+
   it('after a restart the held ranges come back from KV and are not handed out again', async () => {
     const k = casKv();
     const a = newAllocator(k.kv);
