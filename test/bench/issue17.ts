@@ -1,7 +1,7 @@
 // Section "issue17": the rows of issue 17 ("Faster than the engines it plugs into"), each against its
 // baseline measured in the same run, once with the machine quiet and once beside a busy neighbour
 // (two CPU-burning shell loops, see neighbour.ts). Rows (ECI_BENCH_ROWS picks some; default all):
-//   start    `docker run --rm true`, eci vs runc, interleaved (ECI_BENCH_ISSUE17_N runs each, default 15)
+//   start    `docker run --rm true`, eci vs runc, interleaved (ECI_BENCH_ISSUE17_N runs each, default 10)
 //   load20   creation throughput, ECI_BENCH_LOAD_N (100) x `docker run -d`, 20 at a time, eci vs runc
 //   load100  the same, all at once
 //   run      `eci run --rm busybox true` vs `podman run --rm` of the same busybox (a private Podman)
@@ -173,7 +173,7 @@ function allocTimings(log: string, from: number): AllocTimings | undefined {
 export async function benchIssue17(c: BenchContext): Promise<Issue17Result> {
   const rows = pick('ECI_BENCH_ROWS', ROWS);
   const passes = pick<Pass>('ECI_BENCH_PASSES', ['quiet', 'busy']);
-  const n = Number(process.env.ECI_BENCH_ISSUE17_N ?? 15);
+  const n = Number(process.env.ECI_BENCH_ISSUE17_N ?? 10);
   const bin = rows.includes('mount') || rows.includes('flood') ? await prog(c, 'mount_lat') : '';
   const res: Issue17Result = { n, passes: {}, allocation: {}, loadRuns: [], errors: [] };
   const got = await inBothPasses(c.say, async (pass) => {

@@ -14,12 +14,13 @@ export function startBusyNeighbour(n = 2): Neighbour {
     for (const p of pids) process.kill(p, 'SIGKILL');
     throw new Error('cannot start the busy neighbour (sh)');
   }
-  return {
-    pids,
-    stop() {
-      for (const k of kids) if (k.exitCode === null && k.signalCode === null) k.kill('SIGKILL');
-    },
+  const stop = () => {
+    for (const k of kids) if (k.exitCode === null && k.signalCode === null) k.kill('SIGKILL');
+    process.off('exit', stop);
   };
+  // Also when the bench ends some other way (a signal, a step that hangs until the process exits).
+  process.on('exit', stop);
+  return { pids, stop };
 }
 
 export type Pass = 'quiet' | 'busy';
