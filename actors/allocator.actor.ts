@@ -1,12 +1,14 @@
-// Runs the allocator machine against the world: KV for persistence (compare-and-set create),
+// Runs the allocator machine against the world: KV for persistence (compare-and-set create, several
+// indexes in flight at once),
 // direct calls from the manager's containers, NATS request/reply for observers and tools, and
 // JetStream events for every allocation and release.
 import { createActor, type Actor } from 'xstate';
 import type { KV } from '@nats-io/kv';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { allocatorMachine, type AllocatorConfig } from '../statecharts/allocator.machine.ts';
 import type { AllocationResult, IdRange } from '../statecharts/events.ts';
-import { subjects } from '../bus/subjects.ts';
+import { RANGES_BUCKET, subjects } from '../bus/subjects.ts';
 import { rangeKeys } from '../bus/keys.ts';
 import type { Publish } from '../bus/events.ts';
 import { retryUntilDone } from '../bus/retry.ts';
@@ -20,6 +22,19 @@ export interface AllocatorDeps {
   kv: KV;
   publish: Publish;
   log: Logger;
+  /**
+   * Removes a released key without leaving a delete marker, so the next allocation of its index is
+   * one compare-and-set write (after a marker, nats.js create() needs three round trips: put, get,
+   * put). Default: kv.delete.
+   */
+  forget?: (key: string) => Promise<void>;
+}
+
+/** `forget` for the manager: purges the key's subject from the bucket's stream (no marker left). */
+export function purgeRangeKey(jsm: JetStreamManager): (key: string) => Promise<void> {
+  return async (key) => {
+    await jsm.streams.purge(`KV_${RANGES_BUCKET}`, { filter: `$KV.${RANGES_BUCKET}.${key}` });
+  };
 }
 
 export class AllocatorActor {
@@ -27,15 +42,16 @@ export class AllocatorActor {
   private waiters = new Map<string, ((r: AllocationResult) => void)[]>();
   private subs: { unsubscribe(): void }[] = [];
   private stopped = false;
-  /** KV writes run one at a time, in the order the machine asked: a release always lands before
-   * a later allocation of the same index tries its compare-and-set. */
-  private kvChain: Promise<void> = Promise.resolve();
+  /** KV writes to one index run in the order the machine asked (a release always lands before a
+   * later allocation of the same index tries its compare-and-set); writes to different indexes run
+   * concurrently. An index's chain is dropped when it runs dry. */
+  private chains = new Map<number, Promise<void>>();
 
   constructor(readonly config: AllocatorConfig, private deps: AllocatorDeps) {
     const machine = allocatorMachine.provide({
       actions: {
-        persistRange: (_, p) => this.enqueue(() => this.persist(p.owner, p.index, p.uid, p.gid)),
-        releaseRange: (_, p) => this.enqueue(() => this.release(p.owner, p.index, p.uid, p.gid)),
+        persistRange: (_, p) => this.enqueue(p.index, () => this.persist(p.owner, p.index, p.uid, p.gid)),
+        releaseRange: (_, p) => this.enqueue(p.index, () => this.release(p.owner, p.index, p.uid, p.gid)),
         respond: (_, r) => {
           const w = this.waiters.get(r.owner) ?? [];
           this.waiters.delete(r.owner);
@@ -83,12 +99,20 @@ export class AllocatorActor {
   }
 
   /** Resolves when every KV write asked for so far has landed. */
-  settled(): Promise<void> {
-    return this.kvChain;
+  async settled(): Promise<void> {
+    await Promise.all(this.chains.values());
   }
 
-  private enqueue(f: () => Promise<void>): void {
-    this.kvChain = this.kvChain.then(f, f);
+  /** Writes in flight or waiting, over all indexes (for the timings in the debug log). */
+  inFlight(): number {
+    return this.chains.size;
+  }
+
+  private enqueue(index: number, f: () => Promise<void>): void {
+    const next = (this.chains.get(index) ?? Promise.resolve()).then(f, f);
+    this.chains.set(index, next);
+    const drop = () => { if (this.chains.get(index) === next) this.chains.delete(index); };
+    next.then(drop, drop);
   }
 
   /** Pending KV writes give up after their next failure (a stop must not wait for an outage to end). */
@@ -104,8 +128,10 @@ export class AllocatorActor {
 
   private async persist(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     const rec: RangeRecord = { owner, index, uid, gid, ts: new Date().toISOString() };
+    const t = performance.now();
     try {
       await this.deps.kv.create(rangeKeys.key(index), JSON.stringify(rec));
+      this.deps.log.debug({ owner, index, ms: +(performance.now() - t).toFixed(2) }, 'range written');
     } catch (e) {
       // create() is compare-and-set: it fails if the key holds a value. Find out who holds it.
       const cur = await this.deps.kv.get(rangeKeys.key(index)).catch(() => null);
@@ -124,8 +150,9 @@ export class AllocatorActor {
 
   private async release(owner: string, index: number, uid: IdRange, gid: IdRange): Promise<void> {
     try {
-      // A release must land before the index is handed out again (kvChain order): retry through an outage.
-      await retryUntilDone(() => this.deps.kv.delete(rangeKeys.key(index)), {
+      // A release must land before the index is handed out again (the index's chain): retry through an outage.
+      const key = rangeKeys.key(index);
+      await retryUntilDone(() => (this.deps.forget ? this.deps.forget(key) : this.deps.kv.delete(key)), {
         cancelled: () => this.stopped,
         onFirstFailure: (e) => this.deps.log.warn({ owner, index, err: (e as Error).message }, 'range release not recorded yet; retrying'),
       });

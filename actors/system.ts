@@ -11,7 +11,7 @@ import type { OutgoingEvent, Publish } from '../bus/events.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
-import { AllocatorActor } from './allocator.actor.ts';
+import { AllocatorActor, purgeRangeKey } from './allocator.actor.ts';
 import { ContainerActor, type ContainerRecord } from './container.actor.ts';
 import type { ManagerConfig } from './config.ts';
 import { EciError } from './errors.ts';
@@ -170,7 +170,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.services = actorServices(this.bus.nc, VERSION, { pid: String(process.pid) });
     this.allocator = new AllocatorActor(this.config.range ?? this.settings().idRange, {
       nc: this.services.allocator.connection(), kv: this.bus.ranges, log: this.log,
-      publish: this.publish,
+      publish: this.publish, forget: purgeRangeKey(this.bus.jsm),
     });
     await this.allocator.start();
     this.vetter = new VetterActor(this.services.vetter.connection());
@@ -283,8 +283,9 @@ export class Manager implements RuntimeHost, EventSink {
 
   private async requestRange(owner: string): Promise<AllocationResult> {
     const t = performance.now();
+    const inFlight = this.allocator.inFlight();
     const r = await this.allocator.allocate(owner);
-    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2) }, 'range allocated');
+    this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2), inFlight }, 'range allocated');
     // Checked where it is applied, whatever decided it: inside the pool, whole, and no live container's.
     const bad = r.ok ? rangeProblem(r, this.allocator.config, [...this.table.all()].filter((c) => c.id !== owner).map((c) => c.context.uid)) : undefined;
     if (!bad) return r;

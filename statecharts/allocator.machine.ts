@@ -1,6 +1,9 @@
 // Exclusive uid/gid ranges: index i covers host ids base + i*size .. +size-1, the same for uid and
-// gid. One allocation is persisted at a time (persisting state), so two containers can never be
-// handed the same index; requests that arrive meanwhile wait in a de-duplicated queue.
+// gid. Several allocations may be persisting at once, each on its own index (`pending`): an index is
+// handed to one owner only while no other owner holds it or has a write in flight for it, so two
+// containers can never be handed the same index. A request waits in a de-duplicated queue only when
+// every index that is not held has a write in flight; the order of writes to one index (a release
+// before the next persist of it) is kept by whoever runs the effects.
 import { assign, setup } from 'xstate';
 import type { AllocationResult, AllocatorEvent, IdRange } from './events.ts';
 
@@ -10,7 +13,8 @@ export interface AllocatorContext extends AllocatorConfig {
   /** index -> owner (container id). */
   held: Record<number, string>;
   queue: string[];
-  pending?: { owner: string; index: number };
+  /** index -> owner whose compare-and-set write of that index is in flight. */
+  pending: Record<number, string>;
 }
 
 export function rangeOf(c: AllocatorConfig, index: number): IdRange {
@@ -24,7 +28,7 @@ export function indexOf(held: Record<number, string>, owner: string): number | u
 
 export function lowestFree(c: AllocatorContext): number | undefined {
   for (let i = 0; i < c.count; i++) {
-    if (c.held[i] === undefined && c.pending?.index !== i) return i;
+    if (c.held[i] === undefined && c.pending[i] === undefined) return i;
   }
   return undefined;
 }
@@ -32,6 +36,14 @@ export function lowestFree(c: AllocatorContext): number | undefined {
 const ok = (c: AllocatorContext, owner: string, index: number): AllocationResult => ({
   ok: true, owner, index, uid: rangeOf(c, index), gid: rangeOf(c, index),
 });
+
+const without = (m: Record<number, string>, index: number): Record<number, string> => {
+  const out = { ...m };
+  delete out[index];
+  return out;
+};
+
+const anyPending = (c: AllocatorContext) => Object.keys(c.pending).length > 0;
 
 export const allocatorMachine = setup({
   types: {
@@ -47,16 +59,19 @@ export const allocatorMachine = setup({
     respond: (_, _p: AllocationResult) => {},
   },
   guards: {
-    hasQueue: ({ context }) => context.queue.length > 0,
-    headHeld: ({ context }) => indexOf(context.held, context.queue[0]) !== undefined,
-    noneFree: ({ context }) => lowestFree(context) === undefined,
-    isPending: ({ context, event }) =>
-      'index' in event && context.pending?.owner === event.owner && context.pending.index === event.index,
+    headHeld: ({ context }) => context.queue.length > 0 && indexOf(context.held, context.queue[0]) !== undefined,
+    headFits: ({ context }) => context.queue.length > 0 && lowestFree(context) !== undefined,
+    // Exhausted only when no write in flight can still give an index back (a failed or conflicting one).
+    headExhausted: ({ context }) => context.queue.length > 0 && lowestFree(context) === undefined && !anyPending(context),
+    isPending: ({ context, event }) => 'index' in event && context.pending[event.index] === event.owner,
     holdsRange: ({ context, event }) => 'owner' in event && indexOf(context.held, event.owner) !== undefined,
+    // The same owner asking twice gets one range: drop duplicates of a pending or queued request.
+    isNewRequest: ({ context, event }) =>
+      'owner' in event && indexOf(context.pending, event.owner) === undefined && !context.queue.includes(event.owner),
   },
 }).createMachine({
   id: 'allocator',
-  context: ({ input }) => ({ ...input, held: {}, queue: [] }),
+  context: ({ input }) => ({ ...input, held: {}, queue: [], pending: {} }),
   initial: 'loading',
   on: {
     free: {
@@ -69,13 +84,7 @@ export const allocatorMachine = setup({
             return { owner: event.owner, index, uid: rangeOf(context, index), gid: rangeOf(context, index) };
           },
         },
-        assign({
-          held: ({ context, event }) => {
-            const held = { ...context.held };
-            delete held[indexOf(held, event.owner)!];
-            return held;
-          },
-        }),
+        assign({ held: ({ context, event }) => without(context.held, indexOf(context.held, event.owner)!) }),
       ],
     },
   },
@@ -86,24 +95,34 @@ export const allocatorMachine = setup({
       },
     },
     ready: {
-      always: { guard: 'hasQueue', target: 'assigning' },
-      on: {
-        allocate: { actions: assign({ queue: ({ context, event }) => [...context.queue, event.owner] }) },
-      },
-    },
-    assigning: {
+      // Serves the queue head for as long as it can be served: several persists start in one step.
       always: [
         {
           guard: 'headHeld',
-          target: 'ready',
           actions: [
             { type: 'respond', params: ({ context }) => ok(context, context.queue[0], indexOf(context.held, context.queue[0])!) },
             assign({ queue: ({ context }) => context.queue.slice(1) }),
           ],
         },
         {
-          guard: 'noneFree',
-          target: 'ready',
+          guard: 'headFits',
+          actions: [
+            // Before the assign: the params see the head and the index it gets.
+            {
+              type: 'persistRange',
+              params: ({ context }) => {
+                const index = lowestFree(context)!;
+                return { owner: context.queue[0], index, uid: rangeOf(context, index), gid: rangeOf(context, index) };
+              },
+            },
+            assign({
+              pending: ({ context }) => ({ ...context.pending, [lowestFree(context)!]: context.queue[0] }),
+              queue: ({ context }) => context.queue.slice(1),
+            }),
+          ],
+        },
+        {
+          guard: 'headExhausted',
           actions: [
             {
               type: 'respond',
@@ -115,55 +134,36 @@ export const allocatorMachine = setup({
             assign({ queue: ({ context }) => context.queue.slice(1) }),
           ],
         },
-        {
-          target: 'persisting',
-          actions: [
-            assign({
-              pending: ({ context }) => ({ owner: context.queue[0], index: lowestFree(context)! }),
-              queue: ({ context }) => context.queue.slice(1),
-            }),
-            {
-              type: 'persistRange',
-              params: ({ context }) => ({
-                owner: context.pending!.owner, index: context.pending!.index,
-                uid: rangeOf(context, context.pending!.index), gid: rangeOf(context, context.pending!.index),
-              }),
-            },
-          ],
-        },
       ],
-    },
-    persisting: {
       on: {
         allocate: {
-          // The same owner asking twice gets one range: drop duplicates of the pending or queued.
-          guard: ({ context, event }) => context.pending?.owner !== event.owner && !context.queue.includes(event.owner),
+          guard: 'isNewRequest',
           actions: assign({ queue: ({ context, event }) => [...context.queue, event.owner] }),
         },
         persisted: {
           guard: 'isPending',
-          target: 'ready',
           actions: [
-            assign({ held: ({ context, event }) => ({ ...context.held, [event.index]: event.owner }), pending: undefined }),
+            assign({
+              held: ({ context, event }) => ({ ...context.held, [event.index]: event.owner }),
+              pending: ({ context, event }) => without(context.pending, event.index),
+            }),
             { type: 'respond', params: ({ context, event }) => ok(context, event.owner, event.index) },
           ],
         },
         'persist.conflict': {
           // Someone else holds the index in the store (another manager, or state we did not load):
-          // record it and try the next free index for the same owner.
+          // record it and try the next free index for the same owner, ahead of the queue.
           guard: 'isPending',
-          target: 'ready',
           actions: assign({
             held: ({ context, event }) => ({ ...context.held, [event.index]: event.holder }),
             queue: ({ context, event }) => [event.owner, ...context.queue],
-            pending: undefined,
+            pending: ({ context, event }) => without(context.pending, event.index),
           }),
         },
         'persist.failed': {
           guard: 'isPending',
-          target: 'ready',
           actions: [
-            assign({ pending: undefined }),
+            assign({ pending: ({ context, event }) => without(context.pending, event.index) }),
             {
               type: 'respond',
               params: ({ event }): AllocationResult => ({ ok: false, owner: event.owner, code: 'EPERSIST', reason: event.reason }),

@@ -10,7 +10,7 @@ import type { BenchContext } from './context.ts';
 import { fmtMiB, nowMs, rssKiB } from './stats.ts';
 
 /** Runs `f` over `items` with `par` always in flight (a pool, not batches: one slow run stalls no batch). */
-async function pool<T>(items: readonly T[], par: number, f: (x: T) => Promise<unknown>): Promise<void> {
+export async function pool<T>(items: readonly T[], par: number, f: (x: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(par, items.length) }, async () => {
     while (next < items.length) await f(items[next++]);
@@ -51,7 +51,7 @@ async function waitEmpty(c: BenchContext): Promise<void> {
   }
 }
 
-async function one(c: BenchContext, runtime: string, n: number, par: number): Promise<LoadRun> {
+export async function loadRun(c: BenchContext, runtime: string, n: number, par: number): Promise<LoadRun> {
   const names = Array.from({ length: n }, (_, i) => `eci-bench-load-${runtime}-${i}`);
   const pid = c.m.pid();
   const eci = runtime === 'eci';
@@ -96,7 +96,7 @@ export async function benchLoad(c: BenchContext): Promise<LoadResult> {
   for (const par of levels) {
     for (const rt of ['eci', 'runc-plain']) {
       if (c.stopping()) break;
-      runs.push(await one(c, rt, n, par));
+      runs.push(await loadRun(c, rt, n, par));
     }
   }
   return { runs };

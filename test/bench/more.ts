@@ -34,11 +34,11 @@ export interface MoreResult {
   };
 }
 
-function prog(c: BenchContext, name: string): Promise<string> {
+export function prog(c: BenchContext, name: string): Promise<string> {
   return installC(join(c.tmp, 'bin'), name);
 }
 
-async function runOut(c: BenchContext, runtime: string, args: string[]): Promise<string> {
+export async function runOut(c: BenchContext, runtime: string, args: string[]): Promise<string> {
   const r = await c.d.docker([...RUN, `--runtime=${runtime}`, ...args]);
   if (r.code !== 0) throw new Error(`docker run (${runtime}) ${args.join(' ')}: ${r.stderr.trim()}`);
   return r.stdout;

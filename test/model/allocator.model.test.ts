@@ -1,5 +1,5 @@
 // Model-based test of the allocator: xstate/graph finds a shortest path to every distinct state
-// (held ranges, queue, pending write) of a 2-range allocator with three containers, and each path
+// (held ranges, queue, writes in flight) of a 2-range allocator with three containers, and each path
 // is replayed against the real AllocatorActor over an in-memory KV whose writes the test settles.
 // The actor's view and the KV must match the model after every path.
 import { describe, expect, it } from 'vitest';
@@ -17,24 +17,26 @@ const rangeKey = rangeKeys.key;
 const CFG = { base: 100000, size: 65536, count: 2 };
 const OWNERS = ['a', 'b', 'c'];
 const flush = () => new Promise((r) => setImmediate(r));
+const keyOf = (e: unknown) => rangeKeys.key((e as { index: number }).index);
 
 function eventsFor(snap: { context: AllocatorContext; value: unknown }): AllocatorEvent[] {
   const c = snap.context;
   if (snap.value === 'loading') return [{ type: 'restore', held: {} }];
   const out: AllocatorEvent[] = [];
   for (const o of OWNERS) out.push({ type: 'allocate', owner: o }, { type: 'free', owner: o });
-  if (c.pending) {
-    const { owner, index } = c.pending;
+  for (const [i, owner] of Object.entries(c.pending)) {
+    const index = Number(i);
     out.push({ type: 'persisted', owner, index }, { type: 'persist.conflict', owner, index, holder: 'z' },
       { type: 'persist.failed', owner, index, reason: 'disk full' });
   }
   return out;
 }
 
-/** In-memory KV with compare-and-set create; each create waits for the test to settle it. */
+/** In-memory KV with compare-and-set create; each create waits for the test to settle it (by key:
+ * several may be in flight). A create is compare-and-set when it starts, as JetStream checks it. */
 function fakeKv() {
   const data = new Map<string, string>();
-  let pendingCreate: { key: string; value: string; resolve(): void; reject(e: Error): void } | undefined;
+  const pendingCreates = new Map<string, { key: string; value: string; resolve(): void; reject(e: Error): void }>();
   const kv = {
     async keys() { return (async function* () { yield* [...data.keys()]; })(); },
     async get(k: string) {
@@ -43,7 +45,8 @@ function fakeKv() {
     },
     create(k: string, v: string) {
       return new Promise<number>((resolve, reject) => {
-        pendingCreate = { key: k, value: v, resolve: () => resolve(1), reject };
+        if (pendingCreates.has(k)) throw new Error(`two creates of ${k} in flight`);
+        pendingCreates.set(k, { key: k, value: v, resolve: () => resolve(1), reject });
       });
     },
     async delete(k: string) { data.delete(k); },
@@ -51,9 +54,9 @@ function fakeKv() {
   return {
     kv: kv as unknown as KV,
     data,
-    settle(outcome: 'ok' | 'conflict' | 'failed') {
-      const p = pendingCreate!;
-      pendingCreate = undefined;
+    settle(key: string, outcome: 'ok' | 'conflict' | 'failed') {
+      const p = pendingCreates.get(key)!;
+      pendingCreates.delete(key);
       if (outcome === 'ok') { data.set(p.key, p.value); p.resolve(); }
       else if (outcome === 'conflict') { data.set(p.key, JSON.stringify({ owner: 'z' })); p.reject(new Error('wrong last sequence')); }
       else p.reject(new Error('disk full'));
@@ -74,7 +77,8 @@ describe('allocator model', () => {
     const finals = all;
     expect(finals.some((c) => Object.keys(c.held).length === CFG.count)).toBe(true);
     expect(finals.some((c) => Object.values(c.held).includes('z'))).toBe(true);
-    expect(all.some((c) => c.queue.length > 0 && c.pending)).toBe(true);
+    expect(all.some((c) => c.queue.length > 0 && Object.keys(c.pending).length > 0)).toBe(true);
+    expect(all.some((c) => Object.keys(c.pending).length === CFG.count)).toBe(true);
     expect(new Set(all.map((c) => JSON.stringify(c))).size).toBeGreaterThan(20);
   });
 
@@ -91,9 +95,9 @@ describe('allocator model', () => {
           restore: async () => { await sut.start(); },
           allocate: async ({ event }) => { void sut.allocate((event as unknown as { owner: string }).owner).then((r) => answers.push(r)); await flush(); },
           free: async ({ event }) => { sut.free((event as unknown as { owner: string }).owner); await flush(); },
-          persisted: async () => { k.settle('ok'); await flush(); await flush(); },
-          'persist.conflict': async () => { k.settle('conflict'); await flush(); await flush(); },
-          'persist.failed': async () => { k.settle('failed'); await flush(); await flush(); },
+          persisted: async ({ event }) => { k.settle(keyOf(event), 'ok'); await flush(); await flush(); },
+          'persist.conflict': async ({ event }) => { k.settle(keyOf(event), 'conflict'); await flush(); await flush(); },
+          'persist.failed': async ({ event }) => { k.settle(keyOf(event), 'failed'); await flush(); await flush(); },
         },
         states: {
           '*': async (m) => {

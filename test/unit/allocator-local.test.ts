@@ -1,7 +1,8 @@
 // Issue 18: allocation is a local decision. The manager's containers call the AllocatorActor in
 // process (a connection that refuses every request shows no bus round trip is made); each decision
 // is persisted to KV with compare-and-set before it is answered, and a restarted allocator reloads
-// the held ranges, so no range is ever handed to a second owner.
+// the held ranges, so no range is ever handed to a second owner. Writes to different indexes are in
+// flight together; a release and a later allocation of the same index stay in order.
 import { describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -19,6 +20,8 @@ const tick = () => new Promise((r) => setImmediate(r));
 function casKv() {
   const data = new Map<string, string>();
   let writes = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
   const kv = {
     async keys(filter?: string) {
       const p = filter?.replace(/>$/, '') ?? '';
@@ -29,7 +32,9 @@ function casKv() {
       return v === undefined ? null : { operation: 'PUT', json: () => JSON.parse(v) };
     },
     async create(k: string, v: string) {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
       await tick();
+      inFlight--;
       writes++;
       if (data.has(k)) throw new Error('wrong last sequence');
       data.set(k, v);
@@ -37,7 +42,7 @@ function casKv() {
     },
     async delete(k: string) { await tick(); writes++; data.delete(k); },
   };
-  return { kv: kv as unknown as KV, data, writes: () => writes };
+  return { kv: kv as unknown as KV, data, writes: () => writes, maxInFlight: () => maxInFlight };
 }
 
 /** A connection the allocator may serve on, but on which any request is a failure of the test. */
@@ -67,6 +72,16 @@ describe('allocator, local path', () => {
     a.stop();
   });
 
+  it('keeps writes to different indexes in flight together', async () => {
+    const k = casKv();
+    const a = newAllocator(k.kv);
+    await a.start();
+    const rs = await Promise.all(['c1', 'c2', 'c3'].map((o) => a.allocate(o)));
+    expect(rs.map(indexOf)).toEqual([0, 1, 2]);
+    expect(k.maxInFlight()).toBe(3);
+    a.stop();
+  });
+
   it('an owner that asks twice gets the same range', async () => {
     const k = casKv();
     const a = newAllocator(k.kv);
@@ -85,6 +100,41 @@ describe('allocator, local path', () => {
     a.free('c1');
     const again = await a.allocate('c2'); // no settle in between: the delete is ordered before the create
     expect(again.ok).toBe(true);
+    expect(indexOf(again)).toBe(indexOf(first));
+    expect((JSON.parse(k.data.get(rangeKey(indexOf(again)))!) as RangeRecord).owner).toBe('c2');
+    a.stop();
+  });
+
+  it('a slow release still lands before the next write of its index, while other indexes go ahead', async () => {
+    const k = casKv();
+    const slow = { ...k.kv, async delete(key: string) { for (let i = 0; i < 20; i++) await tick(); k.data.delete(key); } } as unknown as KV;
+    const a = newAllocator(slow);
+    await a.start();
+    const first = await a.allocate('c1');
+    await a.allocate('c2');
+    a.free('c1');
+    const [again, other] = await Promise.all([a.allocate('c3'), a.allocate('c4')]);
+    expect(indexOf(again)).toBe(indexOf(first));
+    expect((JSON.parse(k.data.get(rangeKey(indexOf(again)))!) as RangeRecord).owner).toBe('c3');
+    expect(indexOf(other)).toBe(2);
+    await a.settled();
+    expect(a.held()).toEqual({ 0: 'c3', 1: 'c2', 2: 'c4' });
+    a.stop();
+  });
+
+  it('releases through forget when given (the manager purges: no delete marker before the next create)', async () => {
+    const k = casKv();
+    const forgotten: string[] = [];
+    const a = new AllocatorActor(CFG, {
+      nc: noRequests, kv: { ...k.kv, delete: () => { throw new Error('delete used instead of forget'); } } as unknown as KV,
+      publish: async () => {}, log: pino({ level: 'silent' }),
+      forget: async (key) => { await tick(); forgotten.push(key); k.data.delete(key); },
+    });
+    await a.start();
+    const first = await a.allocate('c1');
+    a.free('c1');
+    const again = await a.allocate('c2');
+    expect(forgotten).toEqual([rangeKey(indexOf(first))]);
     expect(indexOf(again)).toBe(indexOf(first));
     expect((JSON.parse(k.data.get(rangeKey(indexOf(again)))!) as RangeRecord).owner).toBe('c2');
     a.stop();

@@ -43,25 +43,50 @@ describe('container machine', () => {
 
 describe('allocator machine', () => {
   const cfg = { base: 100000, size: 65536, count: 2 };
-  it('hands out the lowest free index, one persist at a time', () => {
+  it('hands out the lowest free index, persisting several at once', () => {
     let [s] = initialTransition(allocatorMachine, cfg);
     [s] = transition(allocatorMachine, s, { type: 'restore', held: {} });
     let a;
     [s, a] = transition(allocatorMachine, s, { type: 'allocate', owner: 'a' });
-    expect(s.value).toBe('persisting');
+    expect(s.value).toBe('ready');
     expect(types(a)).toEqual(['persistRange']);
+    expect(params(a, 'persistRange')).toMatchObject({ owner: 'a', index: 0 });
     [s, a] = transition(allocatorMachine, s, { type: 'allocate', owner: 'b' });
-    expect(types(a)).toEqual([]); // queued
-    [s, a] = transition(allocatorMachine, s, { type: 'persisted', owner: 'a', index: 0 });
-    expect(types(a)).toEqual(['respond', 'persistRange']);
-    expect(params(a, 'respond')).toEqual({ ok: true, owner: 'a', index: 0, uid: rangeOf(cfg, 0), gid: rangeOf(cfg, 0) });
-    expect(rangeOf(cfg, 1)).toEqual({ hostID: 165536, size: 65536 });
+    expect(types(a)).toEqual(['persistRange']); // not behind a's write: another index
+    expect(params(a, 'persistRange')).toMatchObject({ owner: 'b', index: 1 });
+    expect(s.context.pending).toEqual({ 0: 'a', 1: 'b' });
+    [s, a] = transition(allocatorMachine, s, { type: 'allocate', owner: 'c' });
+    expect(types(a)).toEqual([]); // every index not held has a write in flight: c waits
+    expect(s.context.queue).toEqual(['c']);
     [s, a] = transition(allocatorMachine, s, { type: 'persisted', owner: 'b', index: 1 });
+    expect(types(a)).toEqual(['respond']);
+    expect(params(a, 'respond')).toEqual({ ok: true, owner: 'b', index: 1, uid: rangeOf(cfg, 1), gid: rangeOf(cfg, 1) });
+    expect(rangeOf(cfg, 1)).toEqual({ hostID: 165536, size: 65536 });
+    [s, a] = transition(allocatorMachine, s, { type: 'persisted', owner: 'a', index: 0 });
+    expect(types(a)).toEqual(['respond', 'respond']); // a's range, then c: exhausted, nothing left in flight
+    expect(params(a, 'respond', 0)).toEqual({ ok: true, owner: 'a', index: 0, uid: rangeOf(cfg, 0), gid: rangeOf(cfg, 0) });
+    expect(params(a, 'respond', 1)).toMatchObject({ ok: false, owner: 'c', code: 'EXHAUSTED' });
     [s, a] = transition(allocatorMachine, s, { type: 'allocate', owner: 'c' });
     expect(params(a, 'respond')).toMatchObject({ ok: false, code: 'EXHAUSTED' });
     [s, a] = transition(allocatorMachine, s, { type: 'free', owner: 'a' });
     expect(types(a)).toEqual(['releaseRange']);
     expect(s.context.held).toEqual({ 1: 'b' });
+  });
+  it('a waiting request takes the index of a write that failed', () => {
+    let [s] = initialTransition(allocatorMachine, cfg);
+    [s] = transition(allocatorMachine, s, { type: 'restore', held: { 1: 'x' } });
+    [s] = transition(allocatorMachine, s, { type: 'allocate', owner: 'a' });
+    let a;
+    [s, a] = transition(allocatorMachine, s, { type: 'allocate', owner: 'b' });
+    expect(types(a)).toEqual([]);
+    [s, a] = transition(allocatorMachine, s, { type: 'persist.failed', owner: 'a', index: 0, reason: 'disk full' });
+    expect(types(a)).toEqual(['respond', 'persistRange']);
+    expect(params(a, 'respond')).toMatchObject({ ok: false, owner: 'a', code: 'EPERSIST' });
+    expect(params(a, 'persistRange')).toMatchObject({ owner: 'b', index: 0 });
+    // A second request of a pending owner is not a second write.
+    [s, a] = transition(allocatorMachine, s, { type: 'allocate', owner: 'b' });
+    expect(types(a)).toEqual([]);
+    expect(s.context).toMatchObject({ pending: { 0: 'b' }, queue: [] });
   });
   it('skips an index another holder has in the store', () => {
     let [s] = initialTransition(allocatorMachine, cfg);
@@ -69,7 +94,7 @@ describe('allocator machine', () => {
     [s] = transition(allocatorMachine, s, { type: 'allocate', owner: 'a' });
     const [n, a] = transition(allocatorMachine, s, { type: 'persist.conflict', owner: 'a', index: 0, holder: 'z' });
     expect(n.context.held).toEqual({ 0: 'z' });
-    expect(n.context.pending).toEqual({ owner: 'a', index: 1 });
+    expect(n.context.pending).toEqual({ 1: 'a' });
     expect(types(a)).toEqual(['persistRange']);
   });
   it('answers an owner that already holds a range with the same range', () => {
