@@ -2,7 +2,7 @@
 // skips listed ranges) never hands a host user ids that a container's root runs as. A pool that some
 // other entry already overlaps is refused: that user could become a container's root through
 // newuidmap and reach its files.
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { EciError } from '../errors.ts';
 
 /** The name eci's reservation lines carry in /etc/subuid and /etc/subgid. */
@@ -77,12 +77,51 @@ function replaceFile(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; } };
+
 /**
- * Checks that no other entry of `path` overlaps the pool, then records eci's line there. Another
- * writer (useradd, a second eci) may replace the file meanwhile: the line is checked again after the
- * write and written again if it was lost.
+ * Runs `f` holding shadow-utils' lock on `path` (commonio: `<path>.lock`, made by link(2) from
+ * `<path>.<pid>` holding the pid as text). useradd and usermod take the same lock, so neither loses
+ * the other's write. A lock whose pid is gone is stale and taken over.
+ */
+export function withShadowLock<T>(path: string, f: () => T, waitMs = 5000): T {
+  const lock = `${path}.lock`;
+  const mine = `${path}.${process.pid}`;
+  writeFileSync(mine, String(process.pid), { mode: 0o600 });
+  try {
+    for (const end = Date.now() + waitMs; ;) {
+      try {
+        linkSync(mine, lock);
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new EciError('ESUBID', `cannot lock ${path} (${(e as NodeJS.ErrnoException).code})`);
+      }
+      let holder = NaN;
+      try { holder = Number(readFileSync(lock, 'utf8').trim()); } catch { continue; /* just released */ }
+      if (Number.isInteger(holder) && holder > 0 && !alive(holder)) { rmSync(lock, { force: true }); continue; }
+      if (Date.now() > end) throw new EciError('ESUBID', `cannot lock ${path}: ${lock} is held by pid ${holder}`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  } finally {
+    rmSync(mine, { force: true });
+  }
+  try {
+    return f();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/**
+ * Checks that no other entry of `path` overlaps the pool, then records eci's line there, under
+ * shadow-utils' lock of the file. Another writer that ignores the lock may still replace the file:
+ * the line is checked again after the write and written again if it was lost.
  */
 export function reservePool(path: string, pool: IdPool, kind: 'uid' | 'gid'): void {
+  withShadowLock(path, () => reserveLocked(path, pool, kind));
+}
+
+function reserveLocked(path: string, pool: IdPool, kind: 'uid' | 'gid'): void {
   for (let attempt = 0; attempt < 5; attempt++) {
     const text = readOrEmpty(path);
     assertNoOverlap(path, text, pool, kind);

@@ -72,3 +72,32 @@ describe('SubidGuard', () => {
     }
   });
 });
+
+describe('shadow-utils lock', () => {
+  it('waits for a live holder, takes over a dead one, and leaves no lock or temp file', async () => {
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readdirSync } = await import('node:fs');
+    const { withShadowLock } = await import('../../actors/manager/subid.ts');
+    const d = mkdtempSync('/tmp/eci-subid-');
+    try {
+      const f = join(d, 'subuid');
+      writeFileSync(f, '');
+      // A live holder (another process) past the wait: refused with its pid.
+      const live = spawn('sleep', ['30']);
+      writeFileSync(`${f}.lock`, String(live.pid));
+      try {
+        expect(() => withShadowLock(f, () => 1, 200)).toThrow(`${f}.lock is held by pid ${live.pid}`);
+      } finally {
+        live.kill();
+      }
+      // A dead holder: taken over.
+      const dead = spawn('sleep', ['0']);
+      await new Promise((r) => dead.on('exit', r));
+      writeFileSync(`${f}.lock`, String(dead.pid));
+      expect(withShadowLock(f, () => existsSync(`${f}.lock`))).toBe(true);
+      expect(readdirSync(d)).toEqual(['subuid']);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
