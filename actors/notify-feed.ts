@@ -63,8 +63,8 @@ export interface FeedHost {
   containerProcess?(container: string, pid: number): void;
   /** Container `container`'s emulated /proc files (dir and names), when /proc emulation runs. */
   emulatedProcFiles?(container: string): { dir: string; files: readonly string[] } | undefined;
-  /** eci's emulated /proc/sys and /sys files for a new mount of `fstype` (source, path relative to the mount). */
-  emulatedMountFiles?(fstype: string): { source: string; rel: string }[];
+  /** Container `container`'s emulated /proc/sys and /sys files for a new mount of `fstype` (source, path relative to the mount). */
+  emulatedMountFiles?(fstype: string, container: string): { source: string; rel: string }[];
   /** bindInto for many files in one go (a target missing in the container is skipped). */
   bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
   /** Puts a host mount over a path inside the container of `pid`. */
@@ -243,7 +243,7 @@ export class NotifyFeed {
    * cannot be covered stays the kernel's.
    */
   private async emulateOnNewMount(container: string, pid: number, fstype: string, target: string): Promise<void> {
-    const files = [...(fstype === 'proc' ? this.emulatedProcPairs(container) : []), ...(this.host.emulatedMountFiles?.(fstype) ?? [])];
+    const files = [...(fstype === 'proc' ? this.emulatedProcPairs(container) : []), ...(this.host.emulatedMountFiles?.(fstype, container) ?? [])];
     if (!files.length || !(this.host.bindInto || this.host.bindIntoMany)) return;
     const abs = callerAbsolutePath(target, pid, readlinkSync);
     if (abs === undefined) return;

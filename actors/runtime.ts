@@ -40,7 +40,7 @@ export interface RuntimeHost {
   /** Where container `id`'s emulated /proc files are served (undefined: no emulation on this host). */
   procfsDir?(id: string): string | undefined;
   /** Per-container /proc/sys and /sys files to put in place after create (undefined: none). */
-  sysctlFiles?(): { dir: string; files: { file: string; target: string }[] } | undefined;
+  sysctlFiles?(id: string): { dir: string; files: { file: string; target: string }[] } | undefined;
   /** Puts a host mount over a path inside the container of `pid` (eci-helper bind-into). */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
   /** bindInto for many files in one go (a target missing in the container is skipped). */
@@ -236,7 +236,7 @@ export class RuntimeSession {
       throw e;
     }
     const mounts = (spec.mounts ?? []) as OciMount[];
-    const sysctl = this.host.sysctlFiles?.();
+    const sysctl = this.host.sysctlFiles?.(id);
     const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));
     actor.protectedPaths = [
       ...sysctlTargets.map((t) => t.target),

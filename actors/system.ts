@@ -89,14 +89,14 @@ export class Manager implements RuntimeHost, EventSink {
     return this.files.procfsDir(id);
   }
 
-  /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
-  sysctlFiles(): { dir: string; files: { file: string; target: string }[] } | undefined {
-    return this.files.sysctlFiles();
+  /** Container `id`'s emulated /proc/sys and /sys files (its view): FUSE file name and absolute target. */
+  sysctlFiles(id: string): { dir: string; files: { file: string; target: string }[] } | undefined {
+    return this.files.sysctlFiles(id);
   }
 
-  /** The emulated files a new proc or sysfs mount made inside a container gets (paths relative to it). */
-  emulatedMountFiles(fstype: string): { source: string; rel: string }[] {
-    return this.files.mountFiles(fstype);
+  /** The emulated files a new proc or sysfs mount made inside container `id` gets (paths relative to it). */
+  emulatedMountFiles(fstype: string, id: string): { source: string; rel: string }[] {
+    return this.files.mountFiles(fstype, id);
   }
 
   bindInto(pid: number, source: string, target: string): Promise<void> {
@@ -345,7 +345,7 @@ export class Manager implements RuntimeHost, EventSink {
       volumePaths: (id) => this.table.volumePaths(id),
       ranges: (id) => ({ uid: this.table.get(id)?.context.uid, gid: this.table.get(id)?.context.gid }),
       emulatedProcFiles: (id) => this.files.procFiles(id),
-      emulatedMountFiles: (fstype) => this.emulatedMountFiles(fstype),
+      emulatedMountFiles: (fstype, id) => this.emulatedMountFiles(fstype, id),
       bindInto: (pid, source, target) => this.bindInto(pid, source, target),
       bindIntoMany: (pid, pairs) => this.bindIntoMany(pid, pairs),
     }, this.native);

@@ -51,10 +51,12 @@ export interface ProcFsAddon {
     removeView(name: string): void;
   };
   mountRw(mountpoint: string, files: string[], writable: string[], onRead: AddonReadCallback,
-    onWrite: (id: number, file: string, pid: number, uid: number, data: string) => void): {
+    onWrite: (id: number, file: string, pid: number, uid: number, data: string, view?: string) => void): {
     reply(id: number, text: string | null, errno: number): void;
     replyWrite(id: number, errno: number): void;
     close(): void;
+    addView(name: string): void;
+    removeView(name: string): void;
   };
 }
 

@@ -32,13 +32,14 @@ export interface ProcFsMount {
    */
   cache?(pidns: number, on: boolean): void;
   /**
-   * mountProcFs: adds directory `name` (a plain name other than the files') holding the same files
-   * under inodes of their own, for one container: onRead must answer its reads with that container's
-   * view whoever reads (splice and sendfile read through the page cache of the inode, shared by every
-   * reader of it whatever direct_io says). Its answers are reused for cacheMs. Idempotent.
+   * Adds directory `name` (a plain name other than the files') holding the same files under inodes of
+   * their own, for one container: onRead must answer its reads with that container's view whoever
+   * reads (splice and sendfile read through the page cache of the inode, shared by every reader of it
+   * whatever direct_io says), and mountRwFs's onWrite gets its writes with `view` set. mountProcFs
+   * reuses its answers for cacheMs. Idempotent.
    */
   addView?(name: string): void;
-  /** mountProcFs: removes view `name` and drops its kept answers; its open files read on. Idempotent. */
+  /** Removes view `name` (and mountProcFs's kept answers); its open files read on. Idempotent. */
   removeView?(name: string): void;
 }
 
@@ -65,7 +66,7 @@ function readCallback(onRead: ProcFsReader, answer: (id: number, text: unknown) 
   };
 }
 
-function fuseMount(handle: { close(): void }): ProcFsMount {
+function fuseMount(handle: { close(): void; addView(name: string): void; removeView(name: string): void }): ProcFsMount {
   return {
     close() {
       try {
@@ -75,6 +76,14 @@ function fuseMount(handle: { close(): void }): ProcFsMount {
       }
       return Promise.resolve();
     },
+    addView: (name) => {
+      try {
+        handle.addView(name);
+      } catch (err) {
+        throw NativeError.from(err);
+      }
+    },
+    removeView: (name) => handle.removeView(name),
   };
 }
 
@@ -97,14 +106,6 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
   return {
     ...fuseMount(handle),
     cache: (pidns, on) => handle.cache(pidns, on),
-    addView: (name) => {
-      try {
-        handle.addView(name);
-      } catch (err) {
-        throw NativeError.from(err);
-      }
-    },
-    removeView: (name) => handle.removeView(name),
   };
 }
 
@@ -114,11 +115,11 @@ export interface RwFsMountOptions extends ProcFsMountOptions {
 }
 
 /**
- * Judges a write of `data` to `file` by host pid `callerPid` with host uid `callerUid`: resolve to
- * accept the whole write; reject with an error carrying `code` (e.g. 'EINVAL', 'EACCES') to fail it
- * with that errno (EIO for anything else).
+ * Judges a write of `data` to `file` by host pid `callerPid` with host uid `callerUid`, at the top
+ * level (`view` '') or in view `view`: resolve to accept the whole write; reject with an error
+ * carrying `code` (e.g. 'EINVAL', 'EACCES') to fail it with that errno (EIO for anything else).
  */
-export type RwFsWriter = (file: string, callerPid: number, callerUid: number, data: string) => Promise<void> | void;
+export type RwFsWriter = (file: string, callerPid: number, callerUid: number, data: string, view: string) => Promise<void> | void;
 
 
 /**
@@ -139,10 +140,10 @@ export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: Rw
     handle.replyWrite(id, n);
   };
   try {
-    handle = p.mountRw(o.mountpoint, [...o.files], [...o.writable], readCallback(onRead, answer), (id, file, pid, uid, data) => {
+    handle = p.mountRw(o.mountpoint, [...o.files], [...o.writable], readCallback(onRead, answer), (id, file, pid, uid, data, view = '') => {
       let r: Promise<void> | void;
       try {
-        r = onWrite(file, pid, uid, data);
+        r = onWrite(file, pid, uid, data, view);
       } catch (e) {
         answerWrite(id, e ?? new Error('EIO'));
         return;

@@ -71,16 +71,25 @@ export class EmulatedFiles {
     return dir ? { dir, files: EMULATED_PROC_FILES } : undefined;
   }
 
-  /** Emulated /proc/sys and /sys files (actors/sysctl/keys.ts): FUSE file name and absolute target. */
-  sysctlFiles(): { dir: string; files: { file: string; target: string }[] } | undefined {
+  /**
+   * Container `id`'s emulated /proc/sys and /sys files (actors/sysctl/keys.ts): its view's directory
+   * (its own inodes, like procfsDir), FUSE file names and absolute targets.
+   */
+  sysctlFiles(id: string): { dir: string; files: { file: string; target: string }[] } | undefined {
     if (!this.sysctlMounted || !this.sysctlFs) return undefined;
-    return { dir: join(this.runDir, 'sysctlfs'), files: this.sysctlFs.served().map((k) => ({ file: k.file, target: k.target })) };
+    let dir: string | undefined;
+    try {
+      dir = this.sysctlFs.viewDir(id);
+    } catch (e) {
+      this.log.warn({ id, err: (e as Error).message }, 'no per-container sysctl files for this container');
+    }
+    return dir ? { dir, files: this.sysctlFs.served().map((k) => ({ file: k.file, target: k.target })) } : undefined;
   }
 
-  /** The emulated files a new proc or sysfs mount made inside a container gets (paths relative to it). */
-  mountFiles(fstype: string): { source: string; rel: string }[] {
-    const s = this.sysctlFiles();
+  /** The emulated files a new proc or sysfs mount made inside container `id` gets (paths relative to it). */
+  mountFiles(fstype: string, id: string): { source: string; rel: string }[] {
     const prefix = fstype === 'proc' ? '/proc/' : fstype === 'sysfs' ? '/sys/' : undefined;
+    const s = prefix ? this.sysctlFiles(id) : undefined;
     if (!s || !prefix) return [];
     return s.files.filter((f) => f.target.startsWith(prefix)).map((f) => ({ source: join(s.dir, f.file), rel: f.target.slice(prefix.length) }));
   }
@@ -117,7 +126,8 @@ export class EmulatedFiles {
     }
     // Every sysctl file died with the old server; probing them from here would look up /proc/sys/net
     // in the manager's netns (another dentry than the container's), so all are put back, in one run.
-    const sysctl = (this.sysctlFiles()?.files ?? []).map((f) => ({ source: join(this.runDir, 'sysctlfs', f.file), target: f.target }));
+    const s = this.sysctlFiles(id);
+    const sysctl = (s?.files ?? []).map((f) => ({ source: join(s!.dir, f.file), target: f.target }));
     await this.binder.bindIntoMany(pid, sysctl).then(
       () => this.log.info({ id, files: sysctl.length }, 'emulated /proc/sys and /sys files reattached'),
       (e) => this.log.warn({ id, err: (e as Error).message }, 'emulated /proc/sys and /sys files not (all) reattached'));

@@ -1,7 +1,11 @@
 // SysctlFs: per-container views of the emulated kernel settings (actors/sysctl/keys.ts), as writable
 // files of one FUSE directory (native mountRwFs), e.g. `sys-fs-file-max`, meant to be bound into
-// containers over /proc/sys/... and /sys/.... A caller is attributed, as by ProcFs, to the container
-// whose init shares its pid namespace:
+// containers over /proc/sys/... and /sys/.... Each container has a view of its own (`<mount>/ctr-<id>/`,
+// see viewDir), the same files under inodes of their own: that is what its files are bound from, and
+// it is that container's whoever reads or writes it (splice/sendfile read through the page cache of the
+// inode despite direct_io, so an inode shared by several containers would hand one's text to another).
+// At the top level a caller is attributed, as by ProcFs, to the container whose init shares its pid
+// namespace:
 //   read  -> the value its container set (as it wrote it), else the host's current value;
 //   write -> from the container's root only (else EACCES); a value the kernel would refuse is EINVAL;
 //            host-max entries also go to the reconciler (`eci.v1.sysctl.set` on the bus: the host
@@ -13,6 +17,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountRwFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from '../procfs/container-info.ts';
+import { viewName } from '../procfs/server.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
 import { sysctlLocalKeys } from '../../bus/keys.ts';
 import { ENTRIES, keyByFile, parseReconciled, productUuid, validateText, type SysctlKey } from './keys.ts';
@@ -95,6 +100,9 @@ export class SysctlFs {
   /** What each container wrote (per-container and host-max entries): container id -> key -> file text. */
   private readonly values = new Map<string, Map<string, string>>();
   private handle: ProcFsMount | undefined;
+  private mountpoint: string | undefined;
+  /** Container id of each view name added. */
+  private readonly views = new Map<string, string>();
 
   constructor(private o: SysctlFsOptions) {
     this.keys = o.keys ?? ENTRIES;
@@ -115,7 +123,21 @@ export class SysctlFs {
     const files = this.files();
     const writable = this.keys.filter((k) => k.scope !== 'readonly' && k.scope !== 'uuid').map((k) => k.file);
     this.handle = (this.o.mount ?? mountRwFs)({ mountpoint, files, writable },
-      (file, pid) => this.read(file, pid), (file, pid, uid, data) => this.write(file, pid, uid, data));
+      (file, pid, view) => this.read(file, pid, view), (file, pid, uid, data, view) => this.write(file, pid, uid, data, view));
+    this.mountpoint = mountpoint;
+  }
+
+  /**
+   * The directory of container `containerId`'s view, added if needed (at create, before its init
+   * runs: a view answers for its container by id, registered or not). Undefined when not mounted.
+   * Throws NativeError when the id makes no plain directory name.
+   */
+  viewDir(containerId: string): string | undefined {
+    if (!this.handle?.addView || !this.mountpoint) return undefined;
+    const name = viewName(containerId);
+    this.handle.addView(name);
+    this.views.set(name, containerId);
+    return join(this.mountpoint, name);
   }
 
   register(containerId: string, initPid: number): void {
@@ -124,10 +146,13 @@ export class SysctlFs {
     if (pidns === info.pidNamespaceOfSync(process.pid, this.o.roots ?? {}))
       throw new Error(`sysctlfs: container ${containerId} shares the host pid namespace`);
     this.containers.set(containerId, { id: containerId, initPid, pidns });
+    this.viewDir(containerId); // after a manager restart the new mount has no view yet
   }
 
   unregister(containerId: string): void {
     this.containers.delete(containerId);
+    this.handle?.removeView?.(viewName(containerId));
+    this.views.delete(viewName(containerId));
     const had = this.values.delete(containerId);
     if (had) void this.o.kv?.delete(localKey(containerId)).catch(() => { /* an orphan record goes at the next start */ });
   }
@@ -159,6 +184,7 @@ export class SysctlFs {
     const h = this.handle;
     this.handle = undefined;
     this.containers.clear();
+    this.views.clear();
     this.values.clear();
     await h?.close();
   }
@@ -173,10 +199,22 @@ export class SysctlFs {
     return k.target.startsWith('/sys/') ? join(this.o.sys ?? '/sys', k.path) : join(this.o.procSys ?? '/proc/sys', k.path);
   }
 
-  async read(file: string, callerPid: number): Promise<string> {
+  /**
+   * The container a call is for: a view's, whoever calls (never the host's: a removed view fails), or
+   * at the top level the caller's (undefined: the host).
+   */
+  private async target(callerPid: number, view: string): Promise<{ id: string } | undefined> {
+    if (!view) return info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
+    const id = this.views.get(view);
+    if (id === undefined) throw errno('ENOENT', `sysctlfs: no view ${view}`);
+    return { id };
+  }
+
+  /** What host pid `callerPid` reads from `file` at the top level (`view` '') or in a view. */
+  async read(file: string, callerPid: number, view = ''): Promise<string> {
     const k = this.key(file);
     if (k.scope === 'readonly') return readFile(this.hostPath(k), 'utf8');
-    const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
+    const c = await this.target(callerPid, view);
     if (k.scope === 'uuid') {
       const host = await readFile(this.hostPath(k), 'utf8').catch(() => undefined);
       return c ? productUuid(host, c.id) : host ?? '';
@@ -192,10 +230,11 @@ export class SysctlFs {
     return readFile(this.hostPath(k), 'utf8');
   }
 
-  async write(file: string, callerPid: number, callerUid: number, data: string): Promise<void> {
+  /** A write by host pid `callerPid` (host uid `callerUid`) at the top level (`view` '') or in a view. */
+  async write(file: string, callerPid: number, callerUid: number, data: string, view = ''): Promise<void> {
     const k = this.key(file);
     if (k.scope === 'readonly' || k.scope === 'uuid') throw errno('EACCES', `${k.key} is read-only`);
-    const c = await info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
+    const c = await this.target(callerPid, view);
     if (!c) {
       if (callerUid !== 0) throw errno('EACCES', `${k.key}: only root writes the host value`);
       await writeFile(this.hostPath(k), data);
@@ -212,11 +251,16 @@ export class SysctlFs {
 
   /** Remembers what container `id` wrote, for its reads (and across a manager restart). */
   private async keep(id: string, key: string, text: string): Promise<void> {
-    if (!this.containers.has(id)) return; // unregistered meanwhile: nothing to keep
+    if (!this.live(id)) return; // unregistered meanwhile: nothing to keep
     const m = new Map(this.values.get(id) ?? []).set(key, text);
     // Persisted before the write succeeds (a failure is EIO): a manager restart keeps what the
     // container saw succeed.
     await this.o.kv?.put(localKey(id), JSON.stringify({ values: Object.fromEntries(m) }));
-    if (this.containers.has(id)) this.values.set(id, m);
+    if (this.live(id)) this.values.set(id, m);
+  }
+
+  /** Registered, or its view is there (a write through it may come before its init registers). */
+  private live(id: string): boolean {
+    return this.containers.has(id) || this.views.get(viewName(id)) === id;
   }
 }

@@ -56,27 +56,36 @@ export function mountProcFs(o: ProcFsMountOptions, onRead: ProcFsReader): ProcFs
   };
 }
 
+interface RwMock { files: string[]; writable: string[]; onRead: ProcFsReader; onWrite: RwFsWriter; views: Set<string> }
+
+/** The mount and view of dir/file, dir being a mountpoint or a view's directory in one (else ENOENT). */
+function rwOpen(dir: string, file: string): { m: RwMock; view: string } {
+  const slash = dir.lastIndexOf('/');
+  const view = rwFsMock.mounts.has(dir) ? '' : dir.slice(slash + 1);
+  const m = rwFsMock.mounts.get(view ? dir.slice(0, slash) : dir);
+  if (!m || !m.files.includes(file) || (view && !m.views.has(view)))
+    throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${dir}/${file}` });
+  return { m, view };
+}
+
 export const rwFsMock = {
-  mounts: new Map<string, { files: string[]; writable: string[]; onRead: ProcFsReader; onWrite: RwFsWriter }>(),
-  async read(mountpoint: string, file: string, pid: number): Promise<string> {
-    const m = rwFsMock.mounts.get(mountpoint);
-    if (!m || !m.files.includes(file))
-      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
-    return m.onRead(file, pid, '');
+  mounts: new Map<string, RwMock>(),
+  /** What host pid `pid` reads from dir/file, dir being a mountpoint or a view's directory in one. */
+  async read(dir: string, file: string, pid: number): Promise<string> {
+    const { m, view } = rwOpen(dir, file);
+    return m.onRead(file, pid, view);
   },
   /** Rejects with a NativeError (syscall 'write') carrying the errno the kernel would return. */
-  async write(mountpoint: string, file: string, pid: number, uid: number, data: string): Promise<void> {
-    const m = rwFsMock.mounts.get(mountpoint);
-    if (!m || !m.files.includes(file))
-      throw new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'open', message: `ENOENT: ${mountpoint}/${file}` });
+  async write(dir: string, file: string, pid: number, uid: number, data: string): Promise<void> {
+    const { m, view } = rwOpen(dir, file);
     if (!m.writable.includes(file))
-      throw new NativeError({ code: 'EACCES', errno: errnoOf('EACCES'), syscall: 'open', message: `EACCES: ${mountpoint}/${file}` });
+      throw new NativeError({ code: 'EACCES', errno: errnoOf('EACCES'), syscall: 'open', message: `EACCES: ${dir}/${file}` });
     try {
-      await m.onWrite(file, pid, uid, data);
+      await m.onWrite(file, pid, uid, data, view);
     } catch (e) {
       const c = (e as { code?: string }).code;
       const code = c && errnoOf(c) > 0 ? c : 'EIO';
-      throw new NativeError({ code, errno: errnoOf(code), syscall: 'write', message: `${code}: ${mountpoint}/${file}`, cause: e });
+      throw new NativeError({ code, errno: errnoOf(code), syscall: 'write', message: `${code}: ${dir}/${file}`, cause: e });
     }
   },
   reset(): void {
@@ -88,6 +97,16 @@ export function mountRwFs(o: RwFsMountOptions, onRead: ProcFsReader, onWrite: Rw
   if (!o.mountpoint.startsWith('/')) throw usageError(`procfs mountpoint must be an absolute path, got ${o.mountpoint}`);
   if (rwFsMock.mounts.has(o.mountpoint))
     throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'mount', message: `EBUSY: ${o.mountpoint}`, path: o.mountpoint });
-  rwFsMock.mounts.set(o.mountpoint, { files: [...o.files], writable: [...o.writable], onRead, onWrite });
-  return { close() { rwFsMock.mounts.delete(o.mountpoint); return Promise.resolve(); } };
+  const views = new Set<string>();
+  rwFsMock.mounts.set(o.mountpoint, { files: [...o.files], writable: [...o.writable], onRead, onWrite, views });
+  return {
+    close() { rwFsMock.mounts.delete(o.mountpoint); return Promise.resolve(); },
+    addView(name) {
+      if (!name || name === '.' || name === '..' || name.includes('/') || o.files.includes(name)) throw usageError(`view name '${name}' is not a plain name apart from the files`);
+      views.add(name);
+    },
+    removeView(name) {
+      views.delete(name);
+    },
+  };
 }

@@ -12,9 +12,9 @@
 //   mount(..., cacheMs?: number[]) also returns cache(pidns: number, on: boolean): see "Render cache".
 //   mount() also returns addView(name) and removeView(name): see "Views". onRead gets a fourth argument,
 //   the view's name ('' for the top-level files).
-//   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid),
-//           onWrite(id, file, pid, uid, data: string))
-//     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close() }
+//   mountRw(mountpoint, files: string[], writable: string[], onRead(id, file, pid, view),
+//           onWrite(id, file, pid, uid, data: string, view))
+//     -> { reply(id, text|null, errno), replyWrite(id, errno /* 0: accepted */), close(), addView, removeView }
 //   Files named in `writable` are 0666 (callers are judged in JS, by pid and uid) and accept opens
 //   for writing and O_TRUNC; the others are 0444 as with mount(). A write at offset 0 calls onWrite on
 //   the event loop; JS answers replyWrite(id, 0) (the whole write is accepted) or an errno. A write at
@@ -29,6 +29,7 @@
 // then only ever holds that container's text. Inode numbers are never reused (view k: k*(n+1)+1 is the
 // directory, k*(n+1)+2+i file i; k = 0 is the root and the top-level files), so a stale kernel inode of
 // a removed view answers ENOENT and never another view's text.
+// Both mount() and mountRw() have views; a write through a view's file is that view's (onWrite's view).
 //
 // One session thread polls /dev/fuse and an eventfd (for close); replies to reads and writes come from
 // the JS thread (libfuse replies are thread-safe), so a slow render never blocks other requests.
@@ -185,7 +186,7 @@ struct JsCall {
   bool write = false;
   uint32_t uid = 0;
   std::string data;
-  std::string view;  // reads of mount(): the view's name, '' at the top level
+  std::string view;  // the view's name, '' at the top level
 };
 
 void CallJs(Napi::Env env, Napi::Function cb, std::nullptr_t*, JsCall* call) {
@@ -194,7 +195,8 @@ void CallJs(Napi::Env env, Napi::Function cb, std::nullptr_t*, JsCall* call) {
   try {
     if (c->write)
       cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
-               Napi::Number::New(env, c->pid), Napi::Number::New(env, c->uid), Napi::String::New(env, c->data)});
+               Napi::Number::New(env, c->pid), Napi::Number::New(env, c->uid), Napi::String::New(env, c->data),
+               Napi::String::New(env, c->view)});
     else
       cb.Call({Napi::Number::New(env, static_cast<double>(c->id)), Napi::String::New(env, c->file),
                Napi::Number::New(env, c->pid), Napi::String::New(env, c->view)});
@@ -224,7 +226,7 @@ struct Server {
   bool closed = false;
   std::atomic<bool> stop{false};
   RenderCache cache;  // mount() with cacheMs only
-  std::mutex viewsMu;  // guards what follows (mount() only; see "Views")
+  std::mutex viewsMu;  // guards what follows (see "Views")
   std::map<uint64_t, std::string> views;
   std::map<std::string, uint64_t> viewByName;
   uint64_t nextView = 1;
@@ -492,8 +494,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
     return;
   }
   const fuse_ctx* ctx = fuse_req_ctx(req);
+  // A write through a view goes to the view's container, whoever writes (JS still judges the writer).
   auto* call = new JsCall{0, s->files[of->index], static_cast<int32_t>(ctx->pid), true,
-                          static_cast<uint32_t>(ctx->uid), std::string(buf, size), {}};
+                          static_cast<uint32_t>(ctx->uid), std::string(buf, size), of->viewName};
   CallOut(s, s->onWrite, req, call, nullptr, size, off);
 }
 
@@ -502,8 +505,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int to_set, fuse_file_info*) {
   Server* s = Of(req);
   size_t idx;
+  uint64_t view;
   if (!FileIndex(s, ino, &idx)) {
-    fuse_reply_err(req, ino == kRootIno ? EPERM : ENOENT);
+    fuse_reply_err(req, DirOf(s, ino, &view) ? EPERM : ENOENT);
     return;
   }
   const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
@@ -780,11 +784,9 @@ Napi::Value Start(Napi::Env env, const std::shared_ptr<Server>& s, Napi::Functio
     handle.Set("replyWrite",
                Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { ReplyWrite(s.get(), i); }, "replyWrite"));
   handle.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo&) { Shutdown(s.get()); }, "close"));
-  if (!s->rw) {
-    handle.Set("addView", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { AddView(s.get(), i); }, "addView"));
-    handle.Set("removeView",
-               Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { RemoveView(s.get(), i); }, "removeView"));
-  }
+  handle.Set("addView", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { AddView(s.get(), i); }, "addView"));
+  handle.Set("removeView",
+             Napi::Function::New(env, [s](const Napi::CallbackInfo& i) { RemoveView(s.get(), i); }, "removeView"));
   if (!s->rw)
     handle.Set("cache", Napi::Function::New(env, [s](const Napi::CallbackInfo& i) {
       if (i.Length() < 2 || !i[0].IsNumber() || !i[1].IsBoolean())

@@ -2,6 +2,7 @@
 // host with the maximum over its baseline and the live containers — lowered again as they go.
 // The host value is restored whatever happens.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
@@ -100,6 +101,38 @@ describe.skipIf(!avail.ok)(`sysctl views and reconciliation through Docker${avai
       await d.docker(['rm', '-f', a, ...(b ? [b] : [])]);
       writeFileSync(FILE, String(baseline));
     }
+  });
+
+  it('concurrent kernel.panic readers with different values: each container, and a host reader, only ever see their own', async () => {
+    // busybox cat copies with sendfile, through the page cache of the file's inode (direct_io or not):
+    // each container's files come from its own view (inodes of its own), so no reader gets another's.
+    const PANIC = '/proc/sys/kernel/panic';
+    const reads = (v: number) => `echo ${v} > ${PANIC} || exit 3; n=0; while [ $n -lt 4 ]; do cat $(yes ${PANIC} | head -n 500); n=$((n+1)); done | sort | uniq -c`;
+    const hostFile = join(m.env.ECI_RUN_DIR, 'sysctlfs', 'sys-kernel-panic');
+    const hostValue = readFileSync(PANIC, 'utf8').trim();
+    let hostDone = false;
+    const hostReader = (async () => {
+      const seen = new Map<string, number>();
+      // Until both containers are done, and at least 20 rounds of 50 reads.
+      for (let round = 0; !hostDone || round < 20; round++) {
+        const r = spawnSync('busybox', ['cat', ...Array<string>(50).fill(hostFile)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+        for (const l of r.stdout.split('\n').filter(Boolean)) seen.set(l, (seen.get(l) ?? 0) + 1);
+        await new Promise((res) => setImmediate(res));
+      }
+      return seen;
+    })();
+    const [a, b] = await Promise.all([
+      d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', reads(17)]),
+      d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', reads(23)]),
+    ]).finally(() => (hostDone = true));
+    const seen = await hostReader;
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stdout.trim()).toMatch(/^2000 17$/);
+    expect(b.stdout.trim()).toMatch(/^2000 23$/);
+    expect([...seen.keys()]).toEqual([hostValue]);
+    expect(seen.get(hostValue)).toBeGreaterThanOrEqual(1000);
+    expect(readFileSync(PANIC, 'utf8').trim()).toBe(hostValue); // per container: the host never written
   });
 
   it('refuses out-of-range writes with EINVAL and reads the host value when untouched', async () => {

@@ -118,6 +118,20 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
     expect(lines.slice(hasHashsize ? 3 : 2)).toEqual(['lo']);
   });
 
+  it("binds a container's files from its own view (own inodes), also on a proc mount made inside", async () => {
+    // mountinfo's 4th field is the bound file's path inside the FUSE server: /ctr-<id>/<file>, not /<file>
+    // (a top-level inode is shared by every reader, and sendfile reads through its page cache).
+    const r = await run('--cap-add', 'SYS_ADMIN', img, 'sh', '-c', [
+      'mkdir -p /tmp/p', 'mount -t proc proc /tmp/p',
+      `grep -E ' (${HL}|/tmp/p/sys/fs/protected_hardlinks) ' /proc/self/mountinfo | cut -d' ' -f4`,
+    ].join(' && '));
+    expect(r.code, r.stderr).toBe(0);
+    const roots = r.stdout.trim().split('\n');
+    expect(roots.length, r.stdout).toBeGreaterThanOrEqual(2);
+    for (const root of roots) expect(root).toMatch(/^\/ctr-[0-9a-f]{64}\/sys-fs-protected-hardlinks$/);
+    expect(new Set(roots).size).toBe(1);
+  });
+
   it('gives a running container its emulated files and values back after a kill -9 of the manager', async () => {
     const id = (await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).stdout.trim();
     const holder = join(m.dir, 'run', 'fdholder.pid');
@@ -135,6 +149,9 @@ describe.skipIf(!avail.ok)(`/proc/sys and /sys emulation through Docker${avail.o
       expect(lines.length).toBe(targets.length + 1);
       expect(lines[0]).toBe('0'); // the value it set before the restart (kept in KV)
       expect(lines.at(-1)).toBe('1');
+      // put back from the container's own view of the new server
+      const mi = await d.docker(['exec', id, 'sh', '-c', `grep ' ${HL} ' /proc/self/mountinfo | cut -d' ' -f4`]);
+      expect(mi.stdout.trim().split('\n').at(-1)).toBe(`/ctr-${id}/sys-fs-protected-hardlinks`);
     } finally {
       await d.docker(['rm', '-f', id]);
     }

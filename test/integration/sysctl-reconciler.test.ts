@@ -72,7 +72,9 @@ describe.skipIf(skip !== '')(`sysctl reconciler with runc containers${skip ? ` (
     mkdirSync(join(b, 'rootfs/eci-sys/fs'), { recursive: true });
     for (const f of ['file-max', 'nr_open']) writeFileSync(join(b, 'rootfs/eci-sys/fs', f), '');
     chmodSync(b, 0o755);
-    const bind = (file: string, dest: string) => ({ destination: dest, type: 'bind', source: join(mnt, file), options: ['rbind', 'rw'] });
+    // Bound from the container's view (its own inodes), as the manager does.
+    const view = fs.viewDir(id)!;
+    const bind = (file: string, dest: string) => ({ destination: dest, type: 'bind', source: join(view, file), options: ['rbind', 'rw'] });
     const spec = {
       ociVersion: '1.0.2',
       process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['sh', '-c', script], env: ['PATH=/bin'], cwd: '/' },
@@ -155,6 +157,12 @@ describe.skipIf(skip !== '')(`sysctl reconciler with runc containers${skip ? ` (
     expect(a.out()).toContain(`own2=${base + 1000}\n`);
     expect(a.err().match(/Invalid argument/g)?.length, a.err()).toBe(4);
     expect(await hostValue()).toBe(base + 1000);
+    // a's view shows a's value to any reader; a write through it is still judged by the writer
+    const aFile = join(fs.viewDir(a.id)!, 'sys-fs-file-max');
+    expect((await readFile(aFile, 'utf8')).trim()).toBe(String(base + 1000));
+    const denied = await run('setpriv', ['--reuid', '1000', '--regid', '1000', '--clear-groups', 'busybox', 'sh', '-c', `echo 5 > ${aFile}`]).then(() => 'written', (e: { stderr: string }) => e.stderr);
+    expect(denied).toMatch(/Permission denied/);
+    expect((await readFile(aFile, 'utf8')).trim()).toBe(String(base + 1000));
 
     const b = await start('b', script(base + 500));
     await until(b, 'ready');

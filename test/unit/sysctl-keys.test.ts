@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ceilingOf, DEFAULT_SYSCTL_CEILINGS, ENTRIES, parseReconciled, RECONCILED, keyByName, keyByFile, productUuid, validateText, type SysctlKey } from '../../actors/sysctl/keys.ts';
 import { servedEntries, SysctlFs, type SysctlClient } from '../../actors/sysctl/fs.ts';
 import { memKv } from '../helpers/mem-kv.ts';
+import { mountRwFs, rwFsMock } from '../../native/mock.ts';
 
 const k = (name: string): SysctlKey => {
   const e = keyByName(name);
@@ -222,6 +223,40 @@ describe('SysctlFs per-container values', () => {
     two.unregister('a');
     await new Promise((r) => setImmediate(r));
     expect(await kv.get('local.a')).toBeNull();
+  });
+
+  it('serves each container a view of its own: its values whoever reads or writes (writer still judged), gone with it', async () => {
+    // The views are what containers' files are bound from: own inodes, so the page cache never mixes
+    // readers (splice/sendfile). The mock plays the FUSE server's directories.
+    const v = new SysctlFs({ client, keys: [k('fs.protected_hardlinks'), k('fs.file-max')], roots: { proc: join(dir, 'proc') }, procSys: join(dir, 'procsys'), mount: mountRwFs });
+    await v.start('/views');
+    try {
+      const da = v.viewDir('c')!; // at create, before the init registers
+      expect(da).toBe('/views/ctr-c');
+      const file = f('fs.protected_hardlinks');
+      expect(await rwFsMock.read(da, file, 301)).toBe('1\n');
+      await rwFsMock.write(da, file, 301, 0, '0'); // host root through c's view: c's value, not the host's
+      v.register('c', 100);
+      v.register('d', 200);
+      const db = v.viewDir('d')!;
+      expect(await rwFsMock.read(da, file, 301)).toBe('0\n');
+      expect(await rwFsMock.read(da, file, 201)).toBe('0\n'); // d's process reading c's view sees c's
+      expect(await rwFsMock.read(db, file, 101)).toBe('1\n');
+      expect(await rwFsMock.read('/views', file, 101)).toBe('0\n'); // top level: the caller's container
+      expect(await rwFsMock.read('/views', file, 301)).toBe('1\n');
+      await expect(rwFsMock.write(db, file, 102, 101000, '0')).rejects.toMatchObject({ code: 'EACCES' });
+      await expect(rwFsMock.write(db, file, 301, 1000, '0')).rejects.toMatchObject({ code: 'EACCES' });
+      await rwFsMock.write(db, f('fs.file-max'), 101, 100000, '3100000\n');
+      expect(sets.at(-1)).toEqual(['d', 'fs.file-max', 3100000]);
+      expect(await rwFsMock.read(db, f('fs.file-max'), 301)).toBe('3100000\n');
+      expect(readFileSync(join(dir, 'procsys/fs/protected_hardlinks'), 'utf8')).toBe('1\n');
+      v.unregister('c');
+      await expect(rwFsMock.read(da, file, 301)).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(v.read(file, 301, 'ctr-c')).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(() => v.viewDir('a/b')).toThrow(/not a plain name/);
+    } finally {
+      await v.stop();
+    }
   });
 
   it('lets host processes read and (as root) write the host file', async () => {
