@@ -13,11 +13,11 @@ import * as cg from './cgroup-files.ts';
 import { cgroupMemoryOf } from './cgroup-memory.ts';
 import * as info from './container-info.ts';
 import * as render from './render.ts';
+import { ContainerViews } from './views.ts';
 
 export const PROCFS_FILES = ['uptime', 'swaps', 'meminfo', 'cpuinfo', 'stat', 'loadavg', 'diskstats'] as const;
 
-/** The directory name of container `id`'s view in the mount (never one of the files' names). */
-export const viewName = (id: string): string => `ctr-${id}`;
+export { viewName } from './views.ts';
 
 /**
  * How long (ms) the FUSE server reuses a container's render of each file before asking again: reads
@@ -53,7 +53,7 @@ export class ProcFs {
   private mountpoint: string | undefined;
   private hostPidns: number | undefined;
   /** Container id of each view name added. */
-  private readonly views = new Map<string, string>();
+  private readonly views = new ContainerViews(() => ({ dir: this.mountpoint, handle: this.handle }));
 
   constructor(o: ProcFsOptions = {}) {
     this.files = o.files ?? PROCFS_FILES;
@@ -76,12 +76,9 @@ export class ProcFs {
    * mounted. Throws NativeError when the id makes no plain directory name.
    */
   viewDir(containerId: string): string | undefined {
-    if (!this.handle?.addView || !this.mountpoint) return undefined;
-    const name = viewName(containerId);
-    this.handle.addView(name);
-    this.views.set(name, containerId);
-    return join(this.mountpoint, name);
+    return this.views.dir(containerId);
   }
+
 
   /**
    * Serves container `containerId`, whose init has host pid `initPid`, its own view. Throws when the
@@ -103,8 +100,7 @@ export class ProcFs {
     const c = this.containers.get(containerId);
     if (c && ![...this.containers.values()].some((o) => o !== c && o.pidns === c.pidns)) this.handle?.cache?.(c.pidns, false);
     this.containers.delete(containerId);
-    this.handle?.removeView?.(viewName(containerId));
-    this.views.delete(viewName(containerId));
+    this.views.remove(containerId);
     this.starts.delete(containerId);
     this.loads.delete(containerId);
     this.cpus.delete(containerId);
@@ -129,7 +125,7 @@ export class ProcFs {
   async read(file: string, callerPid: number, view = ''): Promise<string> {
     if (view) {
       // The view's container, whoever reads; before its registration (or after) an error, never the host's.
-      const c = this.containers.get(this.views.get(view) ?? '');
+      const c = this.containers.get(this.views.containerOf(view) ?? '');
       if (!c) throw new Error(`procfs: view ${view} has no registered container`);
       return (PROCFS_FILES as readonly string[]).includes(file) ? this.renderFor(file, c) : this.host(file);
     }

@@ -17,7 +17,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountRwFs, type ProcFsMount } from '../../native/index.ts';
 import * as info from '../procfs/container-info.ts';
-import { viewName } from '../procfs/server.ts';
+import { ContainerViews } from '../procfs/views.ts';
 import { sysctlSubjects } from '../../bus/subjects.ts';
 import { sysctlLocalKeys } from '../../bus/keys.ts';
 import { ENTRIES, keyByFile, parseReconciled, productUuid, validateText, type SysctlKey } from './keys.ts';
@@ -102,7 +102,7 @@ export class SysctlFs {
   private handle: ProcFsMount | undefined;
   private mountpoint: string | undefined;
   /** Container id of each view name added. */
-  private readonly views = new Map<string, string>();
+  private readonly views = new ContainerViews(() => ({ dir: this.mountpoint, handle: this.handle }));
 
   constructor(private o: SysctlFsOptions) {
     this.keys = o.keys ?? ENTRIES;
@@ -133,12 +133,9 @@ export class SysctlFs {
    * Throws NativeError when the id makes no plain directory name.
    */
   viewDir(containerId: string): string | undefined {
-    if (!this.handle?.addView || !this.mountpoint) return undefined;
-    const name = viewName(containerId);
-    this.handle.addView(name);
-    this.views.set(name, containerId);
-    return join(this.mountpoint, name);
+    return this.views.dir(containerId);
   }
+
 
   register(containerId: string, initPid: number): void {
     const pidns = info.pidNamespaceOfSync(initPid, this.o.roots ?? {});
@@ -151,8 +148,7 @@ export class SysctlFs {
 
   unregister(containerId: string): void {
     this.containers.delete(containerId);
-    this.handle?.removeView?.(viewName(containerId));
-    this.views.delete(viewName(containerId));
+    this.views.remove(containerId);
     const had = this.values.delete(containerId);
     if (had) void this.o.kv?.delete(localKey(containerId)).catch(() => { /* an orphan record goes at the next start */ });
   }
@@ -205,7 +201,7 @@ export class SysctlFs {
    */
   private async target(callerPid: number, view: string): Promise<{ id: string } | undefined> {
     if (!view) return info.findContainer(callerPid, this.containers.values(), this.o.roots ?? {});
-    const id = this.views.get(view);
+    const id = this.views.containerOf(view);
     if (id === undefined) throw errno('ENOENT', `sysctlfs: no view ${view}`);
     return { id };
   }
@@ -261,6 +257,6 @@ export class SysctlFs {
 
   /** Registered, or its view is there (a write through it may come before its init registers). */
   private live(id: string): boolean {
-    return this.containers.has(id) || this.views.get(viewName(id)) === id;
+    return this.containers.has(id) || this.views.has(id);
   }
 }
