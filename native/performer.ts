@@ -87,30 +87,40 @@ class Performer extends FramedHelper<PerformRun> {
   }
 }
 
-const performers = new Map<number, Performer>();
+/**
+ * Performers by notify fd number, each with the listener it serves: an fd number is reused once its
+ * listener closes, and that close is reported later (asynchronously), so a performer is only reused
+ * for, and only closed by, the listener it was started for (else a late close of the old listener
+ * would end the new one's performer mid-run, and the old performer holds the old notify fd).
+ */
+const performers = new Map<number, { p: Performer; owner: object | undefined }>();
 
-/** The performer of notify fd `fd`, started on first use; undefined: run the call another way. */
-export function performerFor(fd: number): Performer | undefined {
-  const p = performers.get(fd);
-  if (p && !p.dead) return p;
+/** The performer of notify fd `fd` (for listener `owner`), started on first use; undefined: run the call another way. */
+export function performerFor(fd: number, owner?: object): Performer | undefined {
+  const e = performers.get(fd);
+  if (e && e.owner === owner && !e.p.dead) return e.p;
+  if (e && e.owner !== owner) {
+    performers.delete(fd);
+    e.p.close(); // a performer of a closed fd whose number came back: it holds the old fd
+  }
   if (process.env.ECI_HELPER_SERVER === '0' || process.env.ECI_HELPER_PERFORMER === '0') return undefined;
   const helper = helperPath();
   if (!existsSync(helper)) return undefined;
   try {
     const np: Performer = new Performer(helper, fd, () => {
-      if (performers.get(fd) === np) performers.delete(fd);
+      if (performers.get(fd)?.p === np) performers.delete(fd);
     });
-    performers.set(fd, np);
+    performers.set(fd, { p: np, owner });
     return np;
   } catch {
     return undefined;
   }
 }
 
-/** The notify fd is closed: so is its performer (a later fd with the same number gets its own). */
-export function closePerformer(fd: number): void {
-  const p = performers.get(fd);
+/** Listener `owner`'s notify fd is closed: so is its performer (a later fd with the same number gets its own). */
+export function closePerformer(fd: number, owner?: object): void {
+  const e = performers.get(fd);
+  if (!e || e.owner !== owner) return;
   performers.delete(fd);
-  p?.close();
+  e.p.close();
 }
-

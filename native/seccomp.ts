@@ -87,13 +87,21 @@ export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): Secco
     respond: (id, r) => s.respond(fd, id, r),
     idValid: (id) => s.idValid(fd, id),
   });
-  void listener.closed.then(() => closePerformer(fd));
+  // The listener is its performer's owner: see performers in performer.ts (fd numbers come back).
+  owners.set(fd, listener);
+  void listener.closed.then(() => {
+    if (owners.get(fd) === listener) owners.delete(fd);
+    closePerformer(fd, listener);
+  });
   return listener;
 }
 
+/** The live listener of each notify fd number. */
+const owners = new Map<number, object>();
+
 function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<AsOutcome> {
   const viaServer = () => runHelperWithFd(asHelperArgs(kind, o, o.notify ? 3 : undefined), o.notify?.fd);
-  const p = o.notify ? performerFor(o.notify.fd) : undefined;
+  const p = o.notify ? performerFor(o.notify.fd, owners.get(o.notify.fd)) : undefined;
   if (p) return p.run(asHelperArgs(kind, o, PERFORM_NOTIFY_FD), viaServer, o.notify?.answer ? o.notify.id : undefined);
   return viaServer().then(() => ({}));
 }
