@@ -1,8 +1,9 @@
 // Presents a container's rootfs through idmapped mounts, with no chown. eci's mount lives at
 // <runDir>/containers/<id>/rootfs (a path container root can traverse; engine dirs such as
 // /var/lib/docker are 0710) and config.json's root.path points there:
-//   - an overlay rootfs (Docker's overlay2) is rebuilt over idmapped layers from inside a user
-//     namespace; writes go to the engine's upper dir as ids 0..65535. The same mount is also
+//   - an overlay rootfs (Docker's overlay2) is rebuilt by host root over idmapped layers (so its
+//     superblock is the initial user namespace's: setuid and file caps work in the container, and
+//     trusted.overlay.* markers are read); writes go to the engine's upper dir as ids 0..65535. The same mount is also
 //     stacked on the engine's rootfs path, so docker cp/diff/commit see exactly what the
 //     container sees (two live overlays on one upper dir would be undefined behaviour);
 //   - a plain directory gets an idmapped bind mount.

@@ -1,8 +1,8 @@
 /*
  * eci-helper: the small single-threaded executable that eci runs once per mount operation.
  *
- * Node cannot do these steps itself: a multithreaded process may not enter a new user namespace, and
- * the overlay has to be created by a process that is root inside the container's user namespace.
+ * Node cannot do these steps itself: a multithreaded process may not enter a new user namespace (the
+ * vetted mounts join the container's) nor create one to serve as an idmap, nor change its fsuid alone.
  *
  *   eci-helper rootfs-overlay --uid-host U --gid-host G --size N --base BASE --lower L1[:L2...]
  *                             --upper UP --work WK --target TGT
@@ -17,18 +17,25 @@
  * the same with code "EUSAGE" and exit 2 on bad usage. On failure nothing this run made is left behind.
  *
  * How rootfs-overlay builds a rootfs without chown (mapping 0 -> U, size N):
- *   1. fork a child that unshares a user namespace; the parent (root) writes its uid_map/gid_map
- *      "0 U N" and opens /proc/<child>/ns/user.
- *   2. the parent clones BASE (open_tree), idmaps the clone with that user namespace (mount_setattr
- *      MOUNT_ATTR_IDMAP) and attaches it on a fresh directory under /run/eci/tmp.
- *   3. the child becomes root of its namespace, unshares a mount namespace (so it may mount, and so that
- *      the idmapped layers sit in a mount namespace its user namespace owns, which overlay's private
- *      clones of the layers require), builds the overlay with fsopen/fsconfig/fsmount, and hands the
- *      detached mount back over a socketpair (SCM_RIGHTS).
+ *   1. fork a child that unshares a user namespace J; the parent (root) writes its maps, "0 U N" plus
+ *      "N 0 1" (host root, see below), opens /proc/<child>/ns/user and lets the child go: J is only an
+ *      idmap, no process ever runs in it.
+ *   2. the parent clones BASE (open_tree), idmaps the clone with J (mount_setattr MOUNT_ATTR_IDMAP) and
+ *      attaches it on a fresh directory under /run/eci/tmp.
+ *   3. the parent builds the overlay over the idmapped layers itself, as host root: its superblock
+ *      belongs to the initial user namespace, an ancestor of every container's, so setuid/setgid bits
+ *      and file capabilities on the rootfs are honoured inside the container (fs/namespace.c
+ *      mnt_may_suid), and overlay keeps its metadata in trusted.overlay.* exactly as the engine's own
+ *      overlay does (opaque dirs of image layers are read, those the container makes are written so).
+ *      While the overlay is created the parent's fsuid/fsgid are U (capabilities kept): overlay
+ *      records its mounter's credentials and does its work-dir and copy-up steps with them, and U is
+ *      what lands on disk as 0 through the idmapped upper.
  *   4. the parent attaches the overlay on TGT and detaches the temporary idmapped mount; the overlay
  *      holds its own private clones of the layers.
  * Container root (host uid U) then sees a root-owned rootfs, and what it writes lands on disk as uid 0,
- * whatever range the container gets next time.
+ * whatever range the container gets next time. Host root writing through the engine's path (docker cp
+ * into a running container) lands on disk as uid N (65536): outside the container's ids, so the
+ * container sees such files as nobody's, and never as its own root's.
  */
 #include "helper.h"
 #include "as-common.h"
@@ -254,14 +261,10 @@ static int recv_msg(int sock, struct msg *m, int *fd)
 	return 1;
 }
 
-/* ---------- the child: a process in the container's user namespace ---------- */
+/* ---------- the child: it only provides a user namespace (an idmap) ---------- */
 
 struct child_job {
-	bool overlay;       /* false: the child only provides a user namespace */
-	const char *base;   /* for messages: the layer names below are relative to it */
-	char **lower_rel;   /* overlay layers relative to BASE, top first */
-	int nlower;
-	const char *upper_rel, *work_rel;
+	bool host_root; /* also map host root to on-disk id N (the rootfs: see the top of this file) */
 };
 
 static struct msg child_reply;
@@ -279,135 +282,9 @@ __attribute__((format(printf, 3, 4))) static int child_fail(int err, const char 
 	return -1;
 }
 
-/* Appends the filesystem context's own messages ("overlay: ...") to the child's failure message. */
-static void append_fs_log(int fsfd)
-{
-	char line[512];
-	ssize_t n;
-	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
-		line[n] = '\0';
-		size_t used = strlen(child_reply.message);
-		if (used + 4 < sizeof(child_reply.message))
-			snprintf(child_reply.message + used, sizeof(child_reply.message) - used, " (%s)", line);
-	}
-}
-
-/* fsconfig; a layer value (under_base set) is named "upperdir=C/diff under BASE" in messages. */
-static int child_fsconfig(int fsfd, unsigned int cmd, const char *key, const char *value, const char *under_base)
-{
-	if (sys_fsconfig(fsfd, cmd, key, value, 0) == 0)
-		return 0;
-	int err = errno;
-	child_fail(err, "fsconfig", "fsconfig %s%s%s%s%s", key ? key : "create", value ? "=" : "", value ? value : "",
-		   under_base ? " under " : "", under_base ? under_base : "");
-	append_fs_log(fsfd);
-	return -1;
-}
-
-/*
- * Inside the user namespace: become its root, enter a fresh mount namespace with the cwd on the root of
- * the idmapped BASE (rootfd), and build the overlay. Returns the detached overlay mount fd or -1.
- */
-static int child_build_overlay(const struct child_job *job, int rootfd)
-{
-	if (setgroups(0, NULL) < 0)
-		return child_fail(errno, "setgroups", "setgroups");
-	if (setresgid(0, 0, 0) < 0)
-		return child_fail(errno, "setresgid", "setresgid 0");
-	if (setresuid(0, 0, 0) < 0)
-		return child_fail(errno, "setresuid", "setresuid 0");
-	/*
-	 * The layers are named relative to the root of the idmapped BASE, through the cwd: the path down to
-	 * /run/eci/tmp/<x> is owned by host root, which this namespace does not map, so it cannot be walked
-	 * from here. unshare(CLONE_NEWNS) moves the cwd onto this namespace's copy of the mount, which is
-	 * the copy overlay must clone its layers from (clone_private_mount wants a mount of our namespace;
-	 * with fchdir after the unshare, FSCONFIG_CMD_CREATE fails with EINVAL on 6.18).
-	 * Relative names also keep each fsconfig value short (the kernel caps them at 256 bytes).
-	 */
-	if (fchdir(rootfd) < 0)
-		return child_fail(errno, "fchdir", "fchdir to the idmapped base");
-	if (unshare(CLONE_NEWNS) < 0)
-		return child_fail(errno, "unshare", "unshare(CLONE_NEWNS)");
-
-	int fsfd = sys_fsopen("overlay", FSOPEN_CLOEXEC);
-	if (fsfd < 0)
-		return child_fail(errno, "fsopen", "fsopen overlay");
-	int rc = -1, mntfd = -1;
-	if (child_fsconfig(fsfd, FSCONFIG_SET_STRING, "source", "overlay", NULL) < 0)
-		goto out;
-	/*
-	 * Layers one by one with "lowerdir+" (Linux 6.7+): no 256-byte limit on the whole list. Older
-	 * kernels reject the key as unknown; then fall back to one "lowerdir" value (top layer first).
-	 */
-	if (job->nlower == 1 || sys_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", job->lower_rel[0], 0) < 0) {
-		char joined[PATH_MAX];
-		char log[512];
-		ssize_t n = 0;
-		if (job->nlower > 1) {
-			int err = errno;
-			n = read(fsfd, log, sizeof(log) - 1);
-			log[n > 0 ? n : 0] = '\0';
-			if (err != EINVAL || !strstr(log, "nknown parameter")) {
-				child_fail(err, "fsconfig", "fsconfig lowerdir+=%s under %s", job->lower_rel[0], job->base);
-				if (log[0] && strlen(child_reply.message) + strlen(log) + 4 < sizeof(child_reply.message))
-					strcat(strcat(strcat(child_reply.message, " ("), log), ")");
-				append_fs_log(fsfd);
-				goto out;
-			}
-		}
-		size_t used = 0;
-		joined[0] = '\0';
-		for (int i = 0; i < job->nlower; i++) {
-			int w = snprintf(joined + used, sizeof(joined) - used, "%s%s", i ? ":" : "", job->lower_rel[i]);
-			if (w < 0 || (size_t)w >= sizeof(joined) - used) {
-				child_fail(ENAMETOOLONG, "fsconfig", "fsconfig lowerdir (too many layers)");
-				goto out;
-			}
-			used += (size_t)w;
-		}
-		if (used > 255) {
-			child_fail(EINVAL, "fsconfig", "fsconfig lowerdir: %d layers take %zu bytes, over the 256 bytes "
-				   "one fsconfig value may have (lowerdir+ needs Linux 6.7)", job->nlower, used);
-			goto out;
-		}
-		if (child_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", joined, job->base) < 0)
-			goto out;
-	} else {
-		for (int i = 1; i < job->nlower; i++)
-			if (child_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", job->lower_rel[i], job->base) < 0)
-				goto out;
-	}
-	if (child_fsconfig(fsfd, FSCONFIG_SET_STRING, "upperdir", job->upper_rel, job->base) < 0 ||
-	    child_fsconfig(fsfd, FSCONFIG_SET_STRING, "workdir", job->work_rel, job->base) < 0)
-		goto out;
-	/*
-	 * userxattr is required: the mounter is root of a non-initial user namespace, and the trusted.*
-	 * xattrs overlay uses by default need CAP_SYS_ADMIN in the initial one. Without it the mount still
-	 * succeeds on 6.18, but the kernel logs "failed to set xattr on upper ... try mounting with
-	 * 'userxattr'" and runs without xattrs: removing a directory that exists in a lower layer then fails
-	 * with EIO (no opaque marker can be set). With userxattr overlay keeps its metadata in user.overlay.*
-	 * (user.overlay.opaque etc. on the upper layer). Consequence: trusted.overlay.* markers already in
-	 * image layers (e.g. opaque dirs that Docker wrote) are ignored by this overlay. All checked on 6.18.
-	 */
-	if (child_fsconfig(fsfd, FSCONFIG_SET_FLAG, "userxattr", NULL, NULL) < 0)
-		goto out;
-	if (child_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, NULL) < 0)
-		goto out;
-	mntfd = sys_fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
-	if (mntfd < 0) {
-		child_fail(errno, "fsmount", "fsmount overlay");
-		goto out;
-	}
-	rc = 0;
-out:
-	close(fsfd);
-	return rc < 0 ? -1 : mntfd;
-}
-
-__attribute__((noreturn)) static void child_main(int sock, pid_t parent, const struct child_job *job)
+__attribute__((noreturn)) static void child_main(int sock, pid_t parent)
 {
 	struct msg go;
-	int rootfd = -1, mntfd = -1;
 
 	/* Never outlive the helper, and never act for a parent that is already gone. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
@@ -417,15 +294,9 @@ __attribute__((noreturn)) static void child_main(int sock, pid_t parent, const s
 		child_fail(errno, "unshare", "unshare(CLONE_NEWUSER)");
 	if (send_msg(sock, &child_reply, -1) < 0 || child_reply.err)
 		_exit(1);
-	/* Wait for "go" (the parent has written the maps and idmapped BASE) or for the parent to give up. */
-	if (recv_msg(sock, &go, &rootfd) != 1 || go.err || !job->overlay)
-		_exit(0);
-	if (rootfd < 0)
-		child_fail(EPROTO, "recvmsg", "no idmapped base fd from the parent");
-	else
-		mntfd = child_build_overlay(job, rootfd);
-	send_msg(sock, &child_reply, mntfd);
-	_exit(mntfd < 0);
+	/* Wait until the parent holds the namespace (or gives up): then there is nothing left to do. */
+	recv_msg(sock, &go, NULL);
+	_exit(0);
 }
 
 /* ---------- the parent side ---------- */
@@ -482,7 +353,7 @@ static int child_start(struct userns_child *c, const struct opts *o, const struc
 {
 	int sv[2];
 	struct msg m;
-	char path[64], map[64];
+	char path[64], map[96];
 
 	c->pid = -1;
 	c->sock = c->nsfd = -1;
@@ -499,7 +370,7 @@ static int child_start(struct userns_child *c, const struct opts *o, const struc
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		child_main(sv[1], parent, job);
+		child_main(sv[1], parent);
 	}
 	close(sv[1]);
 	c->pid = pid;
@@ -512,12 +383,17 @@ static int child_start(struct userns_child *c, const struct opts *o, const struc
 		return fail(ECHILD, "fork", "the user namespace child exited early");
 	if (m.err)
 		return child_failed(&m);
-	/* As root in the parent namespace, gid_map may be written without denying setgroups first. */
-	snprintf(map, sizeof(map), "0 %lu %lu\n", o->uid_host, o->size);
+	/*
+	 * As root in the parent namespace, gid_map may be written without denying setgroups first. Host
+	 * root gets on-disk id N only where the range does not start at 0 (maps may not overlap).
+	 */
+	bool root_uid = job->host_root && o->uid_host > 0 && o->size < UINT32_MAX;
+	bool root_gid = job->host_root && o->gid_host > 0 && o->size < UINT32_MAX;
+	snprintf(map, sizeof(map), root_uid ? "0 %lu %lu\n%lu 0 1\n" : "0 %lu %lu\n", o->uid_host, o->size, o->size);
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
 	if (write_file(path, map) < 0)
 		return -1;
-	snprintf(map, sizeof(map), "0 %lu %lu\n", o->gid_host, o->size);
+	snprintf(map, sizeof(map), root_gid ? "0 %lu %lu\n%lu 0 1\n" : "0 %lu %lu\n", o->gid_host, o->size, o->size);
 	snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
 	if (write_file(path, map) < 0)
 		return -1;
@@ -585,6 +461,149 @@ static void detach(const char *target, bool made, bool mounted)
 		fail(errno, "rmdir", "undo: rmdir %s", target);
 }
 
+/* The layers of one overlay, named relative to BASE (the cwd while it is built). */
+struct overlay_layers {
+	const char *base; /* for messages */
+	char **lower_rel; /* top first */
+	int nlower;
+	const char *upper_rel, *work_rel;
+};
+
+/* Appends the filesystem context's own messages ("overlay: ...") to this run's failure message. */
+static void append_fs_log(int fsfd)
+{
+	char line[512];
+	ssize_t n;
+	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
+		line[n] = '\0';
+		size_t used = strlen(failure.message);
+		if (used + 4 < sizeof(failure.message))
+			snprintf(failure.message + used, sizeof(failure.message) - used, " (%s)", line);
+	}
+}
+
+/* fsconfig; a layer value (under_base set) is named "upperdir=C/diff under BASE" in messages. */
+static int overlay_fsconfig(int fsfd, unsigned int cmd, const char *key, const char *value, const char *under_base)
+{
+	if (sys_fsconfig(fsfd, cmd, key, value, 0) == 0)
+		return 0;
+	fail(errno, "fsconfig", "fsconfig %s%s%s%s%s", key ? key : "create", value ? "=" : "", value ? value : "",
+	     under_base ? " under " : "", under_base ? under_base : "");
+	append_fs_log(fsfd);
+	return -1;
+}
+
+/* The lower layers: one "lowerdir+" each (Linux 6.7+, no 256-byte limit on the list), else one "lowerdir". */
+static int overlay_lowers(int fsfd, const struct overlay_layers *l)
+{
+	if (l->nlower > 1 && sys_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", l->lower_rel[0], 0) == 0) {
+		for (int i = 1; i < l->nlower; i++)
+			if (overlay_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", l->lower_rel[i], l->base) < 0)
+				return -1;
+		return 0;
+	}
+	if (l->nlower > 1) {
+		int err = errno;
+		char log[512];
+		ssize_t n = read(fsfd, log, sizeof(log) - 1);
+		log[n > 0 ? n : 0] = '\0';
+		if (err != EINVAL || !strstr(log, "nknown parameter")) {
+			fail(err, "fsconfig", "fsconfig lowerdir+=%s under %s%s%s%s", l->lower_rel[0], l->base,
+			     log[0] ? " (" : "", log, log[0] ? ")" : "");
+			append_fs_log(fsfd);
+			return -1;
+		}
+	}
+	char joined[PATH_MAX];
+	size_t used = 0;
+	joined[0] = '\0';
+	for (int i = 0; i < l->nlower; i++) {
+		int w = snprintf(joined + used, sizeof(joined) - used, "%s%s", i ? ":" : "", l->lower_rel[i]);
+		if (w < 0 || (size_t)w >= sizeof(joined) - used)
+			return fail(ENAMETOOLONG, "fsconfig", "fsconfig lowerdir (too many layers)");
+		used += (size_t)w;
+	}
+	if (used > 255)
+		return fail(EINVAL, "fsconfig", "fsconfig lowerdir: %d layers take %zu bytes, over the 256 bytes one fsconfig "
+			    "value may have (lowerdir+ needs Linux 6.7)", l->nlower, used);
+	return overlay_fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", joined, l->base);
+}
+
+/*
+ * Sets fsuid/fsgid (U, or back to 0) keeping every capability effective: a change of fsuid away from 0
+ * drops the file capabilities from the effective set, and overlay needs them in its mounter's
+ * credentials (trusted.* xattrs, whiteouts, chown on copy-up).
+ */
+static int set_fs_ids(unsigned long uid, unsigned long gid)
+{
+	setfsgid((gid_t)gid);
+	setfsuid((uid_t)uid);
+	if ((unsigned long)setfsuid((uid_t)-1) != uid || (unsigned long)setfsgid((gid_t)-1) != gid)
+		return fail(EPERM, "setfsuid", "setfsuid/setfsgid %lu/%lu", uid, gid);
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return fail(errno, "capget", "capget");
+	d[0].effective = d[0].permitted;
+	d[1].effective = d[1].permitted;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return fail(errno, "capset", "capset (keep capabilities with fsuid %lu)", uid);
+	return 0;
+}
+
+/*
+ * Builds the overlay over the idmapped BASE, whose root is rootfd, as host root with fsuid/fsgid U/G
+ * (see the top of this file). Returns the detached overlay mount fd or -1.
+ */
+static int build_overlay(const struct overlay_layers *l, int rootfd, const struct opts *o)
+{
+	/* Layers are named relative to the idmapped BASE through the cwd: short fsconfig values (the kernel
+	 * caps each at 256 bytes) that cannot resolve outside it. */
+	if (fchdir(rootfd) < 0)
+		return fail(errno, "fchdir", "fchdir to the idmapped base");
+	if (set_fs_ids(o->uid_host, o->gid_host) < 0)
+		return -1;
+	int rc = -1, mntfd = -1;
+	int fsfd = sys_fsopen("overlay", FSOPEN_CLOEXEC);
+	if (fsfd < 0) {
+		fail(errno, "fsopen", "fsopen overlay");
+		goto out;
+	}
+	if (overlay_fsconfig(fsfd, FSCONFIG_SET_STRING, "source", "overlay", NULL) < 0 || overlay_lowers(fsfd, l) < 0 ||
+	    overlay_fsconfig(fsfd, FSCONFIG_SET_STRING, "upperdir", l->upper_rel, l->base) < 0 ||
+	    overlay_fsconfig(fsfd, FSCONFIG_SET_STRING, "workdir", l->work_rel, l->base) < 0 ||
+	    overlay_fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, NULL) < 0)
+		goto out;
+	/* A work dir overlay could not use (EOVERFLOW, ...) makes it fall back to read-only: refuse that. */
+	char log[512];
+	ssize_t n;
+	while ((n = read(fsfd, log, sizeof(log) - 1)) > 0) {
+		log[n] = '\0';
+		if (strstr(log, "read-only") || strstr(log, "read only")) {
+			fail(EROFS, "fsconfig", "overlay under %s would be read-only (%s)", l->base, log);
+			goto out;
+		}
+	}
+	mntfd = sys_fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+	if (mntfd < 0) {
+		fail(errno, "fsmount", "fsmount overlay");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fsfd >= 0)
+		close(fsfd);
+	if (set_fs_ids(0, 0) < 0 && rc == 0) {
+		close(mntfd);
+		rc = -1;
+	}
+	if (chdir("/") < 0 && rc == 0) {
+		close(mntfd);
+		rc = fail(errno, "chdir", "chdir /");
+	}
+	return rc < 0 ? -1 : mntfd;
+}
+
 static int cmd_overlay(struct opts *o)
 {
 	char *lowers[512];
@@ -610,18 +629,19 @@ static int cmd_overlay(struct opts *o)
 	if (nlower == 0)
 		return usage_error("--lower needs at least one directory");
 
-	struct child_job job = { .overlay = true, .base = o->base, .lower_rel = lowers, .nlower = nlower };
+	struct overlay_layers layers = { .base = o->base, .lower_rel = lowers, .nlower = nlower };
 	for (int i = 0; i < nlower; i++) {
 		const char *rel = below(o->base, lowers[i]);
 		if (!rel)
 			return usage_error("lower %s is not under base %s", lowers[i], o->base);
 		lowers[i] = (char *)rel;
 	}
-	if (!(job.upper_rel = below(o->base, o->upper)))
+	if (!(layers.upper_rel = below(o->base, o->upper)))
 		return usage_error("upper %s is not under base %s", o->upper, o->base);
-	if (!(job.work_rel = below(o->base, o->work)))
+	if (!(layers.work_rel = below(o->base, o->work)))
 		return usage_error("work %s is not under base %s", o->work, o->base);
 
+	struct child_job job = { .host_root = true };
 	struct userns_child c = { .pid = -1, .sock = -1, .nsfd = -1 };
 	const char *run_dir = getenv("ECI_RUN_DIR");
 	if (!run_dir || run_dir[0] != '/')
@@ -632,7 +652,6 @@ static int cmd_overlay(struct opts *o)
 		return usage_error("ECI_RUN_DIR is too long");
 	bool tmp_made = false, tmp_mounted = false, tgt_made = false, tgt_mounted = false;
 	int treefd = -1, mntfd = -1, rc = -1;
-	struct msg m;
 
 	if (ensure_dir(run_dir, 0711, NULL) < 0 || ensure_dir(tmp_dir, 0700, NULL) < 0)
 		goto out;
@@ -645,35 +664,15 @@ static int cmd_overlay(struct opts *o)
 		goto out;
 	if ((treefd = idmapped_clone(o->base, c.nsfd)) < 0)
 		goto out;
+	child_stop(&c, false); /* the idmapped mount holds its own reference to the user namespace */
+	/* Attached, so that overlay can take private clones of the layers (they must be in our namespace). */
 	if (sys_move_mount(treefd, "", AT_FDCWD, tmp, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
 		fail(errno, "move_mount", "move_mount idmapped %s to %s", o->base, tmp);
 		goto out;
 	}
 	tmp_mounted = true;
-
-	/* treefd is now the root of the attached idmapped mount: the child starts its walks there. */
-	memset(&m, 0, sizeof(m));
-	if (send_msg(c.sock, &m, treefd) < 0) {
-		fail(errno, "sendmsg", "sending go to the user namespace child");
+	if ((mntfd = build_overlay(&layers, treefd, o)) < 0)
 		goto out;
-	}
-	int r = recv_msg(c.sock, &m, &mntfd);
-	if (r < 0) {
-		fail(errno, "recvmsg", "waiting for the overlay from the child");
-		goto out;
-	}
-	if (r == 0) {
-		fail(ECHILD, "fork", "the user namespace child died before sending the overlay");
-		goto out;
-	}
-	if (m.err) {
-		child_failed(&m);
-		goto out;
-	}
-	if (mntfd < 0) {
-		fail(EPROTO, "recvmsg", "the child sent no overlay mount fd");
-		goto out;
-	}
 	if (attach(mntfd, o->target, &tgt_made, &tgt_mounted) < 0)
 		goto out;
 	rc = 0;
@@ -702,7 +701,7 @@ static int cmd_bind(struct opts *o)
 	if (check_path("source", o->source) < 0 || check_path("target", o->target) < 0)
 		return -1;
 
-	struct child_job job = { .overlay = false };
+	struct child_job job = { .host_root = false };
 	struct userns_child c = { .pid = -1, .sock = -1, .nsfd = -1 };
 	bool tgt_made = false, tgt_mounted = false;
 	int treefd = -1, rc = -1;

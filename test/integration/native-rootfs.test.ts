@@ -2,11 +2,12 @@
 // container root (host uid 100000) sees a root-owned rootfs and its writes land on disk as uid 0.
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
+import { buildC, gccMissing } from '../helpers/cprog.ts';
 import { mountsUnder } from '../helpers/dockerd.ts';
 import {
   helperPath,
@@ -67,7 +68,7 @@ describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${
   const runcRoot = () => join(dir, 'runc-root');
 
   /** Runs the test command in a runc container whose rootfs is `rootfs`, with the 100000 mapping. */
-  async function runContainer(name: string, rootfs: string) {
+  async function runContainer(name: string, rootfs: string, o: { args?: string[]; uid?: number; nnp?: boolean } = {}) {
     const bundle = join(dir, `bundle-${name}`);
     await mkdir(bundle, { recursive: true });
     const mapping = [{ containerID: 0, hostID: RANGE.hostID, size: RANGE.size }];
@@ -75,11 +76,11 @@ describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${
       ociVersion: '1.0.2',
       process: {
         terminal: false,
-        user: { uid: 0, gid: 0 },
-        args: ['sh', '-c', 'id -u; echo x > /etc/f; stat -c %u /etc/img; cat /proc/self/uid_map'],
+        user: { uid: o.uid ?? 0, gid: o.uid ?? 0 },
+        args: o.args ?? ['sh', '-c', 'id -u; echo x > /etc/f; stat -c %u /etc/img; cat /proc/self/uid_map'],
         env: ['PATH=/bin'],
         cwd: '/',
-        noNewPrivileges: true,
+        noNewPrivileges: o.nnp ?? true,
       },
       root: { path: rootfs, readonly: false },
       hostname: name,
@@ -163,7 +164,9 @@ describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${
     });
     expect(isMountpoint(target)).toBe(true);
     const mine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target);
-    expect(mine).toMatch(/ - overlay overlay .*userxattr/);
+    // Made by host root: trusted.overlay.* metadata like the engine's own overlay (no userxattr).
+    expect(mine).toMatch(/ - overlay overlay rw,/);
+    expect(mine).not.toMatch(/userxattr/);
     expect(tmpState()).toEqual(tmpBefore); // the temporary idmapped mount is gone already
     expect(statSync(img.replace(lowerDir, target)).uid).toBe(RANGE.hostID); // host view through the idmap
 
@@ -224,6 +227,47 @@ describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${
     expect((err as NativeError).message).toContain('not under base');
     expect(existsSync(target)).toBe(false);
     expect(tmpState()).toEqual(tmpBefore);
+  }, T);
+
+  // real-hosts.md 1.1: setuid and file caps need the overlay's superblock to belong to an ancestor of
+  // the container's user namespace; opaque dirs need trusted.overlay.* (what image layers carry).
+  it.skipIf(gccMissing !== null)('honours setuid-root files and opaque dirs of the layers; host root writes land as a foreign id', async () => {
+    const base = join(dir, 'ovl-suid');
+    const low = join(base, 'low', 'diff');
+    const top = join(base, 'top', 'diff');
+    await makeBusyboxRootfs(low);
+    await mkdir(join(low, 'etc', 'x'));
+    await writeFile(join(low, 'etc', 'x', 'old'), 'old\n');
+    await copyFile(await buildC('euid'), join(low, 'bin', 'euid'));
+    await chmod(join(low, 'bin', 'euid'), 0o4755); // setuid, owned by on-disk root
+    await mkdir(join(top, 'etc', 'x'), { recursive: true });
+    await writeFile(join(top, 'etc', 'x', 'new'), 'new\n');
+    // Docker's overlay2 marks a directory a layer deleted and made anew as opaque.
+    const xa = spawnSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "trusted.overlay.opaque", b"y")', join(top, 'etc', 'x')]);
+    expect(xa.status, xa.stderr?.toString()).toBe(0);
+    await mkdir(join(base, 'ctr', 'diff'), { recursive: true });
+    await mkdir(join(base, 'ctr', 'work'));
+    const target = join(dir, 'rootfs-suid');
+    await mountRootfsOverlay({ base, lower: [top, low], upper: join(base, 'ctr', 'diff'), work: join(base, 'ctr', 'work'), target, uid: RANGE, gid: RANGE });
+
+    const suid = await runContainer('suid', target, { uid: 1000, nnp: false, args: ['/bin/euid'] });
+    expect(suid.code, suid.stderr).toBe(0);
+    expect(suid.stdout.trim()).toMatch(/^ruid=1000 euid=0 /);
+    const nnp = await runContainer('suid-nnp', target, { uid: 1000, nnp: true, args: ['/bin/euid'] });
+    expect(nnp.stdout.trim()).toMatch(/^ruid=1000 euid=1000 capeff=0+$/); // no_new_privs still wins
+    const ls = await runContainer('opaque', target, { args: ['sh', '-c', 'ls /etc/x; rm -rf /etc/x; mkdir /etc/x; ls -a /etc/x | wc -l'] });
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout.trim().split('\n')).toEqual(['new', '2']);
+    // What the container made opaque is marked the way the engine's own overlay reads it.
+    const mark = spawnSync('python3', ['-c', 'import os,sys; print(os.getxattr(sys.argv[1], "trusted.overlay.opaque"))', join(base, 'ctr', 'diff', 'etc', 'x')]);
+    expect(mark.stdout.toString().trim()).toBe("b'y'");
+
+    // Host root (docker cp into a running container) can write; on disk the file is not container root's.
+    await writeFile(join(target, 'from-host'), 'h\n');
+    expect(statSync(join(base, 'ctr', 'diff', 'from-host')).uid).toBe(RANGE.size);
+    const seen = await runContainer('hostfile', target, { args: ['stat', '-c', '%u %g', '/from-host'] });
+    expect(seen.stdout.trim()).toBe('65534 65534');
+    unmount(target);
   }, T);
 
   it('undoes the idmapped base mount when the overlay itself fails (missing upper)', async () => {
