@@ -12,7 +12,8 @@ import { capsFromMask } from './runc/caps.ts';
 import { needsCreateRules } from './setuid-exposure.ts';
 import type { ImageInfo, OciMount, Resolved } from './policy/mounts.ts';
 import { CHECK_STEPS, type CheckContext } from './spec/checks.ts';
-import { emulatedProcMounts, REWRITE_STEPS } from './spec/rewrite.ts';
+import { emulatedProcMounts, REWRITE_STEPS, withMounts } from './spec/rewrite.ts';
+import { innerDataMounts, innerDataTargets, systemWorkload } from './spec/system-container.ts';
 import { runSteps } from './spec/steps.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
@@ -45,6 +46,8 @@ export interface RuntimeHost {
   bindInto?(pid: number, source: string, target: string): Promise<void>;
   /** bindInto for many files in one go (a target missing in the container is skipped). */
   bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
+  /** Host-backed dirs for a system container's inner engine data (actors/manager/inner-data.ts). */
+  innerDataDirs?(id: string, names: readonly string[]): { name: string; path: string; dev: bigint; ino: bigint }[];
   /** setdomainname(2) in the UTS namespace of process `pid` (Docker's --domainname, see utsSysctlsAsFields). */
   setDomainname?(pid: number, name: string): Promise<void>;
 }
@@ -210,6 +213,16 @@ export class RuntimeSession {
       });
     }
 
+    // A system container's inner engine data gets host-backed dirs, idmapped like volumes.
+    const inner = this.host.innerDataDirs ? innerDataTargets(spec) : [];
+    const dataDirs = inner.length ? this.host.innerDataDirs!(id, inner.map((t) => t.name)) : [];
+    const specMounts = (spec.mounts ?? []) as OciMount[];
+    dataDirs.forEach((d, i) => binds.push({
+      index: specMounts.length + i, source: d.path, target: join(this.host.containerDir(id), 'binds', String(binds.length)),
+      dev: d.dev, ino: d.ino, rdonly: false, nosuid: true, nodev: true,
+    }));
+    const withData = withMounts(spec, innerDataMounts(inner, dataDirs.map((d) => d.path)));
+
     const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds });
     const snap = await actor.ready();
     if (!snap.matches('mounted')) {
@@ -220,8 +233,8 @@ export class RuntimeSession {
     const procfs = emulatedProcMounts(spec, this.host.procfsDir?.(id));
     let rewritten: OciSpec;
     try {
-      rewritten = runSteps(REWRITE_STEPS, spec, {
-        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs,
+      rewritten = runSteps(REWRITE_STEPS, withData, {
+        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs, system: systemWorkload(spec),
         heldCapabilities: heldCapabilities(), hardLimits: ownHardLimits(), seccompSocket: this.host.seccompSocket(),
         createRules: needsCreateRules({
           rootfsWrites: rootfs.kind === 'overlay' ? rootfs.upper : rootfs.source,
@@ -235,7 +248,7 @@ export class RuntimeSession {
       await actor.released;
       throw e;
     }
-    const mounts = (spec.mounts ?? []) as OciMount[];
+    const mounts = (withData.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.(id);
     const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));
     actor.protectedPaths = [

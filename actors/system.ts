@@ -35,6 +35,7 @@ import { HostNamespaces } from './manager/host-ns.ts';
 import { EventPublisher, type EventSink } from './manager/publisher.ts';
 import { ContainerRecords } from './manager/records.ts';
 import { restoreContainers, resumeContainers, type RecoveryDeps } from './manager/recovery.ts';
+import { InnerData, type InnerDataDir } from './manager/inner-data.ts';
 import { auditStreamLimits, SettingsWatch } from './manager/settings-watch.ts';
 import { lockDirs, type ManagerLock } from './manager/lock.ts';
 import { SubidGuard } from './manager/subid.ts';
@@ -68,6 +69,7 @@ export class Manager implements RuntimeHost, EventSink {
   private readonly mounts: ContainerMounts;
   private readonly files: EmulatedFiles;
   private readonly server: ControlServer;
+  private readonly inner: InnerData;
   private vetter?: VetterActor;
   private services?: ActorServices;
   private feed?: NotifyFeed;
@@ -82,6 +84,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.records = new ContainerRecords(() => this.bus.containers, log);
     this.mounts = new ContainerMounts(config.runDir, native, () => this.pause, (id) => this.settledFor(id), log);
     this.files = new EmulatedFiles(config.runDir, native, this, log);
+    this.inner = new InnerData(config.stateDir);
     this.server = new ControlServer(config.socket, { session: () => new RuntimeSession(this), control: (b) => this.control(b) }, log);
   }
 
@@ -198,6 +201,8 @@ export class Manager implements RuntimeHost, EventSink {
     await this.files.restoreValues(this.table.ids());
     await resumeContainers(recovery, this.holder, this.feed);
     this.sysctl.retainOnly(this.table.ids()); // values of containers gone while we were down no longer count
+    const swept = this.inner.sweep(new Set(this.table.ids()));
+    if (swept.length) this.log.info({ ids: swept }, 'removed inner engine data of containers gone while the manager was down');
     await this.server.listen();
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
@@ -277,6 +282,11 @@ export class Manager implements RuntimeHost, EventSink {
       this.sysctl?.gone(id);
       this.vetter?.forget(id);
       this.records.remove(id);
+      try {
+        this.inner.remove(id);
+      } catch (e) {
+        this.log.warn({ id, err: (e as Error).message }, 'cannot remove inner engine data (swept at the next start)');
+      }
     });
     return c.start();
   }
@@ -296,6 +306,10 @@ export class Manager implements RuntimeHost, EventSink {
 
   containerDir(id: string): string {
     return this.mounts.containerDir(id);
+  }
+
+  innerDataDirs(id: string, names: readonly string[]): InnerDataDir[] {
+    return this.inner.make(id, names);
   }
 
   rootfsTarget(id: string): string {

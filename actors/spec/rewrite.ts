@@ -3,7 +3,8 @@
 import { join } from 'node:path';
 import type { OciMount } from '../policy/mounts.ts';
 import type { BindPlan } from '../rootfs.ts';
-import { clampCapabilities } from '../runc/caps.ts';
+import { CAP_NAMES, clampCapabilities } from '../runc/caps.ts';
+import { allCapabilities, allowSystemSyscalls } from './system-container.ts';
 import { addNotifyRules } from '../runc/seccomp.ts';
 import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
@@ -27,6 +28,8 @@ export interface RewriteContext {
   seccompSocket: string;
   /** Whether file-creating calls are vetted too (see setuid-exposure.ts). */
   createRules: boolean;
+  /** A system container's workload (system-container.ts): all held capabilities, engine syscalls allowed. */
+  system?: 'engine';
 }
 
 /** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
@@ -64,6 +67,8 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'uts-sysctls', run: (s) => utsSysctlsAsFields(s) },
   // Sysctls holding ids (ping_group_range) name ids of the container's range.
   { name: 'id-sysctls', run: (s, c) => clampIdSysctls(s, c.gid.size) },
+  // A system container (an inner engine) gets every capability eci holds and the syscalls an engine needs.
+  { name: 'system-container', run: (s, c) => (c.system ? allowSystemSyscalls(allCapabilities(s, c.heldCapabilities, CAP_NAMES)) : s) },
   // At most the capabilities eci holds.
   { name: 'capabilities', run: (s, c) => clampCapabilities(s, c.heldCapabilities) },
   // At most eci's own hard rlimits (runc cannot raise them inside the userns).
