@@ -1,7 +1,8 @@
 // The unix socket the eci-runc launcher (runtime calls) and `eci ps`-style clients (control ops)
 // talk to. Frames from one connection are answered in order; a bad frame or a failed call ends that
 // connection only, never the manager.
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import process from 'node:process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -30,10 +31,18 @@ export class ControlServer {
     rmSync(this.path, { force: true });
     const server = createServer((s) => this.serve(s));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.path, () => resolve());
-    });
+    // Only root may connect (a connect needs write permission on the socket). The umask covers the
+    // moment between bind and chmod, whatever umask the manager was started with.
+    const umask = process.umask(0o077);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.path, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
+    chmodSync(this.path, 0o600);
   }
 
   /** Stops accepting (calls in flight finish) and removes the socket. */

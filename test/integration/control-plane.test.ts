@@ -104,6 +104,11 @@ describe.skipIf(!!skip)(`eci's control plane against a local user${skip ? ` (ski
       expect(ls.stderr).toMatch(/Permission denied/);
       // The state dir (records, credentials, outbox) is root's alone.
       expect(asUser(`ls ${m.env.ECI_STATE_DIR}`).stderr).toMatch(/Permission denied/);
+      // The control socket is root's alone too, whatever umask the manager had: a user cannot even ask for ps.
+      expect((statSync(m.socket).mode & 0o777).toString(8)).toBe('600');
+      const ps = spawnSync('runuser', ['-u', user, '--', process.execPath, '-e',
+        `require('net').connect(${JSON.stringify(m.socket)}).on('connect',()=>{console.log('connected');process.exit(0)}).on('error',e=>{console.log(e.code);process.exit(1)})`], { encoding: 'utf8' });
+      expect(ps.stdout.trim()).toBe('EACCES');
     } finally {
       await eciRunc(['--root', runcRoot, 'delete', '--force', id], { ECI_SOCKET: m.socket });
       rmSync(dir, { recursive: true, force: true });
