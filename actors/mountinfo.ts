@@ -47,6 +47,26 @@ export function mountAt(mounts: MountInfo[], path: string): MountInfo | undefine
   return found;
 }
 
+/**
+ * Where the mount on top at `path` shows its filesystem from, as a host path, when it is a bind of a
+ * subtree (root other than '/'): the mountpoint of another mount of the same filesystem whose root
+ * contains it, plus the rest. undefined: nothing is mounted there, or a whole filesystem is (tmpfs,
+ * nfs, ...). null: a subtree of a filesystem mounted nowhere else here (cannot tell what it is).
+ */
+export function bindOrigin(mounts: MountInfo[], path: string): string | null | undefined {
+  const m = mountAt(mounts, path);
+  if (!m || m.root === '/') return undefined;
+  const inside = (p: string, dir: string) => dir === '/' || p === dir || p.startsWith(`${dir}/`);
+  let best: MountInfo | undefined;
+  for (const o of mounts) {
+    if (o === m || o.dev !== m.dev || o.mountPoint === path || !inside(m.root, o.root)) continue;
+    if (!best || o.root.length > best.root.length || (o.root.length === best.root.length && o.mountPoint.length < best.mountPoint.length)) best = o;
+  }
+  if (!best) return null;
+  const rest = best.root === '/' ? m.root : m.root.slice(best.root.length);
+  return best.mountPoint === '/' ? rest : `${best.mountPoint}${rest}`;
+}
+
 /** Splits overlay super options into lower/upper/work (lowerdir may carry ':'-separated layers). */
 export function overlayLayers(superOptions: string): { lower: string[]; upper?: string; work?: string } {
   const opts: Record<string, string> = {};

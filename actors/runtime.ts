@@ -11,6 +11,7 @@ import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask } from './runc/caps.ts';
 import { needsCreateRules } from './setuid-exposure.ts';
 import type { ImageInfo, OciMount, Resolved } from './policy/mounts.ts';
+import { bindOrigin, parseMountInfo } from './mountinfo.ts';
 import { CHECK_STEPS, type CheckContext } from './spec/checks.ts';
 import { emulatedProcMounts, REWRITE_STEPS, withMounts } from './spec/rewrite.ts';
 import { innerDataMounts, innerDataTargets, systemWorkload } from './spec/system-container.ts';
@@ -81,6 +82,11 @@ function ownHardLimits(): Record<string, number> {
 }
 
 /** realpath + stat of a host path, or undefined when it does not exist. */
+/** mountinfo.ts bindOrigin on this process's mount table (read only when a named volume asks). */
+function volumeBindOrigin(path: string): string | null | undefined {
+  return bindOrigin(parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')), path);
+}
+
 function resolveHostPath(p: string): Resolved | undefined {
   try {
     const path = realpathSync(p);
@@ -188,7 +194,7 @@ export class RuntimeSession {
     const settings = this.host.settings();
     const eci = settings.enhancedContainerIsolation.value;
     const checks: CheckContext = {
-      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, decisions: [],
+      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, bindOrigin: volumeBindOrigin, decisions: [],
       // Turned off, eci still refuses host namespaces but leaves mounts to runc.
       mountPolicy: eci ? {
         restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],

@@ -6,7 +6,8 @@
 //   - an engine socket passes only for a trusted image;
 //   - anything that is, is inside, or contains a restricted path (or any container's engine dir)
 //     is refused;
-//   - the engine's named volumes pass, wherever its data root is;
+//   - the engine's named volumes pass, wherever its data root is, unless the volume is a bind of a
+//     host directory (local driver, `-o bind`): then that directory must pass as a bind would;
 //   - read-only system files (readOnlySystemFiles, the engine's --init binary) pass only read-only;
 //   - anything else outside the shared paths (fileSharing) is refused;
 // and every decision is taken on the fully resolved path (symlinks, '..', '//').
@@ -76,7 +77,11 @@ export function imageTrusted(image: ImageInfo | undefined, trusted: string[]): b
 
 export function checkBindMounts(
   spec: OciSpec,
-  c: { id: string; bundle: string; pidFile?: string; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined },
+  c: {
+    id: string; bundle: string; pidFile?: string; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined;
+    /** The host dir a mountpoint binds (mountinfo.ts bindOrigin): undefined when none, null when unknown. */
+    bindOrigin?: (path: string) => string | null | undefined;
+  },
 ): BindDecision[] {
   const out: BindDecision[] = [];
   const mounts = (spec.mounts ?? []) as OciMount[];
@@ -113,17 +118,29 @@ export function checkBindMounts(
       out.push({ index, kind: 'engine-socket', source: m.source, resolved: r, readonly });
       return;
     }
-    for (const p of new Set([given, path])) {
-      for (const x of restricted) {
-        if (within(p, x)) {
-          throw new EciError('EPOLICY', `can't mount ${m.source} because it's configured as a restricted host mount${p !== given || given !== m.source ? ` (it resolves to ${p}, inside ${x})` : ''}`);
-        }
-        if (within(x, p)) {
-          throw new EciError('EPOLICY', `can't mount ${m.source} because it contains ${x}, which is configured as a restricted host mount`);
+    const refuseRestricted = (paths: Iterable<string>) => {
+      for (const p of paths) {
+        for (const x of restricted) {
+          if (within(p, x)) {
+            throw new EciError('EPOLICY', `can't mount ${m.source} because it's configured as a restricted host mount${p !== given || given !== m.source ? ` (it resolves to ${p}, inside ${x})` : ''}`);
+          }
+          if (within(x, p)) {
+            throw new EciError('EPOLICY', `can't mount ${m.source} because it contains ${x}, which is configured as a restricted host mount`);
+          }
         }
       }
-    }
+    };
+    refuseRestricted(new Set([given, path]));
     if (r && isNamedVolume(path, volumeRoots)) {
+      // A local volume made with `-o bind,device=DIR` is DIR itself: judged as a bind of DIR.
+      const origin = c.bindOrigin?.(path);
+      if (origin === null) throw new EciError('EPOLICY', `can't mount ${m.source} because the volume binds a host directory eci cannot locate`);
+      if (origin !== undefined) {
+        refuseRestricted([origin, real(origin)]);
+        if (!shared.some((s) => within(real(origin), s))) {
+          throw new EciError('EPOLICY', `can't mount ${m.source} because the volume binds ${origin}, which is not in the host paths shared with containers (fileSharing: ${c.policy.shared.join(', ')})`);
+        }
+      }
       out.push({ index, kind: 'volume', source: m.source, resolved: r, readonly });
       return;
     }

@@ -16,6 +16,8 @@ export interface CheckContext {
   image?: ImageInfo;
   /** realpath + stat of a host path, undefined when it does not exist. */
   resolve(p: string): Resolved | undefined;
+  /** The host dir a mountpoint binds (mountinfo.ts bindOrigin). */
+  bindOrigin?(path: string): string | null | undefined;
   /** Set by mount-policy: what each bind mount is (volumes and engine sockets are idmapped by eci). */
   decisions: BindDecision[];
 }
@@ -34,7 +36,7 @@ export const CHECK_STEPS: readonly SpecStep<CheckContext>[] = [
     // Restricted host paths, shared paths, engine sockets only for trusted images.
     name: 'mount-policy',
     run(spec, c) {
-      c.decisions = c.mountPolicy ? checkBindMounts(spec, { id: c.id, bundle: c.bundle, pidFile: c.pidFile, image: c.image, resolve: c.resolve, policy: c.mountPolicy }) : [];
+      c.decisions = c.mountPolicy ? checkBindMounts(spec, { id: c.id, bundle: c.bundle, pidFile: c.pidFile, image: c.image, resolve: c.resolve, bindOrigin: c.bindOrigin, policy: c.mountPolicy }) : [];
       return spec;
     },
   },

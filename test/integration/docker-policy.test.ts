@@ -102,6 +102,27 @@ describe.skipIf(!avail.ok)(`admin policy through Docker${avail.ok ? '' : ` (skip
     await d.docker(['volume', 'rm', 'ecivol']);
   });
 
+  it('judges a local volume that binds a host directory (-o bind,device=DIR) as a bind of DIR', async () => {
+    const mk = async (name: string, device: string) =>
+      expect((await d.docker(['volume', 'create', '--opt', 'type=none', '--opt', 'o=bind', '--opt', `device=${device}`, name])).code).toBe(0);
+    await mk('eci-etc', '/etc');
+    await mk('eci-outside', `${dir}/outside`);
+    await mk('eci-shared', `${dir}/share/vol`);
+    try {
+      const etc = await run('-v', 'eci-etc:/x', img, 'cat', '/x/hostname');
+      expect(etc.code).not.toBe(0);
+      expect(etc.stderr).toContain('because it contains /etc/docker, which is configured as a restricted host mount');
+      const out = await run('-v', 'eci-outside:/x', img, 'true');
+      expect(out.stderr).toContain(`the volume binds ${dir}/outside, which is not in the host paths shared with containers`);
+      const ok = await run('-v', 'eci-shared:/x', img, 'sh', '-c', 'echo v > /x/from-volume && stat -c %u /x/from-volume');
+      expect(ok.stdout, ok.stderr).toBe('0\n');
+      expect(statSync(join(dir, 'share/vol/from-volume')).uid).toBe(0);
+      expect((await m.ps()).ranges).toEqual({});
+    } finally {
+      await d.docker(['volume', 'rm', 'eci-etc', 'eci-outside', 'eci-shared']);
+    }
+  });
+
   it('mounts the engine socket only into trusted images', async () => {
     const denied = await run('-v', `${d.socket}:/var/run/docker.sock`, img, 'true');
     expect(denied.stderr).toContain(`can't mount ${d.socket} because the engine socket may only be mounted into trusted images`);

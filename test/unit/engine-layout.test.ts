@@ -108,6 +108,15 @@ describe('engine-managed binds', () => {
     // Not from a Docker bundle: no data-root is learned, the path is just an unshared one.
     expect(() => checkBindMounts(dockerSpec(bind(`${DATA}/volumes/v1/_data`)), { id: A, bundle: '/tmp/b', policy, resolve })).toThrow('not in the host paths shared with containers');
   });
+  it('judges a local volume made with -o bind,device=DIR as a bind of DIR', () => {
+    const vol = dockerSpec(bind(`${DATA}/volumes/v1/_data`, '/data'));
+    const withOrigin = (origin: string | null | undefined) => checkBindMounts(vol, { id: A, bundle: dockerBundle(A), policy, resolve, bindOrigin: () => origin });
+    expect(() => withOrigin('/etc')).toThrow(`can't mount ${DATA}/volumes/v1/_data because it contains /etc/docker, which is configured as a restricted host mount`);
+    expect(() => withOrigin('/opt')).toThrow(`the volume binds /opt, which is not in the host paths shared with containers`);
+    expect(() => withOrigin(null)).toThrow('the volume binds a host directory eci cannot locate');
+    expect(withOrigin('/home/u')[0].kind).toBe('volume'); // a shared dir passes as it would as a bind
+    expect(withOrigin(undefined)[0].kind).toBe('volume'); // a plain volume (or tmpfs, nfs...)
+  });
 });
 
 describe('read-only system files', () => {

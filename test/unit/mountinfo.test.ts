@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { commonAncestor, mountAt, overlayLayers, parseMountInfo, unescapeOctal } from '../../actors/mountinfo.ts';
+import { bindOrigin, commonAncestor, mountAt, overlayLayers, parseMountInfo, unescapeOctal } from '../../actors/mountinfo.ts';
 
 const sample = [
   '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
@@ -32,5 +32,24 @@ describe('mountinfo', () => {
     expect(commonAncestor(['/a/b', '/a/bc'])).toBe('/a');
     expect(commonAncestor(['/a/b'])).toBe('/a/b');
     expect(commonAncestor(['/x', '/y'])).toBe('/');
+  });
+});
+
+describe('bindOrigin', () => {
+  const info = [
+    '22 1 254:0 / / rw,relatime - ext4 /dev/vda rw',
+    '30 22 0:25 / /run rw - tmpfs tmpfs rw',
+    '40 22 254:0 /etc /var/lib/docker/volumes/v1/_data rw - ext4 /dev/vda rw',
+    '41 22 0:26 / /var/lib/docker/volumes/t/_data rw - tmpfs tmpfs rw',
+    '42 30 0:25 /a/b /var/lib/docker/volumes/r/_data rw - tmpfs tmpfs rw',
+    '43 22 0:27 /x /var/lib/docker/volumes/n/_data rw - ext4 /dev/vdb rw',
+  ].join('\n');
+  const m = parseMountInfo(info);
+  it('names the host dir a subtree bind shows, nothing for whole filesystems, null when it cannot tell', () => {
+    expect(bindOrigin(m, '/var/lib/docker/volumes/v1/_data')).toBe('/etc');
+    expect(bindOrigin(m, '/var/lib/docker/volumes/r/_data')).toBe('/run/a/b');
+    expect(bindOrigin(m, '/var/lib/docker/volumes/t/_data')).toBeUndefined();
+    expect(bindOrigin(m, '/var/lib/docker/volumes/none/_data')).toBeUndefined();
+    expect(bindOrigin(m, '/var/lib/docker/volumes/n/_data')).toBeNull();
   });
 });
