@@ -36,6 +36,8 @@ export interface RootfsNative {
   mountRootfsBind(o: { source: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   unmount(target: string, o?: { detach?: boolean }): void;
   isMountpoint(path: string): boolean;
+  /** One statx instead of a mountinfo read (null or absent: read mountinfo). */
+  mountIdAt?(path: string): number | null | undefined;
   bindMount(source: string, target: string): void;
   idmapBinds(binds: { source: string; target: string; dev: bigint; ino: bigint; rdonly?: boolean; nosuid?: boolean; nodev?: boolean }[], uid: IdRange, gid: IdRange): void;
 }
@@ -71,10 +73,17 @@ export function planRootfs(rootPath: string, mountinfo = readMountInfo()): Rootf
   return { kind: 'overlay', engine: path, base: commonAncestor([...lower, upper, work]), lower, upper, work };
 }
 
-const topId = (path: string, mountinfo: () => string) => mountAt(parseMountInfo(mountinfo()), path)?.id;
+/** The top mount at exactly `path`: one statx where the kernel can tell, else the whole mount table. */
+function topId(path: string, mountinfo: () => string, native?: Pick<RootfsNative, 'mountIdAt'>): number | undefined {
+  if (native?.mountIdAt) {
+    const id = native.mountIdAt(path);
+    if (id !== null) return id;
+  }
+  return mountAt(parseMountInfo(mountinfo()), path)?.id;
+}
 
-function newTop(path: string, before: number | undefined, mountinfo: () => string): MountRef {
-  const id = topId(path, mountinfo);
+function newTop(path: string, before: number | undefined, mountinfo: () => string, native?: Pick<RootfsNative, 'mountIdAt'>): MountRef {
+  const id = topId(path, mountinfo, native);
   if (id === undefined || id === before) throw new EciError('EROOTFS', `rootfs ${path}: the idmapped mount did not appear`);
   return { path, id };
 }
@@ -86,7 +95,7 @@ function newTop(path: string, before: number | undefined, mountinfo: () => strin
 export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo): Promise<MountRef[]> {
   const made: MountRef[] = [];
   try {
-    const before = topId(target, mountinfo);
+    const before = topId(target, mountinfo, native);
     if (plan.kind === 'overlay') {
       // A workdir of eci's own, next to the engine's: the engine's is busy under its own overlay, and
       // one that held a volatile overlay (Podman's --rm) refuses any second mount.
@@ -97,11 +106,11 @@ export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target
     } else {
       await native.mountRootfsBind({ source: plan.source, target, uid, gid });
     }
-    made.push(newTop(target, before, mountinfo));
+    made.push(newTop(target, before, mountinfo, native));
     if (plan.kind === 'overlay') {
-      const engineBefore = topId(plan.engine, mountinfo);
+      const engineBefore = topId(plan.engine, mountinfo, native);
       native.bindMount(target, plan.engine);
-      made.push(newTop(plan.engine, engineBefore, mountinfo));
+      made.push(newTop(plan.engine, engineBefore, mountinfo, native));
     }
     return made;
   } catch (e) {
@@ -114,7 +123,7 @@ export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target
 export function unmountRootfs(native: RootfsNative, mounts: MountRef[], mountinfo = readMountInfo): MountRef[] {
   const left: MountRef[] = [];
   for (const m of [...mounts].reverse()) {
-    if (topId(m.path, mountinfo) !== m.id) continue;
+    if (topId(m.path, mountinfo, native) !== m.id) continue;
     try {
       native.unmount(m.path, { detach: true });
     } catch {
@@ -128,9 +137,10 @@ export function unmountRootfs(native: RootfsNative, mounts: MountRef[], mountinf
 export function mountBinds(native: RootfsNative, binds: BindPlan[], uid: IdRange, gid: IdRange, mountinfo = readMountInfo): MountRef[] {
   if (!binds.length) return [];
   native.idmapBinds(binds, uid, gid);
-  const info = parseMountInfo(mountinfo());
+  let table: string | undefined; // read at most once, and only where statx cannot tell
+  const once = () => (table ??= mountinfo());
   return binds.map((b) => {
-    const id = mountAt(info, b.target)?.id;
+    const id = topId(b.target, once, native);
     if (id === undefined) throw new EciError('EROOTFS', `volume ${b.source}: the idmapped mount did not appear at ${b.target}`);
     return { path: b.target, id };
   });

@@ -65,6 +65,7 @@ export interface Addon {
   cloexecInherited(): void;
   umount2(path: string, flags: number): void;
   isMountpoint(path: string): boolean;
+  mountIdAt(path: string): number | null | undefined;
   bindMount(source: string, target: string): void;
   /** mount(2) of a plain overlay: lowerdir (colon-joined), upperdir and workdir on target. */
   mountOverlay(lowerdir: string, upperdir: string, workdir: string, target: string): void;

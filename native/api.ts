@@ -18,6 +18,8 @@ export interface MountsApi {
   mountRootfsBind(o: RootfsBindOptions): Promise<void>;
   unmount(target: string, o?: UnmountOptions): void;
   isMountpoint(path: string): boolean;
+  /** The id of the top mount whose root is exactly `path` (undefined: none; null: ask mountinfo). */
+  mountIdAt(path: string): number | null | undefined;
   bindMount(source: string, target: string): void;
   idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void;
   mountOverlay(o: OverlayOptions): void;

@@ -77,6 +77,11 @@ export function isMountpoint(path: string): boolean {
   return callAddon((a) => a.isMountpoint(path));
 }
 
+/** The id (as in mountinfo) of the top mount whose root is `path`: undefined when none, null when the kernel cannot tell. */
+export function mountIdAt(path: string): number | null | undefined {
+  return callAddon((a) => a.mountIdAt(path));
+}
+
 /** Stacks a clone of the mount at `source` (keeping its idmapping; not its submounts) on `target`. */
 export function bindMount(source: string, target: string): void {
   if (!isAbsolute(source) || !isAbsolute(target)) throw usageError(`bindMount needs absolute paths, got ${source} and ${target}`);

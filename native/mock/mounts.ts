@@ -115,6 +115,11 @@ export function isMountpoint(path: string): boolean {
   return (nativeMock.mounts.get(path)?.length ?? 0) > 0;
 }
 
+/** The mock keeps no mount ids: callers read the real mountinfo, as on a kernel without STATX_MNT_ID. */
+export function mountIdAt(_path: string): null {
+  return null;
+}
+
 export function bindMount(source: string, target: string): void {
   nativeMock.calls.push({ fn: 'bindMount', args: [source, target] });
   const failure = injected('bindMount', 'open_tree');

@@ -3,6 +3,7 @@
 // Exports:
 //   umount2(path: string, flags: number): void
 //   isMountpoint(path: string): boolean   (false when the path does not exist)
+//   mountIdAt(path: string): number | null | undefined   (the mount whose root path is; null: kernel cannot tell)
 //   bindMount(source: string, target: string): void
 //   mountOverlay(lowerdir: string, upperdir: string, workdir: string, target: string): void
 //   constants: { MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW }
@@ -113,6 +114,22 @@ Napi::Value IsMountpoint(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, self.st_dev != parent.st_dev || self.st_ino == parent.st_ino);
 }
 
+// The id (as in mountinfo) of the top mount whose root is exactly path, from one statx instead of reading
+// the whole mount table: undefined when path is no mount's root or does not exist; null when this kernel
+// cannot tell (no STATX_MNT_ID / STATX_ATTR_MOUNT_ROOT before 5.8): the caller then reads mountinfo.
+Napi::Value MountIdAt(const Napi::CallbackInfo& info) {
+  const std::string path = PathArg(info, 0);
+  Napi::Env env = info.Env();
+  struct statx stx;
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return env.Undefined();
+    throw SystemError(env, errno, "statx", path);
+  }
+  if (!(stx.stx_mask & STATX_MNT_ID) || !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return env.Null();
+  if (!(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) return env.Undefined();
+  return Napi::Number::New(env, static_cast<double>(stx.stx_mnt_id));
+}
+
 // Marks every fd from 3 up close-on-exec, once at manager start: fds the manager inherited from whoever
 // started it must not reach its children (nats-server, the fd-holder, helpers that enter containers).
 void CloexecInherited(const Napi::CallbackInfo& info) {
@@ -133,6 +150,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cloexecInherited", Napi::Function::New(env, CloexecInherited, "cloexecInherited"));
   exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
   exports.Set("isMountpoint", Napi::Function::New(env, IsMountpoint, "isMountpoint"));
+  exports.Set("mountIdAt", Napi::Function::New(env, MountIdAt, "mountIdAt"));
   exports.Set("bindMount", Napi::Function::New(env, BindMount, "bindMount"));
   exports.Set("mountOverlay", Napi::Function::New(env, MountOverlay, "mountOverlay"));
   eci_idmap::Init(env, exports);

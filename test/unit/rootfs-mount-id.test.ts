@@ -1,0 +1,48 @@
+// The rootfs bookkeeping asks the kernel for one mount id per path (statx) instead of reading the
+// whole mount table each time (it grows with every container: O(containers) per create otherwise),
+// and reads mountinfo only where the kernel cannot tell.
+import { describe, expect, it } from 'vitest';
+import { mountBinds, mountRootfs, unmountRootfs, type RootfsNative } from '../../actors/rootfs.ts';
+
+const range = { hostID: 1879048192, size: 65536 };
+
+function fakeNative(o: { statx: boolean }) {
+  const top = new Map<string, number[]>();
+  let next = 100;
+  const push = (p: string) => top.set(p, [...(top.get(p) ?? []), next++]);
+  const native: RootfsNative = {
+    async mountRootfsOverlay(x) { push(x.target); },
+    async mountRootfsBind(x) { push(x.target); },
+    unmount(t) { top.get(t)?.pop(); },
+    isMountpoint: (p) => (top.get(p)?.length ?? 0) > 0,
+    bindMount(_s, t) { push(t); },
+    idmapBinds(binds) { for (const b of binds) push(b.target); },
+    mountIdAt: (p) => (o.statx ? top.get(p)?.at(-1) : null),
+  };
+  return { native, top };
+}
+const noTable = () => { throw new Error('mountinfo read'); };
+
+describe('rootfs mount ids', () => {
+  it('mounts, records and unmounts by statx mount id without reading mountinfo', async () => {
+    const { native, top } = fakeNative({ statx: true });
+    const made = await mountRootfs(native, { kind: 'bind', source: '/img' }, '/run/eci/containers/c/rootfs', range, range, noTable);
+    expect(made).toEqual([{ path: '/run/eci/containers/c/rootfs', id: 100 }]);
+    const binds = mountBinds(native, [{ index: 0, source: '/v', target: '/run/eci/containers/c/binds/0', dev: 1n, ino: 2n, rdonly: false, nosuid: true, nodev: true }], range, range, noTable);
+    expect(binds).toEqual([{ path: '/run/eci/containers/c/binds/0', id: 101 }]);
+    // Something stacked over our bind since: it is not ours, it stays.
+    top.get('/run/eci/containers/c/binds/0')!.push(999);
+    expect(unmountRootfs(native, [...made, ...binds], noTable)).toEqual([]);
+    expect(top.get('/run/eci/containers/c/rootfs')).toEqual([]);
+    expect(top.get('/run/eci/containers/c/binds/0')).toEqual([101, 999]);
+  });
+
+  it('falls back to mountinfo where the kernel cannot tell (null)', async () => {
+    const { native } = fakeNative({ statx: false });
+    let reads = 0;
+    const table = () => { reads++; return reads > 1 ? '100 1 0:5 / /run/eci/containers/c/rootfs rw - tmpfs t rw\n' : ''; };
+    const made = await mountRootfs(native, { kind: 'bind', source: '/img' }, '/run/eci/containers/c/rootfs', range, range, table);
+    expect(made).toEqual([{ path: '/run/eci/containers/c/rootfs', id: 100 }]);
+    expect(reads).toBe(2);
+  });
+});
