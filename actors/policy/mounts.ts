@@ -76,7 +76,7 @@ export function imageTrusted(image: ImageInfo | undefined, trusted: string[]): b
 
 export function checkBindMounts(
   spec: OciSpec,
-  c: { id: string; bundle: string; pidFile?: string; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined },
+  c: { id: string; bundle: string; pidFile?: string; joined?: readonly string[]; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined },
 ): BindDecision[] {
   const out: BindDecision[] = [];
   const mounts = (spec.mounts ?? []) as OciMount[];
