@@ -92,10 +92,7 @@ export class ProcFs {
     const old = this.containers.get(containerId);
     if (old && old.pidns !== pidns) this.handle?.cache?.(old.pidns, false);
     this.containers.set(containerId, { id: containerId, initPid, pidns, cgroup: info.cgroupAnchorSync(initPid, this.roots) });
-    // Containers of a group may share a pid namespace (--pid container:X): their answers then depend
-    // on the caller's cgroup, so the namespace's answers are not reused natively.
-    const shared = [...this.containers.values()].some((o) => o.id !== containerId && o.pidns === pidns);
-    this.handle?.cache?.(pidns, !shared);
+    this.handle?.cache?.(pidns, true);
     this.viewDir(containerId); // after a manager restart the new mount has no view yet
   }
 
