@@ -2,7 +2,7 @@
 // container:X` join X's user namespace and range (one group), a server in one member answers the
 // other on loopback, the range is freed only with the last member (either removal order, and across
 // a manager kill -9), and joining a runc container's namespaces is refused with nothing created.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +92,27 @@ describe.skipIf(!avail.ok)(`eci groups through Docker${avail.ok ? '' : ` (skippe
     } finally {
       await d.docker(['rm', '-f', a]);
       await d.docker(['rm', '-f', b]);
+    }
+    await nothingLeft([a, b]);
+  });
+
+  it('members see the same owners on a shared volume, and files keep those ids on disk', async () => {
+    const vol = `eci-groups-${process.pid}`;
+    await ok(['volume', 'create', vol]);
+    const a = await start([...RUN_FLAGS, '-v', `${vol}:/data`]);
+    const b = await start(['--network', `container:${a}`, '-v', `${vol}:/data`]);
+    try {
+      await ok(['exec', b, 'sh', '-c', 'echo from-b > /data/f && chown 1000:1001 /data/f']);
+      expect(await ok(['exec', a, 'stat', '-c', '%u:%g %n', '/data/f'])).toBe('1000:1001 /data/f');
+      await ok(['exec', a, 'sh', '-c', 'echo from-a >> /data/f']);
+      expect(await ok(['exec', b, 'cat', '/data/f'])).toBe('from-b\nfrom-a');
+      const dir = await ok(['volume', 'inspect', '-f', '{{.Mountpoint}}', vol]);
+      const st = statSync(join(dir, 'f'));
+      expect([st.uid, st.gid]).toEqual([1000, 1001]); // the container's ids, not the range's
+    } finally {
+      await d.docker(['rm', '-f', b]);
+      await d.docker(['rm', '-f', a]);
+      await d.docker(['volume', 'rm', vol]);
     }
     await nothingLeft([a, b]);
   });
