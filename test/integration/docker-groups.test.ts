@@ -2,6 +2,7 @@
 // container:X` join X's user namespace and range (one group), a server in one member answers the
 // other on loopback, the range is freed only with the last member (either removal order, and across
 // a manager kill -9), and joining a runc container's namespaces is refused with nothing created.
+import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -157,6 +158,35 @@ describe.skipIf(!avail.ok)(`eci groups through Docker${avail.ok ? '' : ` (skippe
       await d.docker(['rm', '-f', b]);
     }
     await nothingLeft([a, b]);
+  });
+
+  it('between groups nothing is shared; in a group every member is vetted and gets its own /proc files', async () => {
+    const a = await start([...RUN_FLAGS, '-m', '96m'], ['sleep', '302']);
+    const b = await start(['--network', `container:${a}`, '--cap-add', 'SYS_ADMIN', '-m', '64m']);
+    const c = await start([...RUN_FLAGS]); // another group
+    try {
+      // Per member: its own memory limit in /proc/meminfo, although it shares a's namespaces and range.
+      expect(await ok(['exec', a, 'grep', 'MemTotal', '/proc/meminfo'])).toMatch(/^MemTotal: +98304 kB$/);
+      expect(await ok(['exec', b, 'grep', 'MemTotal', '/proc/meminfo'])).toMatch(/^MemTotal: +65536 kB$/);
+      // A member's mount is vetted (performed for it and audited under its own id).
+      await ok(['exec', b, 'sh', '-c', 'mkdir -p /m && mount -t tmpfs t /m && umount /m']);
+      await until(`a vetter.decision for ${b}`, async () => (await replay(m.natsUrl, `eci.v1.evt.vetter.${b}.>`)).some((e) => e.event.type === 'vetter.decision'));
+      const mountEvents = (await replay(m.natsUrl, `eci.v1.evt.vetter.${b}.>`)).map((e) => e.event.data as { syscall?: string; verdict?: string });
+      expect(mountEvents).toContainEqual(expect.objectContaining({ syscall: 'mount', verdict: 'performed' }));
+      // The other group: its own range and namespaces, and its root cannot enter the group's files on the host.
+      expect(await uidMap(c)).toBe(`0 ${SECOND} 65536`);
+      expect(await ns(c, 'user')).not.toBe(await ns(a, 'user'));
+      expect(await ns(c, 'net')).not.toBe(await ns(a, 'net'));
+      expect(await ok(['exec', c, 'ps', 'x'])).not.toContain('sleep 302'); // a's processes are not c's to see
+      const rootOf = (id: string) => join(m.dir, 'run', 'containers', id);
+      const asUid = (uid: number, dir: string) => spawnSync('setpriv', ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', 'ls', dir]).status;
+      expect(asUid(SECOND, rootOf(a)), "group 2's root listing a's run dir").not.toBe(0);
+      expect(asUid(SECOND, rootOf(b)), "group 2's root listing b's run dir").not.toBe(0);
+      expect(asUid(FIRST, rootOf(b)), "the group's root listing b's run dir").toBe(0);
+    } finally {
+      for (const id of [b, a, c]) await d.docker(['rm', '-f', id]);
+    }
+    await nothingLeft([a, b, c]);
   });
 
   it('refuses to join a runc container\'s namespaces with one line, creating nothing', async () => {
