@@ -10,6 +10,8 @@ export interface StoredRecord extends ContainerRecord {
   protectedPaths?: string[];
   /** Container paths of its volumes (setuid/setgid refused there). */
   volumePaths?: string[];
+  /** The key of the group whose range it shares (manager/groups.ts); absent in older records: its own id. */
+  group?: string;
 }
 
 /** The fields of runc's state.json used here. */

@@ -12,7 +12,7 @@ import { capsFromMask } from './runc/caps.ts';
 import { needsCreateRules } from './setuid-exposure.ts';
 import type { ImageInfo, OciMount, Resolved } from './policy/mounts.ts';
 import { bindOrigin, parseMountInfo } from './mountinfo.ts';
-import { CHECK_STEPS, type CheckContext } from './spec/checks.ts';
+import { CHECK_STEPS, type CheckContext, type NamespaceOwner } from './spec/checks.ts';
 import { emulatedProcMounts, REWRITE_STEPS, withMounts } from './spec/rewrite.ts';
 import { innerDataMounts, innerDataTargets, systemWorkload } from './spec/system-container.ts';
 import { runSteps } from './spec/steps.ts';
@@ -26,9 +26,14 @@ export interface RuntimeHost {
   runc: string;
   log: Logger;
   container(id: string): ContainerActor | undefined;
-  /** Starts the actor for a new container; the rootfs and binds are mapped following `plan`. */
-  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: { rootfs: RootfsPlan; binds: BindPlan[] }): ContainerActor;
+  /**
+   * Starts the actor for a new container; the rootfs and binds are mapped following `plan`. `join`:
+   * an eci container whose group (user namespace and range) it joins instead of getting a range.
+   */
+  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: { rootfs: RootfsPlan; binds: BindPlan[] }, o?: { join?: string }): ContainerActor;
   isHostNamespace(type: string, path: string): boolean;
+  /** The live eci container whose `type` namespace is at `path` (undefined: none); see manager/group-ns.ts. */
+  namespaceOwner?(type: string, path: string): NamespaceOwner | undefined;
   /** The admin settings in force now. */
   settings(): Settings;
   /** Where eci keeps a container's mounts (binds go under <dir>/binds). */
@@ -203,6 +208,8 @@ export class RuntimeSession {
         trustedImages: settings.dockerSocketMount.imageList.images,
         readOnlySystemFiles: settings.readOnlySystemFiles,
       } : undefined,
+      // Turned off, joining any namespace is runc's business (no user namespace to share).
+      namespaceOwner: eci && this.host.namespaceOwner ? (type, path) => this.host.namespaceOwner!(type, path) : undefined,
     };
     runSteps(CHECK_STEPS, spec, checks);
     // The administrator turned eci off: plain runc, nothing rewritten.
@@ -229,7 +236,8 @@ export class RuntimeSession {
     }));
     const withData = withMounts(spec, innerDataMounts(inner, dataDirs.map((d) => d.path)));
 
-    const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds });
+    const group = checks.joins;
+    const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds }, { join: group?.containers[0] });
     const snap = await actor.ready();
     if (!snap.matches('mounted')) {
       await actor.released;
@@ -240,7 +248,7 @@ export class RuntimeSession {
     let rewritten: OciSpec;
     try {
       rewritten = runSteps(REWRITE_STEPS, withData, {
-        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs, system: systemWorkload(spec),
+        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs, system: systemWorkload(spec), groupUserns: group?.userns,
         heldCapabilities: heldCapabilities(), hardLimits: ownHardLimits(), seccompSocket: this.host.seccompSocket(),
         createRules: needsCreateRules({
           rootfsWrites: rootfs.kind === 'overlay' ? rootfs.upper : rootfs.source,

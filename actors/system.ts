@@ -2,7 +2,7 @@
 // publisher, the allocator, one actor per container (their records in KV), the vetting feed, the
 // FUSE servers, restore after a restart, and the unix socket the eci-runc launcher talks to each
 // live in their own module; this file wires them and starts and stops them in order.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { connectBus, ensureStreams, type Bus } from '../bus/connect.ts';
@@ -12,7 +12,7 @@ import { subjects } from '../bus/subjects.ts';
 import type { AllocationResult, ContainerStateName } from '../statecharts/events.ts';
 import type { ContainerContext } from '../statecharts/container.machine.ts';
 import { AllocatorActor, purgeRangeKey } from './allocator.actor.ts';
-import { ContainerActor, type ContainerRecord } from './container.actor.ts';
+import { ContainerActor } from './container.actor.ts';
 import type { ManagerConfig } from './config.ts';
 import { EciError } from './errors.ts';
 import { FdHolder, type FdHolderNative } from './fd-holder.ts';
@@ -41,6 +41,9 @@ import { lockDirs, type ManagerLock } from './manager/lock.ts';
 import { SubidGuard } from './manager/subid.ts';
 import { rangeProblem } from './manager/range-check.ts';
 import { ContainerTable, type ContainerView } from './manager/table.ts';
+import { namespaceOwner, type JoinCandidate } from './manager/group-ns.ts';
+import type { GroupRange } from './manager/groups.ts';
+import type { StoredRecord } from './restore.ts';
 
 export type { MountPlan } from './manager/container-mounts.ts';
 export type { ContainerView } from './manager/table.ts';
@@ -250,6 +253,26 @@ export class Manager implements RuntimeHost, EventSink {
 
   isHostNamespace = (type: string, path: string): boolean => this.hostNs!.has(type, path);
 
+  /**
+   * The live container whose `type` namespace is at `path`: a member of a group with its range, in
+   * mounted or running state, whose init is known. Its user namespace must not be the host's (a pid
+   * reused by a host process since): fail closed.
+   */
+  namespaceOwner = (type: string, path: string): JoinCandidate | undefined => {
+    const groups = this.table.groups;
+    const candidates: JoinCandidate[] = [];
+    for (const c of this.table.all()) {
+      const group = groups.groupOf(c.id);
+      if ((c.state !== 'mounted' && c.state !== 'running') || !group || !groups.range(group)) continue;
+      const pid = this.table.initPid(c.id) ?? runcInitPid(c.runcRoot, c.id);
+      if (pid) candidates.push({ id: c.id, group, pid });
+    }
+    const o = namespaceOwner(type, path, candidates);
+    if (o && this.hostNs!.has('user', `/proc/${o.pid}/ns/user`)) {
+      throw new EciError('EJOINNS', `the ${type} namespace ${path} is container ${o.id}'s, but its init ${o.pid} is in the host's user namespace: refusing to join it`);
+    }
+    return o;
+  };
   container(id: string): ContainerActor | undefined {
     return this.table.get(id);
   }
@@ -258,23 +281,30 @@ export class Manager implements RuntimeHost, EventSink {
     this.table.setVolumePaths(id, paths);
   }
 
-  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, restore?: ContainerRecord): ContainerActor {
+  /**
+   * `o.join`: a live container whose group (user namespace and range) the new one joins; `o.restore`:
+   * the record of a container picked up after a restart (its group comes back with it).
+   */
+  createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: MountPlan, o: { join?: string; restore?: StoredRecord } = {}): ContainerActor {
+    const restore = o.restore;
     if (!restore) {
       this.assertBusUp();
       this.subids?.check(); // a user given ids in the pool since the start (usermod -v) stops every create
       assertStateSpace(this.config.stateDir);
     }
+    this.joinGroup(id, o);
     const c = new ContainerActor(id, bundle, {
       // In-process: a create never waits on a bus round trip to ourselves (issue 18). The allocator
       // persists each decision to KV before it answers, and a release waits for the bus if it is down.
       requestRange: (owner) => this.requestRange(owner),
-      freeRange: async (owner) => this.allocator.free(owner),
+      freeRange: async (owner) => this.leaveGroup(owner),
       mountRootfs: (cid, uid, gid) => this.mounts.mount(cid, plan, uid, gid),
       unmountRootfs: (cid, mounts) => this.mounts.unmount(cid, mounts),
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
     }, { runcRoot, created: restore?.created, restore });
     this.table.add(c);
     c.released.then(() => {
+      this.leaveGroup(id); // a container that failed before it had a range
       this.table.remove(c);
       this.feed?.forget(id);
       this.holder?.drop(id);
@@ -291,16 +321,58 @@ export class Manager implements RuntimeHost, EventSink {
     return c.start();
   }
 
+  /** Puts a new or restored container in its group: the joined container's, its record's, or a new one. */
+  private joinGroup(id: string, o: { join?: string; restore?: StoredRecord }): void {
+    const groups = this.table.groups;
+    if (o.restore) {
+      const ctx = o.restore.context;
+      const range: GroupRange | undefined = ctx.index !== undefined && ctx.uid && ctx.gid ? { index: ctx.index, uid: ctx.uid, gid: ctx.gid } : undefined;
+      groups.join(o.restore.group ?? id, id, range);
+      return;
+    }
+    if (o.join) {
+      const key = groups.groupOf(o.join);
+      // Gone since the spec was checked (removed meanwhile): nothing is created.
+      if (!key || !groups.range(key)) throw new EciError('EJOINNS', `container ${o.join} is gone: cannot join its namespaces`);
+      groups.join(key, id);
+      this.log.info({ id, group: key, members: groups.count(key) }, 'container joins a group');
+      return;
+    }
+    groups.join(groups.keyFor(id), id);
+  }
+
+  /** A container leaves its group; the group's range is freed with its last member. Idempotent. */
+  private leaveGroup(id: string): void {
+    const left = this.table.groups.leave(id);
+    if (left?.last && left.range) this.allocator.free(left.key);
+    else if (left && !left.last) this.log.info({ id, group: left.key, members: this.table.groups.count(left.key) }, 'container leaves its group; the range stays with the others');
+  }
+
+  /** The group's range: allocated for its first member, the same for the others. */
   private async requestRange(owner: string): Promise<AllocationResult> {
+    const groups = this.table.groups;
+    const key = groups.groupOf(owner);
+    if (key === undefined) return { ok: false, owner, code: 'EBADRANGE', reason: 'the container is in no group' };
+    const shared = groups.range(key);
+    if (shared) return { ok: true, owner, ...shared };
     const t = performance.now();
     const inFlight = this.allocator.inFlight();
-    const r = await this.allocator.allocate(owner);
+    const r = await this.allocator.allocate(key);
     this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2), inFlight }, 'range allocated');
-    // Checked where it is applied, whatever decided it: inside the pool, whole, and no live container's.
-    const bad = r.ok ? rangeProblem(r, this.allocator.config, [...this.table.all()].filter((c) => c.id !== owner).map((c) => c.context.uid)) : undefined;
-    if (!bad) return r;
-    this.log.error({ id: owner, uid: r.ok ? r.uid : undefined, problem: bad }, 'refusing a range');
-    this.allocator.free(owner);
+    if (!r.ok) return { ...r, owner };
+    if (groups.groupOf(owner) !== key) {
+      // The container went away while the range was being written: nobody holds the range.
+      if (!groups.live(key)) this.allocator.free(key);
+      return { ...r, owner };
+    }
+    // Checked where it is applied, whatever decided it: inside the pool, whole, and no other group's.
+    const bad = rangeProblem(r, this.allocator.config, [...this.table.all()].filter((c) => groups.groupOf(c.id) !== key).map((c) => c.context.uid));
+    if (!bad) {
+      groups.setRange(key, { index: r.index, uid: r.uid, gid: r.gid });
+      return { ...r, owner };
+    }
+    this.log.error({ id: owner, uid: r.uid, problem: bad }, 'refusing a range');
+    this.allocator.free(key);
     return { ok: false, owner, code: 'EBADRANGE', reason: `refusing range: ${bad}` };
   }
 
@@ -324,7 +396,7 @@ export class Manager implements RuntimeHost, EventSink {
 
   private onTransition(c: ContainerActor, state: ContainerStateName, from: ContainerStateName | undefined, ctx: ContainerContext): void {
     this.log.info({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
-    const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason };
+    const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason, group: this.table.groups.groupOf(c.id) };
     const record = this.table.recordOf(c, state, ctx);
     this.records.chain(c.id, async () => {
       await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
@@ -378,7 +450,7 @@ export class Manager implements RuntimeHost, EventSink {
       native: this.native, runDir: this.config.runDir, log: this.log,
       removeRootfs: (id, mounts) => this.mounts.remove(id, mounts),
       revive: (id, rec) => {
-        const c = this.createContainer(id, rec.context.bundle, rec.runcRoot, { rootfs: { kind: 'bind', source: '' }, binds: [] }, rec);
+        const c = this.createContainer(id, rec.context.bundle, rec.runcRoot, { rootfs: { kind: 'bind', source: '' }, binds: [] }, { restore: rec });
         c.protectedPaths = rec.protectedPaths ?? [];
         if (rec.volumePaths) this.table.setVolumePaths(id, rec.volumePaths);
       },
@@ -405,5 +477,15 @@ export class Manager implements RuntimeHost, EventSink {
     if (op === 'ping') return { ok: true, pid: process.pid, version: VERSION, nats: this.bus.url };
     if (op === 'ps') return { ok: true, containers: this.list(), ranges: this.allocator.held() };
     return { ok: false, error: `unknown control op ${JSON.stringify(op)}` };
+  }
+}
+
+/** A container's init pid from runc's state.json (undefined: unknown). */
+function runcInitPid(runcRoot: string | undefined, id: string): number | undefined {
+  try {
+    const pid = (JSON.parse(readFileSync(join(runcStateDir(runcRoot, id), 'state.json'), 'utf8')) as { init_process_pid?: number }).init_process_pid;
+    return Number.isInteger(pid) && pid! > 0 ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -59,8 +59,9 @@ async function ps(args: string[]): Promise<void> {
     console.log(JSON.stringify(r.containers, null, 2));
     return;
   }
-  const rows = [['CONTAINER', 'STATE', 'UID MAP', 'GID MAP', 'CREATED'],
-    ...r.containers.map((c) => [c.id.slice(0, 12), c.state, fmtRange(c.uid), fmtRange(c.gid), c.created])];
+  // GROUP: the containers sharing one user namespace and range (manager/groups.ts) show the same key.
+  const rows = [['CONTAINER', 'STATE', 'UID MAP', 'GID MAP', 'GROUP', 'CREATED'],
+    ...r.containers.map((c) => [c.id.slice(0, 12), c.state, fmtRange(c.uid), fmtRange(c.gid), c.group ? c.group.slice(0, 12) : '-', c.created])];
   const w = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   for (const row of rows) console.log(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
 }

@@ -51,7 +51,7 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
       continue;
     }
     d.removeRootfs(id, rec.context.mounts);
-    d.allocator.free(id);
+    // Its range is freed below unless a restored container of its group still holds it.
     // Killed after the final transition was recorded (during delete): its event is out already.
     if (rec.state === 'stopped' || rec.state === 'failed') { await kv.delete(containerRecordKeys.key(id)); continue; }
     const final = rec.state === 'created' || rec.state === 'mapped' ? 'failed' : 'stopped';
@@ -61,8 +61,9 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     });
     await kv.delete(containerRecordKeys.key(id));
   }
+  // A range is held under its group's key: kept while a restored member lives, else freed.
   for (const [, owner] of Object.entries(d.allocator.held())) {
-    if (!d.table.has(owner)) d.allocator.free(owner);
+    if (!d.table.groups.live(owner)) d.allocator.free(owner);
   }
   await d.allocator.settled();
   sweepOrphanMounts(d);

@@ -5,6 +5,7 @@ import type { ContainerStateName, IdRange } from '../../statecharts/events.ts';
 import type { ContainerContext } from '../../statecharts/container.machine.ts';
 import type { ContainerActor } from '../container.actor.ts';
 import type { StoredRecord } from '../restore.ts';
+import { RangeGroups } from './groups.ts';
 
 export interface ContainerView {
   id: string;
@@ -15,6 +16,8 @@ export interface ContainerView {
   bundle: string;
   created: string;
   reason?: string;
+  /** The group whose range it shares (its own id when it joined nobody). */
+  group?: string;
 }
 
 export class ContainerTable {
@@ -23,6 +26,8 @@ export class ContainerTable {
   private readonly initPids = new Map<string, number>();
   /** Volumes per container actor (runtime.ts sets them with protectedPaths; gone with the actor). */
   private readonly volumes = new WeakMap<ContainerActor, string[]>();
+  /** Which containers share a user namespace and range (groups.ts). */
+  readonly groups = new RangeGroups();
 
   get(id: string): ContainerActor | undefined {
     return this.actors.get(id);
@@ -73,13 +78,14 @@ export class ContainerTable {
     return {
       state, context: ctx, runcRoot: c.runcRoot, created: c.created,
       initPid: this.initPids.get(c.id), protectedPaths: c.protectedPaths, volumePaths: this.volumes.get(c),
+      group: this.groups.groupOf(c.id),
     };
   }
 
   list(): ContainerView[] {
     return [...this.actors.values()].map((c) => ({
       id: c.id, state: c.state, uid: c.context.uid, gid: c.context.gid, rootfs: c.context.rootfs,
-      bundle: c.context.bundle, created: c.created, reason: c.context.reason,
+      bundle: c.context.bundle, created: c.created, reason: c.context.reason, group: this.groups.groupOf(c.id),
     }));
   }
 }

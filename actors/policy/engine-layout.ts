@@ -24,7 +24,11 @@ export interface EngineLayout {
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-export function engineLayout(spec: OciSpec, c: { id: string; bundle: string; pidFile?: string }): EngineLayout {
+/**
+ * `joined`: eci containers whose namespaces this one joins (its group): the engine gives it their
+ * files (Docker's --network container:X mounts X's hosts, hostname and resolv.conf, --ipc X's shm).
+ */
+export function engineLayout(spec: OciSpec, c: { id: string; bundle: string; pidFile?: string; joined?: readonly string[] }): EngineLayout {
   const bundle = normalize(c.bundle);
   const id = esc(c.id);
   const out: EngineLayout = { ownDirs: [bundle], volumeRoots: [], containerDirs: [] };
@@ -38,6 +42,7 @@ export function engineLayout(spec: OciSpec, c: { id: string; bundle: string; pid
     const dataRoot = /^(\/.+)\/overlay2\/[^/]+\/merged$/.exec(rootPath)?.[1];
     if (dataRoot) {
       out.ownDirs.push(`${dataRoot}/containers/${c.id}`);
+      for (const j of c.joined ?? []) if (isPlainId(j)) out.ownDirs.push(`${dataRoot}/containers/${j}`);
       out.volumeRoots.push(`${dataRoot}/volumes`);
       out.containerDirs.push(`${dataRoot}/containers`);
     }
@@ -50,11 +55,15 @@ export function engineLayout(spec: OciSpec, c: { id: string; bundle: string; pid
     const run = c.pidFile ? new RegExp(`^(/.+)/overlay-containers/${id}/userdata/pidfile$`).exec(normalize(c.pidFile)) : null;
     if (run) {
       out.ownDirs.push(dirname(normalize(c.pidFile!)));
+      for (const j of c.joined ?? []) if (isPlainId(j)) out.ownDirs.push(`${run[1]}/overlay-containers/${j}/userdata`);
       if (run[1] !== graph[1]) out.containerDirs.push(`${run[1]}/overlay-containers`);
     }
   }
   return out;
 }
+
+/** An id that names exactly one directory (never `..` or a path). */
+const isPlainId = (id: string) => /^[A-Za-z0-9_-]+$/.test(id);
 
 /** Whether `path` (resolved) is one named volume's data dir under one of `roots` (resolved). */
 export function isNamedVolume(path: string, roots: readonly string[]): boolean {

@@ -78,7 +78,7 @@ export function imageTrusted(image: ImageInfo | undefined, trusted: string[]): b
 export function checkBindMounts(
   spec: OciSpec,
   c: {
-    id: string; bundle: string; pidFile?: string; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined;
+    id: string; bundle: string; pidFile?: string; joined?: readonly string[]; policy: MountPolicy; image?: ImageInfo; resolve: (p: string) => Resolved | undefined;
     /** The host dir a mountpoint binds (mountinfo.ts bindOrigin): undefined when none, null when unknown. */
     bindOrigin?: (path: string) => string | null | undefined;
   },

@@ -134,16 +134,17 @@ export class ProcFs {
     if (!(PROCFS_FILES as readonly string[]).includes(file)) return this.host(file);
     const ns = await info.pidNamespaceOf(callerPid, this.roots);
     if (ns === undefined) throw new Error(`procfs: caller ${callerPid} is gone`);
-    const c = [...this.containers.values()].find((k) => k.pidns === ns) ?? (await this.byCgroup(callerPid));
+    const same = [...this.containers.values()].filter((k) => k.pidns === ns);
+    const c = same.length === 1 ? same[0] : ((await this.byCgroup(callerPid, same.length ? same : undefined)) ?? same[0]);
     return c ? this.renderFor(file, c) : this.host(file);
   }
 
   /**
-   * The container of a caller in a pid namespace of its own (e.g. `unshare -p` inside a container):
-   * the one whose init's cgroup holds it. Never cached natively (its namespace is not registered).
+   * The container of a caller in a pid namespace of its own (e.g. `unshare -p` inside a container),
+   * or of one shared by several containers (`among`: a group's): the one whose init's cgroup holds it. Never cached natively (its namespace is not registered).
    */
-  private async byCgroup(callerPid: number): Promise<info.KnownContainer | undefined> {
-    const anchored = [...this.containers.values()].filter((k) => k.cgroup);
+  private async byCgroup(callerPid: number, among?: info.KnownContainer[]): Promise<info.KnownContainer | undefined> {
+    const anchored = (among ?? [...this.containers.values()]).filter((k) => k.cgroup);
     if (!anchored.length) return undefined;
     const text = await info.procCgroupText(callerPid, this.roots);
     if (text === undefined) throw new Error(`procfs: caller ${callerPid} is gone`);

@@ -30,6 +30,19 @@ export interface RewriteContext {
   createRules: boolean;
   /** A system container's workload (system-container.ts): all held capabilities, engine syscalls allowed. */
   system?: 'engine';
+  /** The user namespace of the group the container joins (checks.ts shared-namespaces); uid/gid are then the group's range. */
+  groupUserns?: string;
+}
+
+/**
+ * A container joining its group's namespaces joins the group's user namespace too: the namespaces it
+ * joins belong to that user namespace, so only there may its runc mount sysfs or write hosts and
+ * resolv.conf. The mappings stay (the group's range): runc 1.1.5 wants them and writes none when joining.
+ */
+export function joinGroupUserns(spec: OciSpec, path: string | undefined): OciSpec {
+  if (!path) return spec;
+  const namespaces = (spec.linux?.namespaces ?? []).map((n) => (n.type === 'user' ? { type: 'user', path } : n));
+  return { ...spec, linux: { ...spec.linux, namespaces } };
 }
 
 /** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
@@ -63,6 +76,8 @@ export function withBinds(spec: OciSpec, binds: readonly BindPlan[]): OciSpec {
 export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   // Always a new user namespace, mapped 0 -> the container's exclusive range.
   { name: 'user-namespace', run: (s, c) => applyUserNamespace(s, c.uid, c.gid) },
+  // ... or, for a member of a group, the group's user namespace (same range).
+  { name: 'group-user-namespace', run: (s, c) => joinGroupUserns(s, c.groupUserns) },
   // kernel.hostname/domainname sysctls become the OCI fields (runc's /proc/sys write is refused in a userns).
   { name: 'uts-sysctls', run: (s) => utsSysctlsAsFields(s) },
   // Sysctls holding ids (ping_group_range) name ids of the container's range.

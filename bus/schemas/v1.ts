@@ -27,6 +27,8 @@ export interface ContainerTransitionData {
   rootfs?: string;
   bundle?: string;
   reason?: string;
+  /** The group whose user namespace and range the container shares (its own id when it joined nobody). */
+  group?: string;
 }
 
 export interface RangeData { container: string; index: number; uid: IdRangeV1; gid: IdRangeV1 }
@@ -90,6 +92,7 @@ export function validateEvent(x: unknown): EciEvent {
     if (!STATES.includes(state) || d.state !== state) throw new SchemaError(`event.data.state: does not match type ${e.type}`);
     if (typeof d.container !== 'string') throw new SchemaError('event.data.container: expected a string');
     if (d.uid !== undefined && !isRange(d.uid)) throw new SchemaError('event.data.uid: expected {hostID,size}');
+    if (d.group !== undefined && typeof d.group !== 'string') throw new SchemaError('event.data.group: expected a string');
   } else if (e.type === 'allocator.allocated' || e.type === 'allocator.freed') {
     if (typeof d.container !== 'string' || !Number.isInteger(d.index) || !isRange(d.uid) || !isRange(d.gid)) {
       throw new SchemaError(`event.data: expected {container,index,uid,gid} for ${e.type}`);

@@ -98,6 +98,21 @@ describe('ProcFs (native mocked, fake /proc and cgroup tree)', () => {
     await fs.stop();
   });
 
+  it('tells apart two containers of a group sharing one pid namespace (--pid container:X) by cgroup', async () => {
+    mkdirSync(join(proc, '505', 'ns'), { recursive: true });
+    linkSync(join(proc, '500', 'ns', 'pid'), join(proc, '505', 'ns', 'pid'));
+    put(join(proc, '505', 'cgroup'), '4:memory:/c5\n0::/c5\n');
+    put(join(cgroupRoot, 'memory', 'c5', 'memory.limit_in_bytes'), String(128 * 1024 * 1024));
+    put(join(cgroupRoot, 'memory', 'c5', 'memory.usage_in_bytes'), '0');
+    const fs = new ProcFs({ roots: { proc, cgroupRoot } });
+    await fs.start('/mnt/procfs');
+    fs.register('c1', 500);
+    fs.register('c5', 505);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', 505)).toMatch(/^MemTotal: +131072 kB$/m);
+    expect(await procFsMock.read('/mnt/procfs', 'meminfo', 500)).toMatch(/^MemTotal: +262144 kB$/m);
+    await fs.stop();
+  });
+
   it('lets the FUSE server cache only registered namespaces, and drops them on unregister', async () => {
     const calls: [number, boolean][] = [];
     let opts: { cacheMs?: Readonly<Record<string, number>> } = {};
