@@ -7,7 +7,7 @@ export type Engine = 'docker' | 'podman' | 'ctr';
 
 export interface ScriptCase {
   name: string;
-  /** The engines that run it (ctr only where no `flags` are needed). */
+  /** The engines that run it (ctr without `flags`: only where its defaults already give what they ask for). */
   engines: readonly Engine[];
   /** `docker run`/`podman run` flags the case needs. */
   flags?: string[];
@@ -47,10 +47,10 @@ su u1 -c 'printf "New-pass-2\\n" | su u1 -c "echo login-with-new-password"'`,
     want: ['passwd=0', 'shadow-changed', 'login-with-new-password'],
   },
   {
-    // ping_group_range "1 0" (the kernel's default; Docker sets "0 2147483647") makes ping need the
-    // raw socket, so only the file capability lets u1 ping.
+    // ping_group_range "1 0" (the kernel's default, ctr's; Docker sets "0 2147483647") makes ping
+    // need the raw socket, so only the file capability lets u1 ping.
     name: 'file capabilities (setcap cap_net_raw+ep)',
-    engines: ENGINES,
+    engines: ALL,
     flags: ['--sysctl', 'net.ipv4.ping_group_range=1 0'],
     script: `${U1}; cp /usr/bin/ping /usr/local/bin/ping2; cp /usr/sbin/capsh /usr/local/bin/capsh2
 setcap cap_net_raw+ep /usr/local/bin/ping2; setcap cap_net_raw+ep /usr/local/bin/capsh2; getcap /usr/local/bin/ping2
@@ -115,6 +115,24 @@ echo newname > /etc/hostname && cat /etc/hostname; stat -c '%U %a %n' /etc/hosts
     flags: ['--init'],
     script: `ps -o pid=,user=,comm= -p 1; [ $$ != 1 ] && echo shell-is-not-pid-1`,
     want: ['shell-is-not-pid-1'],
+  },
+  {
+    // systemd and runc mount onto /proc/self/fd/N; eci vets the call as the caller sees that path.
+    name: 'mount onto /proc/self/fd/N, a relative path and /proc/self/cwd (CAP_SYS_ADMIN)',
+    engines: ENGINES,
+    flags: ['--cap-add', 'SYS_ADMIN'],
+    script: `mkdir /a /b; echo A > /a/f; echo B > /b/f; echo C > /a/g; exec 3</b/f
+mount --bind /a/f /proc/self/fd/3; echo fd=$?; cat /b/f
+cd /b && touch g && mount --bind /a/g g; echo relative=$?; cat /b/g
+mount -t tmpfs tmp /proc/self/cwd; echo cwd=$?; ls -A /b | wc -l`,
+    want: ['fd=0', 'A', 'relative=0', 'C', 'cwd=0', '0'],
+  },
+  {
+    // Docker mounts /proc/sys read-only; eci serves its emulated entries writable, per container.
+    name: 'sysctl -w fs.file-max',
+    engines: ['docker'],
+    script: `sysctl -w fs.file-max=100000 >/dev/null 2>&1; echo file-max=$?; cat /proc/sys/fs/file-max`,
+    want: ['file-max=1'],
   },
   {
     name: 'mknod of a device',
