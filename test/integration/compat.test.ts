@@ -5,7 +5,7 @@
 // with --runtime=runc and then --runtime=eci; any difference in exit code or stdout fails, unless it
 // is a row of the one table of documented differences (helpers/compat-refusals.ts, README "Where eci
 // differs from runc"), whose check must then hold. runc's own outcome is checked too (`want`).
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ import { startManager, type TestManager } from '../helpers/manager.ts';
 import { podmanAvailable, startPodman, type Podman } from '../helpers/podman.ts';
 import { runCmd } from '../helpers/run.ts';
 
-const RUNC = '/usr/sbin/runc';
+const RUNC = ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc'].find(existsSync) ?? 'runc';
 type Runtime = 'runc' | 'eci';
 
 /** Runs `run` under runc, then eci; fails on a difference that is not documented, and checks runc's outcome. */
@@ -43,7 +43,8 @@ async function waitUntil(what: string, probe: () => Promise<boolean>, tries = 30
 
 const quiet = (o: Outcome): Outcome => ({ ...o, stdout: '' }); // for commands that print an id
 
-const join2 = (...os: Outcome[]): Outcome => ({
+/** Several steps of one case as one outcome: the first failing exit code, the outputs in order. */
+const concat = (...os: Outcome[]): Outcome => ({
   code: os.find((o) => o.code !== 0)?.code ?? 0,
   stdout: os.map((o) => o.stdout.replace(/\n$/, '')).join('\n'),
   stderr: os.map((o) => o.stderr).join(''),
@@ -57,7 +58,12 @@ const sharedManager = () => (manager ??= startManager());
 const sharedDockerd = () =>
   (dockerd ??= (async () => {
     const d = await startDockerd({ runtimes: { eci: (await sharedManager()).runtime } });
-    return { d, img: await importDebian(d, 'base') };
+    try {
+      return { d, img: await importDebian(d, 'base') };
+    } catch (e) {
+      await d.stop();
+      throw e;
+    }
   })());
 afterAll(async () => {
   await (await dockerd?.catch(() => undefined))?.d.stop();
@@ -114,7 +120,7 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
       const w = await run(rt, ['-v', `${v}:/data`, img, 'sqlite3', '/data/app.db', "create table t(k text, v int); insert into t values ('a', 42);"]);
       const r = await run(rt, ['-v', `${v}:/data`, img, 'bash', '-c', "sqlite3 /data/app.db 'select k, v from t;'; stat -c '%U %a' /data/app.db"]);
       await d.docker(['volume', 'rm', v]);
-      return join2(w, r);
+      return concat(w, r);
     }, ['a|42', 'root 644']);
   });
 
@@ -122,7 +128,7 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
     await expectLikeRunc('docker exec -u', async (rt) => {
       const id = await started(rt, 'useradd -m -u 1500 u1');
       try {
-        return join2(
+        return concat(
           await docker(['exec', '-u', 'nobody', id, 'id']),
           await docker(['exec', '-u', '1234:1234', id, 'sh', '-c', 'id; echo x > /tmp/f; stat -c %u:%g /tmp/f']),
           await docker(['exec', '-u', 'u1', '-w', '/home/u1', id, 'sh', '-c', 'id -un; pwd; touch mine; stat -c %U mine']),
@@ -133,25 +139,37 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
     }, ['uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)', '1234:1234', 'u1', '/home/u1']);
   });
 
-  it('docker commit and docker export of a running container', async () => {
-    await expectLikeRunc('docker commit/export', async (rt) => {
-      const id = await started(rt, 'mkdir /srv/app; echo v1 > /srv/app/data; chown nobody /srv/app/data; rm /etc/issue');
+  const CHANGES = 'mkdir /srv/app; echo v1 > /srv/app/data; chown nobody /srv/app/data; rm /etc/issue';
+
+  it('docker commit of a running container', async () => {
+    await expectLikeRunc('docker commit', async (rt) => {
+      const id = await started(rt, CHANGES);
       const tag = `compat-commit-${rt}`;
       try {
         await ok(['commit', id, tag]);
-        const fromImage = await run(rt, [tag, 'bash', '-c', 'cat /srv/app/data; stat -c "%U %a" /srv/app/data; ls /etc/issue 2>/dev/null || echo issue-deleted']);
-        const tar = join(dir, `export-${rt}.tar`);
-        const exp = await docker(['export', '-o', tar, id]);
-        const list = await runCmd('tar', ['--numeric-owner', '-tvf', tar], undefined, undefined, 60_000);
-        rmSync(tar, { force: true });
-        // mode, owner and name of a few entries: the image's, the container's new and deleted files.
-        const picked = list.stdout.split('\n').map((l) => l.split(/\s+/)).filter((f) => ['etc/passwd', 'usr/bin/sudo', 'srv/app/data', 'etc/issue'].includes(f[5]));
-        return join2(fromImage, exp, { code: list.code, stdout: picked.map((f) => `${f[0]} ${f[1]} ${f[5]}`).join('\n'), stderr: list.stderr });
+        return await run(rt, [tag, 'bash', '-c', 'cat /srv/app/data; stat -c "%U %a" /srv/app/data; ls /etc/issue 2>/dev/null || echo issue-deleted']);
       } finally {
         await d.docker(['rm', '-f', id]);
         await d.docker(['rmi', tag]);
       }
-    }, ['v1', 'nobody 644', 'issue-deleted', '-rw-r--r-- 0/0 etc/passwd', '-rwsr-xr-x 0/0 usr/bin/sudo', '-rw-r--r-- 65534/0 srv/app/data']);
+    }, ['v1', 'nobody 644', 'issue-deleted']);
+  });
+
+  it('docker export of a running container', async () => {
+    await expectLikeRunc('docker export', async (rt) => {
+      const id = await started(rt, CHANGES);
+      const tar = join(dir, `export-${rt}.tar`);
+      try {
+        const exp = await docker(['export', '-o', tar, id]);
+        const list = await runCmd('tar', ['--numeric-owner', '-tvf', tar], undefined, undefined, 60_000);
+        // mode, owner and name of the image's files, the container's new file and its deleted one.
+        const picked = list.stdout.split('\n').map((l) => l.split(/\s+/)).filter((f) => ['etc/passwd', 'usr/bin/sudo', 'srv/app/data', 'etc/issue'].includes(f[5]));
+        return concat(exp, { code: list.code, stdout: picked.map((f) => `${f[0]} ${f[1]} ${f[5]}`).join('\n'), stderr: list.stderr });
+      } finally {
+        await d.docker(['rm', '-f', id]);
+        rmSync(tar, { force: true });
+      }
+    }, ['-rw-r--r-- 0/0 etc/passwd', '-rwsr-xr-x 0/0 usr/bin/sudo', '-rw-r--r-- 65534/0 srv/app/data']);
   });
 
   it('docker diff of a running container', async () => {
@@ -171,7 +189,7 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
       const id = await started(rt, '');
       const state = () => docker(['inspect', '-f', '{{.State.Status}}', id]);
       try {
-        return join2(quiet(await docker(['pause', id])), await state(), quiet(await docker(['unpause', id])), await state(), await docker(['exec', id, 'echo', 'alive']));
+        return concat(quiet(await docker(['pause', id])), await state(), quiet(await docker(['unpause', id])), await state(), await docker(['exec', id, 'echo', 'alive']));
       } finally {
         await d.docker(['rm', '-f', id]);
       }
@@ -184,7 +202,7 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
       try {
         await waitUntil(`container ${id} to set its trap`, async () => (await d.docker(['logs', id])).stdout.includes('ready'));
         const stop = await docker(['stop', '-t', '30', id]);
-        return join2(quiet(stop), await docker(['inspect', '-f', '{{.State.ExitCode}}', id]), await docker(['logs', id]));
+        return concat(quiet(stop), await docker(['inspect', '-f', '{{.State.ExitCode}}', id]), await docker(['logs', id]));
       } finally {
         await d.docker(['rm', '-f', id]);
       }
@@ -207,7 +225,7 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
         } catch (e) {
           out = `not copied out: ${(e as Error).message}`;
         }
-        return join2(cpIn, inside, cpOut, { code: 0, stdout: out, stderr: '' });
+        return concat(cpIn, inside, cpOut, { code: 0, stdout: out, stderr: '' });
       } finally {
         await d.docker(['rm', '-f', id]);
         rmSync(src, { force: true });
@@ -266,7 +284,7 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
           const addr = (await b.d.docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id])).stdout.trim();
           const direct = await b.fetch(`http://${addr}:80/`);
           const net = await b.d.docker(['inspect', '-f', '{{.HostConfig.NetworkMode}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}', id]);
-          return join2(got, direct, net);
+          return concat(got, direct, net);
         } finally {
           await b.d.docker(['rm', '-f', id]);
         }
@@ -317,7 +335,7 @@ describe.skipIf(podmanSkip !== '')(`compatibility with runc: Podman with its def
       p.created!.volumes.push(v);
       const w = await run(rt, ['-v', `${v}:/data`, img, 'sqlite3', '/data/app.db', "create table t(k text, v int); insert into t values ('a', 42);"]);
       const r = await run(rt, ['-v', `${v}:/data`, img, 'bash', '-c', "sqlite3 /data/app.db 'select k, v from t;'; stat -c '%U %a' /data/app.db"]);
-      return join2(w, r);
+      return concat(w, r);
     }, ['a|42', 'root 644']);
   });
 });
