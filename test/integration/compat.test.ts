@@ -70,6 +70,148 @@ afterAll(async () => {
   await (await manager?.catch(() => undefined))?.destroy();
 });
 
+/** How the cases common to Docker and Podman drive one engine (their CLIs agree on these verbs). */
+interface EngineCli {
+  /** Runs the engine's CLI for a container of runtime `rt`. */
+  cli(rt: Runtime, args: string[]): Promise<Outcome>;
+  /** Flags of `run` that select `rt` and the test's isolation. */
+  createFlags(rt: Runtime): string[];
+  img: string;
+  /** A temp dir of the test (host files to copy in, exports). */
+  dir: string;
+  /** `rm` at once, with no stop timeout (`sleep` as pid 1 ignores SIGTERM). */
+  forceRm: string[];
+  /** Registers a named volume (or image tag) for cleanup; returns the name. */
+  volume(name: string): string;
+  image(tag: string): string;
+}
+
+/** Volumes, exec, commit, export, diff, pause, stop and cp: the same cases through Docker and Podman. */
+function engineCases(engine: () => EngineCli): void {
+  const ok = async (rt: Runtime, args: string[]): Promise<string> => {
+    const r = await engine().cli(rt, args);
+    expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+    return r.stdout.trim();
+  };
+  const run = (rt: Runtime, args: string[]) => engine().cli(rt, ['run', '--rm', ...engine().createFlags(rt), ...args]);
+  /** A detached container that ran `script` and printed `ready`, then sleeps. */
+  const started = async (rt: Runtime, script: string): Promise<string> => {
+    const e = engine();
+    const id = await ok(rt, ['run', '-d', ...e.createFlags(rt), e.img, 'bash', '-c', `${script}\necho ready; exec sleep 300`]);
+    await waitUntil(`container ${id} to print ready`, async () => (await e.cli(rt, ['logs', id])).stdout.includes('ready'));
+    return id;
+  };
+  /** Runs `body` on a started container, removed afterwards. */
+  const withContainer = async (rt: Runtime, script: string, body: (id: string) => Promise<Outcome>): Promise<Outcome> => {
+    const id = await started(rt, script);
+    try {
+      return await body(id);
+    } finally {
+      await engine().cli(rt, [...engine().forceRm, id]);
+    }
+  };
+  const CHANGES = 'mkdir /srv/app; echo v1 > /srv/app/data; chown nobody /srv/app/data; rm /etc/issue';
+
+  it('sqlite3 writes to a named volume and a new container reads it back', async () => {
+    await expectLikeRunc('sqlite3 on a named volume', async (rt) => {
+      const { img, volume } = engine();
+      const v = volume(`eci-compat-db-${rt}-${process.pid}`);
+      const w = await run(rt, ['-v', `${v}:/data`, img, 'sqlite3', '/data/app.db', "create table t(k text, v int); insert into t values ('a', 42);"]);
+      const r = await run(rt, ['-v', `${v}:/data`, img, 'bash', '-c', "sqlite3 /data/app.db 'select k, v from t;'; stat -c '%U %a' /data/app.db"]);
+      await engine().cli(rt, ['volume', 'rm', v]);
+      return concat(w, r);
+    }, ['a|42', 'root 644']);
+  });
+
+  it('exec -u', async () => {
+    await expectLikeRunc('exec -u', (rt) => withContainer(rt, 'useradd -m -u 1500 u1', async (id) => concat(
+      await engine().cli(rt, ['exec', '-u', 'nobody', id, 'id']),
+      await engine().cli(rt, ['exec', '-u', '1234:1234', id, 'sh', '-c', 'id; echo x > /tmp/f; stat -c %u:%g /tmp/f']),
+      await engine().cli(rt, ['exec', '-u', 'u1', '-w', '/home/u1', id, 'sh', '-c', 'id -un; pwd; touch mine; stat -c %U mine']),
+    )), ['uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)', '1234:1234', 'u1', '/home/u1']);
+  });
+
+  it('commit of a running container', async () => {
+    await expectLikeRunc('commit', (rt) => withContainer(rt, CHANGES, async (id) => {
+      const tag = engine().image(`eci-compat-commit-${rt}-${process.pid}`);
+      await ok(rt, ['commit', id, tag]);
+      try {
+        return await run(rt, [tag, 'bash', '-c', 'cat /srv/app/data; stat -c "%U %a" /srv/app/data; ls /etc/issue 2>/dev/null || echo issue-deleted']);
+      } finally {
+        await engine().cli(rt, ['rmi', tag]);
+      }
+    }), ['v1', 'nobody 644', 'issue-deleted']);
+  });
+
+  it('export of a running container', async () => {
+    await expectLikeRunc('export', (rt) => withContainer(rt, CHANGES, async (id) => {
+      const tar = join(engine().dir, `export-${rt}.tar`);
+      try {
+        const exp = await engine().cli(rt, ['export', '-o', tar, id]);
+        const list = await runCmd('tar', ['--numeric-owner', '-tvf', tar], undefined, undefined, 60_000);
+        // mode, owner and name of the image's files, the container's new file and its deleted one.
+        const names = ['etc/passwd', 'usr/bin/sudo', 'srv/app/data', 'etc/issue'];
+        const picked = list.stdout.split('\n').map((l) => l.split(/\s+/)).filter((f) => names.includes(f[5]?.replace(/^\.\//, '')));
+        return concat(exp, { code: list.code, stdout: picked.map((f) => `${f[0]} ${f[1]} ${f[5].replace(/^\.\//, '')}`).join('\n'), stderr: list.stderr });
+      } finally {
+        rmSync(tar, { force: true });
+      }
+    }), ['-rw-r--r-- 0/0 etc/passwd', '-rwsr-xr-x 0/0 usr/bin/sudo', '-rw-r--r-- 65534/0 srv/app/data']);
+  });
+
+  it('diff of a running container', async () => {
+    await expectLikeRunc('diff', (rt) => withContainer(rt, 'mkdir /srv/app; echo v1 > /srv/app/data; rm /etc/issue; echo x >> /etc/motd', async (id) => {
+      const r = await engine().cli(rt, ['diff', id]);
+      return { ...r, stdout: r.stdout.split('\n').filter(Boolean).sort().join('\n') };
+    }), ['A /srv/app', 'A /srv/app/data', 'D /etc/issue', 'C /etc/motd']);
+  });
+
+  it('pause and unpause', async () => {
+    await expectLikeRunc('pause/unpause', (rt) => withContainer(rt, '', async (id) => {
+      const state = () => engine().cli(rt, ['inspect', '-f', '{{.State.Status}}', id]);
+      return concat(quiet(await engine().cli(rt, ['pause', id])), await state(), quiet(await engine().cli(rt, ['unpause', id])), await state(),
+        await engine().cli(rt, ['exec', id, 'echo', 'alive']));
+    }), ['paused', 'running', 'alive']);
+  });
+
+  it('stop of a container whose shell traps TERM', async () => {
+    await expectLikeRunc('stop with a TERM trap', async (rt) => {
+      const e = engine();
+      const id = await ok(rt, ['run', '-d', ...e.createFlags(rt), e.img, 'bash', '-c', 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done']);
+      try {
+        await waitUntil(`container ${id} to set its trap`, async () => (await e.cli(rt, ['logs', id])).stdout.includes('ready'));
+        const stop = await e.cli(rt, ['stop', '-t', '30', id]);
+        return concat(quiet(stop), await e.cli(rt, ['inspect', '-f', '{{.State.ExitCode}}', id]), await e.cli(rt, ['logs', id]));
+      } finally {
+        await e.cli(rt, [...e.forceRm, id]);
+      }
+    }, ['42', 'ready', 'got TERM']);
+  });
+
+  it('cp into and out of a running container', async () => {
+    await expectLikeRunc('cp', (rt) => withContainer(rt, 'echo out > /tmp/out.txt; chown nobody /tmp/out.txt', async (id) => {
+      const src = join(engine().dir, `in-${rt}.txt`);
+      const dst = join(engine().dir, `out-${rt}.txt`);
+      writeFileSync(src, 'from-host\n');
+      try {
+        const cpIn = await engine().cli(rt, ['cp', src, `${id}:/tmp/in.txt`]);
+        const inside = await engine().cli(rt, ['exec', id, 'sh', '-c', 'cat /tmp/in.txt; stat -c %U:%G /tmp/in.txt']);
+        const cpOut = await engine().cli(rt, ['cp', `${id}:/tmp/out.txt`, dst]);
+        let out: string;
+        try {
+          out = `${readFileSync(dst, 'utf8')}${statSync(dst).uid}`;
+        } catch (e) {
+          out = `not copied out: ${(e as Error).message}`;
+        }
+        return concat(cpIn, inside, cpOut, { code: 0, stdout: out, stderr: '' });
+      } finally {
+        rmSync(src, { force: true });
+        rmSync(dst, { force: true });
+      }
+    }), ['from-host', 'root:root', 'out']);
+  });
+}
+
 const casesFor = (e: Engine): ScriptCase[] => SCRIPT_CASES.filter((c) => c.engines.includes(e));
 const imageSkip = debianImageSkipReason();
 const dockerAvail = dockerdAvailable();
@@ -80,19 +222,12 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
   let d: Dockerd;
   let img: string;
   let dir: string;
-  const docker = async (args: string[]): Promise<Outcome> => d.docker(args);
   const ok = async (args: string[]): Promise<string> => {
     const r = await d.docker(args);
     expect(r.code, `docker ${args.join(' ')}: ${r.stderr}`).toBe(0);
     return r.stdout.trim();
   };
-  const run = (rt: Runtime, args: string[]) => docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${rt}`, ...args]);
-  /** A detached container running `script` and then sleeping, once it printed `ready`. */
-  const started = async (rt: Runtime, script: string, flags: string[] = []): Promise<string> => {
-    const id = await ok(['run', '-d', ...RUN_FLAGS, `--runtime=${rt}`, ...flags, img, 'bash', '-c', `${script}\necho ready; exec sleep 300`]);
-    await waitUntil(`container ${id} to print ready`, async () => (await d.docker(['logs', id])).stdout.includes('ready'));
-    return id;
-  };
+  const run = (rt: Runtime, args: string[]) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${rt}`, ...args]);
 
   beforeAll(async () => {
     dir = mkdtempSync('/tmp/ecic-');
@@ -114,125 +249,15 @@ describe.skipIf(dockerSkip !== '')(`compatibility with runc: Docker${dockerSkip 
     });
   }
 
-  it('sqlite3 writes to a named volume and a new container reads it back', async () => {
-    await expectLikeRunc('sqlite3 on a named volume', async (rt) => {
-      const v = `compat-db-${rt}`;
-      const w = await run(rt, ['-v', `${v}:/data`, img, 'sqlite3', '/data/app.db', "create table t(k text, v int); insert into t values ('a', 42);"]);
-      const r = await run(rt, ['-v', `${v}:/data`, img, 'bash', '-c', "sqlite3 /data/app.db 'select k, v from t;'; stat -c '%U %a' /data/app.db"]);
-      await d.docker(['volume', 'rm', v]);
-      return concat(w, r);
-    }, ['a|42', 'root 644']);
-  });
-
-  it('docker exec -u', async () => {
-    await expectLikeRunc('docker exec -u', async (rt) => {
-      const id = await started(rt, 'useradd -m -u 1500 u1');
-      try {
-        return concat(
-          await docker(['exec', '-u', 'nobody', id, 'id']),
-          await docker(['exec', '-u', '1234:1234', id, 'sh', '-c', 'id; echo x > /tmp/f; stat -c %u:%g /tmp/f']),
-          await docker(['exec', '-u', 'u1', '-w', '/home/u1', id, 'sh', '-c', 'id -un; pwd; touch mine; stat -c %U mine']),
-        );
-      } finally {
-        await d.docker(['rm', '-f', id]);
-      }
-    }, ['uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)', '1234:1234', 'u1', '/home/u1']);
-  });
-
-  const CHANGES = 'mkdir /srv/app; echo v1 > /srv/app/data; chown nobody /srv/app/data; rm /etc/issue';
-
-  it('docker commit of a running container', async () => {
-    await expectLikeRunc('docker commit', async (rt) => {
-      const id = await started(rt, CHANGES);
-      const tag = `compat-commit-${rt}`;
-      try {
-        await ok(['commit', id, tag]);
-        return await run(rt, [tag, 'bash', '-c', 'cat /srv/app/data; stat -c "%U %a" /srv/app/data; ls /etc/issue 2>/dev/null || echo issue-deleted']);
-      } finally {
-        await d.docker(['rm', '-f', id]);
-        await d.docker(['rmi', tag]);
-      }
-    }, ['v1', 'nobody 644', 'issue-deleted']);
-  });
-
-  it('docker export of a running container', async () => {
-    await expectLikeRunc('docker export', async (rt) => {
-      const id = await started(rt, CHANGES);
-      const tar = join(dir, `export-${rt}.tar`);
-      try {
-        const exp = await docker(['export', '-o', tar, id]);
-        const list = await runCmd('tar', ['--numeric-owner', '-tvf', tar], undefined, undefined, 60_000);
-        // mode, owner and name of the image's files, the container's new file and its deleted one.
-        const picked = list.stdout.split('\n').map((l) => l.split(/\s+/)).filter((f) => ['etc/passwd', 'usr/bin/sudo', 'srv/app/data', 'etc/issue'].includes(f[5]));
-        return concat(exp, { code: list.code, stdout: picked.map((f) => `${f[0]} ${f[1]} ${f[5]}`).join('\n'), stderr: list.stderr });
-      } finally {
-        await d.docker(['rm', '-f', id]);
-        rmSync(tar, { force: true });
-      }
-    }, ['-rw-r--r-- 0/0 etc/passwd', '-rwsr-xr-x 0/0 usr/bin/sudo', '-rw-r--r-- 65534/0 srv/app/data']);
-  });
-
-  it('docker diff of a running container', async () => {
-    await expectLikeRunc('docker diff', async (rt) => {
-      const id = await started(rt, 'mkdir /srv/app; echo v1 > /srv/app/data; rm /etc/issue; echo x >> /etc/motd');
-      try {
-        const r = await docker(['diff', id]);
-        return { ...r, stdout: r.stdout.split('\n').filter(Boolean).sort().join('\n') };
-      } finally {
-        await d.docker(['rm', '-f', id]);
-      }
-    }, ['A /srv/app', 'A /srv/app/data', 'D /etc/issue', 'C /etc/motd']);
-  });
-
-  it('docker pause and unpause', async () => {
-    await expectLikeRunc('docker pause/unpause', async (rt) => {
-      const id = await started(rt, '');
-      const state = () => docker(['inspect', '-f', '{{.State.Status}}', id]);
-      try {
-        return concat(quiet(await docker(['pause', id])), await state(), quiet(await docker(['unpause', id])), await state(), await docker(['exec', id, 'echo', 'alive']));
-      } finally {
-        await d.docker(['rm', '-f', id]);
-      }
-    }, ['paused', 'running', 'alive']);
-  });
-
-  it('docker stop of a container whose shell traps TERM', async () => {
-    await expectLikeRunc('docker stop with a TERM trap', async (rt) => {
-      const id = await ok(['run', '-d', ...RUN_FLAGS, `--runtime=${rt}`, img, 'bash', '-c', 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done']);
-      try {
-        await waitUntil(`container ${id} to set its trap`, async () => (await d.docker(['logs', id])).stdout.includes('ready'));
-        const stop = await docker(['stop', '-t', '30', id]);
-        return concat(quiet(stop), await docker(['inspect', '-f', '{{.State.ExitCode}}', id]), await docker(['logs', id]));
-      } finally {
-        await d.docker(['rm', '-f', id]);
-      }
-    }, ['42', 'ready', 'got TERM']);
-  });
-
-  it('docker cp into and out of a running container', async () => {
-    await expectLikeRunc('docker cp', async (rt) => {
-      const id = await started(rt, 'echo out > /tmp/out.txt; chown nobody /tmp/out.txt');
-      const src = join(dir, `in-${rt}.txt`);
-      const dst = join(dir, `out-${rt}.txt`);
-      writeFileSync(src, 'from-host\n');
-      try {
-        const cpIn = await docker(['cp', src, `${id}:/tmp/in.txt`]);
-        const inside = await docker(['exec', id, 'sh', '-c', 'cat /tmp/in.txt; stat -c %U:%G /tmp/in.txt']);
-        const cpOut = await docker(['cp', `${id}:/tmp/out.txt`, dst]);
-        let out = '';
-        try {
-          out = `${readFileSync(dst, 'utf8')}${statSync(dst).uid}`;
-        } catch (e) {
-          out = `not copied out: ${(e as Error).message}`;
-        }
-        return concat(cpIn, inside, cpOut, { code: 0, stdout: out, stderr: '' });
-      } finally {
-        await d.docker(['rm', '-f', id]);
-        rmSync(src, { force: true });
-        rmSync(dst, { force: true });
-      }
-    }, ['from-host', 'root:root', 'out']);
-  });
+  engineCases(() => ({
+    cli: (_rt, args) => d.docker(args),
+    createFlags: (rt) => [...RUN_FLAGS, `--runtime=${rt}`],
+    img,
+    dir,
+    forceRm: ['rm', '-f'],
+    volume: (name) => name,
+    image: (tag) => tag,
+  }));
 
   it('an image layer that deletes and recreates a directory (opaque dir)', async () => {
     const ctx = join(dir, 'opaque');
@@ -329,15 +354,22 @@ describe.skipIf(podmanSkip !== '')(`compatibility with runc: Podman with its def
     });
   }
 
-  it('sqlite3 writes to a named volume and a new container reads it back', async () => {
-    await expectLikeRunc('sqlite3 on a named volume', async (rt) => {
-      const v = `eci-compat-db-${rt}-${process.pid}`;
-      p.created!.volumes.push(v);
-      const w = await run(rt, ['-v', `${v}:/data`, img, 'sqlite3', '/data/app.db', "create table t(k text, v int); insert into t values ('a', 42);"]);
-      const r = await run(rt, ['-v', `${v}:/data`, img, 'bash', '-c', "sqlite3 /data/app.db 'select k, v from t;'; stat -c '%U %a' /data/app.db"]);
-      return concat(w, r);
-    }, ['a|42', 'root 644']);
-  });
+  engineCases(() => ({
+    // Podman keeps no runtime per container: each call names it.
+    cli: (rt, args) => p.podman(['--runtime', runtimeOf(rt), ...args]),
+    createFlags: () => [...p.runFlags, ...ulimits],
+    img,
+    dir: p.dir,
+    forceRm: ['rm', '-f', '-t', '0'],
+    volume: (name) => {
+      p.created!.volumes.push(name);
+      return name;
+    },
+    image: (tag) => {
+      p.created!.images.push(`localhost/${tag}`);
+      return tag;
+    },
+  }));
 });
 
 const ctrSkip = dockerSkip;
