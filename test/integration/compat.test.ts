@@ -188,6 +188,28 @@ function engineCases(engine: () => EngineCli): void {
     }, ['42', 'ready', 'got TERM']);
   });
 
+  it('a layer that deletes and recreates a directory, made by commit (opaque dir)', async () => {
+    const e = engine();
+    // Both layers are made under runc, as by any image build; then the image runs under each runtime.
+    const tags = [e.image(`eci-compat-opaque1-${process.pid}`), e.image(`eci-compat-opaque2-${process.pid}`)];
+    const layer = async (from: string, script: string, tag: string) => {
+      const id = await ok('runc', ['run', '-d', ...e.createFlags('runc'), from, 'bash', '-c', `${script} && sleep 300`]);
+      try {
+        await waitUntil(`container ${id} to write its layer`, async () => (await e.cli('runc', ['exec', id, 'test', '-e', '/etc/x/done'])).code === 0);
+        await ok('runc', ['commit', id, tag]);
+      } finally {
+        await e.cli('runc', [...e.forceRm, id]);
+      }
+    };
+    try {
+      await layer(e.img, 'mkdir /etc/x && echo old > /etc/x/old && touch /etc/x/done', tags[0]);
+      await layer(tags[0], 'rm -rf /etc/x && mkdir /etc/x && echo new > /etc/x/new && touch /etc/x/done', tags[1]);
+      await expectLikeRunc('opaque directory made by commit', (rt) => run(rt, [tags[1], 'bash', '-c', 'ls -A /etc/x; cat /etc/x/*']), ['new']);
+    } finally {
+      for (const t of tags.reverse()) await e.cli('runc', ['rmi', t]);
+    }
+  });
+
   it('cp into and out of a running container', async () => {
     await expectLikeRunc('cp', (rt) => withContainer(rt, 'echo out > /tmp/out.txt; chown nobody /tmp/out.txt', async (id) => {
       const src = join(engine().dir, `in-${rt}.txt`);
