@@ -70,6 +70,14 @@ export interface StartDockerdOptions {
   startTimeoutMs?: number;
   /** Runs once the daemon's own daemon.json is written, before dockerd starts (e.g. `eci install` on it). */
   beforeStart?: (daemonJson: string) => Promise<void> | void;
+  /**
+   * Run dockerd (and its containerd, shims, docker-proxy) in this network namespace (a name from
+   * `ip netns add`), with Docker's default bridge network, iptables and `-p`: docker0 and the NAT
+   * rules then exist only there, so they collide with neither the host nor other test dockerds.
+   * Only the network namespace is entered (nsenter --net), not a mount namespace as `ip netns exec`
+   * would: the manager must see the engine's mounts. Reach published ports with `ip netns exec`.
+   */
+  bridgeNetns?: string;
 }
 
 const SYSTEM_DIRS = ['/var/lib/docker', '/run/docker', '/var/run/docker', '/var/lib/containerd', '/run/containerd'];
@@ -137,9 +145,7 @@ export async function startDockerd(o: StartDockerdOptions = {}): Promise<Dockerd
     '--exec-root', execRoot,
     '--pidfile', pidfile,
     '-H', `unix://${socket}`,
-    '--iptables=false',
-    '--ip-masq=false',
-    '--bridge=none',
+    ...(o.bridgeNetns === undefined ? ['--iptables=false', '--ip-masq=false', '--bridge=none'] : []),
   ];
   for (const [name, path] of Object.entries(o.runtimes ?? {})) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`startDockerd: bad runtime name ${name}`);
@@ -156,7 +162,9 @@ export async function startDockerd(o: StartDockerdOptions = {}): Promise<Dockerd
   const logFile = await open(log, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(DOCKERD, args, { stdio: ['ignore', logFile.fd, logFile.fd], env });
+    child = o.bridgeNetns === undefined
+      ? spawn(DOCKERD, args, { stdio: ['ignore', logFile.fd, logFile.fd], env })
+      : spawn('nsenter', [`--net=/run/netns/${o.bridgeNetns}`, DOCKERD, ...args], { stdio: ['ignore', logFile.fd, logFile.fd], env });
   } finally {
     await logFile.close();
   }
