@@ -51,7 +51,9 @@ su u1 -c 'printf "New-pass-2\\n" | su u1 -c "echo login-with-new-password"'`,
     // need the raw socket, so only the file capability lets u1 ping.
     name: 'file capabilities (setcap cap_net_raw+ep)',
     engines: ALL,
-    flags: ['--sysctl', 'net.ipv4.ping_group_range=1 0'],
+    // --cap-add NET_RAW: Podman's default set lacks it, and a file capability outside the bounding
+    // set makes exec fail (EPERM) under runc as under eci; Docker's default has it anyway.
+    flags: ['--sysctl', 'net.ipv4.ping_group_range=1 0', '--cap-add', 'NET_RAW'],
     script: `${U1}; cp /usr/bin/ping /usr/local/bin/ping2; cp /usr/sbin/capsh /usr/local/bin/capsh2
 setcap cap_net_raw+ep /usr/local/bin/ping2; setcap cap_net_raw+ep /usr/local/bin/capsh2; getcap /usr/local/bin/ping2
 su u1 -c '/usr/local/bin/capsh2 --print | grep "^Current:"; /usr/local/bin/ping2 -c1 -W5 127.0.0.1 >/dev/null; echo ping=$?'`,
