@@ -14,6 +14,10 @@ import type { ImageInfo, OciMount, Resolved } from './policy/mounts.ts';
 import { CHECK_STEPS, type CheckContext } from './spec/checks.ts';
 import { emulatedProcMounts, REWRITE_STEPS } from './spec/rewrite.ts';
 import { runSteps } from './spec/steps.ts';
+import { SYSTEMD_STOP_SIGNAL, type SystemInit } from './spec/system-init.ts';
+import { detectSystemInit } from './system-init.ts';
+import { delegateCgroups } from './cgroup-delegation.ts';
+import { writeStopSignal } from './stop-signal.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
@@ -200,6 +204,7 @@ export class RuntimeSession {
     if (!eci) return { action: 'exec', argv: runcArgv };
     const decisions = checks.decisions;
     const rootfs = planRootfs(resolve(bundle, spec.root!.path!));
+    const systemInit = detectSystemInit(spec, resolve(bundle, spec.root!.path!));
     const binds: BindPlan[] = [];
     for (const d of decisions) {
       if (d.kind === 'engine-file') continue;
@@ -228,6 +233,7 @@ export class RuntimeSession {
           rootfsReadonly: spec.root?.readonly === true,
           volumes: decisions.flatMap((d) => (d.kind === 'volume' ? [{ readonly: d.readonly, isDir: d.resolved.isDir }] : [])),
         }),
+        systemInit,
       });
     } catch (e) {
       // A refused rewrite gives back the range and the mounts taken for it.
@@ -260,6 +266,7 @@ export class RuntimeSession {
     }
     this.onExit = async (status) => {
       if (cli.command === 'create' && status === 0) {
+        if (systemInit) this.prepareSystemInit(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID, systemInit);
         actor.send({ type: 'runc.created' });
         await this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
         return { action: 'done', status };
@@ -280,6 +287,22 @@ export class RuntimeSession {
     };
     this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2) }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
+  }
+
+  /**
+   * After create, before start (systemd waits on runc's exec fifo): the container's cgroup subtree
+   * becomes its root's, and `runc kill` with SIGTERM will halt systemd. A failure leaves systemd to
+   * report what it lacks; the container itself is unchanged.
+   */
+  private prepareSystemInit(id: string, root: string | undefined, uid: number, gid: number, init: SystemInit): void {
+    const dir = runcStateDir(root, id);
+    try {
+      const delegated = delegateCgroups(dir, uid, gid);
+      writeStopSignal(dir, SYSTEMD_STOP_SIGNAL);
+      this.host.log.info({ id, container: init.container, cgroups: delegated.map((d) => d.dir) }, 'systemd container: cgroups delegated, stop signal SIGRTMIN+3');
+    } catch (e) {
+      this.host.log.warn({ id, err: oneLine(e) }, 'systemd container not fully prepared');
+    }
   }
 
   /**

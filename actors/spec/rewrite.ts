@@ -7,6 +7,7 @@ import { clampCapabilities } from '../runc/caps.ts';
 import { addNotifyRules } from '../runc/seccomp.ts';
 import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
+import { withCgroupNamespace, withContainerEnv, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from './system-init.ts';
 
 export interface RewriteContext {
   /** The container id (the seccomp listener's metadata). */
@@ -27,6 +28,8 @@ export interface RewriteContext {
   seccompSocket: string;
   /** Whether file-creating calls are vetted too (see setuid-exposure.ts). */
   createRules: boolean;
+  /** Set when the container's process is systemd (actors/system-init.ts): the init-* steps apply. */
+  systemInit?: SystemInit;
 }
 
 /** Files eci emulates under /proc, bind-mounted from its FUSE server (runc allows these targets). */
@@ -64,6 +67,8 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'uts-sysctls', run: (s) => utsSysctlsAsFields(s) },
   // Sysctls holding ids (ping_group_range) name ids of the container's range.
   { name: 'id-sysctls', run: (s, c) => clampIdSysctls(s, c.gid.size) },
+  // systemd as PID 1 mounts its API file systems and sandboxes units: CAP_SYS_ADMIN in its user namespace.
+  { name: 'init-sys-admin', run: (s, c) => withSysAdmin(s, c.systemInit) },
   // At most the capabilities eci holds.
   { name: 'capabilities', run: (s, c) => clampCapabilities(s, c.heldCapabilities) },
   // At most eci's own hard rlimits (runc cannot raise them inside the userns).
@@ -74,6 +79,12 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'volumes', run: (s, c) => withBinds(s, c.binds) },
   // eci's emulated /proc files over the container's /proc.
   { name: 'proc-files', run: (s, c) => withMounts(s, c.procMounts) },
+  // systemd as PID 1 (systemd.io/CONTAINER_INTERFACE): its own cgroup namespace, tmpfs /run and
+  // /run/lock, read-only /sys with a writable cgroup mount (only the delegated subtree is its), container=.
+  { name: 'init-cgroupns', run: (s, c) => withCgroupNamespace(s, c.systemInit) },
+  { name: 'init-run-tmpfs', run: (s, c) => withRunTmpfs(s, c.systemInit) },
+  { name: 'init-sys-mounts', run: (s, c) => withSysMounts(s, c.systemInit) },
+  { name: 'init-container-env', run: (s, c) => withContainerEnv(s, c.systemInit) },
   // The mount/chmod/... families go to eci's seccomp agent.
   { name: 'seccomp-notify', run: (s, c) => addNotifyRules(s, c.seccompSocket, c.id, { createRules: c.createRules }) },
 ];

@@ -37,7 +37,8 @@ describe('the step lists', () => {
   it('check, then rewrite, in this order', () => {
     expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'mount-policy']);
     expect(REWRITE_STEPS.map((s) => s.name)).toEqual([
-      'user-namespace', 'uts-sysctls', 'id-sysctls', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files', 'seccomp-notify',
+      'user-namespace', 'uts-sysctls', 'id-sysctls', 'init-sys-admin', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files',
+      'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'seccomp-notify',
     ]);
     for (const s of [...CHECK_STEPS, ...REWRITE_STEPS]) expect(s.name).toMatch(/^[a-z]+(-[a-z]+)*$/);
   });

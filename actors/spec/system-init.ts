@@ -1,0 +1,92 @@
+// What a container whose process is systemd gets, following systemd's container interface
+// (systemd.io/CONTAINER_INTERFACE) and what Podman and Sysbox do for /sbin/init. Pure: whether the
+// process is systemd is decided on the host (actors/system-init.ts) and comes in as `SystemInit`.
+// Each function is one named rewrite step (spec/rewrite.ts); with no SystemInit it changes nothing.
+import type { OciMount } from '../policy/mounts.ts';
+import type { OciSpec } from '../runc/spec.ts';
+
+export interface SystemInit {
+  /** The value of `container=` for PID 1 when the engine did not set one. */
+  container: string;
+}
+
+/** SIGRTMIN+3 as systemd counts it (glibc's SIGRTMIN is 34): halt, the container interface's stop signal. */
+export const SYSTEMD_STOP_SIGNAL = 37;
+
+/** systemd's own mounts at these paths are its API file systems; eci gives it a tmpfs first, as Docker's --tmpfs does. */
+export const RUN_TMPFS: readonly OciMount[] = Object.freeze([
+  { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['rw', 'nosuid', 'nodev', 'mode=755', 'size=65536k'] },
+  { destination: '/run/lock', type: 'tmpfs', source: 'tmpfs', options: ['rw', 'nosuid', 'nodev', 'noexec', 'size=4096k'] },
+]);
+
+const mountsOf = (spec: OciSpec) => (spec.mounts ?? []) as OciMount[];
+
+/**
+ * A private cgroup namespace: systemd reads its own cgroup from /proc/self/cgroup and must find it as
+ * the root of /sys/fs/cgroup (Docker's default on a v1 or hybrid host is the host's namespace).
+ */
+export function withCgroupNamespace(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  const ns = spec.linux?.namespaces ?? [];
+  if (!init || ns.some((n) => n.type === 'cgroup')) return spec;
+  return { ...spec, linux: { ...spec.linux, namespaces: [...ns, { type: 'cgroup' }] } };
+}
+
+/**
+ * CAP_SYS_ADMIN (in the container's user namespace only): systemd mounts its API file systems and
+ * the unified cgroup hierarchy, and its units' sandboxing (PrivateTmp=, ProtectSystem=...) makes
+ * mount namespaces. Every mount it makes still goes through eci's vetter.
+ */
+export function withSysAdmin(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  const caps = (spec.process as { capabilities?: Record<string, string[]> } | undefined)?.capabilities;
+  if (!init || !caps) return spec;
+  const next: Record<string, string[]> = { ...caps };
+  for (const s of ['bounding', 'effective', 'permitted'] as const) {
+    if (Array.isArray(caps[s]) && !caps[s].includes('CAP_SYS_ADMIN')) next[s] = [...caps[s], 'CAP_SYS_ADMIN'];
+  }
+  return { ...spec, process: { ...spec.process, capabilities: next } };
+}
+
+/**
+ * tmpfs on /run and /run/lock (nosuid,nodev; /run/lock noexec), before any mount under /run so the
+ * engine's own binds there stay visible. A mount the engine already has at either path wins.
+ */
+export function withRunTmpfs(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  if (!init) return spec;
+  const mounts = mountsOf(spec);
+  const add = RUN_TMPFS.filter((t) => !mounts.some((m) => m.destination === t.destination));
+  if (!add.length) return spec;
+  // After the engine's own /run if it has one, before anything it mounts below /run.
+  const from = mounts.findIndex((m) => m.destination === '/run') + 1;
+  const below = mounts.findIndex((m, i) => i >= from && m.destination.startsWith('/run/'));
+  const at = below < 0 ? mounts.length : below;
+  const out = [...mounts.slice(0, at), ...add, ...mounts.slice(at)];
+  return { ...spec, mounts: out.map((m) => ({ ...m, options: m.options && [...m.options] })) };
+}
+
+/**
+ * /sys read-only (systemd and udevd then leave devices alone), and /sys/fs/cgroup mounted without
+ * `ro`, so that the subtree eci delegates to container root (cgroup-delegation.ts) is writable:
+ * the rest of each hierarchy stays owned by host root, unwritable for the container.
+ */
+export function withSysMounts(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  if (!init) return spec;
+  let mounts = mountsOf(spec).map((m) => {
+    if (m.destination === '/sys' && m.type === 'sysfs' && !(m.options ?? []).includes('ro')) {
+      return { ...m, options: [...(m.options ?? []).filter((o) => o !== 'rw'), 'ro'] };
+    }
+    if (m.destination === '/sys/fs/cgroup' && m.type === 'cgroup') return { ...m, options: (m.options ?? []).filter((o) => o !== 'ro') };
+    return m;
+  });
+  if (mounts.some((m) => m.destination === '/sys') && !mounts.some((m) => m.destination === '/sys/fs/cgroup')) {
+    const at = mounts.findIndex((m) => m.destination === '/sys') + 1;
+    mounts = [...mounts.slice(0, at), { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime'] }, ...mounts.slice(at)];
+  }
+  return { ...spec, mounts };
+}
+
+/** `container=<engine>` for PID 1 (systemd copies it to /run/systemd/container); an engine's own value wins. */
+export function withContainerEnv(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  const env = (spec.process as { env?: string[] } | undefined)?.env ?? [];
+  if (!init || env.some((e) => e.startsWith('container='))) return spec;
+  return { ...spec, process: { ...spec.process, env: [...env, `container=${init.container}`] } };
+}
