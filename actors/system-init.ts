@@ -4,8 +4,9 @@
 // rootfs), names a file called `systemd`. Debian's /sbin/init -> /lib/systemd/systemd (through the
 // /sbin -> usr/sbin link) qualifies; busybox, tini or dumb-init as /sbin/init do not, since they
 // neither need a delegated cgroup nor halt on SIGRTMIN+3.
-import { existsSync, lstatSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join, posix } from 'node:path';
+import { mountAt, parseMountInfo } from './mountinfo.ts';
 import type { OciSpec } from './runc/spec.ts';
 import type { SystemInit } from './spec/system-init.ts';
 
@@ -56,10 +57,20 @@ function engineOf(root: string): string {
   return 'eci';
 }
 
+/** The host's cgroup layout, from its mountinfo text (as runc decides it: what is mounted at /sys/fs/cgroup). */
+export function cgroupLayout(mountinfo: string): 'v1' | 'hybrid' | 'v2' {
+  const mounts = parseMountInfo(mountinfo);
+  if (mountAt(mounts, '/sys/fs/cgroup')?.fsType === 'cgroup2') return 'v2';
+  return mountAt(mounts, '/sys/fs/cgroup/unified')?.fsType === 'cgroup2' ? 'hybrid' : 'v1';
+}
+
+let layout: 'v1' | 'hybrid' | 'v2' | undefined;
+
 /** What PID 1 gets when it is systemd; undefined for any other process. `root` is the rootfs on the host. */
 export function detectSystemInit(spec: OciSpec, root: string): SystemInit | undefined {
   const program = programPath(root, spec);
   const real = program && resolveInRoot(root, program);
   if (!real || basename(real) !== 'systemd') return undefined;
-  return { container: engineOf(root) };
+  layout ??= cgroupLayout(readFileSync('/proc/self/mountinfo', 'utf8'));
+  return { container: engineOf(root), cgroups: layout };
 }

@@ -8,7 +8,15 @@ import type { OciSpec } from '../runc/spec.ts';
 export interface SystemInit {
   /** The value of `container=` for PID 1 when the engine did not set one. */
   container: string;
+  /**
+   * The host's cgroup layout: on a hybrid host (v1 controllers, cgroup2 at /sys/fs/cgroup/unified)
+   * the container gets its cgroup2 view at the same place, which runc 1.1 does not mount itself.
+   */
+  cgroups?: 'v1' | 'hybrid' | 'v2';
 }
+
+/** The cgroup2 view of a hybrid host, in the container's cgroup namespace (its delegated unified cgroup). */
+export const UNIFIED_MOUNT: OciMount = Object.freeze({ destination: '/sys/fs/cgroup/unified', type: 'cgroup2', source: 'cgroup2', options: ['nosuid', 'noexec', 'nodev', 'relatime'] });
 
 /** SIGRTMIN+3 as systemd counts it (glibc's SIGRTMIN is 34): halt, the container interface's stop signal. */
 export const SYSTEMD_STOP_SIGNAL = 37;
@@ -66,7 +74,8 @@ export function withRunTmpfs(spec: OciSpec, init: SystemInit | undefined): OciSp
 /**
  * /sys read-only (systemd and udevd then leave devices alone), and /sys/fs/cgroup mounted without
  * `ro`, so that the subtree eci delegates to container root (cgroup-delegation.ts) is writable:
- * the rest of each hierarchy stays owned by host root, unwritable for the container.
+ * the rest of each hierarchy stays owned by host root, unwritable for the container. On a hybrid
+ * host, also the unified hierarchy (systemd >= 256 boots only with a cgroup2 view).
  */
 export function withSysMounts(spec: OciSpec, init: SystemInit | undefined): OciSpec {
   if (!init) return spec;
@@ -80,6 +89,10 @@ export function withSysMounts(spec: OciSpec, init: SystemInit | undefined): OciS
   if (mounts.some((m) => m.destination === '/sys') && !mounts.some((m) => m.destination === '/sys/fs/cgroup')) {
     const at = mounts.findIndex((m) => m.destination === '/sys') + 1;
     mounts = [...mounts.slice(0, at), { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime'] }, ...mounts.slice(at)];
+  }
+  const cg = mounts.findIndex((m) => m.destination === '/sys/fs/cgroup' && m.type === 'cgroup');
+  if (init.cgroups === 'hybrid' && cg >= 0 && !mounts.some((m) => m.destination === UNIFIED_MOUNT.destination)) {
+    mounts = [...mounts.slice(0, cg + 1), { ...UNIFIED_MOUNT, options: [...UNIFIED_MOUNT.options!] }, ...mounts.slice(cg + 1)];
   }
   return { ...spec, mounts };
 }

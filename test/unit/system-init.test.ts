@@ -10,9 +10,9 @@ import type { OciMount } from '../../actors/policy/mounts.ts';
 import type { OciSpec } from '../../actors/runc/spec.ts';
 import { REWRITE_STEPS, type RewriteContext } from '../../actors/spec/rewrite.ts';
 import { runSteps } from '../../actors/spec/steps.ts';
-import { RUN_TMPFS, withCgroupNamespace, withContainerEnv, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from '../../actors/spec/system-init.ts';
+import { RUN_TMPFS, UNIFIED_MOUNT, withCgroupNamespace, withContainerEnv, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from '../../actors/spec/system-init.ts';
 import { STOP_SIGNAL_FILE, writeStopSignal } from '../../actors/stop-signal.ts';
-import { detectSystemInit, resolveInRoot } from '../../actors/system-init.ts';
+import { cgroupLayout, detectSystemInit, resolveInRoot } from '../../actors/system-init.ts';
 import { REPO } from '../helpers/manager.ts';
 
 const INIT: SystemInit = { container: 'docker' };
@@ -79,6 +79,23 @@ describe('the init-* spec steps', () => {
     expect(mounts(withSysMounts(none, INIT))[3]).toMatchObject({ destination: '/sys/fs/cgroup', type: 'cgroup' });
   });
 
+  it('init-sys-mounts adds the cgroup2 view right after the cgroup mount on a hybrid host only', () => {
+    const m = mounts(withSysMounts(dockerSpec(), { ...INIT, cgroups: 'hybrid' }));
+    expect(m.map((x) => x.destination).slice(2, 5)).toEqual(['/sys', '/sys/fs/cgroup', '/sys/fs/cgroup/unified']);
+    expect(m[4]).toEqual(UNIFIED_MOUNT);
+    for (const cgroups of ['v1', 'v2'] as const) {
+      expect(mounts(withSysMounts(dockerSpec(), { ...INIT, cgroups })).some((x) => x.type === 'cgroup2')).toBe(false);
+    }
+  });
+
+  it('tells the host cgroup layout from mountinfo as runc does', () => {
+    const line = (id: number, at: string, fs: string) => `${id} 1 0:${id} / ${at} rw,relatime - ${fs} ${fs} rw`;
+    const hybrid = [line(31, '/sys/fs/cgroup', 'tmpfs'), line(32, '/sys/fs/cgroup/memory', 'cgroup'), line(41, '/sys/fs/cgroup/unified', 'cgroup2')].join('\n');
+    expect(cgroupLayout(hybrid)).toBe('hybrid');
+    expect(cgroupLayout([line(31, '/sys/fs/cgroup', 'tmpfs'), line(32, '/sys/fs/cgroup/memory', 'cgroup')].join('\n'))).toBe('v1');
+    expect(cgroupLayout(line(31, '/sys/fs/cgroup', 'cgroup2'))).toBe('v2');
+  });
+
   it('init-container-env sets container= unless the engine did (Podman: container=podman)', () => {
     expect((withContainerEnv(dockerSpec(), INIT).process as { env: string[] }).env).toEqual(['PATH=/usr/bin:/bin', 'container=docker']);
     const podman = dockerSpec({ process: { args: ['/sbin/init'], env: ['container=podman'] } });
@@ -130,9 +147,10 @@ describe('which process is systemd', () => {
   });
 
   it('is args[0] resolving to a file named systemd, also as a bare name on PATH', () => {
-    expect(detectSystemInit(spec(['/sbin/init']), root)).toEqual({ container: 'docker' });
-    expect(detectSystemInit(spec(['/lib/systemd/systemd', '--log-level=debug']), root)).toEqual({ container: 'docker' });
-    expect(detectSystemInit(spec(['init'], ['PATH=/usr/bin:/sbin']), root)).toEqual({ container: 'docker' });
+    const docker = { container: 'docker', cgroups: expect.stringMatching(/^(v1|hybrid|v2)$/) };
+    expect(detectSystemInit(spec(['/sbin/init']), root)).toEqual(docker);
+    expect(detectSystemInit(spec(['/lib/systemd/systemd', '--log-level=debug']), root)).toEqual(docker);
+    expect(detectSystemInit(spec(['init'], ['PATH=/usr/bin:/sbin']), root)).toEqual(docker);
     expect(detectSystemInit(spec(['/usr/sbin/busybox-init']), root)).toBeUndefined();
     expect(detectSystemInit(spec(['/bin/sh']), root)).toBeUndefined();
     expect(detectSystemInit(spec(['sbin/init']), root)).toBeUndefined(); // relative: runc would not find it either
