@@ -7,7 +7,7 @@ import { clampCapabilities } from '../runc/caps.ts';
 import { addNotifyRules } from '../runc/seccomp.ts';
 import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
-import { withCgroupNamespace, withContainerEnv, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from './system-init.ts';
+import { withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from './system-init.ts';
 
 export interface RewriteContext {
   /** The container id (the seccomp listener's metadata). */
@@ -85,6 +85,8 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'init-run-tmpfs', run: (s, c) => withRunTmpfs(s, c.systemInit) },
   { name: 'init-sys-mounts', run: (s, c) => withSysMounts(s, c.systemInit) },
   { name: 'init-container-env', run: (s, c) => withContainerEnv(s, c.systemInit) },
+  // ...and the syscalls Docker's profile keeps for CAP_SYS_ADMIN holders (mounts then notified below).
+  { name: 'init-syscalls', run: (s, c) => withInitSyscalls(s, c.systemInit) },
   // The mount/chmod/... families go to eci's seccomp agent.
   { name: 'seccomp-notify', run: (s, c) => addNotifyRules(s, c.seccompSocket, c.id, { createRules: c.createRules }) },
 ];

@@ -97,6 +97,48 @@ export function withSysMounts(spec: OciSpec, init: SystemInit | undefined): OciS
   return { ...spec, mounts };
 }
 
+/**
+ * The syscalls Docker's default seccomp profile lets through only with CAP_SYS_ADMIN, that systemd
+ * uses: its own mounts and its units' sandboxing (a mount namespace per PrivateTmp=/ProtectSystem=
+ * unit: unshare, clone with namespace flags, then mounts), hostnamed, and cgroup ids
+ * (name_to_handle_at; open_by_handle_at stays refused). The mount family among them is then
+ * notified to eci's vetter by the seccomp-notify step, like any mount; the rest act only on
+ * namespaces the container's user namespace owns. bpf, perf_event_open, syslog, quotactl,
+ * fanotify_init and lookup_dcookie stay as the engine's profile says.
+ */
+export const INIT_SYSCALLS: readonly string[] = Object.freeze([
+  'mount', 'umount', 'umount2', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'open_tree', 'move_mount', 'mount_setattr',
+  'unshare', 'setns', 'clone', 'sethostname', 'setdomainname', 'name_to_handle_at',
+]);
+
+interface SeccompRule { names?: string[]; name?: string; action: string; args?: unknown[] }
+
+/**
+ * Lets INIT_SYSCALLS through the engine's profile (Docker computed it for the capabilities it gave,
+ * without CAP_SYS_ADMIN): one unconditional ALLOW rule for those it did not allow unconditionally.
+ * Without a profile, or with an ALLOW default and no rule, there is nothing to add.
+ */
+export function withInitSyscalls(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  const sc = spec.linux?.seccomp as { defaultAction?: string; syscalls?: SeccompRule[] } | undefined;
+  if (!init || !sc) return spec;
+  const allowAll = (a?: string) => a === 'SCMP_ACT_ALLOW' || a === 'SCMP_ACT_LOG';
+  const missing = INIT_SYSCALLS.filter((n) => {
+    const rules = (sc.syscalls ?? []).filter((r) => (r.names ?? (r.name ? [r.name] : [])).includes(n));
+    if (!rules.length) return !allowAll(sc.defaultAction);
+    return !rules.some((r) => allowAll(r.action) && !(r.args && r.args.length));
+  });
+  if (!missing.length) return spec;
+  // Rules naming them with another action (Docker's ENOSYS/EPERM answers) would conflict: they go.
+  const syscalls = (sc.syscalls ?? []).flatMap((r) => {
+    const names = r.names ?? (r.name ? [r.name] : []);
+    if (allowAll(r.action) || !names.some((n) => missing.includes(n))) return [r];
+    const { name: _single, ...rest } = r;
+    const keep = names.filter((n) => !missing.includes(n));
+    return keep.length ? [{ ...rest, names: keep }] : [];
+  });
+  return { ...spec, linux: { ...spec.linux, seccomp: { ...sc, syscalls: [...syscalls, { names: [...missing], action: 'SCMP_ACT_ALLOW' }] } } };
+}
+
 /** `container=<engine>` for PID 1 (systemd copies it to /run/systemd/container); an engine's own value wins. */
 export function withContainerEnv(spec: OciSpec, init: SystemInit | undefined): OciSpec {
   const env = (spec.process as { env?: string[] } | undefined)?.env ?? [];

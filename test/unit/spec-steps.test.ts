@@ -38,7 +38,7 @@ describe('the step lists', () => {
     expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'mount-policy']);
     expect(REWRITE_STEPS.map((s) => s.name)).toEqual([
       'user-namespace', 'uts-sysctls', 'id-sysctls', 'init-sys-admin', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files',
-      'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'seccomp-notify',
+      'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'init-syscalls', 'seccomp-notify',
     ]);
     for (const s of [...CHECK_STEPS, ...REWRITE_STEPS]) expect(s.name).toMatch(/^[a-z]+(-[a-z]+)*$/);
   });

@@ -10,7 +10,7 @@ import type { OciMount } from '../../actors/policy/mounts.ts';
 import type { OciSpec } from '../../actors/runc/spec.ts';
 import { REWRITE_STEPS, type RewriteContext } from '../../actors/spec/rewrite.ts';
 import { runSteps } from '../../actors/spec/steps.ts';
-import { RUN_TMPFS, UNIFIED_MOUNT, withCgroupNamespace, withContainerEnv, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from '../../actors/spec/system-init.ts';
+import { INIT_SYSCALLS, RUN_TMPFS, UNIFIED_MOUNT, withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from '../../actors/spec/system-init.ts';
 import { STOP_SIGNAL_FILE, writeStopSignal } from '../../actors/stop-signal.ts';
 import { cgroupLayout, detectSystemInit, resolveInRoot } from '../../actors/system-init.ts';
 import { REPO } from '../helpers/manager.ts';
@@ -38,7 +38,7 @@ const caps = (s: OciSpec) => (s.process as { capabilities: Record<string, string
 describe('the init-* spec steps', () => {
   it('change nothing for a process that is not systemd', () => {
     const s = dockerSpec();
-    for (const f of [withCgroupNamespace, withSysAdmin, withRunTmpfs, withSysMounts, withContainerEnv]) expect(f(s, undefined)).toBe(s);
+    for (const f of [withCgroupNamespace, withSysAdmin, withRunTmpfs, withSysMounts, withContainerEnv, withInitSyscalls]) expect(f(s, undefined)).toBe(s);
   });
 
   it('init-cgroupns adds a private cgroup namespace unless the spec has one', () => {
@@ -102,6 +102,25 @@ describe('the init-* spec steps', () => {
     expect(withContainerEnv(podman, INIT)).toBe(podman);
   });
 
+  it('init-syscalls lets through what Docker keeps for CAP_SYS_ADMIN holders, and nothing else', () => {
+    // Docker 20.10's profile for a container without CAP_SYS_ADMIN: clone only without namespace flags, no mount.
+    const seccomp = { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [
+      { names: ['read', 'write', 'sethostname'], action: 'SCMP_ACT_ALLOW' },
+      { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 2114060288, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] },
+      { names: ['clone3', 'unshare'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 },
+      { names: ['open_by_handle_at', 'bpf'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+    ] };
+    const out = withInitSyscalls(dockerSpec({ linux: { seccomp } }), INIT).linux!.seccomp as typeof seccomp;
+    const added = out.syscalls.at(-1)!;
+    expect(added).toEqual({ names: INIT_SYSCALLS.filter((n) => n !== 'sethostname'), action: 'SCMP_ACT_ALLOW' });
+    expect(out.syscalls.slice(0, 2)).toEqual(seccomp.syscalls.slice(0, 2)); // the engine's allow rules stay
+    expect(out.syscalls[2]).toEqual({ names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }); // unshare left the ENOSYS rule
+    expect(out.syscalls[3]).toEqual(seccomp.syscalls[3]); // open_by_handle_at, bpf: still refused
+    for (const n of ['open_by_handle_at', 'bpf', 'perf_event_open', 'syslog', 'clone3']) expect(INIT_SYSCALLS).not.toContain(n);
+    const none = dockerSpec();
+    expect(withInitSyscalls(none, INIT)).toBe(none); // no profile: everything is allowed already
+  });
+
   it('run in the rewrite list, where the capability clamp still applies after init-sys-admin', () => {
     const ctx: RewriteContext = {
       id: 'c1', uid: { hostID: 100000, size: 65536 }, gid: { hostID: 100000, size: 65536 }, rootfs: '/run/eci/containers/c1/rootfs',
@@ -114,6 +133,12 @@ describe('the init-* spec steps', () => {
     expect(mounts(out).map((m) => m.destination)).toEqual(expect.arrayContaining(['/run', '/run/lock']));
     const held = runSteps(REWRITE_STEPS, dockerSpec(), { ...ctx, heldCapabilities: new Set([...DOCKER_CAPS, 'CAP_SYS_ADMIN']) });
     expect(caps(held).bounding).toContain('CAP_SYS_ADMIN');
+    // The mounts it now may make are notified to eci's vetter, never simply allowed.
+    const profile = { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] };
+    const sc = runSteps(REWRITE_STEPS, dockerSpec({ linux: { namespaces: [], seccomp: profile } }), ctx).linux!.seccomp as { syscalls: { names: string[]; action: string }[] };
+    const actions = (n: string) => sc.syscalls.filter((r) => r.names.includes(n)).map((r) => r.action);
+    for (const n of ['mount', 'umount2', 'open_tree', 'move_mount', 'fsmount', 'mount_setattr']) expect(actions(n), n).toEqual(['SCMP_ACT_NOTIFY']);
+    expect(actions('unshare')).toEqual(['SCMP_ACT_ALLOW']);
   });
 });
 
