@@ -182,14 +182,15 @@ export class RuntimeSession {
     } catch (e) {
       throw new EciError('EBADBUNDLE', `bundle ${bundle}: cannot read config.json (${(e as NodeJS.ErrnoException).code})`);
     }
-    const spec = parseSpec(text, configPath);
+    const parsed = parseSpec(text, configPath);
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }
     const settings = this.host.settings();
     const eci = settings.enhancedContainerIsolation.value;
+    const systemInit = eci ? detectSystemInit(parsed, resolve(bundle, parsed.root!.path!)) : undefined;
     const checks: CheckContext = {
-      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, decisions: [],
+      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(parsed, id) : undefined, resolve: resolveHostPath, decisions: [], systemInit,
       // Turned off, eci still refuses host namespaces but leaves mounts to runc.
       mountPolicy: eci ? {
         restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],
@@ -199,12 +200,12 @@ export class RuntimeSession {
         readOnlySystemFiles: settings.readOnlySystemFiles,
       } : undefined,
     };
-    runSteps(CHECK_STEPS, spec, checks);
+    // The checked spec: bind decisions index its mounts (a systemd container's engine binds of host cgroups are gone).
+    const spec = runSteps(CHECK_STEPS, parsed, checks);
     // The administrator turned eci off: plain runc, nothing rewritten.
     if (!eci) return { action: 'exec', argv: runcArgv };
     const decisions = checks.decisions;
     const rootfs = planRootfs(resolve(bundle, spec.root!.path!));
-    const systemInit = detectSystemInit(spec, resolve(bundle, spec.root!.path!));
     const binds: BindPlan[] = [];
     for (const d of decisions) {
       if (d.kind === 'engine-file') continue;

@@ -3,6 +3,7 @@
 import { checkBindMounts, type BindDecision, type ImageInfo, type MountPolicy, type Resolved } from '../policy/mounts.ts';
 import { checkNamespaces } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
+import { withoutEngineCgroupBinds, type SystemInit } from './system-init.ts';
 
 export interface CheckContext {
   id: string;
@@ -18,6 +19,8 @@ export interface CheckContext {
   resolve(p: string): Resolved | undefined;
   /** Set by mount-policy: what each bind mount is (volumes and engine sockets are idmapped by eci). */
   decisions: BindDecision[];
+  /** Set when the container's process is systemd (actors/system-init.ts). */
+  systemInit?: SystemInit;
 }
 
 export const CHECK_STEPS: readonly SpecStep<CheckContext>[] = [
@@ -29,6 +32,12 @@ export const CHECK_STEPS: readonly SpecStep<CheckContext>[] = [
       checkNamespaces(spec, c.isHostNamespace);
       return spec;
     },
+  },
+  {
+    // systemd as PID 1 gets its own cgroup view from eci: an engine's bind of host cgroup trees
+    // (Podman's systemd mode binds the host's name=systemd hierarchy on cgroup v1) goes, before the policy sees it.
+    name: 'init-cgroup-binds',
+    run: (spec, c) => withoutEngineCgroupBinds(spec, c.systemInit),
   },
   {
     // Restricted host paths, shared paths, engine sockets only for trusted images.

@@ -2,7 +2,7 @@
 // (systemd.io/CONTAINER_INTERFACE) and what Podman and Sysbox do for /sbin/init. Pure: whether the
 // process is systemd is decided on the host (actors/system-init.ts) and comes in as `SystemInit`.
 // Each function is one named rewrite step (spec/rewrite.ts); with no SystemInit it changes nothing.
-import type { OciMount } from '../policy/mounts.ts';
+import { isBind, type OciMount } from '../policy/mounts.ts';
 import type { OciSpec } from '../runc/spec.ts';
 
 export interface SystemInit {
@@ -137,6 +137,19 @@ export function withInitSyscalls(spec: OciSpec, init: SystemInit | undefined): O
     return keep.length ? [{ ...rest, names: keep }] : [];
   });
   return { ...spec, linux: { ...spec.linux, seccomp: { ...sc, syscalls: [...syscalls, { names: [...missing], action: 'SCMP_ACT_ALLOW' }] } } };
+}
+
+/**
+ * Drops an engine's bind mounts of host cgroup trees under /sys/fs/cgroup (Podman's systemd mode on
+ * cgroup v1 binds the host's whole name=systemd hierarchy there, as Sysbox drops them too): the
+ * container's cgroup mount, rooted at its own cgroup by its cgroup namespace, provides those paths,
+ * and only its delegated part is writable. Masked or read-only paths under them stay as asked.
+ */
+export function withoutEngineCgroupBinds(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+  if (!init) return spec;
+  const mounts = mountsOf(spec);
+  const keep = mounts.filter((m) => !(m.destination.startsWith('/sys/fs/cgroup/') && isBind(m) && /^\/sys\/fs\/cgroup(\/|$)/.test(m.source ?? '')));
+  return keep.length === mounts.length ? spec : { ...spec, mounts: keep };
 }
 
 /** `container=<engine>` for PID 1 (systemd copies it to /run/systemd/container); an engine's own value wins. */

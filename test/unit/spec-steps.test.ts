@@ -35,7 +35,7 @@ const rewrite = (o: Partial<RewriteContext> = {}): RewriteContext => ({
 
 describe('the step lists', () => {
   it('check, then rewrite, in this order', () => {
-    expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'mount-policy']);
+    expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'init-cgroup-binds', 'mount-policy']);
     expect(REWRITE_STEPS.map((s) => s.name)).toEqual([
       'user-namespace', 'uts-sysctls', 'id-sysctls', 'init-sys-admin', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files',
       'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'init-syscalls', 'seccomp-notify',

@@ -9,8 +9,9 @@ import { delegationPlan } from '../../actors/cgroup-delegation.ts';
 import type { OciMount } from '../../actors/policy/mounts.ts';
 import type { OciSpec } from '../../actors/runc/spec.ts';
 import { REWRITE_STEPS, type RewriteContext } from '../../actors/spec/rewrite.ts';
+import { CHECK_STEPS, type CheckContext } from '../../actors/spec/checks.ts';
 import { runSteps } from '../../actors/spec/steps.ts';
-import { INIT_SYSCALLS, RUN_TMPFS, UNIFIED_MOUNT, withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from '../../actors/spec/system-init.ts';
+import { INIT_SYSCALLS, RUN_TMPFS, UNIFIED_MOUNT, withCgroupNamespace, withContainerEnv, withInitSyscalls, withoutEngineCgroupBinds, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from '../../actors/spec/system-init.ts';
 import { STOP_SIGNAL_FILE, writeStopSignal } from '../../actors/stop-signal.ts';
 import { cgroupLayout, detectSystemInit, resolveInRoot } from '../../actors/system-init.ts';
 import { REPO } from '../helpers/manager.ts';
@@ -38,7 +39,7 @@ const caps = (s: OciSpec) => (s.process as { capabilities: Record<string, string
 describe('the init-* spec steps', () => {
   it('change nothing for a process that is not systemd', () => {
     const s = dockerSpec();
-    for (const f of [withCgroupNamespace, withSysAdmin, withRunTmpfs, withSysMounts, withContainerEnv, withInitSyscalls]) expect(f(s, undefined)).toBe(s);
+    for (const f of [withCgroupNamespace, withSysAdmin, withRunTmpfs, withSysMounts, withContainerEnv, withInitSyscalls, withoutEngineCgroupBinds]) expect(f(s, undefined)).toBe(s);
   });
 
   it('init-cgroupns adds a private cgroup namespace unless the spec has one', () => {
@@ -94,6 +95,27 @@ describe('the init-* spec steps', () => {
     expect(cgroupLayout(hybrid)).toBe('hybrid');
     expect(cgroupLayout([line(31, '/sys/fs/cgroup', 'tmpfs'), line(32, '/sys/fs/cgroup/memory', 'cgroup')].join('\n'))).toBe('v1');
     expect(cgroupLayout(line(31, '/sys/fs/cgroup', 'cgroup2'))).toBe('v2');
+  });
+
+  it('init-cgroup-binds drops an engine bind of a host cgroup tree (Podman, cgroup v1), before the mount policy refuses it', () => {
+    const podman = dockerSpec();
+    const hostTree: OciMount = { destination: '/sys/fs/cgroup/systemd', type: 'bind', source: '/sys/fs/cgroup/systemd', options: ['bind', 'nodev', 'noexec', 'nosuid', 'rprivate'] };
+    const volume: OciMount = { destination: '/data', type: 'bind', source: '/srv/data', options: ['rbind'] };
+    podman.mounts = [...mounts(podman).slice(0, 4), hostTree, volume];
+    const out = mounts(withoutEngineCgroupBinds(podman, INIT));
+    expect(out).not.toContainEqual(hostTree);
+    expect(out).toContainEqual(volume);
+    expect(out).toContainEqual(mounts(dockerSpec())[3]); // the cgroup-typed mount stays
+    const ctx = (systemInit?: SystemInit): CheckContext => ({
+      id: 'c1', bundle: '/b', isHostNamespace: () => false, decisions: [], systemInit,
+      resolve: (p) => ({ path: p, dev: 1n, ino: 2n, isDir: true }),
+      mountPolicy: { restricted: ['/sys'], shared: ['/srv'], engineSockets: [], trustedImages: [] },
+    });
+    expect(() => runSteps(CHECK_STEPS, podman, ctx())).toThrow(/restricted host mount/); // any other container: refused as before
+    const c = ctx(INIT);
+    const checked = runSteps(CHECK_STEPS, podman, c);
+    expect(mounts(checked)).not.toContainEqual(hostTree);
+    expect(c.decisions.map((d) => mounts(checked)[d.index].destination)).toEqual(['/data']); // decisions index the checked spec
   });
 
   it('init-container-env sets container= unless the engine did (Podman: container=podman)', () => {
