@@ -298,11 +298,15 @@ export class RuntimeSession {
   private prepareSystemInit(id: string, root: string | undefined, uid: number, gid: number, init: SystemInit): void {
     const dir = runcStateDir(root, id);
     try {
-      const delegated = delegateCgroups(dir, uid, gid);
       writeStopSignal(dir, SYSTEMD_STOP_SIGNAL);
+    } catch (e) {
+      this.host.log.warn({ id, err: oneLine(e) }, 'systemd container: no stop signal (docker stop will end at its SIGKILL)');
+    }
+    try {
+      const delegated = delegateCgroups(dir, uid, gid);
       this.host.log.info({ id, container: init.container, cgroups: delegated.map((d) => d.dir) }, 'systemd container: cgroups delegated, stop signal SIGRTMIN+3');
     } catch (e) {
-      this.host.log.warn({ id, err: oneLine(e) }, 'systemd container not fully prepared');
+      this.host.log.warn({ id, err: oneLine(e) }, 'systemd container: cgroups not delegated');
     }
   }
 

@@ -68,8 +68,13 @@ let layout: 'v1' | 'hybrid' | 'v2' | undefined;
 
 /** What PID 1 gets when it is systemd; undefined for any other process. `root` is the rootfs on the host. */
 export function detectSystemInit(spec: OciSpec, root: string): SystemInit | undefined {
-  const program = programPath(root, spec);
-  const real = program && resolveInRoot(root, program);
+  let real: string | undefined;
+  try {
+    const program = programPath(root, spec);
+    real = program && resolveInRoot(root, program);
+  } catch {
+    return undefined; // the rootfs changed under us (a link gone between lstat and readlink): not systemd as far as we know
+  }
   if (!real || basename(real) !== 'systemd') return undefined;
   layout ??= cgroupLayout(readFileSync('/proc/self/mountinfo', 'utf8'));
   return { container: engineOf(root), cgroups: layout };
