@@ -39,6 +39,8 @@ async function bootOnce(c: BenchContext, runtime: string, flags: string[], img: 
         states.push(state);
         return nowMs() - t0;
       }
+      const up = await c.d.docker(['inspect', '-f', '{{.State.Running}}', name]);
+      if (up.stdout.trim() !== 'true') throw new Error(`${runtime}: the container exited while booting (${state || s.stderr.trim()})`);
       await sleep(20); // systemd not answering yet (offline, or no bus)
     }
     throw new Error(`${runtime}: systemd did not finish booting within ${BOOT_BOUND_MS / 1000} s`);
