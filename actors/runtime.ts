@@ -16,6 +16,10 @@ import { CHECK_STEPS, type CheckContext, type NamespaceOwner } from './spec/chec
 import { emulatedProcMounts, REWRITE_STEPS, withMounts } from './spec/rewrite.ts';
 import { innerDataMounts, innerDataTargets, systemWorkload } from './spec/system-container.ts';
 import { runSteps } from './spec/steps.ts';
+import { SYSTEMD_STOP_SIGNAL, type SystemInit } from './spec/system-init.ts';
+import { detectSystemInit, hostCgroupLayout } from './system-init.ts';
+import { delegateCgroups } from './cgroup-delegation.ts';
+import { writeStopSignal } from './stop-signal.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
@@ -192,14 +196,15 @@ export class RuntimeSession {
     } catch (e) {
       throw new EciError('EBADBUNDLE', `bundle ${bundle}: cannot read config.json (${(e as NodeJS.ErrnoException).code})`);
     }
-    const spec = parseSpec(text, configPath);
+    const parsed = parseSpec(text, configPath);
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }
     const settings = this.host.settings();
     const eci = settings.enhancedContainerIsolation.value;
+    const systemInit = eci ? detectSystemInit(parsed, resolve(bundle, parsed.root!.path!)) : undefined;
     const checks: CheckContext = {
-      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(spec, id) : undefined, resolve: resolveHostPath, bindOrigin: volumeBindOrigin, decisions: [],
+      id, bundle, pidFile: cli.pidFile && resolve(cwd || '/', cli.pidFile), isHostNamespace: (type, path) => this.host.isHostNamespace(type, path), image: eci ? imageOf(parsed, id) : undefined, resolve: resolveHostPath, bindOrigin: volumeBindOrigin, decisions: [], systemInit,
       // Turned off, eci still refuses host namespaces but leaves mounts to runc.
       mountPolicy: eci ? {
         restricted: [...BUILTIN_RESTRICTED, ...this.host.ownPaths(), ...settings.restrictedPaths],
@@ -211,7 +216,8 @@ export class RuntimeSession {
       // Turned off, joining any namespace is runc's business (no user namespace to share).
       namespaceOwner: eci && this.host.namespaceOwner ? (type, path) => this.host.namespaceOwner!(type, path) : undefined,
     };
-    runSteps(CHECK_STEPS, spec, checks);
+    // The checked spec: bind decisions index its mounts (a systemd container's engine binds of host cgroups are gone).
+    const spec = runSteps(CHECK_STEPS, parsed, checks);
     // The administrator turned eci off: plain runc, nothing rewritten.
     if (!eci) return { action: 'exec', argv: runcArgv };
     const decisions = checks.decisions;
@@ -236,6 +242,9 @@ export class RuntimeSession {
     }));
     const withData = withMounts(spec, innerDataMounts(inner, dataDirs.map((d) => d.path)));
 
+    // An inner engine (dockerd, containerd) gets systemd's cgroup view and, after create, its controllers' cgroups too.
+    const system = systemWorkload(spec);
+    const engineCgroups = system && !systemInit ? { container: '', cgroups: hostCgroupLayout() } : undefined;
     const group = checks.joins;
     const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds }, { join: group?.containers[0] });
     const snap = await actor.ready();
@@ -248,13 +257,14 @@ export class RuntimeSession {
     let rewritten: OciSpec;
     try {
       rewritten = runSteps(REWRITE_STEPS, withData, {
-        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs, system: systemWorkload(spec), groupUserns: group?.userns,
+        id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs, system, groupUserns: group?.userns, engineCgroups,
         heldCapabilities: heldCapabilities(), hardLimits: ownHardLimits(), seccompSocket: this.host.seccompSocket(),
         createRules: needsCreateRules({
           rootfsWrites: rootfs.kind === 'overlay' ? rootfs.upper : rootfs.source,
           rootfsReadonly: spec.root?.readonly === true,
           volumes: decisions.flatMap((d) => (d.kind === 'volume' ? [{ readonly: d.readonly, isDir: d.resolved.isDir }] : [])),
         }),
+        systemInit,
       });
     } catch (e) {
       // A refused rewrite gives back the range and the mounts taken for it.
@@ -287,6 +297,8 @@ export class RuntimeSession {
     }
     this.onExit = async (status) => {
       if (cli.command === 'create' && status === 0) {
+        if (systemInit) this.prepareSystemInit(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID, systemInit);
+        else if (engineCgroups) this.delegateEngineCgroups(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID);
         actor.send({ type: 'runc.created' });
         await this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
         return { action: 'done', status };
@@ -307,6 +319,36 @@ export class RuntimeSession {
     };
     this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2) }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
+  }
+
+  /**
+   * After create, before start (systemd waits on runc's exec fifo): the container's cgroup subtree
+   * becomes its root's, and `runc kill` with SIGTERM will halt systemd. A failure leaves systemd to
+   * report what it lacks; the container itself is unchanged.
+   */
+  /** After create, before start: an inner engine's runc makes its containers' cgroups below the container's own. */
+  private delegateEngineCgroups(id: string, root: string | undefined, uid: number, gid: number): void {
+    try {
+      const delegated = delegateCgroups(runcStateDir(root, id), uid, gid, { controllers: true });
+      this.host.log.info({ id, cgroups: delegated.map((d) => d.dir) }, 'inner engine container: cgroups delegated');
+    } catch (e) {
+      this.host.log.warn({ id, err: oneLine(e) }, 'inner engine container: cgroups not delegated');
+    }
+  }
+
+  private prepareSystemInit(id: string, root: string | undefined, uid: number, gid: number, init: SystemInit): void {
+    const dir = runcStateDir(root, id);
+    try {
+      writeStopSignal(dir, SYSTEMD_STOP_SIGNAL);
+    } catch (e) {
+      this.host.log.warn({ id, err: oneLine(e) }, 'systemd container: no stop signal (docker stop will end at its SIGKILL)');
+    }
+    try {
+      const delegated = delegateCgroups(dir, uid, gid);
+      this.host.log.info({ id, container: init.container, cgroups: delegated.map((d) => d.dir) }, 'systemd container: cgroups delegated, stop signal SIGRTMIN+3');
+    } catch (e) {
+      this.host.log.warn({ id, err: oneLine(e) }, 'systemd container: cgroups not delegated');
+    }
   }
 
   /**

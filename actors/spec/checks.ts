@@ -4,6 +4,7 @@ import { checkBindMounts, type BindDecision, type ImageInfo, type MountPolicy, t
 import { checkNamespaces, type OciSpec } from '../runc/spec.ts';
 import { EciError } from '../errors.ts';
 import type { SpecStep } from './steps.ts';
+import { withoutEngineCgroupBinds, type SystemInit } from './system-init.ts';
 
 /** An eci container whose namespace a spec joins: its group and its init's host pid. */
 export interface NamespaceOwner { id: string; group: string; pid: number }
@@ -44,6 +45,8 @@ export interface CheckContext {
   namespaceOwner?(type: string, path: string): NamespaceOwner | undefined;
   /** Set by shared-namespaces when the spec joins eci containers' namespaces. */
   joins?: GroupJoin;
+  /** Set when the container's process is systemd (actors/system-init.ts). */
+  systemInit?: SystemInit;
 }
 
 /**
@@ -85,6 +88,12 @@ export const CHECK_STEPS: readonly SpecStep<CheckContext>[] = [
       c.joins = c.namespaceOwner ? groupJoin(spec, (t, p) => c.namespaceOwner!(t, p)) : undefined;
       return spec;
     },
+  },
+  {
+    // systemd as PID 1 gets its own cgroup view from eci: an engine's bind of host cgroup trees
+    // (Podman's systemd mode binds the host's name=systemd hierarchy on cgroup v1) goes, before the policy sees it.
+    name: 'init-cgroup-binds',
+    run: (spec, c) => withoutEngineCgroupBinds(spec, c.systemInit),
   },
   {
     // Restricted host paths, shared paths, engine sockets only for trusted images.

@@ -8,6 +8,7 @@ import { allCapabilities, allowSystemSyscalls } from './system-container.ts';
 import { addNotifyRules } from '../runc/seccomp.ts';
 import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
+import { withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from './system-init.ts';
 
 export interface RewriteContext {
   /** The container id (the seccomp listener's metadata). */
@@ -32,6 +33,10 @@ export interface RewriteContext {
   system?: 'engine';
   /** The user namespace of the group the container joins (checks.ts shared-namespaces); uid/gid are then the group's range. */
   groupUserns?: string;
+  /** Set when the container's process is systemd (actors/system-init.ts): the init-* steps apply. */
+  systemInit?: SystemInit;
+  /** An inner engine's cgroup view (system-container.ts): the cgroup steps of systemd apply to it too. */
+  engineCgroups?: SystemInit;
 }
 
 /**
@@ -84,6 +89,8 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'id-sysctls', run: (s, c) => clampIdSysctls(s, c.gid.size) },
   // A system container (an inner engine) gets every capability eci holds and the syscalls an engine needs.
   { name: 'system-container', run: (s, c) => (c.system ? allowSystemSyscalls(allCapabilities(s, c.heldCapabilities, CAP_NAMES)) : s) },
+  // systemd as PID 1 mounts its API file systems and sandboxes units: CAP_SYS_ADMIN in its user namespace.
+  { name: 'init-sys-admin', run: (s, c) => withSysAdmin(s, c.systemInit) },
   // At most the capabilities eci holds.
   { name: 'capabilities', run: (s, c) => clampCapabilities(s, c.heldCapabilities) },
   // At most eci's own hard rlimits (runc cannot raise them inside the userns).
@@ -94,6 +101,14 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'volumes', run: (s, c) => withBinds(s, c.binds) },
   // eci's emulated /proc files over the container's /proc.
   { name: 'proc-files', run: (s, c) => withMounts(s, c.procMounts) },
+  // systemd as PID 1 (systemd.io/CONTAINER_INTERFACE): its own cgroup namespace, tmpfs /run and
+  // /run/lock, read-only /sys with a writable cgroup mount (only the delegated subtree is its), container=.
+  { name: 'init-cgroupns', run: (s, c) => withCgroupNamespace(s, c.systemInit ?? c.engineCgroups) },
+  { name: 'init-run-tmpfs', run: (s, c) => withRunTmpfs(s, c.systemInit) },
+  { name: 'init-sys-mounts', run: (s, c) => withSysMounts(s, c.systemInit ?? c.engineCgroups) },
+  { name: 'init-container-env', run: (s, c) => withContainerEnv(s, c.systemInit) },
+  // ...and the syscalls Docker's profile keeps for CAP_SYS_ADMIN holders (mounts then notified below).
+  { name: 'init-syscalls', run: (s, c) => withInitSyscalls(s, c.systemInit) },
   // The mount/chmod/... families go to eci's seccomp agent.
   { name: 'seccomp-notify', run: (s, c) => addNotifyRules(s, c.seccompSocket, c.id, { createRules: c.createRules }) },
 ];

@@ -8,6 +8,7 @@
  * Fails closed: if the manager cannot be reached, create/run/exec/restore are refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,63 @@ static void exec_runc(int argc, char **argv)
 	execvp(a[0], a);
 	fprintf(stderr, "eci: cannot run %s: %s\n", a[0], strerror(errno));
 	_exit(127);
+}
+
+#define RUNC_DEFAULT_ROOT "/run/runc" /* runc 1.1.5's --root for uid 0 */
+#define STOP_SIGNAL_FILE "eci-stop-signal" /* actors/stop-signal.ts */
+
+/* Whether a runc kill signal argument is SIGTERM, what engines send to stop a container. */
+static int is_sigterm(const char *s)
+{
+	return strcmp(s, "15") == 0 || strcmp(s, "TERM") == 0 || strcmp(s, "SIGTERM") == 0;
+}
+
+/*
+ * `kill [flags] <id> [signal]` with SIGTERM (or none: runc's default is SIGTERM) for a container whose
+ * manager left a stop signal in runc's state dir (systemd halts on SIGRTMIN+3; see actors/stop-signal.ts):
+ * runs runc with that signal instead. Anything else, or no such file, leaves argv as it is.
+ */
+static void kill_with_stop_signal(int argc, char **argv, int verb_at, const char *root)
+{
+	int pos[3], np = 0;
+	for (int j = verb_at + 1; j < argc; j++) {
+		if (argv[j][0] == '-')
+			continue; /* runc 1.1.5 kill's flags (--all) take no value */
+		if (np == 3)
+			return;
+		pos[np++] = j;
+	}
+	if (np < 1 || np > 2 || (np == 2 && !is_sigterm(argv[pos[1]])))
+		return;
+	const char *id = argv[pos[0]];
+	if (!*id || strchr(id, '/') || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+		return;
+	char path[4096], sig[16];
+	if (snprintf(path, sizeof path, "%s/%s/%s", root ? root : RUNC_DEFAULT_ROOT, id, STOP_SIGNAL_FILE) >= (int)sizeof path)
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, sig, sizeof sig - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	sig[n] = 0;
+	sig[strcspn(sig, "\n")] = 0;
+	char *end;
+	long v = strtol(sig, &end, 10);
+	if (*end || v < 1 || v > 64)
+		return;
+	char **a = calloc((size_t)argc + 2, sizeof(char *));
+	if (!a)
+		return;
+	for (int j = 0; j < argc; j++)
+		a[j] = argv[j];
+	if (np == 2)
+		a[pos[1]] = sig;
+	else
+		a[argc++] = sig;
+	exec_runc(argc, a);
 }
 
 /* Appends an error to runc's --log file, where containerd and Docker look for the reason. */
@@ -225,7 +283,7 @@ static int spawn_and_wait(char **argv)
 
 int main(int argc, char **argv)
 {
-	const char *verb = NULL, *log = NULL, *log_format = NULL;
+	const char *verb = NULL, *log = NULL, *log_format = NULL, *root = NULL;
 	int i = 1;
 	for (; i < argc; i++) {
 		const char *a = argv[i];
@@ -248,12 +306,16 @@ int main(int argc, char **argv)
 			const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
 			if (strcmp(nbuf, "log") == 0)
 				log = val;
+			if (strcmp(nbuf, "root") == 0)
+				root = val;
 			if (strcmp(nbuf, "log-format") == 0)
 				log_format = val;
 		}
 	}
 	if (i < argc)
 		verb = argv[i];
+	if (verb && strcmp(verb, "kill") == 0)
+		kill_with_stop_signal(argc, argv, i, root);
 	if (bypass_verb(verb))
 		exec_runc(argc, argv);
 

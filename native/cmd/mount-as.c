@@ -33,6 +33,28 @@ static int mount_as_prepare(int procfd, void *arg)
 	return 0;
 }
 
+/*
+ * A bind remount (MS_BIND|MS_REMOUNT) of a file mount, on the judged mount itself: mount_setattr on
+ * its fd sets exactly the given per-mount flags, as the classic call does (atime left as it is).
+ * systemd does this for a unit's namespace (ProtectKernelLogs= makes /proc/kmsg read-only). The
+ * kernel still refuses to clear a locked flag, and the read-only check above runs first.
+ */
+static int remount_file_mount(int tfd, unsigned long flags)
+{
+	static const struct { unsigned long ms; uint64_t attr; } map[] = {
+		{ MS_RDONLY, MOUNT_ATTR_RDONLY }, { MS_NOSUID, MOUNT_ATTR_NOSUID },
+		{ MS_NODEV, MOUNT_ATTR_NODEV }, { MS_NOEXEC, MOUNT_ATTR_NOEXEC },
+	};
+	struct mount_attr a = { 0 };
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+		if (flags & map[i].ms)
+			a.attr_set |= map[i].attr;
+		else
+			a.attr_clr |= map[i].attr;
+	}
+	return sys_mount_setattr(tfd, "", AT_EMPTY_PATH, &a);
+}
+
 /* In the forked child, once it is P (as_run): judge the target and make the call. */
 static void mount_as_child(void *arg)
 {
@@ -57,7 +79,7 @@ static void mount_as_child(void *arg)
 	 * Act on the judged objects themselves, never on a path the container could redirect (its own
 	 * /proc included: a container may mount over it): directories through the cwd ("." after
 	 * fchdir to the fd), binds and moves through the new mount API on fds. Non-directory targets
-	 * get only binds; remounting, moving or unmounting a file mount is refused.
+	 * get only binds and bind remounts; other remounts, moves and unmounts of a file mount are refused.
 	 */
 	const bool is_dir = S_ISDIR(sx.stx_mode);
 	int sfd = -1;
@@ -121,6 +143,11 @@ static void mount_as_child(void *arg)
 		if (syscall(SYS_move_mount, cfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			fail(errno, "mount", "bind %s on %s", o->source, o->target);
 		close(cfd);
+		return;
+	}
+	if (!is_dir && (o->flags & MS_REMOUNT) && (o->flags & MS_BIND)) {
+		if (remount_file_mount(tfd, o->flags) < 0)
+			fail(errno, "mount", "remount %s", o->target);
 		return;
 	}
 	if (!is_dir) {

@@ -29,7 +29,7 @@ function int(name: string, dflt: number, min = 0): number {
 }
 
 /** more = binds, policy, datapath, mountlat; the last two can also be picked alone. */
-export const SECTIONS = ['start', 'image', 'rss', 'more', 'procfs', 'issue17', 'load', 'datapath', 'mountlat'] as const;
+export const SECTIONS = ['start', 'image', 'rss', 'more', 'procfs', 'issue17', 'issue16', 'load', 'datapath', 'mountlat'] as const;
 /** Not in the default run: parts of more, and load (issue17 runs its throughput rows, quiet and busy). */
 const NOT_DEFAULT: readonly string[] = ['datapath', 'mountlat', 'load'];
 

@@ -2,11 +2,12 @@
 // status is 0 unless the harness breaks (setup fails, a section cannot measure).
 //
 // Environment:
-//   ECI_BENCH_ONLY=start,image,rss,more,procfs,issue17   sections to run (default: these; more = binds, policy, data path,
+//   ECI_BENCH_ONLY=start,image,rss,more,procfs,issue17,issue16   sections to run (default: these; more = binds, policy, data path,
 //                                          mount latency; procfs = /proc read throughput vs LXCFS; issue17 = issue 17's rows,
 //                                          quiet and beside a busy neighbour (see issue17.ts: ECI_BENCH_ROWS, ECI_BENCH_PASSES,
 //                                          ECI_BENCH_ISSUE17_N); load = creation throughput per ECI_BENCH_LOAD_PAR, RSS at 100;
-//                                          datapath, mountlat: only those two parts of more)
+//                                          datapath, mountlat: only those two parts of more; issue16 = time to systemd
+//                                          `running`, eci vs runc, see issue16.ts: ECI_BENCH_ISSUE16_N)
 //   ECI_BENCH_N=30 ECI_BENCH_WARMUP=3 start-time runs per runtime
 //   ECI_BENCH_CALLS_N=10             runs per runtime with timestamping runtime wrappers (0: skip)
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
@@ -29,6 +30,7 @@ import { benchMore, reportMore, type MoreResult } from './more.ts';
 import { benchProcfs, reportProcfs, type ProcfsResult } from './procfs.ts';
 import { benchLoad, reportLoad, type LoadResult } from './load.ts';
 import { benchIssue17, reportIssue17, type Issue17Result } from './issue17.ts';
+import { benchIssue16, reportIssue16, type Issue16Result } from './issue16.ts';
 
 const REPORT = join(REPO, 'test/bench/last-report.json');
 const HELPER_TMP = '/run/eci/tmp';
@@ -56,7 +58,7 @@ interface Report {
   date: string;
   host: Record<string, string | number>;
   config: Record<string, unknown>;
-  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult; procfs?: ProcfsResult; load?: LoadResult; issue17?: Issue17Result };
+  sections: { start?: StartResult; image?: ImageResult; rss?: RssResult; more?: MoreResult; procfs?: ProcfsResult; load?: LoadResult; issue17?: Issue17Result; issue16?: Issue16Result };
   errors: Record<string, string>;
   checks: Record<string, unknown>;
   durationS?: number;
@@ -126,6 +128,7 @@ async function main(): Promise<number> {
       ['more', async () => { report.sections.more = await benchMore(c); }],
       ['procfs', async () => { report.sections.procfs = await benchProcfs(c); }],
       ['issue17', async () => { report.sections.issue17 = await benchIssue17(c); }],
+      ['issue16', async () => { report.sections.issue16 = await benchIssue16(c); }],
       ['load', async () => { report.sections.load = await benchLoad(c); }],
       ['datapath', async () => { report.sections.more = { ...report.sections.more, ...(await benchMore(c, ['datapath'])) }; }],
       ['mountlat', async () => { report.sections.more = { ...report.sections.more, ...(await benchMore(c, ['mountlat'])) }; }],
@@ -196,6 +199,7 @@ async function main(): Promise<number> {
   if (s.procfs) out.push(...reportProcfs(s.procfs));
   if (s.load) out.push(...reportLoad(s.load));
   if (s.issue17) out.push(...reportIssue17(s.issue17));
+  if (s.issue16) out.push(...reportIssue16(s.issue16));
   for (const [k, v] of Object.entries(report.errors)) out.push(`ERROR ${k}: ${v.split('\n')[0]}`);
   const newTmp = after.tmp.filter((x) => !before.tmp.includes(x));
   const newHelper = after.helperTmp.filter((x) => !before.helperTmp.includes(x));

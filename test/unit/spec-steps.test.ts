@@ -35,9 +35,10 @@ const rewrite = (o: Partial<RewriteContext> = {}): RewriteContext => ({
 
 describe('the step lists', () => {
   it('check, then rewrite, in this order', () => {
-    expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'shared-namespaces', 'mount-policy']);
+    expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'shared-namespaces', 'init-cgroup-binds', 'mount-policy']);
     expect(REWRITE_STEPS.map((s) => s.name)).toEqual([
-      'user-namespace', 'group-user-namespace', 'uts-sysctls', 'id-sysctls', 'system-container', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files', 'seccomp-notify',
+      'user-namespace', 'group-user-namespace', 'uts-sysctls', 'id-sysctls', 'system-container', 'init-sys-admin', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files',
+      'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'init-syscalls', 'seccomp-notify',
     ]);
     for (const s of [...CHECK_STEPS, ...REWRITE_STEPS]) expect(s.name).toMatch(/^[a-z]+(-[a-z]+)*$/);
   });
