@@ -11,6 +11,7 @@ struct as_opts {
 	const char *source, *target, *fstype, *data;
 	unsigned long flags;
 	struct caller_path tpin, spin; /* the target's and source's /proc/self links, pinned (caller-path.h) */
+	int selffd;                    /* the host's /proc/<this helper>/fd (O_PATH), for unmounting a file mount */
 };
 
 /* A bind or move names its source as a path (anything else: a device, a name, or nothing). */
@@ -30,8 +31,14 @@ static int mount_as_prepare(int procfd, void *arg)
 		return -1;
 	if (mount_as_opens_source(o) && caller_path_pin(&o->spin, procfd, o->source) < 0)
 		return -1;
+	/* Opened here, on the host: the container's /proc (where we act later) may be mounted over. */
+	if (o->umount && (o->selffd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return fail(errno, "open", "open /proc/self/fd");
 	return 0;
 }
+
+/* The propagation types of mount(2) flags (one of them, or 0). */
+#define MS_PROPAGATION (MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE)
 
 /*
  * A bind remount (MS_BIND|MS_REMOUNT) of a file mount, on the judged mount itself: mount_setattr on
@@ -78,8 +85,10 @@ static void mount_as_child(void *arg)
 	/*
 	 * Act on the judged objects themselves, never on a path the container could redirect (its own
 	 * /proc included: a container may mount over it): directories through the cwd ("." after
-	 * fchdir to the fd), binds and moves through the new mount API on fds. Non-directory targets
-	 * get only binds and bind remounts; other remounts, moves and unmounts of a file mount are refused.
+	 * fchdir to the fd), binds, moves and propagation through the new mount API on fds, unmounts of
+	 * a file mount through the fd's magic link in the host's /proc. Non-directory targets get only
+	 * binds, bind remounts, propagation changes and unmounts; other remounts and moves onto a file
+	 * mount are refused.
 	 */
 	const bool is_dir = S_ISDIR(sx.stx_mode);
 	int sfd = -1;
@@ -91,12 +100,26 @@ static void mount_as_child(void *arg)
 		}
 	}
 	if (o->umount) {
+		/* As the kernel answers: a path that is no mount's root is EINVAL, whatever it lies in. */
+		if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && !(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+			fail(EINVAL, "umount2", "%s is not a mount point", o->target);
+			return;
+		}
 		if (is_protected) {
 			fail(EPERM, "umount2", "%s is an eci-managed mount", o->target);
 			return;
 		}
 		if (!is_dir) {
-			fail(EPERM, "umount2", "%s: unmounting a file mount is not supported by eci", o->target);
+			/*
+			 * A file cannot be the cwd: unmount it through its judged fd's magic link in the host's
+			 * /proc (opened in prepare; a link, so no UMOUNT_NOFOLLOW). Detached, as below: the fd
+			 * itself keeps the mount busy.
+			 */
+			char name[16];
+			snprintf(name, sizeof name, "%d", tfd);
+			if (o->selffd < 0 || fchdir(o->selffd) < 0 ||
+			    syscall(SYS_umount2, name, (int)(o->flags & ~(unsigned long)UMOUNT_NOFOLLOW) | MNT_DETACH) < 0)
+				fail(errno, "umount2", "umount2 %s", o->target);
 			return;
 		}
 		/*
@@ -134,6 +157,17 @@ static void mount_as_child(void *arg)
 		return;
 	}
 	if (sfd >= 0 && (o->flags & MS_BIND)) {
+		/* As the kernel answers a bind of a file onto a directory or back (runc's maskPath relies on
+		 * it: ENOTDIR makes it mask a directory with a read-only tmpfs instead). */
+		struct statx ss;
+		if (statx(sfd, "", AT_EMPTY_PATH, STATX_TYPE, &ss) < 0) {
+			fail(errno, "mount", "%s", o->source);
+			return;
+		}
+		if (S_ISDIR(ss.stx_mode) != is_dir) {
+			fail(ENOTDIR, "mount", "bind %s on %s", o->source, o->target);
+			return;
+		}
 		int cfd = (int)syscall(SYS_open_tree, sfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
 		                                          ((o->flags & MS_REC) ? AT_RECURSIVE : 0));
 		if (cfd < 0) {
@@ -150,6 +184,13 @@ static void mount_as_child(void *arg)
 			fail(errno, "mount", "remount %s", o->target);
 		return;
 	}
+	/* A propagation change of a file mount (runc makes its file binds private): on the judged mount. */
+	if (!is_dir && (o->flags & MS_PROPAGATION) && !(o->flags & (MS_BIND | MS_MOVE | MS_REMOUNT))) {
+		struct mount_attr a = { .propagation = o->flags & MS_PROPAGATION };
+		if (sys_mount_setattr(tfd, "", AT_EMPTY_PATH | ((o->flags & MS_REC) ? AT_RECURSIVE : 0), &a) < 0)
+			fail(errno, "mount", "propagation of %s", o->target);
+		return;
+	}
 	if (!is_dir) {
 		fail(EPERM, "mount", "%s: only bind mounts onto files are supported by eci", o->target);
 		return;
@@ -158,7 +199,15 @@ static void mount_as_child(void *arg)
 		fail(errno, "mount", "%s", o->target);
 		return;
 	}
-	if (syscall(SYS_mount, o->source, ".", o->fstype, o->flags, o->data) < 0)
+	long rc = syscall(SYS_mount, o->source, ".", o->fstype, o->flags, o->data);
+	/*
+	 * A new sysfs where the container's own is read-only (the kernel locks it so: mount_too_revealing)
+	 * is made read-only too, instead of failing: an inner --privileged container gets the /sys its
+	 * outer container has, no more.
+	 */
+	if (rc < 0 && errno == EPERM && o->fstype && strcmp(o->fstype, "sysfs") == 0 && !(o->flags & (MS_RDONLY | MS_REMOUNT | MS_BIND)))
+		rc = syscall(SYS_mount, o->source, ".", o->fstype, o->flags | MS_RDONLY, o->data);
+	if (rc < 0)
 		fail(errno, "mount", "mount %s on %s (type %s)", o->source ? o->source : "(null)", o->target,
 		     o->fstype ? o->fstype : "(null)");
 }
@@ -206,7 +255,7 @@ int main_as(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct as_opts o = { .c = AS_COMMON_INIT, .umount = strcmp(argv[1], "umount-as") == 0,
-			     .tpin = CALLER_PATH_INIT, .spin = CALLER_PATH_INIT };
+			     .tpin = CALLER_PATH_INIT, .spin = CALLER_PATH_INIT, .selffd = -1 };
 
 	if (as_getopt(argc, argv, longopts, "ro-dev", &o.c, mount_as_opt, &o) == 0 && mount_as_check(&o, argv[1]) == 0) {
 		/* Only a new proc mount takes the pid namespace of the mounting task; everything else runs in place. */
@@ -214,6 +263,8 @@ int main_as(int argc, char **argv)
 		as_run(&o.c, mount_as_prepare, mount_as_child, &o);
 		caller_path_close(&o.tpin);
 		caller_path_close(&o.spin);
+		if (o.selffd >= 0)
+			close(o.selffd);
 	}
 	return report();
 }

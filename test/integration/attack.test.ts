@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, importBusyboxImage, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { startManager, type TestManager } from '../helpers/manager.ts';
 import { gccMissing, installC } from '../helpers/cprog.ts';
+import { missingCaps } from '../helpers/host-caps.ts';
 import { readHostFacts, type AttackContext, type HostFacts } from '../attack/context.ts';
 import { comparison, lines, runSuite, type SuiteRun } from '../attack/run.ts';
 
@@ -19,16 +20,6 @@ const PROBES = ['attack-priv', 'attack-ns', 'attack-exe', 'ro_escape', 'remount_
 // (ECI_ATTACK_REPORT=test/attack/last-comparison.md): a test run must not dirty the checkout.
 const COMPARISON = process.env.ECI_ATTACK_REPORT ?? join(tmpdir(), 'eci-attack-last-comparison.md');
 
-/** Host capabilities runc would have to grant for --privileged (docker asks for all it knows). */
-function missingCaps(): string[] {
-  // Docker 20.10's list up to CAP_CHECKPOINT_RESTORE (40); the host bounding set may lack some.
-  const names = ['CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'LINUX_IMMUTABLE',
-    'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER', 'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE',
-    'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE',
-    'AUDIT_CONTROL', 'SETFCAP', 'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF', 'CHECKPOINT_RESTORE'];
-  const bnd = BigInt('0x' + /^CapBnd:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
-  return names.filter((_, i) => !(bnd & (1n << BigInt(i))));
-}
 
 describe.skipIf(skip)(`attack suite: eci blocks every attempt, runc for comparison${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let m: TestManager;

@@ -95,6 +95,29 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     expect(x).toEqual(y);
   });
 
+  it('handles file mounts and non-mountpoints as the kernel does under runc (runc inside an inner engine relies on it)', async () => {
+    // runc makes its file binds private, binds and unmounts its own binary, masks a directory with
+    // /dev/null (ENOTDIR, then a tmpfs); dockerd unmounts paths that are no mounts (EINVAL).
+    const script = [
+      'touch /f /g; mkdir -p /d',
+      'mount --bind /f /g; echo bind=$?',
+      'mount --make-private /g; echo private=$?',
+      'mount -o remount,bind,ro /g; echo remount=$?',
+      'echo x > /g 2>/dev/null; echo write=$?',
+      'umount /g; echo umount=$?',
+      'grep -c " /g " /proc/mounts',
+      'mount --bind /f /d 2>&1 | grep -o "Not a directory"',
+      'umount /etc 2>&1 | grep -o "Invalid argument"',
+    ].join('; ');
+    const probe = (runtime: string) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${runtime}`, '--cap-add', 'SYS_ADMIN', img, 'sh', '-c', script]);
+    const [eci, runc] = [await probe('eci'), await probe('runc')];
+    expect(runc.stdout.trim().split('\n')).toEqual(['bind=0', 'private=0', 'remount=0', 'write=1', 'umount=0', '0', 'Not a directory', 'Invalid argument']);
+    expect(eci.stdout, eci.stderr).toBe(runc.stdout);
+    // eci's own file mounts stay: unmounting the emulated /proc/meminfo is refused.
+    const own = await run(img, 'sh', '-c', 'umount /proc/meminfo; echo rc=$?; grep -c " /proc/meminfo " /proc/mounts');
+    expect(own.stdout.trim().split('\n')).toEqual(['rc=1', '1']);
+  });
+
   it('keeps a :ro volume read-only when it is named through /proc/self/fd/N', async () => {
     const r = await run('-v', `${vol}:/mnt:ro`, '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir -p /tmp/ps && /eci-bin/proc_self_mount /tmp/ps /mnt');
     expect(r.code, r.stderr).toBe(0);
