@@ -44,7 +44,16 @@ class Performer extends FramedHelper<PerformRun> {
     });
   }
 
+  /** Set by close() before the performer said it is ready: it ends once the requests queued so far are written. */
+  private closing = false;
+
   close(): void {
+    // A request queued for a performer not ready yet is still run: writing it after the end would fail
+    // it as if the performer had died mid-run (a call performed, or not, reported refused).
+    if (this.unconfirmed) {
+      this.closing = true;
+      return;
+    }
     this.sock.end(); // EOF: the performer exits once its current run is over
   }
 
@@ -52,6 +61,7 @@ class Performer extends FramedHelper<PerformRun> {
     if (kind === 'R' && this.unconfirmed) {
       for (const q of this.unconfirmed) this.sock.write(q);
       this.unconfirmed = null;
+      if (this.closing) this.sock.end();
     } else if (kind === 'F') {
       this.settle(id)?.fallback();
     } else if (kind === 'D' && f.length >= 17) {

@@ -279,13 +279,26 @@ int main_perform(int argc, char **argv)
 	struct perform_spare spare = perform_fork_spare(argv[0], out, frame);
 	perform_reply(0, 'R', NULL, 0, NULL, 0);
 	struct perform_note started = { 0 };
-	bool running = false, manager_gone = false;
+	bool running = false, manager_gone = false, draining = false;
 	uint64_t deadline = 0;
 	for (;;) {
 		if (manager_gone && !running) {
-			if (spare.pid > 0)
+			/*
+			 * The manager closed the notify fd, or is gone. The spare reads fd 3 itself: it may have
+			 * taken a request written just before the close and not reported it ('S') yet. Killing it
+			 * then could end a call it already performed (or answered) and have it reported as refused:
+			 * let it see the end of fd 3 and exit, or report its run, within the run timeout.
+			 */
+			if (spare.pid <= 0)
+				return 0;
+			uint64_t now = perform_now_us() / 1000;
+			if (!draining) {
+				draining = true;
+				deadline = now + PERFORM_TIMEOUT_MS;
+			} else if (now >= deadline) {
 				perform_kill(&spare);
-			return 0; /* the manager closed the notify fd, or is gone */
+				return 0;
+			}
 		}
 		if (spare.pid < 0)
 			spare = perform_fork_spare(argv[0], out, frame);
@@ -296,7 +309,7 @@ int main_perform(int argc, char **argv)
 		struct pollfd p[2] = { { .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (spare.pid < 0 ? POLLIN : 0) },
 				       { .fd = spare.note_r, .events = POLLIN } };
 		int timeout = -1;
-		if (running) {
+		if (running || draining) {
 			uint64_t now = perform_now_us() / 1000;
 			timeout = deadline > now ? (int)(deadline - now) : 0;
 		} else if (spare.pid < 0) {
@@ -356,6 +369,10 @@ int main_perform(int argc, char **argv)
 			continue;
 		}
 		/* The spare died (or sent garbage). */
+		if (!running && draining && k == 0) {
+			perform_collect(spare.pid); /* it saw the end of fd 3 with no request: nothing was run */
+			return 0;
+		}
 		if (!running) {
 			/* Before it had a whole request: fd 3 may be left mid-frame, so this performer is done. */
 			perform_kill(&spare);
