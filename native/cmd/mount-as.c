@@ -92,9 +92,10 @@ static void mount_as_child(void *arg)
 	 */
 	const bool is_dir = S_ISDIR(sx.stx_mode);
 	int sfd = -1;
+	struct statx ss; /* the source's mount id (a move) and type (a bind) */
 	if (mount_as_opens_source(o)) {
 		sfd = caller_path_open(&o->spin, o->source);
-		if (sfd < 0) {
+		if (sfd < 0 || statx(sfd, "", AT_EMPTY_PATH, STATX_MNT_ID | STATX_TYPE, &ss) < 0) {
 			fail(errno, "mount", "%s", o->source);
 			return;
 		}
@@ -143,11 +144,6 @@ static void mount_as_child(void *arg)
 		}
 	}
 	if (sfd >= 0 && (o->flags & MS_MOVE)) {
-		struct statx ss;
-		if (statx(sfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &ss) < 0) {
-			fail(errno, "mount", "%s", o->source);
-			return;
-		}
 		if (as_protected_mount(&o->c, ss.stx_mnt_id)) {
 			fail(EPERM, "mount", "%s is an eci-managed mount", o->source);
 			return;
@@ -159,11 +155,6 @@ static void mount_as_child(void *arg)
 	if (sfd >= 0 && (o->flags & MS_BIND)) {
 		/* As the kernel answers a bind of a file onto a directory or back (runc's maskPath relies on
 		 * it: ENOTDIR makes it mask a directory with a read-only tmpfs instead). */
-		struct statx ss;
-		if (statx(sfd, "", AT_EMPTY_PATH, STATX_TYPE, &ss) < 0) {
-			fail(errno, "mount", "%s", o->source);
-			return;
-		}
 		if (S_ISDIR(ss.stx_mode) != is_dir) {
 			fail(ENOTDIR, "mount", "bind %s on %s", o->source, o->target);
 			return;
