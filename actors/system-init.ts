@@ -81,6 +81,5 @@ export function detectSystemInit(spec: OciSpec, root: string): SystemInit | unde
     return undefined; // the rootfs changed under us (a link gone between lstat and readlink): not systemd as far as we know
   }
   if (!real || basename(real) !== 'systemd') return undefined;
-  layout ??= cgroupLayout(readFileSync('/proc/self/mountinfo', 'utf8'));
-  return { container: engineOf(root), cgroups: layout };
+  return { container: engineOf(root), cgroups: hostCgroupLayout() };
 }

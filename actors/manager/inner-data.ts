@@ -5,10 +5,9 @@
 // Removed when the container is; what a crashed manager left is swept at its next start.
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ID_PATTERN } from '../runc/cli.ts';
 
 export interface InnerDataDir { name: string; path: string; dev: bigint; ino: bigint }
-
-const ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 export class InnerData {
   constructor(private readonly stateDir: string) {}
@@ -18,7 +17,7 @@ export class InnerData {
   }
 
   dir(id: string): string {
-    if (!ID.test(id)) throw new Error(`bad container id ${JSON.stringify(id)}`);
+    if (!ID_PATTERN.test(id)) throw new Error(`bad container id ${JSON.stringify(id)}`);
     return join(this.root(), id);
   }
 
@@ -41,7 +40,7 @@ export class InnerData {
   /** Removes the dirs of containers not in `keep` (gone while the manager was down); returns their ids. */
   sweep(keep: ReadonlySet<string>): string[] {
     if (!existsSync(this.root())) return [];
-    const gone = readdirSync(this.root()).filter((id) => ID.test(id) && !keep.has(id));
+    const gone = readdirSync(this.root()).filter((id) => ID_PATTERN.test(id) && !keep.has(id));
     for (const id of gone) this.remove(id);
     return gone;
   }
