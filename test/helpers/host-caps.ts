@@ -15,9 +15,13 @@ export function missingCaps(): string[] {
   return NAMES.filter((_, i) => !(bnd & (1n << BigInt(i))));
 }
 
+/** --privileged's capabilities, seccomp and /proc without the `missing` capabilities (devices aside). */
+export function privilegedWithout(missing: readonly string[]): string[] {
+  return ['--cap-add', 'ALL', ...missing.flatMap((c) => ['--cap-drop', c]), '--security-opt', 'seccomp=unconfined', '--security-opt', 'systempaths=unconfined'];
+}
+
 /** `--privileged`, or where the host lacks capabilities its closest equivalent (devices aside). */
 export function privilegedFlags(): string[] {
   const missing = missingCaps();
-  if (!missing.length) return ['--privileged'];
-  return ['--cap-add', 'ALL', ...missing.flatMap((c) => ['--cap-drop', c]), '--security-opt', 'seccomp=unconfined', '--security-opt', 'systempaths=unconfined'];
+  return missing.length ? privilegedWithout(missing) : ['--privileged'];
 }

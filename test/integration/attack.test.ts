@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerdAvailable, importBusyboxImage, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { startManager, type TestManager } from '../helpers/manager.ts';
 import { gccMissing, installC } from '../helpers/cprog.ts';
-import { missingCaps } from '../helpers/host-caps.ts';
+import { missingCaps, privilegedWithout } from '../helpers/host-caps.ts';
 import { readHostFacts, type AttackContext, type HostFacts } from '../attack/context.ts';
 import { comparison, lines, runSuite, type SuiteRun } from '../attack/run.ts';
 
@@ -94,8 +94,7 @@ describe.skipIf(skip)(`attack suite: eci blocks every attempt, runc for comparis
     const probe = await d.docker(['run', '--rm', '--network', 'none', '--runtime=runc', '--privileged', img, 'true']);
     if (probe.code !== 0) {
       const missing = missingCaps();
-      privFlags = ['--cap-add', 'ALL', ...missing.flatMap((c) => ['--cap-drop', c]), '--security-opt', 'seccomp=unconfined',
-        '--security-opt', 'systempaths=unconfined', '--device-cgroup-rule', 'b *:* rwm', '--device-cgroup-rule', 'c *:* rwm',
+      privFlags = [...privilegedWithout(missing), '--device-cgroup-rule', 'b *:* rwm', '--device-cgroup-rule', 'c *:* rwm',
         '--device', host.disk, '--device', '/dev/kmsg'];
       const why = /unable to apply caps[^:\n]*(: [^:\n]*)?/.exec(probe.stderr)?.[0] ?? probe.stderr.trim().split('\n').at(-1);
       notes.push(`runc --privileged cannot start here ("${why}"); the runc column uses its closest equivalent: --cap-add ALL --cap-drop ${missing.join(',')}, seccomp=unconfined, systempaths=unconfined, all devices allowed, ${host.disk} and /dev/kmsg added.`);

@@ -200,35 +200,17 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     // must run it to the end, not be killed by its performer seeing the socket's end.
     const script = [...Array.from({ length: 6 }, (_, i) => `mount -t tmpfs tmpfs /mnt; echo "r${i}=$?"`), 'echo "mounts=$(grep -c " /mnt " /proc/mounts)"'].join('\n');
     const { sock, b } = await bundle('closing', script, ['mount'], ['CAP_SYS_ADMIN', 'CAP_SETUID', 'CAP_SETGID', 'CAP_DAC_OVERRIDE']);
-    const listeners: SeccompListener[] = [];
-    const handlers: Promise<void>[] = [];
     const outcomes: string[] = [];
-    const handle = async (l: SeccompListener) => {
-      for await (const n of l) {
-        const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, flags: n.args[3], data: n.strings.data, notify: { fd: l.fd, id: n.id } });
-        closePerformer(l.fd, l); // as a late-reported close would, with the request just written
-        const ok = await run.then(() => true, (e: unknown) => { outcomes.push(String((e as Error).message)); return false; });
-        await l.respond(n.id, ok ? { kind: 'value', val: 0 } : { kind: 'errno', errno: EPERM });
-      }
-    };
-    const agent = serveSeccompAgent(sock, (c) => {
-      if (c.notifyFd === null) return;
-      const l = listenSeccomp(c.notifyFd);
-      listeners.push(l);
-      handlers.push(handle(l));
+    const r = await runWithAgent(sock, b, 'eci-performer-closing', async (n, l) => {
+      const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, flags: n.args[3], data: n.strings.data, notify: { fd: l.fd, id: n.id } });
+      closePerformer(l.fd, l); // as a late-reported close would, with the request just written
+      const ok = await run.then(() => true, (e: unknown) => { outcomes.push(String((e as Error).message)); return false; });
+      await l.respond(n.id, ok ? { kind: 'value', val: 0 } : { kind: 'errno', errno: EPERM });
     });
-    try {
-      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer-closing'], undefined, undefined, 120_000);
-      expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
-      expect(outcomes, outcomes.join(" | ")).toEqual([]);
-      for (let i = 0; i < 6; i++) expect(r.stdout).toContain(`r${i}=0`);
-      expect(r.stdout).toContain('mounts=6');
-    } finally {
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await Promise.allSettled(handlers);
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer-closing'], undefined, undefined, 60_000);
-    }
+    expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
+    expect(outcomes, outcomes.join(' | ')).toEqual([]);
+    for (let i = 0; i < 6; i++) expect(r.stdout).toContain(`r${i}=0`);
+    expect(r.stdout).toContain('mounts=6');
   });
 
   it('holds the notify fd and nothing else of the manager; its spare run waits on the manager socket with the notify fd and its note pipe only', async () => {
