@@ -4,6 +4,7 @@
 // a -v volume), and its containers stay inside the outer container's user namespace and range: inner
 // --privileged and host-namespace flags reach no further than the outer container. Removing the
 // outer container removes its inner data from the host.
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,8 +24,14 @@ describe.skipIf(skip)(`Docker-in-Docker under eci${skip ? ` (skipped: ${skip})` 
   let img: string;
   let bb: string;
   let dir: string;
+  // A local user, made by the test, tries the inner engine's data on the host.
+  const user = `ecid${process.pid % 100000}`;
+  const asUser = (cmd: string) => spawnSync('runuser', ['-u', user, '--', 'sh', '-c', cmd], { encoding: 'utf8' });
 
   beforeAll(async () => {
+    spawnSync('userdel', [user]);
+    const u = spawnSync('useradd', ['-M', '-s', '/bin/sh', user], { encoding: 'utf8' });
+    if (u.status !== 0) throw new Error(`useradd ${user}: ${u.stderr}`);
     m = await startManager();
     d = await startDockerd({ runtimes: { eci: m.runtime } });
     img = await importDebian(d, 'docker');
@@ -38,6 +45,7 @@ describe.skipIf(skip)(`Docker-in-Docker under eci${skip ? ` (skipped: ${skip})` 
   }, 600_000);
 
   afterAll(async () => {
+    spawnSync('userdel', [user]);
     await d?.stop();
     await m?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -76,6 +84,11 @@ describe.skipIf(skip)(`Docker-in-Docker under eci${skip ? ` (skipped: ${skip})` 
         // Where the inner engine keeps its data on the host: eci's state dir, owned (on disk) by root.
         const data = join(m.dir, 'state', 'inner', (await d.docker(['inspect', '-f', '{{.Id}}', id])).stdout.trim(), 'docker');
         expect(existsSync(join(data, 'overlay2'))).toBe(true);
+        for (const cmd of [`ls ${data}`, `ls ${data}/overlay2`, `touch ${data}/x`, `ls ${join(m.dir, 'state', 'inner')}`]) {
+          const r = asUser(cmd);
+          expect(r.status, `${cmd} as ${user}`).not.toBe(0);
+          expect(r.stderr, cmd).toMatch(/Permission denied/);
+        }
       } finally {
         await d.docker(['rm', '-f', id]);
       }
