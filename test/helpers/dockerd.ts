@@ -145,6 +145,7 @@ export async function startDockerd(o: StartDockerdOptions = {}): Promise<Dockerd
     '--exec-root', execRoot,
     '--pidfile', pidfile,
     '-H', `unix://${socket}`,
+    ...(process.env.ECI_DOCKERD_DEBUG ? ['--debug'] : []), // with ECI_KEEP_DOCKERD_LOG, to diagnose a hang
     ...(o.bridgeNetns === undefined ? ['--iptables=false', '--ip-masq=false', '--bridge=none'] : []),
   ];
   for (const [name, path] of Object.entries(o.runtimes ?? {})) {

@@ -103,6 +103,7 @@ export async function startManager(o: { dir?: string; env?: Record<string, strin
       // whatever is still mounted under the dir, deepest first, before removing it.
       const mps = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p && (p === dir || p.startsWith(`${dir}/`)));
       for (const mp of mps.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
+      if (process.env.ECI_KEEP_MANAGER_LOG) spawnSync('cp', [logFile, `${dir}.daemon.log`]); // to diagnose a failure
       rmSync(dir, { recursive: true, force: true });
     },
   };

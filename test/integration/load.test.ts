@@ -9,6 +9,7 @@ import { childrenOf, mountsUnder, until } from '../helpers/bundle.ts';
 import { dockerdAvailable, RUN_FLAGS, type Dockerd } from '../helpers/dockerd.ts';
 import { startEciDocker, stopEciDocker } from '../helpers/eci-docker.ts';
 import { replay } from '../helpers/events.ts';
+import { hangReport } from '../helpers/hang-report.ts';
 import type { TestManager } from '../helpers/manager.ts';
 import { FIRST } from '../helpers/manager.ts';
 
@@ -74,7 +75,17 @@ describe.skipIf(!avail.ok)(`load: ${N} containers through Docker${avail.ok ? '' 
 
     const t1 = performance.now();
     await pool(ids, PAR, async (id) => {
-      const r = await d.docker(['rm', '-f', id], { timeoutMs: 120_000 });
+      let r = await d.docker(['rm', '-f', id], { timeoutMs: 120_000 }).catch((e: Error) => e);
+      if (r instanceof Error) {
+        // Once in CI a `docker rm -f` never returned. A hang with an eci-runc call still pending is
+        // eci's and fails here; one in the engine alone (seen once with a plain runc container too)
+        // is reported and tried once more: eci's own bookkeeping is still checked below.
+        const h = await hangReport(d, m, id);
+        if (h.eciPending) throw new Error(`${r.message}\n${h.text}`);
+        console.warn(`load: ${r.message}; no eci call pending, trying once more\n${h.text}`);
+        r = await d.docker(['rm', '-f', id], { timeoutMs: 120_000 }).catch((e: Error) => new Error(`${e.message}\n${h.text}`));
+        if (r instanceof Error) throw r;
+      }
       expect(r.code, r.stderr).toBe(0);
     });
     console.log(`load: ${N} removed in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
@@ -97,5 +108,5 @@ describe.skipIf(!avail.ok)(`load: ${N} containers through Docker${avail.ok ? '' 
     }
     for (const id of ids) expect(byId.get(id), id).toEqual(LIFECYCLE);
     expect(new Set(events.map((e) => e.event.id)).size).toBe(events.length);
-  }, 300_000);
+  }, 600_000);
 });
