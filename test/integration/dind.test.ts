@@ -72,7 +72,7 @@ describe.skipIf(skip)(`Docker-in-Docker under eci${skip ? ` (skipped: ${skip})` 
         expect(load.code, load.stderr).toBe(0);
         const outerMap = (await d.docker(['exec', id, 'cat', '/proc/self/uid_map'])).stdout.trim().split(/\s+/);
         expect(outerMap.slice(1)).toEqual([String(FIRST), '65536']);
-        const run = await inner(id, 'run', '--rm', '--network', 'none', bb, 'sh', '-c', 'id -u; cat /proc/self/uid_map');
+        const run = await inner(id, 'run', '--rm', bb, 'sh', '-c', 'test -e /sys/class/net/eth0 && id -u && cat /proc/self/uid_map'); // on the inner default bridge
         expect(run.code, run.stderr).toBe(0);
         const [uid, ...map] = run.stdout.trim().split(/\s+/);
         expect(uid).toBe('0');
@@ -102,12 +102,12 @@ describe.skipIf(skip)(`Docker-in-Docker under eci${skip ? ` (skipped: ${skip})` 
     try {
       expect((await inner(id, 'load', '-i', '/host/busybox.tar')).code).toBe(0);
       // The outer container's view of the host's kernel, and then an inner --privileged one with
-      // the inner host's pid and ipc namespaces: the same refusals. (Where this host's bounding set
+      // the inner host's pid, ipc and network namespaces: the same refusals. (Where this host's bounding set
       // lacks a capability, --privileged fails under any runc: its closest equivalent then.)
       const probe = ['/host/attack-priv', '/dev/vda', '254:0', 'ext4', 'etc/hostname'];
       // exec --privileged: the outer container's full capabilities (a plain exec gets Docker's default set).
       const fromOuter = await d.docker(['exec', '--privileged', id, ...probe]);
-      const fromInner = await inner(id, 'run', '--rm', ...privilegedFlags(), '--pid=host', '--ipc=host', '-v', '/host:/host:ro', bb, ...probe);
+      const fromInner = await inner(id, 'run', '--rm', ...privilegedFlags(), '--pid=host', '--ipc=host', '--network=host', '-v', '/host:/host:ro', bb, ...probe);
       expect(fromInner.code, fromInner.stderr).toBe(0);
       const lines = (s: string) => Object.fromEntries(s.trim().split('\n').map((l) => [l.split(' ')[0], l.split(' ')[1]]));
       const o = lines(fromOuter.stdout);
