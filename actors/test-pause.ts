@@ -1,7 +1,7 @@
 // A test-only hook to make a crash land at an exact point: with ECI_TEST_PAUSE_AT=<point>[:<id>] the
 // manager, on reaching that point (for that container), writes <stateDir>/paused-at and waits forever,
 // so a test can kill -9 it there. Unset (production), every call is a no-op that resolves at once.
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EciError } from './errors.ts';
 
@@ -36,7 +36,10 @@ export class TestPause {
   async at(point: PausePoint, id: string, settle?: () => Promise<unknown>): Promise<void> {
     if (this.point !== point || (this.id !== undefined && this.id !== id)) return;
     await settle?.();
-    writeFileSync(join(this.stateDir, 'paused-at'), `${point} ${id}\n`);
+    // Written whole and then renamed: a test polling for the file never reads it half-written.
+    const marker = join(this.stateDir, 'paused-at');
+    writeFileSync(`${marker}.tmp`, `${point} ${id}\n`);
+    renameSync(`${marker}.tmp`, marker);
     await new Promise<never>(() => {});
   }
 }
