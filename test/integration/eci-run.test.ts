@@ -24,7 +24,7 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
   let m: TestManager;
   let dir: string;
   const eci = (args: string[], o: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> =>
-    runCmd(process.execPath, [ECI, ...args], { ...process.env, ...m.env, ...o.env }, o.input, o.timeoutMs ?? 60_000);
+    runCmd(ECI, args, { ...process.env, ...m.env, ...o.env }, o.input, o.timeoutMs ?? 60_000);
   const images = () => join(m.dir, 'state', 'images');
   const storeEntries = () => (existsSync(images()) ? readdirSync(images()) : []);
   /** What a run may leave: bundles, writable layers, runc state, mounts under them, ranges. */
@@ -114,7 +114,7 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
       'os.waitpid(pid, 0)',
       'sys.stdout.write(out.decode(errors="replace"))',
     ].join('\n'));
-    const onTty = await runCmd('python3', [join(dir, 'capture-tty.py'), process.execPath, ECI, 'image', 'import', tar, 'bbtty'], { ...process.env, ...m.env }, undefined, 60_000);
+    const onTty = await runCmd('python3', [join(dir, 'capture-tty.py'), ECI, 'image', 'import', tar, 'bbtty'], { ...process.env, ...m.env }, undefined, 60_000);
     expect(onTty.stdout).toMatch(/\rimporting bbtty:latest \[#+\] \d+\.\d\/\d+\.\d MB 100%/);
     const piped = await eci(['image', 'import', tar, 'bbpipe']);
     expect([piped.code, piped.stdout, piped.stderr]).toEqual([0, 'bbpipe:latest\n', '']);
@@ -276,7 +276,7 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
 
   it('signals: SIGTERM to eci run reaches the container (exit 143); SIGKILL -> 137; a hangup kills it after a grace period; a killed eci run is swept', async () => {
     const start = (name: string, cmd: string) => {
-      const p = spawn(process.execPath, [ECI, 'run', '--name', name, 'busybox', 'sh', '-c', cmd], { env: { ...process.env, ...m.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(ECI, ['run', '--name', name, 'busybox', 'sh', '-c', cmd], { env: { ...process.env, ...m.env }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout!.on('data', (b: Buffer) => (out += b));
       const done = new Promise<number>((res) => p.on('close', (code) => res(code ?? -1)));
@@ -354,7 +354,7 @@ _, st = os.waitpid(pid, 0)
 print('STATUS', os.waitstatus_to_exitcode(st))
 `;
     writeFileSync(join(dir, 'drive-tty.py'), driver);
-    const r = await runCmd('python3', [join(dir, 'drive-tty.py'), process.execPath, ECI, 'run', '-it', 'busybox', 'sh'], { ...process.env, ...m.env }, undefined, 60_000);
+    const r = await runCmd('python3', [join(dir, 'drive-tty.py'), ECI, 'run', '-it', 'busybox', 'sh'], { ...process.env, ...m.env }, undefined, 60_000);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('STATUS 5');
   });
