@@ -146,9 +146,9 @@ async function checkCmd(args: string[]): Promise<void> {
   const { dockerReachable } = await import('../cli/check.ts');
   o.engine = (engine as 'docker' | 'eci' | undefined) ?? ((await dockerReachable(o)) ? 'docker' : 'eci');
   if (o.engine === 'eci') {
-    // The same runtime as this process: Deno runs bin/eci.ts, Node the compiled bin/eci.
+    // The same runtime as this process: Deno runs bin/eci.ts; else bin/eci, whose `run` starts no Node.
     const underDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
-    const self = underDeno ? [process.execPath, 'run', '-A', join(repoDir(), 'bin', 'eci.ts')] : [process.execPath, join(repoDir(), 'bin', 'eci')];
+    const self = underDeno ? [process.execPath, 'run', '-A', join(repoDir(), 'bin', 'eci.ts')] : [join(repoDir(), 'bin', 'eci')];
     o.eci = { argv: [...self, 'run'], env: { ...process.env } as Record<string, string> };
   }
   if (!o.image) o.image = o.engine === 'eci' ? 'busybox' : 'eci-busybox';
