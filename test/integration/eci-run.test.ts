@@ -319,6 +319,34 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect(existsSync(join(m.dir, 'run', 'standalone', 'sig-stale'))).toBe(false);
   });
 
+  it("eci run's death counts as a hangup: a container still running is killed after the grace period and swept; node bin/eci run forwards signals too", async () => {
+    const waitFor = async (cond: () => boolean, what: string) => {
+      for (let i = 0; i < 600 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(cond(), `waited for ${what}`).toBe(true);
+    };
+    const env = { ...process.env, ...m.env };
+    const orphan = spawn(ECI, ['run', '--name', 'orphan', 'busybox', 'sh', '-c', 'echo ready; exec sleep 1000'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    orphan.stdout!.on('data', (b: Buffer) => (out += b));
+    const gone = new Promise<void>((res) => orphan.on('close', () => res()));
+    await waitFor(() => out.includes('ready'), 'the container to print ready');
+    orphan.kill('SIGKILL');
+    await gone;
+    await waitFor(() => !existsSync(join(m.dir, 'run', 'runc', 'orphan')), 'the manager to kill the container of a dead eci run');
+    for (let i = 0; i < 100 && Object.keys((await m.ps()).ranges).length; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await eci(['run', 'busybox', 'true'])).code).toBe(0); // sweeps its bundle
+    expect(existsSync(join(m.dir, 'run', 'standalone', 'orphan'))).toBe(false);
+
+    // Deno and `node bin/eci run` run the same client as a child, forwarding signals to it.
+    const viaNode = spawn(process.execPath, [ECI, 'run', 'busybox', 'sh', '-c', 'trap "exit 143" TERM; echo ready; while :; do sleep 0.1; done'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let nodeOut = '';
+    viaNode.stdout!.on('data', (b: Buffer) => (nodeOut += b));
+    const status = new Promise<number>((res) => viaNode.on('close', (code) => res(code ?? -1)));
+    await waitFor(() => nodeOut.includes('ready'), 'the container run through node bin/eci to print ready');
+    viaNode.kill('SIGTERM');
+    expect(await status).toBe(143);
+  });
+
   it('-it: a real terminal (raw mode, the size, resize on SIGWINCH, Ctrl-C to the container), echo hi, exit status', async () => {
     // A python pty drives eci run as a user's terminal would.
     const driver = `
