@@ -15,7 +15,8 @@ import type { ShimFrame, ShimReply } from '../../actors/shim-protocol.ts';
 import { startLauncher } from '../../native/index.ts';
 import { HELP } from '../help.ts';
 import { parseRunArgs } from './flags.ts';
-import { finishRun, HANGUP_GRACE_MS, prepareRun, type PreparedRun, type RunPaths } from './run.ts';
+import { finishRun, HANGUP_GRACE_MS, prepareRun, type PreparedRun, type RunEnd, type RunPaths } from './run.ts';
+import type { RunOptions } from './flags.ts';
 
 const SIGHUP = 1;
 
@@ -26,6 +27,33 @@ function failure(e: unknown, log: Logger): ShimReply {
   return { action: 'fail', text: `eci: unexpected error (a bug): ${(e as Error)?.stack ?? String(e)}\n`, status: 1 };
 }
 
+/** What a session does to the world (tests give fakes). */
+export interface RunEffects {
+  prepare(opts: RunOptions, owner: number): Promise<PreparedRun>;
+  finish(run: PreparedRun, end: RunEnd): Promise<number>;
+  /** Kills the run's container (runc kill KILL through the launcher). */
+  kill(run: PreparedRun): void;
+  /** Whether the bundle still belongs to client `owner` (not swept and made again under the same name). */
+  owned(run: PreparedRun, owner: number): boolean;
+  graceMs: number;
+}
+
+export function runEffects(config: ManagerConfig, paths: RunPaths): RunEffects {
+  return {
+    prepare: (opts, owner) => prepareRun(config, opts, owner, paths),
+    finish: (run, end) => finishRun(config, run, end, paths),
+    kill: (run) => startLauncher(['--root', run.runcRoot, 'kill', run.id, 'KILL'], { socket: config.socket, launcher: paths.launcher }),
+    owned: (run, owner) => {
+      try {
+        return Number(readFileSync(join(run.bundle, 'owner'), 'utf8')) === owner;
+      } catch {
+        return false;
+      }
+    },
+    graceMs: HANGUP_GRACE_MS,
+  };
+}
+
 export class RunSession implements RunCalls {
   private run?: PreparedRun;
   private owner = 0;
@@ -33,7 +61,7 @@ export class RunSession implements RunCalls {
   private gone = false;
   private hangup?: NodeJS.Timeout;
 
-  constructor(private readonly config: ManagerConfig, private readonly paths: RunPaths, private readonly log: Logger) {}
+  constructor(private readonly fx: RunEffects, private readonly log: Logger) {}
 
   async start(f: Extract<ShimFrame, { kind: 'run' }>): Promise<ShimReply> {
     if (this.run || this.finished) return { action: 'fail', text: 'eci: one run per connection\n', status: 125 };
@@ -46,7 +74,7 @@ export class RunSession implements RunCalls {
       }
       stdin = opts.interactive; // else /dev/null, as docker run without -i
       this.owner = f.pid;
-      this.run = await prepareRun(this.config, opts, f.pid, this.paths);
+      this.run = await this.fx.prepare(opts, f.pid);
     } catch (e) {
       this.finished = true;
       return failure(e, this.log);
@@ -62,7 +90,7 @@ export class RunSession implements RunCalls {
     this.finished = true;
     clearTimeout(this.hangup);
     try {
-      return { action: 'done', status: await finishRun(this.config, run, f, this.paths) };
+      return { action: 'done', status: await this.fx.finish(run, f) };
     } catch (e) {
       return failure(e, this.log);
     }
@@ -88,21 +116,11 @@ export class RunSession implements RunCalls {
     const run = this.run;
     if (!run || this.finished || this.hangup) return;
     this.hangup = setTimeout(() => {
-      if (this.finished || !this.stillOwned(run)) return;
-      startLauncher(['--root', run.runcRoot, 'kill', run.id, 'KILL'], { socket: this.config.socket, launcher: this.paths.launcher });
-    }, HANGUP_GRACE_MS);
-    this.hangup.unref();
-  }
-
-  /** The bundle is still this client's (not swept and made again by a run of the same name). */
-  private stillOwned(run: PreparedRun): boolean {
-    try {
-      return Number(readFileSync(join(run.bundle, 'owner'), 'utf8')) === this.owner;
-    } catch {
-      return false;
-    }
+      if (!this.finished && this.fx.owned(run, this.owner)) this.fx.kill(run);
+    }, this.fx.graceMs);
+    this.hangup.unref?.();
   }
 }
 
 /** The control server's `run` handler. */
-export const runSessions = (config: ManagerConfig, paths: RunPaths, log: Logger) => (): RunCalls => new RunSession(config, paths, log);
+export const runSessions = (config: ManagerConfig, paths: RunPaths, log: Logger) => (): RunCalls => new RunSession(runEffects(config, paths), log);
