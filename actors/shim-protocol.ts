@@ -145,7 +145,7 @@ export class FrameDecoder {
     const e = this.fields(m.end, this.count(m.fields[0]));
     if (!e) return undefined;
     this.buf = this.buf.subarray(e.end);
-    const env: Record<string, string> = {};
+    const env: Record<string, string> = Object.create(null); // keys are the client's: no inherited ones
     for (const kv of e.fields) {
       const eq = kv.indexOf('=');
       if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
