@@ -8,7 +8,9 @@
 // Control clients (bin/eci) send CTL1 \0 <json> \0 and get <json> \0 back.
 // `eci run`'s client (native/cmd/eci-run.c) sends
 //   run      RUN1 \0 <cwd> \0 <pid> \0 <n> \0 <arg1> ... \0 <m> \0 <KEY=VALUE1> ... \0   (argv after `run`, its environment)
-// and gets `start stdin argv` (run argv, stdin inherited when stdin is 1, else /dev/null), `print` (help) or
+// and gets `start stdin argv` (run argv, stdin inherited when stdin is 1, else /dev/null; argv is
+// `<launcher> --root <R> run ... <id>`: after a hangup with no manager connected, the client runs
+// `<launcher> --root <R> kill <id> KILL` itself), `print` (help) or
 // `fail text status` (write text to stderr, exit status); after a start it sends
 //   run exit RUNX \0 <status> \0 <started 1|0> \0 <stderr tail> \0   (0: a signal came before it started)
 // and gets `done status` or `fail`. Meanwhile it may send SIGN \0 <signo> \0 (a signal it got).

@@ -10,7 +10,8 @@
  *   3. reports how it ended (RUNX) and exits with the status the manager answers once it has
  *      removed the bundle. INT, TERM, HUP, QUIT, USR1, USR2 go to the child; a HUP is also told
  *      to the manager (SIGN), which kills a container still running HANGUP_GRACE_MS later, as it
- *      does when this client dies (its connection ends).
+ *      does when this client dies (its connection ends); with no manager connected, the client
+ *      kills it itself.
  * Fails closed: no manager, no container (exit 125). Wire format: actors/shim-protocol.ts.
  */
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -32,6 +34,8 @@ extern char **environ;
 #define MAX_FIELDS 4096
 /* After the child ends, how long its stderr may stay open (a process of the container holding it). */
 #define STDERR_LINGER_MS 1000
+/* cli/run/run.ts HANGUP_GRACE_MS: after a hangup, how long the container may go on. */
+#define HANGUP_GRACE_MS 5000
 
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, 0 };
 static int sig_r = -1, sig_w = -1; /* self-pipe: one byte per signal caught */
@@ -139,6 +143,14 @@ static int parse_reply(struct buf *in, struct reply *r)
 
 static pid_t child;
 static int started;
+static long long hup_deadline; /* when a hangup while the child runs is due (monotonic ms), 0: none */
+
+static long long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 static int cancel_sig; /* a signal that came before the container started: do not start it */
 
 /* Handles the signals caught since last time: forwarded to the child, a hangup told to the manager. */
@@ -150,8 +162,11 @@ static void handle_signals(int sock, int *manager_up)
 		int sig = c[i];
 		if (sig == SIGCHLD)
 			continue;
-		if (started && child > 0)
+		if (started && child > 0) {
 			kill(child, sig);
+			if (sig == SIGHUP && !hup_deadline)
+				hup_deadline = now_ms() + HANGUP_GRACE_MS;
+		}
 		else if (!started && !cancel_sig)
 			cancel_sig = sig;
 		if (sig == SIGHUP && *manager_up) {
@@ -219,6 +234,27 @@ static int exit_status(int st)
 	return 1;
 }
 
+/*
+ * A hangup's kill when no manager is connected to do it (it died or was restarted): the start
+ * command line is `<launcher> --root <R> run ... <id>` (actors/shim-protocol.ts), so the kill is
+ * `<launcher> --root <R> kill <id> KILL`, which the launcher passes straight to runc.
+ */
+static void kill_container(char **argv, const char *socket_path)
+{
+	int n = 0;
+	while (argv[n])
+		n++;
+	if (n < 5 || strcmp(argv[1], "--root") != 0 || strcmp(argv[3], "run") != 0)
+		return;
+	char *k[] = { argv[0], argv[1], argv[2], "kill", argv[n - 1], "KILL", NULL };
+	pid_t p = fork();
+	if (p == 0) {
+		setenv("ECI_SOCKET", socket_path, 1);
+		execv(k[0], k);
+		_exit(127);
+	}
+}
+
 /* Runs the manager's `eci-runc run` command line; returns its exit status, with its stderr tail. */
 static int run_child(char **argv, int with_stdin, const char *socket_path, int sock, int *manager_up, char *tail, size_t *tail_len)
 {
@@ -261,8 +297,18 @@ static int run_child(char **argv, int with_stdin, const char *socket_path, int s
 		}
 		if (reaped && err < 0)
 			break;
+		if (!reaped && hup_deadline && now_ms() >= hup_deadline) {
+			hup_deadline = 0;
+			if (!*manager_up)
+				kill_container(argv, socket_path);
+		}
 		struct pollfd p[3] = { { sig_r, POLLIN, 0 }, { err, err >= 0 ? POLLIN : 0, 0 }, { *manager_up ? sock : -1, POLLIN, 0 } };
-		int r = poll(p, 3, reaped ? STDERR_LINGER_MS : -1);
+		int timeout = reaped ? STDERR_LINGER_MS : -1;
+		if (!reaped && hup_deadline) {
+			long long left = hup_deadline - now_ms();
+			timeout = left < 0 ? 0 : (int)left;
+		}
+		int r = poll(p, 3, timeout);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;

@@ -126,21 +126,21 @@ describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' 
 // manager: a manager that dies mid-run leaves the container and eci run going; eci run ends with the
 // container's status, and the bundle it could not have removed is swept by the next eci run.
 describe.skipIf(!root)(`eci run while its manager is killed${root ? '' : ' (skipped: needs root)'}`, () => {
-  let m: TestManager | undefined;
+  const managers: TestManager[] = [];
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync('/tmp/eci-crash-run-');
     chmodSync(dir, 0o755);
   });
   afterAll(async () => {
-    if (m) spawnSync('runc', ['--root', join(m.dir, 'run', 'runc'), 'delete', '--force', 'crash-run'], { stdio: 'ignore' });
-    await m?.destroy();
+    for (const m of managers) for (const id of ['crash-run', 'crash-hup']) spawnSync('runc', ['--root', join(m.dir, 'run', 'runc'), 'delete', '--force', id], { stdio: 'ignore' });
+    await Promise.allSettled(managers.map((m) => m.destroy()));
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('the container and eci run go on; its status is the container\'s; the next eci run sweeps the bundle', async () => {
-    m = await startManager();
-    const mgr = m;
+    const mgr = await startManager();
+    managers.push(mgr);
     const env = { ...process.env, ...mgr.env };
     const w = join(dir, 'w');
     mkdirSync(w, { mode: 0o777 });
@@ -165,5 +165,21 @@ describe.skipIf(!root)(`eci run while its manager is killed${root ? '' : ' (skip
     await until(async () => Object.keys((await mgr.ps()).ranges).length === 0 || undefined, 'the ranges to be released', 90_000);
     expect(mountsUnder(join(mgr.dir, 'run', 'containers'))).toEqual([]);
   }, 180_000);
-});
 
+  it('a hangup while no manager is connected: eci run itself kills the container after the grace period', async () => {
+    const mgr = await startManager();
+    managers.push(mgr);
+    const p = spawn(join(REPO, 'bin/eci'), ['run', '--name', 'crash-hup', 'busybox', 'sh', '-c', 'trap "" HUP; echo ready; exec sleep 1000'], { env: { ...process.env, ...mgr.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout!.on('data', (b: Buffer) => (out += b));
+    const done = new Promise<number>((res) => p.on('close', (code) => res(code ?? -1)));
+    await until(() => out.includes('ready'), 'the container to print ready', 30_000);
+    await mgr.kill9();
+    p.kill('SIGHUP');
+    expect(await done).toBe(137);
+    await mgr.restart();
+    const next = spawnSync(join(REPO, 'bin/eci'), ['run', 'busybox', 'true'], { env: { ...process.env, ...mgr.env }, encoding: 'utf8', timeout: 60_000 });
+    expect(next.status, next.stderr).toBe(0);
+    expect(existsSync(join(mgr.dir, 'run', 'standalone', 'crash-hup'))).toBe(false);
+  });
+});
