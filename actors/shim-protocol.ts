@@ -6,18 +6,31 @@
 // actions: exec argv (replace the launcher), spawn argv (run, wait, report EXIT), error message
 // (print `eci: message`, exit 1), done status (exit with status), print text status.
 // Control clients (bin/eci) send CTL1 \0 <json> \0 and get <json> \0 back.
+// `eci run`'s client (native/cmd/eci-run.c) sends
+//   run      RUN1 \0 <cwd> \0 <pid> \0 <n> \0 <arg1> ... \0 <m> \0 <KEY=VALUE1> ... \0   (argv after `run`, its environment)
+// and gets `start stdin argv` (run argv, stdin inherited when stdin is 1, else /dev/null; argv is
+// `<launcher> --root <R> run ... <id>`: after a hangup with no manager connected, the client runs
+// `<launcher> --root <R> kill <id> KILL` itself), `print` (help) or
+// `fail text status` (write text to stderr, exit status); after a start it sends
+//   run exit RUNX \0 <status> \0 <started 1|0> \0 <stderr tail> \0   (0: a signal came before it started)
+// and gets `done status` or `fail`. Meanwhile it may send SIGN \0 <signo> \0 (a signal it got).
 
 export type ShimReply =
   | { action: 'exec'; argv: string[] }
   | { action: 'spawn'; argv: string[] }
   | { action: 'error'; message: string }
   | { action: 'done'; status: number }
-  | { action: 'print'; text: string; status: number };
+  | { action: 'print'; text: string; status: number }
+  | { action: 'start'; stdin: boolean; argv: string[] }
+  | { action: 'fail'; text: string; status: number };
 
 export type ShimFrame =
   | { kind: 'request'; cwd: string; argv: string[] }
   | { kind: 'exit'; status: number }
-  | { kind: 'control'; body: unknown };
+  | { kind: 'control'; body: unknown }
+  | { kind: 'run'; cwd: string; pid: number; argv: string[]; env: Record<string, string> }
+  | { kind: 'run-exit'; status: number; started: boolean; stderrTail: string }
+  | { kind: 'signal'; signal: number };
 
 export class ProtocolError extends Error {
   readonly code = 'EPROTO';
@@ -28,7 +41,8 @@ export function encodeReply(r: ShimReply): Buffer {
     r.action === 'exec' || r.action === 'spawn' ? r.argv
       : r.action === 'error' ? [r.message]
         : r.action === 'done' ? [String(r.status)]
-          : [r.text, String(r.status)];
+          : r.action === 'start' ? [r.stdin ? '1' : '0', ...r.argv]
+            : [r.text, String(r.status)];
   return Buffer.from([r.action, String(fields.length), ...fields].map((f) => f + '\0').join(''));
 }
 
@@ -95,6 +109,49 @@ export class FrameDecoder {
         throw new ProtocolError('control frame is not JSON');
       }
     }
+    if (magic === 'RUN1') return this.takeRun(head.end);
+    if (magic === 'RUNX') {
+      const s = this.fields(head.end, 3);
+      if (!s) return undefined;
+      this.buf = this.buf.subarray(s.end);
+      const status = Number(s.fields[0]);
+      if (!Number.isInteger(status)) throw new ProtocolError(`bad exit status ${JSON.stringify(s.fields[0])}`);
+      return { kind: 'run-exit', status, started: s.fields[1] === '1', stderrTail: s.fields[2] };
+    }
+    if (magic === 'SIGN') {
+      const s = this.fields(head.end, 1);
+      if (!s) return undefined;
+      this.buf = this.buf.subarray(s.end);
+      const signal = Number(s.fields[0]);
+      if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw new ProtocolError(`bad signal ${JSON.stringify(s.fields[0])}`);
+      return { kind: 'signal', signal };
+    }
     throw new ProtocolError(`unknown frame ${JSON.stringify(magic.slice(0, 16))}`);
+  }
+
+  private count(field: string): number {
+    const n = Number(field);
+    if (!Number.isInteger(n) || n < 0 || n > MAX_FIELDS) throw new ProtocolError(`bad argument count ${JSON.stringify(field)}`);
+    return n;
+  }
+
+  private takeRun(start: number): ShimFrame | undefined {
+    const h = this.fields(start, 3);
+    if (!h) return undefined;
+    const pid = Number(h.fields[1]);
+    if (!Number.isInteger(pid) || pid < 1) throw new ProtocolError(`bad pid ${JSON.stringify(h.fields[1])}`);
+    const a = this.fields(h.end, this.count(h.fields[2]));
+    if (!a) return undefined;
+    const m = this.fields(a.end, 1);
+    if (!m) return undefined;
+    const e = this.fields(m.end, this.count(m.fields[0]));
+    if (!e) return undefined;
+    this.buf = this.buf.subarray(e.end);
+    const env: Record<string, string> = Object.create(null); // keys are the client's: no inherited ones
+    for (const kv of e.fields) {
+      const eq = kv.indexOf('=');
+      if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+    return { kind: 'run', cwd: h.fields[0], pid, argv: a.fields, env };
   }
 }

@@ -29,7 +29,7 @@ import { TestPause } from './test-pause.ts';
 import { VetterActor } from './vetter.actor.ts';
 import { ContainerMounts, openRunDir, type MountPlan } from './manager/container-mounts.ts';
 import { logBusStatus } from './manager/bus-status.ts';
-import { ControlServer } from './manager/control-server.ts';
+import { ControlServer, type RunCalls } from './manager/control-server.ts';
 import { EmulatedFiles } from './manager/emulated-files.ts';
 import { HostNamespaces } from './manager/host-ns.ts';
 import { EventPublisher, type EventSink } from './manager/publisher.ts';
@@ -82,13 +82,14 @@ export class Manager implements RuntimeHost, EventSink {
   private lock?: ManagerLock;
   private subids?: SubidGuard;
 
-  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: ManagerNative) {
+  /** `run`: `eci run`'s sessions, handed in by the host (bin/eci.ts), since the manager does not import cli/. */
+  constructor(readonly config: ManagerConfig, readonly log: Logger, private native: ManagerNative, o: { run?: () => RunCalls } = {}) {
     this.settingsWatch = new SettingsWatch(config.settingsPath, this, log, () => this.onSettingsChanged());
     this.records = new ContainerRecords(() => this.bus.containers, log);
     this.mounts = new ContainerMounts(config.runDir, native, () => this.pause, (id) => this.settledFor(id), log);
     this.files = new EmulatedFiles(config.runDir, native, this, log);
     this.inner = new InnerData(config.stateDir);
-    this.server = new ControlServer(config.socket, { session: () => new RuntimeSession(this), control: (b) => this.control(b) }, log);
+    this.server = new ControlServer(config.socket, { session: () => new RuntimeSession(this), control: (b) => this.control(b), run: o.run }, log);
   }
 
   procfsDir(id: string): string | undefined {

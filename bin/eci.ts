@@ -23,7 +23,9 @@ async function daemon(): Promise<void> {
   native.cloexecInherited(); // nothing the daemon inherited goes on to its children
   const config = configFromEnv();
   const log = pino({ level: config.logLevel, base: { pid: process.pid, name: 'eci' } });
-  const m = new Manager(config, log, native);
+  // eci run's sessions (cli/run/) are handed in: the manager does not import cli/.
+  const { runSessions } = await import('../cli/run/session.ts');
+  const m = new Manager(config, log, native, { run: runSessions(config, { launcher: join(repoDir(), 'bin', 'eci-runc') }, log) });
   const { BusError } = await import('../bus/errors.ts');
   try {
     await m.start();
@@ -144,9 +146,9 @@ async function checkCmd(args: string[]): Promise<void> {
   const { dockerReachable } = await import('../cli/check.ts');
   o.engine = (engine as 'docker' | 'eci' | undefined) ?? ((await dockerReachable(o)) ? 'docker' : 'eci');
   if (o.engine === 'eci') {
-    // The same runtime as this process: Deno runs bin/eci.ts, Node the compiled bin/eci.
+    // The same runtime as this process: Deno runs bin/eci.ts; else bin/eci, whose `run` starts no Node.
     const underDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
-    const self = underDeno ? [process.execPath, 'run', '-A', join(repoDir(), 'bin', 'eci.ts')] : [process.execPath, join(repoDir(), 'bin', 'eci')];
+    const self = underDeno ? [process.execPath, 'run', '-A', join(repoDir(), 'bin', 'eci.ts')] : [join(repoDir(), 'bin', 'eci')];
     o.eci = { argv: [...self, 'run'], env: { ...process.env } as Record<string, string> };
   }
   if (!o.image) o.image = o.engine === 'eci' ? 'busybox' : 'eci-busybox';
@@ -163,21 +165,27 @@ function repoDir(): string {
   return here.replace(/\/dist\/bin\/?$|\/bin\/?$/, '');
 }
 
+/** Signals eci run's client gets from us as it would from a terminal (the client forwards them on). */
+const RUN_FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
+
+/**
+ * `eci run` is served by the manager through its C client (native/cmd/eci-run.c), which bin/eci
+ * execs straight away; this path (Deno, or `node bin/eci run`) runs the same client as a child.
+ */
 async function runCmd(args: string[]): Promise<void> {
-  const { parseRunArgs } = await import('../cli/run/flags.ts');
-  const { runContainer } = await import('../cli/run/run.ts');
-  let status: number;
-  try {
-    const opts = parseRunArgs(args);
-    if (opts.help) help('run');
-    const repo = repoDir();
-    status = await runContainer(configFromEnv(), opts, { launcher: join(repo, 'bin', 'eci-runc') });
-  } catch (e) {
-    // Docker's code for "the container could not be run"; the message is one line as elsewhere.
-    if (!(e instanceof EciError)) throw e;
-    console.error(`eci: ${oneLine(e)}${e.hint ? `\nhint: ${e.hint}` : ''}`);
-    status = 125;
-  }
+  const { spawn } = await import('node:child_process');
+  const { constants } = await import('node:os');
+  const client = join(repoDir(), 'native', 'bin', 'eci-run');
+  const child = spawn(client, ['run', ...args], { stdio: 'inherit' });
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  for (const s of RUN_FORWARDED) process.on(s, forward);
+  const status = await new Promise<number>((res) => {
+    child.once('error', (e) => {
+      console.error(`eci: cannot run ${client}: ${e.message} (build it: npm run build:native)`);
+      res(125);
+    });
+    child.once('close', (code, sig) => res(code ?? 128 + (sig ? constants.signals[sig] ?? 0 : 0)));
+  });
   process.exit(status);
 }
 

@@ -67,6 +67,7 @@ export interface LauncherApi {
   launcherPath(): string;
   spawnLauncher(args: string[], o: LauncherOptions & { interactive: boolean }): ChildProcess;
   runLauncherSync(args: string[], o: LauncherOptions): void;
+  runLauncher(args: string[], o: LauncherOptions): Promise<void>;
   startLauncher(args: string[], o: LauncherOptions): void;
 }
 

@@ -42,6 +42,23 @@ export function runLauncherSync(args: string[], o: LauncherOptions): void {
   }
 }
 
+/**
+ * runLauncherSync without blocking: for the manager, whose own socket the launcher talks to. Rejects
+ * as runLauncherSync throws.
+ */
+export function runLauncher(args: string[], o: LauncherOptions): Promise<void> {
+  const bin = o.launcher ?? launcherPath();
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { env: launcherEnv(o), stdio: 'ignore' });
+    child.once('error', (e) => reject(NativeError.from(Object.assign(e, { syscall: 'spawn' }))));
+    child.once('close', (code, sig) => {
+      if (code === 0) return resolve();
+      const how = sig ? `killed by ${sig}` : `exit ${code}`;
+      reject(new NativeError({ code: 'ECHILD', errno: errnoOf('ECHILD'), syscall: 'eci-runc', message: `${bin} ${args.join(' ')}: ${how}`, path: bin }));
+    });
+  });
+}
+
 /** Starts the launcher (e.g. `kill ID KILL`) and forgets it: no stdio, no result. */
 export function startLauncher(args: string[], o: LauncherOptions): void {
   const child = spawn(o.launcher ?? launcherPath(), args, { env: launcherEnv(o), stdio: 'ignore' });

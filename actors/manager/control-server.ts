@@ -6,7 +6,7 @@ import process from 'node:process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { encodeReply, FrameDecoder, type ShimReply } from '../shim-protocol.ts';
+import { encodeReply, FrameDecoder, type ShimFrame, type ShimReply } from '../shim-protocol.ts';
 
 /** One launcher connection: a runtime call, then (for spawned runc) its exit status. */
 export interface RuntimeCalls {
@@ -14,11 +14,23 @@ export interface RuntimeCalls {
   exit(status: number): Promise<ShimReply>;
 }
 
+/** One `eci run` client connection (native/cmd/eci-run.c): start, its exit, signals, its hangup. */
+export interface RunCalls {
+  start(f: Extract<ShimFrame, { kind: 'run' }>): Promise<ShimReply>;
+  exit(f: Extract<ShimFrame, { kind: 'run-exit' }>): Promise<ShimReply>;
+  /** A signal the client got (answered at once, not queued behind a start). */
+  signal(signo: number): void;
+  /** The connection ended (the client died, or is done). */
+  closed(): void;
+}
+
 export interface ControlHandlers {
   /** A fresh session per connection. */
   session(): RuntimeCalls;
   /** A control op (`{op: 'ping' | 'ps'}`) answered as JSON. */
   control(body: unknown): Promise<unknown>;
+  /** `eci run` sessions; without it, run frames are answered with a failure. */
+  run?(): RunCalls;
 }
 
 export class ControlServer {
@@ -55,7 +67,10 @@ export class ControlServer {
     const dec = new FrameDecoder();
     const session = this.handlers.session();
     let queue = Promise.resolve();
+    let run: RunCalls | undefined;
+    const runCalls = () => (run ??= this.handlers.run?.());
     sock.on('error', () => {});
+    sock.on('close', () => run?.closed());
     sock.on('data', (chunk) => {
       let frames;
       try {
@@ -66,9 +81,19 @@ export class ControlServer {
         return;
       }
       for (const f of frames) {
+        if (f.kind === 'signal') {
+          runCalls()?.signal(f.signal);
+          continue;
+        }
         queue = queue.then(async () => {
           if (f.kind === 'request') sock.write(encodeReply(await session.request(f.cwd, f.argv)));
           else if (f.kind === 'exit') sock.write(encodeReply(await session.exit(f.status)));
+          else if (f.kind === 'run' || f.kind === 'run-exit') {
+            const r = runCalls();
+            const reply = !r ? { action: 'fail' as const, text: 'eci: this manager does not serve eci run\n', status: 125 }
+              : f.kind === 'run' ? await r.start(f) : await r.exit(f);
+            sock.write(encodeReply(reply));
+          }
           else sock.write(JSON.stringify(await this.handlers.control(f.body)) + '\0');
         }).catch((e) => {
           // The launcher went away mid-call, or a bug: never take the manager down for one client.

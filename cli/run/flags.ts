@@ -91,7 +91,8 @@ function setNamespace(o: RunOptions, flag: string, v: string): void {
   }
 }
 
-export function parseRunArgs(argv: string[]): RunOptions {
+/** `env`: where `-e KEY` (no value) takes KEY's value: the client's environment, when the manager parses. */
+export function parseRunArgs(argv: string[], env: Record<string, string | undefined> = process.env): RunOptions {
   const o: RunOptions = { interactive: false, tty: false, rm: false, volumes: [], privileged: false, capAdd: [], capDrop: [], hostNamespaces: [], env: [], image: '', cmd: [], help: false };
   let i = 0;
   const apply = (name: string, v: string) => {
@@ -107,7 +108,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       case 'e': case 'env':
         if (v === '' || v.startsWith('=')) throw bad(`invalid -e ${JSON.stringify(v)}: expected KEY=VALUE or KEY`);
         if (v.includes('=')) o.env.push(v);
-        else if (process.env[v] !== undefined) o.env.push(`${v}=${process.env[v]}`);
+        else if (env[v] !== undefined) o.env.push(`${v}=${env[v]}`);
         break;
       case 'w': case 'workdir':
         if (!v.startsWith('/')) throw bad(`invalid -w ${JSON.stringify(v)}: the working directory must be absolute`);

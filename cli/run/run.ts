@@ -1,17 +1,16 @@
-// `eci run`: the side effects. Makes a bundle under $ECI_RUN_DIR/standalone/<id> (config.json,
+// `eci run`: the side effects, run in the manager for the client (native/cmd/eci-run.c; see
+// session.ts). prepareRun makes a bundle under $ECI_RUN_DIR/standalone/<id> (config.json,
 // hostname/hosts files, rootfs: an overlay of the image with a writable layer kept on disk under
 // $ECI_STATE_DIR/containers/<id>; the state dir is 0700, while runc in the user namespace must
-// reach the bundle's files), runs it through
-// bin/eci-runc (so the manager applies every eci rule, as for Docker), forwards signals, and
-// removes everything when the container ends: the container is always removed (--rm is implied).
+// reach the bundle's files); the client runs it through bin/eci-runc (so the manager applies every
+// eci rule, as for Docker) with its own stdio; finishRun removes everything when the container
+// ends: the container is always removed (--rm is implied).
 // Errors before the container runs exit 125 (Docker's code); after that, the container's status.
-import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EciError } from '../../actors/errors.ts';
-import { mountOverlay, runLauncherSync, spawnLauncher, startLauncher, unmount } from '../../native/index.ts';
-import { control } from '../control-client.ts';
+import { mountOverlay, runLauncher, unmount } from '../../native/index.ts';
 import type { ManagerConfig } from '../../actors/config.ts';
 import { alive, ImageStore, parseImageRef, refString, type ImageRecord } from '../images/store.ts';
 import { BUSYBOX_REF, ensureBusybox } from '../images/busybox.ts';
@@ -25,9 +24,6 @@ export interface RunPaths {
 
 /** How long a container may outlive the hangup of eci run's terminal (SIGHUP) before it is killed. */
 export const HANGUP_GRACE_MS = 5000;
-
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
-const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
 
 /** Where eci run keeps a container's bundle and the runc state of its containers. */
 export const runDirs = (config: ManagerConfig) => ({
@@ -82,12 +78,22 @@ export function sweepStale(config: ManagerConfig): string[] {
   return swept;
 }
 
-/** Runs a container in the foreground; resolves with the exit status `eci run` should end with. */
-export async function runContainer(config: ManagerConfig, opts: RunOptions, paths: RunPaths): Promise<number> {
-  // Fail closed: no manager, no container (eci-runc would refuse too, after we made the bundle).
-  await control(config.socket, { op: 'ping' }, 10_000).catch((e) => {
-    throw new EciError('EDOWN', `the eci manager is not reachable at ${config.socket}: start it with \`eci daemon\` (eci run never runs a container without isolation)`, { cause: e });
-  });
+/** A bundle made and mounted, ready for `eci-runc run` in the client. */
+export interface PreparedRun {
+  id: string;
+  bundle: string;
+  layer: string;
+  runcRoot: string;
+  pidFile: string;
+  /** The launcher's command line (argv[0] included). */
+  argv: string[];
+}
+
+/**
+ * Makes the bundle and the writable layer of a run for client `owner` (its pid goes in the bundle's
+ * `owner` file, for sweepStale). Whatever it made is removed again when it fails.
+ */
+export async function prepareRun(config: ManagerConfig, opts: RunOptions, owner: number, paths: RunPaths): Promise<PreparedRun> {
   for (const v of opts.volumes) {
     if (!existsSync(v.source)) throw new EciError('EUSAGE', `-v ${v.source}:${v.destination}: ${v.source} does not exist`);
   }
@@ -109,27 +115,12 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new EciError('EEXIST', `the container name "${id}" is already in use`);
     throw e;
   }
-  let child: ChildProcess | undefined;
-  let cancelled: NodeJS.Signals | undefined;
-  let hangup: NodeJS.Timeout | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (!child?.pid) {
-      cancelled = sig;
-      return;
-    }
-    child.kill(sig);
-    // Our terminal (or session) is gone: nobody can reach the container any more and eci run
-    // cannot detach, so a container that outlives SIGHUP by HANGUP_GRACE_MS is killed.
-    if (sig === 'SIGHUP' && !hangup) {
-      hangup = setTimeout(() => {
-        startLauncher(['--root', runcRoot, 'kill', id, 'KILL'], { socket: config.socket, launcher: paths.launcher });
-      }, HANGUP_GRACE_MS);
-      hangup.unref();
-    }
+  const pidFile = join(bundle, 'pid');
+  const run: PreparedRun = {
+    id, bundle, layer, runcRoot, pidFile, argv: [paths.launcher, '--root', runcRoot, 'run', '--bundle', bundle, '--pid-file', pidFile, id],
   };
-  for (const s of FORWARDED) process.on(s, onSignal);
   try {
-    writeFileSync(join(bundle, 'owner'), String(process.pid));
+    writeFileSync(join(bundle, 'owner'), String(owner));
     mkdirSync(join(bundle, 'rootfs'), { mode: 0o755 });
     rmSync(layer, { recursive: true, force: true }); // debris of a killed eci run of the same name
     mkdirSync(layer, { mode: 0o700 });
@@ -147,42 +138,45 @@ export async function runContainer(config: ManagerConfig, opts: RunOptions, path
     } catch (e) {
       throw new EciError('EMOUNT', `cannot mount the container's writable layer: ${(e as Error).message}`);
     }
-    if (cancelled) return 128 + (SIGNUM[cancelled] ?? 0);
-
-    const pidFile = join(bundle, 'pid');
-    const runcArgs = ['--root', runcRoot, 'run', '--bundle', bundle, '--pid-file', pidFile];
-    let stderrTail = '';
-    // With -t, runc run in the foreground owns the terminal: it makes the pty, puts our terminal
-    // in raw mode (restored at exit), copies both ways and resizes the pty on SIGWINCH (which
-    // eci-runc forwards); --console-socket is only for detached runs.
-    child = spawnLauncher([...runcArgs, id], { socket: config.socket, launcher: paths.launcher, interactive: opts.interactive });
-    child.stderr!.on('data', (b: Buffer) => {
-      process.stderr.write(b);
-      stderrTail = (stderrTail + b.toString('utf8')).slice(-4096);
-    });
-    const status = await new Promise<number>((res, rej) => {
-      child!.once('error', (e) => rej(new EciError('ESPAWN', `cannot run ${paths.launcher}: ${e.message}`)));
-      child!.once('close', (code, sig) => res(code ?? 128 + (sig ? SIGNUM[sig] ?? 0 : 0)));
-    });
-    if (status !== 0 && !existsSync(pidFile)) {
-      // The container never started: refused by eci, or runc could not create it (Docker's codes).
-      if (/executable file not found|no such file or directory/i.test(stderrTail) && /exec/.test(stderrTail)) return 127;
-      if (/permission denied/i.test(stderrTail) && /exec/.test(stderrTail)) return 126;
-      return 125;
-    }
-    return status;
-  } finally {
-    clearTimeout(hangup);
-    for (const s of FORWARDED) process.off(s, onSignal);
-    // runc run removes its container when it ends; one that is still known (eci run itself was
-    // killed mid-way) is deleted through the launcher, which frees its range and mounts.
-    if (existsSync(join(runcRoot, id))) {
-      try {
-        runLauncherSync(['--root', runcRoot, 'delete', '--force', id], { socket: config.socket, launcher: paths.launcher });
-      } catch { /* reported below if anything stays */ }
-    }
-    removeBundle(resolve(bundle));
-    if (mountedUnder(layer).length) throw new EciError('ECLEANUP', `${layer} is still mounted; left in place`);
-    rmSync(layer, { recursive: true, force: true });
+    return run;
+  } catch (e) {
+    await cleanupRun(config, run, paths);
+    throw e;
   }
+}
+
+/** How the client's `eci-runc run` ended (or that it never started: a signal came first). */
+export interface RunEnd { status: number; started: boolean; stderrTail: string }
+
+/**
+ * The status `eci run` ends with, after removing everything the run made. A run that never
+ * started ends 128+N for the signal N that cancelled it.
+ */
+export async function finishRun(config: ManagerConfig, run: PreparedRun, end: RunEnd, paths: RunPaths): Promise<number> {
+  const started = end.started;
+  const pidFileMade = existsSync(run.pidFile);
+  await cleanupRun(config, run, paths);
+  if (!started) return end.status;
+  const tail = end.stderrTail;
+  if (end.status !== 0 && !pidFileMade) {
+    // The container never started: refused by eci, or runc could not create it (Docker's codes).
+    if (/executable file not found|no such file or directory/i.test(tail) && /exec/.test(tail)) return 127;
+    if (/permission denied/i.test(tail) && /exec/.test(tail)) return 126;
+    return 125;
+  }
+  return end.status;
+}
+
+/** Removes what a run made; throws ECLEANUP when a mount stays. */
+async function cleanupRun(config: ManagerConfig, run: PreparedRun, paths: RunPaths): Promise<void> {
+  // runc run removes its container when it ends; one that is still known (the client's runc was
+  // killed mid-way) is deleted through the launcher, which frees its range and mounts.
+  if (existsSync(join(run.runcRoot, run.id))) {
+    try {
+      await runLauncher(['--root', run.runcRoot, 'delete', '--force', run.id], { socket: config.socket, launcher: paths.launcher });
+    } catch { /* reported below if anything stays */ }
+  }
+  removeBundle(resolve(run.bundle));
+  if (mountedUnder(run.layer).length) throw new EciError('ECLEANUP', `${run.layer} is still mounted; left in place`);
+  rmSync(run.layer, { recursive: true, force: true });
 }

@@ -60,6 +60,11 @@ export function runLauncherSync(args: string[], o: LauncherOptions): void {
   throw noLauncher(o);
 }
 
+export function runLauncher(args: string[], o: LauncherOptions): Promise<void> {
+  void args;
+  return Promise.reject(noLauncher(o));
+}
+
 /** Fire and forget, as the real one: a launcher that cannot start is not reported. */
 export function startLauncher(args: string[], o: LauncherOptions): void {
   void args;

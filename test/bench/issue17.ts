@@ -93,7 +93,8 @@ async function runRow(c: BenchContext, n: number): Promise<RowResult> {
     const limits = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
     const eci = async () => {
       const t0 = nowMs();
-      const r = await runCmd(process.execPath, [join(REPO, 'bin/eci'), 'run', '--rm', 'busybox', 'true'], { ...process.env, ...c.m.env }, undefined, 60_000);
+      // As a user runs it: bin/eci execs eci run's C client (no Node start).
+      const r = await runCmd(join(REPO, 'bin/eci'), ['run', '--rm', 'busybox', 'true'], { ...process.env, ...c.m.env }, undefined, 60_000);
       if (r.code !== 0) throw new Error(`eci run exited ${r.code}: ${r.stderr.trim()}`);
       return nowMs() - t0;
     };

@@ -24,7 +24,7 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
   let m: TestManager;
   let dir: string;
   const eci = (args: string[], o: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> =>
-    runCmd(process.execPath, [ECI, ...args], { ...process.env, ...m.env, ...o.env }, o.input, o.timeoutMs ?? 60_000);
+    runCmd(ECI, args, { ...process.env, ...m.env, ...o.env }, o.input, o.timeoutMs ?? 60_000);
   const images = () => join(m.dir, 'state', 'images');
   const storeEntries = () => (existsSync(images()) ? readdirSync(images()) : []);
   /** What a run may leave: bundles, writable layers, runc state, mounts under them, ranges. */
@@ -114,7 +114,7 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
       'os.waitpid(pid, 0)',
       'sys.stdout.write(out.decode(errors="replace"))',
     ].join('\n'));
-    const onTty = await runCmd('python3', [join(dir, 'capture-tty.py'), process.execPath, ECI, 'image', 'import', tar, 'bbtty'], { ...process.env, ...m.env }, undefined, 60_000);
+    const onTty = await runCmd('python3', [join(dir, 'capture-tty.py'), ECI, 'image', 'import', tar, 'bbtty'], { ...process.env, ...m.env }, undefined, 60_000);
     expect(onTty.stdout).toMatch(/\rimporting bbtty:latest \[#+\] \d+\.\d\/\d+\.\d MB 100%/);
     const piped = await eci(['image', 'import', tar, 'bbpipe']);
     expect([piped.code, piped.stdout, piped.stderr]).toEqual([0, 'bbpipe:latest\n', '']);
@@ -276,7 +276,7 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
 
   it('signals: SIGTERM to eci run reaches the container (exit 143); SIGKILL -> 137; a hangup kills it after a grace period; a killed eci run is swept', async () => {
     const start = (name: string, cmd: string) => {
-      const p = spawn(process.execPath, [ECI, 'run', '--name', name, 'busybox', 'sh', '-c', cmd], { env: { ...process.env, ...m.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(ECI, ['run', '--name', name, 'busybox', 'sh', '-c', cmd], { env: { ...process.env, ...m.env }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout!.on('data', (b: Buffer) => (out += b));
       const done = new Promise<number>((res) => p.on('close', (code) => res(code ?? -1)));
@@ -319,6 +319,34 @@ describe.skipIf(!root)(`eci run and eci image${root ? '' : ' (skipped: needs roo
     expect(existsSync(join(m.dir, 'run', 'standalone', 'sig-stale'))).toBe(false);
   });
 
+  it("eci run's death counts as a hangup: a container still running is killed after the grace period and swept; node bin/eci run forwards signals too", async () => {
+    const waitFor = async (cond: () => boolean, what: string) => {
+      for (let i = 0; i < 600 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(cond(), `waited for ${what}`).toBe(true);
+    };
+    const env = { ...process.env, ...m.env };
+    const orphan = spawn(ECI, ['run', '--name', 'orphan', 'busybox', 'sh', '-c', 'echo ready; exec sleep 1000'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    orphan.stdout!.on('data', (b: Buffer) => (out += b));
+    const gone = new Promise<void>((res) => orphan.on('close', () => res()));
+    await waitFor(() => out.includes('ready'), 'the container to print ready');
+    orphan.kill('SIGKILL');
+    await gone;
+    await waitFor(() => !existsSync(join(m.dir, 'run', 'runc', 'orphan')), 'the manager to kill the container of a dead eci run');
+    for (let i = 0; i < 100 && Object.keys((await m.ps()).ranges).length; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await eci(['run', 'busybox', 'true'])).code).toBe(0); // sweeps its bundle
+    expect(existsSync(join(m.dir, 'run', 'standalone', 'orphan'))).toBe(false);
+
+    // Deno and `node bin/eci run` run the same client as a child, forwarding signals to it.
+    const viaNode = spawn(process.execPath, [ECI, 'run', 'busybox', 'sh', '-c', 'trap "exit 143" TERM; echo ready; while :; do sleep 0.1; done'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let nodeOut = '';
+    viaNode.stdout!.on('data', (b: Buffer) => (nodeOut += b));
+    const status = new Promise<number>((res) => viaNode.on('close', (code) => res(code ?? -1)));
+    await waitFor(() => nodeOut.includes('ready'), 'the container run through node bin/eci to print ready');
+    viaNode.kill('SIGTERM');
+    expect(await status).toBe(143);
+  });
+
   it('-it: a real terminal (raw mode, the size, resize on SIGWINCH, Ctrl-C to the container), echo hi, exit status', async () => {
     // A python pty drives eci run as a user's terminal would.
     const driver = `
@@ -354,7 +382,7 @@ _, st = os.waitpid(pid, 0)
 print('STATUS', os.waitstatus_to_exitcode(st))
 `;
     writeFileSync(join(dir, 'drive-tty.py'), driver);
-    const r = await runCmd('python3', [join(dir, 'drive-tty.py'), process.execPath, ECI, 'run', '-it', 'busybox', 'sh'], { ...process.env, ...m.env }, undefined, 60_000);
+    const r = await runCmd('python3', [join(dir, 'drive-tty.py'), ECI, 'run', '-it', 'busybox', 'sh'], { ...process.env, ...m.env }, undefined, 60_000);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('STATUS 5');
   });

@@ -3,13 +3,13 @@
 // mount or run dir leaked, no helper process left, the interrupted container cleaned up with one
 // final event, and the container that kept running still restored and holding its range.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, childrenOf, eciRunc, makeBundle, mountsUnder, until, type RunResult } from '../helpers/bundle.ts';
 import { replay } from '../helpers/events.ts';
-import { startManager, type TestManager } from '../helpers/manager.ts';
+import { REPO, startManager, type TestManager } from '../helpers/manager.ts';
 
 const root = process.getuid?.() === 0;
 
@@ -120,4 +120,66 @@ describe.skipIf(!root)(`manager kill -9 during create and delete${root ? '' : ' 
       expect(mountsUnder(containersDir)).toEqual([]);
     });
   }
+});
+
+// `eci run` runs its container as a child of its own client (native/cmd/eci-run.c), not of the
+// manager: a manager that dies mid-run leaves the container and eci run going; eci run ends with the
+// container's status, and the bundle it could not have removed is swept by the next eci run.
+describe.skipIf(!root)(`eci run while its manager is killed${root ? '' : ' (skipped: needs root)'}`, () => {
+  const managers: TestManager[] = [];
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync('/tmp/eci-crash-run-');
+    chmodSync(dir, 0o755);
+  });
+  afterAll(async () => {
+    for (const m of managers) for (const id of ['crash-run', 'crash-hup']) spawnSync('runc', ['--root', join(m.dir, 'run', 'runc'), 'delete', '--force', id], { stdio: 'ignore' });
+    await Promise.allSettled(managers.map((m) => m.destroy()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the container and eci run go on; its status is the container\'s; the next eci run sweeps the bundle', async () => {
+    const mgr = await startManager();
+    managers.push(mgr);
+    const env = { ...process.env, ...mgr.env };
+    const w = join(dir, 'w');
+    mkdirSync(w, { mode: 0o777 });
+    const p = spawn(join(REPO, 'bin/eci'), ['run', '--name', 'crash-run', '-v', `${w}:/w`, 'busybox', 'sh', '-c', 'echo ready; until [ -e /w/go ]; do sleep 0.1; done; exit 3'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout!.on('data', (b: Buffer) => (out += b));
+    const done = new Promise<number>((res) => p.on('close', (code) => res(code ?? -1)));
+    await until(() => out.includes('ready'), 'the container to print ready', 30_000);
+    await mgr.kill9();
+    await mgr.restart();
+    expect(p.exitCode).toBe(null); // eci run still waits for its container
+    writeFileSync(join(w, 'go'), '');
+    expect(await done).toBe(3);
+    const bundle = join(mgr.dir, 'run', 'standalone', 'crash-run');
+    expect(existsSync(bundle)).toBe(true);
+    const next = spawnSync(join(REPO, 'bin/eci'), ['run', 'busybox', 'true'], { env, encoding: 'utf8', timeout: 60_000 });
+    expect(next.status, next.stderr).toBe(0);
+    expect(existsSync(bundle)).toBe(false);
+    expect(existsSync(join(mgr.dir, 'state', 'containers', 'crash-run'))).toBe(false);
+    expect(mountsUnder(join(mgr.dir, 'run', 'standalone'))).toEqual([]);
+    // Its runc run reported the exit to the dead manager: the new one's reconcile pass (every 30 s) releases it.
+    await until(async () => Object.keys((await mgr.ps()).ranges).length === 0 || undefined, 'the ranges to be released', 90_000);
+    expect(mountsUnder(join(mgr.dir, 'run', 'containers'))).toEqual([]);
+  }, 180_000);
+
+  it('a hangup while no manager is connected: eci run itself kills the container after the grace period', async () => {
+    const mgr = await startManager();
+    managers.push(mgr);
+    const p = spawn(join(REPO, 'bin/eci'), ['run', '--name', 'crash-hup', 'busybox', 'sh', '-c', 'trap "" HUP; echo ready; exec sleep 1000'], { env: { ...process.env, ...mgr.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout!.on('data', (b: Buffer) => (out += b));
+    const done = new Promise<number>((res) => p.on('close', (code) => res(code ?? -1)));
+    await until(() => out.includes('ready'), 'the container to print ready', 30_000);
+    await mgr.kill9();
+    p.kill('SIGHUP');
+    expect(await done).toBe(137);
+    await mgr.restart();
+    const next = spawnSync(join(REPO, 'bin/eci'), ['run', 'busybox', 'true'], { env: { ...process.env, ...mgr.env }, encoding: 'utf8', timeout: 60_000 });
+    expect(next.status, next.stderr).toBe(0);
+    expect(existsSync(join(mgr.dir, 'run', 'standalone', 'crash-hup'))).toBe(false);
+  });
 });

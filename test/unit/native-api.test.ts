@@ -58,4 +58,13 @@ describe('calls new to native/', () => {
     expect(() => real.runLauncherSync([], { socket: '/s', launcher: '/bin/true' })).not.toThrow();
     expect(() => mock.runLauncherSync([], { socket: '/s' })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
+
+  it('runLauncher (for the manager, which must not block): the same errors, as rejections', async () => {
+    await expect(real.runLauncher(['state', 'x'], { socket: '/s', launcher: '/nonexistent/eci-runc' }))
+      .rejects.toMatchObject({ code: 'ENOENT', syscall: 'spawn' });
+    await expect(real.runLauncher(['state', 'x'], { socket: '/s', launcher: '/bin/false' }))
+      .rejects.toMatchObject({ code: 'ECHILD', syscall: 'eci-runc', message: expect.stringContaining('exit 1') });
+    await expect(real.runLauncher([], { socket: '/s', launcher: '/bin/true' })).resolves.toBeUndefined();
+    await expect(mock.runLauncher([], { socket: '/s' })).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });

@@ -23,4 +23,22 @@ describe('shim protocol', () => {
     expect(encodeReply({ action: 'done', status: 3 }).toString()).toBe('done\x001\x003\0');
     expect(encodeReply({ action: 'print', text: 'v\n', status: 0 }).toString()).toBe('print\x002\0v\n\x000\0');
   });
+  it("decodes eci run's client frames: run (argv, environment), its exit with the stderr tail, signals", () => {
+    const d = new FrameDecoder();
+    const raw = Buffer.from('RUN1\0/home\x004242\x003\0-e\0K\0busybox\x002\0K=v=w\0PATH=/bin\0RUNX\x00127\x001\0exec: not found\n\0SIGN\x001\0');
+    const frames = [...d.push(raw.subarray(0, 9)), ...d.push(raw.subarray(9, 30)), ...d.push(raw.subarray(30))];
+    expect(frames).toEqual([
+      { kind: 'run', cwd: '/home', pid: 4242, argv: ['-e', 'K', 'busybox'], env: { K: 'v=w', PATH: '/bin' } },
+      { kind: 'run-exit', status: 127, started: true, stderrTail: 'exec: not found\n' },
+      { kind: 'signal', signal: 1 },
+    ]);
+    expect(new FrameDecoder().push(Buffer.from('RUNX\x00130\x000\0\0'))).toEqual([{ kind: 'run-exit', status: 130, started: false, stderrTail: '' }]);
+    expect(() => new FrameDecoder().push(Buffer.from('RUN1\0/\x000\x000\x000\0'))).toThrow(/bad pid/);
+    expect(() => new FrameDecoder().push(Buffer.from('RUN1\0/\x001\x00-2\0'))).toThrow(/bad argument count/);
+    expect(() => new FrameDecoder().push(Buffer.from('SIGN\x0099\0'))).toThrow(/bad signal/);
+  });
+  it("encodes eci run's replies", () => {
+    expect(encodeReply({ action: 'start', stdin: true, argv: ['/eci-runc', 'run', 'x'] }).toString()).toBe('start\x004\x001\0/eci-runc\0run\0x\0');
+    expect(encodeReply({ action: 'fail', text: 'eci: no\n', status: 125 }).toString()).toBe('fail\x002\0eci: no\n\x00125\0');
+  });
 });
