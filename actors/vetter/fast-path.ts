@@ -34,10 +34,10 @@ export interface FastRule {
 
 /** What the native watcher gets for one container. */
 export interface FastTable {
-  rules: FastRule[];
+  rules: readonly FastRule[];
   /** Passed to every run, as the actor's path does (--protect-id, --ro-dev). */
-  protect: number[];
-  roDevs: string[];
+  protect: readonly number[];
+  roDevs: readonly string[];
   /** The pacer's settings (vetter/pace.ts): the watcher keeps the same budget per container. */
   ratePerSecond: number;
   burst: number;
@@ -101,6 +101,6 @@ export function matchFast(
 /** The performer's argv for a matched op: what the actor's path passes (native/seccomp.ts runAsHelper). */
 export function fastHelperArgs(t: Pick<FastTable, 'protect' | 'roDevs'>, op: MountOp | UmountOp, pid: number, notifId: bigint, notifFd: number): string[] {
   const notify = { fd: notifFd, id: notifId };
-  if (op.op === 'umount') return asHelperArgs('umount-as', { pid, target: op.target, flags: op.flags, notify, protect: t.protect }, notifFd);
-  return asHelperArgs('mount-as', { pid, source: op.source, target: op.target, fstype: op.fstype, flags: op.flags, data: op.data, notify, protect: t.protect, roDevs: t.roDevs }, notifFd);
+  if (op.op === 'umount') return asHelperArgs('umount-as', { pid, target: op.target, flags: op.flags, notify, protect: [...t.protect] }, notifFd);
+  return asHelperArgs('mount-as', { pid, source: op.source, target: op.target, fstype: op.fstype, flags: op.flags, data: op.data, notify, protect: [...t.protect], roDevs: [...t.roDevs] }, notifFd);
 }
