@@ -347,10 +347,17 @@ export class NotifyFeed {
     // Where the time went: getting the verdict, carrying it out, answering the kernel. Answered by the
     // performer: perform ends at its answer, and `after` (the hop back here) is not the caller's time.
     const answeredMs = answered ? answered.atUs / 1000 - nowUs / 1000 + t0 : undefined;
-    const latencyUs = Math.round(((answeredMs ?? t3) - t0) * 1000);
-    const spansUs = answeredMs !== undefined
+    let latencyUs = Math.round(((answeredMs ?? t3) - t0) * 1000);
+    let spansUs: VetterDecisionData['spansUs'] = answeredMs !== undefined
       ? { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.max(0, Math.round((answeredMs - t1) * 1000)), respond: 0, after: Math.max(0, Math.round((t3 - answeredMs) * 1000)) }
       : { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
+    if (fastRun && answered && n.recvUs && n.readUs) {
+      // Fast path: the caller's time runs from the kernel's hand-over to the performer's answer, which
+      // may come before this feed even saw the call; nothing here was on its path.
+      const endUs = nowUs + (t3 - t0) * 1000;
+      latencyUs = Math.max(0, Math.round(answered.atUs - n.recvUs));
+      spansUs = { inspect: Math.round(n.readUs - n.recvUs), decide: 0, perform: Math.max(0, Math.round(answered.atUs - n.readUs)), respond: 0, after: Math.max(0, Math.round(endUs - answered.atUs)) };
+    }
     // flags: mount/umount2's flags; for the chmod family its mode (octal).
     const flags = lookup(n.syscall)?.auditFlags?.(n.args);
     this.audit(container, {

@@ -74,7 +74,8 @@ describe('notify feed: the native fast path', () => {
   it('only audits a call the watcher sent to the performer: path native, its rule, charged to the container\'s budget', async () => {
     const asked: number[] = [];
     const t = feed(async (n) => (asked.push(n.fastId), { answered: { errno: 0, atUs: answeredAt(), sendErrno: 0 } }));
-    t.notify({ id: 5n, fastId: 0x80000001, fastGen: 1, fastRule: 'tmpfs-mount' });
+    const recvUs = answeredAt();
+    t.notify({ id: 5n, fastId: 0x80000001, fastGen: 1, fastRule: 'tmpfs-mount', recvUs, readUs: recvUs + 10 });
     await t.settle();
     expect(asked).toEqual([0x80000001]);
     expect(t.vetted).toEqual([]); // not asked again: the rule's verdict is the vetter's
@@ -83,6 +84,9 @@ describe('notify feed: the native fast path', () => {
     expect(t.charged).toEqual(['c1']);
     expect(t.events[0]).toMatchObject({ syscall: 'mount', verdict: 'performed', answeredBy: 'performer', path: 'native', fastRule: 'tmpfs-mount' });
     expect(t.events[0]!.reason).toMatch(/new tmpfs mount \(native fast path: tmpfs-mount\)/);
+    // The caller's time: from the kernel's hand-over to the performer's answer; the feed was not on its path.
+    expect(t.events[0]!.latencyUs as number).toBeGreaterThanOrEqual(0);
+    expect(t.events[0]!.spansUs).toMatchObject({ inspect: 10, decide: 0, respond: 0 });
   });
 
   it('audits the errno the performer answered a fast-path call with (a refused remount)', async () => {
