@@ -33,7 +33,6 @@ struct perform_note {
 	char syscall[64]; /* 'D': the failure's syscall; 'F': why nothing was run */
 };
 
-
 static uint64_t perform_now_us(void)
 {
 	struct timespec t;
