@@ -39,6 +39,7 @@ export interface FeedNative extends PerformNative {
     /** The native fast path (native/seccomp-agent.ts SeccompListener): absent in backends without one. */
     fastPath?(t: FastTable): boolean;
     fastOutcome?(n: { fastId: number; fastGen?: number }): Promise<AsOutcome>;
+    fastCharge?(): void;
   };
 }
 
@@ -298,6 +299,7 @@ export class NotifyFeed {
       this.host.charge?.(container);
       verdict = this.fastVerdict(container, req, n);
     } else {
+      l.fastCharge?.(); // one budget for both paths: the fast path's counts this call too
       try {
         if (this.host.vet) verdict = await this.host.vet(req);
         else verdict = fromWire<Verdict>((await this.host.nc.request(subjects.vetterDecide(container), toWire(req), { timeout: VET_TIMEOUT_MS })).string());

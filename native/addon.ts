@@ -34,7 +34,7 @@ export type AddonReadCallback = (id: number, file: string, pid: number, view?: s
 /** src/seccomp.cc, exported as `seccomp`. */
 export interface SeccompAddon {
   listen(path: string, cb: (d: RawAgentDelivery) => void): { close(): void };
-  watch(fd: number, cb: (e: RawWatchEvent) => void, holderTag?: string): { close(): void; fast(t: NativeFastTable | null): boolean };
+  watch(fd: number, cb: (e: RawWatchEvent) => void, holderTag?: string): { close(): void; fast(t: NativeFastTable | null): boolean; charge(): void };
   /** Tests only: the watcher's fast-path matcher on one notification as JS sees it. */
   fastMatch(t: Omit<NativeFastTable, 'sock'>, n: Pick<SeccompNotif, 'pid' | 'syscall' | 'args' | 'strings' | 'stringIssues'> & { id: bigint }): { rule: string; argv: string[] } | null;
   socketPair(): [number, number];

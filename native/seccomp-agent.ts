@@ -101,6 +101,8 @@ export interface SeccompListener extends AsyncIterable<SeccompNotif> {
    * it again is cheap; after the performer was replaced it is pushed again with the new one's line.
    */
   fastPath?(t: FastTableSpec): boolean;
+  /** A call that went the vetter's path: counted against the fast path's budget too (one budget for both). */
+  fastCharge?(): void;
   /** How the fast-path run `fastId` went (as mountAs's result); rejects with a FastFallbackError when nothing was run. */
   fastOutcome?(n: { fastId: number; fastGen?: number }): Promise<AsOutcome>;
 }

@@ -119,6 +119,9 @@ export function listenSeccomp(fd: number, o: { holderTag?: string; fastPath?: bo
       byGen.set(gen, p);
       return true;
     },
+    fastCharge(): void {
+      if (pushedTo) watcher?.charge();
+    },
     fastOutcome(n: { fastId: number; fastGen?: number }): Promise<AsOutcome> {
       const p = byGen.get(n.fastGen ?? 0);
       if (!p) return Promise.reject(new FastFallbackError('no fast path here'));

@@ -44,6 +44,7 @@
 //       the addon from the call on, closed with the watcher). A valid notification matching a rule,
 //       within the budget, is sent to the performer as a run (perform.h's request, run id with bit 31
 //       set, PERFORM_ANSWER) by the watcher thread, then posted with fastId and fastRule.
+//   watch(...).charge(): a call the vetter's path took, counted against the fast path's budget.
 //   seccomp.fastMatch(table, notif) -> { rule, argv } | null: the same matcher, for tests.
 //   seccomp.socketPair() -> [fd, fd]: AF_UNIX SOCK_SEQPACKET, CLOEXEC.
 //   seccomp.holderConnect(path) -> fd
@@ -691,8 +692,10 @@ struct FastTable {
   std::vector<std::string> roDevs;
   int sock = -1;  // SOCK_SEQPACKET to the performer's fd 5, owned (-1: match only, for tests)
   // The pacer's budget (actors/vetter/pace.ts, the same generic cell rate algorithm): a call past it
-  // is left to the actor, which paces it. Watcher thread only.
+  // is left to the actor, which paces it. The actor's calls are charged here too (charge()), so the
+  // two paths share one budget. tatUs under paceMu; nextId: watcher thread only.
   double intervalUs = 5000, burst = 400, tatUs = 0;
+  std::mutex paceMu;
   uint32_t nextId = 0;
   uint32_t gen = 0;  // JS's number for this table (and its performer)
   FastTable() = default;
@@ -791,9 +794,13 @@ void TryFast(Watcher& w, Notif& n) {
   std::vector<std::string> argv;
   const FastRule* r = FastMatch(*t, n, argv);
   if (!r) return;
-  const double now = MonotonicUs();
-  const double tat = std::max(t->tatUs, now);
-  if (tat - (t->burst - 1) * t->intervalUs - now > 0) return;  // over budget: the actor paces it
+  {
+    std::lock_guard<std::mutex> g(t->paceMu);
+    const double now = MonotonicUs();
+    const double tat = std::max(t->tatUs, now);
+    if (tat - (t->burst - 1) * t->intervalUs - now > 0) return;  // over budget: the actor paces it
+    t->tatUs = tat + t->intervalUs;
+  }
   const uint32_t id = kFastIdBit | (t->nextId++ & ~kFastIdBit);
   std::string body;
   for (const std::string& a : argv) {
@@ -809,8 +816,11 @@ void TryFast(Watcher& w, Notif& n) {
   frame += body;
   // One datagram: whole or not at all. Full or gone: the actor's path.
   const ssize_t sent = ::send(t->sock, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  if (sent != static_cast<ssize_t>(frame.size())) return;
-  t->tatUs = tat + t->intervalUs;
+  if (sent != static_cast<ssize_t>(frame.size())) {
+    std::lock_guard<std::mutex> g(t->paceMu);
+    t->tatUs -= t->intervalUs;  // not sent: the actor's path takes it, and charges it itself
+    return;
+  }
   n.fastId = id;
   n.fastGen = t->gen;
   n.fastRule = r->name;
@@ -1115,6 +1125,20 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
           w->fast = std::move(t);
           return Napi::Boolean::New(info.Env(), true);
         }, "fast"));
+  // charge(): a call the actor's path took counts against the fast path's budget too.
+  o.Set("charge", Napi::Function::New(env, [handle](const Napi::CallbackInfo&) {
+          std::shared_ptr<FastTable> t;
+          {
+            std::lock_guard<std::mutex> g(gMu);
+            auto it = gWatchers.find(handle);
+            if (it == gWatchers.end()) return;
+            std::lock_guard<std::mutex> g2(it->second->fastMu);
+            t = it->second->fast;
+          }
+          if (!t) return;
+          std::lock_guard<std::mutex> g(t->paceMu);
+          t->tatUs = std::max(t->tatUs, MonotonicUs()) + t->intervalUs;
+        }, "charge"));
   return o;
 }
 

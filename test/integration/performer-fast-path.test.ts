@@ -141,4 +141,53 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
       await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-fastpath1'], undefined, undefined, 60_000);
     }
   });
+
+  it('keeps one budget for both paths: past it (calls of the usual path charged too) calls go the usual way', async () => {
+    const waitFor = (f: string) => `i=0; while [ ! -e /${f} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`;
+    const script = ['mount -t tmpfs tmpfs /m1', waitFor('pushed1'), ...['m2', 'm3', 'm4', 'm1'].map((m) => `umount /${m} 2>/dev/null; mount -t tmpfs tmpfs /${m}`), 'echo done'].join('; ');
+    const { sock, b } = await bundle('2', script);
+    // A burst of 3, then one call every 100 s: nothing is refilled while the test runs.
+    const table = compileFastTable({ ids: [], roDevs: [], volumes: null }, { ratePerSecond: 0.01, burst: 3 });
+    const seen: string[] = [];
+    const listeners: SeccompListener[] = [];
+    const agent = serveSeccompAgent(sock, (c) => {
+      if (c.notifyFd === null) return;
+      const l = listenSeccomp(c.notifyFd, { fastPath: true });
+      listeners.push(l);
+      void (async () => {
+        let pushes = 0;
+        for await (const n of l as AsyncIterable<SeccompNotif>) {
+          seen.push(`${n.syscall} ${n.strings.target} ${n.fastRule ?? 'usual'}`);
+          if (n.fastId !== undefined) {
+            await l.fastOutcome!({ fastId: n.fastId, fastGen: n.fastGen }).catch(() => {});
+            continue;
+          }
+          const notify = { fd: l.fd, id: n.id, answer: true };
+          const o = await (n.syscall === 'mount'
+            ? mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify })
+            : umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify })).then((x) => x, (e: unknown) => ({ failed: String(e), answered: undefined }));
+          if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: 1 }).catch(() => {});
+          if (pushes++ === 0) {
+            expect(l.fastPath!(table)).toBe(true);
+            l.fastCharge!(); // as the feed does for a call of the usual path: one of the 3 is used
+            writeFileSync(join(b, 'rootfs', 'pushed1'), '');
+          }
+        }
+      })();
+    });
+    try {
+      const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-fastpath2'], undefined, undefined, 120_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('done');
+      // After the first (usual) call: 2 left in the budget, then the usual path again.
+      expect(seen, JSON.stringify(seen)).toEqual([
+        'mount /m1 usual', 'umount2 /m2 umount', 'mount /m2 tmpfs-mount',
+        'umount2 /m3 usual', 'mount /m3 usual', 'umount2 /m4 usual', 'mount /m4 usual', 'umount2 /m1 usual', 'mount /m1 usual',
+      ]);
+    } finally {
+      await agent.close();
+      for (const l of listeners) await l.close();
+      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-fastpath2'], undefined, undefined, 60_000);
+    }
+  });
 });

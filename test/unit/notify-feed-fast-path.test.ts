@@ -18,6 +18,7 @@ function feed(outcome: (n: { fastId: number }) => Promise<AsOutcome>) {
   const performed: unknown[] = [];
   const vetted: VetRequest[] = [];
   const charged: string[] = [];
+  const nativeCharges: number[] = [];
   const events: Record<string, unknown>[] = [];
   let onConn!: (c: { state: unknown; notifyFd: number | null }) => void;
   const listener = {
@@ -26,6 +27,7 @@ function feed(outcome: (n: { fastId: number }) => Promise<AsOutcome>) {
     close: async () => {},
     fastPath: (t: FastTable) => (pushed.push(t), true),
     fastOutcome: outcome,
+    fastCharge: () => void nativeCharges.push(1),
     async *[Symbol.asyncIterator]() {
       for (;;) {
         while (queue.length) yield queue.shift()!;
@@ -55,7 +57,7 @@ function feed(outcome: (n: { fastId: number }) => Promise<AsOutcome>) {
     wake?.();
   };
   const settle = () => new Promise((r) => setTimeout(r, AUDIT_BATCH_MS + 40));
-  return { responses, pushed, performed, vetted, charged, events, notify, settle };
+  return { responses, pushed, performed, vetted, charged, nativeCharges, events, notify, settle };
 }
 
 describe('notify feed: the native fast path', () => {
@@ -69,6 +71,16 @@ describe('notify feed: the native fast path', () => {
     expect(t.pushed).toHaveLength(1);
     expect(t.pushed[0]!.rules.map((r) => r.name)).toEqual(['tmpfs-mount', 'remount', 'umount']);
     expect(t.pushed[0]).toMatchObject({ protect: [], ratePerSecond: 200, burst: 400 });
+  });
+
+  it('keeps one budget for both paths: a call of the actor\'s path is charged natively, a fast one to the actor', async () => {
+    const t = feed(async () => ({ answered: { errno: 0, atUs: answeredAt(), sendErrno: 0 } }));
+    t.notify({ id: 1n });
+    await t.settle();
+    expect([t.nativeCharges.length, t.charged.length]).toEqual([1, 0]);
+    t.notify({ id: 2n, fastId: 0x80000009, fastGen: 1, fastRule: 'tmpfs-mount' });
+    await t.settle();
+    expect([t.nativeCharges.length, t.charged.length]).toEqual([1, 1]);
   });
 
   it('only audits a call the watcher sent to the performer: path native, its rule, charged to the container\'s budget', async () => {
