@@ -9,13 +9,14 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '../bus/subjects.ts';
 import type { OutgoingEvent, Publish, PublishMany } from '../bus/events.ts';
 import type { VetterDecisionData } from '../bus/schemas/v1.ts';
-import { fromWire, toWire } from './vetter.actor.ts';
-import type { Verdict, VetRequest } from './vetter/decide.ts';
+import { fromWire, RATE_BURST, RATE_PER_SECOND, toWire } from './vetter.actor.ts';
+import { decide, type Verdict, type VetRequest } from './vetter/decide.ts';
 import { lookup, performerOf, type PerformNative } from './vetter/registry.ts';
 import type { Protection } from './vetter/types.ts';
 import { callerAbsolutePath } from './vetter/caller-path.ts';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
-import { answeredOf, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
+import { answeredOf, FastFallbackError, type AsNotify, type AsOutcome } from '../native/seccomp-agent.ts';
+import { compileFastTable, FAST_RULES, matchFast, type FastTable } from './vetter/fast-path.ts';
 import { errnoName } from '../native/errors.ts';
 import { AuditCoalescer, type CoalesceLimits, type Decision } from './audit-coalescer.ts';
 
@@ -30,11 +31,15 @@ export const AUDIT_BATCH_MS = 5;
 /** The agent socket and notify fds, plus the performers of the registry's ops (mountAs, umountAs, chmodAs). */
 export interface FeedNative extends PerformNative {
   serveSeccompAgent(path: string, onConnection: (c: { state: unknown; notifyFd: number | null; error?: string }) => void): { close(): Promise<void> };
-  listenSeccomp(fd: number, o?: { holderTag?: string }): AsyncIterable<{ id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr'] }> & {
+  listenSeccomp(fd: number, o?: { holderTag?: string; fastPath?: boolean }): AsyncIterable<FeedNotif> & {
     respond(id: bigint, r: { kind: 'continue' } | { kind: 'errno'; errno: number } | { kind: 'value'; val: number }): Promise<void>;
     idValid?(id: bigint): boolean;
     close(): Promise<void>;
     readonly fd: number;
+    /** The native fast path (native/seccomp-agent.ts SeccompListener): absent in backends without one. */
+    fastPath?(t: FastTable): boolean;
+    fastOutcome?(n: { fastId: number; fastGen?: number }): Promise<AsOutcome>;
+    fastCharge?(): void;
   };
 }
 
@@ -70,6 +75,12 @@ export interface FeedHost {
   /** Puts a host mount over a path inside the container of `pid`. */
   bindInto?(pid: number, source: string, target: string): Promise<void>;
   /**
+   * A fast-path call of the container (judged and performed natively, within the same budget): the
+   * vetter actor counts it against the container's pacing budget, so that calls past the budget on
+   * the actor's path wait as before.
+   */
+  charge?(container: string): void;
+  /**
    * The vetter actor of this process, when it runs here: asked directly (its rate limits and the pure
    * decide() are the same as on the bus), which saves a NATS round trip per call. Without it the
    * feed asks over the bus (eci.v1.vetter.decide.<id>).
@@ -79,6 +90,14 @@ export interface FeedHost {
   ranges(container: string): { uid?: VetRequest['uid']; gid?: VetRequest['gid'] };
 }
 
+/** One notification as the feed gets it (native/seccomp-agent.ts SeccompNotif). */
+export interface FeedNotif {
+  id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>;
+  stringIssues?: Record<string, string>; mountAttr?: VetRequest['mountAttr']; recvUs?: number; readUs?: number;
+  /** Sent to the performer by the native fast path already (see fastPath). */
+  fastId?: number; fastGen?: number; fastRule?: string;
+}
+
 interface ProcessState { pid?: number; metadata?: string; state?: { id?: string; pid?: number } }
 
 export class NotifyFeed {
@@ -86,6 +105,8 @@ export class NotifyFeed {
   /** Open listeners and their container. */
   private listeners = new Map<{ close(): Promise<void>; readonly fd: number }, string>();
   private protectIds = new Map<string, Protection>();
+  /** The fast path's table of each container, compiled once its protection is known. */
+  private fastTables = new Map<string, FastTable>();
   private auditQueue: Extract<OutgoingEvent, { type: 'vetter.decision' | 'vetter.decisions-coalesced' }>[] = [];
   private auditTimer?: ReturnType<typeof setTimeout>;
   private readonly coalescer: AuditCoalescer;
@@ -141,6 +162,7 @@ export class NotifyFeed {
 
   forget(container: string): void {
     this.protectIds.delete(container);
+    this.fastTables.delete(container);
     this.coalescer.forget(container);
     this.queueSummaries(Date.now());
   }
@@ -187,7 +209,7 @@ export class NotifyFeed {
   }
 
   private attach(container: string, initPid: number, fd: number): ReturnType<FeedNative['listenSeccomp']> {
-    const listener = this.native.listenSeccomp(fd, { holderTag: container });
+    const listener = this.native.listenSeccomp(fd, { holderTag: container, fastPath: true });
     this.listeners.set(listener, container);
     (async () => {
       for await (const n of listener) {
@@ -264,18 +286,26 @@ export class NotifyFeed {
     container: string,
     initPid: number,
     l: ReturnType<FeedNative['listenSeccomp']>,
-    n: { id: bigint; pid: number; syscall: string; args: bigint[]; strings: Record<string, string | null>; mountAttr?: VetRequest['mountAttr']; recvUs?: number; readUs?: number },
+    n: FeedNotif,
   ): Promise<void> {
     const t0 = performance.now();
     const nowUs = Number(process.hrtime.bigint() / 1000n); // the clock of the native recvUs/readUs
     const native = n.recvUs && n.readUs ? { inspect: Math.round(n.readUs - n.recvUs), queue: Math.max(0, Math.round(nowUs - n.readUs)) } : {};
     const req: VetRequest = { container, pid: n.pid, syscall: n.syscall, args: n.args, strings: n.strings, mountAttr: n.mountAttr, ...this.host.ranges(container) };
+    // Sent to the performer by the watcher thread already (the fast path): here only its outcome is awaited and audited.
+    const fastRun = n.fastId !== undefined ? (l.fastOutcome?.({ fastId: n.fastId, fastGen: n.fastGen }) ?? Promise.reject(new Error('fast-path run without a fast path'))) : undefined;
     let verdict: Verdict;
-    try {
-      if (this.host.vet) verdict = await this.host.vet(req);
-      else verdict = fromWire<Verdict>((await this.host.nc.request(subjects.vetterDecide(container), toWire(req), { timeout: VET_TIMEOUT_MS })).string());
-    } catch (e) {
-      verdict = { kind: 'errno', errno: 1, code: 'EPERM', reason: `no verdict from the vetter (${(e as Error).message})` };
+    if (fastRun) {
+      this.host.charge?.(container);
+      verdict = this.fastVerdict(container, req, n);
+    } else {
+      l.fastCharge?.(); // one budget for both paths: the fast path's counts this call too
+      try {
+        if (this.host.vet) verdict = await this.host.vet(req);
+        else verdict = fromWire<Verdict>((await this.host.nc.request(subjects.vetterDecide(container), toWire(req), { timeout: VET_TIMEOUT_MS })).string());
+      } catch (e) {
+        verdict = { kind: 'errno', errno: 1, code: 'EPERM', reason: `no verdict from the vetter (${(e as Error).message})` };
+      }
     }
     const t1 = performance.now();
     let result: { errno: number; code: string } | { val: number } | 'continue';
@@ -288,10 +318,13 @@ export class NotifyFeed {
       const emulates = performer.emulates?.(p);
       const notify: AsNotify = { fd: l.fd, id: n.id, answer: !emulates };
       try {
-        answered = (await performer.run(this.native, p, { pid: n.pid, notify, protection: this.protection(container, initPid) }))?.answered;
+        answered = (await (fastRun ?? performer.run(this.native, p, { pid: n.pid, notify, protection: this.protection(container, initPid) })))?.answered;
         result = { val: 0 };
         if (emulates) await this.emulateOnNewMount(container, n.pid, emulates.fstype, emulates.target);
+        if (!fastRun) this.pushFastPath(container, initPid, l, p.op);
       } catch (e) {
+        // The performer ran nothing for a fast-path request (no spare): the caller still waits; the actor's path takes it.
+        if (fastRun && e instanceof FastFallbackError) return this.handle(container, initPid, l, { ...n, fastId: undefined });
         const err = e as { code?: string; errno?: number; syscall?: string; message?: string };
         answered = answeredOf(e);
         // The call itself failed: its errno is the answer. Anything else: refuse. (The performer answers by the same rule.)
@@ -316,10 +349,17 @@ export class NotifyFeed {
     // Where the time went: getting the verdict, carrying it out, answering the kernel. Answered by the
     // performer: perform ends at its answer, and `after` (the hop back here) is not the caller's time.
     const answeredMs = answered ? answered.atUs / 1000 - nowUs / 1000 + t0 : undefined;
-    const latencyUs = Math.round(((answeredMs ?? t3) - t0) * 1000);
-    const spansUs = answeredMs !== undefined
+    let latencyUs = Math.round(((answeredMs ?? t3) - t0) * 1000);
+    let spansUs: VetterDecisionData['spansUs'] = answeredMs !== undefined
       ? { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.max(0, Math.round((answeredMs - t1) * 1000)), respond: 0, after: Math.max(0, Math.round((t3 - answeredMs) * 1000)) }
       : { ...native, decide: Math.round((t1 - t0) * 1000), perform: Math.round((t2 - t1) * 1000), respond: Math.round((t3 - t2) * 1000) };
+    if (fastRun && answered && n.recvUs && n.readUs) {
+      // Fast path: the caller's time runs from the kernel's hand-over to the performer's answer, which
+      // may come before this feed even saw the call; nothing here was on its path.
+      const endUs = nowUs + (t3 - t0) * 1000;
+      latencyUs = Math.max(0, Math.round(answered.atUs - n.recvUs));
+      spansUs = { inspect: Math.round(n.readUs - n.recvUs), decide: 0, perform: Math.max(0, Math.round(answered.atUs - n.readUs)), respond: 0, after: Math.max(0, Math.round(endUs - answered.atUs)) };
+    }
     // flags: mount/umount2's flags; for the chmod family its mode (octal).
     const flags = lookup(n.syscall)?.auditFlags?.(n.args);
     this.audit(container, {
@@ -327,6 +367,35 @@ export class NotifyFeed {
       verdict: verdict.kind === 'perform' ? (result === 'continue' || 'val' in result ? 'performed' : 'refused') : verdict.kind === 'errno' ? 'refused' : 'continued',
       errno: result !== 'continue' && 'code' in result ? result.code : undefined,
       reason: verdict.reason, latencyUs, spansUs, ...(answered ? { answeredBy: 'performer' } : {}),
+      ...(fastRun ? { path: 'native', fastRule: n.fastRule } : {}),
     });
+  }
+
+  /**
+   * The verdict recorded for a fast-path call: the actor's own (decide() is pure; the budget was kept
+   * natively and is charged above). A rule that disagrees with it is a bug: logged, and the call, which
+   * was performed, is recorded as such.
+   */
+  private fastVerdict(container: string, req: VetRequest, n: FeedNotif): Verdict {
+    const v = decide(req);
+    if (v.kind === 'perform') return { ...v, reason: `${v.reason} (native fast path: ${n.fastRule})` };
+    const m = matchFast({ rules: FAST_RULES }, req, n.stringIssues);
+    this.host.log.error({ container, syscall: req.syscall, rule: n.fastRule, actor: v.reason }, 'a fast-path rule disagrees with the vetter: fix the rule');
+    return { kind: 'perform', perform: m?.op ?? { op: 'umount', target: req.strings.target ?? '', flags: 0n }, reason: `native fast path (${n.fastRule}); the vetter would have said: ${v.reason}` };
+  }
+
+  /**
+   * After the actor's path performed a mount or unmount (so the container's protection is known and
+   * its performer runs), its fast path is pushed down, or pushed again to a new performer.
+   */
+  private pushFastPath(container: string, initPid: number, l: ReturnType<FeedNative['listenSeccomp']>, op: string): void {
+    if (!l.fastPath || (op !== 'mount' && op !== 'umount')) return;
+    let t = this.fastTables.get(container);
+    if (!t) this.fastTables.set(container, (t = compileFastTable(this.protection(container, initPid), { ratePerSecond: RATE_PER_SECOND, burst: RATE_BURST })));
+    try {
+      l.fastPath(t);
+    } catch (e) {
+      this.host.log.warn({ container, err: (e as Error).message }, 'fast path not pushed; calls take the vetter\'s path');
+    }
   }
 }

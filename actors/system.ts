@@ -413,6 +413,7 @@ export class Manager implements RuntimeHost, EventSink {
       publishMany: (events) => this.publishMany(events),
       auditLimits: () => this.settings().auditTrail,
       vet: (req) => vetter.vet(req),
+      charge: (id) => vetter.charge(id),
       protectedPaths: (id) => this.table.get(id)?.protectedPaths,
       notifyFdReceived: (id, fd) => this.holdNotifyFd(id, fd),
       containerProcess: (id, pid) => {

@@ -34,11 +34,23 @@ export class VetterActor {
 
   /** The verdict at once within the container's budget; past it, after the call's turn has come. */
   vet(r: VetRequest): Verdict | Promise<Verdict> {
-    let p = this.limits.get(r.container);
-    if (!p) this.limits.set(r.container, (p = new Pacer(RATE_PER_SECOND, RATE_BURST, this.now)));
-    const wait = p.reserve();
+    const wait = this.pacer(r.container).reserve();
     if (wait <= 0) return decide(r);
     return new Promise((resolve) => setTimeout(() => resolve(decide(r)), wait));
+  }
+
+  /**
+   * Counts a call that took the native fast path (which keeps the same budget itself) against the
+   * container's budget, so that its calls on this path wait as if it had come here.
+   */
+  charge(container: string): void {
+    this.pacer(container).reserve();
+  }
+
+  private pacer(container: string): Pacer {
+    let p = this.limits.get(container);
+    if (!p) this.limits.set(container, (p = new Pacer(RATE_PER_SECOND, RATE_BURST, this.now)));
+    return p;
   }
 
   forget(container: string): void {

@@ -5,7 +5,10 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { NativeError, errnoOf } from './errors.ts';
-import type { RawAgentDelivery, RawWatchEvent, SeccompResponse } from './seccomp-agent.ts';
+import type { FastTableSpec, RawAgentDelivery, RawWatchEvent, SeccompNotif, SeccompResponse } from './seccomp-agent.ts';
+
+/** The fast path's table as the watcher takes it: the rules and `sock`, its end of the performer's fd 5 (the addon owns it from then on). */
+export type NativeFastTable = FastTableSpec & { sock?: number; gen?: number };
 
 /** One bind for idmapBinds: `dev`/`ino` are those of the inode the policy checked. */
 export interface IdmapBind {
@@ -31,7 +34,10 @@ export type AddonReadCallback = (id: number, file: string, pid: number, view?: s
 /** src/seccomp.cc, exported as `seccomp`. */
 export interface SeccompAddon {
   listen(path: string, cb: (d: RawAgentDelivery) => void): { close(): void };
-  watch(fd: number, cb: (e: RawWatchEvent) => void, holderTag?: string): { close(): void };
+  watch(fd: number, cb: (e: RawWatchEvent) => void, holderTag?: string): { close(): void; fast(t: NativeFastTable | null): boolean; charge(): void };
+  /** Tests only: the watcher's fast-path matcher on one notification as JS sees it. */
+  fastMatch(t: Omit<NativeFastTable, 'sock'>, n: Pick<SeccompNotif, 'pid' | 'syscall' | 'args' | 'strings' | 'stringIssues'> & { id: bigint }): { rule: string; argv: string[] } | null;
+  socketPair(): [number, number];
   respond(fd: number, id: bigint, r: SeccompResponse): void;
   idValid(fd: number, id: bigint): boolean;
   closeFd(fd: number): void;

@@ -41,7 +41,7 @@ export interface HelpersApi {
 /** The seccomp agent and the vetted calls (seccomp.ts). */
 export interface SeccompApi {
   serveSeccompAgent(path: string, onConnection: (c: SeccompAgentConnection) => void): { close(): Promise<void> };
-  listenSeccomp(fd: number, o?: { holderTag?: string }): SeccompListener;
+  listenSeccomp(fd: number, o?: { holderTag?: string; fastPath?: boolean }): SeccompListener;
   mountAs(o: MountAsOptions): Promise<AsOutcome>;
   umountAs(o: UmountAsOptions): Promise<AsOutcome>;
   chmodAs(o: ChmodAsOptions): Promise<void>;

@@ -24,9 +24,9 @@ export abstract class FramedHelper<R extends { guard: NodeJS.Timeout }> {
   private inbuf: Buffer = Buffer.alloc(0);
   dead = false;
 
-  constructor(helper: string, verb: string, extraFd?: number) {
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'ignore', 'pipe'];
-    if (extraFd !== undefined) stdio.push(extraFd);
+  /** `extraFds`: the child's fds 4, 5... */
+  constructor(helper: string, verb: string, extraFds: number[] = []) {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'ignore', 'pipe', ...extraFds];
     this.child = spawn(helper, [verb, String(process.pid)], { stdio });
     this.sock = this.child.stdio[3] as Socket;
     this.child.on('error', () => this.fail());
@@ -37,9 +37,10 @@ export abstract class FramedHelper<R extends { guard: NodeJS.Timeout }> {
     this.sock.unref();
   }
 
+  /** Run ids stay below bit 31: those with it set are the native fast path's (perform.h). */
   protected newId(): number {
     const id = this.nextId++;
-    if (this.nextId > 0xffffffff) this.nextId = 1;
+    if (this.nextId > 0x7fffffff) this.nextId = 1;
     return id;
   }
 

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { parseHelperOutput } from './errors.ts';
 import { FramedHelper, doneFailure } from './framed-helper.ts';
 import { helperPath } from './helpers.ts';
-import type { AsOutcome } from './seccomp-agent.ts';
+import { loadAddon } from './addon.ts';
+import { FastFallbackError, type AsOutcome } from './seccomp-agent.ts';
 
 /** The notify fd's number in the performer (the args say --notif-fd 4). */
 export const PERFORM_NOTIFY_FD = 4;
@@ -15,13 +16,54 @@ interface PerformRun { resolve: (o: AsOutcome) => void; reject: (e: unknown) => 
 const PERFORM_ANSWER = 1;
 /** An 'A' frame's fields between the stdout length and stdout: u64 answered at, i32 errno answered, i32 send errno. */
 const ANSWER_FIELDS = 16;
+/** Run ids of the fast path (written by the native watcher thread to fd 5) have bit 31 set. */
+export const FAST_ID_BIT = 0x80000000;
+const isFast = (id: number) => (id & FAST_ID_BIT) !== 0;
+/** Outcomes of fast-path runs that came before their notification was posted, kept this many at most. */
+const EARLY_MAX = 1024;
 
-class Performer extends FramedHelper<PerformRun> {
+export class Performer extends FramedHelper<PerformRun> {
   /** Requests written before the performer said it is ready: if it dies first, none of them ran. */
   private unconfirmed: Buffer[] | null = [];
 
-  constructor(helper: string, notifyFd: number, private readonly onDead: () => void) {
-    super(helper, 'perform', notifyFd);
+  /** The manager's end of the fast path's socket (fd 5 in the performer), until the watcher takes it. */
+  private nativeEnd?: number;
+  /** Fast-path outcomes that arrived before anyone asked for them (the post and the frame race). */
+  private early = new Map<number, { kind: string; f: Buffer }>();
+
+  /** `fast`: with the fast path's socket (its fd 5). */
+  constructor(helper: string, notifyFd: number, private readonly onDead: () => void, fast = false) {
+    const pair = fast ? fastSocketPair() : undefined;
+    try {
+      super(helper, 'perform', pair ? [notifyFd, pair[1]] : [notifyFd]);
+    } finally {
+      if (pair) closeQuietly(pair[1]); // the child has its copy
+    }
+    this.nativeEnd = pair?.[0];
+  }
+
+  /** The fast path's end of the line (once): the watcher thread owns it from then on. */
+  takeNativeEnd(): number | undefined {
+    const fd = this.dead ? undefined : this.nativeEnd;
+    this.nativeEnd = undefined;
+    return fd;
+  }
+
+  /**
+   * How fast-path run `id` went: its 'A' frame, as run() resolves or rejects; a FastFallbackError when
+   * the performer ran nothing (the caller still waits); a failure when it died (it may have run it).
+   */
+  awaitNative(id: number): Promise<AsOutcome> {
+    const early = this.early.get(id);
+    if (this.dead && !early) return Promise.reject(parseHelperOutput('', { code: null, signal: 'SIGKILL', stderr: 'eci-helper perform died before reporting a fast-path run' }));
+    const p = new Promise<AsOutcome>((resolve, reject) => {
+      this.track(id, (guard) => ({ resolve, reject, fallback: () => reject(new FastFallbackError('the performer ran nothing (no spare)')), guard }));
+    });
+    if (early) {
+      this.early.delete(id);
+      this.onFrame(id, early.kind, early.f);
+    }
+    return p;
   }
 
   /**
@@ -48,6 +90,8 @@ class Performer extends FramedHelper<PerformRun> {
   private closing = false;
 
   close(): void {
+    if (this.nativeEnd !== undefined) closeQuietly(this.nativeEnd);
+    this.nativeEnd = undefined;
     // A request queued for a performer not ready yet is still run: writing it after the end would fail
     // it as if the performer had died mid-run (a call performed, or not, reported refused).
     if (this.unconfirmed) {
@@ -58,6 +102,11 @@ class Performer extends FramedHelper<PerformRun> {
   }
 
   protected onFrame(id: number, kind: string, f: Buffer): boolean {
+    if (isFast(id) && !this.runs.has(id) && (kind === 'A' || kind === 'D' || kind === 'F')) {
+      if (this.early.size >= EARLY_MAX) this.early.delete(this.early.keys().next().value!);
+      this.early.set(id, { kind, f: Buffer.from(f) });
+      return true;
+    }
     if (kind === 'R' && this.unconfirmed) {
       for (const q of this.unconfirmed) this.sock.write(q);
       this.unconfirmed = null;
@@ -87,13 +136,33 @@ class Performer extends FramedHelper<PerformRun> {
   /** Gone or broken: runs it never got go another way; a run it had may have happened, so it fails (closed). */
   protected fail(): void {
     if (!this.kill()) return;
+    if (this.nativeEnd !== undefined) closeQuietly(this.nativeEnd);
+    this.nativeEnd = undefined;
     this.onDead();
     const neverSent = this.unconfirmed !== null;
     for (const id of [...this.runs.keys()]) {
       const r = this.settle(id)!;
-      if (neverSent) r.fallback();
+      // A fast-path request may have been taken by a spare before 'R' came: it failed (closed).
+      if (neverSent && !isFast(id)) r.fallback();
       else r.reject(parseHelperOutput('', { code: null, signal: 'SIGKILL', stderr: 'eci-helper perform died during the run' }));
     }
+  }
+}
+
+/** A SOCK_SEQPACKET pair for the fast path, or undefined (an addon without it: no fast path). */
+function fastSocketPair(): [number, number] | undefined {
+  try {
+    return loadAddon().seccomp.socketPair();
+  } catch {
+    return undefined;
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    loadAddon().seccomp.closeFd(fd);
+  } catch {
+    /* already closed */
   }
 }
 
@@ -105,8 +174,11 @@ class Performer extends FramedHelper<PerformRun> {
  */
 const performers = new Map<number, { p: Performer; owner: object | undefined }>();
 
-/** The performer of notify fd `fd` (for listener `owner`), started on first use; undefined: run the call another way. */
-export function performerFor(fd: number, owner?: object): Performer | undefined {
+/**
+ * The performer of notify fd `fd` (for listener `owner`), started on first use, with the fast path's
+ * socket when `fast`; undefined: run the call another way.
+ */
+export function performerFor(fd: number, owner?: object, fast = false): Performer | undefined {
   const e = performers.get(fd);
   if (e && e.owner === owner && !e.p.dead) return e.p;
   if (e && e.owner !== owner) {
@@ -119,7 +191,7 @@ export function performerFor(fd: number, owner?: object): Performer | undefined 
   try {
     const np: Performer = new Performer(helper, fd, () => {
       if (performers.get(fd)?.p === np) performers.delete(fd);
-    });
+    }, fast);
     performers.set(fd, { p: np, owner });
     return np;
   } catch {

@@ -42,6 +42,38 @@ export interface SeccompNotif {
   readUs?: number;
   /** mount_setattr's struct mount_attr (when its size argument is >= 32 and it could be read). */
   mountAttr?: { attrSet: bigint; attrClr: bigint; propagation: bigint; usernsFd: bigint };
+  /**
+   * Set when the watcher thread sent it to the performer itself (the fast path, FastTableSpec): the run
+   * id (listener.fastOutcome tells how it went) and the rule it matched. The caller is answered there.
+   */
+  fastId?: number;
+  /** Which push of the table (which performer) it went to. */
+  fastGen?: number;
+  fastRule?: string;
+}
+
+/** One rule of the native fast path (actors/vetter/fast-path.ts compiles them; native/src/seccomp.cc matches). */
+export interface FastRuleSpec {
+  name: string;
+  syscall: 'mount' | 'umount2';
+  /** The index of the flags argument; `all` bits must be set there, `none` clear. */
+  flagsArg: number;
+  all: bigint;
+  none: bigint;
+  /** The fstype string must be exactly this. */
+  fstype?: string;
+  /** No uid=/gid= option in data. */
+  dataNoIds: boolean;
+  op: 'mount' | 'umount';
+}
+
+/** A container's fast path: its rules, what every run gets (--protect-id, --ro-dev), and its call budget. */
+export interface FastTableSpec {
+  rules: readonly FastRuleSpec[];
+  protect: readonly number[];
+  roDevs: readonly string[];
+  ratePerSecond: number;
+  burst: number;
 }
 
 export type SeccompResponse = { kind: 'continue' } | { kind: 'errno'; errno: number } | { kind: 'value'; val: number };
@@ -63,6 +95,21 @@ export interface SeccompListener extends AsyncIterable<SeccompNotif> {
   readonly closed: Promise<void>;
   /** The notify fd while open (e.g. for mountAs's ID_VALID check), -1 once closed. */
   readonly fd: number;
+  /**
+   * Hands the fast path's table to the watcher thread, with its line to this fd's performer (started
+   * if need be). false: no fast path (no performer, closed, or switched off by ECI_FAST_PATH=0). Calling
+   * it again is cheap; after the performer was replaced it is pushed again with the new one's line.
+   */
+  fastPath?(t: FastTableSpec): boolean;
+  /** A call that went the vetter's path: counted against the fast path's budget too (one budget for both). */
+  fastCharge?(): void;
+  /** How the fast-path run `fastId` went (as mountAs's result); rejects with a FastFallbackError when nothing was run. */
+  fastOutcome?(n: { fastId: number; fastGen?: number }): Promise<AsOutcome>;
+}
+
+/** The performer ran nothing for a fast-path request (no spare could be forked): the caller is still waiting. */
+export class FastFallbackError extends Error {
+  readonly code = 'EFASTFALLBACK';
 }
 
 /** What the addon's listener thread delivers for one connection. */

@@ -5,12 +5,14 @@ import { isAbsolute } from 'node:path';
 import { loadAddon } from './addon.ts';
 import { NativeError, usageError } from './errors.ts';
 import { runHelperWithFd } from './helpers.ts';
-import { PERFORM_NOTIFY_FD, closePerformer, performerFor } from './performer.ts';
+import { PERFORM_NOTIFY_FD, closePerformer, performerFor, type Performer } from './performer.ts';
 import {
   asHelperArgs,
   chmodAsHelperArgs,
   createSeccompListener,
+  FastFallbackError,
   parseAgentDelivery,
+  type FastTableSpec,
   type AsOutcome,
   type ChmodAsOptions,
   type MountAsOptions,
@@ -19,7 +21,10 @@ import {
   type UmountAsOptions,
 } from './seccomp-agent.ts';
 
+export { FastFallbackError } from './seccomp-agent.ts';
 export type {
+  FastRuleSpec,
+  FastTableSpec,
   AsNotify,
   AsOutcome,
   ChmodAsOptions,
@@ -71,21 +76,57 @@ export function serveSeccompAgent(path: string, onConnection: (c: SeccompAgentCo
 /**
  * Watches a seccomp notify fd (taking ownership of it) without blocking the event loop. With
  * o.holderTag, each notification's id is noted at the fd-holder (setFdHolderNotes) under that tag.
+ * With o.fastPath (and not ECI_FAST_PATH=0), its performer gets the fast path's socket and the
+ * listener's fastPath() can push a table down to the watcher thread.
  */
-export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): SeccompListener {
+export function listenSeccomp(fd: number, o: { holderTag?: string; fastPath?: boolean } = {}): SeccompListener {
   if (!Number.isInteger(fd) || fd < 0) throw usageError(`listenSeccomp needs an fd, got ${fd}`);
   const s = loadAddon().seccomp;
-  const listener = createSeccompListener({
+  let watcher: ReturnType<typeof s.watch> | undefined;
+  const listener: SeccompListener = createSeccompListener({
     fd,
     watch(cb) {
       try {
-        return s.watch(fd, cb, o.holderTag);
+        return (watcher = s.watch(fd, cb, o.holderTag));
       } catch (err) {
         throw NativeError.from(err);
       }
     },
     respond: (id, r) => s.respond(fd, id, r),
     idValid: (id) => s.idValid(fd, id),
+  });
+  // The fast path: pushed with the line to the performer it was pushed with; a new performer (the
+  // old one died) gets it pushed again.
+  const fast = o.fastPath === true && process.env.ECI_FAST_PATH !== '0';
+  if (fast) fastListeners.add(listener);
+  let pushedTo: Performer | undefined;
+  const byGen = new Map<number, Performer>();
+  Object.assign(listener, {
+    fastPath(t: FastTableSpec): boolean {
+      if (!fast || listener.fd < 0 || !watcher) return false;
+      const p = performerFor(fd, listener, true);
+      if (!p) return false;
+      if (p === pushedTo) return true;
+      const sock = p.takeNativeEnd();
+      if (sock === undefined) return false;
+      const gen = byGen.size + 1;
+      try {
+        if (!watcher.fast({ ...t, sock, gen })) return false;
+      } catch {
+        return false; // the addon closed sock
+      }
+      pushedTo = p;
+      byGen.set(gen, p);
+      return true;
+    },
+    fastCharge(): void {
+      if (pushedTo) watcher?.charge();
+    },
+    fastOutcome(n: { fastId: number; fastGen?: number }): Promise<AsOutcome> {
+      const p = byGen.get(n.fastGen ?? 0);
+      if (!p) return Promise.reject(new FastFallbackError('no fast path here'));
+      return p.awaitNative(n.fastId);
+    },
   });
   // The listener is its performer's owner: see performers in performer.ts (fd numbers come back).
   owners.set(fd, listener);
@@ -98,10 +139,13 @@ export function listenSeccomp(fd: number, o: { holderTag?: string } = {}): Secco
 
 /** The live listener of each notify fd number. */
 const owners = new Map<number, object>();
+/** Listeners whose performers get the fast path's socket. */
+const fastListeners = new WeakSet<object>();
 
 function runAsHelper(kind: 'mount-as' | 'umount-as', o: MountAsOptions | UmountAsOptions): Promise<AsOutcome> {
   const viaServer = () => runHelperWithFd(asHelperArgs(kind, o, o.notify ? 3 : undefined), o.notify?.fd);
-  const p = o.notify ? performerFor(o.notify.fd, owners.get(o.notify.fd)) : undefined;
+  const owner = o.notify ? owners.get(o.notify.fd) : undefined;
+  const p = o.notify ? performerFor(o.notify.fd, owner, owner !== undefined && fastListeners.has(owner)) : undefined;
   if (p) return p.run(asHelperArgs(kind, o, PERFORM_NOTIFY_FD), viaServer, o.notify?.answer ? o.notify.id : undefined);
   return viaServer().then(() => ({}));
 }

@@ -48,6 +48,13 @@ export interface VetterDecisionData {
   spansUs?: { inspect?: number; queue?: number; decide: number; perform: number; respond: number; after?: number };
   /** Who answered the kernel: the manager (absent) or the container's performer. */
   answeredBy?: 'performer';
+  /**
+   * 'native': the call took the fast path (the native watcher matched a rule the vetter compiled and
+   * sent it to the performer itself, no hop through the manager's event loop; fastRule names the rule).
+   * Absent: the vetter actor judged it. decide is then the audit's own judging, after the answer.
+   */
+  path?: 'native';
+  fastRule?: string;
 }
 export type VetterEvent = Envelope<'vetter.decision', VetterDecisionData>;
 /** Decisions of one kind over the container's audit share in one second, counted instead of sent one by one. */

@@ -6,9 +6,14 @@
 #include "perform.h"
 #include <sys/mman.h>
 
+/* Whether fd 5 (the fast path's socket) was open at start (the fd layout), and is still read. */
+static bool perform_native, perform_native_open;
+
 #define PERFORM_FD 3
 #define PERFORM_NOTIFY_FD 4
-#define PERFORM_DONE_FD 5 /* in a spare: its note pipe to the performer */
+#define PERFORM_NATIVE_FD 5 /* the fast path's requests (SOCK_SEQPACKET from the manager's watcher threads), if open */
+/* In a spare: its note pipe to the performer, next after the fds above. */
+#define PERFORM_DONE_FD (perform_native ? PERFORM_NATIVE_FD + 1 : PERFORM_NATIVE_FD)
 #define PERFORM_TIMEOUT_MS 60000
 #define PERFORM_MAX_FRAME (1u << 20)
 #define PERFORM_OUT 8192
@@ -105,9 +110,57 @@ static const char *perform_args(char *p, uint32_t len, char *argv0, char **args,
 	return NULL;
 }
 
+/* One fast-path request: a whole datagram of fd 5 (u32 length, then the frame); its length or 0 (none, try again). */
+static uint32_t perform_native_request(unsigned char *frame)
+{
+	unsigned char lenb[4];
+	struct iovec iov[2] = { { lenb, 4 }, { frame, PERFORM_MAX_FRAME } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n = recvmsg(PERFORM_NATIVE_FD, &mh, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (n < 4 + PERFORM_HEAD || (mh.msg_flags & MSG_TRUNC) || serve_get32(lenb) != (uint32_t)n - 4)
+		return UINT32_MAX; /* closed, or not our protocol */
+	return (uint32_t)n - 4;
+}
+
 /*
- * The spare: waits for the next request on fd 3 and runs it; see the top of this file.
- * Its fds: 0-2, 3 (until it has its request), 4 (the notify fd), 5 (its note pipe).
+ * The spare's next request, from fd 3 (the manager's event loop) or fd 5 (its watcher threads, the
+ * fast path): whichever comes first; the spare is the only reader of both while it waits.
+ */
+static uint32_t perform_spare_request(unsigned char *frame)
+{
+	struct pollfd p[2] = { { .fd = PERFORM_FD, .events = POLLIN }, { .fd = perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN } };
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(126);
+		}
+		if (p[0].revents) {
+			unsigned char lenb[4];
+			if (!perform_read(PERFORM_FD, lenb, 4))
+				_exit(0); /* the manager is done or gone */
+			uint32_t len = serve_get32(lenb);
+			if (len < PERFORM_HEAD || len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
+				_exit(126); /* not our protocol, or torn: the performer gives up (no 'S') */
+			return len;
+		}
+		if (p[1].revents & POLLIN) {
+			uint32_t len = perform_native_request(frame);
+			if (len == UINT32_MAX)
+				p[1].fd = -1; /* the manager closed the fast path: fd 3 only */
+			else if (len)
+				return len;
+		} else if (p[1].revents) {
+			p[1].fd = -1;
+		}
+	}
+}
+
+/*
+ * The spare: waits for the next request on fd 3 (or fd 5) and runs it; see the top of this file.
+ * Its fds: 0-2, 3 and 5 with the fast path (until it has its request), 4 (the notify fd), then its note pipe.
  */
 static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *out, unsigned char *frame)
 {
@@ -123,13 +176,10 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 	 * come, and its CPU competed with the call's path. Without it, mount+umount p50 was ~110 us lower
 	 * (bench mountlat, 5 alternating pairs: 838 vs 948 us).
 	 */
-	unsigned char lenb[4];
-	if (!perform_read(PERFORM_FD, lenb, 4))
-		_exit(0); /* the manager is done or gone */
-	uint32_t len = serve_get32(lenb);
-	if (len < PERFORM_HEAD || len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
-		_exit(126); /* not our protocol, or torn: the performer gives up (no 'S') */
+	uint32_t len = perform_spare_request(frame);
 	close(PERFORM_FD);
+	if (perform_native)
+		close(PERFORM_NATIVE_FD);
 	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
 	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
 	perform_note(&n);
@@ -267,8 +317,9 @@ int main_perform(int argc, char **argv)
 		return 1;
 	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
 		return 1;
+	perform_native = perform_native_open = fcntl(PERFORM_NATIVE_FD, F_GETFD) >= 0;
 	/* Nothing else of the manager's (an fd it leaked without CLOEXEC) may reach the runs. */
-	serve_close_from(PERFORM_NOTIFY_FD + 1);
+	serve_close_from(PERFORM_NATIVE_FD + 1);
 	int fl = fcntl(PERFORM_FD, F_GETFL);
 	if (fl < 0 || fcntl(PERFORM_FD, F_SETFL, fl & ~O_NONBLOCK) < 0 || chdir("/") < 0)
 		return 1;
@@ -308,6 +359,8 @@ int main_perform(int argc, char **argv)
 		 */
 		struct pollfd p[2] = { { .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (spare.pid < 0 ? POLLIN : 0) },
 				       { .fd = spare.note_r, .events = POLLIN } };
+		if (spare.pid < 0) /* no spare: fast-path requests are turned back here too */
+			p[1].fd = perform_native_open && !manager_gone ? PERFORM_NATIVE_FD : -1;
 		int timeout = -1;
 		if (running || draining) {
 			uint64_t now = perform_now_us() / 1000;
@@ -315,7 +368,7 @@ int main_perform(int argc, char **argv)
 		} else if (spare.pid < 0) {
 			timeout = 100; /* fork failed: try again soon */
 		}
-		int r = poll(p, spare.pid < 0 ? 1 : 2, timeout);
+		int r = poll(p, 2, timeout);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -333,6 +386,15 @@ int main_perform(int argc, char **argv)
 				    len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
 					return 1;
 				perform_fallback(serve_get32(frame), "fork failed");
+			}
+			if (p[1].revents & POLLIN) {
+				uint32_t len = perform_native_request(frame);
+				if (len && len != UINT32_MAX)
+					perform_fallback(serve_get32(frame), "fork failed");
+				else if (len == UINT32_MAX)
+					perform_native_open = false; /* closed: no more fast-path requests */
+			} else if (p[1].revents) {
+				perform_native_open = false;
 			}
 			continue;
 		}

@@ -4,7 +4,10 @@
  * eci-helper (perform.c, over as-common.c and serve.c); not a program of its own.
  *
  * The manager (native/index.ts) starts one per seccomp notify fd, with fd 3 one end of a unix
- * socketpair and fd 4 that notify fd; PARENT_PID is the manager's pid. It dies with the manager
+ * socketpair, fd 4 that notify fd and, optionally, fd 5 one end of a SOCK_SEQPACKET pair whose other
+ * end the manager's watcher thread of that fd holds (the fast path, native/src/seccomp.cc): there each
+ * datagram is one request as on fd 3 (run ids with bit 31 set, always PERFORM_ANSWER), read by the
+ * spare like those of fd 3; its reply goes to fd 3 like any other. PARENT_PID is the manager's pid. It dies with the manager
  * (PR_SET_PDEATHSIG) and exits once the manager shuts fd 3 (it does with the notify fd).
  *
  * Frames on fd 3 (integers little-endian), after one 'R' (ready) frame from the performer:

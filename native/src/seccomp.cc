@@ -38,6 +38,15 @@
 //   seccomp.watch(notifyFd, cb, tag) additionally sends "SEEN <tag> <id>" for every notification received
 //       to the fd-holder connection set with seccomp.holderNotes(fd | -1), before anything else is done
 //       with it (fire and forget), so a manager that dies mid-decision leaves the id behind.
+//   watch(...).fast(table | null) -> boolean
+//       The fast path (actors/vetter/fast-path.ts): the rules, the pacer's budget and `sock`, the
+//       manager's end of a SOCK_SEQPACKET pair whose other end is the fd's performer's fd 5 (owned by
+//       the addon from the call on, closed with the watcher). A valid notification matching a rule,
+//       within the budget, is sent to the performer as a run (perform.h's request, run id with bit 31
+//       set, PERFORM_ANSWER) by the watcher thread, then posted with fastId and fastRule.
+//   watch(...).charge(): a call the vetter's path took, counted against the fast path's budget.
+//   seccomp.fastMatch(table, notif) -> { rule, argv } | null: the same matcher, for tests.
+//   seccomp.socketPair() -> [fd, fd]: AF_UNIX SOCK_SEQPACKET, CLOEXEC.
 //   seccomp.holderConnect(path) -> fd
 //       A connection to the fd-holder (native/cmd/eci-fdholder.c: AF_UNIX SOCK_SEQPACKET at path), CLOEXEC,
 //       with 2 s send/receive timeouts (the holder answers at once; a stuck holder must not hang us).
@@ -498,6 +507,9 @@ struct Notif {
   bool valid = false;
   double recvUs = 0;  // CLOCK_MONOTONIC (Node's hrtime clock) when the kernel handed it over
   double readUs = 0;  // ... and when its arguments had been read (posted to JS)
+  uint32_t fastId = 0;   // != 0: sent to the performer by the fast path under this run id
+  uint32_t fastGen = 0;  // ... of the table pushed as this generation (which performer)
+  std::string fastRule;  // ... matching this rule
 };
 
 // Microseconds on CLOCK_MONOTONIC, the clock of Node's process.hrtime: spans across the JS hop.
@@ -510,8 +522,12 @@ double MonotonicUs() {
 // A connection to the fd-holder for "SEEN <tag> <id>" notes (-1: none); set from JS (holderNotes).
 std::atomic<int> gNoteFd{-1};
 
+struct FastTable;
+
 struct Watcher {
   int fd = -1;
+  std::mutex fastMu;               // guards `fast` (set from JS, read by the thread)
+  std::shared_ptr<FastTable> fast;  // the fast path's rules and performer socket, or null
   std::string tag;  // the holder's tag for this fd ("": no notes)
   int wake = -1;
   std::thread thread;
@@ -652,6 +668,258 @@ void Inspect(int notifyFd, const struct seccomp_notif* k, Notif& n) {
   n.valid = IdValid(notifyFd, k->id);
 }
 
+// ---------- fast path: rules pushed down by the vetter (actors/vetter/fast-path.ts) ----------
+// A notification matching one of its container's rules is written by the watcher thread straight to
+// the container's performer (native/cmd/perform.c reads it on its fd 5, performs, answers the caller)
+// and then posted to JS with fastId/fastRule for the audit event. Anything not matched, any string in
+// doubt, a container over its budget, or a full or closed socket: posted as usual (the actor's path).
+
+// One rule (FastRule in fast-path.ts): a syscall, the bits its flags argument must set and must not.
+struct FastRule {
+  std::string name;
+  Sc sc = SC_UNKNOWN;
+  int flagsArg = 0;
+  uint64_t all = 0, none = 0;
+  bool hasFstype = false;
+  std::string fstype;
+  bool dataNoIds = false;
+  bool umount = false;
+};
+
+struct FastTable {
+  std::vector<FastRule> rules;
+  std::vector<std::string> protect;  // mount ids, as decimal text
+  std::vector<std::string> roDevs;
+  int sock = -1;  // SOCK_SEQPACKET to the performer's fd 5, owned (-1: match only, for tests)
+  // The pacer's budget (actors/vetter/pace.ts, the same generic cell rate algorithm): a call past it
+  // is left to the actor, which paces it. The actor's calls are charged here too (charge()), so the
+  // two paths share one budget. tatUs under paceMu; nextId: watcher thread only.
+  double intervalUs = 5000, burst = 400, tatUs = 0;
+  std::mutex paceMu;
+  uint32_t nextId = 0;
+  uint32_t gen = 0;  // JS's number for this table (and its performer)
+  FastTable() = default;
+  FastTable(const FastTable&) = delete;
+  FastTable& operator=(const FastTable&) = delete;
+  ~FastTable() {
+    if (sock >= 0) ::close(sock);
+  }
+};
+
+// What fast-path.ts calls PLAIN: printable ASCII. Other bytes reach JS as UTF-8 text that the
+// actor's path would pass re-encoded; rather than differ, such calls take that path.
+bool Plain(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c > 0x7e) return false;
+  return true;
+}
+
+bool HasIdOption(const std::string& data) {
+  size_t at = 0;
+  for (;;) {
+    if (data.compare(at, 4, "uid=") == 0 || data.compare(at, 4, "gid=") == 0) return true;
+    const size_t comma = data.find(',', at);
+    if (comma == std::string::npos) return false;
+    at = comma + 1;
+  }
+}
+
+// The rule n matches (and the performer's argv for it: asHelperArgs's order), or null.
+const FastRule* FastMatch(const FastTable& t, const Notif& n, std::vector<std::string>& argv) {
+  if (n.pid == 0) return nullptr;
+  const StrArg *source = nullptr, *target = nullptr, *fstype = nullptr, *data = nullptr;
+  for (const StrArg& s : n.strings) {
+    if (s.issue == StrIssue::Null) continue;
+    if (s.issue != StrIssue::None || !Plain(s.value)) return nullptr;  // in doubt
+    if (s.name == "source") source = &s;
+    else if (s.name == "target") target = &s;
+    else if (s.name == "fstype") fstype = &s;
+    else if (s.name == "data") data = &s;
+  }
+  if (!target || target->value.empty()) return nullptr;
+  for (const FastRule& r : t.rules) {
+    if (std::strcmp(kScNames[r.sc], n.syscall) != 0) continue;
+    const uint64_t flags = n.args[r.flagsArg];
+    if ((flags & r.all) != r.all || (flags & r.none) != 0) continue;
+    if (r.hasFstype && (!fstype || fstype->value != r.fstype)) continue;
+    if (r.dataNoIds && data && HasIdOption(data->value)) continue;
+    argv.clear();
+    argv.push_back(r.umount ? "umount-as" : "mount-as");
+    argv.push_back("--pid");
+    argv.push_back(std::to_string(n.pid));
+    if (!r.umount) {
+      for (const StrArg* s : {source, fstype, data}) {
+        if (!s) continue;
+        argv.push_back("--" + s->name);
+        argv.push_back(s->value);
+      }
+    }
+    argv.push_back("--target");
+    argv.push_back(target->value);
+    argv.push_back("--flags");
+    argv.push_back(std::to_string(flags));
+    argv.push_back("--notif-fd");
+    argv.push_back("4");  // the notify fd's number in the performer (PERFORM_NOTIFY_FD)
+    argv.push_back("--notif-id");
+    argv.push_back(std::to_string(n.id));
+    for (const std::string& id : t.protect) {
+      argv.push_back("--protect-id");
+      argv.push_back(id);
+    }
+    if (!r.umount)
+      for (const std::string& d : t.roDevs) {
+        argv.push_back("--ro-dev");
+        argv.push_back(d);
+      }
+    return &r;
+  }
+  return nullptr;
+}
+
+constexpr uint32_t kFastIdBit = 0x80000000u;  // run ids of the fast path; JS's own stay below
+constexpr uint8_t kPerformAnswer = 1;         // perform.h's PERFORM_ANSWER: the performer answers the caller
+
+void PutU32(std::string& b, uint32_t v) {
+  for (int i = 0; i < 4; i++) b.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// On a match within the budget, sends the run to the performer; n then carries fastId.
+void TryFast(Watcher& w, Notif& n) {
+  std::shared_ptr<FastTable> t;
+  {
+    std::lock_guard<std::mutex> g(w.fastMu);
+    t = w.fast;
+  }
+  if (!t || t->sock < 0) return;
+  std::vector<std::string> argv;
+  const FastRule* r = FastMatch(*t, n, argv);
+  if (!r) return;
+  {
+    std::lock_guard<std::mutex> g(t->paceMu);
+    const double now = MonotonicUs();
+    const double tat = std::max(t->tatUs, now);
+    if (tat - (t->burst - 1) * t->intervalUs - now > 0) return;  // over budget: the actor paces it
+    t->tatUs = tat + t->intervalUs;
+  }
+  const uint32_t id = kFastIdBit | (t->nextId++ & ~kFastIdBit);
+  std::string body;
+  for (const std::string& a : argv) {
+    body += a;
+    body.push_back('\0');
+  }
+  std::string frame;
+  PutU32(frame, static_cast<uint32_t>(13 + body.size()));
+  PutU32(frame, id);
+  frame.push_back(static_cast<char>(kPerformAnswer));
+  PutU32(frame, static_cast<uint32_t>(n.id & 0xffffffffu));
+  PutU32(frame, static_cast<uint32_t>(n.id >> 32));
+  frame += body;
+  // One datagram: whole or not at all. Full or gone: the actor's path.
+  const ssize_t sent = ::send(t->sock, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (sent != static_cast<ssize_t>(frame.size())) {
+    std::lock_guard<std::mutex> g(t->paceMu);
+    t->tatUs -= t->intervalUs;  // not sent: the actor's path takes it, and charges it itself
+    return;
+  }
+  n.fastId = id;
+  n.fastGen = t->gen;
+  n.fastRule = r->name;
+}
+
+uint64_t U64Of(Napi::Value v) {
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
+  return 0;
+}
+
+Sc ScOfName(const std::string& name) {
+  for (size_t i = 0; i < sizeof(kScNames) / sizeof(kScNames[0]); i++)
+    if (name == kScNames[i]) return static_cast<Sc>(i);
+  return SC_UNKNOWN;
+}
+
+// A FastTable (fast-path.ts) from JS; the socket fd (if any) is the table's from here on.
+std::shared_ptr<FastTable> ParseFastTable(Napi::Env env, Napi::Object o) {
+  auto t = std::make_shared<FastTable>();
+  if (o.Get("sock").IsNumber()) t->sock = o.Get("sock").As<Napi::Number>().Int32Value();
+  if (o.Get("gen").IsNumber()) t->gen = o.Get("gen").As<Napi::Number>().Uint32Value();
+  if (!o.Get("rules").IsArray()) throw Napi::TypeError::New(env, "fast table: rules must be an array");
+  Napi::Array rules = o.Get("rules").As<Napi::Array>();
+  for (uint32_t i = 0; i < rules.Length(); i++) {
+    Napi::Object ro = rules.Get(i).As<Napi::Object>();
+    FastRule r;
+    r.name = ro.Get("name").ToString().Utf8Value();
+    r.sc = ScOfName(ro.Get("syscall").ToString().Utf8Value());
+    r.flagsArg = ro.Get("flagsArg").ToNumber().Int32Value();
+    if (r.sc == SC_UNKNOWN || r.flagsArg < 0 || r.flagsArg > 5) throw Napi::TypeError::New(env, "fast table: bad rule " + r.name);
+    r.all = U64Of(ro.Get("all"));
+    r.none = U64Of(ro.Get("none"));
+    r.hasFstype = ro.Get("fstype").IsString();
+    if (r.hasFstype) r.fstype = ro.Get("fstype").As<Napi::String>().Utf8Value();
+    r.dataNoIds = ro.Get("dataNoIds").ToBoolean().Value();
+    r.umount = ro.Get("op").ToString().Utf8Value() == "umount";
+    t->rules.push_back(std::move(r));
+  }
+  if (o.Get("protect").IsArray()) {
+    Napi::Array a = o.Get("protect").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) t->protect.push_back(std::to_string(a.Get(i).ToNumber().Int64Value()));
+  }
+  if (o.Get("roDevs").IsArray()) {
+    Napi::Array a = o.Get("roDevs").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) t->roDevs.push_back(a.Get(i).ToString().Utf8Value());
+  }
+  const double rate = o.Get("ratePerSecond").IsNumber() ? o.Get("ratePerSecond").As<Napi::Number>().DoubleValue() : 0;
+  const double burst = o.Get("burst").IsNumber() ? o.Get("burst").As<Napi::Number>().DoubleValue() : 0;
+  if (!(rate > 0) || !(burst >= 1)) throw Napi::TypeError::New(env, "fast table: ratePerSecond > 0 and burst >= 1");
+  t->intervalUs = 1e6 / rate;
+  t->burst = burst;
+  return t;
+}
+
+// Tests only: seccomp.fastMatch(table, notif) -> { rule, argv } | null, the watcher's own matcher
+// on a notification given as JS sees one (pid, syscall, args, strings, stringIssues).
+Napi::Value FastMatchJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) throw Napi::TypeError::New(env, "fastMatch(table, notif)");
+  Napi::Object to = info[0].As<Napi::Object>();
+  to.Delete("sock");
+  std::shared_ptr<FastTable> t = ParseFastTable(env, to);
+  Napi::Object no = info[1].As<Napi::Object>();
+  Notif n;
+  n.id = U64Of(no.Get("id"));
+  n.pid = no.Get("pid").ToNumber().Uint32Value();
+  n.syscall = kScNames[ScOfName(no.Get("syscall").ToString().Utf8Value())];
+  Napi::Array args = no.Get("args").As<Napi::Array>();
+  for (uint32_t i = 0; i < 6 && i < args.Length(); i++) n.args[i] = U64Of(args.Get(i));
+  Napi::Object strings = no.Get("strings").As<Napi::Object>();
+  Napi::Object issues = no.Get("stringIssues").IsObject() ? no.Get("stringIssues").As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Array names = strings.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    StrArg a;
+    a.name = names.Get(i).ToString().Utf8Value();
+    Napi::Value v = strings.Get(a.name);
+    if (v.IsString()) {
+      a.value = v.As<Napi::String>().Utf8Value();
+    } else {
+      const std::string why = issues.Get(a.name).IsString() ? issues.Get(a.name).As<Napi::String>().Utf8Value() : "unreadable";
+      a.issue = why == "null" ? StrIssue::Null : why == "truncated" ? StrIssue::Truncated : why == "binary" ? StrIssue::Binary : StrIssue::Unreadable;
+    }
+    n.strings.push_back(std::move(a));
+  }
+  std::vector<std::string> argv;
+  const FastRule* r = FastMatch(*t, n, argv);
+  if (!r) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("rule", r->name);
+  Napi::Array av = Napi::Array::New(env, argv.size());
+  for (size_t i = 0; i < argv.size(); i++) av.Set(static_cast<uint32_t>(i), argv[i]);
+  out.Set("argv", av);
+  return out;
+}
+
 Napi::Object NotifToJs(Napi::Env env, const Notif& n) {
   Napi::Object o = Napi::Object::New(env);
   if (n.closed) {
@@ -694,6 +962,11 @@ Napi::Object NotifToJs(Napi::Env env, const Notif& n) {
     o.Set("mountAttr", ma);
   }
   o.Set("valid", Napi::Boolean::New(env, n.valid));
+  if (n.fastId) {
+    o.Set("fastId", Napi::Number::New(env, n.fastId));
+    o.Set("fastGen", Napi::Number::New(env, n.fastGen));
+    o.Set("fastRule", n.fastRule);
+  }
   return o;
 }
 
@@ -703,6 +976,10 @@ void StopWatcherThread(const std::shared_ptr<Watcher>& w) {
   w->stop.store(true);
   WakeFd(w->wake);
   w->thread.join();
+  {
+    std::lock_guard<std::mutex> g(w->fastMu);
+    w->fast.reset();  // closes the fast path's socket: the performer stops reading it
+  }
   ::close(w->fd);
   ::close(w->wake);
 }
@@ -774,6 +1051,7 @@ void WatchLoop(std::shared_ptr<Watcher> w) {
       Notif n;
       n.recvUs = MonotonicUs();
       Inspect(w->fd, k, n);
+      if (n.valid) TryFast(*w, n);
       n.readUs = MonotonicUs();
       Post(w, std::move(n));
       continue;
@@ -832,6 +1110,35 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
           if (!w) return;
           StopWatcher(w);
         }, "close"));
+  // fast(table | null): the fast path's rules and performer socket (the table owns it from here on).
+  o.Set("fast", Napi::Function::New(env, [handle](const Napi::CallbackInfo& info) {
+          std::shared_ptr<FastTable> t;
+          if (info.Length() > 0 && info[0].IsObject()) t = ParseFastTable(info.Env(), info[0].As<Napi::Object>());
+          std::shared_ptr<Watcher> w;
+          {
+            std::lock_guard<std::mutex> g(gMu);
+            auto it = gWatchers.find(handle);
+            if (it != gWatchers.end()) w = it->second;
+          }
+          if (!w) return Napi::Boolean::New(info.Env(), false);  // closed: t (and its socket) goes away here
+          std::lock_guard<std::mutex> g(w->fastMu);
+          w->fast = std::move(t);
+          return Napi::Boolean::New(info.Env(), true);
+        }, "fast"));
+  // charge(): a call the actor's path took counts against the fast path's budget too.
+  o.Set("charge", Napi::Function::New(env, [handle](const Napi::CallbackInfo&) {
+          std::shared_ptr<FastTable> t;
+          {
+            std::lock_guard<std::mutex> g(gMu);
+            auto it = gWatchers.find(handle);
+            if (it == gWatchers.end()) return;
+            std::lock_guard<std::mutex> g2(it->second->fastMu);
+            t = it->second->fast;
+          }
+          if (!t) return;
+          std::lock_guard<std::mutex> g(t->paceMu);
+          t->tatUs = std::max(t->tatUs, MonotonicUs()) + t->intervalUs;
+        }, "charge"));
   return o;
 }
 
@@ -1026,6 +1333,15 @@ Napi::Value HolderCall(const Napi::CallbackInfo& info) {
   out.Set("pending", pending);
   return out;
 }
+// socketPair() -> [a, b]: AF_UNIX SOCK_SEQPACKET, CLOEXEC (the fast path's line to a performer).
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw SysError(info.Env(), errno, "socketpair", "socketpair");
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set(0u, Napi::Number::New(info.Env(), sv[0]));
+  a.Set(1u, Napi::Number::New(info.Env(), sv[1]));
+  return a;
+}
 }  // namespace
 
 void Init(Napi::Env env, Napi::Object exports) {
@@ -1038,6 +1354,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   s.Set("holderConnect", Napi::Function::New(env, HolderConnect, "holderConnect"));
   s.Set("holderCall", Napi::Function::New(env, HolderCall, "holderCall"));
   s.Set("holderNotes", Napi::Function::New(env, HolderNotes, "holderNotes"));
+  s.Set("fastMatch", Napi::Function::New(env, FastMatchJs, "fastMatch"));
+  s.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
   Napi::Object c = Napi::Object::New(env);
   c.Set("AUDIT_ARCH_X86_64", Napi::Number::New(env, AUDIT_ARCH_X86_64));
   c.Set("AUDIT_ARCH_I386", Napi::Number::New(env, AUDIT_ARCH_I386));
