@@ -56,8 +56,9 @@ describe.skipIf(!avail.ok)(`the native fast path through Docker${avail.ok ? '' :
   it('performs tmpfs mounts, remounts and unmounts of the container\'s own mounts natively, audited as such', async () => {
     const { out, ev } = await decisions([
       'mkdir -p /w /own',
-      // The first vetted call goes the actor's path and pushes the table down.
-      'echo call; mount -t tmpfs tmpfs /w',
+      // The first vetted call goes the actor's path and pushes the table down: after the caller has its
+      // answer (the performer answers it), so give the push a moment before the calls that need it.
+      'echo call; mount -t tmpfs tmpfs /w; sleep 2',
       'echo call; mount -t tmpfs -o size=1m tmpfs /own && echo a > /own/f',
       'echo call; mount -t tmpfs -o remount,ro tmpfs /own; touch /own/g 2>/dev/null || echo ro-ok',
       'echo call; mount -t tmpfs -o remount,rw tmpfs /own; touch /own/g && echo rw-ok',
@@ -82,7 +83,7 @@ describe.skipIf(!avail.ok)(`the native fast path through Docker${avail.ok ? '' :
   it('still refuses on the fast path: a :ro volume stays read-only, eci\'s mounts stay mounted; a proc mount goes the actor\'s path', async () => {
     const { out, ev } = await decisions([
       'mkdir -p /w /p',
-      'echo call; mount -t tmpfs tmpfs /w',
+      'echo call; mount -t tmpfs tmpfs /w; sleep 2', // the table is pushed after this answer (see above)
       'echo call; mount -o remount,rw /v 2>/dev/null; echo "rw=$?"',
       'echo call; mount -t tmpfs -o remount,rw tmpfs /v 2>/dev/null; echo "rw2=$?"',
       'echo call; umount /v 2>/dev/null; echo "umount=$?"',
