@@ -2,6 +2,7 @@
 // check the spec, get a range from the allocator, map the rootfs, rewrite config.json, then let
 // runc run; anything that fails leaves nothing behind.
 import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
@@ -36,6 +37,11 @@ export interface RuntimeHost {
    */
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: { rootfs: RootfsPlan; binds: BindPlan[] }, o?: { join?: string }): ContainerActor;
   isHostNamespace(type: string, path: string): boolean;
+  /**
+   * Resolves once the container's range is recorded (undefined) or with why it cannot be used. The
+   * range is decided before its KV write lands; runc must not run before it has.
+   */
+  rangeRecorded?(id: string): Promise<string | undefined>;
   /** The live eci container whose `type` namespace is at `path` (undefined: none); see manager/group-ns.ts. */
   namespaceOwner?(type: string, path: string): NamespaceOwner | undefined;
   /** The admin settings in force now. */
@@ -139,6 +145,15 @@ export class RuntimeSession {
   constructor(private host: RuntimeHost) {}
 
   private t0 = 0;
+  private tLap = 0;
+
+  /** ms since the previous lap (or the request), for the debug log's phases of a create. */
+  private lap(): number {
+    const now = performance.now();
+    const ms = now - (this.tLap || this.t0);
+    this.tLap = now;
+    return +ms.toFixed(2);
+  }
 
   async request(cwd: string, argv: string[]): Promise<ShimReply> {
     this.t0 = performance.now();
@@ -197,6 +212,11 @@ export class RuntimeSession {
       throw new EciError('EBADBUNDLE', `bundle ${bundle}: cannot read config.json (${(e as NodeJS.ErrnoException).code})`);
     }
     const parsed = parseSpec(text, configPath);
+    // The mount table (for the rootfs plan) is read off the event loop: under load it is a large file
+    // whose read blocked every other call for tens of ms. Read before the checks: from the existence
+    // check to the actor's creation nothing awaits, so two creates of one id cannot both pass.
+    const mountinfo = this.host.settings().enhancedContainerIsolation.value ? await readFile('/proc/self/mountinfo', 'utf8') : '';
+    const phases: Record<string, number> = { read: this.lap() };
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }
@@ -221,7 +241,9 @@ export class RuntimeSession {
     // The administrator turned eci off: plain runc, nothing rewritten.
     if (!eci) return { action: 'exec', argv: runcArgv };
     const decisions = checks.decisions;
-    const rootfs = planRootfs(resolve(bundle, spec.root!.path!));
+    phases.checks = this.lap();
+    const rootfs = planRootfs(resolve(bundle, spec.root!.path!), mountinfo);
+    phases.plan = this.lap();
     const binds: BindPlan[] = [];
     for (const d of decisions) {
       if (d.kind === 'engine-file') continue;
@@ -248,6 +270,7 @@ export class RuntimeSession {
     const group = checks.joins;
     const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds }, { join: group?.containers[0] });
     const snap = await actor.ready();
+    phases.mapped = this.lap();
     if (!snap.matches('mounted')) {
       await actor.released;
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
@@ -272,6 +295,7 @@ export class RuntimeSession {
       await actor.released;
       throw e;
     }
+    phases.rewrite = this.lap();
     const mounts = (withData.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.(id);
     const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));
@@ -283,6 +307,14 @@ export class RuntimeSession {
       ...((spec.linux?.readonlyPaths ?? []) as string[]),
     ];
     this.host.setVolumePaths?.(id, binds.map((b) => mounts[b.index].destination));
+    // Restart-safety: no container runs with a range the store does not hold yet (nor with a lost one).
+    const unrecorded = await this.host.rangeRecorded?.(id);
+    if (unrecorded !== undefined) {
+      actor.send({ type: 'runc.failed', reason: unrecorded });
+      await actor.released;
+      throw new EciError('ECREATE', `cannot create container ${id}: ${unrecorded}`);
+    }
+    phases.recorded = this.lap();
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {
@@ -317,7 +349,8 @@ export class RuntimeSession {
       }
       return { action: 'done', status };
     };
-    this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2) }, 'create prepared');
+    phases.write = this.lap();
+    this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2), phases }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
   }
 
