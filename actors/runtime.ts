@@ -2,7 +2,6 @@
 // check the spec, get a range from the allocator, map the rootfs, rewrite config.json, then let
 // runc run; anything that fails leaves nothing behind.
 import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
@@ -42,6 +41,8 @@ export interface RuntimeHost {
    * range is decided before its KV write lands; runc must not run before it has.
    */
   rangeRecorded?(id: string): Promise<string | undefined>;
+  /** The mountinfo line of the mount whose root `path` is ('' none, null: read the table); see native mountInfoAt. */
+  mountInfoAt?(path: string): string | null;
   /** The live eci container whose `type` namespace is at `path` (undefined: none); see manager/group-ns.ts. */
   namespaceOwner?(type: string, path: string): NamespaceOwner | undefined;
   /** The admin settings in force now. */
@@ -196,6 +197,19 @@ export class RuntimeSession {
     }
   }
 
+  /**
+   * What the rootfs plan needs of the mount table: the one mount at the rootfs (statmount) where the
+   * kernel can tell, else the whole table (a large file on a busy host: tens of ms per create).
+   */
+  private mountTableFor(rootPath: string): string {
+    let real: string | undefined;
+    try {
+      real = realpathSync(rootPath);
+    } catch { /* planRootfs says what is wrong with it */ }
+    const one = real !== undefined ? this.host.mountInfoAt?.(real) : undefined;
+    return one ?? readFileSync('/proc/self/mountinfo', 'utf8');
+  }
+
   private need(cli: RuncCommandLine): string {
     if (!cli.id) throw new EciError('EUSAGE', `${cli.command}: missing container id`);
     return cli.id;
@@ -212,10 +226,6 @@ export class RuntimeSession {
       throw new EciError('EBADBUNDLE', `bundle ${bundle}: cannot read config.json (${(e as NodeJS.ErrnoException).code})`);
     }
     const parsed = parseSpec(text, configPath);
-    // The mount table (for the rootfs plan) is read off the event loop: under load it is a large file
-    // whose read blocked every other call for tens of ms. Read before the checks: from the existence
-    // check to the actor's creation nothing awaits, so two creates of one id cannot both pass.
-    const mountinfo = this.host.settings().enhancedContainerIsolation.value ? await readFile('/proc/self/mountinfo', 'utf8') : '';
     const phases: Record<string, number> = { read: this.lap() };
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
@@ -242,7 +252,8 @@ export class RuntimeSession {
     if (!eci) return { action: 'exec', argv: runcArgv };
     const decisions = checks.decisions;
     phases.checks = this.lap();
-    const rootfs = planRootfs(resolve(bundle, spec.root!.path!), mountinfo);
+    const rootPath = resolve(bundle, spec.root!.path!);
+    const rootfs = planRootfs(rootPath, this.mountTableFor(rootPath));
     phases.plan = this.lap();
     const binds: BindPlan[] = [];
     for (const d of decisions) {

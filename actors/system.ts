@@ -56,6 +56,8 @@ export type ManagerNative = RootfsNative & FeedNative & Partial<FdHolderNative> 
   bindInto(pid: number, source: string, target: string): Promise<void>;
   setDomainname?(pid: number, name: string): Promise<void>;
   bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
+  /** The mountinfo line of one mount (statmount); absent or null: the manager reads the whole table. */
+  mountInfoAt?(path: string): string | null;
 };
 
 export class Manager implements RuntimeHost, EventSink {
@@ -254,6 +256,7 @@ export class Manager implements RuntimeHost, EventSink {
   }
 
   isHostNamespace = (type: string, path: string): boolean => this.hostNs!.has(type, path);
+  mountInfoAt = (path: string): string | null => this.native.mountInfoAt?.(path) ?? null;
 
   /**
    * The live container whose `type` namespace is at `path`: a member of a group with its range, in
