@@ -23,6 +23,7 @@ import { writeStopSignal } from './stop-signal.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
+import type { StartGate } from './start-gate.ts';
 
 export { EMULATED_PROC_FILES, emulatedProcMounts } from './spec/rewrite.ts';
 
@@ -43,6 +44,8 @@ export interface RuntimeHost {
   rangeRecorded?(id: string): Promise<string | undefined>;
   /** The mountinfo line of the mount whose root `path` is ('' none, null: read the table); see native mountInfoAt. */
   mountInfoAt?(path: string): string | null;
+  /** Work left from create that start waits for (absent: create does it before it answers). */
+  startGate?: StartGate;
   /** The live eci container whose `type` namespace is at `path` (undefined: none); see manager/group-ns.ts. */
   namespaceOwner?(type: string, path: string): NamespaceOwner | undefined;
   /** The admin settings in force now. */
@@ -167,7 +170,7 @@ export class RuntimeSession {
         case 'run':
           return await this.create(cli, cwd, runcArgv);
         case 'start':
-          return this.start(cli, runcArgv);
+          return await this.start(cli, runcArgv);
         case 'delete':
           return this.delete(cli, runcArgv);
         case 'exec':
@@ -343,7 +346,10 @@ export class RuntimeSession {
         if (systemInit) this.prepareSystemInit(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID, systemInit);
         else if (engineCgroups) this.delegateEngineCgroups(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID);
         actor.send({ type: 'runc.created' });
-        await this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
+        const views = this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
+        // Answered now; start waits for the views (the engine's work in between hides them).
+        if (this.host.startGate) this.host.startGate.hold(id, views);
+        else await views;
         return { action: 'done', status };
       }
       if (status !== 0 && cli.command === 'create') {
@@ -450,8 +456,9 @@ export class RuntimeSession {
     return { action: 'spawn', argv: [this.host.runc, ...cli.global, cli.command!, ...args] };
   }
 
-  private start(cli: RuncCommandLine, runcArgv: string[]): ShimReply {
+  private async start(cli: RuncCommandLine, runcArgv: string[]): Promise<ShimReply> {
     const id = this.need(cli);
+    await this.host.startGate?.wait(id); // what create left to do before the process runs
     this.onExit = async (status) => {
       const actor = this.host.container(id);
       if (status === 0 && actor) {

@@ -20,6 +20,7 @@ import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { runcStateDir } from './runc/cli.ts';
 import type { RootfsNative } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
+import { StartGate } from './start-gate.ts';
 import { actorServices, type ActorServices } from './services.ts';
 import type { Settings } from './settings.ts';
 import { assertStateSpace } from './state-space.ts';
@@ -257,6 +258,7 @@ export class Manager implements RuntimeHost, EventSink {
 
   isHostNamespace = (type: string, path: string): boolean => this.hostNs!.has(type, path);
   mountInfoAt = (path: string): string | null => this.native.mountInfoAt?.(path) ?? null;
+  readonly startGate = new StartGate();
 
   /**
    * The live container whose `type` namespace is at `path`: a member of a group with its range, in
