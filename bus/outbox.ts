@@ -8,7 +8,7 @@
 // A batch (addMany: e.g. the audit events of a burst of vetted calls) is one file of JSON lines,
 // named by its first id, removed once all of its events are acknowledged.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -130,7 +130,7 @@ export class Outbox {
    * only sent again: a duplicate, dropped.
    */
   private remove(path: string, settle: () => void): void {
-    const r: Promise<void> = rm(path, { force: true }).catch(() => {}).finally(() => { this.removing.delete(r); settle(); });
+    const r: Promise<void> = unlink(path).catch(() => {}).finally(() => { this.removing.delete(r); settle(); });
     this.removing.add(r);
   }
 
