@@ -40,6 +40,8 @@ export function purgeRangeKey(jsm: JetStreamManager): (key: string) => Promise<v
 export class AllocatorActor {
   readonly actor: Actor<typeof allocatorMachine>;
   private waiters = new Map<string, ((r: AllocationResult) => void)[]>();
+  /** Owners waiting for the machine's decision (allocateEarly), answered before the write lands. */
+  private early = new Map<string, (r: AllocationResult) => void>();
   private subs: { unsubscribe(): void }[] = [];
   private stopped = false;
   /** KV writes to one index run in the order the machine asked (a release always lands before a
@@ -50,9 +52,13 @@ export class AllocatorActor {
   constructor(readonly config: AllocatorConfig, private deps: AllocatorDeps) {
     const machine = allocatorMachine.provide({
       actions: {
-        persistRange: (_, p) => this.enqueue(p.index, () => this.persist(p.owner, p.index, p.uid, p.gid)),
+        persistRange: (_, p) => {
+          this.decided({ ok: true, owner: p.owner, index: p.index, uid: p.uid, gid: p.gid });
+          this.enqueue(p.index, () => this.persist(p.owner, p.index, p.uid, p.gid));
+        },
         releaseRange: (_, p) => this.enqueue(p.index, () => this.release(p.owner, p.index, p.uid, p.gid)),
         respond: (_, r) => {
+          this.decided(r);
           const w = this.waiters.get(r.owner) ?? [];
           this.waiters.delete(r.owner);
           for (const f of w) f(r);
@@ -88,6 +94,29 @@ export class AllocatorActor {
       this.waiters.set(owner, list);
       this.actor.send({ type: 'allocate', owner });
     });
+  }
+
+  /**
+   * Like allocate, but answers as soon as the machine has picked the index (its compare-and-set write
+   * is then in flight, and no other owner can be given that index meanwhile): `decided`. `recorded` is
+   * allocate's answer, once the write landed: the same range, or (a conflict with a foreign holder, a
+   * failed write) another answer. Whoever uses a decided range before it is recorded must not let
+   * anything run with it until `recorded` confirms it.
+   */
+  allocateEarly(owner: string): { decided: Promise<AllocationResult>; recorded: Promise<AllocationResult> } {
+    let resolveDecided!: (r: AllocationResult) => void;
+    const decided = new Promise<AllocationResult>((r) => (resolveDecided = r));
+    if (!this.early.has(owner)) this.early.set(owner, resolveDecided); // a second one gets the recorded answer
+    const recorded = this.allocate(owner);
+    void recorded.then(resolveDecided);
+    return { decided, recorded };
+  }
+
+  private decided(r: AllocationResult): void {
+    const f = this.early.get(r.owner);
+    if (!f) return;
+    this.early.delete(r.owner);
+    f(r);
   }
 
   free(owner: string): void {

@@ -23,6 +23,7 @@ import { writeStopSignal } from './stop-signal.ts';
 import { BUILTIN_RESTRICTED, type Settings } from './settings.ts';
 import type { ContainerActor } from './container.actor.ts';
 import type { ShimReply } from './shim-protocol.ts';
+import type { StartGate } from './start-gate.ts';
 
 export { EMULATED_PROC_FILES, emulatedProcMounts } from './spec/rewrite.ts';
 
@@ -36,6 +37,15 @@ export interface RuntimeHost {
    */
   createContainer(id: string, bundle: string, runcRoot: string | undefined, plan: { rootfs: RootfsPlan; binds: BindPlan[] }, o?: { join?: string }): ContainerActor;
   isHostNamespace(type: string, path: string): boolean;
+  /**
+   * Resolves once the container's range is recorded (undefined) or with why it cannot be used. The
+   * range is decided before its KV write lands; runc must not run before it has.
+   */
+  rangeRecorded?(id: string): Promise<string | undefined>;
+  /** The mountinfo line of the mount whose root `path` is ('' none, null: read the table); see native mountInfoAt. */
+  mountInfoAt?(path: string): string | null;
+  /** Work left from create that start waits for (absent: create does it before it answers). */
+  startGate?: StartGate;
   /** The live eci container whose `type` namespace is at `path` (undefined: none); see manager/group-ns.ts. */
   namespaceOwner?(type: string, path: string): NamespaceOwner | undefined;
   /** The admin settings in force now. */
@@ -98,7 +108,7 @@ function volumeBindOrigin(path: string): string | null | undefined {
 
 function resolveHostPath(p: string): Resolved | undefined {
   try {
-    const path = realpathSync(p);
+    const path = realpathSync.native(p); // one realpath(3), not an lstat per path component
     const st = statSync(path, { bigint: true });
     return { path, dev: st.dev, ino: st.ino, isDir: st.isDirectory() };
   } catch {
@@ -139,6 +149,15 @@ export class RuntimeSession {
   constructor(private host: RuntimeHost) {}
 
   private t0 = 0;
+  private tLap = 0;
+
+  /** ms since the previous lap (or the request), for the debug log's phases of a create. */
+  private lap(): number {
+    const now = performance.now();
+    const ms = now - (this.tLap || this.t0);
+    this.tLap = now;
+    return +ms.toFixed(2);
+  }
 
   async request(cwd: string, argv: string[]): Promise<ShimReply> {
     this.t0 = performance.now();
@@ -151,7 +170,7 @@ export class RuntimeSession {
         case 'run':
           return await this.create(cli, cwd, runcArgv);
         case 'start':
-          return this.start(cli, runcArgv);
+          return await this.start(cli, runcArgv);
         case 'delete':
           return this.delete(cli, runcArgv);
         case 'exec':
@@ -181,6 +200,19 @@ export class RuntimeSession {
     }
   }
 
+  /**
+   * What the rootfs plan needs of the mount table: the one mount at the rootfs (statmount) where the
+   * kernel can tell, else the whole table (a large file on a busy host: tens of ms per create).
+   */
+  private mountTableFor(rootPath: string): string {
+    let real: string | undefined;
+    try {
+      real = realpathSync(rootPath);
+    } catch { /* planRootfs says what is wrong with it */ }
+    const one = real !== undefined ? this.host.mountInfoAt?.(real) : undefined;
+    return one ?? readFileSync('/proc/self/mountinfo', 'utf8');
+  }
+
   private need(cli: RuncCommandLine): string {
     if (!cli.id) throw new EciError('EUSAGE', `${cli.command}: missing container id`);
     return cli.id;
@@ -197,6 +229,7 @@ export class RuntimeSession {
       throw new EciError('EBADBUNDLE', `bundle ${bundle}: cannot read config.json (${(e as NodeJS.ErrnoException).code})`);
     }
     const parsed = parseSpec(text, configPath);
+    const phases: Record<string, number> = { read: this.lap() };
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }
@@ -221,7 +254,10 @@ export class RuntimeSession {
     // The administrator turned eci off: plain runc, nothing rewritten.
     if (!eci) return { action: 'exec', argv: runcArgv };
     const decisions = checks.decisions;
-    const rootfs = planRootfs(resolve(bundle, spec.root!.path!));
+    phases.checks = this.lap();
+    const rootPath = resolve(bundle, spec.root!.path!);
+    const rootfs = planRootfs(rootPath, this.mountTableFor(rootPath));
+    phases.plan = this.lap();
     const binds: BindPlan[] = [];
     for (const d of decisions) {
       if (d.kind === 'engine-file') continue;
@@ -248,6 +284,7 @@ export class RuntimeSession {
     const group = checks.joins;
     const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds }, { join: group?.containers[0] });
     const snap = await actor.ready();
+    phases.mapped = this.lap();
     if (!snap.matches('mounted')) {
       await actor.released;
       throw new EciError('ECREATE', `cannot create container ${id}: ${snap.context.reason ?? 'failed'}`);
@@ -272,6 +309,7 @@ export class RuntimeSession {
       await actor.released;
       throw e;
     }
+    phases.rewrite = this.lap();
     const mounts = (withData.mounts ?? []) as OciMount[];
     const sysctl = this.host.sysctlFiles?.(id);
     const sysctlTargets = (sysctl?.files ?? []).map((f) => ({ source: join(sysctl!.dir, f.file), target: f.target }));
@@ -283,6 +321,14 @@ export class RuntimeSession {
       ...((spec.linux?.readonlyPaths ?? []) as string[]),
     ];
     this.host.setVolumePaths?.(id, binds.map((b) => mounts[b.index].destination));
+    // Restart-safety: no container runs with a range the store does not hold yet (nor with a lost one).
+    const unrecorded = await this.host.rangeRecorded?.(id);
+    if (unrecorded !== undefined) {
+      actor.send({ type: 'runc.failed', reason: unrecorded });
+      await actor.released;
+      throw new EciError('ECREATE', `cannot create container ${id}: ${unrecorded}`);
+    }
+    phases.recorded = this.lap();
     try {
       writeAtomic(configPath, JSON.stringify(rewritten));
     } catch (e) {
@@ -300,7 +346,10 @@ export class RuntimeSession {
         if (systemInit) this.prepareSystemInit(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID, systemInit);
         else if (engineCgroups) this.delegateEngineCgroups(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID);
         actor.send({ type: 'runc.created' });
-        await this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
+        const views = this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
+        // Answered now; start waits for the views (the engine's work in between hides them).
+        if (this.host.startGate) this.host.startGate.hold(id, views);
+        else await views;
         return { action: 'done', status };
       }
       if (status !== 0 && cli.command === 'create') {
@@ -317,7 +366,8 @@ export class RuntimeSession {
       }
       return { action: 'done', status };
     };
-    this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2) }, 'create prepared');
+    phases.write = this.lap();
+    this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2), phases }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
   }
 
@@ -406,8 +456,9 @@ export class RuntimeSession {
     return { action: 'spawn', argv: [this.host.runc, ...cli.global, cli.command!, ...args] };
   }
 
-  private start(cli: RuncCommandLine, runcArgv: string[]): ShimReply {
+  private async start(cli: RuncCommandLine, runcArgv: string[]): Promise<ShimReply> {
     const id = this.need(cli);
+    await this.host.startGate?.wait(id); // what create left to do before the process runs
     this.onExit = async (status) => {
       const actor = this.host.container(id);
       if (status === 0 && actor) {

@@ -20,6 +20,7 @@ import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { runcStateDir } from './runc/cli.ts';
 import type { RootfsNative } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
+import { StartGate } from './start-gate.ts';
 import { actorServices, type ActorServices } from './services.ts';
 import type { Settings } from './settings.ts';
 import { assertStateSpace } from './state-space.ts';
@@ -56,12 +57,16 @@ export type ManagerNative = RootfsNative & FeedNative & Partial<FdHolderNative> 
   bindInto(pid: number, source: string, target: string): Promise<void>;
   setDomainname?(pid: number, name: string): Promise<void>;
   bindIntoMany?(pid: number, pairs: readonly { source: string; target: string }[]): Promise<void>;
+  /** The mountinfo line of one mount (statmount); absent or null: the manager reads the whole table. */
+  mountInfoAt?(path: string): string | null;
 };
 
 export class Manager implements RuntimeHost, EventSink {
   private readonly table = new ContainerTable();
   readonly containers = this.table.actors;
   allocator!: AllocatorActor;
+  /** Groups whose range is decided and its KV write still in flight: resolves to a reason it failed, or undefined. */
+  private recording = new Map<string, Promise<string | undefined>>();
   bus!: Bus;
   private timer?: NodeJS.Timeout;
   private hostNs?: HostNamespaces;
@@ -253,6 +258,8 @@ export class Manager implements RuntimeHost, EventSink {
   }
 
   isHostNamespace = (type: string, path: string): boolean => this.hostNs!.has(type, path);
+  mountInfoAt = (path: string): string | null => this.native.mountInfoAt?.(path) ?? null;
+  readonly startGate = new StartGate();
 
   /**
    * The live container whose `type` namespace is at `path`: a member of a group with its range, in
@@ -298,7 +305,8 @@ export class Manager implements RuntimeHost, EventSink {
       // In-process: a create never waits on a bus round trip to ourselves (issue 18). The allocator
       // persists each decision to KV before it answers, and a release waits for the bus if it is down.
       requestRange: (owner) => this.requestRange(owner),
-      freeRange: async (owner) => this.leaveGroup(owner),
+      // After its write: a release never overtakes the record of the range it frees.
+      freeRange: async (owner) => { await this.rangeRecorded(owner); this.leaveGroup(owner); },
       mountRootfs: (cid, uid, gid) => this.mounts.mount(cid, plan, uid, gid),
       unmountRootfs: (cid, mounts) => this.mounts.unmount(cid, mounts),
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
@@ -345,8 +353,15 @@ export class Manager implements RuntimeHost, EventSink {
   /** A container leaves its group; the group's range is freed with its last member. Idempotent. */
   private leaveGroup(id: string): void {
     const left = this.table.groups.leave(id);
-    if (left?.last && left.range) this.allocator.free(left.key);
+    if (left?.last && left.range) this.freeGroupRange(left.key);
     else if (left && !left.last) this.log.info({ id, group: left.key, members: this.table.groups.count(left.key) }, 'container leaves its group; the range stays with the others');
+  }
+
+  /** Frees a group's range; one decided but still being written is freed once the write is over (the allocator frees only what it holds). */
+  private freeGroupRange(key: string): void {
+    const writing = this.recording.get(key);
+    if (writing) void writing.then(() => this.allocator.free(key));
+    else this.allocator.free(key);
   }
 
   /** The group's range: allocated for its first member, the same for the others. */
@@ -358,12 +373,23 @@ export class Manager implements RuntimeHost, EventSink {
     if (shared) return { ok: true, owner, ...shared };
     const t = performance.now();
     const inFlight = this.allocator.inFlight();
-    const r = await this.allocator.allocate(key);
+    // The decision, not its KV write, is what the rootfs needs: the write lands meanwhile, and the
+    // create waits for it before runc runs (rangeRecorded), so nothing runs with an unrecorded range.
+    const { decided, recorded } = this.allocator.allocateEarly(key);
+    const r = await decided;
+    if (r.ok) {
+      const confirmed = recorded.then((f): string | undefined => {
+        if (f.ok && f.index === r.index) return undefined;
+        return f.ok ? `the range at index ${r.index} was taken by another holder while it was being recorded` : f.reason;
+      });
+      this.recording.set(key, confirmed);
+      void confirmed.then(() => { if (this.recording.get(key) === confirmed) this.recording.delete(key); });
+    }
     this.log.debug({ id: owner, ms: +(performance.now() - t).toFixed(2), inFlight }, 'range allocated');
     if (!r.ok) return { ...r, owner };
     if (groups.groupOf(owner) !== key) {
       // The container went away while the range was being written: nobody holds the range.
-      if (!groups.live(key)) this.allocator.free(key);
+      if (!groups.live(key)) this.freeGroupRange(key);
       return { ...r, owner };
     }
     // Checked where it is applied, whatever decided it: inside the pool, whole, and no other group's.
@@ -373,8 +399,18 @@ export class Manager implements RuntimeHost, EventSink {
       return { ...r, owner };
     }
     this.log.error({ id: owner, uid: r.uid, problem: bad }, 'refusing a range');
-    this.allocator.free(key);
+    this.freeGroupRange(key);
     return { ok: false, owner, code: 'EBADRANGE', reason: `refusing range: ${bad}` };
+  }
+
+  /**
+   * Resolves once the range of `id`'s group is recorded in KV: undefined, or why it cannot be used
+   * (a failed write, a foreign holder). A joined or restored range is recorded already.
+   */
+  async rangeRecorded(id: string): Promise<string | undefined> {
+    const key = this.table.groups.groupOf(id);
+    const writing = key === undefined ? undefined : this.recording.get(key);
+    return writing ? await writing : undefined;
   }
 
   containerDir(id: string): string {

@@ -8,6 +8,7 @@
 // A batch (addMany: e.g. the audit events of a burst of vetted calls) is one file of JSON lines,
 // named by its first id, removed once all of its events are acknowledged.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -33,6 +34,8 @@ export class Outbox {
   private flushing?: Promise<void>;
   private wake?: () => void;
   private closed = false;
+  /** Removals of acknowledged files under way (close waits for them). */
+  private removing = new Set<Promise<void>>();
   /** False once a publish failed, until one succeeds again. */
   private up = true;
 
@@ -97,9 +100,9 @@ export class Outbox {
     return Promise.all(settled).then(() => {});
   }
 
-  /** Events not yet acknowledged. */
+  /** Events not yet acknowledged, or acknowledged with their file still being removed. */
   pending(): number {
-    return this.queue.length;
+    return this.queue.length + this.removing.size; // an acknowledged file being removed is not done yet
   }
 
   /** The bus came back: retry now instead of at the next tick. */
@@ -117,7 +120,18 @@ export class Outbox {
     this.closed = true;
     this.wake?.();
     await this.flushing;
+    await Promise.all(this.removing); // a clean stop leaves no acknowledged event to send again
     for (const p of this.queue) p.settle();
+  }
+
+  /**
+   * Removes an acknowledged file off the event loop (a sync unlink per event held up every other call
+   * under load); its last event settles once it is gone. A file whose removal is lost to a crash is
+   * only sent again: a duplicate, dropped.
+   */
+  private remove(path: string, settle: () => void): void {
+    const r: Promise<void> = unlink(path).catch(() => {}).finally(() => { this.removing.delete(r); settle(); });
+    this.removing.add(r);
   }
 
   private async flush(): Promise<void> {
@@ -129,8 +143,8 @@ export class Outbox {
       let ok = 0;
       while (ok < sent.length && sent[ok]!.status === 'fulfilled') ok++;
       for (const p of this.queue.splice(0, ok)) {
-        if (p.file && --p.file.left === 0) rmSync(p.file.path, { force: true });
-        p.settle();
+        if (p.file && --p.file.left === 0) this.remove(p.file.path, p.settle);
+        else p.settle();
       }
       if (ok && !this.up) {
         this.up = true;

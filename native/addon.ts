@@ -72,6 +72,7 @@ export interface Addon {
   umount2(path: string, flags: number): void;
   isMountpoint(path: string): boolean;
   mountIdAt(path: string): number | null | undefined;
+  mountInfoAt(path: string): string | null;
   bindMount(source: string, target: string): void;
   /** mount(2) of a plain overlay: lowerdir (colon-joined), upperdir and workdir on target. */
   mountOverlay(lowerdir: string, upperdir: string, workdir: string, target: string): void;

@@ -20,6 +20,7 @@ export interface MountsApi {
   isMountpoint(path: string): boolean;
   /** The id of the top mount whose root is exactly `path` (undefined: none; null: ask mountinfo). */
   mountIdAt(path: string): number | null | undefined;
+  mountInfoAt(path: string): string | null;
   bindMount(source: string, target: string): void;
   idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void;
   mountOverlay(o: OverlayOptions): void;

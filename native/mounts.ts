@@ -82,6 +82,14 @@ export function mountIdAt(path: string): number | null | undefined {
   return callAddon((a) => a.mountIdAt(path));
 }
 
+/**
+ * The mountinfo line of the top mount whose root is `path` (statmount(2): no read of the whole table):
+ * '' when none, null when the kernel cannot tell (then read /proc/self/mountinfo).
+ */
+export function mountInfoAt(path: string): string | null {
+  return callAddon((a) => a.mountInfoAt(path));
+}
+
 /** Stacks a clone of the mount at `source` (keeping its idmapping; not its submounts) on `target`. */
 export function bindMount(source: string, target: string): void {
   if (!isAbsolute(source) || !isAbsolute(target)) throw usageError(`bindMount needs absolute paths, got ${source} and ${target}`);

@@ -64,15 +64,24 @@ export class ContainerMounts {
     chmodSync(dir, 0o700);
     mkdirSync(target, { recursive: true, mode: 0o711 });
     let mounts: MountRef[] = [];
+    let binds: MountRef[] = [];
     const t = performance.now();
+    // The rootfs is built by a helper process while the binds are made here: the two overlap.
+    const rootfs = mountRootfs(this.native, plan.rootfs, target, uid, gid).then((m) => (mounts = m));
+    rootfs.catch(() => {}); // awaited below, also when the binds fail first
     try {
-      mounts = await mountRootfs(this.native, plan.rootfs, target, uid, gid);
-      this.log.debug({ id, ms: +(performance.now() - t).toFixed(2) }, 'rootfs mounted');
       if (plan.binds.length) mkdirSync(join(this.containerDir(id), 'binds'), { mode: 0o711 });
-      mounts.push(...mountBinds(this.native, plan.binds, uid, gid));
+      binds = mountBinds(this.native, plan.binds, uid, gid);
+      const tb = performance.now();
+      await rootfs;
+      this.log.debug({ id, ms: +(performance.now() - t).toFixed(2), bindsMs: +(tb - t).toFixed(2) }, 'rootfs mounted');
+      mounts = [...mounts, ...binds];
       await this.pause().at('create.after-rootfs', id, () => this.settledFor(id));
       return { path: target, mounts };
     } catch (e) {
+      // The rootfs may still be under way when a bind failed: wait for it, so its mounts are taken down too.
+      await rootfs.catch(() => {});
+      unmountRootfs(this.native, binds);
       unmountRootfs(this.native, mounts);
       // Whatever is still mounted on our own fresh rootfs dir is ours: take it down too.
       for (let i = 0; i < 8 && this.native.isMountpoint(target); i++) this.native.unmount(target, { detach: true });

@@ -116,6 +116,10 @@ export function isMountpoint(path: string): boolean {
 }
 
 /** The mock keeps no mount ids: callers read the real mountinfo, as on a kernel without STATX_MNT_ID. */
+export function mountInfoAt(_path: string): null {
+  return null;
+}
+
 export function mountIdAt(_path: string): null {
   return null;
 }

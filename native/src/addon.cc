@@ -4,6 +4,7 @@
 //   umount2(path: string, flags: number): void
 //   isMountpoint(path: string): boolean   (false when the path does not exist)
 //   mountIdAt(path: string): number | null | undefined   (the mount whose root path is; null: kernel cannot tell)
+//   mountInfoAt(path: string): string | null   (that mount's mountinfo line, src/statmount.cc; null: kernel cannot tell)
 //   bindMount(source: string, target: string): void
 //   mountOverlay(lowerdir: string, upperdir: string, workdir: string, target: string): void
 //   constants: { MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW }
@@ -24,6 +25,7 @@
 #include "system-error.h"
 
 namespace eci_idmap { void Init(Napi::Env env, Napi::Object exports); }
+namespace eci_statmount { void Init(Napi::Env env, Napi::Object exports); }
 
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x00002000
@@ -154,6 +156,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("bindMount", Napi::Function::New(env, BindMount, "bindMount"));
   exports.Set("mountOverlay", Napi::Function::New(env, MountOverlay, "mountOverlay"));
   eci_idmap::Init(env, exports);
+  eci_statmount::Init(env, exports);
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("MNT_FORCE", Napi::Number::New(env, MNT_FORCE));
   constants.Set("MNT_DETACH", Napi::Number::New(env, MNT_DETACH));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchContext } from './context.ts';
 import { fmtMiB, nowMs, rssKiB } from './stats.ts';
+import { cpuDelta, treeCpu } from './cpu.ts';
 
 /** Runs `f` over `items` with `par` always in flight (a pool, not batches: one slow run stalls no batch). */
 export async function pool<T>(items: readonly T[], par: number, f: (x: T) => Promise<unknown>): Promise<void> {
@@ -26,6 +27,11 @@ export interface LoadRun {
   createMs: number;
   perSecond: number;
   removeMs: number;
+  /**
+   * CPU ms per container while creating, by process name, over the manager's tree, nats-server and
+   * dockerd's tree (containerd, shims and what they reaped: runc, eci-runc): where eci's extra goes.
+   */
+  cpuMsPerContainer?: Record<string, number>;
   /** eci only: the manager (and nats-server) with all n running, and after removal. */
   manager?: { idleKiB: number; loadedKiB: number; afterKiB: number; fdsIdle: number; fdsLoaded: number; fdsAfter: number; natsLoadedKiB: number };
 }
@@ -61,6 +67,8 @@ export async function loadRun(c: BenchContext, runtime: string, n: number, par: 
   const fdsIdle = fds(pid);
   const failures: string[] = [];
   let started = 0;
+  const roots = [pid, natsPid, c.d.pid].filter((p) => p > 0);
+  const cpu0 = treeCpu(roots, c.d.dir);
   const t0 = nowMs();
   try {
     await pool(names, par, async (name) => {
@@ -70,6 +78,8 @@ export async function loadRun(c: BenchContext, runtime: string, n: number, par: 
       else started++;
     });
     const createMs = nowMs() - t0;
+    const cpu = cpuDelta(cpu0, treeCpu(roots, c.d.dir));
+    const cpuMsPerContainer = Object.fromEntries(Object.entries(cpu).filter(([, v]) => v > 0).map(([k, v]) => [k, +(v / Math.max(1, started)).toFixed(1)]));
     const loadedKiB = rssKiB(pid);
     const fdsLoaded = fds(pid);
     const natsLoadedKiB = natsPid ? rssKiB(natsPid) : NaN;
@@ -78,10 +88,11 @@ export async function loadRun(c: BenchContext, runtime: string, n: number, par: 
     const removeMs = nowMs() - t1;
     if (eci) await waitEmpty(c);
     await sleep(1000);
-    const run: LoadRun = { runtime, n, par, started, failures, createMs, perSecond: started / (createMs / 1000), removeMs };
+    const run: LoadRun = { runtime, n, par, started, failures, createMs, perSecond: started / (createMs / 1000), removeMs, cpuMsPerContainer };
     if (eci) run.manager = { idleKiB, loadedKiB, afterKiB: rssKiB(pid), fdsIdle, fdsLoaded, fdsAfter: fds(pid), natsLoadedKiB };
     c.say(`[load] ${runtime} x${n}, ${par} at a time: ${started} in ${(createMs / 1000).toFixed(1)} s = ${run.perSecond.toFixed(2)}/s` +
-      (run.manager ? `; manager ${fmtMiB(idleKiB)} -> ${fmtMiB(loadedKiB)} -> ${fmtMiB(run.manager.afterKiB)}, fds ${fdsIdle} -> ${fdsLoaded} -> ${run.manager.fdsAfter}` : ''));
+      (run.manager ? `; manager ${fmtMiB(idleKiB)} -> ${fmtMiB(loadedKiB)} -> ${fmtMiB(run.manager.afterKiB)}, fds ${fdsIdle} -> ${fdsLoaded} -> ${run.manager.fdsAfter}` : '') +
+      `; CPU ms per container: ${Object.entries(cpuMsPerContainer).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     return run;
   } catch (e) {
     await c.d.docker(['rm', '-f', ...names], { timeoutMs: 300_000 }).catch(() => {});

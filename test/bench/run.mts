@@ -13,6 +13,7 @@
 //   ECI_BENCH_BIG_MB=400             size of the large image; ECI_BENCH_IMAGE_N=10, ECI_BENCH_IMAGE_WARMUP=2
 //   ECI_BENCH_RSS_COUNT=50 ECI_BENCH_RSS_BATCH=5
 //   ECI_BENCH_LOAD_N=100 ECI_BENCH_LOAD_PAR=20 (comma list: one eci and one runc run per level)
+//   ECI_BENCH_SAVE_LOGS=1            keep the manager's and dockerd's logs (test/bench/last-*.log) even when all went well
 // Writes test/bench/last-report.json.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -146,7 +147,7 @@ async function main(): Promise<number> {
         saveLogs(m, d);
       }
     }
-    if (report.sections.rss?.failures.length) saveLogs(m, d);
+    if (report.sections.rss?.failures.length || process.env.ECI_BENCH_SAVE_LOGS === '1') saveLogs(m, d);
     report.checks.managerRunDirLeft = ls(join(m.dir, 'run', 'containers'));
     report.checks.managerHelperTmpLeft = ls(join(m.dir, 'run', 'tmp')); // eci-helper's ovl-* dirs (ECI_RUN_DIR/tmp)
     report.checks.managerLogErrors = m.log().split('\n').filter((l) => /"level":(50|60)/.test(l)).length;

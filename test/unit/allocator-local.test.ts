@@ -170,4 +170,44 @@ describe('allocator, local path', () => {
     expect(a.held()).toEqual({ 0: 'elsewhere', 1: 'c1' });
     a.stop();
   });
+  it('allocateEarly: the decision comes before its write lands; the recorded answer confirms it', async () => {
+    const k = casKv();
+    const a = newAllocator(k.kv);
+    await a.start();
+    const { decided, recorded } = a.allocateEarly('c1');
+    const d = await decided;
+    expect(d.ok).toBe(true);
+    expect(k.data.has(rangeKey(indexOf(d)))).toBe(false); // decided, not yet written
+    // Meanwhile nobody else gets that index.
+    expect(indexOf(await a.allocate('c2'))).not.toBe(indexOf(d));
+    const r = await recorded;
+    expect(indexOf(r)).toBe(indexOf(d));
+    expect((JSON.parse(k.data.get(rangeKey(indexOf(d)))!) as RangeRecord).owner).toBe('c1');
+    a.stop();
+  });
+
+  it('allocateEarly: a foreign holder found by the write makes the recorded answer differ from the decision', async () => {
+    const k = casKv();
+    const a = newAllocator(k.kv);
+    await a.start();
+    k.data.set(rangeKey(0), JSON.stringify({ owner: 'elsewhere', index: 0 }));
+    const { decided, recorded } = a.allocateEarly('c1');
+    expect(indexOf(await decided)).toBe(0);
+    expect(indexOf(await recorded)).toBe(1);
+    expect(a.held()).toEqual({ 0: 'elsewhere', 1: 'c1' });
+    a.stop();
+  });
+
+  it('allocateEarly: an owner that holds a range already, or an exhausted pool, is answered at once with the final answer', async () => {
+    const k = casKv();
+    const a = new AllocatorActor({ ...CFG, count: 1 }, { nc: noRequests, kv: k.kv, publish: async () => {}, log: pino({ level: 'silent' }) });
+    await a.start();
+    await a.allocate('c1');
+    const again = a.allocateEarly('c1');
+    expect(indexOf(await again.decided)).toBe(0);
+    expect(indexOf(await again.recorded)).toBe(0);
+    const none = a.allocateEarly('c2');
+    expect((await none.decided).ok).toBe(false);
+    a.stop();
+  });
 });
