@@ -13,6 +13,7 @@ function fakeNative(o: { statx: boolean }) {
   const native: RootfsNative = {
     async mountRootfsOverlay(x) { push(x.target); },
     async mountRootfsBind(x) { push(x.target); },
+    async mountHostView(x) { push(x.target); },
     unmount(t) { top.get(t)?.pop(); },
     isMountpoint: (p) => (top.get(p)?.length ?? 0) > 0,
     bindMount(_s, t) { push(t); },
