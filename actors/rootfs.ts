@@ -80,7 +80,12 @@ export function planRootfs(rootPath: string, mountinfo = readMountInfo()): Rootf
 /** The top mount at exactly `path`: one statx where the kernel can tell, else the whole mount table. */
 function topId(path: string, mountinfo: () => string, native?: Pick<RootfsNative, 'mountIdAt'>): number | undefined {
   if (native?.mountIdAt) {
-    const id = native.mountIdAt(path);
+    let id: number | null | undefined = null;
+    try {
+      id = native.mountIdAt(path);
+    } catch {
+      // statx asks the filesystem: a host view whose server is gone answers ENOTCONN. The table can tell.
+    }
     if (id !== null) return id;
   }
   return mountAt(parseMountInfo(mountinfo()), path)?.id;
