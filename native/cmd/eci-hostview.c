@@ -47,6 +47,14 @@
 
 #include "errno-names.h"
 
+/*
+ * Entry and attr timeouts: 0, the container changes the tree underneath (a cached size would cut a copy
+ * of a file it just grew). Measured here: tar of 5190 files (114 MB) through the view took 5.7 s at 0
+ * and 1.6 s at 1.0 (0.12 s on the overlay itself, busy machine); engines' copies, exports and diffs are
+ * not on any container's path, so coherence wins.
+ */
+#define HV_TIMEOUT 0.0
+
 /* ---------- ids: the layers' idmap, inverted ---------- */
 
 static unsigned long base_uid, base_gid, size;
@@ -260,6 +268,7 @@ static int do_lookup(struct node *parent, const char *name, struct fuse_entry_pa
 		buckets[b] = n;
 	}
 	n->nlookup++;
+	e->attr_timeout = e->entry_timeout = HV_TIMEOUT;
 	map_stat(&e->attr);
 	e->ino = (uintptr_t)n;
 	return 0;
@@ -327,7 +336,7 @@ static void reply_attr_of(fuse_req_t req, struct node *n, struct fuse_file_info 
 	if (r < 0)
 		return (void)fuse_reply_err(req, errno);
 	map_stat(&st);
-	fuse_reply_attr(req, &st, 0);
+	fuse_reply_attr(req, &st, HV_TIMEOUT);
 }
 
 static void hv_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
