@@ -97,4 +97,23 @@ describe.skipIf(!avail.ok)(`the engine's view of a running rootfs${avail.ok ? ''
     expect(topFsType(merged)).not.toBe('fuse.eci-rootfs');
     await until(`the view server of ${merged} to end after docker rm`, () => viewServer(merged) === undefined);
   });
+
+  it('docker rm still takes the view down when its server was killed (the engine path answered ENOTCONN meanwhile)', async () => {
+    const r = await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    const merged = (await d.docker(['inspect', '-f', '{{.GraphDriver.Data.MergedDir}}', id])).stdout.trim();
+    try {
+      const server = viewServer(merged);
+      expect(server, `an eci-hostview serving ${merged}`).toBeDefined();
+      process.kill(server!, 'SIGKILL');
+      await until(`eci-hostview ${server} to die`, () => viewServer(merged) === undefined);
+      expect((await d.docker(['export', '-o', join(dir, 'dead.tar'), id])).code).not.toBe(0);
+    } finally {
+      const rm = await d.docker(['rm', '-f', id]);
+      expect(rm.code, rm.stderr).toBe(0);
+    }
+    expect(topFsType(merged)).not.toBe('fuse.eci-rootfs');
+    expect(m.log()).not.toMatch(/cannot unmount rootfs mounts/);
+  });
 });
