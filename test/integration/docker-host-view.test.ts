@@ -116,4 +116,26 @@ describe.skipIf(!avail.ok)(`the engine's view of a running rootfs${avail.ok ? ''
     expect(topFsType(merged)).not.toBe('fuse.eci-rootfs');
     expect(m.log()).not.toMatch(/cannot unmount rootfs mounts/);
   });
+
+  it('docker restart gets a fresh view each time, the old server gone', async () => {
+    const r = await d.docker(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sh', '-c', 'echo $$ >> /runs; exec sleep 300']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    try {
+      const merged = (await d.docker(['inspect', '-f', '{{.GraphDriver.Data.MergedDir}}', id])).stdout.trim();
+      const servers = new Set<number | undefined>([viewServer(merged)]);
+      for (let i = 0; i < 3; i++) {
+        const rs = await d.docker(['restart', '-t', '0', id]);
+        expect(rs.code, rs.stderr).toBe(0);
+        expect(topFsType(merged)).toBe('fuse.eci-rootfs');
+        servers.add(viewServer(merged));
+      }
+      expect(servers.size).toBe(4); // one server per start
+      expect(servers.has(undefined)).toBe(false);
+      const runs = await d.docker(['exec', id, 'sh', '-c', 'wc -l < /runs; stat -c %u /runs']);
+      expect(runs.stdout.split('\n').map((l) => l.trim()).filter(Boolean), runs.stderr).toEqual(['4', '0']);
+    } finally {
+      await d.docker(['rm', '-f', id]);
+    }
+  });
 });
