@@ -134,6 +134,7 @@ struct node {
 	uint64_t nlookup; /* the kernel's references */
 	uint64_t kids;    /* non-directory nodes naming this one as parent */
 	int fd;           /* directories: O_PATH fd; others: -1 */
+	bool hashed;      /* false once a new object took its (dev, ino): then only its old references use it */
 	struct node *parent;
 	char *name;
 };
@@ -163,10 +164,12 @@ static struct node *find(dev_t dev, ino_t ino)
 static void maybe_free(struct node *n)
 {
 	while (n && n != &root && n->nlookup == 0 && n->kids == 0) {
-		struct node **p = &buckets[bucket(n->dev, n->ino)];
-		while (*p != n)
-			p = &(*p)->hnext;
-		*p = n->hnext;
+		if (n->hashed) {
+			struct node **p = &buckets[bucket(n->dev, n->ino)];
+			while (*p != n)
+				p = &(*p)->hnext;
+			*p = n->hnext;
+		}
 		if (n->fd >= 0)
 			close(n->fd);
 		struct node *parent = n->parent;
@@ -235,6 +238,16 @@ static int do_lookup(struct node *parent, const char *name, struct fuse_entry_pa
 	}
 	bool dir = S_ISDIR(e->attr.st_mode);
 	struct node *n = find(e->attr.st_dev, e->attr.st_ino);
+	if (n && (n->fd >= 0) != dir) {
+		/* The inode number was reused by an object of another kind while the kernel still holds the
+		 * old one: that node keeps serving its old references only, the new object gets its own. */
+		struct node **p = &buckets[bucket(n->dev, n->ino)];
+		while (*p != n)
+			p = &(*p)->hnext;
+		*p = n->hnext;
+		n->hashed = false;
+		n = NULL;
+	}
 	if (n) {
 		if (!dir) {
 			int err = set_name(n, parent, name);
@@ -266,6 +279,7 @@ static int do_lookup(struct node *parent, const char *name, struct fuse_entry_pa
 		size_t b = bucket(n->dev, n->ino);
 		n->hnext = buckets[b];
 		buckets[b] = n;
+		n->hashed = true;
 	}
 	n->nlookup++;
 	e->attr_timeout = e->entry_timeout = HV_TIMEOUT;
@@ -486,7 +500,7 @@ static void hv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct stat st;
 	if (fstatat(np->fd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
 		struct node *n = find(st.st_dev, st.st_ino);
-		if (n)
+		if (n && n->fd < 0)
 			set_name(n, np, newname);
 	}
 	fuse_reply_err(req, 0);
