@@ -950,6 +950,8 @@ int main(int argc, char **argv)
 	/* The server: a session of its own (an engine's or a test's signal to the manager's group does not
 	 * reach it), no stdio (the caller reads until they close). */
 	setsid();
+	if (chdir("/") < 0) /* no hold on the caller's cwd (a mount someone may want to take down) */
+		_exit(1);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, 0);
