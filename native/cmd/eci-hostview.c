@@ -39,6 +39,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <linux/capability.h>
@@ -780,12 +782,95 @@ static void hv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(value);
 }
 
+/*
+ * A user namespace whose root is container root (0 -> U, size N), made on first use: a file capability
+ * set from within it is stored for container root (v2 on disk, as under runc), where host root's would
+ * be stored for on-disk id N (v3, root id N) and not apply in the container. The fd, or -1 with errno.
+ */
+static int caps_ns = -1;
+
+static int make_caps_ns(void)
+{
+	int go[2], ready[2];
+	if (pipe2(go, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		close(go[0]);
+		close(go[1]);
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(go[1]); /* or its read below never sees EOF */
+		close(ready[0]);
+		char b = unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
+		if (write(ready[1], &b, 1) != 1 || b != 'y')
+			_exit(1);
+		(void)!read(go[0], &b, 1); /* until the parent holds the namespace (EOF) */
+		_exit(0);
+	}
+	close(go[0]);
+	close(ready[1]);
+	char b = 'n', path[64], map[64];
+	int fd = -1, err = EIO;
+	if (pid > 0 && read(ready[0], &b, 1) == 1 && b == 'y') {
+		snprintf(map, sizeof(map), "0 %lu %lu\n", base_uid, size);
+		snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+		int m = open(path, O_WRONLY | O_CLOEXEC);
+		bool ok = m >= 0 && write(m, map, strlen(map)) == (ssize_t)strlen(map);
+		if (m >= 0)
+			close(m);
+		snprintf(map, sizeof(map), "0 %lu %lu\n", base_gid, size);
+		snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+		m = ok ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+		ok = m >= 0 && write(m, map, strlen(map)) == (ssize_t)strlen(map);
+		if (m >= 0)
+			close(m);
+		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+		if (ok)
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		err = errno;
+	} else if (pid < 0) {
+		err = errno;
+	}
+	close(go[1]);
+	close(ready[0]);
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	errno = err;
+	return fd;
+}
+
+/* setxattr of security.capability as container root (a child joins caps_ns). Returns 0 or an errno. */
+static int set_caps(struct node *n, const char *path, const char *value, size_t len, int flags)
+{
+	if (caps_ns < 0 && (caps_ns = make_caps_ns()) < 0)
+		return errno ? errno : EIO;
+	pid_t pid = fork();
+	if (pid < 0)
+		return errno;
+	if (pid == 0) {
+		if (syscall(SYS_setns, caps_ns, CLONE_NEWUSER) < 0)
+			_exit(errno & 0xff);
+		int r = n->fd >= 0 ? setxattr(path, XATTR_NAME_CAPS, value, len, flags) : lsetxattr(path, XATTR_NAME_CAPS, value, len, flags);
+		_exit(r < 0 ? errno & 0xff : 0);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return EIO;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+}
+
 static void hv_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
 	char path[PATH_MAX];
 	int err = proc_path(node_of(ino), path, sizeof(path));
 	if (err)
 		return (void)fuse_reply_err(req, err);
+	if (strcmp(name, XATTR_NAME_CAPS) == 0)
+		return (void)fuse_reply_err(req, set_caps(node_of(ino), path, value, size, flags));
 	int r = node_of(ino)->fd >= 0 ? setxattr(path, name, value, size, flags) : lsetxattr(path, name, value, size, flags);
 	fuse_reply_err(req, r < 0 ? errno : 0);
 }

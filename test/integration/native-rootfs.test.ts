@@ -238,6 +238,13 @@ describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${
       expect(statSync(join(upper, 'srv')).uid).toBe(0);
       expect([statSync(join(upper, 'srv', 'owned')).uid, statSync(join(upper, 'srv', 'owned')).gid]).toEqual([1000, 1001]);
       expect(statSync(join(target, 'etc', 'cp-in')).uid).toBe(RANGE.hostID);
+      // A file capability set through the view is container root's, stored as under runc (v2, no root id).
+      await copyFile('/bin/busybox', join(view, 'bin', 'capped'));
+      const setcap = spawnSync('setcap', ['cap_net_raw+ep', join(view, 'bin', 'capped')], { encoding: 'utf8' });
+      expect(setcap.status, setcap.stderr).toBe(0);
+      const getcap = (p: string) => spawnSync('getcap', [p], { encoding: 'utf8' }).stdout.trim().split(/\s+/).slice(1).join(' ');
+      expect(getcap(join(upper, 'bin', 'capped'))).toBe('cap_net_raw=ep');
+      expect(getcap(join(view, 'bin', 'capped'))).toBe('cap_net_raw=ep');
       // What the container writes, the view shows at once (no stale cache of the running rootfs).
       await writeFile(join(target, 'etc', 'img'), 'changed\n');
       expect(readFileSync(join(view, 'etc', 'img'), 'utf8')).toBe('changed\n');
