@@ -1,6 +1,6 @@
 // Reconcile at start, for what a killed manager leaves that KV does not know about: mounts under
 // <runDir>/containers/<id> of containers the manager does not hold (killed between mounting the
-// rootfs and recording the mount), and the engine-path copies of those overlays. Planning is pure
+// rootfs and recording the mount), and the engine-path views of those overlays. Planning is pure
 // (mountinfo text in, mounts out); the sweep does the unmounts and removes the run dirs.
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,10 +13,14 @@ export interface OrphanPlan {
   mounts: MountInfo[];
 }
 
+/** The filesystem type of the host view eci mounts on an engine's rootfs path (native/cmd/eci-hostview.c). */
+export const HOST_VIEW_FSTYPE = 'fuse.eci-rootfs';
+
 /**
  * The mounts under `containersDir/<id>/` of ids not in `known`, plus, for an orphan overlay rootfs,
- * the other mounts of the same overlay superblock (eci stacks its overlay on the engine's rootfs
- * path; the engine's own overlay is a different superblock, so it is never matched).
+ * its host view on the engine's rootfs path (a FUSE mount whose source names eci's overlay), and other
+ * mounts of the same overlay superblock (a manager before the host view stacked the overlay itself
+ * there; the engine's own overlay is a different superblock, so it is never matched).
  */
 export function planOrphans(mountinfo: string, containersDir: string, dirIds: string[], known: ReadonlySet<string>): OrphanPlan {
   const all = parseMountInfo(mountinfo);
@@ -24,7 +28,9 @@ export function planOrphans(mountinfo: string, containersDir: string, dirIds: st
   const idOf = (m: MountInfo) => (m.mountPoint.startsWith(prefix) ? m.mountPoint.slice(prefix.length).split('/')[0] : undefined);
   const mine = all.filter((m) => { const id = idOf(m); return id !== undefined && !known.has(id); });
   const overlayDevs = new Set(mine.filter((m) => m.fsType === 'overlay').map((m) => m.dev));
-  const copies = all.filter((m) => !mine.includes(m) && m.fsType === 'overlay' && overlayDevs.has(m.dev) && idOf(m) === undefined);
+  const orphanOf = (src: string) => { const id = src.startsWith(prefix) ? src.slice(prefix.length).split('/')[0] : undefined; return id !== undefined && !known.has(id); };
+  const copies = all.filter((m) => !mine.includes(m) && idOf(m) === undefined &&
+    ((m.fsType === 'overlay' && overlayDevs.has(m.dev)) || (m.fsType === HOST_VIEW_FSTYPE && orphanOf(m.source))));
   const ids = new Set([...dirIds.filter((d) => !known.has(d)), ...mine.map((m) => idOf(m)!)]);
   return { ids: [...ids].sort(), mounts: [...mine, ...copies].sort((a, b) => b.id - a.id) };
 }

@@ -3,9 +3,11 @@
 // /var/lib/docker are 0710) and config.json's root.path points there:
 //   - an overlay rootfs (Docker's overlay2) is rebuilt by host root over idmapped layers (so its
 //     superblock is the initial user namespace's: setuid and file caps work in the container, and
-//     trusted.overlay.* markers are read); writes go to the engine's upper dir as ids 0..65535. The same mount is also
-//     stacked on the engine's rootfs path, so docker cp/diff/commit see exactly what the
-//     container sees (two live overlays on one upper dir would be undefined behaviour);
+//     trusted.overlay.* markers are read); writes go to the engine's upper dir as ids 0..65535. The
+//     engine's rootfs path gets the host's view of that same overlay (two live overlays on one upper
+//     dir would be undefined behaviour, and an overlay cannot be idmapped): a FUSE passthrough that
+//     shows ids as on disk and creates files as the caller's ids would land there, so docker
+//     cp/diff/export/commit of a running container see and do what they do under runc;
 //   - a plain directory gets an idmapped bind mount.
 // Cleanup unmounts exactly the mounts eci made (by mount id), never the engine's below them.
 import { mkdirSync, realpathSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -34,6 +36,8 @@ export interface BindPlan {
 export interface RootfsNative {
   mountRootfsOverlay(o: { base: string; lower: string[]; upper: string; work: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   mountRootfsBind(o: { source: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
+  /** The engine path's view of eci's overlay, with on-disk ids (native/cmd/eci-hostview.c). */
+  mountHostView(o: { source: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   unmount(target: string, o?: { detach?: boolean }): void;
   isMountpoint(path: string): boolean;
   /** One statx instead of a mountinfo read (null or absent: read mountinfo). */
@@ -76,7 +80,12 @@ export function planRootfs(rootPath: string, mountinfo = readMountInfo()): Rootf
 /** The top mount at exactly `path`: one statx where the kernel can tell, else the whole mount table. */
 function topId(path: string, mountinfo: () => string, native?: Pick<RootfsNative, 'mountIdAt'>): number | undefined {
   if (native?.mountIdAt) {
-    const id = native.mountIdAt(path);
+    let id: number | null | undefined = null;
+    try {
+      id = native.mountIdAt(path);
+    } catch {
+      // statx asks the filesystem: a host view whose server is gone answers ENOTCONN. The table can tell.
+    }
     if (id !== null) return id;
   }
   return mountAt(parseMountInfo(mountinfo()), path)?.id;
@@ -109,7 +118,7 @@ export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target
     made.push(newTop(target, before, mountinfo, native));
     if (plan.kind === 'overlay') {
       const engineBefore = topId(plan.engine, mountinfo, native);
-      native.bindMount(target, plan.engine);
+      await native.mountHostView({ source: target, target: plan.engine, uid, gid });
       made.push(newTop(plan.engine, engineBefore, mountinfo, native));
     }
     return made;

@@ -6,7 +6,7 @@ import type { FdHolderConnection } from './fd-holder.ts';
 import type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
 import type { LauncherOptions } from './launcher.ts';
 import type {
-  IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions,
+  HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions,
 } from './mounts.ts';
 import type {
   AsOutcome, ChmodAsOptions, MountAsOptions, SeccompAgentConnection, SeccompListener, UmountAsOptions,
@@ -16,6 +16,7 @@ import type {
 export interface MountsApi {
   mountRootfsOverlay(o: RootfsOverlayOptions): Promise<void>;
   mountRootfsBind(o: RootfsBindOptions): Promise<void>;
+  mountHostView(o: HostViewOptions): Promise<void>;
   unmount(target: string, o?: UnmountOptions): void;
   isMountpoint(path: string): boolean;
   /** The id of the top mount whose root is exactly `path` (undefined: none; null: ask mountinfo). */

@@ -19,11 +19,11 @@ export type { MockFailure } from './mock/common.ts';
 export { mountProcFs, mountRwFs, procFsMock, rwFsMock } from './mock/fuse.ts';
 export type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
 export {
-  bindInto, bindIntoMany, bindMount, idmapBinds, isMountpoint, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay,
+  bindInto, bindIntoMany, bindMount, idmapBinds, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay,
   nativeMock, setDomainname, unmount,
 } from './mock/mounts.ts';
 export type { MockMount, NativeCall, NativeFn } from './mock/mounts.ts';
-export type { IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';
+export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';
 export {
   closeFd, cloexecInherited, connectFdHolder, fdHolderPath, helperPath, launchFdHolder, launcherPath, runLauncher, runLauncherSync,
   setFdHolderNotes, spawnLauncher, startLauncher,

@@ -30,6 +30,15 @@ export interface RootfsBindOptions {
   gid: IdRange;
 }
 
+export interface HostViewOptions {
+  /** eci's rootfs overlay (under the run dir), whose inodes carry the container's host ids. */
+  source: string;
+  /** The engine's path of the rootfs (docker's .../merged), where the view is mounted. */
+  target: string;
+  uid: IdRange;
+  gid: IdRange;
+}
+
 export interface UnmountOptions {
   /** MNT_DETACH: lazy unmount. */
   detach?: boolean;
@@ -64,6 +73,18 @@ export async function mountRootfsOverlay(o: RootfsOverlayOptions): Promise<void>
 export async function mountRootfsBind(o: RootfsBindOptions): Promise<void> {
   const ids = mappingArgs(o.uid, o.gid);
   await runHelper(['rootfs-bind', ...ids, '--source', o.source, '--target', o.target]);
+}
+
+/**
+ * Mounts on o.target the host's view of the rootfs o.source (cmd/eci-hostview.c): a FUSE passthrough
+ * that shows host id hostID+k as k and creates or chowns with id k as hostID+k, as the engine's own
+ * overlay would under runc. Its server is a process of its own session: it ends when o.target is
+ * unmounted, and outlives the manager.
+ */
+export async function mountHostView(o: HostViewOptions): Promise<void> {
+  const ids = mappingArgs(o.uid, o.gid);
+  if (!isAbsolute(o.source) || !isAbsolute(o.target)) throw usageError(`host view needs absolute paths, got ${o.source} and ${o.target}`);
+  await runHelper(['host-view', ...ids, '--source', o.source, '--target', o.target]);
 }
 
 /** umount2(target) (never following a symlink), lazily with detach. Throws NativeError. */

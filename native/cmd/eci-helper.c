@@ -8,6 +8,7 @@
  *                             --upper UP --work WK --target TGT
  *   eci-helper rootfs-bind    --uid-host U --gid-host G --size N --source SRC --target TGT
  *   eci-helper umount         --target TGT [--detach]
+ *   eci-helper host-view      --source SRC --target TGT --uid-host U --gid-host G --size N  (execs eci-hostview)
  *   eci-helper mount-as       --pid P [--source S] --target T [--fstype F] [--flags N] [--data D]
  *   eci-helper umount-as      --pid P --target T [--flags N]       (both: see mount-as.h)
  *   eci-helper serve PARENT_PID / perform PARENT_PID: long-lived runners of the above (serve.h, perform.h)
@@ -734,6 +735,32 @@ static int cmd_umount(struct opts *o)
 	return 0;
 }
 
+/*
+ * host-view: exec native/bin/eci-hostview (beside this program) with the same options. The FUSE server
+ * lives in a program of its own, so that libfuse is not in this one; going through here lets the
+ * helper server start it with a fork and an exec instead of a spawn from Node.
+ */
+static int main_host_view(int argc, char **argv)
+{
+	char self[PATH_MAX], prog[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0) {
+		fail(errno, "readlink", "readlink /proc/self/exe");
+		return report();
+	}
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(prog, sizeof(prog), "%s/eci-hostview", self);
+	argv[1] = prog;
+	fflush(NULL);
+	execv(prog, argv + 1);
+	(void)argc;
+	fail(errno, "execve", "exec %s", prog);
+	return report();
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_UID = 1, O_GID, O_SIZE, O_BASE, O_LOWER, O_UPPER, O_WORK, O_TARGET, O_SOURCE, O_DETACH };
@@ -766,6 +793,8 @@ int main(int argc, char **argv)
 		return main_bind_into(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "set-domainname") == 0)
 		return main_set_domainname(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "host-view") == 0)
+		return main_host_view(argc, argv);
 	if (argc < 2 || argv[1][0] == '-') {
 		usage_error("usage: eci-helper rootfs-overlay|rootfs-bind|umount --option value ...");
 		return report();

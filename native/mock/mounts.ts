@@ -2,14 +2,15 @@
 // `nativeMock.mounts` (target -> stack); `nativeMock.failNext(fn, code)` makes the next call(s) of fn
 // fail with that code.
 import { NativeError, errnoOf, usageError } from '../errors.ts';
-import type { IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from '../mounts.ts';
+import type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from '../mounts.ts';
 import { requireAbsolute, takeFailure, type MockFailure } from './common.ts';
 
-export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'unmount' | 'isMountpoint' | 'bindMount' | 'idmapBinds' | 'mountOverlay';
+export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'mountHostView' | 'unmount' | 'isMountpoint' | 'bindMount' | 'idmapBinds' | 'mountOverlay';
 
 export type NativeCall =
   | { fn: 'mountRootfsOverlay'; args: [RootfsOverlayOptions] }
   | { fn: 'mountRootfsBind'; args: [RootfsBindOptions] }
+  | { fn: 'mountHostView'; args: [HostViewOptions] }
   | { fn: 'unmount'; args: [string, UnmountOptions | undefined] }
   | { fn: 'isMountpoint'; args: [string] }
   | { fn: 'bindMount'; args: [string, string] }
@@ -19,6 +20,7 @@ export type NativeCall =
 export type MockMount =
   | { kind: 'overlay'; options: RootfsOverlayOptions }
   | { kind: 'bind'; options: RootfsBindOptions }
+  | { kind: 'host-view'; options: HostViewOptions }
   | { kind: 'plain-overlay'; options: OverlayOptions };
 
 const failures = new Map<NativeFn | '*', MockFailure[]>();
@@ -86,6 +88,15 @@ export async function mountRootfsBind(o: RootfsBindOptions): Promise<void> {
   requireAbsolute('source', o.source);
   requireAbsolute('target', o.target);
   push(o.target, { kind: 'bind', options: o });
+}
+
+export async function mountHostView(o: HostViewOptions): Promise<void> {
+  nativeMock.calls.push({ fn: 'mountHostView', args: [o] });
+  const failure = injected('mountHostView', 'mount');
+  if (failure) throw failure;
+  requireAbsolute('source', o.source);
+  requireAbsolute('target', o.target);
+  push(o.target, { kind: 'host-view', options: o });
 }
 
 export function unmount(target: string, o?: UnmountOptions): void {

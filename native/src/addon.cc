@@ -123,7 +123,9 @@ Napi::Value MountIdAt(const Napi::CallbackInfo& info) {
   const std::string path = PathArg(info, 0);
   Napi::Env env = info.Env();
   struct statx stx;
-  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0) {
+  // AT_STATX_DONT_SYNC: the mount id and mount-root bit come from the VFS; a FUSE mount (a host view)
+  // is then not asked for its attributes, so a hung or gone server cannot block or fail this call.
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return env.Undefined();
     throw SystemError(env, errno, "statx", path);
   }

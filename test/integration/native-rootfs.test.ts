@@ -1,8 +1,9 @@
 // Rootfs mounts of native/ (eci-helper + addon) against the real kernel and a real runc container:
 // container root (host uid 100000) sees a root-owned rootfs and its writes land on disk as uid 0.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, chown, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { mountsUnder } from '../helpers/dockerd.ts';
 import {
   helperPath,
   isMountpoint,
+  mountHostView,
   mountRootfsBind,
   mountRootfsOverlay,
   NativeError,
@@ -60,6 +62,26 @@ function runcBin(args: string[], timeoutMs = 30_000): Promise<{ code: number | n
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The pid of the eci-hostview serving `view`, from /proc. */
+function hostViewServer(view: string): number | undefined {
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('/eci-hostview') && argv.includes(view)) return Number(p);
+    } catch { /* gone meanwhile */ }
+  }
+  return undefined;
+}
+
+/** Whether pid runs (a zombie, waiting for a parent that may never reap it, has ended). */
+function processLive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -183,6 +205,64 @@ describe.skipIf(skip !== undefined)(`native rootfs mounts${skip ? ` (skipped: ${
     expect(isMountpoint(target)).toBe(false);
     expect(await mountsUnder(target)).toEqual([]);
     expect(tmpState()).toEqual(tmpBefore);
+  }, T);
+
+  it("gives the engine's path a host view of the overlay with on-disk ids, creating files as the caller's ids, whose server ends with the mount", async () => {
+    const base = join(dir, 'overlay2-view');
+    const lowerDir = join(base, 'img', 'diff');
+    await makeBusyboxRootfs(lowerDir);
+    await writeFile(join(lowerDir, 'etc', 'img'), 'image file\n', { mode: 0o644 });
+    await chown(join(lowerDir, 'etc', 'img'), 33, 34);
+    await mkdir(join(base, 'ctr', 'diff'), { recursive: true });
+    await mkdir(join(base, 'ctr', 'work'));
+    const target = join(dir, 'rootfs-view');
+    const view = join(dir, 'engine-merged');
+    await mkdir(view);
+    await mountRootfsOverlay({ base, lower: [lowerDir], upper: join(base, 'ctr', 'diff'), work: join(base, 'ctr', 'work'), target, uid: RANGE, gid: RANGE });
+    await mountHostView({ source: target, target: view, uid: RANGE, gid: RANGE });
+    try {
+      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === view);
+      expect(line).toContain(` - fuse.eci-rootfs ${target} `);
+      // eci's overlay shows host ids; the view shows them as on disk, as the engine's own overlay would.
+      expect(statSync(join(target, 'etc', 'img')).uid).toBe(RANGE.hostID + 33);
+      expect([statSync(join(view, 'etc', 'img')).uid, statSync(join(view, 'etc', 'img')).gid]).toEqual([33, 34]);
+      expect(readFileSync(join(view, 'etc', 'img'), 'utf8')).toBe('image file\n');
+
+      // Host root writing through the view (docker cp) makes container root's files: on disk uid 0.
+      await writeFile(join(view, 'etc', 'cp-in'), 'from host\n');
+      await mkdir(join(view, 'srv'));
+      await writeFile(join(view, 'srv', 'owned'), 'x');
+      await chown(join(view, 'srv', 'owned'), 1000, 1001); // an archive's ids (docker cp -a)
+      const upper = join(base, 'ctr', 'diff');
+      expect([statSync(join(upper, 'etc', 'cp-in')).uid, statSync(join(upper, 'etc', 'cp-in')).gid]).toEqual([0, 0]);
+      expect(statSync(join(upper, 'srv')).uid).toBe(0);
+      expect([statSync(join(upper, 'srv', 'owned')).uid, statSync(join(upper, 'srv', 'owned')).gid]).toEqual([1000, 1001]);
+      expect(statSync(join(target, 'etc', 'cp-in')).uid).toBe(RANGE.hostID);
+      // A file capability set through the view is container root's, stored as under runc (v2, no root id).
+      await copyFile('/bin/busybox', join(view, 'bin', 'capped'));
+      const setcap = spawnSync('setcap', ['cap_net_raw+ep', join(view, 'bin', 'capped')], { encoding: 'utf8' });
+      expect(setcap.status, setcap.stderr).toBe(0);
+      const getcap = (p: string) => spawnSync('getcap', [p], { encoding: 'utf8' }).stdout.trim().split(/\s+/).slice(1).join(' ');
+      expect(getcap(join(upper, 'bin', 'capped'))).toBe('cap_net_raw=ep');
+      expect(getcap(join(view, 'bin', 'capped'))).toBe('cap_net_raw=ep');
+      // What the container writes, the view shows at once (no stale cache of the running rootfs).
+      await writeFile(join(target, 'etc', 'img'), 'changed\n');
+      expect(readFileSync(join(view, 'etc', 'img'), 'utf8')).toBe('changed\n');
+      expect(statSync(join(upper, 'etc', 'img')).uid).toBe(33); // copied up with its owner
+      // A symlink is never followed by the view itself: chown of one changes the link only.
+      await symlink('/etc/passwd', join(view, 'etc', 'to-host'));
+      const hostPasswd = statSummary('/etc/passwd');
+      spawnSync('chown', ['-h', '5:5', join(view, 'etc', 'to-host')]);
+      expect(statSummary('/etc/passwd')).toEqual(hostPasswd);
+      expect(lstatSync(join(upper, 'etc', 'to-host')).uid).toBe(5);
+    } finally {
+      const server = hostViewServer(view);
+      unmount(view);
+      // The server ends by itself once its mount is gone.
+      for (let i = 0; server && i < 100 && processLive(server); i++) await sleep(100);
+      if (server) expect(processLive(server), `eci-hostview ${server} still serving after its unmount (waited 10 s)`).toBe(false);
+      unmount(target);
+    }
   }, T);
 
   it('bind-mounts a plain directory rootfs idmapped, with writes landing in the source as uid 0', async () => {

@@ -23,6 +23,19 @@ describe('planOrphans', () => {
     expect(p.ids).toEqual(['empty', 'gone', 'plain']);
   });
 
+  it('takes an orphan\'s host view on the engine path (found by its source), not a known container\'s', () => {
+    const views = [
+      info,
+      line(120, 20, '0:83', `${C}/viewed/rootfs`, 'overlay'),
+      line(121, 20, '0:84', '/var/lib/docker/overlay2/bbb/merged', 'overlay'), // the engine's overlay
+      line(122, 121, '0:85', '/var/lib/docker/overlay2/bbb/merged', 'fuse.eci-rootfs', `${C}/viewed/rootfs`),
+      line(123, 20, '0:86', '/var/lib/docker/overlay2/ccc/merged', 'fuse.eci-rootfs', `${C}/live/rootfs`),
+    ].join('\n');
+    const p = planOrphans(views, C, ['viewed', 'live'], new Set(['live']));
+    expect(p.mounts.map((m) => m.id)).toEqual([122, 120, 105, 103, 102, 101]);
+    expect(p.ids).toEqual(['gone', 'plain', 'viewed']);
+  });
+
   it('plans nothing when every container is known', () => {
     const p = planOrphans(info, C, ['gone', 'live', 'plain'], new Set(['gone', 'live', 'plain']));
     expect(p).toEqual({ ids: [], mounts: [] });

@@ -1,6 +1,9 @@
 // The rootfs bookkeeping asks the kernel for one mount id per path (statx) instead of reading the
 // whole mount table each time (it grows with every container: O(containers) per create otherwise),
 // and reads mountinfo only where the kernel cannot tell.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mountBinds, mountRootfs, unmountRootfs, type RootfsNative } from '../../actors/rootfs.ts';
 
@@ -13,6 +16,7 @@ function fakeNative(o: { statx: boolean }) {
   const native: RootfsNative = {
     async mountRootfsOverlay(x) { push(x.target); },
     async mountRootfsBind(x) { push(x.target); },
+    async mountHostView(x) { push(x.target); },
     unmount(t) { top.get(t)?.pop(); },
     isMountpoint: (p) => (top.get(p)?.length ?? 0) > 0,
     bindMount(_s, t) { push(t); },
@@ -35,6 +39,27 @@ describe('rootfs mount ids', () => {
     expect(unmountRootfs(native, [...made, ...binds], noTable)).toEqual([]);
     expect(top.get('/run/eci/containers/c/rootfs')).toEqual([]);
     expect(top.get('/run/eci/containers/c/binds/0')).toEqual([101, 999]);
+  });
+
+  it('unmounts a host view whose server is gone (statx fails with ENOTCONN) by its id in mountinfo', async () => {
+    const { native, top } = fakeNative({ statx: true });
+    const d = mkdtempSync(join(tmpdir(), 'eci-rootfs-ids-')); // eci's work dir is made beside the upper
+    const merged = join(d, 'merged');
+    try {
+      const made = await mountRootfs(native, { kind: 'overlay', engine: merged, base: d, lower: [join(d, 'l')], upper: join(d, 'u'), work: join(d, 'w') }, '/run/eci/containers/c/rootfs', range, range, noTable);
+      expect(made).toEqual([{ path: '/run/eci/containers/c/rootfs', id: 100 }, { path: merged, id: 101 }]);
+      const statx = native.mountIdAt!;
+      native.mountIdAt = (p) => {
+        if (p === merged) throw Object.assign(new Error('ENOTCONN: statx'), { code: 'ENOTCONN' });
+        return statx(p);
+      };
+      const table = () => `101 1 0:9 / ${merged} rw - fuse.eci-rootfs /run/eci/containers/c/rootfs rw\n`;
+      expect(unmountRootfs(native, made, table)).toEqual([]);
+      expect(top.get(merged)).toEqual([]);
+      expect(top.get('/run/eci/containers/c/rootfs')).toEqual([]);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('falls back to mountinfo where the kernel cannot tell (null)', async () => {
