@@ -6,30 +6,20 @@
 // anything in doubt, takes the actor's path. Every rule's verdict is the actor's for the same input
 // (test/unit/vetter-fast-path.test.ts checks it over generated inputs, and the integration test
 // checks the C matcher against this one). Pure: no I/O.
-import { asHelperArgs } from '../../native/seccomp-agent.ts';
+import { asHelperArgs, type FastRuleSpec } from '../../native/seccomp-agent.ts';
 import { MS, type MountOp } from './syscalls/mount.ts';
 import type { UmountOp } from './syscalls/umount.ts';
 import type { Protection, VetRequest } from './types.ts';
 
-/** One rule: a syscall, what its flags argument must set and must not set, and a few string tests. */
-export interface FastRule {
+/**
+ * One rule: a syscall, what its flags argument must set and must not set, and a few string tests (the
+ * native side's `FastRuleSpec`, with the rule names this module makes). `dataNoIds`: the actor turns
+ * host ids in uid=/gid= options into container ids on remounts (translateIdOptions), which the
+ * native side does not do, so such calls take the actor's path.
+ */
+export interface FastRule extends FastRuleSpec {
   /** Named in the audit event (`fastRule`). */
   name: 'tmpfs-mount' | 'remount' | 'umount';
-  syscall: 'mount' | 'umount2';
-  /** The index of the flags argument (mount: 3, umount2: 1). */
-  flagsArg: number;
-  /** Bits that must all be set. */
-  all: bigint;
-  /** Bits that must all be clear. */
-  none: bigint;
-  /** The fstype string must be exactly this (absent: any, even unread). */
-  fstype?: string;
-  /**
-   * No uid=/gid= option in data: the actor turns host ids there into container ids on remounts
-   * (translateIdOptions), which the native side does not do; such calls take the actor's path.
-   */
-  dataNoIds: boolean;
-  op: 'mount' | 'umount';
 }
 
 /** What the native watcher gets for one container. */

@@ -730,6 +730,19 @@ static size_t caps_as_on_disk(unsigned char *v, size_t n)
 }
 
 /* The l*xattr calls on "/proc/self/fd/<dir>[/<name>]": the node itself, never a symlink's target. */
+/* Answers a getxattr/listxattr of `size` (0: only the length is asked) with its result `r` read into
+ * `value` (errno set when r < 0), and frees `value`. */
+static void reply_xattr(fuse_req_t req, ssize_t r, char *value, size_t size)
+{
+	if (r < 0)
+		fuse_reply_err(req, errno);
+	else if (size)
+		fuse_reply_buf(req, value, (size_t)r);
+	else
+		fuse_reply_xattr(req, (size_t)r);
+	free(value);
+}
+
 static void hv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char path[PATH_MAX];
@@ -752,14 +765,7 @@ static void hv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	char *value = size ? malloc(size) : NULL;
 	if (size && !value)
 		return (void)fuse_reply_err(req, ENOMEM);
-	ssize_t r = n->fd >= 0 ? getxattr(path, name, value, size) : lgetxattr(path, name, value, size);
-	if (r < 0)
-		fuse_reply_err(req, errno);
-	else if (size)
-		fuse_reply_buf(req, value, (size_t)r);
-	else
-		fuse_reply_xattr(req, (size_t)r);
-	free(value);
+	reply_xattr(req, n->fd >= 0 ? getxattr(path, name, value, size) : lgetxattr(path, name, value, size), value, size);
 }
 
 static void hv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -772,14 +778,7 @@ static void hv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char *value = size ? malloc(size) : NULL;
 	if (size && !value)
 		return (void)fuse_reply_err(req, ENOMEM);
-	ssize_t r = n->fd >= 0 ? listxattr(path, value, size) : llistxattr(path, value, size);
-	if (r < 0)
-		fuse_reply_err(req, errno);
-	else if (size)
-		fuse_reply_buf(req, value, (size_t)r);
-	else
-		fuse_reply_xattr(req, (size_t)r);
-	free(value);
+	reply_xattr(req, n->fd >= 0 ? listxattr(path, value, size) : llistxattr(path, value, size), value, size);
 }
 
 /*
