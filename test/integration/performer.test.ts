@@ -350,6 +350,8 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     const childrenOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
     let stalledRun: Promise<unknown> | undefined;
     let stalledPid: number | undefined;
+    let niceValues: number[] = [];
+    const niceOf = (pid: number) => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]); };
     let next: { answered?: { errno: number }; stalledAlive?: boolean } | undefined;
     process.env.ECI_TEST_SPARE_STALL = '/stall';
     try {
@@ -361,6 +363,8 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
           // The stalled run plus the spare forked as it started.
           await until('a spare beside the stalled run', () => childrenOf(p!).length === 2, 5000);
           stalledPid = childrenOf(p!)[0];
+          // perform.c's PERFORM_NICE, inherited by its runs and spares (the test runs as root).
+          niceValues = [p!, ...childrenOf(p!)].map(niceOf);
           return; // not awaited: the next notification is handled while this run stalls
         }
         const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
@@ -372,6 +376,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       expect(r.stdout).toMatch(/s=[1-9]/);
       expect(r.stdout).toMatch(/\n0\n?$/); // nothing was mounted at /stall
       expect(next).toMatchObject({ answered: { errno: 0 }, stalledAlive: true });
+      expect(niceValues).toEqual([-5, -5, -5]);
       const stalled = (await stalledRun) as { failed: { message: string }; answered: { errno: number } };
       expect(stalled.answered).toMatchObject({ errno: EPERM });
       expect(stalled.failed.message).toMatch(/SIGKILL/);
