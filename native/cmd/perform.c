@@ -5,6 +5,7 @@
 #include "serve.h"
 #include "perform.h"
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 /* Whether fd 5 (the fast path's socket) was open at start (the fd layout), and is still read. */
 static bool perform_native, perform_native_open;
@@ -15,6 +16,9 @@ static bool perform_native, perform_native_open;
 /* In a spare: its note pipe to the performer, next after the fds above. */
 #define PERFORM_DONE_FD (perform_native ? PERFORM_NATIVE_FD + 1 : PERFORM_NATIVE_FD)
 #define PERFORM_TIMEOUT_MS 60000
+#ifndef PERFORM_NICE
+#define PERFORM_NICE -5
+#endif
 #define PERFORM_MAX_FRAME (1u << 20)
 #define PERFORM_OUT 8192
 #define PERFORM_ANSWER 1u
@@ -221,28 +225,55 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 	_exit(n.rc);
 }
 
-struct perform_spare {
+/*
+ * Runs in flight at once, besides the spare waiting. The next spare is forked as soon as a run starts
+ * ('S'), not when it ends: a caller's next call then finds a spare ready instead of waiting for the
+ * performer to wake, fork, and for the new spare's first run (on a busy host, each of those waits for
+ * a core: issue 17). So a container's calls from several threads may run side by side, each judged
+ * on its own fd as before. The cap bounds the processes one container's calls can make at once
+ * (pacing bounds their rate); at the cap, the next request waits in its socket until a run ends.
+ */
+#define PERFORM_MAX_RUNS 4
+
+/* A spare (no 'S' yet) or a run: its process, its note pipe, its output page (a slot of perform_out). */
+struct perform_child {
 	pid_t pid;
 	int note_r;
+	int slot;
+	struct perform_note started; /* a run's 'S' */
+	uint64_t deadline;           /* a run's, ms */
 };
 
-/* Forks the next spare (its output page cleared first); pid -1 when that failed. */
-static struct perform_spare perform_fork_spare(char *argv0, char *out, unsigned char *frame)
+/* PERFORM_MAX_RUNS + 1 output pages shared with the children (MAP_SHARED): one per spare or run. */
+static char *perform_out;
+static bool perform_slot_used[PERFORM_MAX_RUNS + 1];
+
+static char *perform_page(const struct perform_child *c)
 {
-	struct perform_spare sp = { -1, -1 };
+	return perform_out + (size_t)c->slot * PERFORM_OUT;
+}
+
+/* Forks the next spare (its output page cleared first); pid -1 when that failed. */
+static struct perform_child perform_fork_spare(char *argv0, unsigned char *frame)
+{
+	struct perform_child sp = { .pid = -1, .note_r = -1, .slot = -1 };
+	for (int i = 0; i <= PERFORM_MAX_RUNS && sp.slot < 0; i++)
+		if (!perform_slot_used[i])
+			sp.slot = i;
 	int note[2];
-	memset(out, 0, PERFORM_OUT);
-	if (pipe2(note, O_CLOEXEC) < 0)
+	if (sp.slot < 0 || pipe2(note, O_CLOEXEC) < 0)
 		return sp;
+	memset(perform_page(&sp), 0, PERFORM_OUT);
 	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid == 0)
-		perform_spare_child(self, note[1], argv0, out, frame);
+		perform_spare_child(self, note[1], argv0, perform_page(&sp), frame);
 	close(note[1]);
 	if (pid < 0) {
 		close(note[0]);
 		return sp;
 	}
+	perform_slot_used[sp.slot] = true;
 	sp.pid = pid;
 	sp.note_r = note[0];
 	return sp;
@@ -270,15 +301,23 @@ static void perform_collect(pid_t add)
 	perform_finished[perform_nfinished++] = add;
 }
 
-/* Ends a spare that is not done (timed out, or gone): killed and reaped; returns its signal. */
-static int perform_kill(struct perform_spare *sp)
+/* Ends a child (its pipe, its page): killed if not done, and reaped; returns its wait status. */
+static int perform_end(struct perform_child *c)
 {
 	int status = 0;
-	kill(sp->pid, SIGKILL);
-	while (waitpid(sp->pid, &status, 0) < 0 && errno == EINTR)
+	kill(c->pid, SIGKILL);
+	while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
 		;
-	close(sp->note_r);
-	sp->pid = sp->note_r = -1;
+	close(c->note_r);
+	perform_slot_used[c->slot] = false;
+	c->pid = c->note_r = c->slot = -1;
+	return status;
+}
+
+/* Ends a run that is not done (timed out, or gone); returns its signal. */
+static int perform_kill(struct perform_child *c)
+{
+	int status = perform_end(c);
 	return WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
 }
 
@@ -306,6 +345,38 @@ static void perform_finish(const struct perform_note *s, const struct perform_no
 	perform_reply(s->id, answer ? 'A' : 'D', head, (size_t)nv * 4, out, olen);
 }
 
+/* Run i is over (reported or ended): its slot in runs[] goes to the last one. */
+static void perform_drop(struct perform_child *runs, int *nruns, int i)
+{
+	runs[i] = runs[--*nruns];
+}
+
+/* A run's note (or its end): reports it to the manager and ends it; false while it goes on. */
+static bool perform_run_event(struct perform_child *r)
+{
+	struct perform_note n;
+	ssize_t k;
+	do
+		k = read(r->note_r, &n, sizeof n);
+	while (k < 0 && errno == EINTR);
+	if (k == (ssize_t)sizeof n && n.id == r->started.id && (n.kind == 'D' || n.kind == 'F')) {
+		n.syscall[sizeof n.syscall - 1] = '\0';
+		if (n.kind == 'F')
+			perform_fallback(n.id, n.syscall);
+		else
+			perform_finish(&r->started, &n, 0, perform_page(r));
+		close(r->note_r);
+		perform_slot_used[r->slot] = false;
+		perform_collect(r->pid);
+		return true;
+	}
+	/* It died (or sent garbage): it may have done something, so it fails (closed). */
+	struct perform_note s = r->started;
+	int sig = perform_kill(r);
+	perform_finish(&s, NULL, sig, "");
+	return true;
+}
+
 int main_perform(int argc, char **argv)
 {
 	pid_t parent;
@@ -315,6 +386,15 @@ int main_perform(int argc, char **argv)
 	/* Host root with the notify fd: nothing in a container may read this process (see above). */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		return 1;
+	/*
+	 * A vetted call waits for the spare's wake-up; on a busy host each wake-up waits for a core (issue 17).
+	 * A higher priority (its spares inherit it) makes those waits shorter. It cannot starve the host:
+	 * the calls are paced (a burst of 400, then 200/s per container, actors/vetter/pace.ts and the
+	 * watcher's budget), at most PERFORM_MAX_RUNS run at once, and each is one short mount-as/umount-as.
+	 * Best effort: without the privilege, the default.
+	 */
+	if (setpriority(PRIO_PROCESS, 0, PERFORM_NICE) < 0)
+		errno = 0;
 	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
 		return 1;
 	perform_native = perform_native_open = fcntl(PERFORM_NATIVE_FD, F_GETFD) >= 0;
@@ -323,17 +403,19 @@ int main_perform(int argc, char **argv)
 	int fl = fcntl(PERFORM_FD, F_GETFL);
 	if (fl < 0 || fcntl(PERFORM_FD, F_SETFL, fl & ~O_NONBLOCK) < 0 || chdir("/") < 0)
 		return 1;
-	char *out = mmap(NULL, PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	perform_out = mmap(NULL, (size_t)(PERFORM_MAX_RUNS + 1) * PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	unsigned char *frame = malloc(PERFORM_MAX_FRAME);
-	if (out == MAP_FAILED || !frame)
+	if (perform_out == MAP_FAILED || !frame)
 		return 1;
-	struct perform_spare spare = perform_fork_spare(argv[0], out, frame);
+	struct perform_child spare = perform_fork_spare(argv[0], frame);
 	perform_reply(0, 'R', NULL, 0, NULL, 0);
-	struct perform_note started = { 0 };
-	bool running = false, manager_gone = false, draining = false;
-	uint64_t deadline = 0;
+	struct perform_child runs[PERFORM_MAX_RUNS];
+	int nruns = 0;
+	/* fork_failed: no spare although one was wanted (not merely the cap): requests are turned back. */
+	bool manager_gone = false, draining = false, fork_failed = spare.pid < 0;
+	uint64_t drain_deadline = 0;
 	for (;;) {
-		if (manager_gone && !running) {
+		if (manager_gone && nruns == 0) {
 			/*
 			 * The manager closed the notify fd, or is gone. The spare reads fd 3 itself: it may have
 			 * taken a request written just before the close and not reported it ('S') yet. Killing it
@@ -345,30 +427,41 @@ int main_perform(int argc, char **argv)
 			uint64_t now = perform_now_us() / 1000;
 			if (!draining) {
 				draining = true;
-				deadline = now + PERFORM_TIMEOUT_MS;
-			} else if (now >= deadline) {
-				perform_kill(&spare);
+				drain_deadline = now + PERFORM_TIMEOUT_MS;
+			} else if (now >= drain_deadline) {
+				perform_end(&spare);
 				return 0;
 			}
 		}
-		if (spare.pid < 0)
-			spare = perform_fork_spare(argv[0], out, frame);
+		if (spare.pid < 0 && !manager_gone && nruns < PERFORM_MAX_RUNS) {
+			spare = perform_fork_spare(argv[0], frame);
+			fork_failed = spare.pid < 0;
+		}
+		bool turn_back = spare.pid < 0 && fork_failed && !manager_gone;
 		/*
 		 * With a spare waiting, fd 3 is its to read: here only the manager's shutdown is watched (and,
-		 * once seen, no longer: a run still going is waited for, without spinning on the hang-up).
+		 * once seen, no longer: runs still going are waited for, without spinning on the hang-up).
+		 * At the cap (no spare, no failure), requests wait in fd 3 and fd 5 for the next spare.
 		 */
-		struct pollfd p[2] = { { .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (spare.pid < 0 ? POLLIN : 0) },
-				       { .fd = spare.note_r, .events = POLLIN } };
-		if (spare.pid < 0) /* no spare: fast-path requests are turned back here too */
-			p[1].fd = perform_native_open && !manager_gone ? PERFORM_NATIVE_FD : -1;
+		struct pollfd p[2 + PERFORM_MAX_RUNS] = {
+			{ .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (turn_back ? POLLIN : 0) },
+			{ .fd = spare.pid > 0 ? spare.note_r : -1, .events = POLLIN },
+		};
+		if (turn_back) /* no spare: fast-path requests are turned back here too */
+			p[1].fd = perform_native_open ? PERFORM_NATIVE_FD : -1;
+		for (int i = 0; i < nruns; i++)
+			p[2 + i] = (struct pollfd){ .fd = runs[i].note_r, .events = POLLIN };
+		uint64_t now = perform_now_us() / 1000;
 		int timeout = -1;
-		if (running || draining) {
-			uint64_t now = perform_now_us() / 1000;
-			timeout = deadline > now ? (int)(deadline - now) : 0;
-		} else if (spare.pid < 0) {
-			timeout = 100; /* fork failed: try again soon */
+		for (int i = 0; i < nruns; i++) {
+			int t = runs[i].deadline > now ? (int)(runs[i].deadline - now) : 0;
+			timeout = timeout < 0 || t < timeout ? t : timeout;
 		}
-		int r = poll(p, 2, timeout);
+		if (draining && nruns == 0)
+			timeout = drain_deadline > now ? (int)(drain_deadline - now) : 0;
+		if (turn_back && (timeout < 0 || timeout > 100))
+			timeout = 100; /* fork failed: try again soon */
+		int r = poll(p, (nfds_t)(2 + nruns), timeout);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -377,7 +470,21 @@ int main_perform(int argc, char **argv)
 			manager_gone = true;
 			continue;
 		}
-		if (spare.pid < 0) {
+		/* Runs first (from the last, so that dropping one keeps the others' poll entries in place). */
+		now = perform_now_us() / 1000;
+		for (int i = nruns - 1; i >= 0; i--) {
+			if (p[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) {
+				if (perform_run_event(&runs[i]))
+					perform_drop(runs, &nruns, i);
+			} else if (now >= runs[i].deadline) {
+				/* Timed out: it may have done something, so it fails (closed). */
+				struct perform_note s = runs[i].started;
+				int sig = perform_kill(&runs[i]);
+				perform_finish(&s, NULL, sig, "");
+				perform_drop(runs, &nruns, i);
+			}
+		}
+		if (turn_back) {
 			/* No spare could be forked: a request waiting is not run; the manager runs it another way. */
 			if (p[0].revents & POLLIN) {
 				unsigned char lenb[4];
@@ -398,50 +505,35 @@ int main_perform(int argc, char **argv)
 			}
 			continue;
 		}
-		if (r == 0 && running) {
-			/* Timed out: it may have done something, so it fails (closed). */
-			int sig = perform_kill(&spare);
-			perform_finish(&started, NULL, sig, out);
-			running = false;
-			continue;
-		}
-		if (!(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (spare.pid <= 0 || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		struct perform_note n;
 		ssize_t k;
 		do
 			k = read(spare.note_r, &n, sizeof n);
 		while (k < 0 && errno == EINTR);
-		if (k == (ssize_t)sizeof n && n.kind == 'S' && !running) {
-			started = n;
-			running = true;
-			deadline = perform_now_us() / 1000 + PERFORM_TIMEOUT_MS;
+		if (k == (ssize_t)sizeof n && n.kind == 'S') {
+			/* A run now: the next spare is forked at the top of the loop, while this one runs. */
+			spare.started = n;
+			spare.deadline = perform_now_us() / 1000 + PERFORM_TIMEOUT_MS;
+			runs[nruns++] = spare;
+			spare.pid = spare.note_r = spare.slot = -1;
 			continue;
 		}
-		if (k == (ssize_t)sizeof n && running && n.id == started.id && (n.kind == 'D' || n.kind == 'F')) {
-			n.syscall[sizeof n.syscall - 1] = '\0';
-			if (n.kind == 'F')
-				perform_fallback(n.id, n.syscall);
-			else
-				perform_finish(&started, &n, 0, out);
-			running = false;
-			close(spare.note_r);
-			perform_collect(spare.pid);
-			spare.pid = spare.note_r = -1; /* the next one is forked at the top of the loop */
+		/* The spare ended (or sent garbage) before it had a request. */
+		int status = perform_end(&spare);
+		if (k == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			/* It saw the end of fd 3 with no request: nothing was run, and the manager is done. */
+			manager_gone = true;
 			continue;
 		}
-		/* The spare died (or sent garbage). */
-		if (!running && draining && k == 0) {
-			perform_collect(spare.pid); /* it saw the end of fd 3 with no request: nothing was run */
-			return 0;
+		/* Before it had a whole request: fd 3 may be left mid-frame, so this performer is done (its runs fail, closed). */
+		for (int i = nruns - 1; i >= 0; i--) {
+			struct perform_note s = runs[i].started;
+			int sig = perform_kill(&runs[i]);
+			perform_finish(&s, NULL, sig, "");
+			perform_drop(runs, &nruns, i);
 		}
-		if (!running) {
-			/* Before it had a whole request: fd 3 may be left mid-frame, so this performer is done. */
-			perform_kill(&spare);
-			return 1;
-		}
-		int sig = perform_kill(&spare);
-		perform_finish(&started, NULL, sig, out);
-		running = false;
+		return 1;
 	}
 }

@@ -34,12 +34,13 @@
  *     otherwise closes it on the way in). Nothing in the container can take it from there: the spare
  *     is not dumpable and its memory belongs to the host's user namespace, so ptrace,
  *     pidfd_getfd and /proc/PID/fd all need CAP_SYS_PTRACE over the host;
- *   - the performer forks spares, tells the manager each outcome, answers the caller where the
+ *   - the performer forks spares (the next one as soon as a run starts), tells the manager each outcome, answers the caller where the
  *     spare did not (a run not in place, one that died, or one still going after
  *     PERFORM_TIMEOUT_MS, which is killed; either may have done something: EPERM, fail closed).
  * The manager asks for PERFORM_ANSWER only where nothing of its own must happen between the call
- * and the answer. Requests are run one at a time, in order: a container's calls wait for each
- * other, never for another container's (each has its own performer). The performer itself stays in
+ * and the answer. Requests are taken in order; the next spare is forked as soon as a run starts, so
+ * up to PERFORM_MAX_RUNS runs (of a container's several threads) may go on at once, each judged on
+ * its own fd; a container's calls never wait for another container's (each has its own performer). The performer itself stays in
  * the host's namespaces with host root's credentials, and is not dumpable either.
  */
 #ifndef ECI_PERFORM_H

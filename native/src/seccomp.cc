@@ -68,6 +68,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1014,7 +1015,14 @@ void Post(const std::shared_ptr<Watcher>& w, Notif&& n) {
   if (w->tsfn.NonBlockingCall(item, call) != napi_ok) delete item;
 }
 
+// The watcher thread's nice value (the manager's other threads keep theirs).
+constexpr int kWatcherNice = -5;
+
 void WatchLoop(std::shared_ptr<Watcher> w) {
+  // Each vetted call waits for this thread's wake-up, then the performer's spare's; on a busy host each
+  // waits for a core (issue 17). A higher priority shortens that; the calls it serves are paced (see
+  // perform.c's PERFORM_NICE). Best effort: without the privilege, the default.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kWatcherNice);
   const NotifSizes& sz = Sizes();
   std::vector<unsigned char> buf(sz.notif);
   for (;;) {

@@ -341,4 +341,47 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       delete process.env.ECI_TEST_SPARE_STALL;
     }
   });
+
+  it('has the next spare ready while a run goes on: a stalled run does not hold back the next call, and is refused (EPERM) once killed', async () => {
+    // Two callers: the first stalls in its run; the second's call must be performed meanwhile.
+    const script = '(mount -t tmpfs tmpfs /stall; echo "s=$?") & sleep 0.3; mount -t tmpfs tmpfs /mnt; echo "m=$?"; wait; grep -c " /stall " /proc/mounts; true';
+    const { sock, b } = await bundle('5', script, ['mount']);
+    mkdirSync(join(b, 'rootfs', 'stall'));
+    const childrenOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
+    let stalledRun: Promise<unknown> | undefined;
+    let stalledPid: number | undefined;
+    let niceValues: number[] = [];
+    const niceOf = (pid: number) => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]); };
+    let next: { answered?: { errno: number }; stalledAlive?: boolean } | undefined;
+    process.env.ECI_TEST_SPARE_STALL = '/stall';
+    try {
+      const r = await runWithAgent(sock, b, 'eci-performer5', async (n, l) => {
+        const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
+        if (n.strings.target === '/stall') {
+          stalledRun = run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
+          const [p] = performers();
+          // The stalled run plus the spare forked as it started.
+          await until('a spare beside the stalled run', () => childrenOf(p!).length === 2, 5000);
+          stalledPid = childrenOf(p!)[0];
+          // perform.c's PERFORM_NICE, inherited by its runs and spares (the test runs as root).
+          niceValues = [p!, ...childrenOf(p!)].map(niceOf);
+          return; // not awaited: the next notification is handled while this run stalls
+        }
+        const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
+        next = { ...o, stalledAlive: stalledPid !== undefined && !gone(stalledPid) };
+        process.kill(stalledPid!, 'SIGKILL');
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('m=0');
+      expect(r.stdout).toMatch(/s=[1-9]/);
+      expect(r.stdout).toMatch(/\n0\n?$/); // nothing was mounted at /stall
+      expect(next).toMatchObject({ answered: { errno: 0 }, stalledAlive: true });
+      expect(niceValues).toEqual([-5, -5, -5]);
+      const stalled = (await stalledRun) as { failed: { message: string }; answered: { errno: number } };
+      expect(stalled.answered).toMatchObject({ errno: EPERM });
+      expect(stalled.failed.message).toMatch(/SIGKILL/);
+    } finally {
+      delete process.env.ECI_TEST_SPARE_STALL;
+    }
+  });
 });
