@@ -46,6 +46,7 @@ export interface SeccompAddon {
   /** The same round trip on libuv's thread pool (passFd is duplicated at the call); one at a time per fd. */
   holderCallAsync(fd: number, request: string, passFd?: number): Promise<FdHolderAnswer>;
   holderNotes(fd: number): void;
+  dupFd(fd: number): number;
   constants: { AUDIT_ARCH_X86_64: number; AUDIT_ARCH_I386: number; SECCOMP_USER_NOTIF_FLAG_CONTINUE: number };
 }
 

@@ -58,6 +58,7 @@
 //       the rest, CLOEXEC. Any way to adopt them is seccomp.watch(fd, cb), the same as runc's fds.
 //   seccomp.holderCallAsync(fd, request, passFd?) -> Promise of the same answer: the round trip runs on
 //       libuv's thread pool (passFd is duplicated at the call and that copy sent). One at a time per fd.
+//   seccomp.dupFd(fd) -> fd: a CLOEXEC copy (the caller owns it; seccomp.closeFd).
 // Failures throw SystemError-shaped errors { code, errno, syscall } (respond: ENOENT when the target
 // is gone or was interrupted; EINPROGRESS when already answered).
 #include <napi.h>
@@ -1415,6 +1416,14 @@ Napi::Value HolderCallAsync(const Napi::CallbackInfo& info) {
   w->Queue();  // deletes itself once settled
   return p;
 }
+// dupFd(fd) -> a CLOEXEC copy (F_DUPFD_CLOEXEC): a request queued for later keeps its own fd to send.
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  const int fd = FdArg(info, 0);
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw SysError(info.Env(), errno, "fcntl", "dup fd " + std::to_string(fd));
+  return Napi::Number::New(info.Env(), copy);
+}
+
 // socketPair() -> [a, b]: AF_UNIX SOCK_SEQPACKET, CLOEXEC (the fast path's line to a performer).
 Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   int sv[2];
@@ -1436,6 +1445,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   s.Set("holderConnect", Napi::Function::New(env, HolderConnect, "holderConnect"));
   s.Set("holderCall", Napi::Function::New(env, HolderCall, "holderCall"));
   s.Set("holderCallAsync", Napi::Function::New(env, HolderCallAsync, "holderCallAsync"));
+  s.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   s.Set("holderNotes", Napi::Function::New(env, HolderNotes, "holderNotes"));
   s.Set("fastMatch", Napi::Function::New(env, FastMatchJs, "fastMatch"));
   s.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
