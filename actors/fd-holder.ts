@@ -190,6 +190,10 @@ export class FdHolder {
     try {
       return await conn.callAsync(req, passFd);
     } catch (e) {
+      if ((e as { syscall?: string }).syscall === 'fcntl') { // the fd to pass could not be copied: the connection is fine
+        this.o.log.warn({ request: req.split(' ')[0], err: (e as Error).message }, 'cannot copy the fd for the fd-holder');
+        return undefined;
+      }
       this.o.log.warn({ request: req.split(' ')[0], err: (e as Error).message }, 'fd-holder connection lost');
       if (this.conn === conn) this.close(); // not a newer connection opened meanwhile
       return undefined;

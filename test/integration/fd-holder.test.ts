@@ -245,6 +245,8 @@ describe.skipIf(skip !== null)(`eci-fdholder${skip ? ` (skipped: ${skip})` : ''}
       await Promise.all(Array.from({ length: 20 }, (_, i) => holder.release(`a${i}`)));
       expect(holder.ping()?.held).toBe(0);
       expect(fdCount(pid)).toBe(before);
+      expect(await holder.hold('c6', 99999)).toBe(false); // no such fd to copy: refused here, the connection kept
+      expect(holder.connected).toBe(true);
     } finally {
       p.end();
     }
