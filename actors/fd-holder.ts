@@ -9,9 +9,13 @@ import { holderTag, parseHolderReply } from '../native/fd-holder.ts';
 
 export interface FdHolderConnection {
   readonly fd: number;
-  call(request: string, passFd?: number): { reply: string; taken: { tag: string; fd: number }[]; pending?: { tag: string; id: bigint }[] };
+  call(request: string, passFd?: number): Answer;
+  /** The round trip off the event loop, one at a time in call order (absent: call is used). */
+  callAsync?(request: string, passFd?: number): Promise<Answer>;
   close(): void;
 }
+
+type Answer = { reply: string; taken: { tag: string; fd: number }[]; pending?: { tag: string; id: bigint }[] };
 
 export interface FdHolderNative {
   /** Starts a holder on socket (detached, fire and forget). */
@@ -113,9 +117,31 @@ export class FdHolder {
     }
   }
 
+  /**
+   * put, with the round trip off the event loop (per create under load it blocked ~8 ms): resolves
+   * once the holder has the copy (true) or did not take it (false, logged). The fd is duplicated at
+   * the call, so the caller may close its own meanwhile. Queued behind earlier hold/release calls.
+   */
+  async hold(container: string, fd: number): Promise<boolean> {
+    const r = await this.requestAsync(`PUT ${holderTag(container)}`, fd);
+    if (!r) return false;
+    try {
+      parseHolderReply(r.reply);
+      return true;
+    } catch (e) {
+      this.o.log.warn({ container, err: (e as Error).message }, 'fd-holder refused a notify fd');
+      return false;
+    }
+  }
+
   /** The container is gone: the holder closes its copies. */
   drop(container: string): void {
     this.request(`DROP ${holderTag(container)}`);
+  }
+
+  /** drop off the event loop, queued after the container's hold (so it cannot overtake it). */
+  async release(container: string): Promise<void> {
+    await this.requestAsync(`DROP ${holderTag(container)}`);
   }
 
   /**
@@ -149,18 +175,41 @@ export class FdHolder {
    * `live()` fds there again, so a later manager restart still finds them. One attempt at a time.
    */
   recover(live: () => { container: string; fd: number }[]): Promise<boolean> {
-    this.reopening ??= this.open().then((ok) => {
-      if (ok) for (const l of live()) this.put(l.container, l.fd);
+    this.reopening ??= this.open().then(async (ok) => {
+      // Queued like any hold: a create's own hold may already be under way on the new connection.
+      if (ok) await Promise.all(live().map((l) => this.hold(l.container, l.fd)));
       return ok;
     }).finally(() => { this.reopening = undefined; });
     return this.reopening;
   }
 
-  private request(req: string, passFd?: number): ReturnType<FdHolderConnection['call']> | undefined {
+  private async requestAsync(req: string, passFd?: number): Promise<Answer | undefined> {
+    const conn = this.conn;
+    if (!conn) return undefined;
+    if (!conn.callAsync) return this.request(req, passFd);
+    try {
+      return await conn.callAsync(req, passFd);
+    } catch (e) {
+      if ((e as { syscall?: string }).syscall === 'fcntl') { // the fd to pass could not be copied: the connection is fine
+        this.o.log.warn({ request: req.split(' ')[0], err: (e as Error).message }, 'cannot copy the fd for the fd-holder');
+        return undefined;
+      }
+      this.o.log.warn({ request: req.split(' ')[0], err: (e as Error).message }, 'fd-holder connection lost');
+      if (this.conn === conn) this.close(); // not a newer connection opened meanwhile
+      return undefined;
+    }
+  }
+
+  private request(req: string, passFd?: number): Answer | undefined {
     if (!this.conn) return undefined;
     try {
       return this.conn.call(req, passFd);
     } catch (e) {
+      // Requests off the event loop are under way on this connection: it is fine, this one just cannot cut in.
+      if ((e as { code?: string }).code === 'EBUSY') {
+        this.o.log.warn({ request: req.split(' ')[0] }, 'fd-holder busy with queued requests; not sent');
+        return undefined;
+      }
       this.o.log.warn({ request: req.split(' ')[0], err: (e as Error).message }, 'fd-holder connection lost');
       this.close();
       return undefined;

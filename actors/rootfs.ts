@@ -39,6 +39,8 @@ export interface RootfsNative {
   /** The engine path's view of eci's overlay, with on-disk ids (native/cmd/eci-hostview.c). */
   mountHostView(o: { source: string; target: string; uid: IdRange; gid: IdRange }): Promise<void>;
   unmount(target: string, o?: { detach?: boolean }): void;
+  /** The same off the event loop (a thread-pool thread); absent: the synchronous one is used. */
+  unmountAsync?(target: string, o?: { detach?: boolean }): Promise<void>;
   isMountpoint(path: string): boolean;
   /** One statx instead of a mountinfo read (null or absent: read mountinfo). */
   mountIdAt?(path: string): number | null | undefined;
@@ -135,6 +137,24 @@ export function unmountRootfs(native: RootfsNative, mounts: MountRef[], mountinf
     if (topId(m.path, mountinfo, native) !== m.id) continue;
     try {
       native.unmount(m.path, { detach: true });
+    } catch {
+      left.push(m);
+    }
+  }
+  return left;
+}
+
+/**
+ * unmountRootfs with each umount2 off the event loop (under load one takes tens of ms). Still one at a
+ * time, newest first: a mount is only taken down once the one stacked on it is gone.
+ */
+export async function unmountRootfsAsync(native: RootfsNative, mounts: MountRef[], mountinfo = readMountInfo): Promise<MountRef[]> {
+  if (!native.unmountAsync) return unmountRootfs(native, mounts, mountinfo);
+  const left: MountRef[] = [];
+  for (const m of [...mounts].reverse()) {
+    if (topId(m.path, mountinfo, native) !== m.id) continue;
+    try {
+      await native.unmountAsync(m.path, { detach: true });
     } catch {
       left.push(m);
     }

@@ -42,6 +42,8 @@ export interface RuntimeHost {
    * range is decided before its KV write lands; runc must not run before it has.
    */
   rangeRecorded?(id: string): Promise<string | undefined>;
+  /** Resolves once the fd-holder holds the container's notify fd, if its hand-over is under way. */
+  notifyFdHeld?(id: string): Promise<void>;
   /** The mountinfo line of the mount whose root `path` is ('' none, null: read the table); see native mountInfoAt. */
   mountInfoAt?(path: string): string | null;
   /** Work left from create that start waits for (absent: create does it before it answers). */
@@ -345,6 +347,8 @@ export class RuntimeSession {
       if (cli.command === 'create' && status === 0) {
         if (systemInit) this.prepareSystemInit(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID, systemInit);
         else if (engineCgroups) this.delegateEngineCgroups(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID);
+        // Not answered as created before the fd-holder keeps its notify fd (vetting survives a manager crash).
+        await this.host.notifyFdHeld?.(id);
         actor.send({ type: 'runc.created' });
         const views = this.injectSysctlViews(id, cli.root, sysctlTargets, (rewritten as { domainname?: string }).domainname);
         // Answered now; start waits for the views (the engine's work in between hides them).

@@ -84,6 +84,8 @@ export class Manager implements RuntimeHost, EventSink {
   private sysctl?: SysctlReconciler;
   /** Keeps the containers' notify fds across a manager restart (absent when the native side lacks it). */
   private holder?: FdHolder;
+  /** Hand-overs of notify fds to the fd-holder under way, by container. */
+  private readonly holding = new Map<string, Promise<void>>();
   private lock?: ManagerLock;
   private subids?: SubidGuard;
 
@@ -316,7 +318,7 @@ export class Manager implements RuntimeHost, EventSink {
       this.leaveGroup(id); // a container that failed before it had a range
       this.table.remove(c);
       this.feed?.forget(id);
-      this.holder?.drop(id);
+      void this.holder?.release(id); // queued after its hold
       this.files.unregister(id);
       this.sysctl?.gone(id);
       this.vetter?.forget(id);
@@ -475,11 +477,23 @@ export class Manager implements RuntimeHost, EventSink {
     }, this.native);
   }
 
-  /** A copy of each notify fd goes to the fd-holder; a holder that went away is replaced. */
+  /**
+   * A copy of each notify fd goes to the fd-holder (off the event loop: create's answer waits for it in
+   * notifyFdHeld); a holder that went away is replaced.
+   */
   private holdNotifyFd(id: string, fd: number): void {
-    if (!this.holder) return;
-    if (this.holder.connected && this.holder.put(id, fd)) return;
-    if (!this.holder.connected) void this.holder.recover(() => this.feed?.watched() ?? []);
+    const holder = this.holder;
+    if (!holder) return;
+    const held = (holder.connected ? holder.hold(id, fd) : Promise.resolve(false)).then((ok) => {
+      if (!ok && !holder.connected) void holder.recover(() => this.feed?.watched() ?? []);
+    });
+    this.holding.set(id, held);
+    void held.finally(() => { if (this.holding.get(id) === held) this.holding.delete(id); });
+  }
+
+  /** Resolves once the fd-holder has answered for container id's notify fd (at once when none is under way). */
+  async notifyFdHeld(id: string): Promise<void> {
+    await this.holding.get(id);
   }
 
   private recoveryDeps(): RecoveryDeps {

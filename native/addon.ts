@@ -43,7 +43,10 @@ export interface SeccompAddon {
   closeFd(fd: number): void;
   holderConnect(path: string): number;
   holderCall(fd: number, request: string, passFd?: number): FdHolderAnswer;
+  /** The same round trip on libuv's thread pool (passFd is duplicated at the call); one at a time per fd. */
+  holderCallAsync(fd: number, request: string, passFd?: number): Promise<FdHolderAnswer>;
   holderNotes(fd: number): void;
+  dupFd(fd: number): number;
   constants: { AUDIT_ARCH_X86_64: number; AUDIT_ARCH_I386: number; SECCOMP_USER_NOTIF_FLAG_CONTINUE: number };
 }
 
@@ -70,6 +73,8 @@ export interface ProcFsAddon {
 export interface Addon {
   cloexecInherited(): void;
   umount2(path: string, flags: number): void;
+  /** umount2 on libuv's thread pool (the event loop does not wait for it). */
+  umount2Async(path: string, flags: number): Promise<void>;
   isMountpoint(path: string): boolean;
   mountIdAt(path: string): number | null | undefined;
   mountInfoAt(path: string): string | null;

@@ -18,6 +18,8 @@ export interface MountsApi {
   mountRootfsBind(o: RootfsBindOptions): Promise<void>;
   mountHostView(o: HostViewOptions): Promise<void>;
   unmount(target: string, o?: UnmountOptions): void;
+  /** unmount on libuv's thread pool. */
+  unmountAsync(target: string, o?: UnmountOptions): Promise<void>;
   isMountpoint(path: string): boolean;
   /** The id of the top mount whose root is exactly `path` (undefined: none; null: ask mountinfo). */
   mountIdAt(path: string): number | null | undefined;

@@ -9,11 +9,20 @@ import type { FdHolderAnswer } from './addon.ts';
 
 export type { FdHolderAnswer } from './addon.ts';
 
-/** One connection to a running eci-fdholder (requests are synchronous, 2 s timeouts). */
+/** One connection to a running eci-fdholder (2 s timeouts). */
 export interface FdHolderConnection {
   readonly fd: number;
-  /** One request ("PUT <tag>" with passFd, "DROP <tag>", "TAKE", "PING", "QUIT"); throws NativeError. */
+  /**
+   * One request ("PUT <tag>" with passFd, "DROP <tag>", "TAKE", "PING", "QUIT"), blocking the event
+   * loop for its round trip; throws NativeError (EBUSY while callAsync requests are under way).
+   */
   call(request: string, passFd?: number): FdHolderAnswer;
+  /**
+   * The same request with the round trip on libuv's thread pool; requests run one at a time in call
+   * order. passFd is duplicated now, so the caller may close its own at once. Rejects with NativeError.
+   */
+  callAsync(request: string, passFd?: number): Promise<FdHolderAnswer>;
+  /** Closes the connection, once the requests under way are answered. */
   close(): void;
 }
 
@@ -57,20 +66,50 @@ export function connectFdHolder(path: string): FdHolderConnection {
     throw NativeError.from(err);
   }
   let open = true;
+  let queued = 0; // callAsync requests not yet answered
+  let tail: Promise<unknown> = Promise.resolve(); // the last of them: the next one waits for it
+  const closed = (syscall: string) => new NativeError({ code: 'EBADF', errno: errnoOf('EBADF'), syscall, message: 'EBADF: fd-holder connection is closed' });
   return {
     fd,
     call(request, passFd) {
-      if (!open) throw new NativeError({ code: 'EBADF', errno: errnoOf('EBADF'), syscall: 'sendmsg', message: 'EBADF: fd-holder connection is closed' });
+      if (!open) throw closed('sendmsg');
+      // Answers on one connection come in order: a request must not cut in between another's.
+      if (queued) throw new NativeError({ code: 'EBUSY', errno: errnoOf('EBUSY'), syscall: 'sendmsg', message: 'EBUSY: fd-holder requests under way on this connection' });
       try {
         return s.holderCall(fd, request, passFd);
       } catch (err) {
         throw NativeError.from(err);
       }
     },
+    callAsync(request, passFd) {
+      if (!open) return Promise.reject(closed('sendmsg'));
+      let copy: number | undefined;
+      try {
+        if (passFd !== undefined) copy = s.dupFd(passFd);
+      } catch (err) {
+        return Promise.reject(NativeError.from(err));
+      }
+      queued++;
+      const run = async (): Promise<FdHolderAnswer> => {
+        try {
+          if (!open) throw closed('sendmsg');
+          return await s.holderCallAsync(fd, request, copy);
+        } catch (err) {
+          throw NativeError.from(err);
+        } finally {
+          if (copy !== undefined) s.closeFd(copy);
+          queued--;
+        }
+      };
+      const p = tail.then(run, run);
+      tail = p.catch(() => {});
+      return p;
+    },
     close() {
       if (!open) return;
       open = false;
-      try { s.closeFd(fd); } catch { /* already gone */ }
+      // A request on a thread-pool thread still uses fd: close it after (its number is not reused meanwhile).
+      void tail.then(() => { try { s.closeFd(fd); } catch { /* already gone */ } });
     },
   };
 }

@@ -1,8 +1,8 @@
 // Mounts: the idmapped container rootfs (eci-helper rootfs-overlay / rootfs-bind: a user namespace
 // needs a process of its own), idmapped binds and plain mount calls made in this process (the addon).
 import { isAbsolute } from 'node:path';
-import { callAddon, type IdmapBind } from './addon.ts';
-import { usageError } from './errors.ts';
+import { callAddon, loadAddon, type IdmapBind } from './addon.ts';
+import { NativeError, usageError } from './errors.ts';
 import { runHelper } from './helpers.ts';
 
 export type { IdmapBind } from './addon.ts';
@@ -91,6 +91,17 @@ export async function mountHostView(o: HostViewOptions): Promise<void> {
 export function unmount(target: string, o: UnmountOptions = {}): void {
   if (!isAbsolute(target)) throw usageError(`unmount target must be an absolute path, got ${target}`);
   callAddon((a) => a.umount2(target, (o.detach ? a.constants.MNT_DETACH : 0) | a.constants.UMOUNT_NOFOLLOW));
+}
+
+/** unmount on libuv's thread pool: under load an umount2 takes tens of ms the event loop must not wait. Rejects with NativeError. */
+export async function unmountAsync(target: string, o: UnmountOptions = {}): Promise<void> {
+  if (!isAbsolute(target)) throw usageError(`unmount target must be an absolute path, got ${target}`);
+  const a = loadAddon();
+  try {
+    await a.umount2Async(target, (o.detach ? a.constants.MNT_DETACH : 0) | a.constants.UMOUNT_NOFOLLOW);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
 }
 
 /** Whether path (symlinks followed) is the root of a mount; false when it does not exist. */

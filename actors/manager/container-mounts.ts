@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { EciError } from '../errors.ts';
 import type { Logger } from 'pino';
 import type { IdRange, MountRef } from '../../statecharts/events.ts';
-import { mountBinds, mountRootfs, unmountRootfs, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
+import { mountBinds, mountRootfs, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
 import type { TestPause } from '../test-pause.ts';
 
 /**
@@ -97,13 +97,21 @@ export class ContainerMounts {
   /** The delete path: unmount and remove, between its two test pause points. */
   async unmount(id: string, mounts: MountRef[] | undefined): Promise<void> {
     await this.pause().at('delete.before-unmount', id, () => this.settledFor(id));
-    this.remove(id, mounts);
+    await this.removeAsync(id, mounts);
     await this.pause().at('delete.after-unmount', id, () => this.settledFor(id));
   }
 
   /** Unmounts what eci mounted for a container and removes its run dir (kept if a mount is stuck). */
   remove(id: string, mounts: MountRef[] | undefined): void {
-    const left = unmountRootfs(this.native, mounts ?? []);
+    this.removeDir(id, unmountRootfs(this.native, mounts ?? []));
+  }
+
+  /** remove, with the unmounts off the event loop (the delete path under load). */
+  async removeAsync(id: string, mounts: MountRef[] | undefined): Promise<void> {
+    this.removeDir(id, await unmountRootfsAsync(this.native, mounts ?? []));
+  }
+
+  private removeDir(id: string, left: MountRef[]): void {
     if (left.length) {
       this.log.error({ id, left }, 'cannot unmount rootfs mounts');
       return;

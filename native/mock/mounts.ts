@@ -99,6 +99,12 @@ export async function mountHostView(o: HostViewOptions): Promise<void> {
   push(o.target, { kind: 'host-view', options: o });
 }
 
+/** As unmount (recorded as an 'unmount' call), settled a tick later like the thread-pool one. */
+export async function unmountAsync(target: string, o?: UnmountOptions): Promise<void> {
+  await Promise.resolve();
+  unmount(target, o);
+}
+
 export function unmount(target: string, o?: UnmountOptions): void {
   nativeMock.calls.push({ fn: 'unmount', args: [target, o] });
   const failure = injected('unmount', 'umount2');

@@ -2,6 +2,8 @@
 //
 // Exports:
 //   umount2(path: string, flags: number): void
+//   umount2Async(path: string, flags: number): Promise<void>   (the same on libuv's thread pool: an
+//       unmount under load can take tens of ms, and the manager's event loop must not wait for it)
 //   isMountpoint(path: string): boolean   (false when the path does not exist)
 //   mountIdAt(path: string): number | null | undefined   (the mount whose root path is; null: kernel cannot tell)
 //   mountInfoAt(path: string): string | null   (that mount's mountinfo line, src/statmount.cc; null: kernel cannot tell)
@@ -58,6 +60,39 @@ void Umount2(const Napi::CallbackInfo& info) {
   const int flags = static_cast<int>(info[1].As<Napi::Number>().Uint32Value());
   if (::umount2(path.c_str(), flags) < 0)
     throw SystemError(info.Env(), errno, "umount2", path);
+}
+
+// umount2 on a thread-pool thread; the promise settles on the JS thread, rejected with the same error.
+class Umount2Worker : public Napi::AsyncWorker {
+ public:
+  Umount2Worker(Napi::Env env, std::string path, int flags)
+      : Napi::AsyncWorker(env, "eci:umount2"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), flags_(flags) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    if (::umount2(path_.c_str(), flags_) < 0) err_ = errno;
+  }
+  void OnOK() override {
+    if (err_) deferred_.Reject(SystemError(Env(), err_, "umount2", path_).Value());
+    else deferred_.Resolve(Env().Undefined());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  int flags_;
+  int err_ = 0;
+};
+
+Napi::Value Umount2Async(const Napi::CallbackInfo& info) {
+  const std::string path = PathArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "argument 1 (flags) must be a number");
+  auto* w = new Umount2Worker(info.Env(), path, static_cast<int>(info[1].As<Napi::Number>().Uint32Value()));
+  Napi::Promise p = w->Promise();
+  w->Queue();  // deletes itself once settled
+  return p;
 }
 
 #ifndef OPEN_TREE_CLONE
@@ -153,6 +188,7 @@ void CloexecInherited(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cloexecInherited", Napi::Function::New(env, CloexecInherited, "cloexecInherited"));
   exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
+  exports.Set("umount2Async", Napi::Function::New(env, Umount2Async, "umount2Async"));
   exports.Set("isMountpoint", Napi::Function::New(env, IsMountpoint, "isMountpoint"));
   exports.Set("mountIdAt", Napi::Function::New(env, MountIdAt, "mountIdAt"));
   exports.Set("bindMount", Napi::Function::New(env, BindMount, "bindMount"));

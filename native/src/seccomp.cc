@@ -56,6 +56,9 @@
 //       "PENDING <tag> <id>" answers of TAKE are in pending (id: bigint). A
 //       taken fd that is not a seccomp notify fd is closed and left out (fail closed): the caller owns
 //       the rest, CLOEXEC. Any way to adopt them is seccomp.watch(fd, cb), the same as runc's fds.
+//   seccomp.holderCallAsync(fd, request, passFd?) -> Promise of the same answer: the round trip runs on
+//       libuv's thread pool (passFd is duplicated at the call and that copy sent). One at a time per fd.
+//   seccomp.dupFd(fd) -> fd: a CLOEXEC copy (the caller owns it; seccomp.closeFd).
 // Failures throw SystemError-shaped errors { code, errno, syscall } (respond: ENOENT when the target
 // is gone or was interrupted; EINPROGRESS when already answered).
 #include <napi.h>
@@ -1263,15 +1266,17 @@ bool HolderRecv(int s, std::string& text, int& fd, int& err) {
   return true;
 }
 
-Napi::Value HolderCall(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int s = FdArg(info, 0);
-  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "holderCall(fd, request, passFd?)");
-  const std::string req = info[1].As<Napi::String>().Utf8Value();
-  if (req.empty() || req.size() > 512) throw Napi::TypeError::New(env, "holderCall: request must be 1..512 bytes");
-  int pass = -1;
-  if (info.Length() > 2 && !info[2].IsUndefined()) pass = FdArg(info, 2);
+// One request and its answer, on any thread (no JS values): the sync and async calls share it.
+struct HolderAnswer {
+  std::string reply;
+  std::vector<std::pair<std::string, int>> taken;       // tag, fd (the caller's)
+  std::vector<std::pair<std::string, uint64_t>> pending;  // tag, id
+  int err = 0;
+  const char* syscall = nullptr;
+  const char* what = nullptr;
+};
 
+void HolderRoundTrip(int s, const std::string& req, int pass, HolderAnswer& a) {
   struct iovec iov = {const_cast<char*>(req.data()), req.size()};
   union {
     char b[CMSG_SPACE(sizeof(int))];
@@ -1294,20 +1299,20 @@ Napi::Value HolderCall(const Napi::CallbackInfo& info) {
   ssize_t w;
   do w = ::sendmsg(s, &mh, MSG_NOSIGNAL);
   while (w < 0 && errno == EINTR);
-  if (w < 0) throw SysError(env, errno, "sendmsg", "fd-holder request");
-
-  Napi::Object out = Napi::Object::New(env);
-  Napi::Array taken = Napi::Array::New(env);
-  Napi::Array pending = Napi::Array::New(env);
+  if (w < 0) {
+    a.err = errno, a.syscall = "sendmsg", a.what = "fd-holder request";
+    return;
+  }
   const bool take = req == "TAKE";
   for (;;) {
     std::string text;
     int fd = -1, err = 0;
     if (!HolderRecv(s, text, fd, err)) {
       // Fds already collected are the caller's only if it gets them: close them on failure.
-      for (uint32_t i = 0; i < taken.Length(); i++)
-        ::close(taken.Get(i).As<Napi::Object>().Get("fd").As<Napi::Number>().Int32Value());
-      throw SysError(env, err, "recvmsg", "fd-holder answer");
+      for (auto& t : a.taken) ::close(t.second);
+      a.taken.clear();
+      a.err = err, a.syscall = "recvmsg", a.what = "fd-holder answer";
+      return;
     }
     if (take && text.rfind("FD ", 0) == 0) {
       if (fd < 0) continue;
@@ -1315,10 +1320,7 @@ Napi::Value HolderCall(const Napi::CallbackInfo& info) {
         ::close(fd);
         continue;
       }
-      Napi::Object t = Napi::Object::New(env);
-      t.Set("tag", text.substr(3));
-      t.Set("fd", Napi::Number::New(env, fd));
-      taken.Set(taken.Length(), t);
+      a.taken.emplace_back(text.substr(3), fd);
       continue;
     }
     if (fd >= 0) ::close(fd);
@@ -1326,21 +1328,110 @@ Napi::Value HolderCall(const Napi::CallbackInfo& info) {
       const size_t sp = text.rfind(' ');
       char* end = nullptr;
       const unsigned long long id = std::strtoull(text.c_str() + sp + 1, &end, 10);
-      if (sp > 8 && end && *end == '\0') {
-        Napi::Object pd = Napi::Object::New(env);
-        pd.Set("tag", text.substr(8, sp - 8));
-        pd.Set("id", Napi::BigInt::New(env, static_cast<uint64_t>(id)));
-        pending.Set(pending.Length(), pd);
-      }
+      if (sp > 8 && end && *end == '\0') a.pending.emplace_back(text.substr(8, sp - 8), static_cast<uint64_t>(id));
       continue;
     }
-    out.Set("reply", text);
-    break;
+    a.reply = text;
+    return;
   }
+}
+
+Napi::Object HolderAnswerJs(Napi::Env env, const HolderAnswer& a) {
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array taken = Napi::Array::New(env, a.taken.size());
+  for (uint32_t i = 0; i < a.taken.size(); i++) {
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("tag", a.taken[i].first);
+    t.Set("fd", Napi::Number::New(env, a.taken[i].second));
+    taken.Set(i, t);
+  }
+  Napi::Array pending = Napi::Array::New(env, a.pending.size());
+  for (uint32_t i = 0; i < a.pending.size(); i++) {
+    Napi::Object pd = Napi::Object::New(env);
+    pd.Set("tag", a.pending[i].first);
+    pd.Set("id", Napi::BigInt::New(env, a.pending[i].second));
+    pending.Set(i, pd);
+  }
+  out.Set("reply", a.reply);
   out.Set("taken", taken);
   out.Set("pending", pending);
   return out;
 }
+
+struct HolderArgs {
+  int s;
+  std::string req;
+  int pass = -1;
+};
+
+HolderArgs HolderCallArgs(const Napi::CallbackInfo& info, const char* name) {
+  Napi::Env env = info.Env();
+  HolderArgs h;
+  h.s = FdArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, std::string(name) + "(fd, request, passFd?)");
+  h.req = info[1].As<Napi::String>().Utf8Value();
+  if (h.req.empty() || h.req.size() > 512) throw Napi::TypeError::New(env, std::string(name) + ": request must be 1..512 bytes");
+  if (info.Length() > 2 && !info[2].IsUndefined()) h.pass = FdArg(info, 2);
+  return h;
+}
+
+Napi::Value HolderCall(const Napi::CallbackInfo& info) {
+  const HolderArgs h = HolderCallArgs(info, "holderCall");
+  HolderAnswer a;
+  HolderRoundTrip(h.s, h.req, h.pass, a);
+  if (a.err) throw SysError(info.Env(), a.err, a.syscall, a.what);
+  return HolderAnswerJs(info.Env(), a);
+}
+
+// holderCall on a thread-pool thread (the round trip blocks up to the 2 s socket timeouts). passFd is
+// duplicated at the call, so the number sent is still the caller's fd even if the caller closes its
+// own meanwhile; the copy is closed once sent. One call per connection at a time (the caller's rule).
+class HolderCallWorker : public Napi::AsyncWorker {
+ public:
+  HolderCallWorker(Napi::Env env, HolderArgs h)
+      : Napi::AsyncWorker(env, "eci:holderCall"), deferred_(Napi::Promise::Deferred::New(env)), h_(std::move(h)) {}
+  ~HolderCallWorker() override {
+    if (h_.pass >= 0) ::close(h_.pass);
+  }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    HolderRoundTrip(h_.s, h_.req, h_.pass, a_);
+    if (h_.pass >= 0) ::close(h_.pass);
+    h_.pass = -1;
+  }
+  void OnOK() override {
+    if (a_.err) deferred_.Reject(SysError(Env(), a_.err, a_.syscall, a_.what).Value());
+    else deferred_.Resolve(HolderAnswerJs(Env(), a_));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  HolderArgs h_;
+  HolderAnswer a_;
+};
+
+Napi::Value HolderCallAsync(const Napi::CallbackInfo& info) {
+  HolderArgs h = HolderCallArgs(info, "holderCallAsync");
+  if (h.pass >= 0) {
+    const int copy = ::fcntl(h.pass, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) throw SysError(info.Env(), errno, "fcntl", "fd-holder passFd");
+    h.pass = copy;
+  }
+  auto* w = new HolderCallWorker(info.Env(), std::move(h));
+  Napi::Promise p = w->Promise();
+  w->Queue();  // deletes itself once settled
+  return p;
+}
+// dupFd(fd) -> a CLOEXEC copy (F_DUPFD_CLOEXEC): a request queued for later keeps its own fd to send.
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  const int fd = FdArg(info, 0);
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw SysError(info.Env(), errno, "fcntl", "dup fd " + std::to_string(fd));
+  return Napi::Number::New(info.Env(), copy);
+}
+
 // socketPair() -> [a, b]: AF_UNIX SOCK_SEQPACKET, CLOEXEC (the fast path's line to a performer).
 Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   int sv[2];
@@ -1361,6 +1452,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   s.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   s.Set("holderConnect", Napi::Function::New(env, HolderConnect, "holderConnect"));
   s.Set("holderCall", Napi::Function::New(env, HolderCall, "holderCall"));
+  s.Set("holderCallAsync", Napi::Function::New(env, HolderCallAsync, "holderCallAsync"));
+  s.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   s.Set("holderNotes", Napi::Function::New(env, HolderNotes, "holderNotes"));
   s.Set("fastMatch", Napi::Function::New(env, FastMatchJs, "fastMatch"));
   s.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));

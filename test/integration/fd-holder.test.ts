@@ -228,6 +228,54 @@ describe.skipIf(skip !== null)(`eci-fdholder${skip ? ` (skipped: ${skip})` : ''}
     expect(holder.ping()).toEqual({ pid: pidOf('h'), held: 0 });
   });
 
+  it('holds and releases off the event loop: the fd copied at the call, a sync request meanwhile refused', async () => {
+    const pid = pidOf('h');
+    const before = fdCount(pid);
+    const p = startProcess(bin, join(dir, 'agent.sock'), 'c6');
+    try {
+      await until(() => conns.length === 1 && p.lines.includes('ready'), 5000, 'the agent connection');
+      const fd = conns.shift()!.notifyFd!;
+      const holds = Array.from({ length: 20 }, (_, i) => holder.hold(`a${i}`, fd));
+      native.closeFd(fd); // the caller's own copy may go at once: each request sent its own
+      expect(holder.ping()).toBeUndefined(); // a synchronous request cannot cut in (EBUSY); the connection stays
+      expect(await Promise.all(holds)).toEqual(Array(20).fill(true));
+      expect(holder.connected).toBe(true);
+      expect(holder.ping()?.held).toBe(20);
+      expect(fdCount(pid)).toBe(before + 20);
+      await Promise.all(Array.from({ length: 20 }, (_, i) => holder.release(`a${i}`)));
+      expect(holder.ping()?.held).toBe(0);
+      expect(fdCount(pid)).toBe(before);
+      expect(await holder.hold('c6', 99999)).toBe(false); // no such fd to copy: refused here, the connection kept
+      expect(holder.connected).toBe(true);
+    } finally {
+      p.end();
+    }
+  });
+
+  it('the async round trip on a real connection: answers in order, a sync call meanwhile is EBUSY', async () => {
+    const h = holderOf('a');
+    expect(await h.open()).toBe(true);
+    holderPids.add(pidOf('a'));
+    const p = startProcess(bin, join(dir, 'agent.sock'), 'c7');
+    const conn = native.connectFdHolder(join(dir, 'a.sock'));
+    try {
+      await until(() => conns.length === 1 && p.lines.includes('ready'), 5000, 'the agent connection');
+      const fd = conns.shift()!.notifyFd!;
+      const puts = Array.from({ length: 10 }, (_, i) => conn.callAsync(`PUT b${i}`, fd));
+      native.closeFd(fd);
+      expect(() => conn.call('PING')).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+      expect((await Promise.all(puts)).map((a) => a.reply)).toEqual(Array.from({ length: 10 }, (_, i) => `OK ${i + 1}`));
+      const drops = Array.from({ length: 10 }, (_, i) => conn.callAsync(`DROP b${i}`));
+      expect((await Promise.all(drops)).map((a) => a.reply)).toEqual(Array(10).fill('OK 1'));
+      expect(conn.call('PING').reply).toBe(`OK ${pidOf('a')} 0`);
+      await expect(conn.callAsync('PUT ../x')).resolves.toEqual({ reply: 'ERR bad tag', taken: [], pending: [] });
+    } finally {
+      conn.close();
+      p.end();
+      h.quit();
+    }
+  });
+
   it('exits by itself when it holds nothing and nobody is connected; QUIT stops it at once', async () => {
     const pid = pidOf('h');
     holder.close();

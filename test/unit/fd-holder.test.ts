@@ -109,6 +109,61 @@ describe('fd-holder client', () => {
   });
 });
 
+describe('fd-holder client off the event loop (hold, release)', () => {
+  /** A connection whose async requests answer a tick later (the real one queues them: test/integration/fd-holder.test.ts). */
+  function asyncConn() {
+    const f = fakeHolder();
+    const order: string[] = [];
+    let broken = false;
+    const h = new FdHolder({
+      socket: '/s', pidFile: '/p', log,
+      native: {
+        launchFdHolder: () => {},
+        connectFdHolder: () => {
+          f.setRunning(true);
+          const sync = (f.holder as unknown as { o: { native: { connectFdHolder(): FdHolderConnection } } }).o.native.connectFdHolder();
+          return {
+            ...sync,
+            call: () => { throw new Error('the synchronous call was used'); },
+            async callAsync(req: string, passFd?: number) {
+              order.push(req);
+              await new Promise((r) => setImmediate(r));
+              if (broken) throw Object.assign(new Error('EPIPE: broken pipe'), { code: 'EPIPE' });
+              return sync.call(req, passFd);
+            },
+          };
+        },
+        closeFd: () => {},
+      },
+    });
+    return { h, held: f.held, order, breakIt: () => { broken = true; } };
+  }
+
+  it('holds and releases in call order, without the synchronous call', async () => {
+    const a = asyncConn();
+    expect(await a.h.open()).toBe(true);
+    const holds = [a.h.hold('c1', 5), a.h.hold('c2', 7), a.h.hold('c3', 666)];
+    const released = a.h.release('c1');
+    expect(await Promise.all(holds)).toEqual([true, true, false]); // 666: refused by the holder, logged
+    await released;
+    expect(a.order).toEqual(['PUT c1', 'PUT c2', 'PUT c3', 'DROP c1']);
+    expect([...a.held]).toEqual([['c2', [7]]]);
+  });
+
+  it('a hold on a lost connection answers false and closes it; recover holds the live fds again', async () => {
+    const a = asyncConn();
+    await a.h.open();
+    a.breakIt();
+    expect(await a.h.hold('c1', 5)).toBe(false);
+    expect(a.h.connected).toBe(false);
+    const b = asyncConn();
+    expect(await b.h.hold('c1', 5)).toBe(false); // never opened: nothing to hold with
+    expect(await b.h.recover(() => [{ container: 'c1', fd: 5 }, { container: 'c2', fd: 7 }])).toBe(true);
+    expect([...b.held]).toEqual([['c1', [5]], ['c2', [7]]]);
+    expect(b.order).toEqual(['PUT c1', 'PUT c2']);
+  });
+});
+
 describe('restore: the init pid of a container', () => {
   // /proc/<pid>/stat with a command name holding ") " and spaces; starttime is field 22.
   const stat = (start: number) => `123 (sh ) x) S 1 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 ${start} 1000 1 18446744073709551615`;

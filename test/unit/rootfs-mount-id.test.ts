@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { mountBinds, mountRootfs, unmountRootfs, type RootfsNative } from '../../actors/rootfs.ts';
+import { mountBinds, mountRootfs, unmountRootfs, unmountRootfsAsync, type RootfsNative } from '../../actors/rootfs.ts';
 
 const range = { hostID: 1879048192, size: 65536 };
 
@@ -69,5 +69,26 @@ describe('rootfs mount ids', () => {
     const made = await mountRootfs(native, { kind: 'bind', source: '/img' }, '/run/eci/containers/c/rootfs', range, range, table);
     expect(made).toEqual([{ path: '/run/eci/containers/c/rootfs', id: 100 }]);
     expect(reads).toBe(2);
+  });
+
+  it('unmounts off the event loop (unmountAsync) newest first, one at a time, and reports a stuck mount', async () => {
+    const { native, top } = fakeNative({ statx: true });
+    const made = await mountRootfs(native, { kind: 'bind', source: '/img' }, '/run/eci/containers/c/rootfs', range, range, noTable);
+    const binds = mountBinds(native, [{ index: 0, source: '/v', target: '/run/eci/containers/c/binds/0', dev: 1n, ino: 2n, rdonly: false, nosuid: true, nodev: true }], range, range, noTable);
+    const order: string[] = [];
+    let inFlight = 0;
+    native.unmount = () => { throw new Error('the synchronous unmount was used'); };
+    native.unmountAsync = async (t) => {
+      order.push(t);
+      expect(++inFlight).toBe(1);
+      await new Promise((r) => setImmediate(r));
+      inFlight--;
+      if (t.endsWith('/rootfs')) throw Object.assign(new Error('EBUSY: umount2'), { code: 'EBUSY' });
+      top.get(t)?.pop();
+    };
+    expect(await unmountRootfsAsync(native, [...made, ...binds], noTable)).toEqual(made);
+    expect(order).toEqual(['/run/eci/containers/c/binds/0', '/run/eci/containers/c/rootfs']);
+    expect(top.get('/run/eci/containers/c/binds/0')).toEqual([]);
+    expect(top.get('/run/eci/containers/c/rootfs')).toEqual([100]);
   });
 });
