@@ -3,6 +3,7 @@
 // `sleep 3600` containers with `docker run -d`, that many at a time, and reports containers/s. Under
 // eci, with all of them running, it reads the manager's (and nats-server's) VmRSS and fd count; then
 // it removes them all and reads them again. Runtimes alternate per level so host noise hits both.
+import { hangReport } from '../helpers/hang-report.ts';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -84,7 +85,10 @@ export async function loadRun(c: BenchContext, runtime: string, n: number, par: 
     const fdsLoaded = fds(pid);
     const natsLoadedKiB = natsPid ? rssKiB(natsPid) : NaN;
     const t1 = nowMs();
-    await pool(names, par, (name) => c.d.docker(['rm', '-f', name], { timeoutMs: 120_000 }));
+    await pool(names, par, (name) => c.d.docker(['rm', '-f', name], { timeoutMs: 120_000 }).catch(async (e: Error) => {
+      // A rm -f that hangs (seen a few times at 100 at once, also with runc): say whose hang it is.
+      throw new Error(`${e.message}\n${(await hangReport(c.d, c.m, name)).text}`);
+    }));
     const removeMs = nowMs() - t1;
     if (eci) await waitEmpty(c);
     await sleep(1000);

@@ -56,7 +56,10 @@ async function dockerdGoroutines(d: Dockerd): Promise<string> {
   return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([k, n]) => `  ${n} × ${k}`).join('\n') || '  (none waiting a minute or more)';
 }
 
-export async function hangReport(d: Dockerd, m: TestManager, id: string): Promise<HangReport> {
+export async function hangReport(d: Dockerd, m: TestManager, ref: string): Promise<HangReport> {
+  // By name (the bench's containers): eci and the runtime calls know the id.
+  const id = /^[0-9a-f]{64}$/.test(ref) ? ref
+    : (await d.docker(['inspect', '-f', '{{.Id}}', ref], { timeoutMs: 10_000 }).catch(() => undefined))?.stdout.trim() || ref;
   const procs = processes().filter((p) => p.argv.some((a) => a.includes(id)));
   const launcher = procs.filter((p) => /eci-runc$/.test(p.argv[0] ?? '') || (p.argv[0] === '/bin/sh' && /eci-runc/.test(p.argv[1] ?? '')));
   let eci: string;
