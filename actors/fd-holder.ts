@@ -106,7 +106,11 @@ export class FdHolder {
 
   /** Hands a copy of a container's notify fd to the holder (the caller keeps its own). */
   put(container: string, fd: number): boolean {
-    const r = this.request(`PUT ${holderTag(container)}`, fd);
+    return this.accepted(container, this.request(`PUT ${holderTag(container)}`, fd));
+  }
+
+  /** Whether the holder took the fd (a refusal is logged, not thrown). */
+  private accepted(container: string, r: { reply: string } | undefined): boolean {
     if (!r) return false;
     try {
       parseHolderReply(r.reply);
@@ -123,15 +127,7 @@ export class FdHolder {
    * the call, so the caller may close its own meanwhile. Queued behind earlier hold/release calls.
    */
   async hold(container: string, fd: number): Promise<boolean> {
-    const r = await this.requestAsync(`PUT ${holderTag(container)}`, fd);
-    if (!r) return false;
-    try {
-      parseHolderReply(r.reply);
-      return true;
-    } catch (e) {
-      this.o.log.warn({ container, err: (e as Error).message }, 'fd-holder refused a notify fd');
-      return false;
-    }
+    return this.accepted(container, await this.requestAsync(`PUT ${holderTag(container)}`, fd));
   }
 
   /** The container is gone: the holder closes its copies. */
