@@ -295,6 +295,14 @@ int main(int argc, char **argv)
 		execvp(f[0], f);
 		fprintf(stderr, "eci: cannot run %s: %s\n", f[0], strerror(errno));
 		return 127;
+	} else if (strcmp(action, "tell") == 0 && nf > 0) {
+		/* The manager only learns how it ended: no answer to wait for (actors/shim-protocol.ts). */
+		int status = spawn_and_wait(f);
+		out.n = 0;
+		frame_put(&out, "EXIT");
+		frame_putnum(&out, status);
+		(void)!frame_write_all(fd, out.p, out.n); /* a manager gone reconciles later */
+		return status;
 	} else if (strcmp(action, "spawn") == 0 && nf > 0) {
 		/* The run itself may outlive any timeout (runc run in the foreground). */
 		struct timeval none = { 0, 0 };
