@@ -48,9 +48,9 @@ int frame_write_all(int fd, const char *p, size_t n)
 
 int frame_parse_reply(const struct frame_buf *in, struct frame_reply *r)
 {
-	char *p = in->p, *end = in->p + in->n;
 	if (!in->n)
 		return 0;
+	char *p = in->p, *end = in->p + in->n;
 	char *z = memchr(p, 0, (size_t)(end - p));
 	if (!z)
 		return 0;

@@ -189,14 +189,26 @@ static int spawn_and_wait(char **argv)
 	for (int i = 0; sigs[i]; i++)
 		sigaction(sigs[i], &sa, NULL);
 	/* posix_spawn (a vfork underneath): no copy of our page tables per call. A signal caught here
-	 * is reset to its default in the child by exec, as it was after fork. */
+	 * is reset to its default in the child by exec, as it was after fork. The forwarded signals are
+	 * held until child_pid is known (the spawn lasts until runc's exec); the child gets our mask as it was. */
+	sigset_t fwd, old;
+	sigemptyset(&fwd);
+	for (int i = 0; sigs[i]; i++)
+		sigaddset(&fwd, sigs[i]);
+	sigprocmask(SIG_BLOCK, &fwd, &old);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &old);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
 	pid_t pid;
-	int e = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+	int e = posix_spawnp(&pid, argv[0], NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	child_pid = e ? 0 : pid;
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (e) {
 		fprintf(stderr, "eci: cannot run %s: %s\n", argv[0], strerror(e));
 		return 127;
 	}
-	child_pid = pid;
 	int st;
 	while (waitpid(child_pid, &st, 0) < 0)
 		if (errno != EINTR)
