@@ -471,11 +471,14 @@ export class RuntimeSession {
       }
       return { action: 'done', status };
     };
-    return { action: 'spawn', argv: runcArgv };
+    // The report only moves the record to running (nothing the engine waits on): no second round trip.
+    return { action: 'tell', argv: runcArgv };
   }
 
   private delete(cli: RuncCommandLine, runcArgv: string[]): ShimReply {
     const id = this.need(cli);
+    // Nothing of eci's to release (engines delete twice; the second finds none): runc alone.
+    if (!this.host.container(id)) return { action: 'exec', argv: runcArgv };
     this.onExit = async (status) => {
       const actor = this.host.container(id);
       if (actor && !existsSync(runcStateDir(cli.root, id))) {

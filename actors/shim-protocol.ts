@@ -3,7 +3,9 @@
 //   request  ECI1 \0 <cwd> \0 <n> \0 <arg1> \0 ... <argn> \0
 //   report   EXIT \0 <status> \0                 (after a `spawn`, the child's exit status)
 //   reply    <action> \0 <n> \0 <f1> \0 ... <fn> \0
-// actions: exec argv (replace the launcher), spawn argv (run, wait, report EXIT), error message
+// actions: exec argv (replace the launcher), spawn argv (run, wait, report EXIT, finish as the
+// manager's next reply says), tell argv (run, wait, report EXIT and exit with the child's status at
+// once: for calls whose report changes nothing the engine sees, it saves a round trip), error message
 // (print `eci: message`, exit 1), done status (exit with status), print text status.
 // Control clients (bin/eci) send CTL1 \0 <json> \0 and get <json> \0 back.
 // `eci run`'s client (native/cmd/eci-run.c) sends
@@ -18,6 +20,7 @@
 export type ShimReply =
   | { action: 'exec'; argv: string[] }
   | { action: 'spawn'; argv: string[] }
+  | { action: 'tell'; argv: string[] }
   | { action: 'error'; message: string }
   | { action: 'done'; status: number }
   | { action: 'print'; text: string; status: number }
@@ -38,7 +41,7 @@ export class ProtocolError extends Error {
 
 export function encodeReply(r: ShimReply): Buffer {
   const fields =
-    r.action === 'exec' || r.action === 'spawn' ? r.argv
+    r.action === 'exec' || r.action === 'spawn' || r.action === 'tell' ? r.argv
       : r.action === 'error' ? [r.message]
         : r.action === 'done' ? [String(r.status)]
           : r.action === 'start' ? [r.stdin ? '1' : '0', ...r.argv]

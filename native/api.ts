@@ -1,7 +1,6 @@
 // The native surface as one interface: what native/index.ts exports (the real calls) and what
 // native/mock.ts exports (the stand-in for unit and model tests). Both are checked against it at
 // compile time, so a mock that lacks or mistypes a call fails `npm run typecheck`.
-import type { ChildProcess } from 'node:child_process';
 import type { FdHolderConnection } from './fd-holder.ts';
 import type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
 import type { LauncherOptions } from './launcher.ts';
@@ -69,8 +68,6 @@ export interface FdHolderApi {
 /** The runtime launcher, eci-runc (launcher.ts). */
 export interface LauncherApi {
   launcherPath(): string;
-  spawnLauncher(args: string[], o: LauncherOptions & { interactive: boolean }): ChildProcess;
-  runLauncherSync(args: string[], o: LauncherOptions): void;
   runLauncher(args: string[], o: LauncherOptions): Promise<void>;
   startLauncher(args: string[], o: LauncherOptions): void;
 }

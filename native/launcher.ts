@@ -1,6 +1,6 @@
 // The runtime launcher (cmd/eci-runc.c, bin/eci-runc), run by `eci run` the way an engine runs it:
 // runc's command line, with the manager's socket in ECI_SOCKET.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { nativeFile } from './addon.ts';
 import { NativeError, errnoOf } from './errors.ts';
 
@@ -21,30 +21,9 @@ function launcherEnv(o: LauncherOptions): NodeJS.ProcessEnv {
 }
 
 /**
- * Starts the launcher in the foreground: stdin inherited when `interactive` (else /dev/null), stdout
- * inherited, stderr piped to the caller. The caller waits for 'close' and handles 'error'.
- */
-export function spawnLauncher(args: string[], o: LauncherOptions & { interactive: boolean }): ChildProcess {
-  return spawn(o.launcher ?? launcherPath(), args, { env: launcherEnv(o), stdio: [o.interactive ? 'inherit' : 'ignore', 'inherit', 'pipe'] });
-}
-
-/**
- * Runs the launcher to its end with no stdio (e.g. `delete --force ID`); throws NativeError when it
- * cannot be run (syscall 'spawn') or exits other than 0 (code ECHILD, syscall 'eci-runc').
- */
-export function runLauncherSync(args: string[], o: LauncherOptions): void {
-  const bin = o.launcher ?? launcherPath();
-  const r = spawnSync(bin, args, { env: launcherEnv(o), stdio: 'ignore' });
-  if (r.error) throw NativeError.from(Object.assign(r.error, { syscall: 'spawn' }));
-  if (r.status !== 0) {
-    const how = r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
-    throw new NativeError({ code: 'ECHILD', errno: errnoOf('ECHILD'), syscall: 'eci-runc', message: `${bin} ${args.join(' ')}: ${how}`, path: bin });
-  }
-}
-
-/**
- * runLauncherSync without blocking: for the manager, whose own socket the launcher talks to. Rejects
- * as runLauncherSync throws.
+ * Runs the launcher to its end with no stdio (e.g. `delete --force ID`), without blocking: the
+ * manager's own socket is what the launcher talks to. Rejects with a NativeError when it cannot be
+ * run (syscall 'spawn') or exits other than 0 (code ECHILD, syscall 'eci-runc').
  */
 export function runLauncher(args: string[], o: LauncherOptions): Promise<void> {
   const bin = o.launcher ?? launcherPath();

@@ -25,8 +25,8 @@ export {
 export type { MockMount, NativeCall, NativeFn } from './mock/mounts.ts';
 export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';
 export {
-  closeFd, cloexecInherited, connectFdHolder, fdHolderPath, helperPath, launchFdHolder, launcherPath, runLauncher, runLauncherSync,
-  setFdHolderNotes, spawnLauncher, startLauncher,
+  closeFd, cloexecInherited, connectFdHolder, fdHolderPath, helperPath, launchFdHolder, launcherPath, runLauncher,
+  setFdHolderNotes, startLauncher,
 } from './mock/processes.ts';
 export type { FdHolderAnswer, FdHolderConnection } from './fd-holder.ts';
 export type { LauncherOptions } from './launcher.ts';

@@ -27,11 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control-frame.h"
+
 extern char **environ;
 
 #define DEFAULT_RUN_DIR "/run/eci"
 #define TAIL_MAX 4096
-#define MAX_FIELDS 4096
 /* After the child ends, how long its stderr may stay open (a process of the container holding it). */
 #define STDERR_LINGER_MS 1000
 /* cli/run/run.ts HANGUP_GRACE_MS: after a hangup, how long the container may go on. */
@@ -54,91 +55,21 @@ static void die(const char *what)
 	exit(125);
 }
 
-/* A growable byte buffer. */
-struct buf {
-	char *p;
-	size_t n, cap;
-};
-
-static void append(struct buf *b, const void *s, size_t l)
+void frame_out_of_memory(void)
 {
-	if (b->n + l > b->cap) {
-		b->cap = (b->n + l) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			die("out of memory");
-	}
-	memcpy(b->p + b->n, s, l);
-	b->n += l;
+	fprintf(stderr, "eci: out of memory\n");
+	exit(125);
 }
-
-static void put(struct buf *b, const char *s)
-{
-	append(b, s, strlen(s) + 1);
-}
-
-static void putnum(struct buf *b, long v)
-{
-	char num[32];
-	snprintf(num, sizeof num, "%ld", v);
-	put(b, num);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* A reply: <action> \0 <n> \0 <f1> \0 ... <fn> \0. */
-struct reply {
-	char *action;
-	char **f;
-	int nf;
-};
 
 /* Whether `in` holds a whole reply; parses it into r (pointing into in). */
-static int parse_reply(struct buf *in, struct reply *r)
+static int parse_reply(struct frame_buf *in, struct frame_reply *r)
 {
-	char *p = in->p, *end = in->p + in->n;
-	char *z = memchr(p, 0, (size_t)(end - p));
-	if (!z)
-		return 0;
-	r->action = p;
-	p = z + 1;
-	z = memchr(p, 0, (size_t)(end - p));
-	if (!z)
-		return 0;
-	long n = strtol(p, NULL, 10);
-	if (n < 0 || n > MAX_FIELDS) {
+	int got = frame_parse_reply(in, r);
+	if (got < 0) {
 		fprintf(stderr, "eci: bad reply from the eci manager\n");
 		exit(125);
 	}
-	p = z + 1;
-	char **f = calloc((size_t)n + 1, sizeof(char *));
-	if (!f)
-		die("out of memory");
-	for (long i = 0; i < n; i++) {
-		z = memchr(p, 0, (size_t)(end - p));
-		if (!z) {
-			free(f);
-			return 0;
-		}
-		f[i] = p;
-		p = z + 1;
-	}
-	r->f = f;
-	r->nf = (int)n;
-	return 1;
+	return got;
 }
 
 static pid_t child;
@@ -170,10 +101,10 @@ static void handle_signals(int sock, int *manager_up)
 		else if (!started && !cancel_sig)
 			cancel_sig = sig;
 		if (sig == SIGHUP && *manager_up) {
-			struct buf b = { 0 };
-			put(&b, "SIGN");
-			putnum(&b, SIGHUP);
-			if (write_all(sock, b.p, b.n) < 0)
+			struct frame_buf b = { 0 };
+			frame_put(&b, "SIGN");
+			frame_putnum(&b, SIGHUP);
+			if (frame_write_all(sock, b.p, b.n) < 0)
 				*manager_up = 0;
 			free(b.p);
 		}
@@ -181,7 +112,7 @@ static void handle_signals(int sock, int *manager_up)
 }
 
 /* Reads from the manager until a whole reply is in; signals are handled meanwhile. 0: connection lost. */
-static int await_reply(int sock, struct buf *in, struct reply *r, int *manager_up)
+static int await_reply(int sock, struct frame_buf *in, struct frame_reply *r, int *manager_up)
 {
 	in->n = 0;
 	for (;;) {
@@ -204,7 +135,7 @@ static int await_reply(int sock, struct buf *in, struct reply *r, int *manager_u
 				*manager_up = 0;
 				return 0;
 			}
-			append(in, chunk, (size_t)got);
+			frame_append(in, chunk, (size_t)got);
 		}
 	}
 }
@@ -322,7 +253,7 @@ static int run_child(char **argv, int with_stdin, const char *socket_path, int s
 			char b[4096];
 			ssize_t n = read(err, b, sizeof b);
 			if (n > 0) {
-				(void)!write_all(2, b, (size_t)n);
+				(void)!frame_write_all(2, b, (size_t)n);
 				keep_tail(tail, tail_len, b, (size_t)n);
 			} else if (n == 0 || errno != EINTR) {
 				close(err);
@@ -338,7 +269,7 @@ static int run_child(char **argv, int with_stdin, const char *socket_path, int s
 	return exit_status(st);
 }
 
-static void finish(const struct reply *r)
+static void finish(const struct frame_reply *r)
 {
 	if (strcmp(r->action, "done") == 0 && r->nf == 1)
 		exit(atoi(r->f[0]));
@@ -391,25 +322,25 @@ int main(int argc, char **argv)
 		return 125;
 	}
 
-	struct buf out = { 0 }, in = { 0 };
+	struct frame_buf out = { 0 }, in = { 0 };
 	char cwd[4096];
 	if (!getcwd(cwd, sizeof cwd))
 		cwd[0] = 0;
-	put(&out, "RUN1");
-	put(&out, cwd);
-	putnum(&out, (long)getpid());
-	putnum(&out, argc - 2);
+	frame_put(&out, "RUN1");
+	frame_put(&out, cwd);
+	frame_putnum(&out, (long)getpid());
+	frame_putnum(&out, argc - 2);
 	for (int i = 2; i < argc; i++)
-		put(&out, argv[i]);
+		frame_put(&out, argv[i]);
 	long ne = 0;
 	for (char **e = environ; *e; e++)
 		ne++;
-	putnum(&out, ne);
+	frame_putnum(&out, ne);
 	for (char **e = environ; *e; e++)
-		put(&out, *e);
+		frame_put(&out, *e);
 	int manager_up = 1;
-	struct reply r;
-	if (write_all(sock, out.p, out.n) < 0 || !await_reply(sock, &in, &r, &manager_up)) {
+	struct frame_reply r;
+	if (frame_write_all(sock, out.p, out.n) < 0 || !await_reply(sock, &in, &r, &manager_up)) {
 		fprintf(stderr, "eci: lost the connection to the eci manager at %s before the container started\n", path);
 		return 125;
 	}
@@ -427,12 +358,12 @@ int main(int argc, char **argv)
 	if (!manager_up)
 		return status; /* the manager died: a later run sweeps the bundle */
 	out.n = 0;
-	put(&out, "RUNX");
-	putnum(&out, status);
-	put(&out, started ? "1" : "0");
-	append(&out, tail, tail_len);
-	append(&out, "", 1);
-	if (write_all(sock, out.p, out.n) < 0 || !await_reply(sock, &in, &r, &manager_up))
+	frame_put(&out, "RUNX");
+	frame_putnum(&out, status);
+	frame_put(&out, started ? "1" : "0");
+	frame_append(&out, tail, tail_len);
+	frame_append(&out, "", 1);
+	if (frame_write_all(sock, out.p, out.n) < 0 || !await_reply(sock, &in, &r, &manager_up))
 		return status;
 	finish(&r);
 	return status;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +21,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control-frame.h"
+
 #ifndef ECI_VERSION
 #define ECI_VERSION "0.1.0"
 #endif
 
 #define DEFAULT_SOCKET "/run/eci/eci.sock"
 #define REPLY_TIMEOUT_S 120
+
+extern char **environ;
 
 static pid_t child_pid;
 
@@ -163,84 +168,9 @@ static void log_error(const char *log, const char *format, const char *msg)
 	fclose(f);
 }
 
-static int write_all(int fd, const char *b, size_t n)
+void frame_out_of_memory(void)
 {
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* A growable buffer of NUL-terminated fields. */
-struct buf {
-	char *p;
-	size_t n, cap;
-};
-
-static void put(struct buf *b, const char *s)
-{
-	size_t l = strlen(s) + 1;
-	if (b->n + l > b->cap) {
-		b->cap = (b->n + l) * 2;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			_exit(1);
-	}
-	memcpy(b->p + b->n, s, l);
-	b->n += l;
-}
-
-/* Reads one reply frame: action, count, fields. Returns number of fields or -1. */
-static int read_reply(int fd, struct buf *in, char **action, char ***fields)
-{
-	in->n = 0;
-	size_t want_fields = 0, have = 0; /* fields seen so far, counting action and count */
-	for (;;) {
-		/* count NULs to know when the frame is complete */
-		have = 0;
-		for (size_t i = 0; i < in->n; i++)
-			if (in->p[i] == '\0')
-				have++;
-		if (have >= 2 && want_fields == 0) {
-			const char *cnt = in->p + strlen(in->p) + 1;
-			want_fields = 2 + (size_t)strtoul(cnt, NULL, 10);
-			if (want_fields > 4098)
-				return -1;
-		}
-		if (want_fields && have >= want_fields)
-			break;
-		if (in->n == in->cap) {
-			in->cap = in->cap ? in->cap * 2 : 4096;
-			in->p = realloc(in->p, in->cap);
-			if (!in->p)
-				_exit(1);
-		}
-		ssize_t r = read(fd, in->p + in->n, in->cap - in->n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		in->n += (size_t)r;
-	}
-	size_t nf = want_fields - 2;
-	char **f = calloc(nf + 1, sizeof(char *));
-	char *p = in->p;
-	*action = p;
-	p += strlen(p) + 1;
-	p += strlen(p) + 1;
-	for (size_t i = 0; i < nf; i++) {
-		f[i] = p;
-		p += strlen(p) + 1;
-	}
-	*fields = f;
-	return (int)nf;
+	_exit(1);
 }
 
 static void forward(int sig)
@@ -258,16 +188,26 @@ static int spawn_and_wait(char **argv)
 	sa.sa_flags = SA_RESTART;
 	for (int i = 0; sigs[i]; i++)
 		sigaction(sigs[i], &sa, NULL);
-	child_pid = fork();
-	if (child_pid < 0)
+	/* posix_spawn (a vfork underneath): no copy of our page tables per call. A signal caught here
+	 * is reset to its default in the child by exec, as it was after fork. The forwarded signals are
+	 * held until child_pid is known (the spawn lasts until runc's exec); the child gets our mask as it was. */
+	sigset_t fwd, old;
+	sigemptyset(&fwd);
+	for (int i = 0; sigs[i]; i++)
+		sigaddset(&fwd, sigs[i]);
+	sigprocmask(SIG_BLOCK, &fwd, &old);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &old);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	pid_t pid;
+	int e = posix_spawnp(&pid, argv[0], NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	child_pid = e ? 0 : pid;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (e) {
+		fprintf(stderr, "eci: cannot run %s: %s\n", argv[0], strerror(e));
 		return 127;
-	if (child_pid == 0) {
-		sa.sa_handler = SIG_DFL;
-		for (int i = 0; sigs[i]; i++)
-			sigaction(sigs[i], &sa, NULL);
-		execvp(argv[0], argv);
-		fprintf(stderr, "eci: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
 	}
 	int st;
 	while (waitpid(child_pid, &st, 0) < 0)
@@ -346,67 +286,69 @@ int main(int argc, char **argv)
 	struct timeval tv = { REPLY_TIMEOUT_S, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 
-	struct buf out = { 0 }, in = { 0 };
-	char cwd[4096], num[32];
+	struct frame_buf out = { 0 }, in = { 0 };
+	char cwd[4096];
 	if (!getcwd(cwd, sizeof cwd))
 		cwd[0] = 0;
-	put(&out, "ECI1");
-	put(&out, cwd);
-	snprintf(num, sizeof num, "%d", argc - 1);
-	put(&out, num);
+	frame_put(&out, "ECI1");
+	frame_put(&out, cwd);
+	frame_putnum(&out, argc - 1);
 	for (int j = 1; j < argc; j++)
-		put(&out, argv[j]);
-	if (write_all(fd, out.p, out.n) < 0)
+		frame_put(&out, argv[j]);
+	if (frame_write_all(fd, out.p, out.n) < 0)
 		goto lost;
 
-	for (;;) {
-		char *action, **f;
-		int nf = read_reply(fd, &in, &action, &f);
-		if (nf < 0)
-			goto lost;
-		if (strcmp(action, "exec") == 0 && nf > 0) {
-			close(fd);
-			execvp(f[0], f);
-			fprintf(stderr, "eci: cannot run %s: %s\n", f[0], strerror(errno));
-			return 127;
-		} else if (strcmp(action, "spawn") == 0 && nf > 0) {
-			/* The run itself may outlive any timeout (runc run in the foreground). */
-			struct timeval none = { 0, 0 };
-			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-			int status = spawn_and_wait(f);
-			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-			out.n = 0;
-			put(&out, "EXIT");
-			snprintf(num, sizeof num, "%d", status);
-			put(&out, num);
-			if (write_all(fd, out.p, out.n) < 0)
-				return status; /* manager gone: it reconciles later */
-			/* next reply says how to finish (done/error) */
-			int nf2;
-			char *a2, **f2;
-			nf2 = read_reply(fd, &in, &a2, &f2);
-			if (nf2 < 0)
-				return status;
-			if (strcmp(a2, "error") == 0 && nf2 > 0) {
-				fprintf(stderr, "eci: %s\n", f2[0]);
-				return status ? status : 1;
-			}
-			if (strcmp(a2, "done") == 0 && nf2 > 0)
-				return atoi(f2[0]);
+	struct frame_reply r;
+	if (frame_read_reply(fd, &in, &r) < 0)
+		goto lost;
+	char *action = r.action, **f = r.f;
+	int nf = r.nf;
+	if (strcmp(action, "exec") == 0 && nf > 0) {
+		close(fd);
+		execvp(f[0], f);
+		fprintf(stderr, "eci: cannot run %s: %s\n", f[0], strerror(errno));
+		return 127;
+	} else if (strcmp(action, "tell") == 0 && nf > 0) {
+		/* The manager only learns how it ended: no answer to wait for (actors/shim-protocol.ts). */
+		int status = spawn_and_wait(f);
+		out.n = 0;
+		frame_put(&out, "EXIT");
+		frame_putnum(&out, status);
+		(void)!frame_write_all(fd, out.p, out.n); /* a manager gone reconciles later */
+		return status;
+	} else if (strcmp(action, "spawn") == 0 && nf > 0) {
+		/* The run itself may outlive any timeout (runc run in the foreground). */
+		struct timeval none = { 0, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+		int status = spawn_and_wait(f);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		out.n = 0;
+		frame_put(&out, "EXIT");
+		frame_putnum(&out, status);
+		if (frame_write_all(fd, out.p, out.n) < 0)
+			return status; /* manager gone: it reconciles later */
+		/* next reply says how to finish (done/error) */
+		struct frame_reply r2;
+		if (frame_read_reply(fd, &in, &r2) < 0)
 			return status;
-		} else if (strcmp(action, "error") == 0 && nf > 0) {
-			fprintf(stderr, "eci: %s\n", f[0]);
-			return 1;
-		} else if (strcmp(action, "done") == 0 && nf > 0) {
-			return atoi(f[0]);
-		} else if (strcmp(action, "print") == 0 && nf > 1) {
-			fputs(f[0], stdout);
-			return atoi(f[1]);
-		} else {
-			fprintf(stderr, "eci: unexpected reply %s from the manager\n", action);
-			return 1;
+		if (strcmp(r2.action, "error") == 0 && r2.nf > 0) {
+			fprintf(stderr, "eci: %s\n", r2.f[0]);
+			return status ? status : 1;
 		}
+		if (strcmp(r2.action, "done") == 0 && r2.nf > 0)
+			return atoi(r2.f[0]);
+		return status;
+	} else if (strcmp(action, "error") == 0 && nf > 0) {
+		fprintf(stderr, "eci: %s\n", f[0]);
+		return 1;
+	} else if (strcmp(action, "done") == 0 && nf > 0) {
+		return atoi(f[0]);
+	} else if (strcmp(action, "print") == 0 && nf > 1) {
+		fputs(f[0], stdout);
+		return atoi(f[1]);
 	}
+	fprintf(stderr, "eci: unexpected reply %s from the manager\n", action);
+	return 1;
 lost:
 	if (!protected_verb(verb))
 		exec_runc(argc, argv);

@@ -1,6 +1,5 @@
 // Mock of the native programs run as processes: helpers.ts (eci-helper), fd-holder.ts (eci-fdholder),
 // launcher.ts (eci-runc). None runs here: there is never a holder to connect to nor a launcher to start.
-import type { ChildProcess } from 'node:child_process';
 import { NativeError, errnoOf, usageError } from '../errors.ts';
 import type { FdHolderConnection } from '../fd-holder.ts';
 import type { LauncherOptions } from '../launcher.ts';
@@ -48,16 +47,6 @@ export function launcherPath(): string {
 function noLauncher(o: LauncherOptions): NativeError {
   const bin = o.launcher ?? launcherPath();
   return new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'spawn', message: `ENOENT: no launcher in the mock (${bin})`, path: bin });
-}
-
-export function spawnLauncher(args: string[], o: LauncherOptions & { interactive: boolean }): ChildProcess {
-  void args;
-  throw noLauncher(o);
-}
-
-export function runLauncherSync(args: string[], o: LauncherOptions): void {
-  void args;
-  throw noLauncher(o);
 }
 
 export function runLauncher(args: string[], o: LauncherOptions): Promise<void> {

@@ -67,6 +67,8 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect((await eciRunc(['--root', runcRoot, 'start', 'life1'], { env })).code).toBe(0);
     const st = JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'life1'], { env })).stdout);
     expect(st).toMatchObject({ id: 'life1', status: 'running', pid });
+    // start's report reaches the manager after the launcher exits (no answer awaited): wait up to 5 s for running.
+    for (let i = 0; i < 100 && (await m.ps()).containers[0]?.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 50));
     expect((await m.ps()).containers.map((x) => x.state)).toEqual(['running']);
     for (let i = 0; i < 50 && !existsSync(join(b, 'rootfs/fd3.out')); i++) await new Promise((r) => setTimeout(r, 50));
     expect(readFileSync(join(b, 'rootfs/fd3.out'), 'utf8')).toBe('from-fd-3\n');

@@ -50,16 +50,7 @@ describe('calls new to native/', () => {
     expect(() => mock.mountOverlay(o)).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'mount' }));
   });
 
-  it('runLauncherSync: a launcher that cannot run is ENOENT (spawn), one that fails is ECHILD', () => {
-    expect(() => real.runLauncherSync(['state', 'x'], { socket: '/s', launcher: '/nonexistent/eci-runc' }))
-      .toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'spawn' }));
-    expect(() => real.runLauncherSync(['state', 'x'], { socket: '/s', launcher: '/bin/false' }))
-      .toThrow(expect.objectContaining({ code: 'ECHILD', syscall: 'eci-runc', message: expect.stringContaining('exit 1') }));
-    expect(() => real.runLauncherSync([], { socket: '/s', launcher: '/bin/true' })).not.toThrow();
-    expect(() => mock.runLauncherSync([], { socket: '/s' })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
-  });
-
-  it('runLauncher (for the manager, which must not block): the same errors, as rejections', async () => {
+  it('runLauncher: a launcher that cannot run is ENOENT (spawn), one that fails is ECHILD, as rejections', async () => {
     await expect(real.runLauncher(['state', 'x'], { socket: '/s', launcher: '/nonexistent/eci-runc' }))
       .rejects.toMatchObject({ code: 'ENOENT', syscall: 'spawn' });
     await expect(real.runLauncher(['state', 'x'], { socket: '/s', launcher: '/bin/false' }))
