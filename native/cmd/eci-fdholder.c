@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -429,13 +428,6 @@ int main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	/*
-	 * SCHED_BATCH: a fair share as before, but its wake-ups do not preempt. The watcher thread's SEEN
-	 * note comes in the middle of each vetted call; at the same priority the holder took the watcher's
-	 * core there (in a third of the calls traced, issue 17). Nothing the holder does is on a call's path.
-	 */
-	struct sched_param sp = { 0 };
-	(void)sched_setscheduler(0, SCHED_BATCH, &sp);
 	if (chdir("/") < 0)
 		return 1;
 	int ls = listen_at(sock_path);

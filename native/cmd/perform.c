@@ -171,10 +171,6 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 	/* It shares fd 3 with the performer: a spare left behind would keep the manager's socket open and take requests nobody watches. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != performer)
 		_exit(127);
-	/* Back from the performer's SCHED_BATCH (nice kept): the call's path is the spare's, its wake-ups preempt. */
-	struct sched_param normal = { 0 };
-	if (sched_setscheduler(0, SCHED_OTHER, &normal) < 0)
-		errno = 0;
 	if (dup2(note_w, PERFORM_DONE_FD) < 0)
 		_exit(127);
 	serve_close_from(PERFORM_DONE_FD + 1);
@@ -398,15 +394,6 @@ int main_perform(int argc, char **argv)
 	 * Best effort: without the privilege, the default.
 	 */
 	if (setpriority(PRIO_PROCESS, 0, PERFORM_NICE) < 0)
-		errno = 0;
-	/*
-	 * The performer itself is SCHED_BATCH (its spares switch back, see perform_spare_child): a spare's
-	 * 'S' note wakes it to fork the next spare, and on the spare's own core that wake-up preempted the
-	 * spare before its call in a third of the calls traced (issue 17). Batch keeps its share and nice
-	 * value but does not preempt: it forks when the spare sleeps or its slice ends, or on an idle core.
-	 */
-	struct sched_param batch = { 0 };
-	if (sched_setscheduler(0, SCHED_BATCH, &batch) < 0)
 		errno = 0;
 	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
 		return 1;

@@ -88,11 +88,6 @@ describe.skipIf(skip !== null)(`eci-fdholder${skip ? ` (skipped: ${skip})` : ''}
     expect(holder.ping()).toEqual({ pid, held: 0 });
   });
 
-  it('runs SCHED_BATCH: its wake-ups (a SEEN note in the middle of a vetted call) do not preempt', () => {
-    const stat = readFileSync(`/proc/${pidOf('h')}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    expect(Number(stat[38])).toBe(3); // policy: SCHED_BATCH
-  });
-
   it('keeps a notify fd: the call waits while only the holder has it, and a taker answers it', async () => {
     const p = startProcess(bin, join(dir, 'agent.sock'), 'c1');
     try {
