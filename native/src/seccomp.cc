@@ -101,6 +101,13 @@
 #define AUDIT_ARCH_I386 0x40000003U
 #endif
 #define X32_SYSCALL_BIT 0x40000000U
+// Linux >= 6.6; this glibc's headers predate it.
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 // <sys/mount.h> and <linux/mount.h> clash on glibc 2.36: the few values needed, by their kernel numbers.
 #define ECI_MS_BIND 4096UL
 #define ECI_MS_MOVE 8192UL
@@ -1102,6 +1109,12 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake < 0) throw SysError(env, errno, "eventfd", "eventfd");
   (void)Sizes();  // query once on the JS thread
+  // Synchronous wake-ups (issue 17): the caller blocks as soon as it has notified, so its CPU is the
+  // one free for the watcher thread, and the answerer's (a spare's or this thread's) is free for the
+  // caller once answered. Without it each wake-up may wait behind a busy task on another core.
+  // The flag is the notify file's (the performer's and the holder's copies share it); best effort:
+  // before Linux 6.6 the ioctl fails (EINVAL/ENOTTY) and the wake-ups stay as they were.
+  (void)::ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, static_cast<unsigned long>(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP));
   auto w = std::make_shared<Watcher>();
   w->fd = fd;
   w->wake = wake;

@@ -51,18 +51,38 @@ export function mountsUnder(...dirs: string[]): string[] {
     .filter((p) => p && dirs.some((d) => p === d || p.startsWith(`${d}/`)));
 }
 
-/** Pids whose parent is `ppid`. */
-export function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
+/** Which processes a listing counts: `zombies: false` leaves out those that have exited (state Z) and wait for a reaper. */
+export interface ProcOpts { zombies: boolean }
+
+/** Each process's stat fields after its name (state first, then ppid), by pid. */
+function procStats(): Array<{ pid: number; state: string; ppid: number }> {
+  const out: Array<{ pid: number; state: string; ppid: number }> = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
       const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === ppid) out.push(Number(e));
+      out.push({ pid: Number(e), state: fields[0]!, ppid: Number(fields[1]) });
     } catch { /* gone */ }
   }
   return out;
+}
+
+/** ppid's children; zombies included unless `{ zombies: false }`. */
+export function childrenOf(ppid: number, opts: ProcOpts = { zombies: true }): number[] {
+  return procStats().filter((p) => p.ppid === ppid && (opts.zombies || p.state !== 'Z')).map((p) => p.pid);
+}
+
+/** This process's `eci-helper perform` children (the performers), zombies included or not as asked. */
+export function performers(opts: ProcOpts): number[] {
+  return childrenOf(process.pid, opts).filter((pid) => {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return argv[0]?.endsWith('eci-helper') && argv[1] === 'perform';
+    } catch {
+      return false; /* gone */
+    }
+  });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

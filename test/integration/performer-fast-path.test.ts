@@ -2,11 +2,12 @@
 // thread sends matching calls to the performer's fd 5 itself and the spare answers them (the listener
 // only learns the outcome); the performer then holds that socket and nothing more; a killed performer
 // means the next call goes the usual way (a new performer), and the table is pushed to the new one.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener, type SeccompNotif } from '../../native/index.ts';
 import { compileFastTable } from '../../actors/vetter/fast-path.ts';
+import { alive, childrenOf, performers } from '../helpers/bundle.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { runCmd } from '../helpers/run.ts';
 import { seccompSkipReason } from '../helpers/skip.ts';
@@ -19,24 +20,7 @@ function skipReason(): string | null {
 }
 const skip = skipReason();
 
-/** Pids of this process's `eci-helper perform` children that are alive. */
-function performers(): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(rest[1]) !== process.pid || rest[0] === 'Z') continue;
-      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('eci-helper') && argv[1] === 'perform') out.push(Number(e));
-    } catch { /* gone */ }
-  }
-  return out;
-}
 const fdsOf = (pid: number) => Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]));
-const alive = (pid: number) => { try { return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; } };
-const childrenOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter(alive);
 
 let dir: string;
 async function bundle(name: string, script: string): Promise<{ sock: string; b: string }> {
@@ -95,10 +79,10 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
           if (n.fastId !== undefined) {
             rec.outcome = await l.fastOutcome!({ fastId: n.fastId, fastGen: n.fastGen }).then((o) => o, (e: unknown) => ({ failed: String(e) }));
             if (seen.length === 2) {
-              const [p] = performers();
+              const [p] = performers({ zombies: false });
               // The next spare is forked after the answer.
-              for (const end = Date.now() + 5000; childrenOf(p!).length !== 1 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
-              layout = { perf: fdsOf(p!), spare: fdsOf(childrenOf(p!)[0]!) };
+              for (const end = Date.now() + 5000; childrenOf(p!, { zombies: false }).length !== 1 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+              layout = { perf: fdsOf(p!), spare: fdsOf(childrenOf(p!, { zombies: false })[0]!) };
               process.kill(p!, 'SIGKILL');
               for (const end = Date.now() + 5000; alive(p!) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
               writeFileSync(join(b, 'rootfs', 'killed'), '');

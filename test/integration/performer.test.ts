@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answeredOf, listenSeccomp, mountAs, serveSeccompAgent, umountAs, type SeccompListener, type SeccompNotif } from '../../native/index.ts';
 import { closePerformer } from '../../native/performer.ts';
+import { childrenOf, performers } from '../helpers/bundle.ts';
 import { makeBusyboxRootfs } from '../helpers/busybox.ts';
 import { runCmd } from '../helpers/run.ts';
 import { seccompSkipReason } from '../helpers/skip.ts';
@@ -20,22 +21,6 @@ function skipReason(): string | null {
   return null;
 }
 const skip = skipReason();
-
-/** Pids of this process's `eci-helper perform` children. */
-function performers(): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== process.pid) continue;
-      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('eci-helper') && argv[1] === 'perform') out.push(Number(e));
-    } catch { /* gone */ }
-  }
-  return out;
-}
 
 const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
@@ -132,7 +117,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
             mounts++;
             if (mounts === 2) {
               // Kill the performer the first mount started: the next call must get a new one.
-              const [p] = performers();
+              const [p] = performers({ zombies: true });
               seenPerformers.push([p!]);
               process.kill(p!, 'SIGKILL');
               await until('killed performer gone', () => gone(p!));
@@ -145,7 +130,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
               continue;
             }
             await mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, flags: n.args[3], data: n.strings.data, notify: { fd: l.fd, id: n.id } });
-            seenPerformers.push(performers());
+            seenPerformers.push(performers({ zombies: true }));
           } else {
             await umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify: { fd: l.fd, id: n.id } });
           }
@@ -163,7 +148,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       handlers.push(handle(l));
     });
     try {
-      expect(performers()).toEqual([]);
+      expect(performers({ zombies: true })).toEqual([]);
       const r = await runCmd('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', b, 'eci-performer'], undefined, undefined, 120_000);
       expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
       expect(errors).toEqual([]);
@@ -186,7 +171,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       // The container is gone: the listener closes its fd, and with it the performer.
       await until('listener closed', () => listeners[0]!.fd === -1);
       await until('performer exited', () => gone(second![0]!));
-      expect(performers()).toEqual([]);
+      expect(performers({ zombies: true })).toEqual([]);
     } finally {
       await agent.close();
       for (const l of listeners) await l.close();
@@ -225,12 +210,12 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
         for await (const n of l) {
           await mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id } })
             .then(() => l.respond(n.id, { kind: 'value', val: 0 }), () => l.respond(n.id, { kind: 'errno', errno: EPERM }));
-          const [p] = performers();
+          const [p] = performers({ zombies: true });
           if (p) {
             const fdsOf = (pid: number) => Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]));
             // The spare: the performer's one live child once the call was answered (the run is reaped after its answer).
             await new Promise((r) => setTimeout(r, 100));
-            const kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
+            const kids = childrenOf(p, { zombies: false });
             shape = { fds: fdsOf(p), spare: kids.length === 1 ? fdsOf(kids[0]!) : { kids: String(kids) } };
           }
         }
@@ -301,12 +286,12 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     mkdirSync(join(b, 'rootfs', 'stall'));
     const outcomes: unknown[] = [];
     const performerPids: number[] = [];
-    const spareOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
+    const spareOf = (p: number) => childrenOf(p, { zombies: false });
     process.env.ECI_TEST_SPARE_STALL = '/stall';
     try {
       const r = await runWithAgent(sock, b, 'eci-performer4', async (n, l) => {
         const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
-        const [p] = performers();
+        const [p] = performers({ zombies: true });
         performerPids.push(p!);
         if (n.strings.target === '/stall') {
           // The run stops in the stall hook: kill it there (it has told the performer it started).
@@ -347,7 +332,6 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     const script = '(mount -t tmpfs tmpfs /stall; echo "s=$?") & sleep 0.3; mount -t tmpfs tmpfs /mnt; echo "m=$?"; wait; grep -c " /stall " /proc/mounts; true';
     const { sock, b } = await bundle('5', script, ['mount']);
     mkdirSync(join(b, 'rootfs', 'stall'));
-    const childrenOf = (p: number) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).filter((k) => !gone(k));
     let stalledRun: Promise<unknown> | undefined;
     let stalledPid: number | undefined;
     let niceValues: number[] = [];
@@ -359,12 +343,12 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
         const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
         if (n.strings.target === '/stall') {
           stalledRun = run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
-          const [p] = performers();
+          const [p] = performers({ zombies: true });
           // The stalled run plus the spare forked as it started.
-          await until('a spare beside the stalled run', () => childrenOf(p!).length === 2, 5000);
-          stalledPid = childrenOf(p!)[0];
+          await until('a spare beside the stalled run', () => childrenOf(p!, { zombies: false }).length === 2, 5000);
+          stalledPid = childrenOf(p!, { zombies: false })[0];
           // perform.c's PERFORM_NICE, inherited by its runs and spares (the test runs as root).
-          niceValues = [p!, ...childrenOf(p!)].map(niceOf);
+          niceValues = [p!, ...childrenOf(p!, { zombies: false })].map(niceOf);
           return; // not awaited: the next notification is handled while this run stalls
         }
         const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
