@@ -434,7 +434,9 @@ export class Manager implements RuntimeHost, EventSink {
   }
 
   private onTransition(c: ContainerActor, state: ContainerStateName, from: ContainerStateName | undefined, ctx: ContainerContext): void {
-    this.log.info({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
+    // Every step of every container at info was a sync log write per transition on the create path;
+    // the bus event below carries the same. A failure stays at info: it is what an operator looks for.
+    this.log[state === 'failed' ? 'info' : 'debug']({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
     const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason, group: this.table.groups.groupOf(c.id) };
     const record = this.table.recordOf(c, state, ctx);
     this.records.chain(c.id, async () => {

@@ -31,6 +31,9 @@ const WINDOW = 64;
 
 export class Outbox {
   private queue: Pending[] = [];
+  /** Added this event-loop turn, written as one file at its end (writeStaged). */
+  private staged: (OutboxEntry & { settle: () => void })[] = [];
+  private staging?: NodeJS.Immediate;
   private flushing?: Promise<void>;
   private wake?: () => void;
   private closed = false;
@@ -79,30 +82,45 @@ export class Outbox {
     return this.addMany([e]);
   }
 
-  /** Queues events, kept together in one file (written at once): resolves as add does, for all of them. */
+  /**
+   * Queues events, kept together in one file: resolves as add does, for all of them. The adds of one
+   * event-loop turn (e.g. the transitions of many containers created at once) share one file, written
+   * before any of them is sent: one open+write and one unlink instead of one per add.
+   */
   addMany(es: OutboxEntry[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('outbox closed'));
     if (!es.length) return Promise.resolve();
+    const settled = es.map((e) => new Promise<void>((settle) => this.staged.push({ ...e, settle })));
+    this.staging ??= setImmediate(() => this.writeStaged());
+    return Promise.all(settled).then(() => {});
+  }
+
+  /** Writes the events added this turn as one file and queues them for the flusher. */
+  private writeStaged(): void {
+    if (this.staging) clearImmediate(this.staging);
+    this.staging = undefined;
+    const es = this.staged;
+    this.staged = [];
+    if (!es.length) return;
     let file: KeptFile | undefined = { path: join(this.dir, `${es[0]!.id}.json`), left: es.length };
     try {
-      writeFileSync(file.path, es.map((e) => JSON.stringify(e)).join('\n'), { mode: 0o600 });
+      writeFileSync(file.path, es.map((e) => JSON.stringify({ subject: e.subject, id: e.id, payload: e.payload })).join('\n'), { mode: 0o600 });
     } catch (err) {
       // Disk full or read-only: publish from memory only (lost if the manager dies before the ack).
       rmSync(file.path, { force: true });
       this.log.error({ ids: es.map((e) => e.id), subject: es[0]!.subject, err: (err as Error).message }, 'cannot write the event outbox; event kept in memory only');
       file = undefined;
     }
-    const settled = es.map((e) => new Promise<void>((settle) => {
-      this.queue.push({ ...e, file, settle });
-      if (!this.up) settle();
-    }));
+    for (const e of es) {
+      this.queue.push({ ...e, file });
+      if (!this.up) e.settle();
+    }
     this.kick();
-    return Promise.all(settled).then(() => {});
   }
 
   /** Events not yet acknowledged, or acknowledged with their file still being removed. */
   pending(): number {
-    return this.queue.length + this.removing.size; // an acknowledged file being removed is not done yet
+    return this.staged.length + this.queue.length + this.removing.size; // an acknowledged file being removed is not done yet
   }
 
   /** The bus came back: retry now instead of at the next tick. */
@@ -115,6 +133,7 @@ export class Outbox {
 
   /** Waits (bounded) for the queue to empty; what is left stays on disk for the next start. */
   async close(timeoutMs = 2000): Promise<void> {
+    this.writeStaged(); // what was added is on disk before the outbox waits or gives up
     const end = Date.now() + timeoutMs;
     while (this.queue.length && this.up && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     this.closed = true;

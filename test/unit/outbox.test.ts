@@ -47,6 +47,32 @@ describe('Outbox', () => {
     await ob.close();
   });
 
+  it('writes the adds of one event-loop turn as one file, in add order, and loads them back in that order', async () => {
+    const dir = mk();
+    const ob = new Outbox(dir, async () => { throw new Error('down'); }, log);
+    const es = [1, 2, 3].map(entry);
+    await Promise.all([ob.add(es[0]!), ob.addMany([es[1]!, es[2]!])]);
+    expect(readdirSync(dir)).toEqual([`${es[0]!.id}.json`]);
+    expect(readFileSync(join(dir, `${es[0]!.id}.json`), 'utf8').split('\n').map((l) => (JSON.parse(l) as OutboxEntry).subject)).toEqual(['s.1', 's.2', 's.3']);
+    await ob.close(100);
+    const got: string[] = [];
+    const ob2 = new Outbox(dir, async (e) => { got.push(e.subject); }, log);
+    expect(ob2.load()).toBe(3);
+    for (let i = 0; i < 100 && ob2.pending(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toEqual(['s.1', 's.2', 's.3']);
+    expect(readdirSync(dir)).toEqual([]);
+    await ob2.close();
+  });
+
+  it('a close writes what was added this turn before it gives up', async () => {
+    const dir = mk();
+    const ob = new Outbox(dir, async () => { throw new Error('down'); }, log);
+    const e = entry(1);
+    void ob.add(e);
+    await ob.close(100);
+    expect(readdirSync(dir)).toEqual([`${e.id}.json`]);
+  });
+
   it('a close leaves unacknowledged events on disk for the next start', async () => {
     const dir = mk();
     const ob = new Outbox(dir, async () => { throw new Error('down'); }, log);
