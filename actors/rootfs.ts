@@ -46,6 +46,7 @@ export interface RootfsNative {
   mountIdAt?(path: string): number | null | undefined;
   bindMount(source: string, target: string): void;
   idmapBinds(binds: { source: string; target: string; dev: bigint; ino: bigint; rdonly?: boolean; nosuid?: boolean; nodev?: boolean }[], uid: IdRange, gid: IdRange): void;
+  idmapBindsAsync?(binds: { source: string; target: string; dev: bigint; ino: bigint; rdonly?: boolean; nosuid?: boolean; nodev?: boolean }[], uid: IdRange, gid: IdRange): Promise<void>;
 }
 
 const readMountInfo = () => readFileSync('/proc/self/mountinfo', 'utf8');
@@ -166,6 +167,19 @@ export async function unmountRootfsAsync(native: RootfsNative, mounts: MountRef[
 export function mountBinds(native: RootfsNative, binds: BindPlan[], uid: IdRange, gid: IdRange, mountinfo = readMountInfo): MountRef[] {
   if (!binds.length) return [];
   native.idmapBinds(binds, uid, gid);
+  return bindRefs(native, binds, mountinfo);
+}
+
+/** mountBinds with the binds made off the event loop (the create path under load). */
+export async function mountBindsAsync(native: RootfsNative, binds: BindPlan[], uid: IdRange, gid: IdRange, mountinfo = readMountInfo): Promise<MountRef[]> {
+  if (!binds.length) return [];
+  if (!native.idmapBindsAsync) return mountBinds(native, binds, uid, gid, mountinfo);
+  await native.idmapBindsAsync(binds, uid, gid);
+  return bindRefs(native, binds, mountinfo);
+}
+
+/** The mounts the binds made, one per target. */
+function bindRefs(native: RootfsNative, binds: BindPlan[], mountinfo: () => string): MountRef[] {
   let table: string | undefined; // read at most once, and only where statx cannot tell
   const once = () => (table ??= mountinfo());
   return binds.map((b) => {

@@ -82,6 +82,7 @@ export interface Addon {
   /** mount(2) of a plain overlay: lowerdir (colon-joined), upperdir and workdir on target. */
   mountOverlay(lowerdir: string, upperdir: string, workdir: string, target: string): void;
   idmapBinds(binds: IdmapBind[], uid: number, gid: number, size: number): void;
+  idmapBindsAsync(binds: IdmapBind[], uid: number, gid: number, size: number): Promise<void>;
   constants: { MNT_FORCE: number; MNT_DETACH: number; MNT_EXPIRE: number; UMOUNT_NOFOLLOW: number };
   seccomp: SeccompAddon;
   procfs: ProcFsAddon;

@@ -25,6 +25,8 @@ export interface MountsApi {
   mountInfoAt(path: string): string | null;
   bindMount(source: string, target: string): void;
   idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void;
+  /** idmapBinds on libuv's thread pool. */
+  idmapBindsAsync(binds: IdmapBind[], uid: IdRange, gid: IdRange): Promise<void>;
   mountOverlay(o: OverlayOptions): void;
 }
 

@@ -19,7 +19,7 @@ export type { MockFailure } from './mock/common.ts';
 export { mountProcFs, mountRwFs, procFsMock, rwFsMock } from './mock/fuse.ts';
 export type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
 export {
-  bindInto, bindIntoMany, bindMount, idmapBinds, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay,
+  bindInto, bindIntoMany, bindMount, idmapBinds, idmapBindsAsync, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay,
   nativeMock, setDomainname, unmount, unmountAsync,
 } from './mock/mounts.ts';
 export type { MockMount, NativeCall, NativeFn } from './mock/mounts.ts';

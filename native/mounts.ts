@@ -138,6 +138,17 @@ export function idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void
   callAddon((a) => a.idmapBinds(binds, uid.hostID, gid.hostID, uid.size));
 }
 
+/** idmapBinds on libuv's thread pool: the user namespace and the mounts take milliseconds under load. Rejects with NativeError. */
+export async function idmapBindsAsync(binds: IdmapBind[], uid: IdRange, gid: IdRange): Promise<void> {
+  if (uid.size !== gid.size) throw usageError('uid and gid ranges must have the same size');
+  const a = loadAddon();
+  try {
+    await a.idmapBindsAsync(binds, uid.hostID, gid.hostID, uid.size);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+}
+
 /** A plain overlay (no idmapping), as an engine's graph driver makes for a container's writable layer. */
 export interface OverlayOptions {
   /** Lower layers, top first. */

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { EciError } from '../errors.ts';
 import type { Logger } from 'pino';
 import type { IdRange, MountRef } from '../../statecharts/events.ts';
-import { mountBinds, mountRootfs, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
+import { mountBindsAsync, mountRootfs, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
 import type { TestPause } from '../test-pause.ts';
 
 /**
@@ -66,12 +66,12 @@ export class ContainerMounts {
     let mounts: MountRef[] = [];
     let binds: MountRef[] = [];
     const t = performance.now();
-    // The rootfs is built by a helper process while the binds are made here: the two overlap.
+    // The rootfs is built by a helper process while the binds are made on the thread pool: the two overlap.
     const rootfs = mountRootfs(this.native, plan.rootfs, target, uid, gid).then((m) => (mounts = m));
     rootfs.catch(() => {}); // awaited below, also when the binds fail first
     try {
       if (plan.binds.length) mkdirSync(join(this.containerDir(id), 'binds'), { mode: 0o711 });
-      binds = mountBinds(this.native, plan.binds, uid, gid);
+      binds = await mountBindsAsync(this.native, plan.binds, uid, gid);
       const tb = performance.now();
       await rootfs;
       this.log.debug({ id, ms: +(performance.now() - t).toFixed(2), bindsMs: +(tb - t).toFixed(2) }, 'rootfs mounted');

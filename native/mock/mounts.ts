@@ -162,6 +162,11 @@ export function idmapBinds(binds: IdmapBind[], uid: IdRange, gid: IdRange): void
   }
 }
 
+export async function idmapBindsAsync(binds: IdmapBind[], uid: IdRange, gid: IdRange): Promise<void> {
+  await Promise.resolve();
+  idmapBinds(binds, uid, gid);
+}
+
 export function mountOverlay(o: OverlayOptions): void {
   nativeMock.calls.push({ fn: 'mountOverlay', args: [o] });
   const failure = injected('mountOverlay', 'mount');

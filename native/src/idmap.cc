@@ -132,17 +132,82 @@ struct Bind {
   uint64_t attrs;
 };
 
-}  // namespace
+// What made a run fail: errno, the syscall and the path it was about (err 0: none).
+struct Failure {
+  int err = 0;
+  const char* syscall = "";
+  std::string path;
+};
 
-// idmapBinds(binds: {source, target, dev: bigint, ino: bigint, nosuid, nodev, rdonly}[], uid, gid, size)
-Napi::Value IdmapBinds(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsArray()) throw Napi::TypeError::New(env, "idmapBinds(binds, uid, gid, size)");
-  const uint32_t uid = info[1].As<Napi::Number>().Uint32Value();
-  const uint32_t gid = info[2].As<Napi::Number>().Uint32Value();
-  const uint32_t size = info[3].As<Napi::Number>().Uint32Value();
-  if (uid == 0 || gid == 0 || size == 0) throw Napi::TypeError::New(env, "idmapBinds: uid, gid and size must be non-zero");
+bool Fail(Failure* f, int err, const char* syscall, const std::string& path) {
+  f->err = err;
+  f->syscall = syscall;
+  f->path = path;
+  return false;
+}
+
+// The binds themselves: raw syscalls only, no JavaScript, so it runs on the JS thread or a pool thread.
+// All or nothing: on failure the binds already made are undone.
+bool MakeBinds(const std::vector<Bind>& binds, uint32_t uid, uint32_t gid, uint32_t size, Failure* f) {
+  int nsfd = MakeUserns(uid, gid, size);
+  if (nsfd < 0) return Fail(f, -nsfd, "unshare", "user namespace");
+  std::vector<std::string> done;
+  auto undo = [&]() {
+    for (auto it = done.rbegin(); it != done.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+    ::close(nsfd);
+  };
+  for (const Bind& b : binds) {
+    // AT_SYMLINK_NOFOLLOW: the policy checked a resolved path; a symlink swapped in now is refused.
+    int fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, b.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
+    if (fd < 0) { int e = errno; undo(); return Fail(f, e, "open_tree", b.source); }
+    struct stat st;
+    if (::fstat(fd, &st) < 0) { int e = errno; ::close(fd); undo(); return Fail(f, e, "fstat", b.source); }
+    if (static_cast<uint64_t>(st.st_dev) != b.dev || static_cast<uint64_t>(st.st_ino) != b.ino) {
+      ::close(fd);
+      undo();
+      return Fail(f, ESTALE, "open_tree", b.source + " (changed after it was checked)");
+    }
+    struct mount_attr attr;
+    std::memset(&attr, 0, sizeof attr);
+    attr.attr_set = b.attrs;
+    attr.propagation = MS_PRIVATE;  // never join the source's peer group (see eci-helper.c)
+    attr.userns_fd = static_cast<uint64_t>(nsfd);
+    if (::syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+      int e = errno; ::close(fd); undo(); return Fail(f, e, "mount_setattr", b.source);
+    }
+    // The target is made to match: a directory for a directory, an empty file for anything else.
+    if (S_ISDIR(st.st_mode)) {
+      if (::mkdir(b.target.c_str(), 0755) < 0 && errno != EEXIST) { int e = errno; ::close(fd); undo(); return Fail(f, e, "mkdir", b.target); }
+    } else {
+      int t = ::open(b.target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (t < 0) { int e = errno; ::close(fd); undo(); return Fail(f, e, "open", b.target); }
+      ::close(t);
+    }
+    if (::syscall(SYS_move_mount, fd, "", AT_FDCWD, b.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+      int e = errno; ::close(fd); undo(); return Fail(f, e, "move_mount", b.target);
+    }
+    ::close(fd);
+    done.push_back(b.target);
+  }
+  ::close(nsfd);
+  return true;
+}
+
+struct BindsCall {
   std::vector<Bind> binds;
+  uint32_t uid, gid, size;
+};
+
+// The arguments of idmapBinds and idmapBindsAsync, checked on the JS thread.
+BindsCall ParseBinds(const Napi::CallbackInfo& info, const char* name) {
+  Napi::Env env = info.Env();
+  const std::string fn(name);
+  if (info.Length() < 4 || !info[0].IsArray()) throw Napi::TypeError::New(env, fn + "(binds, uid, gid, size)");
+  BindsCall c;
+  c.uid = info[1].As<Napi::Number>().Uint32Value();
+  c.gid = info[2].As<Napi::Number>().Uint32Value();
+  c.size = info[3].As<Napi::Number>().Uint32Value();
+  if (c.uid == 0 || c.gid == 0 || c.size == 0) throw Napi::TypeError::New(env, fn + ": uid, gid and size must be non-zero");
   Napi::Array arr = info[0].As<Napi::Array>();
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Object o = arr.Get(i).As<Napi::Object>();
@@ -157,56 +222,63 @@ Napi::Value IdmapBinds(const Napi::CallbackInfo& info) {
     if (o.Get("nodev").ToBoolean()) b.attrs |= MOUNT_ATTR_NODEV;
     if (o.Get("rdonly").ToBoolean()) b.attrs |= MOUNT_ATTR_RDONLY;
     if (b.source.empty() || b.source[0] != '/' || b.target.empty() || b.target[0] != '/')
-      throw Napi::TypeError::New(env, "idmapBinds: source and target must be absolute paths");
-    binds.push_back(b);
+      throw Napi::TypeError::New(env, fn + ": source and target must be absolute paths");
+    c.binds.push_back(b);
   }
-  if (binds.empty()) return env.Undefined();
-  int nsfd = MakeUserns(uid, gid, size);
-  if (nsfd < 0) throw EciSystemError(env, -nsfd, "unshare", "user namespace");
-  std::vector<std::string> done;
-  auto undo = [&]() {
-    for (auto it = done.rbegin(); it != done.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
-    ::close(nsfd);
-  };
-  for (const Bind& b : binds) {
-    // AT_SYMLINK_NOFOLLOW: the policy checked a resolved path; a symlink swapped in now is refused.
-    int fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, b.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
-    if (fd < 0) { int e = errno; undo(); throw EciSystemError(env, e, "open_tree", b.source); }
-    struct stat st;
-    if (::fstat(fd, &st) < 0) { int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "fstat", b.source); }
-    if (static_cast<uint64_t>(st.st_dev) != b.dev || static_cast<uint64_t>(st.st_ino) != b.ino) {
-      ::close(fd);
-      undo();
-      throw EciSystemError(env, ESTALE, "open_tree", b.source + " (changed after it was checked)");
-    }
-    struct mount_attr attr;
-    std::memset(&attr, 0, sizeof attr);
-    attr.attr_set = b.attrs;
-    attr.propagation = MS_PRIVATE;  // never join the source's peer group (see eci-helper.c)
-    attr.userns_fd = static_cast<uint64_t>(nsfd);
-    if (::syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
-      int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "mount_setattr", b.source);
-    }
-    // The target is made to match: a directory for a directory, an empty file for anything else.
-    if (S_ISDIR(st.st_mode)) {
-      if (::mkdir(b.target.c_str(), 0755) < 0 && errno != EEXIST) { int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "mkdir", b.target); }
-    } else {
-      int t = ::open(b.target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (t < 0) { int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "open", b.target); }
-      ::close(t);
-    }
-    if (::syscall(SYS_move_mount, fd, "", AT_FDCWD, b.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-      int e = errno; ::close(fd); undo(); throw EciSystemError(env, e, "move_mount", b.target);
-    }
-    ::close(fd);
-    done.push_back(b.target);
+  return c;
+}
+
+// idmapBinds on a thread-pool thread: under load the user namespace and the mounts take milliseconds
+// the event loop would otherwise wait out. The promise settles on the JS thread with the same error.
+class IdmapBindsWorker : public Napi::AsyncWorker {
+ public:
+  IdmapBindsWorker(Napi::Env env, BindsCall call)
+      : Napi::AsyncWorker(env, "eci:idmapBinds"), deferred_(Napi::Promise::Deferred::New(env)), call_(std::move(call)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { MakeBinds(call_.binds, call_.uid, call_.gid, call_.size, &failure_); }
+  void OnOK() override {
+    if (failure_.err) deferred_.Reject(EciSystemError(Env(), failure_.err, failure_.syscall, failure_.path).Value());
+    else deferred_.Resolve(Env().Undefined());
   }
-  ::close(nsfd);
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  BindsCall call_;
+  Failure failure_;
+};
+
+}  // namespace
+
+// idmapBinds(binds: {source, target, dev: bigint, ino: bigint, nosuid, nodev, rdonly}[], uid, gid, size)
+Napi::Value IdmapBinds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BindsCall c = ParseBinds(info, "idmapBinds");
+  if (c.binds.empty()) return env.Undefined();
+  Failure f;
+  if (!MakeBinds(c.binds, c.uid, c.gid, c.size, &f)) throw EciSystemError(env, f.err, f.syscall, f.path);
   return env.Undefined();
+}
+
+// idmapBindsAsync(the same arguments): Promise<void>, the work on libuv's thread pool.
+Napi::Value IdmapBindsAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BindsCall c = ParseBinds(info, "idmapBindsAsync");
+  if (c.binds.empty()) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Resolve(env.Undefined());
+    return d.Promise();
+  }
+  auto* w = new IdmapBindsWorker(env, std::move(c));
+  Napi::Promise p = w->Promise();
+  w->Queue();  // deletes itself once settled
+  return p;
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("idmapBinds", Napi::Function::New(env, IdmapBinds, "idmapBinds"));
+  exports.Set("idmapBindsAsync", Napi::Function::New(env, IdmapBindsAsync, "idmapBindsAsync"));
 }
 
 }  // namespace eci_idmap

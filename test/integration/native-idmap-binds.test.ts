@@ -3,7 +3,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { idmapBinds, isMountpoint, unmount, NativeError } from '../../native/index.ts';
+import { idmapBinds, idmapBindsAsync, isMountpoint, unmount, NativeError } from '../../native/index.ts';
 
 const root = process.getuid?.() === 0;
 const R = { hostID: 100000, size: 65536 };
@@ -47,6 +47,28 @@ describe.skipIf(!root)(`idmapped binds of checked objects${root ? '' : ' (skippe
       expect(err, name).toBeInstanceOf(NativeError);
       expect((err as NativeError).code, name).toMatch(/ESTALE|ENOTDIR|EINVAL/);
     }
+    expect(mountsUnder(dir)).toBe(0);
+  });
+
+  it('does the same off the event loop: the checked directory idmapped, a swapped source refused with nothing left', async () => {
+    const st = statSync(join(dir, 'vol.orig'), { bigint: true });
+    const target = join(dir, 't-async');
+    await idmapBindsAsync([{ source: join(dir, 'vol.orig'), target, dev: st.dev, ino: st.ino, rdonly: true }], R, R);
+    try {
+      expect(isMountpoint(target)).toBe(true);
+      expect(statSync(join(target, 'f')).uid).toBe(100000);
+      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target)!;
+      expect(line.split(' ')[5].split(',')).toEqual(expect.arrayContaining(['ro', 'idmapped']));
+    } finally {
+      unmount(target, { detach: true });
+    }
+    // Two binds, the second one's source swapped: the first is undone too (all or nothing).
+    const err = await idmapBindsAsync([
+      { source: join(dir, 'vol.orig'), target: join(dir, 't-async1'), dev: st.dev, ino: st.ino },
+      { source: join(dir, 'secret'), target: join(dir, 't-async2'), dev: st.dev, ino: st.ino },
+    ], R, R).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(NativeError);
+    expect((err as NativeError).code).toBe('ESTALE');
     expect(mountsUnder(dir)).toBe(0);
   });
 });
