@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdAvailable, containerdOf, importImageToContainerd, type Containerd } from '../helpers/containerd.ts';
 import { importBusyboxImage, startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { FIRST, startManager, type TestManager } from '../helpers/manager.ts';
+import { until } from '../helpers/bundle.ts';
 
 const avail = containerdAvailable();
 const norm = (s: string) => s.trim().split(/\s+/).join(' ');
@@ -64,6 +65,8 @@ describe.skipIf(!avail.ok)(`eci through containerd${avail.ok ? '' : ` (skipped: 
     const cid = id();
     await ok(['run', '-d', ...c.runFlags(m.runtime), ref, cid, 'sleep', '300']);
     try {
+      // start's report reaches the manager as the launcher exits, not before the engine answers: wait for it.
+      await until(async () => (await m.ps()).containers.find((x) => x.id === cid)?.state === 'running', `${cid} running in the manager`);
       expect((await m.ps()).containers.map((x) => [x.id, x.state, x.uid?.hostID])).toContainEqual([cid, 'running', FIRST]);
       const line = (await ok(['task', 'ls'])).split('\n').find((l) => l.startsWith(cid + ' '))!;
       const [, pid, status] = line.trim().split(/\s+/);

@@ -68,6 +68,8 @@ describe.skipIf(!avail.ok)(`load: ${N} containers through Docker${avail.ok ? '' 
     const hostIds = pids.map((p) => Number(readFileSync(`/proc/${p}/uid_map`, 'utf8').trim().split(/\s+/)[1]));
     expect(new Set(hostIds).size).toBe(N);
     expect(hostIds.every((h) => h >= FIRST && (h - FIRST) % 65536 === 0)).toBe(true);
+    // start's report reaches the manager as the launcher exits, not before the engine answers: wait for it.
+    await until(async () => (await m.ps()).containers.filter((c) => c.state === 'running').length === N, `all ${N} running in the manager`, 30_000);
     const ps = await m.ps();
     expect(ps.containers.filter((c) => c.state === 'running')).toHaveLength(N);
     expect(new Set(Object.values(ps.ranges))).toEqual(new Set(ids));

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIRST, startManager, type TestManager } from '../helpers/manager.ts';
+import { until } from '../helpers/bundle.ts';
 import { importPodmanBusybox, podmanAvailable, startPodman, type Podman } from '../helpers/podman.ts';
 
 const avail = podmanAvailable();
@@ -89,6 +90,8 @@ describe.skipIf(!avail.ok)(`eci through Podman${avail.ok ? '' : ` (skipped: ${av
   it('runs a detached container: running in the manager, podman ps/inspect/state, exec; rm -f frees the range', async () => {
     const id = (await ok(['run', '-d', ...p.runFlags, img, 'sleep', '300'])).trim();
     try {
+      // start's report reaches the manager as the launcher exits, not before the engine answers: wait for it.
+      await until(async () => (await m.ps()).containers.find((c) => c.id === id)?.state === 'running', `${id} running in the manager`);
       expect((await m.ps()).containers.map((c) => [c.id, c.state, c.uid?.hostID])).toContainEqual([id, 'running', FIRST]);
       // --sync makes Podman ask the runtime (`state <id>`, without --root) instead of its own database.
       const ps = JSON.parse(await ok(['ps', '--sync', '--format', 'json'])) as { Id: string; State: string }[];
