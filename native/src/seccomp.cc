@@ -1349,22 +1349,23 @@ void HolderRoundTrip(int s, const std::string& req, int pass, HolderAnswer& a) {
   }
 }
 
+// [{tag, <key>: value(v)}] for the holder's (tag, value) pairs.
+template <typename T, typename F>
+Napi::Array TaggedJs(Napi::Env env, const std::vector<std::pair<std::string, T>>& pairs, const char* key, F value) {
+  Napi::Array arr = Napi::Array::New(env, pairs.size());
+  for (uint32_t i = 0; i < pairs.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tag", pairs[i].first);
+    o.Set(key, value(pairs[i].second));
+    arr.Set(i, o);
+  }
+  return arr;
+}
+
 Napi::Object HolderAnswerJs(Napi::Env env, const HolderAnswer& a) {
   Napi::Object out = Napi::Object::New(env);
-  Napi::Array taken = Napi::Array::New(env, a.taken.size());
-  for (uint32_t i = 0; i < a.taken.size(); i++) {
-    Napi::Object t = Napi::Object::New(env);
-    t.Set("tag", a.taken[i].first);
-    t.Set("fd", Napi::Number::New(env, a.taken[i].second));
-    taken.Set(i, t);
-  }
-  Napi::Array pending = Napi::Array::New(env, a.pending.size());
-  for (uint32_t i = 0; i < a.pending.size(); i++) {
-    Napi::Object pd = Napi::Object::New(env);
-    pd.Set("tag", a.pending[i].first);
-    pd.Set("id", Napi::BigInt::New(env, a.pending[i].second));
-    pending.Set(i, pd);
-  }
+  Napi::Array taken = TaggedJs(env, a.taken, "fd", [&](int fd) { return Napi::Number::New(env, fd); });
+  Napi::Array pending = TaggedJs(env, a.pending, "id", [&](uint64_t id) { return Napi::BigInt::New(env, id); });
   out.Set("reply", a.reply);
   out.Set("taken", taken);
   out.Set("pending", pending);
