@@ -4,7 +4,8 @@
 // allowed it; so are chmod/fchmod/fchmodat/fchmodat2, but only when the mode sets S_ISUID or S_ISGID
 // (argument-filtered: an ordinary chmod never leaves the kernel). Creating a file with such a mode
 // is refused by the filter itself. Nothing on the data path is ever notified. No `flags` (runc
-// 1.1.5 rejects them).
+// 1.1.5 rejects them). Also: opening syscalls in the engine's profile (allowSyscalls), for the
+// system-container and init-syscalls steps.
 import type { OciSpec } from './spec.ts';
 import { SYSCALLS } from '../vetter/registry.ts';
 
@@ -60,6 +61,28 @@ function allowedByProfile(sc: Seccomp | undefined, name: string): boolean {
   const rules = (sc.syscalls ?? []).filter((r) => (r.names ?? (r.name ? [r.name] : [])).includes(name));
   if (!rules.length) return sc.defaultAction === 'SCMP_ACT_ALLOW' || sc.defaultAction === 'SCMP_ACT_LOG';
   return rules.some((r) => (r.action === 'SCMP_ACT_ALLOW' || r.action === 'SCMP_ACT_LOG') && !(r.args && r.args.length));
+}
+
+/**
+ * The spec with `names` allowed outright: one unconditional ALLOW rule for those the profile does not
+ * allow unconditionally yet, taken out of every refusing rule (libseccomp takes one action per
+ * syscall and argument match). An argument-filtered ALLOW rule keeps them, unless `dropFiltered`
+ * (the new rule alone then names them). Without a profile, or when all are allowed, the spec itself.
+ */
+export function allowSyscalls(spec: OciSpec, names: readonly string[], o: { dropFiltered?: boolean } = {}): OciSpec {
+  const sc = spec.linux?.seccomp as Seccomp | undefined;
+  const missing = names.filter((n) => !allowedByProfile(sc, n));
+  if (!sc || !missing.length) return spec;
+  const allows = (r: SeccompRule) => r.action === 'SCMP_ACT_ALLOW' || r.action === 'SCMP_ACT_LOG';
+  const keeps = (r: SeccompRule) => allows(r) && !(o.dropFiltered && r.args?.length);
+  const syscalls = (sc.syscalls ?? []).flatMap((r) => {
+    const own = r.names ?? (r.name ? [r.name] : []);
+    if (keeps(r) || !own.some((n) => missing.includes(n))) return [r];
+    const { name: _single, ...rest } = r;
+    const left = own.filter((n) => !missing.includes(n));
+    return left.length ? [{ ...rest, names: left }] : [];
+  });
+  return { ...spec, linux: { ...spec.linux, seccomp: { ...sc, syscalls: [...syscalls, { names: [...missing], action: 'SCMP_ACT_ALLOW' }] } } };
 }
 
 /**

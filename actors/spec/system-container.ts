@@ -11,6 +11,7 @@
 // Pure: what the host does for the data dirs is the manager's (actors/manager/inner-data.ts).
 import { basename } from 'node:path';
 import type { OciMount } from '../policy/mounts.ts';
+import { allowSyscalls } from '../runc/seccomp.ts';
 import type { OciSpec } from '../runc/spec.ts';
 
 /** Commands (basename of argv[0]) that make a container an engine workload. */
@@ -43,18 +44,9 @@ export function innerDataTargets(spec: OciSpec): { name: string; destination: st
   return Object.entries(INNER_DATA_DIRS).filter(([, d]) => !taken.has(d)).map(([name, destination]) => ({ name, destination }));
 }
 
-interface SeccompRule { names?: string[]; name?: string; action: string; args?: unknown[]; [k: string]: unknown }
-
-/** The engine's profile with SYSTEM_SYSCALLS allowed (no profile: nothing to open). */
+/** The engine's profile with SYSTEM_SYSCALLS allowed, out of every filtered or refusing rule (no profile: nothing to open). */
 export function allowSystemSyscalls(spec: OciSpec): OciSpec {
-  const sc = spec.linux?.seccomp as { defaultAction: string; syscalls?: SeccompRule[] } | undefined;
-  if (!sc) return spec;
-  const rest = (sc.syscalls ?? [])
-    .map((r) => ({ ...r, names: (r.names ?? (r.name ? [r.name] : [])).filter((n) => !SYSTEM_SYSCALLS.includes(n)) }))
-    .filter((r) => r.names.length > 0)
-    .map((r) => { const { name: _drop, ...keep } = r; return keep; });
-  const syscalls = [...rest, { names: [...SYSTEM_SYSCALLS], action: 'SCMP_ACT_ALLOW' }];
-  return { ...spec, linux: { ...spec.linux, seccomp: { ...sc, syscalls } } };
+  return allowSyscalls(spec, SYSTEM_SYSCALLS, { dropFiltered: true });
 }
 
 /** Every capability eci holds, in the sets the spec names (inheritable and ambient stay as they are). */

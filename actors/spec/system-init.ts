@@ -3,6 +3,7 @@
 // process is systemd is decided on the host (actors/system-init.ts) and comes in as `SystemInit`.
 // Each function is one named rewrite step (spec/rewrite.ts); with no SystemInit it changes nothing.
 import { isBind, type OciMount } from '../policy/mounts.ts';
+import { allowSyscalls } from '../runc/seccomp.ts';
 import type { OciSpec } from '../runc/spec.ts';
 
 export interface SystemInit {
@@ -111,32 +112,13 @@ export const INIT_SYSCALLS: readonly string[] = Object.freeze([
   'unshare', 'setns', 'clone', 'sethostname', 'setdomainname', 'name_to_handle_at',
 ]);
 
-interface SeccompRule { names?: string[]; name?: string; action: string; args?: unknown[] }
-
 /**
  * Lets INIT_SYSCALLS through the engine's profile (Docker computed it for the capabilities it gave,
- * without CAP_SYS_ADMIN): one unconditional ALLOW rule for those it did not allow unconditionally.
- * Without a profile, or with an ALLOW default and no rule, there is nothing to add.
+ * without CAP_SYS_ADMIN): one unconditional ALLOW rule for those it did not allow unconditionally;
+ * Docker's ENOSYS/EPERM rules naming them would conflict and lose them, its allow rules stay.
  */
 export function withInitSyscalls(spec: OciSpec, init: SystemInit | undefined): OciSpec {
-  const sc = spec.linux?.seccomp as { defaultAction?: string; syscalls?: SeccompRule[] } | undefined;
-  if (!init || !sc) return spec;
-  const allowAll = (a?: string) => a === 'SCMP_ACT_ALLOW' || a === 'SCMP_ACT_LOG';
-  const missing = INIT_SYSCALLS.filter((n) => {
-    const rules = (sc.syscalls ?? []).filter((r) => (r.names ?? (r.name ? [r.name] : [])).includes(n));
-    if (!rules.length) return !allowAll(sc.defaultAction);
-    return !rules.some((r) => allowAll(r.action) && !(r.args && r.args.length));
-  });
-  if (!missing.length) return spec;
-  // Rules naming them with another action (Docker's ENOSYS/EPERM answers) would conflict: they go.
-  const syscalls = (sc.syscalls ?? []).flatMap((r) => {
-    const names = r.names ?? (r.name ? [r.name] : []);
-    if (allowAll(r.action) || !names.some((n) => missing.includes(n))) return [r];
-    const { name: _single, ...rest } = r;
-    const keep = names.filter((n) => !missing.includes(n));
-    return keep.length ? [{ ...rest, names: keep }] : [];
-  });
-  return { ...spec, linux: { ...spec.linux, seccomp: { ...sc, syscalls: [...syscalls, { names: [...missing], action: 'SCMP_ACT_ALLOW' }] } } };
+  return init ? allowSyscalls(spec, INIT_SYSCALLS) : spec;
 }
 
 /**

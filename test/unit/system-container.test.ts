@@ -69,6 +69,17 @@ describe('system containers', () => {
     expect(allowSystemSyscalls(unconfined)).toBe(unconfined);
   });
 
+  it('leaves what the profile already allows outright where it is (e.g. --cap-add SYS_ADMIN)', () => {
+    const s = spec(['dockerd']);
+    const sc = s.linux!.seccomp as { syscalls: Rule[] };
+    sc.syscalls = [{ names: ['read', 'mount', 'umount2'], action: 'SCMP_ACT_ALLOW' }, ...sc.syscalls];
+    const out = allowSystemSyscalls(s);
+    expect(rulesFor(out, 'mount')).toEqual([{ names: ['read', 'mount', 'umount2'], action: 'SCMP_ACT_ALLOW' }]);
+    expect(rulesFor(out, 'clone')).toEqual([{ names: SYSTEM_SYSCALLS.filter((n) => n !== 'mount' && n !== 'umount2'), action: 'SCMP_ACT_ALLOW' }]);
+    const open = { ...s, linux: { ...s.linux, seccomp: { defaultAction: 'SCMP_ACT_ALLOW' } } } as OciSpec;
+    expect(allowSystemSyscalls(open)).toBe(open); // an ALLOW default with no rule: nothing to add
+  });
+
   it('gives an engine every held capability and the mount family to the vetter; other containers keep theirs', () => {
     const eng = runSteps(REWRITE_STEPS, spec(['dockerd']), ctx('engine'));
     const caps = (eng.process as { capabilities: Record<string, string[]> }).capabilities;
