@@ -282,7 +282,7 @@ export class RuntimeSession {
 
     // An inner engine (dockerd, containerd) gets systemd's cgroup view and, after create, its controllers' cgroups too.
     const system = systemWorkload(spec);
-    const engineCgroups = system && !systemInit ? { container: '', cgroups: hostCgroupLayout() } : undefined;
+    const engineCgroups = system && !systemInit ? { cgroups: hostCgroupLayout() } : undefined;
     const group = checks.joins;
     const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds }, { join: group?.containers[0] });
     const snap = await actor.ready();

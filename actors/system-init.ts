@@ -8,7 +8,7 @@ import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join, posix } from 'node:path';
 import { mountAt, parseMountInfo } from './mountinfo.ts';
 import type { OciSpec } from './runc/spec.ts';
-import type { SystemInit } from './spec/system-init.ts';
+import type { CgroupLayout, SystemInit } from './spec/system-init.ts';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_LINKS = 40; // as the kernel's ELOOP bound
@@ -58,20 +58,20 @@ function engineOf(root: string): string {
 }
 
 /** The host's cgroup layout, from its mountinfo text (as runc decides it: what is mounted at /sys/fs/cgroup). */
-export function cgroupLayout(mountinfo: string): 'v1' | 'hybrid' | 'v2' {
+export function cgroupLayout(mountinfo: string): CgroupLayout {
   const mounts = parseMountInfo(mountinfo);
   if (mountAt(mounts, '/sys/fs/cgroup')?.fsType === 'cgroup2') return 'v2';
   return mountAt(mounts, '/sys/fs/cgroup/unified')?.fsType === 'cgroup2' ? 'hybrid' : 'v1';
 }
 
-let layout: 'v1' | 'hybrid' | 'v2' | undefined;
+let layout: CgroupLayout | undefined;
 
-/** What PID 1 gets when it is systemd; undefined for any other process. `root` is the rootfs on the host. */
 /** The host's cgroup layout (read once). */
-export function hostCgroupLayout(): 'v1' | 'hybrid' | 'v2' {
+export function hostCgroupLayout(): CgroupLayout {
   return (layout ??= cgroupLayout(readFileSync('/proc/self/mountinfo', 'utf8')));
 }
 
+/** What PID 1 gets when it is systemd; undefined for any other process. `root` is the rootfs on the host. */
 export function detectSystemInit(spec: OciSpec, root: string): SystemInit | undefined {
   let real: string | undefined;
   try {

@@ -8,7 +8,7 @@ import { allCapabilities, allowSystemSyscalls } from './system-container.ts';
 import { addNotifyRules } from '../runc/seccomp.ts';
 import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
-import { withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type SystemInit } from './system-init.ts';
+import { withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type CgroupView, type SystemInit } from './system-init.ts';
 
 export interface RewriteContext {
   /** The container id (the seccomp listener's metadata). */
@@ -36,7 +36,7 @@ export interface RewriteContext {
   /** Set when the container's process is systemd (actors/system-init.ts): the init-* steps apply. */
   systemInit?: SystemInit;
   /** An inner engine's cgroup view (system-container.ts): the cgroup steps of systemd apply to it too. */
-  engineCgroups?: SystemInit;
+  engineCgroups?: CgroupView;
 }
 
 /**

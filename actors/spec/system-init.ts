@@ -2,18 +2,26 @@
 // (systemd.io/CONTAINER_INTERFACE) and what Podman and Sysbox do for /sbin/init. Pure: whether the
 // process is systemd is decided on the host (actors/system-init.ts) and comes in as `SystemInit`.
 // Each function is one named rewrite step (spec/rewrite.ts); with no SystemInit it changes nothing.
+// The cgroup steps read only a CgroupView, which an inner engine gets too (system-container.ts).
 import { isBind, type OciMount } from '../policy/mounts.ts';
 import { allowSyscalls } from '../runc/seccomp.ts';
 import type { OciSpec } from '../runc/spec.ts';
 
-export interface SystemInit {
-  /** The value of `container=` for PID 1 when the engine did not set one. */
-  container: string;
+/** How the host mounts its cgroups: v1 controllers, v1 with cgroup2 at /sys/fs/cgroup/unified, or cgroup2 alone. */
+export type CgroupLayout = 'v1' | 'hybrid' | 'v2';
+
+/** What the cgroup steps read, for a container that gets its own cgroup view (systemd, an inner engine). */
+export interface CgroupView {
   /**
    * The host's cgroup layout: on a hybrid host (v1 controllers, cgroup2 at /sys/fs/cgroup/unified)
    * the container gets its cgroup2 view at the same place, which runc 1.1 does not mount itself.
    */
-  cgroups?: 'v1' | 'hybrid' | 'v2';
+  cgroups?: CgroupLayout;
+}
+
+export interface SystemInit extends CgroupView {
+  /** The value of `container=` for PID 1 when the engine did not set one. */
+  container: string;
 }
 
 /** The cgroup2 view of a hybrid host, in the container's cgroup namespace (its delegated unified cgroup). */
@@ -34,9 +42,9 @@ const mountsOf = (spec: OciSpec) => (spec.mounts ?? []) as OciMount[];
  * A private cgroup namespace: systemd reads its own cgroup from /proc/self/cgroup and must find it as
  * the root of /sys/fs/cgroup (Docker's default on a v1 or hybrid host is the host's namespace).
  */
-export function withCgroupNamespace(spec: OciSpec, init: SystemInit | undefined): OciSpec {
+export function withCgroupNamespace(spec: OciSpec, view: CgroupView | undefined): OciSpec {
   const ns = spec.linux?.namespaces ?? [];
-  if (!init || ns.some((n) => n.type === 'cgroup')) return spec;
+  if (!view || ns.some((n) => n.type === 'cgroup')) return spec;
   return { ...spec, linux: { ...spec.linux, namespaces: [...ns, { type: 'cgroup' }] } };
 }
 
@@ -78,8 +86,8 @@ export function withRunTmpfs(spec: OciSpec, init: SystemInit | undefined): OciSp
  * the rest of each hierarchy stays owned by host root, unwritable for the container. On a hybrid
  * host, also the unified hierarchy (systemd >= 256 boots only with a cgroup2 view).
  */
-export function withSysMounts(spec: OciSpec, init: SystemInit | undefined): OciSpec {
-  if (!init) return spec;
+export function withSysMounts(spec: OciSpec, view: CgroupView | undefined): OciSpec {
+  if (!view) return spec;
   let mounts = mountsOf(spec).map((m) => {
     if (m.destination === '/sys' && m.type === 'sysfs' && !(m.options ?? []).includes('ro')) {
       return { ...m, options: [...(m.options ?? []).filter((o) => o !== 'rw'), 'ro'] };
@@ -92,7 +100,7 @@ export function withSysMounts(spec: OciSpec, init: SystemInit | undefined): OciS
     mounts = [...mounts.slice(0, at), { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime'] }, ...mounts.slice(at)];
   }
   const cg = mounts.findIndex((m) => m.destination === '/sys/fs/cgroup' && m.type === 'cgroup');
-  if (init.cgroups === 'hybrid' && cg >= 0 && !mounts.some((m) => m.destination === UNIFIED_MOUNT.destination)) {
+  if (view.cgroups === 'hybrid' && cg >= 0 && !mounts.some((m) => m.destination === UNIFIED_MOUNT.destination)) {
     mounts = [...mounts.slice(0, cg + 1), { ...UNIFIED_MOUNT, options: [...UNIFIED_MOUNT.options!] }, ...mounts.slice(cg + 1)];
   }
   return { ...spec, mounts };

@@ -93,6 +93,16 @@ describe('system containers', () => {
     expect(rulesFor(plain, 'mount')).toEqual([]); // still the profile's ERRNO default
     expect(rulesFor(plain, 'clone')[0].args).toHaveLength(1);
   });
+
+  it("gives an engine with a cgroup view systemd's cgroup steps only (no container=, no /run tmpfs)", () => {
+    const sys = [{ destination: '/sys', type: 'sysfs', source: 'sysfs' }, { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup' }];
+    const eng = runSteps(REWRITE_STEPS, spec(['dockerd'], sys), { ...ctx('engine'), engineCgroups: { cgroups: 'hybrid' } });
+    expect(eng.linux!.namespaces!.filter((n) => n.type === 'cgroup')).toEqual([{ type: 'cgroup' }]);
+    expect(((eng.mounts ?? []) as { destination: string }[]).map((m) => m.destination)).toEqual(['/sys', '/sys/fs/cgroup', '/sys/fs/cgroup/unified']);
+    expect((eng.process as { env?: string[] }).env ?? []).toEqual([]);
+    const plain = runSteps(REWRITE_STEPS, spec(['dockerd'], sys), ctx('engine'));
+    expect(plain.linux!.namespaces!.some((n) => n.type === 'cgroup')).toBe(false);
+  });
 });
 
 describe('inner engine data dirs on the host', () => {
