@@ -10,43 +10,48 @@ import { chownSync, existsSync, readFileSync } from 'node:fs';
 import { join, normalize } from 'node:path';
 import { EciError } from './errors.ts';
 
-/** By runc's state.json key (cgroup_paths): the hierarchy's mount points, most specific first, and the files handed over. */
-const DELEGATED: Readonly<Record<string, { roots: readonly string[]; files: readonly string[] }>> = Object.freeze({
+const CGROUP_ROOT = '/sys/fs/cgroup/';
+
+/** How one hierarchy is handed over: where it may be mounted (most specific first) and the files handed over. */
+interface Rule { roots: (dir: string) => readonly string[]; files: readonly string[] }
+
+/** The files of a v1 cgroup that place processes (a v1 hierarchy's limit files are never among them). */
+const V1_FILES: readonly string[] = ['cgroup.procs', 'tasks', 'cgroup.clone_children'];
+
+/** By runc's state.json key (cgroup_paths): the hierarchies systemd manages. */
+const DELEGATED: Readonly<Record<string, Rule>> = Object.freeze({
   // cgroup v2, the unified part of a hybrid host or the whole of a v2 host: cgroups(7)'s list.
-  '': { roots: ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'], files: ['cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads'] },
+  '': { roots: () => ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'], files: ['cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads'] },
   // The named v1 hierarchy systemd tracks its units in (legacy and hybrid hosts); it has no controllers.
-  'name=systemd': { roots: ['/sys/fs/cgroup/systemd'], files: ['cgroup.procs', 'tasks', 'cgroup.clone_children'] },
+  'name=systemd': { roots: () => ['/sys/fs/cgroup/systemd'], files: V1_FILES },
 });
 
-const CGROUP_ROOT = '/sys/fs/cgroup/';
+/**
+ * A v1 controller hierarchy (memory, pids, cpuset, ...): mounted at /sys/fs/cgroup/<mount>, whose
+ * name need not be the key's (cpu is at cpu,cpuacct).
+ */
+const V1_CONTROLLER: Rule = {
+  roots: (dir) => (dir.startsWith(CGROUP_ROOT) ? [CGROUP_ROOT + dir.slice(CGROUP_ROOT.length).split('/')[0]] : []),
+  files: V1_FILES,
+};
 
 export interface Delegation { hierarchy: string; dir: string; files: readonly string[] }
 
-/** The files of a v1 controller hierarchy's cgroup that place processes (never a limit file). */
-const V1_CONTROLLER_FILES: readonly string[] = ['cgroup.procs', 'tasks', 'cgroup.clone_children'];
-
 /**
- * What to hand over, from runc's cgroup_paths. v1 controller hierarchies (memory, pids, cpuset, ...)
- * only with `controllers` (an inner engine's runc makes its containers' cgroups in each of them): the
- * container can then make child cgroups and set their limits, which the kernel keeps within its own
- * (hierarchical on 6.x); its own cgroup's limit files stay host root's.
+ * What to hand over, from runc's cgroup_paths. v1 controller hierarchies only with `controllers`
+ * (an inner engine's runc makes its containers' cgroups in each of them): the container can then
+ * make child cgroups and set their limits, which the kernel keeps within its own (hierarchical on
+ * 6.x); its own cgroup's limit files stay host root's.
  */
 export function delegationPlan(cgroupPaths: Record<string, string>, o: { controllers?: boolean } = {}): Delegation[] {
+  const controllers = o.controllers ? Object.keys(cgroupPaths).filter((h) => !(h in DELEGATED)) : [];
+  const rules: [string, Rule][] = [...controllers.map((h): [string, Rule] => [h, V1_CONTROLLER]), ...Object.entries(DELEGATED)];
   const out: Delegation[] = [];
-  if (o.controllers) {
-    for (const [hierarchy, dir] of Object.entries(cgroupPaths)) {
-      if (hierarchy === '' || hierarchy in DELEGATED || typeof dir !== 'string' || normalize(dir) !== dir) continue;
-      // /sys/fs/cgroup/<hierarchy mount>/<the container's own path>: never a hierarchy's root.
-      const rest = dir.startsWith(CGROUP_ROOT) ? dir.slice(CGROUP_ROOT.length).split('/').filter(Boolean) : [];
-      if (rest.length < 2) continue;
-      out.push({ hierarchy, dir, files: V1_CONTROLLER_FILES });
-    }
-  }
-  for (const [hierarchy, { roots, files }] of Object.entries(DELEGATED)) {
+  for (const [hierarchy, { roots, files }] of rules) {
     const dir = cgroupPaths[hierarchy];
     if (typeof dir !== 'string' || normalize(dir) !== dir) continue;
     // Only a container's own cgroup strictly below the hierarchy's root, never the root itself.
-    const root = roots.find((r) => dir === r || dir === `${r}/` || dir.startsWith(`${r}/`));
+    const root = roots(dir).find((r) => dir === r || dir === `${r}/` || dir.startsWith(`${r}/`));
     if (!root || dir.slice(root.length).split('/').filter(Boolean).length === 0) continue;
     out.push({ hierarchy, dir, files });
   }

@@ -229,6 +229,27 @@ describe('cgroup delegation plan', () => {
     expect(delegationPlan({ '': '/sys/fs/cgroup/unified', 'name=systemd': '/sys/fs/cgroup/systemd/' })).toEqual([]);
     expect(delegationPlan({ '': '/sys/fs/cgroup/unified/docker/../..', 'name=systemd': '/tmp/x/y' })).toEqual([]);
   });
+
+  it("with controllers (an inner engine), each v1 controller's container directory first, wherever its hierarchy is mounted", () => {
+    const v1 = ['cgroup.procs', 'tasks', 'cgroup.clone_children'];
+    const plan = delegationPlan({
+      '': `/sys/fs/cgroup/unified/docker/${id}`, cpu: `/sys/fs/cgroup/cpu,cpuacct/docker/${id}`,
+      memory: `/sys/fs/cgroup/memory/docker/${id}`, 'name=systemd': `/sys/fs/cgroup/systemd/docker/${id}`,
+    }, { controllers: true });
+    expect(plan).toEqual([
+      { hierarchy: 'cpu', dir: `/sys/fs/cgroup/cpu,cpuacct/docker/${id}`, files: v1 },
+      { hierarchy: 'memory', dir: `/sys/fs/cgroup/memory/docker/${id}`, files: v1 },
+      { hierarchy: '', dir: `/sys/fs/cgroup/unified/docker/${id}`, files: ['cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads'] },
+      { hierarchy: 'name=systemd', dir: `/sys/fs/cgroup/systemd/docker/${id}`, files: ['cgroup.procs', 'tasks', 'cgroup.clone_children'] },
+    ]);
+  });
+
+  it('with controllers, never a controller hierarchy root, a path outside /sys/fs/cgroup or one with ..', () => {
+    expect(delegationPlan({
+      memory: '/sys/fs/cgroup/memory', pids: '/sys/fs/cgroup/pids/', cpu: '/sys/fs/cgroup/', blkio: '/sys/fs/cgroup',
+      devices: '/tmp/devices/docker/x', freezer: '/sys/fs/cgroup/freezer/docker/../..', hugetlb: '/sys/fs/cgroup//hugetlb/x', perf_event: 'sys/fs/cgroup/perf_event/x',
+    }, { controllers: true })).toEqual([]);
+  });
 });
 
 describe('the launcher sends the stop signal instead of SIGTERM', () => {
