@@ -4,6 +4,7 @@
 #include "as-common.h"
 #include "serve.h"
 #include "perform.h"
+#include "spare-timing.h"
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -162,6 +163,26 @@ static uint32_t perform_spare_request(unsigned char *frame)
 	}
 }
 
+#ifdef ECI_SPARE_TIMING
+struct spare_timing spare_timing = { .fd = -1 };
+
+/* One line of the run's marks (spare-timing.h), after its answer. */
+static void perform_timing_line(int rc)
+{
+	struct rusage ru;
+	char line[1024];
+	int k = 0;
+	getrusage(RUSAGE_SELF, &ru);
+	const struct timespec *t0 = &spare_timing.at[0];
+	for (int i = 0; i < spare_timing.n && k < (int)sizeof line - 64; i++)
+		k += snprintf(line + k, sizeof line - (size_t)k, "%s=%lld ", spare_timing.label[i],
+			      (long long)(spare_timing.at[i].tv_sec - t0->tv_sec) * 1000000000LL + (spare_timing.at[i].tv_nsec - t0->tv_nsec));
+	k += snprintf(line + k, sizeof line - (size_t)k, "minflt=%ld rc=%d\n", ru.ru_minflt - spare_timing.minflt, rc);
+	if (spare_timing.fd >= 0 && write(spare_timing.fd, line, (size_t)k) < 0)
+		errno = 0;
+}
+#endif
+
 /*
  * The spare: waits for the next request on fd 3 (or fd 5) and runs it; see the top of this file.
  * Its fds: 0-2, 3 and 5 with the fast path (until it has its request), 4 (the notify fd), then its note pipe.
@@ -180,13 +201,24 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 	 * come, and its CPU competed with the call's path. Without it, mount+umount p50 was ~110 us lower
 	 * (bench mountlat, 5 alternating pairs: 838 vs 948 us).
 	 */
+#ifdef ECI_SPARE_TIMING
+	spare_timing.fd = open(ECI_SPARE_TIMING_LOG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+#endif
 	uint32_t len = perform_spare_request(frame);
+#ifdef ECI_SPARE_TIMING
+	struct rusage ru0;
+	spare_mark("request");
+	getrusage(RUSAGE_SELF, &ru0);
+	spare_timing.minflt = ru0.ru_minflt;
+#endif
 	close(PERFORM_FD);
 	if (perform_native)
 		close(PERFORM_NATIVE_FD);
+	spare_mark("closed");
 	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
 	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
 	perform_note(&n);
+	spare_mark("noted");
 	char *args[128];
 	int argc = 0;
 	const char *why = perform_args((char *)frame + PERFORM_HEAD, len - PERFORM_HEAD, argv0, args, 128, &argc);
@@ -202,11 +234,13 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		if (strcmp(args[i], "--target") == 0 && strcmp(args[i + 1], stall) == 0)
 			for (;;)
 				pause();
+	spare_mark("args");
 	FILE *f = fmemopen(out, PERFORM_OUT - 1, "w");
 	if (!f)
 		_exit(127);
 	stdout = f;
 	as_keep_notif = (n.flags & PERFORM_ANSWER) != 0;
+	spare_mark("main");
 	n.rc = main(argc, args);
 	fflush(f);
 	if (failure.set) {
@@ -219,7 +253,11 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		n.send_err = perform_send(n.notif_id, n.answer_err);
 		n.answered_us = perform_now_us();
 		n.answered = 1;
+		spare_mark("answered");
 	}
+#ifdef ECI_SPARE_TIMING
+	perform_timing_line(n.rc);
+#endif
 	n.kind = 'D';
 	perform_note(&n);
 	_exit(n.rc);
