@@ -1,6 +1,7 @@
 /* as-common: see as-common.h. */
 #include "helper.h"
 #include "as-common.h"
+#include "spare-timing.h"
 /*
  * --name's number. With u: an unsigned long, decimal, 0x-hex or 0-octal (no sign). Otherwise into *i:
  * a decimal int, negative ones included (P's fd numbers: AT_FDCWD is -100).
@@ -203,7 +204,10 @@ static int as_load_creds(int procfd, struct as_creds *c)
 {
 	static char status[16384];
 	char uid_map[4096], gid_map[4096];
-	if (as_read_file(procfd, "status", status, sizeof(status)) < 0 ||
+	if (as_read_file(procfd, "status", status, sizeof(status)) < 0)
+		return -1;
+	spare_mark("status");
+	if (
 	    as_read_file(procfd, "uid_map", uid_map, sizeof(uid_map)) < 0 ||
 	    as_read_file(procfd, "gid_map", gid_map, sizeof(gid_map)) < 0)
 		return -1;
@@ -392,14 +396,17 @@ int as_run(const struct as_common *o, int (*prepare)(int procfd, void *arg), voi
 
 	for (int i = 0; i < AS_NNS; i++)
 		nsfd[i] = -1;
+	spare_mark("as_run");
 	snprintf(path, sizeof(path), "/proc/%ld", o->pid);
 	procfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0) {
 		fail(errno == ENOENT ? ESRCH : errno, "open", "open %s", path);
 		goto out;
 	}
+	spare_mark("open_proc");
 	/* A pidfd of the calling thread (PIDFD_THREAD: it may not lead its thread group), for the one-call setns. */
 	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)o->pid, AS_PIDFD_THREAD);
+	spare_mark("pidfd");
 	rootfd = openat(procfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
 		fail(errno, "open", "open %s/root", path);
@@ -410,16 +417,23 @@ int as_run(const struct as_common *o, int (*prepare)(int procfd, void *arg), voi
 		fail(errno, "open", "open %s/cwd", path);
 		goto out;
 	}
-	if (as_load_creds(procfd, &creds) < 0 || (prepare && prepare(procfd, arg) < 0))
+	spare_mark("root_cwd");
+	if (as_load_creds(procfd, &creds) < 0)
 		goto out;
+	spare_mark("creds");
+	if (prepare && prepare(procfd, arg) < 0)
+		goto out;
+	spare_mark("prepare");
 	/* Everything taken above (the /proc fds, the pidfd, and whatever prepare took from P) now provably belongs to the caller. */
 	if (as_notif_valid(o) < 0)
 		goto out;
+	spare_mark("id_valid");
 	/* Host root's supplementary groups must not come along into the container. */
 	if (setgroups(0, NULL) < 0) {
 		fail(errno, "setgroups", "setgroups(0)");
 		goto out;
 	}
+	spare_mark("setgroups0");
 	/*
 	 * Fast path: all of P's namespaces in one setns on the pidfd (Linux >= 5.8). It is atomic: on
 	 * failure nothing changed. It fails (EINVAL, EPERM) where P shares one of our namespaces (re-entering
@@ -433,10 +447,13 @@ int as_run(const struct as_common *o, int (*prepare)(int procfd, void *arg), voi
 	} else if (as_enter_each(o, procfd, path, nsfd) < 0) {
 		goto out;
 	}
+	spare_mark("setns");
 
 	if (o->in_place) {
-		if (as_become(o->pid, &creds, rootfd, cwdfd) == 0)
+		if (as_become(o->pid, &creds, rootfd, cwdfd) == 0) {
+			spare_mark("become");
 			child(arg);
+		}
 		rc = failure.set ? -1 : 0;
 		goto out;
 	}

@@ -3,6 +3,7 @@
 #include "as-common.h"
 #include "mount-as.h"
 #include "caller-path.h"
+#include "spare-timing.h"
 #include <sys/statvfs.h>
 
 struct as_opts {
@@ -128,8 +129,14 @@ static void mount_as_child(void *arg)
 		 * unmount EBUSY: detach it (lazy unmount). The cost is that a mount still in use is detached
 		 * rather than refused with EBUSY; the gain is that no other mount can be swapped in.
 		 */
-		if (fchdir(tfd) < 0 || syscall(SYS_umount2, ".", (int)o->flags | MNT_DETACH) < 0)
+		if (fchdir(tfd) < 0) {
 			fail(errno, "umount2", "umount2 %s", o->target);
+			return;
+		}
+		spare_mark("judged");
+		if (syscall(SYS_umount2, ".", (int)o->flags | MNT_DETACH) < 0)
+			fail(errno, "umount2", "umount2 %s", o->target);
+		spare_mark("syscall");
 		return;
 	}
 	if ((o->flags & MS_REMOUNT) && !(o->flags & MS_RDONLY)) {
@@ -190,7 +197,9 @@ static void mount_as_child(void *arg)
 		fail(errno, "mount", "%s", o->target);
 		return;
 	}
+	spare_mark("judged");
 	long rc = syscall(SYS_mount, o->source, ".", o->fstype, o->flags, o->data);
+	spare_mark("syscall");
 	/*
 	 * A new sysfs where the container's own is read-only (the kernel locks it so: mount_too_revealing)
 	 * is made read-only too, instead of failing: an inner --privileged container gets the /sys its
@@ -248,7 +257,9 @@ int main_as(int argc, char **argv)
 	struct as_opts o = { .c = AS_COMMON_INIT, .umount = strcmp(argv[1], "umount-as") == 0,
 			     .tpin = CALLER_PATH_INIT, .spin = CALLER_PATH_INIT, .selffd = -1 };
 
+	spare_mark("main_as");
 	if (as_getopt(argc, argv, longopts, "ro-dev", &o.c, mount_as_opt, &o) == 0 && mount_as_check(&o, argv[1]) == 0) {
+		spare_mark("parsed");
 		/* Only a new proc mount takes the pid namespace of the mounting task; everything else runs in place. */
 		o.c.in_place = o.umount || !o.fstype || strcmp(o.fstype, "proc") != 0 || (o.flags & (MS_REMOUNT | MS_BIND | MS_MOVE));
 		as_run(&o.c, mount_as_prepare, mount_as_child, &o);

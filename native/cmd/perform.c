@@ -4,6 +4,7 @@
 #include "as-common.h"
 #include "serve.h"
 #include "perform.h"
+#include "spare-timing.h"
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -15,6 +16,8 @@ static bool perform_native, perform_native_open;
 #define PERFORM_NATIVE_FD 5 /* the fast path's requests (SOCK_SEQPACKET from the manager's watcher threads), if open */
 /* In a spare: its note pipe to the performer, next after the fds above. */
 #define PERFORM_DONE_FD (perform_native ? PERFORM_NATIVE_FD + 1 : PERFORM_NATIVE_FD)
+/* The spare's wake-up of the performer for its 'S' note (see perform_started). */
+#define PERFORM_START_SIG SIGUSR1
 #define PERFORM_TIMEOUT_MS 60000
 #ifndef PERFORM_NICE
 #define PERFORM_NICE -5
@@ -92,6 +95,20 @@ static void perform_note(const struct perform_note *n)
 		_exit(127);
 }
 
+/*
+ * The spare's 'S' note. The performer does not poll a waiting spare's note pipe for input (only for
+ * its end), so that write wakes nobody; a signal then wakes the performer, which forks the next
+ * spare. A pipe's wake-up is a synchronous one: it pulls the performer onto this spare's core,
+ * where its fork ran before this run's call (+51 us p50 on the spare's path to its syscall, issue
+ * 17); a signal's is not, so the fork runs beside the call where a core allows.
+ */
+static void perform_started(pid_t performer, const struct perform_note *n)
+{
+	perform_note(n);
+	if (kill(performer, PERFORM_START_SIG) < 0)
+		_exit(127);
+}
+
 /* Checks a request's strings (len bytes at p) and splits them into args[1..]; NULL or why not. */
 static const char *perform_args(char *p, uint32_t len, char *argv0, char **args, int max, int *argc)
 {
@@ -162,11 +179,31 @@ static uint32_t perform_spare_request(unsigned char *frame)
 	}
 }
 
+#ifdef ECI_SPARE_TIMING
+struct spare_timing spare_timing = { .fd = -1 };
+
+/* One line of the run's marks (spare-timing.h), after its answer. */
+static void perform_timing_line(int rc)
+{
+	struct rusage ru;
+	char line[1024];
+	int k = 0;
+	getrusage(RUSAGE_SELF, &ru);
+	const struct timespec *t0 = &spare_timing.at[0];
+	for (int i = 0; i < spare_timing.n && k < (int)sizeof line - 64; i++)
+		k += snprintf(line + k, sizeof line - (size_t)k, "%s=%lld ", spare_timing.label[i],
+			      (long long)(spare_timing.at[i].tv_sec - t0->tv_sec) * 1000000000LL + (spare_timing.at[i].tv_nsec - t0->tv_nsec));
+	k += snprintf(line + k, sizeof line - (size_t)k, "minflt=%ld rc=%d\n", ru.ru_minflt - spare_timing.minflt, rc);
+	if (spare_timing.fd >= 0 && write(spare_timing.fd, line, (size_t)k) < 0)
+		errno = 0;
+}
+#endif
+
 /*
  * The spare: waits for the next request on fd 3 (or fd 5) and runs it; see the top of this file.
  * Its fds: 0-2, 3 and 5 with the fast path (until it has its request), 4 (the notify fd), then its note pipe.
  */
-static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *out, unsigned char *frame)
+static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mask, char *argv0, char *out, unsigned char *frame)
 {
 	/* It shares fd 3 with the performer: a spare left behind would keep the manager's socket open and take requests nobody watches. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != performer)
@@ -174,19 +211,33 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 	if (dup2(note_w, PERFORM_DONE_FD) < 0)
 		_exit(127);
 	serve_close_from(PERFORM_DONE_FD + 1);
+	/* The performer's handler and mask for PERFORM_START_SIG are not the run's. */
+	if (signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR || sigprocmask(SIG_SETMASK, mask, NULL) < 0)
+		_exit(127);
 	/*
 	 * No warm-up (touching the stack, stdio and heap pages a run writes, so their copy-on-write faults
 	 * come before the request): it made the spare ready ~130 us later, mostly after the request had
 	 * come, and its CPU competed with the call's path. Without it, mount+umount p50 was ~110 us lower
 	 * (bench mountlat, 5 alternating pairs: 838 vs 948 us).
 	 */
+#ifdef ECI_SPARE_TIMING
+	spare_timing.fd = open(ECI_SPARE_TIMING_LOG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+#endif
 	uint32_t len = perform_spare_request(frame);
+#ifdef ECI_SPARE_TIMING
+	struct rusage ru0;
+	spare_mark("request");
+	getrusage(RUSAGE_SELF, &ru0);
+	spare_timing.minflt = ru0.ru_minflt;
+#endif
 	close(PERFORM_FD);
 	if (perform_native)
 		close(PERFORM_NATIVE_FD);
+	spare_mark("closed");
 	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
 	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
-	perform_note(&n);
+	perform_started(performer, &n);
+	spare_mark("noted");
 	char *args[128];
 	int argc = 0;
 	const char *why = perform_args((char *)frame + PERFORM_HEAD, len - PERFORM_HEAD, argv0, args, 128, &argc);
@@ -202,11 +253,13 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		if (strcmp(args[i], "--target") == 0 && strcmp(args[i + 1], stall) == 0)
 			for (;;)
 				pause();
+	spare_mark("args");
 	FILE *f = fmemopen(out, PERFORM_OUT - 1, "w");
 	if (!f)
 		_exit(127);
 	stdout = f;
 	as_keep_notif = (n.flags & PERFORM_ANSWER) != 0;
+	spare_mark("main");
 	n.rc = main(argc, args);
 	fflush(f);
 	if (failure.set) {
@@ -219,7 +272,11 @@ static void perform_spare_child(pid_t performer, int note_w, char *argv0, char *
 		n.send_err = perform_send(n.notif_id, n.answer_err);
 		n.answered_us = perform_now_us();
 		n.answered = 1;
+		spare_mark("answered");
 	}
+#ifdef ECI_SPARE_TIMING
+	perform_timing_line(n.rc);
+#endif
 	n.kind = 'D';
 	perform_note(&n);
 	_exit(n.rc);
@@ -254,6 +311,8 @@ static char *perform_page(const struct perform_child *c)
 }
 
 /* Forks the next spare (its output page cleared first); pid -1 when that failed. */
+static sigset_t perform_mask; /* the signal mask the performer started with (and its runs have) */
+
 static struct perform_child perform_fork_spare(char *argv0, unsigned char *frame)
 {
 	struct perform_child sp = { .pid = -1, .note_r = -1, .slot = -1 };
@@ -267,7 +326,7 @@ static struct perform_child perform_fork_spare(char *argv0, unsigned char *frame
 	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid == 0)
-		perform_spare_child(self, note[1], argv0, perform_page(&sp), frame);
+		perform_spare_child(self, note[1], &perform_mask, argv0, perform_page(&sp), frame);
 	close(note[1]);
 	if (pid < 0) {
 		close(note[0]);
@@ -377,6 +436,19 @@ static bool perform_run_event(struct perform_child *r)
 	return true;
 }
 
+/* Only interrupts ppoll (the spare's note is then looked for). */
+static void perform_on_start_sig(int sig)
+{
+	(void)sig;
+}
+
+/* Whether fd has input now (a waiting spare's note: its pipe is not polled for input). */
+static bool perform_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 int main_perform(int argc, char **argv)
 {
 	pid_t parent;
@@ -403,6 +475,15 @@ int main_perform(int argc, char **argv)
 	int fl = fcntl(PERFORM_FD, F_GETFL);
 	if (fl < 0 || fcntl(PERFORM_FD, F_SETFL, fl & ~O_NONBLOCK) < 0 || chdir("/") < 0)
 		return 1;
+	/* PERFORM_START_SIG: blocked but while the performer waits in ppoll (so none is missed), where it interrupts. */
+	sigset_t start_sig, wait_mask;
+	struct sigaction sa = { .sa_handler = perform_on_start_sig };
+	sigemptyset(&start_sig);
+	sigaddset(&start_sig, PERFORM_START_SIG);
+	if (sigaction(PERFORM_START_SIG, &sa, NULL) < 0 || sigprocmask(SIG_BLOCK, &start_sig, &perform_mask) < 0)
+		return 1;
+	wait_mask = perform_mask;
+	sigdelset(&wait_mask, PERFORM_START_SIG);
 	perform_out = mmap(NULL, (size_t)(PERFORM_MAX_RUNS + 1) * PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	unsigned char *frame = malloc(PERFORM_MAX_FRAME);
 	if (perform_out == MAP_FAILED || !frame)
@@ -443,12 +524,13 @@ int main_perform(int argc, char **argv)
 		 * once seen, no longer: runs still going are waited for, without spinning on the hang-up).
 		 * At the cap (no spare, no failure), requests wait in fd 3 and fd 5 for the next spare.
 		 */
+		/* A waiting spare's pipe only for its end (its 'S' note comes with a signal: perform_started). */
 		struct pollfd p[2 + PERFORM_MAX_RUNS] = {
 			{ .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (turn_back ? POLLIN : 0) },
-			{ .fd = spare.pid > 0 ? spare.note_r : -1, .events = POLLIN },
+			{ .fd = spare.pid > 0 ? spare.note_r : -1, .events = 0 },
 		};
 		if (turn_back) /* no spare: fast-path requests are turned back here too */
-			p[1].fd = perform_native_open ? PERFORM_NATIVE_FD : -1;
+			p[1] = (struct pollfd){ .fd = perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN };
 		for (int i = 0; i < nruns; i++)
 			p[2 + i] = (struct pollfd){ .fd = runs[i].note_r, .events = POLLIN };
 		uint64_t now = perform_now_us() / 1000;
@@ -461,11 +543,13 @@ int main_perform(int argc, char **argv)
 			timeout = drain_deadline > now ? (int)(drain_deadline - now) : 0;
 		if (turn_back && (timeout < 0 || timeout > 100))
 			timeout = 100; /* fork failed: try again soon */
-		int r = poll(p, (nfds_t)(2 + nruns), timeout);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
+		struct timespec ts = { .tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000L };
+		int r = ppoll(p, (nfds_t)(2 + nruns), timeout < 0 ? NULL : &ts, &wait_mask);
+		if (r < 0 && errno != EINTR)
 			return 1;
+		if (r < 0) /* a spare's 'S' (or another signal): nothing polled is reported */
+			for (int i = 0; i < 2 + nruns; i++)
+				p[i].revents = 0;
 		if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 			manager_gone = true;
 			continue;
@@ -505,7 +589,7 @@ int main_perform(int argc, char **argv)
 			}
 			continue;
 		}
-		if (spare.pid <= 0 || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (spare.pid <= 0 || !((p[1].revents & (POLLHUP | POLLERR)) || perform_readable(spare.note_r)))
 			continue;
 		struct perform_note n;
 		ssize_t k;

@@ -25,7 +25,8 @@
  *   - the spare, a child forked ahead of time (perform_spare_child), reads the next request itself,
  *     straight from fd 3: the performer never reads fd 3 while a spare waits (so exactly one
  *     process reads it at a time). The spare closes fd 3 once it has its request (the manager's
- *     socket never comes along into the container), tells the performer it started ('S' note),
+ *     socket never comes along into the container), tells the performer it started ('S' note, then
+ *     a signal, whose wake-up does not pull the performer onto this spare's core: perform_started),
  *     runs main() with the request's argv (stdout: a shared page), and reports ('D' note);
  *   - with PERFORM_ANSWER, the spare answers the caller itself when it ran in place (mount-as's
  *     runs but a new proc mount): the answer is the one the manager would give
