@@ -477,13 +477,15 @@ export class RuntimeSession {
 
   private delete(cli: RuncCommandLine, runcArgv: string[]): ShimReply {
     const id = this.need(cli);
-    // Nothing of eci's to release (engines delete twice; the second finds none): runc alone.
-    if (!this.host.container(id)) return { action: 'exec', argv: runcArgv };
+    // Nothing of eci's to wait for (engines delete twice; the second finds the mounts gone): runc alone.
+    if (!this.host.container(id) || this.host.container(id)!.isUnmounted) return { action: 'exec', argv: runcArgv };
     this.onExit = async (status) => {
       const actor = this.host.container(id);
       if (actor && !existsSync(runcStateDir(cli.root, id))) {
         actor.send({ type: 'delete' });
-        await actor.released;
+        // What the engine depends on (its rootfs path, its upper dir) is free once eci's mounts are
+        // down; the range, the run dir and the records follow after the answer (actor.released).
+        await actor.unmounted;
       }
       return { action: 'done', status };
     };
