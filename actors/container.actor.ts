@@ -9,7 +9,10 @@ export interface ContainerDeps {
   freeRange(id: string): Promise<void>;
   /** Maps the rootfs; resolves with the path runc uses and the mounts eci made. */
   mountRootfs(id: string, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[] }>;
-  unmountRootfs(id: string, mounts: MountRef[] | undefined): Promise<void>;
+  /** Takes down the mounts eci made (newest first, by mount id); resolves with those that would not go. */
+  unmountRootfs(id: string, mounts: MountRef[] | undefined): Promise<MountRef[]>;
+  /** Removes the run dir, unless a mount in `left` is still on it (logged). */
+  removeRunDir(id: string, left: MountRef[]): Promise<void>;
   /** Called on every transition, in order; must not throw. */
   transition(state: ContainerStateName, from: ContainerStateName | undefined, context: ContainerContext): void;
 }
@@ -37,14 +40,27 @@ export class ContainerActor {
   protectedPaths: string[] = [];
   readonly actor: Actor<typeof containerMachine>;
   private lastState?: ContainerStateName;
-  /** Resolves once resources are released after the machine reached stopped or failed. */
+  /**
+   * Resolves once eci's mounts are down after the machine reached stopped or failed: all the engine
+   * depends on (the host view is on its rootfs path, the overlay uses its upper dir), so `delete` answers then.
+   */
+  readonly unmounted: Promise<void>;
+  /** unmounted has resolved (a later delete has nothing of eci's to wait for). */
+  isUnmounted = false;
+  /** Resolves once everything is released: mounts, range, run dir. */
   readonly released: Promise<void>;
+  /** The release's steps, ms from its start (debug log). */
+  readonly releaseTimes: { unmounted?: number; freed?: number; removed?: number } = {};
+  /** Why the release stopped short (then the run dir was kept), for the host to log. */
+  releaseError?: Error;
+  private resolveUnmounted!: () => void;
   private resolveReleased!: () => void;
 
   constructor(readonly id: string, bundle: string, private deps: ContainerDeps, o: ContainerActorOptions = {}) {
     this.runcRoot = o.runcRoot;
     this.created = o.created ?? new Date().toISOString();
     const restore = o.restore;
+    this.unmounted = new Promise((r) => (this.resolveUnmounted = () => { this.isUnmounted = true; r(); }));
     this.released = new Promise((r) => (this.resolveReleased = r));
     const machine = containerMachine.provide({
       actions: {
@@ -69,18 +85,35 @@ export class ContainerActor {
         mountRootfs: ({ self }, p) => {
           this.deps.mountRootfs(p.id, p.uid, p.gid).then(
             (m) => {
-              if (self.getSnapshot().status !== 'active') return void this.deps.unmountRootfs(p.id, m.mounts);
+              if (self.getSnapshot().status !== 'active') {
+                void this.deps.unmountRootfs(p.id, m.mounts).then((left) => this.deps.removeRunDir(p.id, left));
+                return;
+              }
               self.send({ type: 'rootfs.mounted', path: m.path, mounts: m.mounts });
             },
             (e) => self.send({ type: 'rootfs.failed', reason: (e as Error).message }),
           );
         },
         releaseResources: (_, p) => {
-          // Unmount first, then free: the range must not be handed out while its rootfs is live.
+          // Unmount first, then free: the range must not be handed out while its rootfs is live. The
+          // engine is answered once the mounts are down; the range and the run dir follow.
+          const t = performance.now();
+          const since = () => +(performance.now() - t).toFixed(2);
           (async () => {
-            await this.deps.unmountRootfs(p.id, p.mounts);
+            const left = await this.deps.unmountRootfs(p.id, p.mounts);
+            this.releaseTimes.unmounted = since();
+            this.resolveUnmounted();
             if (p.index !== undefined) await this.deps.freeRange(p.id);
-          })().finally(() => this.resolveReleased());
+            this.releaseTimes.freed = since();
+            await this.deps.removeRunDir(p.id, left);
+            this.releaseTimes.removed = since();
+          })().catch((e: unknown) => {
+            // The run dir stays with what may still be mounted on it (the host logs why).
+            this.releaseError = e as Error;
+          }).finally(() => {
+            this.resolveUnmounted();
+            this.resolveReleased();
+          });
         },
       },
     });

@@ -41,6 +41,8 @@ export interface RootfsNative {
   unmount(target: string, o?: { detach?: boolean }): void;
   /** The same off the event loop (a thread-pool thread); absent: the synchronous one is used. */
   unmountAsync?(target: string, o?: { detach?: boolean }): Promise<void>;
+  /** The delete path's unmounts in one thread-pool job (native/mounts.ts); absent: one by one. */
+  unmountTopAsync?(mounts: readonly MountRef[], o?: { detach?: boolean }): Promise<{ outcome: 'unmounted' | 'absent' | 'undecided' | 'failed' }[]>;
   isMountpoint(path: string): boolean;
   /** One statx instead of a mountinfo read (null or absent: read mountinfo). */
   mountIdAt?(path: string): number | null | undefined;
@@ -146,13 +148,25 @@ export function unmountRootfs(native: RootfsNative, mounts: MountRef[], mountinf
 }
 
 /**
- * unmountRootfs with each umount2 off the event loop (under load one takes tens of ms). Still one at a
- * time, newest first: a mount is only taken down once the one stacked on it is gone.
+ * unmountRootfs off the event loop (under load one umount2 takes tens of ms): with unmountTopAsync, all of
+ * them in one thread-pool job that checks each mount id itself; else one umount2 at a time. Newest first
+ * either way: a mount is only taken down once the one stacked on it is gone.
  */
 export async function unmountRootfsAsync(native: RootfsNative, mounts: MountRef[], mountinfo = readMountInfo): Promise<MountRef[]> {
-  if (!native.unmountAsync) return unmountRootfs(native, mounts, mountinfo);
+  const newestFirst = [...mounts].reverse();
   const left: MountRef[] = [];
-  for (const m of [...mounts].reverse()) {
+  let from = 0;
+  if (native.unmountTopAsync) {
+    const results = await native.unmountTopAsync(newestFirst, { detach: true });
+    for (; from < newestFirst.length && results[from].outcome !== 'undecided'; from++) {
+      if (results[from].outcome === 'failed') left.push(newestFirst[from]);
+    }
+  }
+  // What the kernel could not decide (no STATX_MNT_ID, a statx error): the mount table decides, one by one.
+  const rest = newestFirst.slice(from);
+  if (!rest.length) return left;
+  if (!native.unmountAsync) return [...left, ...unmountRootfs(native, rest.reverse(), mountinfo)];
+  for (const m of rest) {
     if (topId(m.path, mountinfo, native) !== m.id) continue;
     try {
       await native.unmountAsync(m.path, { detach: true });

@@ -6,6 +6,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
+import { runcContainerEmpty } from './runc/stopped.ts';
 import { clampProcessRlimits, parseHardLimits, parseSpec, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask } from './runc/caps.ts';
@@ -477,13 +478,20 @@ export class RuntimeSession {
 
   private delete(cli: RuncCommandLine, runcArgv: string[]): ShimReply {
     const id = this.need(cli);
-    // Nothing of eci's to release (engines delete twice; the second finds none): runc alone.
-    if (!this.host.container(id)) return { action: 'exec', argv: runcArgv };
+    // Nothing of eci's to wait for (engines delete twice; the second finds the mounts gone): runc alone.
+    const early = this.host.container(id);
+    if (!early || early.isUnmounted) return { action: 'exec', argv: runcArgv };
+    // No process of it is left (its init and pid namespace are gone): runc delete only forgets it, so
+    // eci's release runs beside runc instead of after it (started once the spawn answer is out).
+    const beside = (early.state === 'running' || early.state === 'mounted') && runcContainerEmpty(cli.root, id);
+    if (beside) setImmediate(() => early.send({ type: 'delete' }));
     this.onExit = async (status) => {
       const actor = this.host.container(id);
-      if (actor && !existsSync(runcStateDir(cli.root, id))) {
-        actor.send({ type: 'delete' });
-        await actor.released;
+      if (actor && (beside || !existsSync(runcStateDir(cli.root, id)))) {
+        actor.send({ type: 'delete' }); // no-op when sent already
+        // What the engine depends on (its rootfs path, its upper dir) is free once eci's mounts are
+        // down; the range, the run dir and the records follow after the answer (actor.released).
+        await actor.unmounted;
       }
       return { action: 'done', status };
     };

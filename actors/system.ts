@@ -311,10 +311,13 @@ export class Manager implements RuntimeHost, EventSink {
       freeRange: async (owner) => { await this.rangeRecorded(owner); this.leaveGroup(owner); },
       mountRootfs: (cid, uid, gid) => this.mounts.mount(cid, plan, uid, gid),
       unmountRootfs: (cid, mounts) => this.mounts.unmount(cid, mounts),
+      removeRunDir: (cid, left) => this.mounts.removeRunDir(cid, left),
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
     }, { runcRoot, created: restore?.created, restore });
     this.table.add(c);
     c.released.then(() => {
+      const t = performance.now();
+      if (c.releaseError) this.log.error({ id, err: c.releaseError.message }, 'container release stopped short: its run dir is kept');
       this.leaveGroup(id); // a container that failed before it had a range
       this.table.remove(c);
       this.feed?.forget(id);
@@ -328,6 +331,8 @@ export class Manager implements RuntimeHost, EventSink {
       } catch (e) {
         this.log.warn({ id, err: (e as Error).message }, 'cannot remove inner engine data (swept at the next start)');
       }
+      // ms from the release's start: mounts down (the engine's answer), range freed, run dir removed; then the records here.
+      this.log.debug({ id, phases: { ...c.releaseTimes, forgotten: +(performance.now() - t).toFixed(2) } }, 'container released');
     });
     return c.start();
   }
@@ -529,7 +534,12 @@ export class Manager implements RuntimeHost, EventSink {
   private async control(body: unknown): Promise<unknown> {
     const op = (body as { op?: string })?.op;
     if (op === 'ping') return { ok: true, pid: process.pid, version: VERSION, nats: this.bus.url };
-    if (op === 'ps') return { ok: true, containers: this.list(), ranges: this.allocator.held() };
+    if (op === 'ps') {
+      // A delete is answered once the mounts are down; the rest of its release is ms behind: a listing
+      // waits for it, so that it shows no container half gone.
+      await Promise.all([...this.table.all()].filter((c) => c.isUnmounted).map((c) => c.released));
+      return { ok: true, containers: this.list(), ranges: this.allocator.held() };
+    }
     return { ok: false, error: `unknown control op ${JSON.stringify(op)}` };
   }
 }

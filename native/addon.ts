@@ -75,6 +75,8 @@ export interface Addon {
   umount2(path: string, flags: number): void;
   /** umount2 on libuv's thread pool (the event loop does not wait for it). */
   umount2Async(path: string, flags: number): Promise<void>;
+  /** In order, each mount still the top one at its path unmounted (one thread-pool job): 0 unmounted, 1 absent, 2 undecided, -errno. */
+  umountTopAsync(mounts: { path: string; id: number }[], flags: number): Promise<number[]>;
   isMountpoint(path: string): boolean;
   mountIdAt(path: string): number | null | undefined;
   mountInfoAt(path: string): string | null;

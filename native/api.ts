@@ -5,7 +5,7 @@ import type { FdHolderConnection } from './fd-holder.ts';
 import type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
 import type { LauncherOptions } from './launcher.ts';
 import type {
-  HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions,
+  HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions, UnmountTopResult,
 } from './mounts.ts';
 import type {
   AsOutcome, ChmodAsOptions, MountAsOptions, SeccompAgentConnection, SeccompListener, UmountAsOptions,
@@ -19,6 +19,8 @@ export interface MountsApi {
   unmount(target: string, o?: UnmountOptions): void;
   /** unmount on libuv's thread pool. */
   unmountAsync(target: string, o?: UnmountOptions): Promise<void>;
+  /** The mounts still on top at their paths unmounted in order, in one thread-pool job. */
+  unmountTopAsync(mounts: readonly { path: string; id: number }[], o?: UnmountOptions): Promise<UnmountTopResult[]>;
   isMountpoint(path: string): boolean;
   /** The id of the top mount whose root is exactly `path` (undefined: none; null: ask mountinfo). */
   mountIdAt(path: string): number | null | undefined;

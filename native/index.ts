@@ -24,8 +24,8 @@ export type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, R
 export { cloexecInherited, helperPath } from './helpers.ts';
 export { launcherPath, runLauncher, startLauncher } from './launcher.ts';
 export type { LauncherOptions } from './launcher.ts';
-export { bindMount, idmapBinds, idmapBindsAsync, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay, unmount, unmountAsync } from './mounts.ts';
-export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';
+export { bindMount, idmapBinds, idmapBindsAsync, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay, unmount, unmountAsync, unmountTopAsync } from './mounts.ts';
+export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions, UnmountTopResult } from './mounts.ts';
 export { chmodAs, listenSeccomp, mountAs, serveSeccompAgent, umountAs } from './seccomp.ts';
 export { answeredOf, parseAgentDelivery } from './seccomp-agent.ts';
 export type {

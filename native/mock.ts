@@ -20,7 +20,7 @@ export { mountProcFs, mountRwFs, procFsMock, rwFsMock } from './mock/fuse.ts';
 export type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
 export {
   bindInto, bindIntoMany, bindMount, idmapBinds, idmapBindsAsync, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay,
-  nativeMock, setDomainname, unmount, unmountAsync,
+  nativeMock, setDomainname, unmount, unmountAsync, unmountTopAsync,
 } from './mock/mounts.ts';
 export type { MockMount, NativeCall, NativeFn } from './mock/mounts.ts';
 export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';

@@ -104,6 +104,30 @@ export async function unmountAsync(target: string, o: UnmountOptions = {}): Prom
   }
 }
 
+/** What became of one mount in unmountTopAsync; `errno` is umount2's when it failed. */
+export interface UnmountTopResult {
+  outcome: 'unmounted' | 'absent' | 'undecided' | 'failed';
+  errno?: number;
+}
+
+/**
+ * The delete path's unmounts in one thread-pool job: in the order given (newest first), each mount whose
+ * id is still the top one at its path is unmounted (statx STATX_MNT_ID, never a mount below it);
+ * 'absent': not there any more (skipped); 'undecided': the kernel cannot tell, so this one and all
+ * after it are left to the caller (read mountinfo).
+ */
+export async function unmountTopAsync(mounts: readonly { path: string; id: number }[], o: UnmountOptions = {}): Promise<UnmountTopResult[]> {
+  for (const m of mounts) if (!isAbsolute(m.path)) throw usageError(`unmount target must be an absolute path, got ${m.path}`);
+  const a = loadAddon();
+  let codes: number[];
+  try {
+    codes = await a.umountTopAsync(mounts.map((m) => ({ path: m.path, id: m.id })), (o.detach ? a.constants.MNT_DETACH : 0) | a.constants.UMOUNT_NOFOLLOW);
+  } catch (err) {
+    throw NativeError.from(err);
+  }
+  return codes.map((c) => (c < 0 ? { outcome: 'failed', errno: -c } : { outcome: (['unmounted', 'absent', 'undecided'] as const)[c] }));
+}
+
 /** Whether path (symlinks followed) is the root of a mount; false when it does not exist. */
 export function isMountpoint(path: string): boolean {
   return callAddon((a) => a.isMountpoint(path));

@@ -1,6 +1,7 @@
 // A container's mounts under $ECI_RUN_DIR/containers/<id>: the idmapped rootfs and binds eci makes
 // (exactly those are taken down again, by mount id), and the run dir that holds them.
 import { chmodSync, chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { EciError } from '../errors.ts';
 import type { Logger } from 'pino';
@@ -94,11 +95,18 @@ export class ContainerMounts {
     }
   }
 
-  /** The delete path: unmount and remove, between its two test pause points. */
-  async unmount(id: string, mounts: MountRef[] | undefined): Promise<void> {
+  /** The delete path's unmounts, between its two test pause points; resolves with the mounts that would not go. */
+  async unmount(id: string, mounts: MountRef[] | undefined): Promise<MountRef[]> {
     await this.pause().at('delete.before-unmount', id, () => this.settledFor(id));
-    await this.removeAsync(id, mounts);
+    // Off the event loop: under load one umount2 takes tens of ms.
+    const left = await unmountRootfsAsync(this.native, mounts ?? []);
     await this.pause().at('delete.after-unmount', id, () => this.settledFor(id));
+    return left;
+  }
+
+  /** After unmount: removes the run dir with async fs (kept if a mount is stuck on it). */
+  async removeRunDir(id: string, left: MountRef[]): Promise<void> {
+    if (!this.keepDir(id, left)) await rm(this.containerDir(id), { recursive: true, force: true });
   }
 
   /** Unmounts what eci mounted for a container and removes its run dir (kept if a mount is stuck). */
@@ -106,20 +114,20 @@ export class ContainerMounts {
     this.removeDir(id, unmountRootfs(this.native, mounts ?? []));
   }
 
-  /** remove, with the unmounts off the event loop (the delete path under load). */
-  async removeAsync(id: string, mounts: MountRef[] | undefined): Promise<void> {
-    this.removeDir(id, await unmountRootfsAsync(this.native, mounts ?? []));
+  private removeDir(id: string, left: MountRef[]): void {
+    if (!this.keepDir(id, left)) rmSync(this.containerDir(id), { recursive: true, force: true });
   }
 
-  private removeDir(id: string, left: MountRef[]): void {
+  /** A run dir with a mount still on it is kept (removing it would reach into the mount), and logged. */
+  private keepDir(id: string, left: MountRef[]): boolean {
     if (left.length) {
       this.log.error({ id, left }, 'cannot unmount rootfs mounts');
-      return;
+      return true;
     }
     if (this.native.isMountpoint(this.rootfsTarget(id))) {
       this.log.warn({ id }, 'a mount not made by eci remains on the rootfs path; leaving it');
-      return;
+      return true;
     }
-    rmSync(this.containerDir(id), { recursive: true, force: true });
+    return false;
   }
 }

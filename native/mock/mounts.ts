@@ -2,7 +2,7 @@
 // `nativeMock.mounts` (target -> stack); `nativeMock.failNext(fn, code)` makes the next call(s) of fn
 // fail with that code.
 import { NativeError, errnoOf, usageError } from '../errors.ts';
-import type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from '../mounts.ts';
+import type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions, UnmountTopResult } from '../mounts.ts';
 import { requireAbsolute, takeFailure, type MockFailure } from './common.ts';
 
 export type NativeFn = 'mountRootfsOverlay' | 'mountRootfsBind' | 'mountHostView' | 'unmount' | 'isMountpoint' | 'bindMount' | 'idmapBinds' | 'mountOverlay';
@@ -103,6 +103,12 @@ export async function mountHostView(o: HostViewOptions): Promise<void> {
 export async function unmountAsync(target: string, o?: UnmountOptions): Promise<void> {
   await Promise.resolve();
   unmount(target, o);
+}
+
+/** The mock keeps no mount ids: every mount is 'undecided', so callers read mountinfo and unmount one by one. */
+export async function unmountTopAsync(mounts: readonly { path: string; id: number }[], _o?: UnmountOptions): Promise<UnmountTopResult[]> {
+  await Promise.resolve();
+  return mounts.map(() => ({ outcome: 'undecided' }));
 }
 
 export function unmount(target: string, o?: UnmountOptions): void {

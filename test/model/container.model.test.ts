@@ -40,7 +40,8 @@ function harness() {
     requestRange: () => new Promise((resolve) => (range = { resolve })),
     freeRange: async () => { calls.free++; },
     mountRootfs: () => new Promise((resolve, reject) => (mount = { resolve, reject })),
-    unmountRootfs: async (_id, m) => { calls.unmount.push(m); },
+    unmountRootfs: async (_id, m) => { calls.unmount.push(m); return []; },
+    removeRunDir: async () => {},
     transition: (s) => calls.published.push(s),
   }, { clock }).start();
   const exec: Record<string, (e: ContainerEvent) => Promise<void>> = {

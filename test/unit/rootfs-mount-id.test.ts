@@ -91,4 +91,47 @@ describe('rootfs mount ids', () => {
     expect(top.get('/run/eci/containers/c/binds/0')).toEqual([]);
     expect(top.get('/run/eci/containers/c/rootfs')).toEqual([100]);
   });
+
+  it('unmounts in one job (unmountTopAsync) newest first, by mount id, and reports a failed one', async () => {
+    const { native, top } = fakeNative({ statx: true });
+    const made = await mountRootfs(native, { kind: 'bind', source: '/img' }, '/run/eci/containers/c/rootfs', range, range, noTable);
+    const binds = mountBinds(native, [0, 1].map((i) => ({ index: i, source: `/v${i}`, target: `/run/eci/containers/c/binds/${i}`, dev: 1n, ino: 2n, rdonly: false, nosuid: true, nodev: true })), range, range, noTable);
+    top.get('/run/eci/containers/c/binds/0')!.push(999); // stacked since: not ours
+    const jobs: string[][] = [];
+    native.unmount = () => { throw new Error('the synchronous unmount was used'); };
+    native.unmountAsync = async () => { throw new Error('one hop per mount was used'); };
+    // The same rule as the addon: only a mount still on top at its path, in the order given.
+    native.unmountTopAsync = async (ms) => {
+      jobs.push(ms.map((m) => m.path));
+      return ms.map((m) => {
+        if (top.get(m.path)?.at(-1) !== m.id) return { outcome: 'absent' as const };
+        if (m.path.endsWith('/binds/1')) return { outcome: 'failed' as const };
+        top.get(m.path)!.pop();
+        return { outcome: 'unmounted' as const };
+      });
+    };
+    expect(await unmountRootfsAsync(native, [...made, ...binds], noTable)).toEqual([binds[1]]);
+    expect(jobs).toEqual([['/run/eci/containers/c/binds/1', '/run/eci/containers/c/binds/0', '/run/eci/containers/c/rootfs']]);
+    expect(top.get('/run/eci/containers/c/rootfs')).toEqual([]);
+    expect(top.get('/run/eci/containers/c/binds/0')).toEqual([101, 999]);
+  });
+
+  it('leaves what the one job could not decide (no STATX_MNT_ID) to the mount table, one by one', async () => {
+    const { native, top } = fakeNative({ statx: true });
+    const made = await mountRootfs(native, { kind: 'bind', source: '/img' }, '/run/eci/containers/c/rootfs', range, range, noTable);
+    const binds = mountBinds(native, [{ index: 0, source: '/v', target: '/run/eci/containers/c/binds/0', dev: 1n, ino: 2n, rdonly: false, nosuid: true, nodev: true }], range, range, noTable);
+    const hops: string[] = [];
+    native.unmountTopAsync = async (ms) => ms.map((m, i) => {
+      if (i > 0) return { outcome: 'undecided' as const };
+      top.get(m.path)!.pop();
+      return { outcome: 'unmounted' as const };
+    });
+    native.mountIdAt = () => null;
+    native.unmountAsync = async (t) => { hops.push(t); top.get(t)?.pop(); };
+    const table = () => '100 1 0:5 / /run/eci/containers/c/rootfs rw - tmpfs t rw\n';
+    expect(await unmountRootfsAsync(native, [...made, ...binds], table)).toEqual([]);
+    expect(hops).toEqual(['/run/eci/containers/c/rootfs']);
+    expect(top.get('/run/eci/containers/c/binds/0')).toEqual([]);
+    expect(top.get('/run/eci/containers/c/rootfs')).toEqual([]);
+  });
 });
