@@ -47,6 +47,12 @@ export class ContainerActor {
   readonly unmounted: Promise<void>;
   /** unmounted has resolved (a later delete has nothing of eci's to wait for). */
   isUnmounted = false;
+  /**
+   * Set by create when the spec has no poststop hook: runc delete's hooks run after the container is
+   * gone and may read its rootfs, so only then may eci's release run beside runc delete. Unknown
+   * (a container picked up after a restart): false.
+   */
+  releaseBesideDelete = false;
   /** Resolves once everything is released: mounts, range, run dir. */
   readonly released: Promise<void>;
   /** The release's steps, ms from its start (debug log). */

@@ -324,6 +324,7 @@ export class RuntimeSession {
       ...((spec.linux?.readonlyPaths ?? []) as string[]),
     ];
     this.host.setVolumePaths?.(id, binds.map((b) => mounts[b.index].destination));
+    actor.releaseBesideDelete = !((spec.hooks as { poststop?: unknown[] } | undefined)?.poststop?.length);
     // Restart-safety: no container runs with a range the store does not hold yet (nor with a lost one).
     const unrecorded = await this.host.rangeRecorded?.(id);
     if (unrecorded !== undefined) {
@@ -482,8 +483,9 @@ export class RuntimeSession {
     const early = this.host.container(id);
     if (!early || early.isUnmounted) return { action: 'exec', argv: runcArgv };
     // No process of it is left (its init and pid namespace are gone): runc delete only forgets it, so
-    // eci's release runs beside runc instead of after it (started once the spawn answer is out).
-    const beside = (early.state === 'running' || early.state === 'mounted') && runcContainerEmpty(cli.root, id);
+    // eci's release runs beside runc instead of after it (started once the spawn answer is out), unless
+    // a poststop hook, which runc delete runs, could still read the rootfs.
+    const beside = early.releaseBesideDelete && (early.state === 'running' || early.state === 'mounted') && runcContainerEmpty(cli.root, id);
     if (beside) setImmediate(() => early.send({ type: 'delete' }));
     this.onExit = async (status) => {
       const actor = this.host.container(id);

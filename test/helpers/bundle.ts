@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { makeBusyboxRootfs } from './busybox.ts';
 import { REPO } from './manager.ts';
 
-const ECI_RUNC = join(REPO, 'bin/eci-runc');
+export const ECI_RUNC = join(REPO, 'bin/eci-runc');
 
 export interface RunResult { code: number | null; stdout: string; stderr: string }
 

@@ -4,7 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIRST, startManager, type TestManager } from '../helpers/manager.ts';
-import { eciRunc as runEciRunc, makeBundle } from '../helpers/bundle.ts';
+import { ECI_RUNC, eciRunc as runEciRunc, makeBundle } from '../helpers/bundle.ts';
+import { spawnSync } from 'node:child_process';
 
 const root = process.getuid?.() === 0;
 const norm = (s: string) => s.trim().split(/\s+/).join(' ');
@@ -77,6 +78,29 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     const del = await eciRunc(['--root', runcRoot, 'delete', 'life1'], { env });
     expect(del.code, del.stderr).toBe(0);
     expect((await m.ps()).containers).toEqual([]);
+    expect((await m.ps()).ranges).toEqual({});
+    expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
+  });
+
+  it('a poststop hook still finds the rootfs: with one, eci releases after runc delete, not beside it', async () => {
+    const seen = join(dir, 'poststop.seen');
+    const rootfs = join(m.dir, 'run', 'containers', 'hook1', 'rootfs');
+    const b = await bundle('hook', ['true'], (c) => {
+      c.hooks = { poststop: [{ path: '/bin/sh', args: ['sh', '-c', `test -e ${rootfs}/bin/sh && echo present > ${seen} || echo gone > ${seen}`] }] };
+    });
+    // As an engine's shim does: a subreaper reaps the container's init once `true` ends, so no process of
+    // it is left at delete (the case in which, without a hook, eci releases beside runc delete).
+    const driver = [
+      'import ctypes, os, subprocess, sys',
+      'ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER',
+      'run = lambda *a: subprocess.run([sys.argv[1], "--root", sys.argv[2], *a], check=True, stdout=subprocess.DEVNULL)',
+      'run("create", "--bundle", sys.argv[3], "hook1"); run("start", "hook1")',
+      'os.waitpid(-1, 0)  # the container init (runc itself was waited for by subprocess)',
+      'run("delete", "hook1")',
+    ].join('\n');
+    const r = spawnSync('python3', ['-c', driver, ECI_RUNC, runcRoot, b], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(seen, 'utf8')).toBe('present\n');
     expect((await m.ps()).ranges).toEqual({});
     expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
