@@ -80,7 +80,7 @@ export class ContainerActor {
             (r) => {
               if (self.getSnapshot().status !== 'active') {
                 // Deleted while the request was in flight: hand the range straight back.
-                if (r.ok) void this.deps.freeRange(p.id);
+                if (r.ok) this.deps.freeRange(p.id).catch((e: unknown) => (this.releaseError ??= e as Error));
                 return;
               }
               self.send(r.ok ? { type: 'range.allocated', index: r.index, uid: r.uid, gid: r.gid } : { type: 'range.failed', reason: r.reason });
@@ -92,7 +92,10 @@ export class ContainerActor {
           this.deps.mountRootfs(p.id, p.uid, p.gid).then(
             (m) => {
               if (self.getSnapshot().status !== 'active') {
-                void this.deps.unmountRootfs(p.id, m.mounts).then((left) => this.deps.removeRunDir(p.id, left));
+                // Deleted while mounting: take the late mounts down (a failure is kept like a release's).
+                this.deps.unmountRootfs(p.id, m.mounts).then((left) => this.deps.removeRunDir(p.id, left)).catch((e: unknown) => {
+                  this.releaseError ??= e as Error;
+                });
                 return;
               }
               self.send({ type: 'rootfs.mounted', path: m.path, mounts: m.mounts });
