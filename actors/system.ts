@@ -18,6 +18,7 @@ import { EciError } from './errors.ts';
 import { FdHolder, type FdHolderNative } from './fd-holder.ts';
 import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { runcStateDir } from './runc/cli.ts';
+import { runcInitPid } from './runc/state.ts';
 import type { RootfsNative } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { StartGate } from './start-gate.ts';
@@ -534,12 +535,3 @@ export class Manager implements RuntimeHost, EventSink {
   }
 }
 
-/** A container's init pid from runc's state.json (undefined: unknown). */
-function runcInitPid(runcRoot: string | undefined, id: string): number | undefined {
-  try {
-    const pid = (JSON.parse(readFileSync(join(runcStateDir(runcRoot, id), 'state.json'), 'utf8')) as { init_process_pid?: number }).init_process_pid;
-    return Number.isInteger(pid) && pid! > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
