@@ -440,10 +440,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.log[state === 'failed' ? 'info' : 'debug']({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
     const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason, group: this.table.groups.groupOf(c.id) };
     const record = this.table.recordOf(c, state, ctx);
-    this.records.chain(c.id, async () => {
-      await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
-      await this.records.write(c.id, record);
-    });
+    this.records.transition(c.id, () => this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data), record);
   }
 
   /** The seccomp agent side: notify fds from runc, verdicts from the vetter, the emulated files for new mounts. */
