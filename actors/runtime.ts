@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
 import { runcContainerEmpty } from './runc/stopped.ts';
+import { runcInitPid } from './runc/state.ts';
 import { clampProcessRlimits, parseHardLimits, parseSpec, type OciSpec } from './runc/spec.ts';
 import { planRootfs, type BindPlan, type RootfsPlan } from './rootfs.ts';
 import { capsFromMask } from './runc/caps.ts';
@@ -413,11 +414,8 @@ export class RuntimeSession {
    */
   private async injectSysctlViews(id: string, root: string | undefined, targets: { source: string; target: string }[], domainname?: string): Promise<void> {
     if ((!targets.length || !this.host.bindInto) && !domainname) return;
-    let pid = 0;
-    try {
-      pid = (JSON.parse(readFileSync(join(runcStateDir(root, id), 'state.json'), 'utf8')) as { init_process_pid?: number }).init_process_pid ?? 0;
-    } catch { /* no state: nothing to inject into */ }
-    if (!pid) return;
+    const pid = runcInitPid(root, id);
+    if (!pid) return; // no state: nothing to inject into
     if (domainname && this.host.setDomainname)
       await this.host.setDomainname(pid, domainname).catch((e) => this.host.log.warn({ id, domainname, err: (e as Error).message }, 'domainname not set'));
     if (!targets.length) return;

@@ -18,6 +18,7 @@ import { EciError } from './errors.ts';
 import { FdHolder, type FdHolderNative } from './fd-holder.ts';
 import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { runcStateDir } from './runc/cli.ts';
+import { runcInitPid } from './runc/state.ts';
 import type { RootfsNative } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { StartGate } from './start-gate.ts';
@@ -444,10 +445,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.log[state === 'failed' ? 'info' : 'debug']({ id: c.id, state, from, uid: ctx.uid?.hostID, reason: ctx.reason }, `container ${state}`);
     const data = { container: c.id, state, from, uid: ctx.uid, gid: ctx.gid, rootfs: ctx.rootfs, bundle: ctx.bundle, reason: ctx.reason, group: this.table.groups.groupOf(c.id) };
     const record = this.table.recordOf(c, state, ctx);
-    this.records.chain(c.id, async () => {
-      await this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data);
-      await this.records.write(c.id, record);
-    });
+    this.records.transition(c.id, () => this.publish(subjects.containerEvent(c.id, state), `container.${state}`, data), record);
   }
 
   /** The seccomp agent side: notify fds from runc, verdicts from the vetter, the emulated files for new mounts. */
@@ -544,12 +542,3 @@ export class Manager implements RuntimeHost, EventSink {
   }
 }
 
-/** A container's init pid from runc's state.json (undefined: unknown). */
-function runcInitPid(runcRoot: string | undefined, id: string): number | undefined {
-  try {
-    const pid = (JSON.parse(readFileSync(join(runcStateDir(runcRoot, id), 'state.json'), 'utf8')) as { init_process_pid?: number }).init_process_pid;
-    return Number.isInteger(pid) && pid! > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
