@@ -378,11 +378,6 @@ export class RuntimeSession {
     return { action: 'spawn', argv: runcArgv };
   }
 
-  /**
-   * After create, before start (systemd waits on runc's exec fifo): the container's cgroup subtree
-   * becomes its root's, and `runc kill` with SIGTERM will halt systemd. A failure leaves systemd to
-   * report what it lacks; the container itself is unchanged.
-   */
   /** After create, before start: an inner engine's runc makes its containers' cgroups below the container's own. */
   private delegateEngineCgroups(id: string, root: string | undefined, uid: number, gid: number): void {
     try {
@@ -393,6 +388,11 @@ export class RuntimeSession {
     }
   }
 
+  /**
+   * After create, before start (systemd waits on runc's exec fifo): the container's cgroup subtree
+   * becomes its root's, and `runc kill` with SIGTERM will halt systemd. A failure leaves systemd to
+   * report what it lacks; the container itself is unchanged.
+   */
   private prepareSystemInit(id: string, root: string | undefined, uid: number, gid: number, init: SystemInit): void {
     const dir = runcStateDir(root, id);
     try {
