@@ -234,6 +234,11 @@ export class RuntimeSession {
     }
     const parsed = parseSpec(text, configPath);
     const phases: Record<string, number> = { read: this.lap() };
+    // A delete of this id is answered once eci's mounts are down; its range, run dir and records follow ms
+    // later. A create of the same id meanwhile (an engine restarting the container) waits for that, so it
+    // neither fails as existing nor has its new run dir removed by the old release.
+    const leaving = this.host.container(id);
+    if (leaving?.isUnmounted) await leaving.released;
     if (existsSync(runcStateDir(cli.root, id)) || this.host.container(id)) {
       throw new EciError('EEXIST', `container "${id}" already exists`);
     }

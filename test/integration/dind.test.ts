@@ -92,8 +92,10 @@ describe.skipIf(skip)(`Docker-in-Docker under eci${skip ? ` (skipped: ${skip})` 
       } finally {
         await d.docker(['rm', '-f', id]);
       }
-      expect(readdirSync(join(m.dir, 'state', 'inner'))).toEqual([]);
+      // ps first: `docker rm` is answered once eci's mounts are down, the rest of the release (range, run
+      // dir, inner data) follows within ms, and ps waits for releases under way.
       expect((await m.ps()).ranges).toEqual({});
+      expect(readdirSync(join(m.dir, 'state', 'inner'))).toEqual([]);
     }, 240_000);
   }
 

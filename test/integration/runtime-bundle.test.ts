@@ -105,6 +105,36 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
+  it('re-creates a container under the same id straight after its delete (as an engine restarting it does)', async () => {
+    // `delete` is answered once eci's mounts are down; the range, run dir and records follow. A create
+    // of the same id that arrives meanwhile must wait for that, not fail or lose its new run dir. A driver
+    // issues each create the moment its delete returns (an engine's restart is as quick).
+    const b = await bundle('again', ['sleep', '30']);
+    const driver = [
+      'import os, subprocess, sys',
+      'eci, root, bundle, run = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]',
+      'spec = open(bundle + "/config.json").read()',
+      'import tempfile',
+      'def call(*a):',
+      '    # stderr to a file: the container inherits it, so a pipe would stay open for its whole life',
+      '    with tempfile.TemporaryFile("w+") as err:',
+      '        r = subprocess.run([eci, "--root", root, *a], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)',
+      '        err.seek(0)',
+      '        if r.returncode: sys.exit(a[0] + ": " + err.read().strip())',
+      'for i in range(10):',
+      '    open(bundle + "/config.json", "w").write(spec)  # an engine writes its bundle afresh for each create',
+      '    call("create", "--bundle", bundle, "again1")',
+      '    if not os.path.isdir(run + "/again1/rootfs/bin"): sys.exit("create %d: no rootfs in the run dir" % i)',
+      '    call("delete", "--force", "again1")',
+    ].join('\n');
+    const r = spawnSync('python3', ['-c', driver, ECI_RUNC, runcRoot, b, join(m.dir, 'run', 'containers')], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect((await m.ps()).containers).toEqual([]);
+    expect((await m.ps()).ranges).toEqual({});
+    expect(existsSync(join(m.dir, 'run', 'containers', 'again1'))).toBe(false);
+    expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
+  });
+
   it('answers a malformed config.json with one line naming the problem, and holds nothing', async () => {
     const b = await bundle('bad', ['true']);
     writeFileSync(join(b, 'config.json'), '{"root": {"path": "rootfs"}, "linux": ');
