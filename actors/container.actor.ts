@@ -76,6 +76,8 @@ export class ContainerActor {
    * (a container picked up after a restart): false.
    */
   releaseBesideDelete = false;
+  /** The bundle's config.json as the engine wrote it and as eci rewrote it (given back at delete). */
+  bundleConfig?: { path: string; original: string; written: string };
   /** Resolves once everything is released: mounts, range, run dir. */
   readonly released: Promise<void>;
   /** The release's steps, ms from its start (debug log). */

@@ -339,8 +339,10 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${unrecorded}`);
     }
     phases.recorded = this.lap();
+    const written = JSON.stringify(rewritten);
     try {
-      writeAtomic(configPath, JSON.stringify(rewritten));
+      writeAtomic(configPath, written);
+      actor.bundleConfig = { path: configPath, original: text, written };
     } catch (e) {
       actor.send({ type: 'runc.failed', reason: `cannot write ${configPath}: ${(e as Error).message}` });
       await actor.released;
@@ -480,6 +482,22 @@ export class RuntimeSession {
     return { action: 'tell', argv: runcArgv };
   }
 
+  /**
+   * Once runc has forgotten the container, its bundle's config.json is given back as it was before eci's
+   * rewrite (runc never changes a bundle; a bundle created again must not carry eci's rewrite), unless
+   * someone wrote the file since. Unknown after a manager restart (the original is kept in memory only).
+   */
+  private giveBundleBack(actor: ContainerActor): void {
+    const b = actor.bundleConfig;
+    if (!b) return;
+    actor.bundleConfig = undefined;
+    try {
+      if (readFileSync(b.path, 'utf8') === b.written) writeAtomic(b.path, b.original);
+    } catch (e) {
+      this.host.log.warn({ id: actor.id, path: b.path, err: oneLine(e) }, 'bundle config.json not given back');
+    }
+  }
+
   private delete(cli: RuncCommandLine, runcArgv: string[]): ShimReply {
     const id = this.need(cli);
     // Nothing of eci's to wait for (engines delete twice; the second finds the mounts gone): runc alone.
@@ -494,6 +512,7 @@ export class RuntimeSession {
       const actor = this.host.container(id);
       if (actor && (beside || !existsSync(runcStateDir(cli.root, id)))) {
         actor.send({ type: 'delete' }); // no-op when sent already
+        if (!existsSync(runcStateDir(cli.root, id))) this.giveBundleBack(actor);
         // What the engine depends on (its rootfs path, its upper dir) is free once eci's mounts are
         // down; the range, the run dir and the records follow after the answer (actor.released).
         await actor.unmounted;

@@ -52,6 +52,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
 
   it('create / start / state / delete with --pid-file, and --preserve-fds passes fds through', async () => {
     const b = await bundle('life', ['sh', '-c', 'cat <&3 > /fd3.out; sleep 30']);
+    const before = readFileSync(join(b, 'config.json'), 'utf8');
     const fdFile = join(dir, 'fd3');
     writeFileSync(fdFile, 'from-fd-3\n');
     const fd = openSync(fdFile, 'r');
@@ -77,6 +78,7 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     for (let i = 0; i < 50 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50));
     const del = await eciRunc(['--root', runcRoot, 'delete', 'life1'], { env });
     expect(del.code, del.stderr).toBe(0);
+    expect(readFileSync(join(b, 'config.json'), 'utf8')).toBe(before); // runc never changes a bundle: given back at delete
     expect((await m.ps()).containers).toEqual([]);
     expect((await m.ps()).ranges).toEqual({});
     expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
@@ -114,6 +116,8 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
       'import os, subprocess, sys',
       'eci, root, bundle, run = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]',
       'spec = open(bundle + "/config.json").read()',
+      'def same_bundle(i):',
+      '    if open(bundle + "/config.json").read() != spec: sys.exit("delete %d: the bundle\'s config.json was not given back" % i)',
       'import tempfile',
       'def call(*a):',
       '    # stderr to a file: the container inherits it, so a pipe would stay open for its whole life',
@@ -122,10 +126,10 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
       '        err.seek(0)',
       '        if r.returncode: sys.exit(a[0] + ": " + err.read().strip())',
       'for i in range(10):',
-      '    open(bundle + "/config.json", "w").write(spec)  # an engine writes its bundle afresh for each create',
       '    call("create", "--bundle", bundle, "again1")',
       '    if not os.path.isdir(run + "/again1/rootfs/bin"): sys.exit("create %d: no rootfs in the run dir" % i)',
       '    call("delete", "--force", "again1")',
+      '    same_bundle(i)',
     ].join('\n');
     const r = spawnSync('python3', ['-c', driver, ECI_RUNC, runcRoot, b, join(m.dir, 'run', 'containers')], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
