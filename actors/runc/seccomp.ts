@@ -52,15 +52,21 @@ const ARCHS = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
 /** (arg[index] & mask) == datum. In the OCI spec `value` is the mask, `valueTwo` the datum. */
 const masked = (index: number, mask: number, datum: number): SeccompArg => ({ index, value: mask, valueTwo: datum, op: 'SCMP_CMP_MASKED_EQ' });
 
+/** Whether a rule's or the default's action lets a call through (LOG allows and logs). */
+const allowing = (action: string | undefined) => action === 'SCMP_ACT_ALLOW' || action === 'SCMP_ACT_LOG';
+
+/** The syscall names a rule covers (`name` is the deprecated singular form). */
+const namesOf = (r: SeccompRule): string[] => r.names ?? (r.name ? [r.name] : []);
+
 /**
  * Which names the spec's own profile lets through (an unconditional ALLOW rule, or an ALLOW default
  * with no rule for the name). Those, and only those, get eci's rules.
  */
 function allowedByProfile(sc: Seccomp | undefined, name: string): boolean {
   if (!sc) return true; // no profile (e.g. --privileged): everything is allowed
-  const rules = (sc.syscalls ?? []).filter((r) => (r.names ?? (r.name ? [r.name] : [])).includes(name));
-  if (!rules.length) return sc.defaultAction === 'SCMP_ACT_ALLOW' || sc.defaultAction === 'SCMP_ACT_LOG';
-  return rules.some((r) => (r.action === 'SCMP_ACT_ALLOW' || r.action === 'SCMP_ACT_LOG') && !(r.args && r.args.length));
+  const rules = (sc.syscalls ?? []).filter((r) => namesOf(r).includes(name));
+  if (!rules.length) return allowing(sc.defaultAction);
+  return rules.some((r) => allowing(r.action) && !(r.args && r.args.length));
 }
 
 /**
@@ -73,10 +79,9 @@ export function allowSyscalls(spec: OciSpec, names: readonly string[], o: { drop
   const sc = spec.linux?.seccomp as Seccomp | undefined;
   const missing = names.filter((n) => !allowedByProfile(sc, n));
   if (!sc || !missing.length) return spec;
-  const allows = (r: SeccompRule) => r.action === 'SCMP_ACT_ALLOW' || r.action === 'SCMP_ACT_LOG';
-  const keeps = (r: SeccompRule) => allows(r) && !(o.dropFiltered && r.args?.length);
+  const keeps = (r: SeccompRule) => allowing(r.action) && !(o.dropFiltered && r.args?.length);
   const syscalls = (sc.syscalls ?? []).flatMap((r) => {
-    const own = r.names ?? (r.name ? [r.name] : []);
+    const own = namesOf(r);
     if (keeps(r) || !own.some((n) => missing.includes(n))) return [r];
     const { name: _single, ...rest } = r;
     const left = own.filter((n) => !missing.includes(n));
@@ -146,7 +151,7 @@ export function addNotifyRules(spec: OciSpec, listenerPath: string, metadata: st
   const taken: readonly string[] = [...notified, ...setuid.names];
   // Remove the taken names from every other rule: eci's rules alone decide for them.
   const rest = (sc?.syscalls ?? [])
-    .map((r) => ({ ...r, names: (r.names ?? (r.name ? [r.name] : [])).filter((n) => !taken.includes(n)) }))
+    .map((r) => ({ ...r, names: namesOf(r).filter((n) => !taken.includes(n)) }))
     .filter((r) => r.names.length > 0)
     .map((r) => { const { name: _drop, ...keep } = r; return keep; });
   const next: Seccomp = {
