@@ -1,7 +1,7 @@
 // After a manager restart: containers runc still knows are picked up again from their KV records,
 // the rest are cleaned up (mounts, range, a final event), orphan ranges are freed and mounts no
 // record speaks for are swept; then the picked-up containers get their emulated files and vetting back.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
@@ -12,7 +12,8 @@ import type { AllocatorActor } from '../allocator.actor.ts';
 import type { FdHolder } from '../fd-holder.ts';
 import type { NotifyFeed } from '../notify-feed.ts';
 import { sweepOrphans } from '../reconcile.ts';
-import { initPidOf, type RuncInitState, type StoredRecord } from '../restore.ts';
+import { initPidOf, type StoredRecord } from '../restore.ts';
+import { procStat, readRuncState } from '../runc/state.ts';
 import { runcStateDir } from '../runc/cli.ts';
 import type { EmulatedFiles } from './emulated-files.ts';
 import type { EventSink } from './publisher.ts';
@@ -45,7 +46,7 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     const alive = existsSync(runcStateDir(rec.runcRoot, id));
     if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
       d.revive(id, rec);
-      const pid = initPidOf(rec, runcInitState(rec.runcRoot, id), (p) => { try { return readFileSync(`/proc/${p}/stat`, 'utf8'); } catch { return undefined; } });
+      const pid = initPidOf(rec, readRuncState(rec.runcRoot, id), procStat);
       if (pid) d.table.setInitPid(id, pid);
       d.log.info({ id, state: rec.state }, 'restored container');
       continue;
@@ -101,12 +102,4 @@ function sweepOrphanMounts(d: RecoveryDeps): void {
   const r = sweepOrphans(d.native, join(d.runDir, 'containers'), new Set(d.table.ids()));
   if (r.unmounted.length || r.removed.length) d.log.info(r, 'swept mounts and run dirs of containers that are gone');
   if (r.kept.length) d.log.error({ ids: r.kept }, 'run dirs kept: a mount below them could not be removed');
-}
-
-function runcInitState(runcRoot: string | undefined, id: string): RuncInitState | undefined {
-  try {
-    return JSON.parse(readFileSync(join(runcStateDir(runcRoot, id), 'state.json'), 'utf8')) as RuncInitState;
-  } catch {
-    return undefined;
-  }
 }

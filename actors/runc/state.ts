@@ -1,7 +1,32 @@
-// What eci reads of runc's state.json (<root>/<id>/state.json, runc's libcontainer State).
+// What eci reads of runc's state.json (<root>/<id>/state.json, runc's libcontainer State): the init
+// pid (from the file's head), and whether a container runc still knows has no process left.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { initPidOf, type RuncInitState } from '../restore.ts';
 import { runcStateDir } from './cli.ts';
+
+/** The fields of runc's state.json eci reads as a whole. */
+export interface RuncState extends RuncInitState {
+  config?: { namespaces?: { type?: string; path?: string }[] };
+}
+
+/** runc's state.json of container `id` under `root`, parsed whole (undefined: none, or unreadable). */
+export function readRuncState(root: string | undefined, id: string): RuncState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(runcStateDir(root, id), 'state.json'), 'utf8')) as RuncState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/<pid>/stat (undefined: no such process), for initPidOf's start-time check. */
+export function procStat(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
 
 /** How much of the file initPidOf reads first: the pid is among its first fields. */
 const HEAD_BYTES = 4096;
@@ -37,9 +62,26 @@ export function runcInitPid(root: string | undefined, id: string): number | unde
     }
     const pid = initPidInHead(head);
     if (pid !== undefined) return pid;
-    const whole = (JSON.parse(readFileSync(path, 'utf8')) as { init_process_pid?: unknown }).init_process_pid;
-    return typeof whole === 'number' && Number.isSafeInteger(whole) && whole > 0 ? whole : undefined;
   } catch {
     return undefined;
   }
+  const whole: unknown = readRuncState(root, id)?.init_process_pid;
+  return typeof whole === 'number' && Number.isSafeInteger(whole) && whole > 0 ? whole : undefined;
+}
+
+/**
+ * Whether a container runc still knows has no process left, true only on evidence: runc's state names
+ * the init (pid and start time), that process is gone (or the pid is another process now), and the
+ * pid namespace was the container's own (the kernel ends every process of a pid namespace with its
+ * init). Then `runc delete` only forgets it (cgroup, state dir). Anything unknown: false.
+ */
+export function noProcessLeft(state: RuncState | undefined, stat: (pid: number) => string | undefined): boolean {
+  if (!state?.init_process_pid || state.init_process_start === undefined) return false;
+  const ownPidNs = state.config?.namespaces?.some((n) => n.type === 'NEWPID' && !n.path) ?? false;
+  return ownPidNs && initPidOf({}, state, stat) === undefined;
+}
+
+/** noProcessLeft for container `id` under runc root `root`, from its state.json and /proc. */
+export function runcContainerEmpty(root: string | undefined, id: string): boolean {
+  return noProcessLeft(readRuncState(root, id), procStat);
 }

@@ -1,7 +1,7 @@
 // A delete's release runs beside runc only on evidence that no process of the container is left: runc's
 // init is gone (or its pid is another process now) and the pid namespace was the container's own.
 import { describe, expect, it } from 'vitest';
-import { noProcessLeft, type RuncStoppedState } from '../../actors/runc/stopped.ts';
+import { noProcessLeft, type RuncState as RuncStoppedState } from '../../actors/runc/state.ts';
 
 const stat = (start: number) => `4242 (sh) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${start} 1000 10 0`;
 const own = { namespaces: [{ type: 'NEWNS', path: '' }, { type: 'NEWPID', path: '' }] };
