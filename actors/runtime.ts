@@ -508,13 +508,14 @@ export class RuntimeSession {
     const beside = early.releaseBesideDelete && (early.state === 'running' || early.state === 'mounted') && runcContainerEmpty(cli.root, id);
     if (beside) setImmediate(() => early.send({ type: 'delete' }));
     this.onExit = async (status) => {
-      const actor = this.host.container(id);
-      if (actor && (beside || !existsSync(runcStateDir(cli.root, id)))) {
-        actor.send({ type: 'delete' }); // no-op when sent already
-        if (!existsSync(runcStateDir(cli.root, id))) this.giveBundleBack(actor);
+      // The actor this delete was for: beside runc, its release may be over and it gone from the table.
+      const forgotten = !existsSync(runcStateDir(cli.root, id));
+      if (beside || forgotten) {
+        early.send({ type: 'delete' }); // no-op when sent already
+        if (forgotten) this.giveBundleBack(early);
         // What the engine depends on (its rootfs path, its upper dir) is free once eci's mounts are
         // down; the range, the run dir and the records follow after the answer (actor.released).
-        await actor.unmounted;
+        await early.unmounted;
       }
       return { action: 'done', status };
     };
