@@ -76,7 +76,7 @@ export class ContainerActor {
    * (a container picked up after a restart): false.
    */
   releaseBesideDelete = false;
-  /** The bundle's config.json as the engine wrote it and as eci rewrote it (given back at delete). */
+  /** The bundle's config.json as the engine wrote it, and the sha256 of eci's rewrite (given back at delete if still that). */
   bundleConfig?: { path: string; original: string; written: string };
   /** Resolves once everything is released: mounts, range, run dir. */
   readonly released: Promise<void>;

@@ -3,6 +3,7 @@
 // runc run; anything that fails leaves nothing behind.
 import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { EciError, oneLine } from './errors.ts';
 import { parseRuncArgs, runcStateDir, type RuncCommandLine } from './runc/cli.ts';
@@ -135,6 +136,11 @@ export function imageOf(spec: OciSpec, id: string): ImageInfo | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What eci wrote to a bundle, kept as a digest (the text itself is tens of KiB per container). */
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 function writeAtomic(path: string, text: string): void {
@@ -341,7 +347,7 @@ export class RuntimeSession {
     const written = JSON.stringify(rewritten);
     try {
       writeAtomic(configPath, written);
-      actor.bundleConfig = { path: configPath, original: text, written };
+      actor.bundleConfig = { path: configPath, original: text, written: digest(written) };
     } catch (e) {
       actor.send({ type: 'runc.failed', reason: `cannot write ${configPath}: ${(e as Error).message}` });
       await actor.released;
@@ -491,7 +497,7 @@ export class RuntimeSession {
     if (!b) return;
     actor.bundleConfig = undefined;
     try {
-      if (readFileSync(b.path, 'utf8') === b.written) writeAtomic(b.path, b.original);
+      if (digest(readFileSync(b.path, 'utf8')) === b.written) writeAtomic(b.path, b.original);
     } catch (e) {
       this.host.log.warn({ id: actor.id, path: b.path, err: oneLine(e) }, 'bundle config.json not given back');
     }
