@@ -384,7 +384,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "eci: %s\n", r2.f[0]);
 			return status ? status : 1;
 		}
-		trace_flush("spawn");
+		trace_flush(strcmp(r2.action, "pass") == 0 ? "spawn-pass" : "spawn");
+		if (strcmp(r2.action, "pass") == 0)
+			return status; /* the manager's part was done before runc's */
 		if (strcmp(r2.action, "done") == 0 && r2.nf > 0)
 			return atoi(r2.f[0]);
 		return status;
