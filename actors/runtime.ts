@@ -2,6 +2,7 @@
 // check the spec, get a range from the allocator, map the rootfs, rewrite config.json, then let
 // runc run; anything that fails leaves nothing behind.
 import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -150,12 +151,25 @@ function writeAtomic(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
+/** writeAtomic off the event loop (on a busy disk one write can take ms). */
+async function writeAtomicAsync(path: string, text: string): Promise<void> {
+  const mode = (await stat(path)).mode & 0o7777;
+  const tmp = join(dirname(path), `.config.json.eci-${process.pid}-${Date.now()}`);
+  await writeFile(tmp, text, { mode });
+  await rename(tmp, path);
+}
+
 /** One launcher connection: a request, and for `spawn` replies, the child's exit status. */
 export class RuntimeSession {
   private cli?: RuncCommandLine;
   private onExit?: (status: number) => Promise<ShimReply>;
+  /** The launcher's final answer went out before its EXIT report (that report then gets none). */
+  private answered = false;
+  /** The EXIT report has come: the final answer is the report's. */
+  private exited = false;
 
-  constructor(private host: RuntimeHost) {}
+  /** `answerAhead`: writes a final answer that the launcher reads after its EXIT report, before that report arrives. */
+  constructor(private host: RuntimeHost, private answerAhead?: (r: ShimReply) => void) {}
 
   private t0 = 0;
   private tLap = 0;
@@ -196,17 +210,26 @@ export class RuntimeSession {
     }
   }
 
-  async exit(status: number): Promise<ShimReply> {
-    if (!this.onExit) return { action: 'done', status };
+  /** runc's exit status; the answer to it, or undefined when the launcher got its final answer already. */
+  async exit(status: number): Promise<ShimReply | undefined> {
+    this.exited = true;
+    if (!this.onExit) return this.answered ? undefined : { action: 'done', status };
     const t = performance.now();
     try {
       const r = await this.onExit(status);
-      this.host.log.debug({ cmd: this.cli?.command, id: this.cli?.id, status, ms: +(performance.now() - t).toFixed(2), totalMs: +(performance.now() - this.t0).toFixed(2) }, 'runtime call finished');
-      return r;
+      this.host.log.debug({ cmd: this.cli?.command, id: this.cli?.id, status, ms: +(performance.now() - t).toFixed(2), totalMs: +(performance.now() - this.t0).toFixed(2), answeredAhead: this.answered }, 'runtime call finished');
+      return this.answered ? undefined : r;
     } catch (e) {
       this.host.log.error({ err: e }, 'error after runc exited');
-      return { action: 'done', status };
+      return this.answered ? undefined : { action: 'done', status };
     }
+  }
+
+  /** The final answer before runc's exit is reported (the launcher then exits with runc's status), unless that report has come. */
+  private answerEarly(): void {
+    if (this.exited || this.answered || !this.answerAhead) return;
+    this.answered = true;
+    this.answerAhead({ action: 'pass' });
   }
 
   /**
@@ -492,12 +515,12 @@ export class RuntimeSession {
    * rewrite (runc never changes a bundle; a bundle created again must not carry eci's rewrite), unless
    * someone wrote the file since. Unknown after a manager restart (the original is kept in memory only).
    */
-  private giveBundleBack(actor: ContainerActor): void {
+  private async giveBundleBack(actor: ContainerActor): Promise<void> {
     const b = actor.bundleConfig;
     if (!b) return;
     actor.bundleConfig = undefined;
     try {
-      if (digest(readFileSync(b.path, 'utf8')) === b.written) writeAtomic(b.path, b.original);
+      if (digest(await readFile(b.path, 'utf8')) === b.written) await writeAtomicAsync(b.path, b.original);
     } catch (e) {
       this.host.log.warn({ id: actor.id, path: b.path, err: oneLine(e) }, 'bundle config.json not given back');
     }
@@ -509,19 +532,27 @@ export class RuntimeSession {
     const early = this.host.container(id);
     if (!early || early.isUnmounted) return { action: 'exec', argv: runcArgv };
     // No process of it is left (its init and pid namespace are gone): runc delete only forgets it, so
-    // eci's release runs beside runc instead of after it (started once the spawn answer is out), unless
-    // a poststop hook, which runc delete runs, could still read the rootfs.
-    const beside = early.releaseBesideDelete && (early.state === 'running' || early.state === 'mounted') && runcContainerEmpty(cli.root, id);
-    if (beside) setImmediate(() => early.send({ type: 'delete' }));
+    // eci's release runs beside runc instead of after it, unless a poststop hook, which runc delete
+    // runs, could still read the rootfs. Decided once the spawn answer is out (runc's state is tens of
+    // KiB of JSON: its read then overlaps runc's start-up). runc delete reads its state dir, never the
+    // bundle, so the bundle is given back beside it too, and the launcher gets its final answer once
+    // eci's mounts are down and the bundle is back, even before it reports runc's exit.
+    let beside: Promise<unknown> | undefined;
+    if (early.releaseBesideDelete) setImmediate(() => {
+      if (early.state !== 'running' && early.state !== 'mounted') return;
+      if (this.exited || !runcContainerEmpty(cli.root, id)) return; // after runc's exit: its aftermath decides (below)
+      early.send({ type: 'delete' });
+      beside = Promise.all([early.unmounted, this.giveBundleBack(early)]);
+      void beside.then(() => this.answerEarly());
+    });
     this.onExit = async (status) => {
       // The actor this delete was for: beside runc, its release may be over and it gone from the table.
       const forgotten = !existsSync(runcStateDir(cli.root, id));
       if (beside || forgotten) {
         early.send({ type: 'delete' }); // no-op when sent already
-        if (forgotten) this.giveBundleBack(early);
         // What the engine depends on (its rootfs path, its upper dir) is free once eci's mounts are
         // down; the range, the run dir and the records follow after the answer (actor.released).
-        await early.unmounted;
+        await Promise.all([beside, forgotten && this.giveBundleBack(early), early.unmounted]);
       }
       return { action: 'done', status };
     };

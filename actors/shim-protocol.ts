@@ -4,7 +4,8 @@
 //   report   EXIT \0 <status> \0                 (after a `spawn`, the child's exit status)
 //   reply    <action> \0 <n> \0 <f1> \0 ... <fn> \0
 // actions: exec argv (replace the launcher), spawn argv (run, wait, report EXIT, finish as the
-// manager's next reply says), tell argv (run, wait, report EXIT and exit with the child's status at
+// manager's next reply says; that reply may be sent before the report arrives, and read after it),
+// pass (only as that next reply: exit with the child's status), tell argv (run, wait, report EXIT and exit with the child's status at
 // once: for calls whose report changes nothing the engine sees, it saves a round trip), error message
 // (print `eci: message`, exit 1), done status (exit with status), print text status.
 // Control clients (bin/eci) send CTL1 \0 <json> \0 and get <json> \0 back.
@@ -23,6 +24,7 @@ export type ShimReply =
   | { action: 'tell'; argv: string[] }
   | { action: 'error'; message: string }
   | { action: 'done'; status: number }
+  | { action: 'pass' }
   | { action: 'print'; text: string; status: number }
   | { action: 'start'; stdin: boolean; argv: string[] }
   | { action: 'fail'; text: string; status: number };
@@ -45,7 +47,8 @@ export function encodeReply(r: ShimReply): Buffer {
       : r.action === 'error' ? [r.message]
         : r.action === 'done' ? [String(r.status)]
           : r.action === 'start' ? [r.stdin ? '1' : '0', ...r.argv]
-            : [r.text, String(r.status)];
+            : r.action === 'pass' ? []
+              : [r.text, String(r.status)];
   return Buffer.from([r.action, String(fields.length), ...fields].map((f) => f + '\0').join(''));
 }
 

@@ -97,7 +97,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.mounts = new ContainerMounts(config.runDir, native, () => this.pause, (id) => this.settledFor(id), log);
     this.files = new EmulatedFiles(config.runDir, native, this, log);
     this.inner = new InnerData(config.stateDir);
-    this.server = new ControlServer(config.socket, { session: () => new RuntimeSession(this), control: (b) => this.control(b), run: o.run }, log);
+    this.server = new ControlServer(config.socket, { session: (answer) => new RuntimeSession(this, answer), control: (b) => this.control(b), run: o.run }, log);
   }
 
   procfsDir(id: string): string | undefined {

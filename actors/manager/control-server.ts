@@ -11,7 +11,8 @@ import { encodeReply, FrameDecoder, type ShimFrame, type ShimReply } from '../sh
 /** One launcher connection: a runtime call, then (for spawned runc) its exit status. */
 export interface RuntimeCalls {
   request(cwd: string, argv: string[]): Promise<ShimReply>;
-  exit(status: number): Promise<ShimReply>;
+  /** undefined: the launcher got its final answer before this report (see RuntimeSession). */
+  exit(status: number): Promise<ShimReply | undefined>;
 }
 
 /** One `eci run` client connection (native/cmd/eci-run.c): start, its exit, signals, its hangup. */
@@ -25,8 +26,8 @@ export interface RunCalls {
 }
 
 export interface ControlHandlers {
-  /** A fresh session per connection. */
-  session(): RuntimeCalls;
+  /** A fresh session per connection; `answer` writes a reply to it outside the request/report order. */
+  session(answer: (r: ShimReply) => void): RuntimeCalls;
   /** A control op (`{op: 'ping' | 'ps'}`) answered as JSON. */
   control(body: unknown): Promise<unknown>;
   /** `eci run` sessions; without it, run frames are answered with a failure. */
@@ -65,7 +66,7 @@ export class ControlServer {
 
   private serve(sock: Socket): void {
     const dec = new FrameDecoder();
-    const session = this.handlers.session();
+    const session = this.handlers.session((r) => sock.write(encodeReply(r)));
     let queue = Promise.resolve();
     let run: RunCalls | undefined;
     const runCalls = () => (run ??= this.handlers.run?.());
@@ -87,7 +88,10 @@ export class ControlServer {
         }
         queue = queue.then(async () => {
           if (f.kind === 'request') sock.write(encodeReply(await session.request(f.cwd, f.argv)));
-          else if (f.kind === 'exit') sock.write(encodeReply(await session.exit(f.status)));
+          else if (f.kind === 'exit') {
+            const r = await session.exit(f.status);
+            if (r) sock.write(encodeReply(r));
+          }
           else if (f.kind === 'run' || f.kind === 'run-exit') {
             const r = runCalls();
             const reply = !r ? { action: 'fail' as const, text: 'eci: this manager does not serve eci run\n', status: 125 }

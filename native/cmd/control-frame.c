@@ -81,11 +81,24 @@ int frame_parse_reply(const struct frame_buf *in, struct frame_reply *r)
 	return 1;
 }
 
+/* Where reply r, parsed from the start of `in`, ends: after its last field, or after its count. */
+static size_t reply_end(const struct frame_buf *in, const struct frame_reply *r)
+{
+	const char *last = r->nf ? r->f[r->nf - 1] : r->action + strlen(r->action) + 1;
+	return (size_t)(last + strlen(last) + 1 - in->p);
+}
+
 int frame_read_reply(int fd, struct frame_buf *in, struct frame_reply *r)
 {
-	in->n = 0;
+	if (in->used) {
+		memmove(in->p, in->p + in->used, in->n - in->used);
+		in->n -= in->used;
+		in->used = 0;
+	}
 	for (;;) {
 		int got = frame_parse_reply(in, r);
+		if (got > 0)
+			in->used = reply_end(in, r);
 		if (got)
 			return got;
 		if (in->n == in->cap) {

@@ -16,6 +16,7 @@ void frame_out_of_memory(void);
 struct frame_buf {
 	char *p;
 	size_t n, cap;
+	size_t used; /* frame_read_reply: the bytes of the reply it returned last */
 };
 
 struct frame_reply {
@@ -31,7 +32,8 @@ void frame_putnum(struct frame_buf *b, long v);
 int frame_write_all(int fd, const char *p, size_t n);
 /* 1: `in` holds a whole reply, parsed into r; 0: not yet; -1: a bad field count. */
 int frame_parse_reply(const struct frame_buf *in, struct frame_reply *r);
-/* Blocking read of one reply into `in` (emptied first). 1: got it; -1: connection lost or bad reply. */
+/* Blocking read of one reply into `in`, after dropping the one it returned before (what followed that
+ * one is kept: a manager may send its next reply early). 1: got it; -1: connection lost or bad reply. */
 int frame_read_reply(int fd, struct frame_buf *in, struct frame_reply *r);
 
 #endif

@@ -34,6 +34,43 @@ extern char **environ;
 
 static pid_t child_pid;
 
+/*
+ * ECI_LAUNCHER_TRACE=<file> (off by default; for measuring the per-call cost): one line per call is
+ * appended there: the verb, the wall-clock start, then µs from it to each step reached (connected,
+ * answered, runc spawned, runc exited, finished) and the manager's action.
+ */
+enum { T_CONN, T_REPLY, T_SPAWNED, T_EXITED, T_DONE, T_N };
+static struct {
+	const char *path, *verb;
+	struct timespec t0;
+	long us[T_N];
+} trace;
+
+static void trace_mark(int step)
+{
+	if (!trace.path)
+		return;
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	trace.us[step] = (t.tv_sec - trace.t0.tv_sec) * 1000000L + (t.tv_nsec - trace.t0.tv_nsec) / 1000;
+}
+
+static void trace_flush(const char *action)
+{
+	if (!trace.path)
+		return;
+	trace_mark(T_DONE);
+	char line[256];
+	int n = snprintf(line, sizeof line, "%s %ld.%06ld conn=%ld reply=%ld spawned=%ld exited=%ld done=%ld %s\n",
+			 trace.verb ? trace.verb : "-", (long)trace.t0.tv_sec, trace.t0.tv_nsec / 1000, trace.us[T_CONN],
+			 trace.us[T_REPLY], trace.us[T_SPAWNED], trace.us[T_EXITED], trace.us[T_DONE], action);
+	int fd = open(trace.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		(void)!write(fd, line, (size_t)n); /* one write: lines of concurrent calls do not mix */
+		close(fd);
+	}
+}
+
 static const char *runc_path(void)
 {
 	const char *r = getenv("ECI_RUNC");
@@ -203,6 +240,7 @@ static int spawn_and_wait(char **argv)
 	pid_t pid;
 	int e = posix_spawnp(&pid, argv[0], NULL, &attr, argv, environ);
 	posix_spawnattr_destroy(&attr);
+	trace_mark(T_SPAWNED);
 	child_pid = e ? 0 : pid;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (e) {
@@ -214,6 +252,7 @@ static int spawn_and_wait(char **argv)
 		if (errno != EINTR)
 			return 127;
 	child_pid = 0;
+	trace_mark(T_EXITED);
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
 	if (WIFSIGNALED(st))
@@ -223,6 +262,11 @@ static int spawn_and_wait(char **argv)
 
 int main(int argc, char **argv)
 {
+	trace.path = getenv("ECI_LAUNCHER_TRACE");
+	if (trace.path && !*trace.path)
+		trace.path = NULL;
+	if (trace.path)
+		clock_gettime(CLOCK_REALTIME, &trace.t0);
 	const char *verb = NULL, *log = NULL, *log_format = NULL, *root = NULL;
 	int i = 1;
 	for (; i < argc; i++) {
@@ -254,6 +298,7 @@ int main(int argc, char **argv)
 	}
 	if (i < argc)
 		verb = argv[i];
+	trace.verb = verb;
 	if (verb && strcmp(verb, "kill") == 0)
 		kill_with_stop_signal(argc, argv, i, root);
 	if (bypass_verb(verb))
@@ -283,6 +328,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "eci: %s\n", msg);
 		return 1;
 	}
+	trace_mark(T_CONN);
 	struct timeval tv = { REPLY_TIMEOUT_S, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 
@@ -301,10 +347,12 @@ int main(int argc, char **argv)
 	struct frame_reply r;
 	if (frame_read_reply(fd, &in, &r) < 0)
 		goto lost;
+	trace_mark(T_REPLY);
 	char *action = r.action, **f = r.f;
 	int nf = r.nf;
 	if (strcmp(action, "exec") == 0 && nf > 0) {
 		close(fd);
+		trace_flush("exec");
 		execvp(f[0], f);
 		fprintf(stderr, "eci: cannot run %s: %s\n", f[0], strerror(errno));
 		return 127;
@@ -315,6 +363,7 @@ int main(int argc, char **argv)
 		frame_put(&out, "EXIT");
 		frame_putnum(&out, status);
 		(void)!frame_write_all(fd, out.p, out.n); /* a manager gone reconciles later */
+		trace_flush("tell");
 		return status;
 	} else if (strcmp(action, "spawn") == 0 && nf > 0) {
 		/* The run itself may outlive any timeout (runc run in the foreground). */
@@ -335,6 +384,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "eci: %s\n", r2.f[0]);
 			return status ? status : 1;
 		}
+		trace_flush(strcmp(r2.action, "pass") == 0 ? "spawn-pass" : "spawn");
+		if (strcmp(r2.action, "pass") == 0)
+			return status; /* the manager's part was done before runc's */
 		if (strcmp(r2.action, "done") == 0 && r2.nf > 0)
 			return atoi(r2.f[0]);
 		return status;

@@ -21,6 +21,7 @@ describe('shim protocol', () => {
     expect(encodeReply({ action: 'exec', argv: ['runc', 'start', 'x'] }).toString()).toBe('exec\x003\0runc\0start\0x\0');
     expect(encodeReply({ action: 'error', message: 'no' }).toString()).toBe('error\x001\0no\0');
     expect(encodeReply({ action: 'done', status: 3 }).toString()).toBe('done\x001\x003\0');
+    expect(encodeReply({ action: 'pass' }).toString()).toBe('pass\x000\0');
     expect(encodeReply({ action: 'print', text: 'v\n', status: 0 }).toString()).toBe('print\x002\0v\n\x000\0');
   });
   it("decodes eci run's client frames: run (argv, environment), its exit with the stderr tail, signals", () => {
