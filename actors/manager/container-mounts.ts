@@ -77,7 +77,12 @@ export class ContainerMounts {
     const rootfs = mountRootfsOnly(this.native, plan.rootfs, target, uid, gid, undefined, times).then((m) => {
       mounts = m;
       if (plan.rootfs.kind !== 'overlay') return;
-      const v = mountHostViewOf(this.native, plan.rootfs, target, uid, gid, undefined, times).then((r) => r!);
+      const v = this.pause().at('create.view-fails', id)
+        .then(() => mountHostViewOf(this.native, plan.rootfs, target, uid, gid, undefined, times))
+        .then(async (r) => {
+          await this.pause().at('create.after-view', id, () => this.settledFor(id));
+          return r!;
+        });
       v.then((r) => this.log.debug({ id, viewMs: times.viewMs, sinceMs: +(performance.now() - t).toFixed(2) }, 'host view mounted'), () => {});
       v.catch(() => {}); // the create awaits it; the failure path below too
       view = v;
