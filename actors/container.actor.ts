@@ -7,14 +7,19 @@ import type { AllocationResult, ContainerStateName, IdRange, MountRef } from '..
 export interface ContainerDeps {
   requestRange(id: string): Promise<AllocationResult>;
   freeRange(id: string): Promise<void>;
-  /** Maps the rootfs; resolves with the path runc uses and the mounts eci made. */
-  mountRootfs(id: string, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[] }>;
+  /**
+   * Maps the rootfs; resolves with the path runc uses and the mounts eci made, and, for an overlay, the
+   * host view on the engine's path still being mounted (`view`: the mount, or why it failed).
+   */
+  mountRootfs(id: string, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[]; view?: Promise<MountRef> }>;
   /** Takes down the mounts eci made (newest first, by mount id); resolves with those that would not go. */
   unmountRootfs(id: string, mounts: MountRef[] | undefined): Promise<MountRef[]>;
   /** Removes the run dir, unless a mount in `left` is still on it (logged). */
   removeRunDir(id: string, left: MountRef[]): Promise<void>;
   /** Called on every transition, in order; must not throw. */
   transition(state: ContainerStateName, from: ContainerStateName | undefined, context: ContainerContext): void;
+  /** The record rewritten in the same state (its mounts changed: the host view came); must not throw. */
+  record?(state: ContainerStateName, context: ContainerContext): void;
 }
 
 export interface ContainerRecord {
@@ -50,6 +55,7 @@ function ownerOf(self: object): ContainerActor {
 const machine = containerMachine.provide({
   actions: {
     publish: ({ self }, p) => ownerOf(self).effects.publish(p),
+    record: ({ self }, p) => ownerOf(self).effects.record(p),
     allocateRange: ({ self }, p) => ownerOf(self).effects.allocateRange(self as Self, p),
     mountRootfs: ({ self }, p) => ownerOf(self).effects.mountRootfs(self as Self, p),
     releaseResources: ({ self }, p) => ownerOf(self).effects.releaseResources(p),
@@ -84,6 +90,8 @@ export class ContainerActor {
   readonly releaseTimes: { unmounted?: number; freed?: number; removed?: number } = {};
   /** Why the release stopped short (then the run dir was kept), for the host to log. */
   releaseError?: Error;
+  /** Settles once the host view is in the machine's mounts (undefined) or cannot be (why); see hostViewMounted. */
+  private hostView?: Promise<string | undefined>;
   private resolveUnmounted!: () => void;
   private resolveReleased!: () => void;
 
@@ -122,17 +130,21 @@ export class ContainerActor {
         (e) => self.send({ type: 'range.failed', reason: `cannot allocate a uid/gid range: ${(e as Error).message}` }),
       );
     },
+    record: (p: { state: ContainerStateName; context: ContainerContext }) => this.deps.record?.(p.state, p.context),
     mountRootfs: (self: Self, p: { id: string; uid: IdRange; gid: IdRange }) => {
       this.deps.mountRootfs(p.id, p.uid, p.gid).then(
         (m) => {
           if (self.getSnapshot().status !== 'active') {
-            // Deleted while mounting: take the late mounts down (a failure is kept like a release's).
-            this.deps.unmountRootfs(p.id, m.mounts).then((left) => this.deps.removeRunDir(p.id, left)).catch((e: unknown) => {
+            // Deleted while mounting: take the late mounts down, the view too once it is up (a failure is kept like a release's).
+            const all = m.view ? m.view.then((v) => [...m.mounts, v], () => m.mounts) : Promise.resolve(m.mounts);
+            all.then((mounts) => this.deps.unmountRootfs(p.id, mounts)).then((left) => this.deps.removeRunDir(p.id, left)).catch((e: unknown) => {
               this.releaseError ??= e as Error;
             });
             return;
           }
-          self.send({ type: 'rootfs.mounted', path: m.path, mounts: m.mounts });
+          // Before the send: create's wait for `mounted` must find it.
+          if (m.view) this.hostView = this.followView(self, p.id, m.view);
+          self.send({ type: 'rootfs.mounted', path: m.path, mounts: m.mounts, ...(m.view ? { viewPending: true } : {}) });
         },
         (e) => self.send({ type: 'rootfs.failed', reason: (e as Error).message }),
       );
@@ -159,6 +171,35 @@ export class ContainerActor {
       });
     },
   };
+
+  /** Feeds the host view's outcome to the machine; resolves as hostViewMounted does. */
+  private followView(self: Self, id: string, view: Promise<MountRef>): Promise<string | undefined> {
+    return view.then(
+      (mount) => {
+        if (self.getSnapshot().status !== 'active') {
+          // The machine waits for a pending view; only an actor stopped meanwhile gets here. Nothing else will take it down.
+          this.deps.unmountRootfs(id, [mount]).catch((e: unknown) => (this.releaseError ??= e as Error));
+          return 'the container went away while its host view was being mounted';
+        }
+        self.send({ type: 'rootfs.viewed', mount });
+        return this.state === 'mounted' ? undefined : 'the container was deleted while its host view was being mounted';
+      },
+      (e: unknown) => {
+        const reason = `cannot mount the host view of the rootfs: ${(e as Error).message}`;
+        if (self.getSnapshot().status === 'active') self.send({ type: 'rootfs.viewFailed', reason });
+        return reason;
+      },
+    );
+  }
+
+  /**
+   * Resolves once the rootfs's host view (mounted beside `runc create`) is among the machine's mounts,
+   * with undefined, or with why it is not (its mount failed, the container was deleted meanwhile).
+   * No view to wait for (a bind rootfs, a restored container): undefined at once.
+   */
+  hostViewMounted(): Promise<string | undefined> {
+    return this.hostView ?? Promise.resolve(undefined);
+  }
 
   start(): this {
     this.actor.start();

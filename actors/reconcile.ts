@@ -5,6 +5,7 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseMountInfo, type MountInfo } from './mountinfo.ts';
+import type { ContainerContext } from '../statecharts/container.machine.ts';
 
 export interface OrphanPlan {
   /** Container ids whose run dir is to go. */
@@ -33,6 +34,20 @@ export function planOrphans(mountinfo: string, containersDir: string, dirIds: st
     ((m.fsType === 'overlay' && overlayDevs.has(m.dev)) || (m.fsType === HOST_VIEW_FSTYPE && orphanOf(m.source))));
   const ids = new Set([...dirIds.filter((d) => !known.has(d)), ...mine.map((m) => idOf(m)!)]);
   return { ids: [...ids].sort(), mounts: [...mine, ...copies].sort((a, b) => b.id - a.id) };
+}
+
+/**
+ * A create that was in flight when the manager stopped: its host view is mounted beside runc create,
+ * so its record may not list it yet (`viewPending`). The view whose source is this container's rootfs
+ * joins the mounts (its release takes it down); the wait for it is over either way.
+ */
+export function adoptHostView(ctx: ContainerContext, mountinfo: string, rootfs: string): ContainerContext {
+  if (!ctx.viewPending && !ctx.leaving) return ctx;
+  const mounts = ctx.mounts ?? [];
+  const view = parseMountInfo(mountinfo).filter((m) => m.fsType === HOST_VIEW_FSTYPE && m.source === rootfs).sort((a, b) => b.id - a.id)[0];
+  const have = view && mounts.some((m) => m.id === view.id);
+  const { viewPending: _p, leaving: _l, ...rest } = ctx;
+  return { ...rest, mounts: view && !have ? [...mounts, { path: view.mountPoint, id: view.id }] : mounts };
 }
 
 export interface SweepResult { unmounted: string[]; removed: string[]; kept: string[] }

@@ -102,12 +102,29 @@ function newTop(path: string, before: number | undefined, mountinfo: () => strin
   return { path, id };
 }
 
+/** How long mountRootfs's two steps took, ms (the debug log's split of `rootfs mounted`). */
+export interface RootfsTimes { overlayMs?: number; viewMs?: number }
+
 /**
- * Mounts the rootfs at `target` (an empty directory) and returns the mounts made, newest last.
+ * Mounts the rootfs at `target` (an empty directory) and returns the mounts made, newest last: the
+ * overlay's or the bind's, then the overlay's host view on the engine's path (mountHostViewOf).
  * On failure, whatever was mounted is unmounted again.
  */
-export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo): Promise<MountRef[]> {
+export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo, times: RootfsTimes = {}): Promise<MountRef[]> {
+  const made = await mountRootfsOnly(native, plan, target, uid, gid, mountinfo, times);
+  try {
+    const view = await mountHostViewOf(native, plan, target, uid, gid, mountinfo, times);
+    return view ? [...made, view] : made;
+  } catch (e) {
+    unmountRootfs(native, made, mountinfo);
+    throw e;
+  }
+}
+
+/** The rootfs at `target` without its host view: one mount. On failure nothing is left mounted. */
+export async function mountRootfsOnly(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo, times: RootfsTimes = {}): Promise<MountRef[]> {
   const made: MountRef[] = [];
+  const t0 = performance.now();
   try {
     const before = topId(target, mountinfo, native);
     if (plan.kind === 'overlay') {
@@ -121,16 +138,26 @@ export async function mountRootfs(native: RootfsNative, plan: RootfsPlan, target
       await native.mountRootfsBind({ source: plan.source, target, uid, gid });
     }
     made.push(newTop(target, before, mountinfo, native));
-    if (plan.kind === 'overlay') {
-      const engineBefore = topId(plan.engine, mountinfo, native);
-      await native.mountHostView({ source: target, target: plan.engine, uid, gid });
-      made.push(newTop(plan.engine, engineBefore, mountinfo, native));
-    }
+    times.overlayMs = +(performance.now() - t0).toFixed(2);
     return made;
   } catch (e) {
     unmountRootfs(native, made, mountinfo);
     throw e;
   }
+}
+
+/**
+ * For an overlay rootfs mounted at `target`: its host view on the engine's rootfs path, the mount
+ * made (undefined: a bind rootfs has none). The helper leaves nothing mounted when it fails.
+ */
+export async function mountHostViewOf(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo, times: RootfsTimes = {}): Promise<MountRef | undefined> {
+  if (plan.kind !== 'overlay') return undefined;
+  const t0 = performance.now();
+  const engineBefore = topId(plan.engine, mountinfo, native);
+  await native.mountHostView({ source: target, target: plan.engine, uid, gid });
+  const view = newTop(plan.engine, engineBefore, mountinfo, native);
+  times.viewMs = +(performance.now() - t0).toFixed(2);
+  return view;
 }
 
 /** Unmounts each mount eci made that is still the top mount at its path, newest first. Idempotent. */

@@ -1,6 +1,7 @@
 // What the manager does for each runc verb the launcher forwards. `create` is the one that matters:
 // check the spec, get a range from the allocator, map the rootfs, rewrite config.json, then let
 // runc run; anything that fails leaves nothing behind.
+import { execFile } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -367,6 +368,15 @@ export class RuntimeSession {
       throw new EciError('ECREATE', `cannot create container ${id}: ${unrecorded}`);
     }
     phases.recorded = this.lap();
+    if (cli.command === 'run') {
+      // runc run starts the process at once: the engine's path must show the rootfs before.
+      const noView = await actor.hostViewMounted();
+      if (noView !== undefined) {
+        actor.send({ type: 'runc.failed', reason: noView });
+        await actor.released;
+        throw new EciError('ECREATE', `cannot create container ${id}: ${noView}`);
+      }
+    }
     const written = JSON.stringify(rewritten);
     try {
       writeAtomic(configPath, written);
@@ -383,6 +393,9 @@ export class RuntimeSession {
     }
     this.onExit = async (status) => {
       if (cli.command === 'create' && status === 0) {
+        // The host view was mounted beside runc create: the engine is not told of the container before it is up.
+        const noView = await actor.hostViewMounted();
+        if (noView !== undefined) return await this.failCreated(cli, id, actor, configPath, text, noView);
         if (systemInit) this.prepareSystemInit(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID, systemInit);
         else if (engineCgroups) this.delegateEngineCgroups(id, cli.root, ctx.uid!.hostID, ctx.gid!.hostID);
         // Not answered as created before the fd-holder keeps its notify fd (vetting survives a manager crash).
@@ -411,6 +424,29 @@ export class RuntimeSession {
     phases.write = this.lap();
     this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2), phases }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
+  }
+
+  /**
+   * runc created the container but eci cannot finish it (its host view failed): as for a failed runc
+   * create, nothing is left: runc's container (with runc's own root), config.json's rewrite, the
+   * range and the mounts; the engine gets one line and a non-zero exit.
+   */
+  private async failCreated(cli: RuncCommandLine, id: string, actor: ContainerActor, configPath: string, text: string, reason: string): Promise<ShimReply> {
+    const argv = [...(cli.root ? ['--root', cli.root] : []), 'delete', '-f', id];
+    const deleted = await new Promise<string | undefined>((res) => {
+      execFile(this.host.runc, argv, { timeout: 30_000 }, (err, _out, stderr) => res(err ? oneLine(stderr || err.message) : undefined));
+    });
+    if (deleted !== undefined) this.host.log.error({ id, err: deleted }, 'runc delete of a container whose create failed');
+    try {
+      writeAtomic(configPath, text);
+    } catch (e) {
+      this.host.log.error({ id, err: oneLine(e) }, 'cannot give the bundle its config.json back');
+    }
+    actor.send({ type: 'runc.failed', reason });
+    await actor.released;
+    const msg = `cannot create container ${id}: ${reason}`;
+    logRuntimeError(cli, msg);
+    return { action: 'error', message: msg };
   }
 
   /** After create, before start: an inner engine's runc makes its containers' cgroups below the container's own. */

@@ -314,6 +314,7 @@ export class Manager implements RuntimeHost, EventSink {
       unmountRootfs: (cid, mounts) => this.mounts.unmount(cid, mounts),
       removeRunDir: (cid, left) => this.mounts.removeRunDir(cid, left),
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
+      record: (state, ctx) => this.records.put(id, this.table.recordOf(c, state, ctx)),
     }, { runcRoot, created: restore?.created, restore });
     this.table.add(c);
     c.released.then(() => {

@@ -15,6 +15,16 @@ export interface ContainerContext {
   mounts?: MountRef[];
   runcCreated: boolean;
   reason?: string;
+  /**
+   * The host view of an overlay rootfs is mounted beside `runc create` (which does not use it): until
+   * rootfs.viewed or rootfs.viewFailed comes, the container is not created, and a delete or runc.failed
+   * only sets `leaving`, so that the release takes the view down too.
+   */
+  viewPending?: boolean;
+  /** Why the host view could not be mounted (the create fails: runc.created is refused). */
+  viewError?: string;
+  /** Where a delete or runc.failed that came while the view was pending goes once it has come. */
+  leaving?: 'stopped' | 'failed';
 }
 
 export interface ContainerInput { id: string; bundle: string }
@@ -33,13 +43,24 @@ export const containerSetup = setup({
   },
   actions: {
     publish: (_, _p: TransitionParams) => {},
+    /** Rewrite the KV record in the same state (the mounts changed). */
+    record: (_, _p: TransitionParams) => {},
     allocateRange: (_, _p: { id: string }) => {},
     mountRootfs: (_, _p: { id: string; bundle: string; uid: IdRange; gid: IdRange }) => {},
+    /** The host view joins the mounts (newest last: the release takes it down first). */
+    addView: assign({
+      mounts: ({ context, event }) => (event.type === 'rootfs.viewed' ? [...(context.mounts ?? []), event.mount] : context.mounts),
+      viewPending: undefined,
+    }),
     /** Undo whatever is held: unmount the rootfs, free the range. Idempotent. */
     releaseResources: (_, _p: { id: string; mounts?: MountRef[]; index?: number }) => {},
   },
   guards: {
     runcCreated: ({ context }) => context.runcCreated,
+    viewPending: ({ context }) => context.viewPending === true,
+    viewSettled: ({ context }) => !context.viewPending && context.viewError === undefined,
+    leavingStopped: ({ context }) => context.leaving === 'stopped',
+    leavingFailed: ({ context }) => context.leaving === 'failed',
   },
   delays: {
     rangeTimeout: RANGE_TIMEOUT_MS,
@@ -74,7 +95,10 @@ export const containerConfig = {
         { type: 'mountRootfs', params: ({ context }) => ({ id: context.id, bundle: context.bundle, uid: context.uid!, gid: context.gid! }) },
       ],
       on: {
-        'rootfs.mounted': { target: 'mounted', actions: assign({ rootfs: ({ event }) => event.path, mounts: ({ event }) => event.mounts }) },
+        'rootfs.mounted': {
+          target: 'mounted',
+          actions: assign({ rootfs: ({ event }) => event.path, mounts: ({ event }) => event.mounts, viewPending: ({ event }) => (event.viewPending ? true : undefined) }),
+        },
         'rootfs.failed': { target: 'failed', actions: assign({ reason: ({ event }) => event.reason }) },
         delete: { target: 'failed', actions: assign({ reason: 'deleted before its rootfs was mounted' }) },
       },
@@ -83,10 +107,26 @@ export const containerConfig = {
     mounted: {
       entry: { type: 'publish', params: ({ context }) => ({ state: 'mounted' as const, context }) },
       on: {
-        'runc.created': { actions: assign({ runcCreated: true }) },
-        'runc.failed': { target: 'failed', actions: assign({ reason: ({ event }) => event.reason }) },
+        'rootfs.viewed': [
+          { guard: 'leavingStopped', target: 'stopped', actions: 'addView' },
+          { guard: 'leavingFailed', target: 'failed', actions: 'addView' },
+          { guard: 'viewPending', actions: ['addView', { type: 'record', params: ({ context }) => ({ state: 'mounted' as const, context }) }] },
+        ],
+        'rootfs.viewFailed': [
+          { guard: 'leavingStopped', target: 'stopped', actions: assign({ viewPending: undefined }) },
+          { guard: 'leavingFailed', target: 'failed', actions: assign({ viewPending: undefined }) },
+          { guard: 'viewPending', actions: assign({ viewPending: undefined, viewError: ({ event }) => event.reason }) },
+        ],
+        'runc.created': { guard: 'viewSettled', actions: assign({ runcCreated: true }) },
+        'runc.failed': [
+          { guard: 'viewPending', actions: assign({ leaving: 'failed' as const, reason: ({ event }) => event.reason }) },
+          { target: 'failed', actions: assign({ reason: ({ event }) => event.reason }) },
+        ],
         start: { guard: 'runcCreated', target: 'running' },
-        delete: 'stopped',
+        delete: [
+          { guard: 'viewPending', actions: assign({ leaving: ({ context }) => context.leaving ?? ('stopped' as const) }) },
+          { target: 'stopped' },
+        ],
       },
     },
     running: {

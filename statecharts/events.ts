@@ -12,8 +12,11 @@ export type ContainerStateName = 'created' | 'mapped' | 'mounted' | 'running' | 
 export type ContainerEvent =
   | { type: 'range.allocated'; index: number; uid: IdRange; gid: IdRange }
   | { type: 'range.failed'; reason: string }
-  | { type: 'rootfs.mounted'; path: string; mounts: MountRef[] }
+  /** `viewPending`: the host view on the engine's path is still being mounted (it comes as rootfs.viewed). */
+  | { type: 'rootfs.mounted'; path: string; mounts: MountRef[]; viewPending?: boolean }
   | { type: 'rootfs.failed'; reason: string }
+  | { type: 'rootfs.viewed'; mount: MountRef }
+  | { type: 'rootfs.viewFailed'; reason: string }
   | { type: 'runc.created' }
   | { type: 'runc.failed'; reason: string }
   | { type: 'start' }

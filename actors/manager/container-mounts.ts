@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { EciError } from '../errors.ts';
 import type { Logger } from 'pino';
 import type { IdRange, MountRef } from '../../statecharts/events.ts';
-import { mountBindsAsync, mountRootfs, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan } from '../rootfs.ts';
+import { mountBindsAsync, mountHostViewOf, mountRootfsOnly, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan, type RootfsTimes } from '../rootfs.ts';
 import type { TestPause } from '../test-pause.ts';
 
 /**
@@ -54,8 +54,12 @@ export class ContainerMounts {
     return join(this.containerDir(id), 'rootfs');
   }
 
-  /** Mounts the rootfs and binds mapped to the range; on failure, leaves nothing behind. */
-  async mount(id: string, plan: MountPlan, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[] }> {
+  /**
+   * Mounts the rootfs and binds mapped to the range; on failure, leaves nothing behind. An overlay's
+   * host view on the engine's path is started once the overlay is up and is not waited for: `view`
+   * (runc does not use that path; the create waits for it after `runc create`, before its answer).
+   */
+  async mount(id: string, plan: MountPlan, uid: IdRange, gid: IdRange): Promise<{ path: string; mounts: MountRef[]; view?: Promise<MountRef> }> {
     await this.pause().at('create.after-range', id, () => this.settledFor(id));
     const target = this.rootfsTarget(id);
     // 0700 and owned by the container's root: runc walks in as that user, nobody else on the host can.
@@ -66,22 +70,38 @@ export class ContainerMounts {
     mkdirSync(target, { recursive: true, mode: 0o711 });
     let mounts: MountRef[] = [];
     let binds: MountRef[] = [];
+    let view: Promise<MountRef> | undefined;
     const t = performance.now();
+    const times: RootfsTimes = {};
     // The rootfs is built by a helper process while the binds are made on the thread pool: the two overlap.
-    const rootfs = mountRootfs(this.native, plan.rootfs, target, uid, gid).then((m) => (mounts = m));
+    const rootfs = mountRootfsOnly(this.native, plan.rootfs, target, uid, gid, undefined, times).then((m) => {
+      mounts = m;
+      if (plan.rootfs.kind !== 'overlay') return;
+      const v = this.pause().at('create.view-fails', id)
+        .then(() => mountHostViewOf(this.native, plan.rootfs, target, uid, gid, undefined, times))
+        .then(async (r) => {
+          await this.pause().at('create.after-view', id, () => this.settledFor(id));
+          return r!;
+        });
+      v.then((r) => this.log.debug({ id, viewMs: times.viewMs, sinceMs: +(performance.now() - t).toFixed(2) }, 'host view mounted'), () => {});
+      v.catch(() => {}); // the create awaits it; the failure path below too
+      view = v;
+    });
     rootfs.catch(() => {}); // awaited below, also when the binds fail first
     try {
       if (plan.binds.length) mkdirSync(join(this.containerDir(id), 'binds'), { mode: 0o711 });
       binds = await mountBindsAsync(this.native, plan.binds, uid, gid);
       const tb = performance.now();
       await rootfs;
-      this.log.debug({ id, ms: +(performance.now() - t).toFixed(2), bindsMs: +(tb - t).toFixed(2) }, 'rootfs mounted');
+      this.log.debug({ id, ms: +(performance.now() - t).toFixed(2), bindsMs: +(tb - t).toFixed(2), overlayMs: times.overlayMs }, 'rootfs mounted');
       mounts = [...mounts, ...binds];
       await this.pause().at('create.after-rootfs', id, () => this.settledFor(id));
-      return { path: target, mounts };
+      return { path: target, mounts, view };
     } catch (e) {
-      // The rootfs may still be under way when a bind failed: wait for it, so its mounts are taken down too.
+      // The rootfs may still be under way when a bind failed: wait for it (and its view), so its mounts are taken down too.
       await rootfs.catch(() => {});
+      const v = await view?.catch(() => undefined);
+      if (v) unmountRootfs(this.native, [v]);
       unmountRootfs(this.native, binds);
       unmountRootfs(this.native, mounts);
       // Whatever is still mounted on our own fresh rootfs dir is ours: take it down too.

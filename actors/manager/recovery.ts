@@ -1,7 +1,7 @@
 // After a manager restart: containers runc still knows are picked up again from their KV records,
 // the rest are cleaned up (mounts, range, a final event), orphan ranges are freed and mounts no
 // record speaks for are swept; then the picked-up containers get their emulated files and vetting back.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
@@ -11,7 +11,7 @@ import type { MountRef } from '../../statecharts/events.ts';
 import type { AllocatorActor } from '../allocator.actor.ts';
 import type { FdHolder } from '../fd-holder.ts';
 import type { NotifyFeed } from '../notify-feed.ts';
-import { sweepOrphans } from '../reconcile.ts';
+import { adoptHostView, sweepOrphans } from '../reconcile.ts';
 import { initPidOf, type StoredRecord } from '../restore.ts';
 import { procStat, readRuncState } from '../runc/state.ts';
 import { runcStateDir } from '../runc/cli.ts';
@@ -35,9 +35,20 @@ export interface RecoveryDeps {
   log: Logger;
 }
 
+/** A record whose host view was still being mounted gets it from the mount table (read once, and only then). */
+function viewAdopter(d: RecoveryDeps): (rec: StoredRecord, id: string) => StoredRecord {
+  let table: string | undefined;
+  return (rec, id) => {
+    if (!rec.context.viewPending && !rec.context.leaving) return rec;
+    table ??= readFileSync('/proc/self/mountinfo', 'utf8');
+    return { ...rec, context: adoptHostView(rec.context, table, join(d.runDir, 'containers', id, 'rootfs')) };
+  };
+}
+
 /** Keep containers runc still knows, clean up the rest, free orphan ranges, sweep orphan mounts. */
 export async function restoreContainers(d: RecoveryDeps): Promise<void> {
   const kv = d.records;
+  const withView = viewAdopter(d);
   for await (const key of await kv.keys(containerRecordKeys.all)) {
     const id = containerRecordKeys.idOf(key);
     const e = await kv.get(key);
@@ -45,7 +56,7 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     const rec = e.json<StoredRecord>();
     const alive = existsSync(runcStateDir(rec.runcRoot, id));
     if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
-      d.revive(id, rec);
+      d.revive(id, withView(rec, id));
       const pid = initPidOf(rec, readRuncState(rec.runcRoot, id), procStat);
       if (pid) d.table.setInitPid(id, pid);
       d.log.info({ id, state: rec.state }, 'restored container');

@@ -12,6 +12,7 @@ import type { AllocationResult } from '../../statecharts/events.ts';
 
 const R = { hostID: 100000, size: 65536 };
 const ROOTFS = '/run/eci/containers/c1/rootfs';
+const ENGINE = '/var/lib/docker/overlay2/c1/merged';
 const AFTER_RANGE = 'xstate.after.rangeTimeout.container.created';
 const AFTER_ROOTFS = 'xstate.after.rootfsTimeout.container.mapped';
 
@@ -19,7 +20,11 @@ const events = [
   { type: 'range.allocated', index: 0, uid: R, gid: R },
   { type: 'range.failed', reason: 'exhausted' },
   { type: 'rootfs.mounted', path: ROOTFS, mounts: [{ path: ROOTFS, id: 77 }] },
+  // An overlay: its host view comes after, beside runc create.
+  { type: 'rootfs.mounted', path: ROOTFS, mounts: [{ path: ROOTFS, id: 77 }], viewPending: true },
   { type: 'rootfs.failed', reason: 'EINVAL' },
+  { type: 'rootfs.viewed', mount: { path: ENGINE, id: 78 } },
+  { type: 'rootfs.viewFailed', reason: 'cannot mount the host view of the rootfs: EIO' },
   { type: 'runc.created' },
   { type: 'runc.failed', reason: 'runc create exited with status 1' },
   { type: 'start' },
@@ -35,7 +40,8 @@ function harness() {
   const clock = new SimulatedClock();
   const calls = { unmount: [] as unknown[], free: 0, published: [] as string[] };
   let range: { resolve(r: AllocationResult): void } | undefined;
-  let mount: { resolve(p: { path: string; mounts: { path: string; id: number }[] }): void; reject(e: Error): void } | undefined;
+  let mount: { resolve(p: { path: string; mounts: { path: string; id: number }[]; view?: Promise<{ path: string; id: number }> }): void; reject(e: Error): void } | undefined;
+  let view: { resolve(m: { path: string; id: number }): void; reject(e: Error): void } | undefined;
   const actor = new ContainerActor('c1', '/bundle', {
     requestRange: () => new Promise((resolve) => (range = { resolve })),
     freeRange: async () => { calls.free++; },
@@ -47,7 +53,13 @@ function harness() {
   const exec: Record<string, (e: ContainerEvent) => Promise<void>> = {
     'range.allocated': async () => { range!.resolve({ ok: true, owner: 'c1', index: 0, uid: R, gid: R }); await flush(); },
     'range.failed': async () => { range!.resolve({ ok: false, owner: 'c1', code: 'EXHAUSTED', reason: 'exhausted' }); await flush(); },
-    'rootfs.mounted': async () => { mount!.resolve({ path: ROOTFS, mounts: [{ path: ROOTFS, id: 77 }] }); await flush(); },
+    'rootfs.mounted': async (e) => {
+      const pending = e.type === 'rootfs.mounted' && e.viewPending ? new Promise<{ path: string; id: number }>((resolve, reject) => (view = { resolve, reject })) : undefined;
+      mount!.resolve({ path: ROOTFS, mounts: [{ path: ROOTFS, id: 77 }], view: pending });
+      await flush();
+    },
+    'rootfs.viewed': async () => { view!.resolve({ path: ENGINE, id: 78 }); await flush(); },
+    'rootfs.viewFailed': async () => { view!.reject(new Error('EIO')); await flush(); },
     'rootfs.failed': async () => { mount!.reject(new Error('EINVAL')); await flush(); },
     [AFTER_RANGE]: async () => { clock.increment(RANGE_TIMEOUT_MS); await flush(); },
     [AFTER_ROOTFS]: async () => { clock.increment(ROOTFS_TIMEOUT_MS); await flush(); },

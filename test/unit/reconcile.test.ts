@@ -1,6 +1,7 @@
-// planOrphans: which mounts a restarted manager takes down, from captured mountinfo text.
+// planOrphans: which mounts a restarted manager takes down, from captured mountinfo text; adoptHostView:
+// the view a create in flight had mounted, added to the record it revives.
 import { describe, expect, it } from 'vitest';
-import { planOrphans } from '../../actors/reconcile.ts';
+import { adoptHostView, HOST_VIEW_FSTYPE, planOrphans } from '../../actors/reconcile.ts';
 
 const C = '/run/eci/containers';
 const line = (id: number, parent: number, dev: string, mp: string, fs: string, src = 'none') => `${id} ${parent} ${dev} / ${mp} rw,relatime shared:1 - ${fs} ${src} rw`;
@@ -44,5 +45,31 @@ describe('planOrphans', () => {
   it('does not match a sibling dir that merely shares the prefix', () => {
     const p = planOrphans(line(110, 20, '0:90', '/run/eci/containers-old/x/rootfs', 'overlay'), C, [], new Set());
     expect(p.mounts).toEqual([]);
+  });
+});
+
+describe('adoptHostView', () => {
+  const R = { hostID: 100000, size: 65536 };
+  const base = { id: 'c', bundle: '/b', index: 0, uid: R, gid: R, rootfs: `${C}/c/rootfs`, mounts: [{ path: `${C}/c/rootfs`, id: 130 }], runcCreated: false };
+  const info = [
+    line(20, 1, '0:30', '/', 'ext4', '/dev/sda1'),
+    line(130, 20, '0:90', `${C}/c/rootfs`, 'overlay'),
+    line(131, 20, '0:91', '/var/lib/docker/overlay2/ccc/merged', 'overlay'), // the engine's own
+    line(132, 131, '0:92', '/var/lib/docker/overlay2/ccc/merged', HOST_VIEW_FSTYPE, `${C}/c/rootfs`),
+    line(133, 20, '0:93', '/var/lib/docker/overlay2/ddd/merged', HOST_VIEW_FSTYPE, `${C}/d/rootfs`), // another container's
+  ].join('\n');
+
+  it('adds the view of a record whose view was still pending, and ends the wait', () => {
+    const ctx = adoptHostView({ ...base, viewPending: true, leaving: 'stopped' }, info, `${C}/c/rootfs`);
+    expect(ctx.mounts).toEqual([{ path: `${C}/c/rootfs`, id: 130 }, { path: '/var/lib/docker/overlay2/ccc/merged', id: 132 }]);
+    expect(ctx.viewPending).toBeUndefined();
+    expect(ctx.leaving).toBeUndefined();
+  });
+
+  it('leaves a record alone whose view is recorded or was never pending, and adds nothing that is not mounted', () => {
+    expect(adoptHostView(base, info, `${C}/c/rootfs`)).toBe(base);
+    const recorded = { ...base, viewPending: true, mounts: [...base.mounts, { path: '/var/lib/docker/overlay2/ccc/merged', id: 132 }] };
+    expect(adoptHostView(recorded, info, `${C}/c/rootfs`).mounts).toEqual(recorded.mounts);
+    expect(adoptHostView({ ...base, viewPending: true }, info, `${C}/e/rootfs`).mounts).toEqual(base.mounts);
   });
 });
