@@ -20,6 +20,8 @@ export interface ManagerConfig {
   range?: { base: number; size: number; count: number };
   settingsPath: string;
   logLevel: string;
+  /** ECI_SCHED_SLICE_US: the vetted call path's EEVDF slice (native/cmd/sched-slice.h reads the variable); 0: the kernel's. */
+  schedSliceUs: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -28,6 +30,13 @@ function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, ma
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new EciError('ECONFIG', `${name}=${v}: expected an integer from ${min} to ${max}`);
   return n;
+}
+
+/** 0, or a slice the kernel takes as asked (it clamps a fair task's to 0.1..100 ms). */
+function schedSlice(env: NodeJS.ProcessEnv): number {
+  const us = int(env, 'ECI_SCHED_SLICE_US', 100, 0, 100_000);
+  if (us > 0 && us < 100) throw new EciError('ECONFIG', `ECI_SCHED_SLICE_US=${us}: expected 0 (the kernel's slice) or 100 to 100000`);
+  return us;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConfig {
@@ -53,5 +62,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
     range: fromEnv ? range : undefined,
     settingsPath: env.ECI_SETTINGS || DEFAULT_SETTINGS_PATH,
     logLevel: env.ECI_LOG_LEVEL || 'info',
+    schedSliceUs: schedSlice(env),
   };
 }

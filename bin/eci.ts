@@ -22,6 +22,7 @@ async function daemon(): Promise<void> {
   const native = await import('../native/index.ts');
   native.cloexecInherited(); // nothing the daemon inherited goes on to its children
   const config = configFromEnv();
+  native.schedShortSlice(); // before any thread or child: they inherit it
   const log = pino({ level: config.logLevel, base: { pid: process.pid, name: 'eci' } });
   // eci run's sessions (cli/run/) are handed in: the manager does not import cli/.
   const { runSessions } = await import('../cli/run/session.ts');

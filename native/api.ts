@@ -43,6 +43,7 @@ export interface ContainerApi {
 export interface HelpersApi {
   helperPath(): string;
   cloexecInherited(): void;
+  schedShortSlice(): void;
 }
 
 /** The seccomp agent and the vetted calls (seccomp.ts). */

@@ -5,6 +5,7 @@
 #include "serve.h"
 #include "perform.h"
 #include "spare-timing.h"
+#include "sched-slice.h"
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -460,13 +461,13 @@ int main_perform(int argc, char **argv)
 		return 1;
 	/*
 	 * A vetted call waits for the spare's wake-up; on a busy host each wake-up waits for a core (issue 17).
-	 * A higher priority (its spares inherit it) makes those waits shorter. It cannot starve the host:
+	 * A higher priority and a short slice (its spares inherit both: sched-slice.h) make those waits
+	 * shorter. It cannot starve the host:
 	 * the calls are paced (a burst of 400, then 200/s per container, actors/vetter/pace.ts and the
 	 * watcher's budget), at most PERFORM_MAX_RUNS run at once, and each is one short mount-as/umount-as.
 	 * Best effort: without the privilege, the default.
 	 */
-	if (setpriority(PRIO_PROCESS, 0, PERFORM_NICE) < 0)
-		errno = 0;
+	eci_sched_latency(0, PERFORM_NICE);
 	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
 		return 1;
 	perform_native = perform_native_open = fcntl(PERFORM_NATIVE_FD, F_GETFD) >= 0;

@@ -92,6 +92,7 @@
 #include <vector>
 
 #include "../cmd/errno-names.h"
+#include "../cmd/sched-slice.h"
 #include "vetted-syscalls.h"
 
 #ifndef AUDIT_ARCH_X86_64
@@ -1032,7 +1033,7 @@ void WatchLoop(std::shared_ptr<Watcher> w) {
   // Each vetted call waits for this thread's wake-up, then the performer's spare's; on a busy host each
   // waits for a core (issue 17). A higher priority shortens that; the calls it serves are paced (see
   // perform.c's PERFORM_NICE). Best effort: without the privilege, the default.
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kWatcherNice);
+  eci_sched_latency(0, kWatcherNice);
   const NotifSizes& sz = Sizes();
   std::vector<unsigned char> buf(sz.notif);
   for (;;) {

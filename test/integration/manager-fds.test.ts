@@ -36,3 +36,29 @@ describe('fds the daemon inherited', () => {
     }
   });
 });
+
+/** The EEVDF slice (ns) of a task, from /proc/<pid>/sched. */
+const sliceOf = (pid: number) => Number(/^se\.slice\s*:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/sched`, 'utf8'))?.[1]);
+
+describe('the short slice the daemon asks for (native/cmd/sched-slice.h)', () => {
+  const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+
+  it('is its main thread\'s and its children\'s (nats-server, the fd-holder); ECI_SCHED_SLICE_US=0 keeps the kernel\'s', async () => {
+    const m = await startManager();
+    try {
+      expect(sliceOf(m.pid())).toBe(100_000);
+      const kids = childrenOf(m.pid());
+      expect(kids.length).toBeGreaterThanOrEqual(2);
+      expect(kids.map(sliceOf)).toEqual(kids.map(() => 100_000));
+    } finally {
+      await m.destroy();
+    }
+    const off = await startManager({ env: { ECI_SCHED_SLICE_US: '0' } });
+    try {
+      expect(sliceOf(off.pid())).not.toBe(100_000);
+      expect(sliceOf(off.pid())).toBe(sliceOf(process.pid)); // the kernel's default, as this test's own
+    } finally {
+      await off.destroy();
+    }
+  });
+});

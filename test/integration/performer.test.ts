@@ -335,6 +335,10 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     let stalledRun: Promise<unknown> | undefined;
     let stalledPid: number | undefined;
     let niceValues: number[] = [];
+    let slices: number[] = [];
+    let watcherThreads: { nice: number; slice: number }[] = [];
+    // sched-slice.h's EEVDF slice (ns), from /proc/<pid>/sched (Linux 6.12+ honours a requested one).
+    const sliceOf = (path: string) => Number(/^se\.slice\s*:\s*(\d+)/m.exec(readFileSync(path, 'utf8'))?.[1]);
     const niceOf = (pid: number) => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]); };
     let next: { answered?: { errno: number }; stalledAlive?: boolean } | undefined;
     process.env.ECI_TEST_SPARE_STALL = '/stall';
@@ -349,6 +353,9 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
           stalledPid = childrenOf(p!, { zombies: false })[0];
           // perform.c's PERFORM_NICE, inherited by its runs and spares (the test runs as root).
           niceValues = [p!, ...childrenOf(p!, { zombies: false })].map(niceOf);
+          slices = [p!, ...childrenOf(p!, { zombies: false })].map((pid) => sliceOf(`/proc/${pid}/sched`));
+          // The listener's watcher thread (native/src/seccomp.cc) in this process: the same nice value and slice.
+          watcherThreads = readdirSync('/proc/self/task').map((t) => ({ nice: niceOf(Number(t)), slice: sliceOf(`/proc/self/task/${t}/sched`) })).filter((t) => t.nice === -5);
           return; // not awaited: the next notification is handled while this run stalls
         }
         const o = await run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
@@ -361,6 +368,9 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       expect(r.stdout).toMatch(/\n0\n?$/); // nothing was mounted at /stall
       expect(next).toMatchObject({ answered: { errno: 0 }, stalledAlive: true });
       expect(niceValues).toEqual([-5, -5, -5]);
+      expect(slices).toEqual([100_000, 100_000, 100_000]);
+      expect(watcherThreads.length).toBeGreaterThan(0);
+      expect(watcherThreads.every((t) => t.slice === 100_000)).toBe(true);
       const stalled = (await stalledRun) as { failed: { message: string }; answered: { errno: number } };
       expect(stalled.answered).toMatchObject({ errno: EPERM });
       expect(stalled.failed.message).toMatch(/SIGKILL/);
