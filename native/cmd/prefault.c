@@ -2,19 +2,12 @@
 #include "helper.h"
 #include "prefault.h"
 #include <link.h>
-#include <sys/mman.h>
 
 #define PREFAULT_PAGE 4096UL
 /* A run's stack below the spare's wait (mount-as, as_run, /proc parsing, stdio): 6 pages measured. */
 #define PREFAULT_STACK (32 * 1024)
 /* What a run allocates (fmemopen's FILE, directory and file buffers): 2 heap pages measured. */
 #define PREFAULT_HEAP (16 * 1024)
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-/* The program's .data and .bss (glibc's crt and the linker define both). */
-extern char __data_start[], _end[];
 
 static int prefault_mem = -1;
 
@@ -72,13 +65,6 @@ __attribute__((noinline)) static void prefault_stack(void)
 void prefault_spare(char *out, size_t out_len)
 {
 	prefault_stack();
-	/*
-	 * The data pages a run writes (malloc's arena, stdio's list, the run's globals and buffers):
-	 * each a copy on write after fork. MADV_POPULATE_WRITE copies them now without changing a byte.
-	 */
-	uintptr_t lo = (uintptr_t)__data_start & ~(PREFAULT_PAGE - 1);
-	if (madvise((void *)lo, (uintptr_t)_end - lo, MADV_POPULATE_WRITE) < 0)
-		errno = 0;
 	/* The heap's next pages, where the run's allocations go (and free gives them back to the top). */
 	volatile char *h = malloc(PREFAULT_HEAP);
 	if (h) {
