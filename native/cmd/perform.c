@@ -4,7 +4,6 @@
 #include "as-common.h"
 #include "serve.h"
 #include "perform.h"
-#include "prefault.h"
 #include "spare-timing.h"
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -303,17 +302,8 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 	 * No warm-up (touching the stack, stdio and heap pages a run writes, so their copy-on-write faults
 	 * come before the request): it made the spare ready ~130 us later, mostly after the request had
 	 * come, and its CPU competed with the call's path. Without it, mount+umount p50 was ~110 us lower
-	 * (bench mountlat, 5 alternating pairs: 838 vs 948 us). Writing one byte per page is cheaper:
-	 * the stack and output page its run faulted (prefault.h), no code of the run.
+	 * (bench mountlat, 5 alternating pairs: 838 vs 948 us).
 	 */
-	prefault_spare(out, PERFORM_OUT);
-	/*
-	 * The run's output stream, made before the request: its allocation and stdio's list of streams
-	 * are copies on write after fork (~11 us of a run's path, issue 17). It failing here is not
-	 * fatal: the run makes it again after its 'S' note (and fails there, reported).
-	 */
-	FILE *f = fmemopen(out, PERFORM_OUT - 1, "w");
-	*(volatile bool *)&as_keep_notif = false; /* its page: a copy on write too */
 #ifdef ECI_SPARE_TIMING
 	spare_timing.fd = open(ECI_SPARE_TIMING_LOG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 #ifdef ECI_SPARE_FAULTS
@@ -356,8 +346,7 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 			for (;;)
 				pause();
 	spare_mark("args");
-	if (!f)
-		f = fmemopen(out, PERFORM_OUT - 1, "w");
+	FILE *f = fmemopen(out, PERFORM_OUT - 1, "w");
 	if (!f)
 		_exit(127);
 	stdout = f;
@@ -594,7 +583,6 @@ int main_perform(int argc, char **argv)
 	unsigned char *frame = malloc(PERFORM_MAX_FRAME);
 	if (perform_out == MAP_FAILED || !frame)
 		return 1;
-	prefault_share_text();
 	struct perform_child spare = perform_fork_spare(argv[0], frame);
 	perform_reply(0, 'R', NULL, 0, NULL, 0);
 	struct perform_child runs[PERFORM_MAX_RUNS];
