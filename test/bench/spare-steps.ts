@@ -12,8 +12,12 @@ export function spareSteps(text: string): { step: string; n: number; p50: number
   const add = (k: string, v: number) => { const a = steps.get(k) ?? []; a.push(v); steps.set(k, a); };
   for (const line of text.split('\n')) {
     const marks = line.trim().split(/\s+/).filter(Boolean).map((kv) => kv.split('=') as [string, string]);
-    const at = marks.filter(([k]) => k !== 'minflt' && k !== 'rc').map(([k, v]) => [k, Number(v) / 1000] as const);
-    for (let i = 1; i < at.length; i++) add(`${at[i - 1]![0]}->${at[i]![0]}`, at[i]![1] - at[i - 1]![1]);
+    // A mark is "<ns>" or, with -DECI_SPARE_FAULTS, "<ns>,<minor faults so far>" (faults per step then).
+    const at = marks.filter(([k]) => k !== 'minflt' && k !== 'rc').map(([k, v]) => [k, Number(v.split(',')[0]) / 1000, v.split(',')[1]] as const);
+    for (let i = 1; i < at.length; i++) {
+      add(`${at[i - 1]![0]}->${at[i]![0]}`, at[i]![1] - at[i - 1]![1]);
+      if (at[i]![2] !== undefined) add(`  faults ${at[i - 1]![0]}->${at[i]![0]}`, Number(at[i]![2]) - Number(at[i - 1]![2]));
+    }
     const sys = at.find(([k]) => k === 'syscall');
     if (sys) add('request->syscall', sys[1]);
     const f = marks.find(([k]) => k === 'minflt');
