@@ -32,6 +32,16 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/**
+ * The performer serving a call just handed to mountAs: it may not be started yet when mountAs returns
+ * its promise, and an earlier one (`not`: ended in this test, or not yet reaped from another) is not it.
+ */
+async function performerFor(not: number[]): Promise<number> {
+  let p: number | undefined;
+  await until('the call\'s performer', () => (p = performers({ zombies: false }).find((q) => !not.includes(q))) !== undefined);
+  return p!;
+}
+
 /** A busybox bundle under `dir` whose script runs with `caps`, `notify` sent to agent<name>.sock. */
 let dir: string;
 async function bundle(name: string, script: string, notify: string[], caps = ['CAP_SYS_ADMIN']): Promise<{ sock: string; b: string }> {
@@ -286,13 +296,14 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     mkdirSync(join(b, 'rootfs', 'stall'));
     const outcomes: unknown[] = [];
     const performerPids: number[] = [];
+    const earlier = performers({ zombies: true });
     const spareOf = (p: number) => childrenOf(p, { zombies: false });
     process.env.ECI_TEST_SPARE_STALL = '/stall';
     try {
       const r = await runWithAgent(sock, b, 'eci-performer4', async (n, l) => {
         const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
-        const [p] = performers({ zombies: true });
-        performerPids.push(p!);
+        const p = await performerFor([...earlier, ...performerPids]);
+        performerPids.push(p);
         if (n.strings.target === '/stall') {
           // The run stops in the stall hook: kill it there (it has told the performer it started).
           await until('the stalled run', () => spareOf(p!).length === 1, 5000);
@@ -332,6 +343,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     const script = '(mount -t tmpfs tmpfs /stall; echo "s=$?") & sleep 0.3; mount -t tmpfs tmpfs /mnt; echo "m=$?"; wait; grep -c " /stall " /proc/mounts; true';
     const { sock, b } = await bundle('5', script, ['mount']);
     mkdirSync(join(b, 'rootfs', 'stall'));
+    const earlier = performers({ zombies: true });
     let stalledRun: Promise<unknown> | undefined;
     let stalledPid: number | undefined;
     let niceValues: number[] = [];
@@ -347,7 +359,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
         const run = mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id, answer: true } });
         if (n.strings.target === '/stall') {
           stalledRun = run.then((x) => x, (e: unknown) => ({ failed: e, answered: answeredOf(e) }));
-          const [p] = performers({ zombies: true });
+          const p = await performerFor(earlier);
           // The stalled run plus the spare forked as it started.
           await until('a spare beside the stalled run', () => childrenOf(p!, { zombies: false }).length === 2, 5000);
           stalledPid = childrenOf(p!, { zombies: false })[0];
