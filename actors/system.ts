@@ -18,7 +18,7 @@ import { EciError } from './errors.ts';
 import { FdHolder, type FdHolderNative } from './fd-holder.ts';
 import { NotifyFeed, type FeedNative } from './notify-feed.ts';
 import { runcStateDir } from './runc/cli.ts';
-import { runcInitPid } from './runc/state.ts';
+import { procStat, runcInitPid } from './runc/state.ts';
 import type { RootfsNative } from './rootfs.ts';
 import { RuntimeSession, type RuntimeHost } from './runtime.ts';
 import { StartGate } from './start-gate.ts';
@@ -45,7 +45,7 @@ import { rangeProblem } from './manager/range-check.ts';
 import { ContainerTable, type ContainerView } from './manager/table.ts';
 import { namespaceOwner, type JoinCandidate } from './manager/group-ns.ts';
 import type { GroupRange } from './manager/groups.ts';
-import type { StoredRecord } from './restore.ts';
+import { statStartTime, type StoredRecord } from './restore.ts';
 
 export type { MountPlan } from './manager/container-mounts.ts';
 export type { ContainerView } from './manager/table.ts';
@@ -463,7 +463,8 @@ export class Manager implements RuntimeHost, EventSink {
       containerProcess: (id, pid) => {
         const c = this.table.get(id);
         if (c && !this.table.initPid(id)) {
-          this.table.setInitPid(id, pid);
+          const stat = procStat(pid);
+          this.table.setInitPid(id, pid, stat === undefined ? undefined : statStartTime(stat));
           this.records.put(id, this.table.recordOf(c, c.state, c.context), { once: true });
         }
         // runc's first connection comes from the container's init: its pid namespace is the container's.
@@ -521,10 +522,20 @@ export class Manager implements RuntimeHost, EventSink {
       if ((c.state === 'mounted' || c.state === 'running') && !existsSync(runcStateDir(c.runcRoot, c.id))) {
         // Give an in-flight create a moment: only containers older than the interval are swept.
         if (Date.now() - Date.parse(c.created) < RECONCILE_MS) continue;
+        // Fail closed: while its init still runs, its range and mounts stay its own, whatever runc's
+        // state dir says (a range freed under a live container could be handed to another one).
+        if (this.table.initRunning(c.id, procStat)) {
+          if (!this.keptRunning.has(c)) this.log.warn({ id: c.id, pid: this.table.initPid(c.id) }, 'runc no longer knows this container, but its init still runs: it keeps its range and mounts');
+          this.keptRunning.add(c);
+          continue;
+        }
         c.send({ type: 'delete' });
       }
     }
   }
+
+  /** Containers reconcile() found without runc state but still running (warned about once). */
+  private readonly keptRunning = new WeakSet<ContainerActor>();
 
   list(): ContainerView[] {
     return this.table.list();

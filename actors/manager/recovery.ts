@@ -57,8 +57,9 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     const alive = existsSync(runcStateDir(rec.runcRoot, id));
     if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
       d.revive(id, withView(rec, id));
-      const pid = initPidOf(rec, readRuncState(rec.runcRoot, id), procStat);
-      if (pid) d.table.setInitPid(id, pid);
+      const runc = readRuncState(rec.runcRoot, id);
+      const pid = initPidOf(rec, runc, procStat);
+      if (pid) d.table.setInitPid(id, pid, runc?.init_process_start);
       d.log.info({ id, state: rec.state }, 'restored container');
       continue;
     }

@@ -4,7 +4,7 @@
 import type { ContainerStateName, IdRange } from '../../statecharts/events.ts';
 import type { ContainerContext } from '../../statecharts/container.machine.ts';
 import type { ContainerActor } from '../container.actor.ts';
-import type { StoredRecord } from '../restore.ts';
+import { statStartTime, type StoredRecord } from '../restore.ts';
 import { RangeGroups } from './groups.ts';
 
 export interface ContainerView {
@@ -24,6 +24,8 @@ export class ContainerTable {
   readonly actors = new Map<string, ContainerActor>();
   /** Host pid of each container's init (from runc's agent connection, or restored). */
   private readonly initPids = new Map<string, number>();
+  /** Each init's start time (clock ticks since boot) when it was registered: a recycled pid is not it. */
+  private readonly initStarts = new Map<string, number>();
   /** Volumes per container actor (runtime.ts sets them with protectedPaths; gone with the actor). */
   private readonly volumes = new WeakMap<ContainerActor, string[]>();
   /** Which containers share a user namespace and range (groups.ts). */
@@ -53,14 +55,29 @@ export class ContainerTable {
   remove(c: ContainerActor): void {
     if (this.actors.get(c.id) === c) this.actors.delete(c.id);
     this.initPids.delete(c.id);
+    this.initStarts.delete(c.id);
   }
 
   initPid(id: string): number | undefined {
     return this.initPids.get(id);
   }
 
-  setInitPid(id: string, pid: number): void {
+  setInitPid(id: string, pid: number, start?: number): void {
     this.initPids.set(id, pid);
+    if (start === undefined) this.initStarts.delete(id);
+    else this.initStarts.set(id, start);
+  }
+
+  /**
+   * Whether container id's init still runs: its pid is there, with the start time it had when it was
+   * registered (when that is known; otherwise any process at that pid counts: erring towards running).
+   */
+  initRunning(id: string, stat: (pid: number) => string | undefined): boolean {
+    const pid = this.initPids.get(id);
+    const line = pid === undefined ? undefined : stat(pid);
+    if (line === undefined) return false;
+    const start = this.initStarts.get(id);
+    return start === undefined || statStartTime(line) === start;
   }
 
   volumePaths(id: string): string[] | undefined {
