@@ -82,6 +82,12 @@ export class ContainerActor {
    * (a container picked up after a restart): false.
    */
   releaseBesideDelete = false;
+  /**
+   * Its create call is under way (from the actor's start until create's answer after runc). A delete
+   * of the same id meanwhile is not for it: e.g. containerd's clean-up of the previous container's dead
+   * shim (`runc delete --force`), which races an engine's restart under the same id.
+   */
+  createInFlight = false;
   /** The bundle's config.json as the engine wrote it, and the sha256 of eci's rewrite (given back at delete if still that). */
   bundleConfig?: { path: string; original: string; written: string };
   /** Resolves once everything is released: mounts, range, run dir. */

@@ -321,6 +321,7 @@ export class RuntimeSession {
     const engineCgroups = system && !systemInit ? { cgroups: hostCgroupLayout() } : undefined;
     const group = checks.joins;
     const actor = this.host.createContainer(id, bundle, cli.root, { rootfs, binds }, { join: group?.containers[0] });
+    actor.createInFlight = true;
     const snap = await actor.ready();
     phases.mapped = this.lap();
     if (!snap.matches('mounted')) {
@@ -390,8 +391,9 @@ export class RuntimeSession {
       // runc run creates and starts in one go; eci learns only when it ends.
       actor.send({ type: 'runc.created' });
       actor.send({ type: 'start' });
+      actor.createInFlight = false; // from here on runc's container is its, whatever deletes it
     }
-    this.onExit = async (status) => {
+    const afterRunc = async (status: number): Promise<ShimReply> => {
       if (cli.command === 'create' && status === 0) {
         // The host view was mounted beside runc create: the engine is not told of the container before it is up.
         const noView = await actor.hostViewMounted();
@@ -421,6 +423,7 @@ export class RuntimeSession {
       }
       return { action: 'done', status };
     };
+    this.onExit = (status) => afterRunc(status).finally(() => { actor.createInFlight = false; });
     phases.write = this.lap();
     this.host.log.debug({ cmd: cli.command, id, ms: +(performance.now() - this.t0).toFixed(2), phases }, 'create prepared');
     return { action: 'spawn', argv: runcArgv };
@@ -566,7 +569,9 @@ export class RuntimeSession {
     const id = this.need(cli);
     // Nothing of eci's to wait for (engines delete twice; the second finds the mounts gone): runc alone.
     const early = this.host.container(id);
-    if (!early || early.isUnmounted) return { action: 'exec', argv: runcArgv };
+    // A container whose create is under way is not this delete's (see createInFlight): runc alone
+    // answers it, as it would for a container it does not know yet.
+    if (!early || early.isUnmounted || early.createInFlight) return { action: 'exec', argv: runcArgv };
     // No process of it is left (its init and pid namespace are gone): runc delete only forgets it, so
     // eci's release runs beside runc instead of after it, unless a poststop hook, which runc delete
     // runs, could still read the rootfs. Decided once the spawn answer is out (runc's state is tens of

@@ -139,6 +139,40 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
+  it('a delete of the id whose create is under way (a dead shim\'s clean-up racing a restart) leaves the new container alone', async () => {
+    // containerd cleans up a dead shim with `runc delete --force ID` at its own pace; an engine restarting
+    // the container under the same id may be creating it again by then. runc there has nothing to delete
+    // yet, so eci must not take the new container's mounts and range either. A manager of its own whose
+    // runc waits 1.5 s before each create.
+    const slow = join(dir, 'slow-runc');
+    writeFileSync(slow, '#!/bin/sh\nfor a; do [ "$a" = create ] && sleep 1.5; done\nexec runc "$@"\n');
+    chmodSync(slow, 0o755);
+    const ms = await startManager({ env: { ECI_RUNC: slow } });
+    try {
+      const e = { ECI_SOCKET: ms.socket };
+      const b = await bundle('race', ['sleep', '30']);
+      const created = eciRunc(['--root', runcRoot, 'create', '--bundle', b, 'race1'], { env: e });
+      for (let i = 0; i < 100 && (await ms.ps()).containers[0]?.state !== 'mounted'; i++) await new Promise((r) => setTimeout(r, 20));
+      expect((await ms.ps()).containers.map((x) => [x.id, x.state])).toEqual([['race1', 'mounted']]);
+      const del = await eciRunc(['--root', runcRoot, 'delete', '--force', 'race1'], { env: e });
+      expect(del.code, del.stderr).toBe(0); // runc: no such container yet
+      const c = await created;
+      expect(c.code, c.stderr).toBe(0);
+      expect((await ms.ps()).containers.map((x) => [x.id, x.state])).toEqual([['race1', 'mounted']]);
+      expect(existsSync(join(ms.dir, 'run', 'containers', 'race1', 'rootfs', 'bin'))).toBe(true);
+      expect((await eciRunc(['--root', runcRoot, 'start', 'race1'], { env: e })).code).toBe(0);
+      const st = JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'race1'], { env: e })).stdout);
+      expect(st).toMatchObject({ id: 'race1', status: 'running' });
+      const gone = await eciRunc(['--root', runcRoot, 'delete', '--force', 'race1'], { env: e });
+      expect(gone.code, gone.stderr).toBe(0);
+      expect((await ms.ps()).containers).toEqual([]);
+      expect((await ms.ps()).ranges).toEqual({});
+      expect(ownMounts(dir, join(ms.dir, 'run', 'containers'))).toBe(baseline);
+    } finally {
+      await ms.destroy();
+    }
+  });
+
   it('answers a malformed config.json with one line naming the problem, and holds nothing', async () => {
     const b = await bundle('bad', ['true']);
     writeFileSync(join(b, 'config.json'), '{"root": {"path": "rootfs"}, "linux": ');
