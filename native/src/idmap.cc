@@ -38,6 +38,16 @@ bool WriteFile(const std::string& path, const std::string& data) {
 
 struct UsernsChild { int pipefd[2]; };
 
+// Lets a holder child exit: a byte, not EOF. Holders are made on several thread-pool threads at once,
+// and each child gets a copy of the fd table as it was at its clone: one holder may hold the write end
+// of another's pipe, and EOF would wait for that holder, which may wait for ours (a deadlock, seen
+// under 20 creates at once: two pool threads in waitpid for good).
+void ReleaseHolder(int wfd) {
+  const char one = 1;
+  while (::write(wfd, &one, 1) < 0 && errno == EINTR) {}
+  ::close(wfd);
+}
+
 // The child of clone(CLONE_VM): it shares our memory, so it runs nothing but close and read (which
 // touch no shared state but errno, and only on failure) until the parent has taken its namespace.
 int HoldUserns(void* arg) {
@@ -77,7 +87,7 @@ int MakeUserns(uint32_t uid, uint32_t gid, uint32_t size) {
   }
   ::close(c.pipefd[0]);
   int r = MapAndOpen(pid, uid, gid, size);
-  ::close(c.pipefd[1]);  // lets the child exit
+  ReleaseHolder(c.pipefd[1]);
   int st;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
   ::munmap(stack, kStack);  // only once the child, which ran on it, is gone
@@ -120,7 +130,7 @@ int MakeUsernsForked(uint32_t uid, uint32_t gid, uint32_t size) {
     nsfd = ::open((proc + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC);
     if (nsfd < 0) err = errno;
   }
-  ::close(pipefd[1]);  // lets the child exit
+  ReleaseHolder(pipefd[1]);
   int st;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
   return err ? -err : nsfd;

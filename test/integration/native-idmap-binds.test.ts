@@ -72,3 +72,42 @@ describe.skipIf(!root)(`idmapped binds of checked objects${root ? '' : ' (skippe
     expect(mountsUnder(dir)).toBe(0);
   });
 });
+
+describe.skipIf(!root)(`idmapped binds made at once on the thread pool${root ? '' : ' (skipped: needs root)'}`, () => {
+  // Each call's user namespace is held by a child cloned on a pool thread; the children of calls made at
+  // the same time get copies of each other's pipe ends. A holder told to exit by EOF could then wait for
+  // another holder forever (two pool threads stuck in waitpid, the create timed out); a byte cannot.
+  it('all of 16 concurrent calls finish, round after round, and each bind is mounted with its own range', async () => {
+    const dir = mkdtempSync('/tmp/eci-binds-conc-');
+    try {
+      mkdirSync(join(dir, 'src'));
+      writeFileSync(join(dir, 'src/f'), 'ok');
+      const st = statSync(join(dir, 'src'), { bigint: true });
+      for (let round = 0; round < 10; round++) {
+        const targets = Array.from({ length: 16 }, (_, k) => join(dir, `t${round}-${k}`));
+        let pending = targets.length;
+        const calls = targets.map((target, k) => {
+          const range = { hostID: 100000 + k * 65536, size: 65536 };
+          return idmapBindsAsync([{ source: join(dir, 'src'), target, dev: st.dev, ino: st.ino, rdonly: true }], range, range).finally(() => pending--);
+        });
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`round ${round}: ${pending} of 16 concurrent idmapBindsAsync calls still pending after 60 s`)), 60_000); });
+        try {
+          await Promise.race([Promise.all(calls), bound]);
+        } finally {
+          clearTimeout(timer);
+        }
+        targets.forEach((target, k) => expect(statSync(join(target, 'f')).uid, target).toBe(100000 + k * 65536));
+        for (const target of targets) unmount(target, { detach: true });
+      }
+      expect(mountsUnder(dir)).toBe(0);
+    } finally {
+      // A failed round leaves its binds: never remove a tree with mounts in it.
+      for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+        const at = line.split(' ')[4];
+        if (at?.startsWith(`${dir}/`)) unmount(at, { detach: true });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 15 * 60_000);
+});
