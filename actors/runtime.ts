@@ -145,9 +145,14 @@ function digest(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/** The temporary file a config.json is written to before its rename over the original. */
+function atomicTmp(path: string): string {
+  return join(dirname(path), `.config.json.eci-${process.pid}-${Date.now()}`);
+}
+
 function writeAtomic(path: string, text: string): void {
   const mode = statSync(path).mode & 0o7777;
-  const tmp = join(dirname(path), `.config.json.eci-${process.pid}-${Date.now()}`);
+  const tmp = atomicTmp(path);
   writeFileSync(tmp, text, { mode });
   renameSync(tmp, path);
 }
@@ -155,7 +160,7 @@ function writeAtomic(path: string, text: string): void {
 /** writeAtomic off the event loop (on a busy disk one write can take ms). */
 async function writeAtomicAsync(path: string, text: string): Promise<void> {
   const mode = (await stat(path)).mode & 0o7777;
-  const tmp = join(dirname(path), `.config.json.eci-${process.pid}-${Date.now()}`);
+  const tmp = atomicTmp(path);
   await writeFile(tmp, text, { mode });
   await rename(tmp, path);
 }

@@ -4,7 +4,7 @@
 import type { ContainerStateName, IdRange } from '../../statecharts/events.ts';
 import type { ContainerContext } from '../../statecharts/container.machine.ts';
 import type { ContainerActor } from '../container.actor.ts';
-import { statStartTime, type StoredRecord } from '../restore.ts';
+import { initPidOf, type StoredRecord } from '../restore.ts';
 import { RangeGroups } from './groups.ts';
 
 export interface ContainerView {
@@ -74,10 +74,7 @@ export class ContainerTable {
    */
   initRunning(id: string, stat: (pid: number) => string | undefined): boolean {
     const pid = this.initPids.get(id);
-    const line = pid === undefined ? undefined : stat(pid);
-    if (line === undefined) return false;
-    const start = this.initStarts.get(id);
-    return start === undefined || statStartTime(line) === start;
+    return pid !== undefined && initPidOf({ initPid: pid }, { init_process_start: this.initStarts.get(id) }, stat) !== undefined;
   }
 
   volumePaths(id: string): string[] | undefined {
