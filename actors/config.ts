@@ -22,6 +22,8 @@ export interface ManagerConfig {
   logLevel: string;
   /** ECI_SCHED_SLICE_US: the vetted call path's EEVDF slice (native/cmd/sched-slice.h reads the variable); 0: the kernel's. */
   schedSliceUs: number;
+  /** ECI_SETKEY_HOOK: who runs Docker's libnetwork-setkey hook: `eci` (native/cmd/eci-setkey.c, the default) or `docker` (as dockerd wrote it). */
+  setkeyHook: 'eci' | 'docker';
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -37,6 +39,12 @@ function schedSlice(env: NodeJS.ProcessEnv): number {
   const us = int(env, 'ECI_SCHED_SLICE_US', 100, 0, 100_000);
   if (us > 0 && us < 100) throw new EciError('ECONFIG', `ECI_SCHED_SLICE_US=${us}: expected 0 (the kernel's slice) or 100 to 100000`);
   return us;
+}
+
+function setkeyHook(env: NodeJS.ProcessEnv): 'eci' | 'docker' {
+  const v = env.ECI_SETKEY_HOOK || 'eci';
+  if (v !== 'eci' && v !== 'docker') throw new EciError('ECONFIG', `ECI_SETKEY_HOOK=${v}: expected eci or docker`);
+  return v;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConfig {
@@ -63,5 +71,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
     settingsPath: env.ECI_SETTINGS || DEFAULT_SETTINGS_PATH,
     logLevel: env.ECI_LOG_LEVEL || 'info',
     schedSliceUs: schedSlice(env),
+    setkeyHook: setkeyHook(env),
   };
 }

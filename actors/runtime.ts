@@ -62,6 +62,8 @@ export interface RuntimeHost {
   ownPaths(): string[];
   /** The seccomp agent socket runc connects to (linux.seccomp.listenerPath). */
   seccompSocket(): string;
+  /** eci-setkey's path when it runs Docker's libnetwork-setkey hook (spec/docker-setkey.ts); undefined: Docker's own. */
+  readonly setkeyHook?: string;
   /** Records the container paths of a container's volumes (setuid/setgid chmods are refused there). */
   setVolumePaths?(id: string, paths: string[]): void;
   /** Where container `id`'s emulated /proc files are served (undefined: no emulation on this host). */
@@ -339,7 +341,7 @@ export class RuntimeSession {
     try {
       rewritten = runSteps(REWRITE_STEPS, withData, {
         id, uid: ctx.uid!, gid: ctx.gid!, rootfs: ctx.rootfs!, binds, procMounts: procfs, system, groupUserns: group?.userns, engineCgroups,
-        heldCapabilities: heldCapabilities(), hardLimits: ownHardLimits(), seccompSocket: this.host.seccompSocket(),
+        heldCapabilities: heldCapabilities(), hardLimits: ownHardLimits(), seccompSocket: this.host.seccompSocket(), setkeyHook: this.host.setkeyHook,
         createRules: needsCreateRules({
           rootfsWrites: rootfs.kind === 'overlay' ? rootfs.upper : rootfs.source,
           rootfsReadonly: spec.root?.readonly === true,

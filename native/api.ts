@@ -73,6 +73,8 @@ export interface FdHolderApi {
 /** The runtime launcher, eci-runc (launcher.ts). */
 export interface LauncherApi {
   launcherPath(): string;
+  /** Docker's libnetwork-setkey hook, eci-setkey (actors/spec/docker-setkey.ts). */
+  setkeyPath(): string;
   runLauncher(args: string[], o: LauncherOptions): Promise<void>;
   startLauncher(args: string[], o: LauncherOptions): void;
 }

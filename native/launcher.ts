@@ -9,6 +9,11 @@ export function launcherPath(): string {
   return nativeFile('./bin/eci-runc');
 }
 
+/** Absolute path of native/bin/eci-setkey (Docker's libnetwork-setkey hook, see actors/spec/docker-setkey.ts). */
+export function setkeyPath(): string {
+  return nativeFile('./bin/eci-setkey');
+}
+
 export interface LauncherOptions {
   /** The manager's socket (ECI_SOCKET); the rest of the environment is this process's. */
   socket: string;

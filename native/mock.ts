@@ -26,7 +26,7 @@ export type { MockMount, NativeCall, NativeFn } from './mock/mounts.ts';
 export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';
 export {
   closeFd, cloexecInherited, schedShortSlice, connectFdHolder, fdHolderPath, helperPath, launchFdHolder, launcherPath, runLauncher,
-  setFdHolderNotes, startLauncher,
+  setFdHolderNotes, setkeyPath, startLauncher,
 } from './mock/processes.ts';
 export type { FdHolderAnswer, FdHolderConnection } from './fd-holder.ts';
 export type { LauncherOptions } from './launcher.ts';

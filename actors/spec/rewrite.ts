@@ -6,6 +6,7 @@ import type { BindPlan } from '../rootfs.ts';
 import { CAP_NAMES, clampCapabilities } from '../runc/caps.ts';
 import { allCapabilities, allowSystemSyscalls } from './system-container.ts';
 import { addNotifyRules } from '../runc/seccomp.ts';
+import { withNativeSetkey } from './docker-setkey.ts';
 import { applyUserNamespace, clampIdSysctls, clampRlimits, utsSysctlsAsFields, withRootPath, type IdRange, type OciSpec } from '../runc/spec.ts';
 import type { SpecStep } from './steps.ts';
 import { withCgroupNamespace, withContainerEnv, withInitSyscalls, withRunTmpfs, withSysAdmin, withSysMounts, type CgroupView, type SystemInit } from './system-init.ts';
@@ -27,6 +28,8 @@ export interface RewriteContext {
   hardLimits: Record<string, number>;
   /** The seccomp agent socket runc connects to. */
   seccompSocket: string;
+  /** eci-setkey's absolute path, to run Docker's libnetwork-setkey hook (docker-setkey.ts); absent: Docker's own runs. */
+  setkeyHook?: string;
   /** Whether file-creating calls are vetted too (see setuid-exposure.ts). */
   createRules: boolean;
   /** A system container's workload (system-container.ts): all held capabilities, engine syscalls allowed. */
@@ -109,6 +112,8 @@ export const REWRITE_STEPS: readonly SpecStep<RewriteContext>[] = [
   { name: 'init-container-env', run: (s, c) => withContainerEnv(s, c.systemInit) },
   // ...and the syscalls Docker's profile keeps for CAP_SYS_ADMIN holders (mounts then notified below).
   { name: 'init-syscalls', run: (s, c) => withInitSyscalls(s, c.systemInit) },
+  // Docker's libnetwork-setkey hook runs eci's C equivalent instead of the whole dockerd binary again.
+  { name: 'docker-setkey', run: (s, c) => withNativeSetkey(s, c.setkeyHook) },
   // The mount/chmod/... families go to eci's seccomp agent.
   { name: 'seccomp-notify', run: (s, c) => addNotifyRules(s, c.seccompSocket, c.id, { createRules: c.createRules }) },
 ];

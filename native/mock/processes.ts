@@ -46,6 +46,10 @@ export function launcherPath(): string {
   return '/mock/native/bin/eci-runc';
 }
 
+export function setkeyPath(): string {
+  return '/mock/native/bin/eci-setkey';
+}
+
 function noLauncher(o: LauncherOptions): NativeError {
   const bin = o.launcher ?? launcherPath();
   return new NativeError({ code: 'ENOENT', errno: errnoOf('ENOENT'), syscall: 'spawn', message: `ENOENT: no launcher in the mock (${bin})`, path: bin });

@@ -75,7 +75,9 @@ export async function startManager(o: { dir?: string; env?: Record<string, strin
   let child: ChildProcess;
   const launch = async () => {
     const fd = openSync(logFile, 'a');
-    child = spawn(process.execPath, [join(REPO, 'bin/eci'), 'daemon'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, ...(o.inheritFd === undefined ? [] : [...Array<'ignore'>(17).fill('ignore'), o.inheritFd])] });
+    // ECI_TEST_MANAGER_NODE_ARGS: Node flags for the manager only (e.g. --cpu-prof, which NODE_OPTIONS refuses).
+    const nodeArgs = process.env.ECI_TEST_MANAGER_NODE_ARGS?.trim().split(/\s+/) ?? [];
+    child = spawn(process.execPath, [...nodeArgs, join(REPO, 'bin/eci'), 'daemon'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, ...(o.inheritFd === undefined ? [] : [...Array<'ignore'>(17).fill('ignore'), o.inheritFd])] });
     closeSync(fd);
     await waitUp(socket, child, logFile);
   };

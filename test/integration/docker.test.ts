@@ -51,6 +51,26 @@ describe.skipIf(!avail.ok)(`eci through Docker${avail.ok ? '' : ` (skipped: ${av
     expect((await m.ps()).ranges).toEqual({});
   });
 
+  it("runs Docker's libnetwork-setkey hook as eci-setkey, and dockerd gets the container's network namespace", async () => {
+    const id = (await ok(['run', '-d', ...RUN_FLAGS, '--runtime=eci', img, 'sleep', '300'])).trim();
+    try {
+      const ps = (await m.ps()) as { containers: { id: string; bundle?: string }[] };
+      const bundle = ps.containers.find((c) => c.id === id)?.bundle;
+      expect(bundle, 'the container is in the manager ps').toBeTruthy();
+      // The spec runc ran (eci's rewrite stays in the bundle while the container lives).
+      const hooks = JSON.parse(readFileSync(join(bundle!, 'config.json'), 'utf8')).hooks.prestart as { path: string; args: string[] }[];
+      expect(hooks.map((h) => [h.path, h.args[0], h.args.slice(2)])).toEqual([[join(REPO, 'native/bin/eci-setkey'), 'eci-setkey', [id, expect.stringMatching(/^[0-9a-f]{12}$/)]]]);
+      // dockerd bound the netns the hook named onto its sandbox key: the same nsfs inode as the init's.
+      const pid = Number((await ok(['inspect', '-f', '{{.State.Pid}}', id])).trim());
+      const key = (await ok(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', id])).trim();
+      expect(key).toMatch(/^\//);
+      const ns = statSync(`/proc/${pid}/ns/net`);
+      expect([statSync(key).dev, statSync(key).ino]).toEqual([ns.dev, ns.ino]);
+    } finally {
+      await d.docker(['rm', '-f', id]);
+    }
+  });
+
   it('still maps a range with --userns=host', async () => {
     expect(norm((await run('--userns=host', img, 'cat', '/proc/self/uid_map')).stdout)).toBe(`0 ${FIRST} 65536`);
   });

@@ -5,7 +5,7 @@ import { configFromEnv } from '../../actors/config.ts';
 describe('configFromEnv', () => {
   it('takes the defaults from an empty environment', () => {
     const c = configFromEnv({});
-    expect(c).toMatchObject({ runDir: '/run/eci', stateDir: '/var/lib/eci', socket: '/run/eci/eci.sock', natsPort: 14222, schedSliceUs: 100, range: undefined });
+    expect(c).toMatchObject({ runDir: '/run/eci', stateDir: '/var/lib/eci', socket: '/run/eci/eci.sock', natsPort: 14222, schedSliceUs: 100, setkeyHook: 'eci', range: undefined });
   });
 
   it('takes a vetted-call slice of 0 (the kernel default) or 100..100000 us', () => {
@@ -14,7 +14,13 @@ describe('configFromEnv', () => {
     expect(configFromEnv({ ECI_SCHED_SLICE_US: '100000' }).schedSliceUs).toBe(100_000);
   });
 
+  it("lets Docker's own libnetwork-setkey hook run with ECI_SETKEY_HOOK=docker", () => {
+    expect(configFromEnv({ ECI_SETKEY_HOOK: 'docker' }).setkeyHook).toBe('docker');
+    expect(configFromEnv({ ECI_SETKEY_HOOK: 'eci' }).setkeyHook).toBe('eci');
+  });
+
   it.each([
+    ['ECI_SETKEY_HOOK', 'dockerd', 'ECI_SETKEY_HOOK=dockerd: expected eci or docker'],
     ['ECI_SCHED_SLICE_US', '50', 'ECI_SCHED_SLICE_US=50: expected 0 (the kernel\'s slice) or 100 to 100000'],
     ['ECI_SCHED_SLICE_US', 'fast', 'ECI_SCHED_SLICE_US=fast: expected an integer from 0 to 100000'],
     ['ECI_SCHED_SLICE_US', '200000', 'ECI_SCHED_SLICE_US=200000: expected an integer from 0 to 100000'],

@@ -38,7 +38,7 @@ describe('the step lists', () => {
     expect(CHECK_STEPS.map((s) => s.name)).toEqual(['host-namespaces', 'shared-namespaces', 'init-cgroup-binds', 'mount-policy']);
     expect(REWRITE_STEPS.map((s) => s.name)).toEqual([
       'user-namespace', 'group-user-namespace', 'uts-sysctls', 'id-sysctls', 'system-container', 'init-sys-admin', 'capabilities', 'rlimits', 'root-path', 'volumes', 'proc-files',
-      'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'init-syscalls', 'seccomp-notify',
+      'init-cgroupns', 'init-run-tmpfs', 'init-sys-mounts', 'init-container-env', 'init-syscalls', 'docker-setkey', 'seccomp-notify',
     ]);
     for (const s of [...CHECK_STEPS, ...REWRITE_STEPS]) expect(s.name).toMatch(/^[a-z]+(-[a-z]+)*$/);
   });
