@@ -64,7 +64,8 @@ static void trace_flush(const char *action)
 	int n = snprintf(line, sizeof line, "%s %ld.%06ld conn=%ld reply=%ld spawned=%ld exited=%ld done=%ld %s\n",
 			 trace.verb ? trace.verb : "-", (long)trace.t0.tv_sec, trace.t0.tv_nsec / 1000, trace.us[T_CONN],
 			 trace.us[T_REPLY], trace.us[T_SPAWNED], trace.us[T_EXITED], trace.us[T_DONE], action);
-	int fd = open(trace.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	/* O_NOFOLLOW: the launcher runs as root and the file is often in /tmp, where anyone may plant a link. */
+	int fd = open(trace.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd >= 0) {
 		(void)!write(fd, line, (size_t)n); /* one write: lines of concurrent calls do not mix */
 		close(fd);
