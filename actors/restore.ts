@@ -6,6 +6,8 @@ import type { ContainerRecord } from './container.actor.ts';
 export interface StoredRecord extends ContainerRecord {
   /** Host pid of the container's init, as runc reported it on the seccomp agent socket. */
   initPid?: number;
+  /** Its start time (clock ticks since boot, /proc/<pid>/stat field 22): a pid reused since, or after a reboot, is not it. */
+  initStart?: number;
   /** Container paths of eci-managed mounts (never unmounted or moved by the container). */
   protectedPaths?: string[];
   /** Container paths of its volumes (setuid/setgid refused there). */

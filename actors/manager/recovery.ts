@@ -33,6 +33,8 @@ export interface RecoveryDeps {
   removeRootfs(id: string, mounts: MountRef[] | undefined): void;
   runDir: string;
   log: Logger;
+  /** /proc/<pid>/stat of a pid (undefined: none); procStat unless a test stands in. */
+  stat?: (pid: number) => string | undefined;
 }
 
 /** A record whose host view was still being mounted gets it from the mount table (read once, and only then). */
@@ -49,6 +51,7 @@ function viewAdopter(d: RecoveryDeps): (rec: StoredRecord, id: string) => Stored
 export async function restoreContainers(d: RecoveryDeps): Promise<void> {
   const kv = d.records;
   const withView = viewAdopter(d);
+  const stat = d.stat ?? procStat;
   for await (const key of await kv.keys(containerRecordKeys.all)) {
     const id = containerRecordKeys.idOf(key);
     const e = await kv.get(key);
@@ -58,9 +61,18 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
       d.revive(id, withView(rec, id));
       const runc = readRuncState(rec.runcRoot, id);
-      const pid = initPidOf(rec, runc, procStat);
-      if (pid) d.table.setInitPid(id, pid, runc?.init_process_start);
+      const pid = initPidOf(rec, runc, stat);
+      if (pid) d.table.setInitPid(id, pid, runc?.init_process_start ?? rec.initStart);
       d.log.info({ id, state: rec.state }, 'restored container');
+      continue;
+    }
+    // Fail closed: runc no longer knows it, but while its init runs (same pid, same start time when the
+    // record has it) its range and mounts stay its own; the reconcile releases them once the init ends.
+    const orphanInit = rec.state === 'mounted' || rec.state === 'running' ? initPidOf(rec, { init_process_start: rec.initStart }, stat) : undefined;
+    if (orphanInit) {
+      d.revive(id, withView(rec, id));
+      d.table.setInitPid(id, orphanInit, rec.initStart);
+      d.log.warn({ id, pid: orphanInit }, 'runc no longer knows this container, but its init still runs: it keeps its range and mounts');
       continue;
     }
     d.removeRootfs(id, rec.context.mounts);
