@@ -67,6 +67,8 @@ export class ContainerActor {
   readonly created: string;
   /** Container-relative paths of the mounts eci manages (volumes, masked and read-only paths). */
   protectedPaths: string[] = [];
+  /** The engine's path of its overlay rootfs, where its host view goes (recorded: a restarted manager may have to mount it). */
+  viewTarget?: string;
   readonly actor: Actor<typeof containerMachine>;
   private lastState?: ContainerStateName;
   /**

@@ -41,6 +41,11 @@ export function planOrphans(mountinfo: string, containersDir: string, dirIds: st
  * so its record may not list it yet (`viewPending`). The view whose source is this container's rootfs
  * joins the mounts (its release takes it down); the wait for it is over either way.
  */
+/** Whether a host view whose source is `rootfs` is in `mountinfo`. */
+export function hasHostView(mountinfo: string, rootfs: string): boolean {
+  return parseMountInfo(mountinfo).some((m) => m.fsType === HOST_VIEW_FSTYPE && m.source === rootfs);
+}
+
 export function adoptHostView(ctx: ContainerContext, mountinfo: string, rootfs: string): ContainerContext {
   if (!ctx.viewPending && !ctx.leaving) return ctx;
   const mounts = ctx.mounts ?? [];

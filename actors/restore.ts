@@ -8,6 +8,8 @@ export interface StoredRecord extends ContainerRecord {
   initPid?: number;
   /** Its start time (clock ticks since boot, /proc/<pid>/stat field 22): a pid reused since, or after a reboot, is not it. */
   initStart?: number;
+  /** The engine's path of its overlay rootfs, where its host view goes (absent: a bind rootfs, or an older record). */
+  hostView?: string;
   /** Container paths of eci-managed mounts (never unmounted or moved by the container). */
   protectedPaths?: string[];
   /** Container paths of its volumes (setuid/setgid refused there). */

@@ -153,11 +153,16 @@ export async function mountRootfsOnly(native: RootfsNative, plan: RootfsPlan, ta
 export async function mountHostViewOf(native: RootfsNative, plan: RootfsPlan, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo, times: RootfsTimes = {}): Promise<MountRef | undefined> {
   if (plan.kind !== 'overlay') return undefined;
   const t0 = performance.now();
-  const engineBefore = topId(plan.engine, mountinfo, native);
-  await native.mountHostView({ source: target, target: plan.engine, uid, gid });
-  const view = newTop(plan.engine, engineBefore, mountinfo, native);
+  const view = await mountHostViewAt(native, plan.engine, target, uid, gid, mountinfo);
   times.viewMs = +(performance.now() - t0).toFixed(2);
   return view;
+}
+
+/** The host view of the overlay at `target` on the engine's path `engine` (also a restarted manager's, from the record). */
+export async function mountHostViewAt(native: RootfsNative, engine: string, target: string, uid: IdRange, gid: IdRange, mountinfo = readMountInfo): Promise<MountRef> {
+  const engineBefore = topId(engine, mountinfo, native);
+  await native.mountHostView({ source: target, target: engine, uid, gid });
+  return newTop(engine, engineBefore, mountinfo, native);
 }
 
 /** Unmounts each mount eci made that is still the top mount at its path, newest first. Idempotent. */

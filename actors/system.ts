@@ -334,6 +334,7 @@ export class Manager implements RuntimeHost, EventSink {
       transition: (state, from, ctx) => this.onTransition(c, state, from, ctx),
       record: (state, ctx) => this.records.put(id, this.table.recordOf(c, state, ctx)),
     }, { runcRoot, created: restore?.created, restore });
+    c.viewTarget = restore ? restore.hostView : plan.rootfs.kind === 'overlay' ? plan.rootfs.engine : undefined;
     this.table.add(c);
     c.released.then(() => {
       const t = performance.now();
@@ -526,6 +527,7 @@ export class Manager implements RuntimeHost, EventSink {
       records: this.bus.containers, allocator: this.allocator, events: this, table: this.table, files: this.files,
       native: this.native, runDir: this.config.runDir, log: this.log,
       removeRootfs: (id, mounts) => this.mounts.remove(id, mounts),
+      mountView: (id, engine, uid, gid) => this.mounts.mountView(id, engine, uid, gid),
       revive: (id, rec) => {
         const c = this.createContainer(id, rec.context.bundle, rec.runcRoot, { rootfs: { kind: 'bind', source: '' }, binds: [] }, { restore: rec });
         c.protectedPaths = rec.protectedPaths ?? [];

@@ -12,6 +12,7 @@ export const PAUSE_POINTS = [
   'create.after-rootfs', // rootfs mounted; the mount not yet recorded in KV
   'delete.before-unmount', // runc deleted the container; eci's mounts and range still held
   'delete.after-unmount', // mounts gone; the range still held
+  'create.before-view', // the rootfs recorded as mounted; its host view (beside runc create) not mounted yet
   'create.after-view', // the host view (beside runc create) mounted; the machine not yet told
   'create.view-fails', // not a pause: the host view's mount fails (the create must fail cleanly)
 ] as const;

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { EciError } from '../errors.ts';
 import type { Logger } from 'pino';
 import type { IdRange, MountRef } from '../../statecharts/events.ts';
-import { mountBindsAsync, mountHostViewOf, mountRootfsOnly, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan, type RootfsTimes } from '../rootfs.ts';
+import { mountBindsAsync, mountHostViewAt, mountHostViewOf, mountRootfsOnly, unmountRootfs, unmountRootfsAsync, type BindPlan, type RootfsNative, type RootfsPlan, type RootfsTimes } from '../rootfs.ts';
 import type { TestPause } from '../test-pause.ts';
 
 /**
@@ -55,6 +55,14 @@ export class ContainerMounts {
   }
 
   /**
+   * The host view of container `id`'s overlay rootfs on the engine's path `engine`, for a container whose
+   * manager died between its overlay and its view (the restarted manager mounts it from the record).
+   */
+  async mountView(id: string, engine: string, uid: IdRange, gid: IdRange): Promise<MountRef> {
+    return mountHostViewAt(this.native, engine, this.rootfsTarget(id), uid, gid);
+  }
+
+  /**
    * Mounts the rootfs and binds mapped to the range; on failure, leaves nothing behind. An overlay's
    * host view on the engine's path is started once the overlay is up and is not waited for: `view`
    * (runc does not use that path; the create waits for it after `runc create`, before its answer).
@@ -73,11 +81,15 @@ export class ContainerMounts {
     let view: Promise<MountRef> | undefined;
     const t = performance.now();
     const times: RootfsTimes = {};
+    // For the create.before-view pause: resolves a turn after mount() returns (its 'mounted' record then queued).
+    let returned = () => {};
+    const mountReturned = new Promise<void>((r) => (returned = r));
     // The rootfs is built by a helper process while the binds are made on the thread pool: the two overlap.
     const rootfs = mountRootfsOnly(this.native, plan.rootfs, target, uid, gid, undefined, times).then((m) => {
       mounts = m;
       if (plan.rootfs.kind !== 'overlay') return;
       const v = this.pause().at('create.view-fails', id)
+        .then(() => this.pause().at('create.before-view', id, async () => { await mountReturned; await this.settledFor(id); }))
         .then(() => mountHostViewOf(this.native, plan.rootfs, target, uid, gid, undefined, times))
         .then(async (r) => {
           await this.pause().at('create.after-view', id, () => this.settledFor(id));
@@ -96,6 +108,7 @@ export class ContainerMounts {
       this.log.debug({ id, ms: +(performance.now() - t).toFixed(2), bindsMs: +(tb - t).toFixed(2), overlayMs: times.overlayMs }, 'rootfs mounted');
       mounts = [...mounts, ...binds];
       await this.pause().at('create.after-rootfs', id, () => this.settledFor(id));
+      setImmediate(returned);
       return { path: target, mounts, view };
     } catch (e) {
       // The rootfs may still be under way when a bind failed: wait for it (and its view), so its mounts are taken down too.

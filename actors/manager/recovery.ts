@@ -7,11 +7,11 @@ import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { containerRecordKeys } from '../../bus/keys.ts';
 import { subjects } from '../../bus/subjects.ts';
-import type { MountRef } from '../../statecharts/events.ts';
+import type { IdRange, MountRef } from '../../statecharts/events.ts';
 import type { AllocatorActor } from '../allocator.actor.ts';
 import type { FdHolder } from '../fd-holder.ts';
 import type { NotifyFeed } from '../notify-feed.ts';
-import { adoptHostView, sweepOrphans } from '../reconcile.ts';
+import { adoptHostView, hasHostView, sweepOrphans } from '../reconcile.ts';
 import { initPidOf, type StoredRecord } from '../restore.ts';
 import { procStat, readRuncState } from '../runc/state.ts';
 import { runcStateDir } from '../runc/cli.ts';
@@ -33,17 +33,34 @@ export interface RecoveryDeps {
   removeRootfs(id: string, mounts: MountRef[] | undefined): void;
   runDir: string;
   log: Logger;
+  /** Mounts container id's host view on the engine's path (its manager died before it could). */
+  mountView?(id: string, engine: string, uid: IdRange, gid: IdRange): Promise<unknown>;
   /** /proc/<pid>/stat of a pid (undefined: none); procStat unless a test stands in. */
   stat?: (pid: number) => string | undefined;
 }
 
-/** A record whose host view was still being mounted gets it from the mount table (read once, and only then). */
-function viewAdopter(d: RecoveryDeps): (rec: StoredRecord, id: string) => StoredRecord {
+/**
+ * A record whose host view was still being mounted gets it from the mount table (read once, and only
+ * then). When the manager died before the view was mounted, it is mounted now, before the engine's next
+ * call is served (the engine's path would show the engine's own overlay, not the container's rootfs).
+ */
+function viewAdopter(d: RecoveryDeps): (rec: StoredRecord, id: string, mount: boolean) => Promise<StoredRecord> {
   let table: string | undefined;
-  return (rec, id) => {
+  return async (rec, id, mount) => {
     if (!rec.context.viewPending && !rec.context.leaving) return rec;
+    const rootfs = join(d.runDir, 'containers', id, 'rootfs');
     table ??= readFileSync('/proc/self/mountinfo', 'utf8');
-    return { ...rec, context: adoptHostView(rec.context, table, join(d.runDir, 'containers', id, 'rootfs')) };
+    const { uid, gid } = rec.context;
+    if (mount && rec.context.viewPending && !rec.context.leaving && rec.hostView && uid && gid && d.mountView && !hasHostView(table, rootfs)) {
+      try {
+        await d.mountView(id, rec.hostView, uid, gid);
+        table = readFileSync('/proc/self/mountinfo', 'utf8');
+        d.log.info({ id, path: rec.hostView }, 'host view mounted after a restart');
+      } catch (e) {
+        d.log.warn({ id, path: rec.hostView, err: e instanceof Error ? e.message : String(e) }, 'host view not mounted after a restart: the engine path shows its own overlay');
+      }
+    }
+    return { ...rec, context: adoptHostView(rec.context, table, rootfs) };
   };
 }
 
@@ -59,7 +76,7 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     const rec = e.json<StoredRecord>();
     const alive = existsSync(runcStateDir(rec.runcRoot, id));
     if ((rec.state === 'mounted' || rec.state === 'running') && alive) {
-      d.revive(id, withView(rec, id));
+      d.revive(id, await withView(rec, id, true));
       const runc = readRuncState(rec.runcRoot, id);
       const pid = initPidOf(rec, runc, stat);
       if (pid) d.table.setInitPid(id, pid, runc?.init_process_start ?? rec.initStart);
@@ -70,7 +87,7 @@ export async function restoreContainers(d: RecoveryDeps): Promise<void> {
     // record has it) its range and mounts stay its own; the reconcile releases them once the init ends.
     const orphanInit = rec.state === 'mounted' || rec.state === 'running' ? initPidOf(rec, { init_process_start: rec.initStart }, stat) : undefined;
     if (orphanInit) {
-      d.revive(id, withView(rec, id));
+      d.revive(id, await withView(rec, id, false)); // runc's container is gone: no view to give the engine
       d.table.setInitPid(id, orphanInit, rec.initStart);
       d.log.warn({ id, pid: orphanInit }, 'runc no longer knows this container, but its init still runs: it keeps its range and mounts');
       continue;

@@ -91,7 +91,7 @@ export class ContainerTable {
   recordOf(c: ContainerActor, state: ContainerStateName, ctx: ContainerContext): StoredRecord {
     return {
       state, context: ctx, runcRoot: c.runcRoot, created: c.created,
-      initPid: this.initPids.get(c.id), initStart: this.initStarts.get(c.id), protectedPaths: c.protectedPaths, volumePaths: this.volumes.get(c),
+      initPid: this.initPids.get(c.id), initStart: this.initStarts.get(c.id), hostView: c.viewTarget, protectedPaths: c.protectedPaths, volumePaths: this.volumes.get(c),
       group: this.groups.groupOf(c.id),
     };
   }

@@ -1,7 +1,8 @@
 // The host view of an overlay rootfs (native/cmd/eci-hostview.c on the engine's path) is mounted beside
 // `runc create`: a create whose view fails ends like a failed runc create (runc's container deleted, the
 // bundle given back, nothing mounted or held, one line, non-zero), and a manager killed while the view
-// was mounted but not yet recorded leaves nothing that the restarted manager's delete does not take down.
+// was mounted but not yet recorded leaves nothing that the restarted manager's delete does not take down;
+// one killed before the view was mounted has it mounted by the restarted manager (from the record).
 // The rootfs is an overlay mounted here the way Docker's overlay2 does (<home>/<id>/merged).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -95,6 +96,34 @@ describe.skipIf(!root)(`the host view beside runc create${root ? '' : ' (skipped
     expect((await m.ps()).ranges).toEqual({});
     expect(mountsUnder(join(m.dir, 'run', 'containers'))).toEqual([]);
     expect(existsSync(join(runcRoot, 'v'))).toBe(false);
+    expect(topFsType(o.merged)).toBe('overlay'); // the view is down, the engine's overlay is left
+  });
+
+  it('a manager killed before the view was mounted: the restarted manager mounts it, and the delete takes it down', async () => {
+    const m = await startManager({ env: { ECI_TEST_PAUSE_AT: 'create.before-view:v' } });
+    managers.push(m);
+    const d = join(dir, 'early');
+    const o = await overlayBundle(d, ['sleep', '1000']);
+    merged.push(o.merged);
+    const runcRoot = join(d, 'runc');
+    runcRoots.push(runcRoot);
+    const env = { ECI_SOCKET: m.socket };
+    const launcher = eciRunc(['--root', runcRoot, 'create', '--bundle', o.bundle, 'v'], env);
+    await until(() => existsSync(join(m.dir, 'state', 'paused-at')), 'the manager to park before the view');
+    await until(() => existsSync(join(runcRoot, 'v', 'state.json')), 'runc create to have made the container');
+    expect(topFsType(o.merged)).toBe('overlay'); // the engine's own: no view yet
+    await m.kill9();
+    await launcher;
+
+    await m.restart();
+    // The engine's path shows the container's rootfs through eci's view again, before any engine call.
+    expect(topFsType(o.merged)).toBe('fuse.eci-rootfs');
+    expect((await m.ps()).containers.map((c: { id: string; state: string }) => [c.id, c.state])).toEqual([['v', 'mounted']]);
+    const del = await eciRunc(['--root', runcRoot, 'delete', '--force', 'v'], env);
+    expect(del.code, del.stderr).toBe(0);
+    await until(async () => (await m.ps()).containers.length === 0, 'the container to be gone');
+    expect((await m.ps()).ranges).toEqual({});
+    expect(mountsUnder(join(m.dir, 'run', 'containers'))).toEqual([]);
     expect(topFsType(o.merged)).toBe('overlay'); // the view is down, the engine's overlay is left
   });
 });
