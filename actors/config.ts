@@ -24,6 +24,8 @@ export interface ManagerConfig {
   schedSliceUs: number;
   /** ECI_SETKEY_HOOK: who runs Docker's libnetwork-setkey hook: `eci` (native/cmd/eci-setkey.c, the default) or `docker` (as dockerd wrote it). */
   setkeyHook: 'eci' | 'docker';
+  /** ECI_NATIVE_START (default 1): `start` of a created container opens runc's exec fifo in the launcher instead of running runc start; 0: runc start. */
+  nativeStart: boolean;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -72,5 +74,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
     logLevel: env.ECI_LOG_LEVEL || 'info',
     schedSliceUs: schedSlice(env),
     setkeyHook: setkeyHook(env),
+    nativeStart: int(env, 'ECI_NATIVE_START', 1, 0, 1) === 1,
   };
 }

@@ -62,6 +62,10 @@ export interface RuntimeHost {
   ownPaths(): string[];
   /** The seccomp agent socket runc connects to (linux.seccomp.listenerPath). */
   seccompSocket(): string;
+  /** The host pid of container id's init, once runc handed over its seccomp listener; undefined: unknown. */
+  initPid?(id: string): number | undefined;
+  /** Whether `start` may open runc's exec fifo in the launcher (ECI_NATIVE_START). */
+  readonly nativeStart?: boolean;
   /** eci-setkey's path when it runs Docker's libnetwork-setkey hook (spec/docker-setkey.ts); undefined: Docker's own. */
   readonly setkeyHook?: string;
   /** Records the container paths of a container's volumes (setuid/setgid chmods are refused there). */
@@ -553,6 +557,9 @@ export class RuntimeSession {
       return { action: 'done', status };
     };
     // The report only moves the record to running (nothing the engine waits on): no second round trip.
+    // With the init's pid known, the launcher does runc start's work itself (runc's own start is its fallback).
+    const pid = this.host.nativeStart ? this.host.initPid?.(id) : undefined;
+    if (pid && cli.args.length === 1) return { action: 'fifo', fifo: `${runcStateDir(cli.root, id)}/exec.fifo`, pid, argv: runcArgv };
     return { action: 'tell', argv: runcArgv };
   }
 

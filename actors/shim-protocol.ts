@@ -6,7 +6,9 @@
 // actions: exec argv (replace the launcher), spawn argv (run, wait, report EXIT, finish as the
 // manager's next reply says; that reply may be sent before the report arrives, and read after it),
 // pass (only as that next reply: exit with the child's status), tell argv (run, wait, report EXIT and exit with the child's status at
-// once: for calls whose report changes nothing the engine sees, it saves a round trip), error message
+// once: for calls whose report changes nothing the engine sees, it saves a round trip), fifo path pid argv
+// (`start` of a created container: the launcher opens runc's exec fifo at path itself, as runc start does,
+// while init pid lives; where it cannot, it runs argv as `tell` does; then as `tell`), error message
 // (print `eci: message`, exit 1), done status (exit with status), print text status.
 // Control clients (bin/eci) send CTL1 \0 <json> \0 and get <json> \0 back.
 // `eci run`'s client (native/cmd/eci-run.c) sends
@@ -22,6 +24,7 @@ export type ShimReply =
   | { action: 'exec'; argv: string[] }
   | { action: 'spawn'; argv: string[] }
   | { action: 'tell'; argv: string[] }
+  | { action: 'fifo'; fifo: string; pid: number; argv: string[] }
   | { action: 'error'; message: string }
   | { action: 'done'; status: number }
   | { action: 'pass' }
@@ -44,6 +47,7 @@ export class ProtocolError extends Error {
 export function encodeReply(r: ShimReply): Buffer {
   const fields =
     r.action === 'exec' || r.action === 'spawn' || r.action === 'tell' ? r.argv
+      : r.action === 'fifo' ? [r.fifo, String(r.pid), ...r.argv]
       : r.action === 'error' ? [r.message]
         : r.action === 'done' ? [String(r.status)]
           : r.action === 'start' ? [r.stdin ? '1' : '0', ...r.argv]

@@ -131,6 +131,14 @@ export class Manager implements RuntimeHost, EventSink {
 
   private setkey?: { path: string | undefined };
 
+  initPid(id: string): number | undefined {
+    return this.table.initPid(id);
+  }
+
+  get nativeStart(): boolean {
+    return this.config.nativeStart;
+  }
+
   /**
    * eci-setkey, when the config asks for it (the default) and it is built: Docker's libnetwork-setkey
    * hook then costs ~1 ms instead of a second start of dockerd. Missing, Docker's own hook runs (warned once).

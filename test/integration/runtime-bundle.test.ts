@@ -84,6 +84,43 @@ describe.skipIf(!root)(`eci-runc with OCI bundles${root ? '' : ' (skipped: needs
     expect(ownMounts(dir, join(m.dir, 'run', 'containers'))).toBe(baseline);
   });
 
+  it("start does runc start's work in the launcher (runc's exec fifo), and leaves every other case to runc", async () => {
+    const trace = join(dir, 'start.trace');
+    const e = { ...env, ECI_LAUNCHER_TRACE: trace };
+    const b = await bundle('fifo', ['sh', '-c', 'echo started > /started; sleep 30']);
+    const c1 = await eciRunc(['--root', runcRoot, 'create', '--bundle', b, 'fifo1'], { env: e });
+    expect(c1.code, c1.stderr).toBe(0);
+    const fifo = join(runcRoot, 'fifo1', 'exec.fifo');
+    expect(existsSync(fifo)).toBe(true);
+    const s1 = await eciRunc(['--root', runcRoot, 'start', 'fifo1'], { env: e });
+    expect([s1.code, s1.stderr]).toEqual([0, '']);
+    // No runc was started for it: the trace line of the start has no spawn, and the fifo is gone as after runc start.
+    const line = readFileSync(trace, 'utf8').trim().split('\n').find((l) => l.startsWith('start '));
+    expect(line).toMatch(/ spawned=0 .* fifo$/);
+    expect(existsSync(fifo)).toBe(false);
+    for (let i = 0; i < 50 && !existsSync(join(b, 'rootfs/started')); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readFileSync(join(b, 'rootfs/started'), 'utf8')).toBe('started\n');
+    expect(JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'fifo1'], { env })).stdout)).toMatchObject({ status: 'running' });
+    // A second start is runc's to answer, with runc's words.
+    const s2 = await eciRunc(['--root', runcRoot, 'start', 'fifo1'], { env });
+    expect(s2.code).toBe(1);
+    expect(s2.stderr).toContain('cannot start an already running container');
+
+    // An init that died before its start: runc says so, as it would without eci.
+    const b2 = await bundle('fifo-dead', ['sleep', '30']);
+    const c2 = await eciRunc(['--root', runcRoot, 'create', '--bundle', b2, 'fifo2'], { env });
+    expect(c2.code, c2.stderr).toBe(0);
+    const pid2 = JSON.parse((await eciRunc(['--root', runcRoot, 'state', 'fifo2'], { env })).stdout).pid as number;
+    process.kill(pid2, 'SIGKILL');
+    for (let i = 0; i < 50 && existsSync(`/proc/${pid2}`); i++) await new Promise((r) => setTimeout(r, 50));
+    const s3 = await eciRunc(['--root', runcRoot, 'start', 'fifo2'], { env });
+    expect(s3.code).toBe(1);
+    expect(s3.stderr).toContain('cannot start a container that has stopped');
+    for (const id of ['fifo1', 'fifo2']) expect((await eciRunc(['--root', runcRoot, 'delete', '--force', id], { env })).code).toBe(0);
+    for (let i = 0; i < 100 && (await m.ps()).containers.length; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await m.ps()).ranges).toEqual({});
+  });
+
   it('a poststop hook still finds the rootfs: with one, eci releases after runc delete, not beside it', async () => {
     const seen = join(dir, 'poststop.seen');
     const rootfs = join(m.dir, 'run', 'containers', 'hook1', 'rootfs');

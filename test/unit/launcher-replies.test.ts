@@ -1,8 +1,8 @@
 // bin/eci-runc against a fake manager: the final answer to a `spawn` may come before the launcher
 // reports the child's exit (even in the same read as the spawn answer); `pass` then means the
 // child's own status.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +21,9 @@ afterEach(async () => {
 });
 
 /** A manager that answers the request with `first` (one write of all its replies) and records the frames it got. */
-async function fakeManager(first: ShimReply[], afterExit?: ShimReply): Promise<{ socket: string; frames: ShimFrame[] }> {
+async function fakeManager(replies: ShimReply[] | ((dir: string) => ShimReply[]), afterExit?: ShimReply): Promise<{ socket: string; frames: ShimFrame[] }> {
   dir = mkdtempSync(join(tmpdir(), 'eci-launcher-'));
+  const first = typeof replies === 'function' ? replies(dir) : replies;
   const socket = join(dir, 'eci.sock');
   const frames: ShimFrame[] = [];
   server = createServer((sock: Socket) => {
@@ -62,5 +63,49 @@ describe('eci-runc spawn answers', () => {
   it('error sent ahead is printed as the call failing', async () => {
     const m = await fakeManager([{ action: 'spawn', argv: ['/bin/sh', '-c', 'exit 0'] }, { action: 'error', message: 'no' }]);
     expect(await launcher(m.socket, ['delete', 'c1'])).toBe(1);
+  });
+});
+
+describe('eci-runc fifo answers (start without runc)', () => {
+  const mkfifo = (path: string) => expect(spawnSync('mkfifo', [path]).status).toBe(0);
+  const RUNC = ['/bin/sh', '-c', 'exit 7']; // stands in for runc start: its status shows that it ran
+
+  it("takes the init's byte from the fifo, removes it, reports 0, and never runs runc", async () => {
+    let init: ReturnType<typeof spawn> | undefined;
+    let fifo = '';
+    const m = await fakeManager((d) => {
+      fifo = join(d, 'exec.fifo');
+      mkfifo(fifo);
+      // The init's side: blocks opening the fifo for writing until a reader comes, writes "0".
+      init = spawn('/bin/sh', ['-c', `echo 0 > ${fifo}; sleep 5`], { stdio: 'ignore' });
+      return [{ action: 'fifo', fifo, pid: init.pid!, argv: RUNC }];
+    });
+    try {
+      expect(await launcher(m.socket, ['start', 'c1'])).toBe(0);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(m.frames.at(-1)).toEqual({ kind: 'exit', status: 0 });
+      expect(existsSync(fifo)).toBe(false);
+    } finally {
+      init?.kill('SIGKILL');
+    }
+  });
+
+  it('runs runc (argv) instead when there is no fifo', async () => {
+    const m = await fakeManager([{ action: 'fifo', fifo: '/nonexistent/exec.fifo', pid: process.pid, argv: RUNC }]);
+    expect(await launcher(m.socket, ['start', 'c1'])).toBe(7);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(m.frames.at(-1)).toEqual({ kind: 'exit', status: 7 });
+  });
+
+  it('runs runc (argv) instead when the init is gone before it wrote, leaving the fifo to it', async () => {
+    const gone = spawnSync('/bin/true').pid;
+    let fifo = '';
+    const m = await fakeManager((d) => {
+      fifo = join(d, 'exec.fifo');
+      mkfifo(fifo);
+      return [{ action: 'fifo', fifo, pid: gone, argv: RUNC }];
+    });
+    expect(await launcher(m.socket, ['start', 'c1'])).toBe(7);
+    expect(existsSync(fifo)).toBe(true);
   });
 });

@@ -5,7 +5,7 @@ import { configFromEnv } from '../../actors/config.ts';
 describe('configFromEnv', () => {
   it('takes the defaults from an empty environment', () => {
     const c = configFromEnv({});
-    expect(c).toMatchObject({ runDir: '/run/eci', stateDir: '/var/lib/eci', socket: '/run/eci/eci.sock', natsPort: 14222, schedSliceUs: 100, setkeyHook: 'eci', range: undefined });
+    expect(c).toMatchObject({ runDir: '/run/eci', stateDir: '/var/lib/eci', socket: '/run/eci/eci.sock', natsPort: 14222, schedSliceUs: 100, setkeyHook: 'eci', nativeStart: true, range: undefined });
   });
 
   it('takes a vetted-call slice of 0 (the kernel default) or 100..100000 us', () => {
@@ -20,6 +20,7 @@ describe('configFromEnv', () => {
   });
 
   it.each([
+    ['ECI_NATIVE_START', 'yes', 'ECI_NATIVE_START=yes: expected an integer from 0 to 1'],
     ['ECI_SETKEY_HOOK', 'dockerd', 'ECI_SETKEY_HOOK=dockerd: expected eci or docker'],
     ['ECI_SCHED_SLICE_US', '50', 'ECI_SCHED_SLICE_US=50: expected 0 (the kernel\'s slice) or 100 to 100000'],
     ['ECI_SCHED_SLICE_US', 'fast', 'ECI_SCHED_SLICE_US=fast: expected an integer from 0 to 100000'],

@@ -22,6 +22,7 @@ describe('shim protocol', () => {
     expect(encodeReply({ action: 'error', message: 'no' }).toString()).toBe('error\x001\0no\0');
     expect(encodeReply({ action: 'done', status: 3 }).toString()).toBe('done\x001\x003\0');
     expect(encodeReply({ action: 'pass' }).toString()).toBe('pass\x000\0');
+    expect(encodeReply({ action: 'fifo', fifo: '/r/x/exec.fifo', pid: 42, argv: ['runc', 'start', 'x'] }).toString()).toBe('fifo\x005\0/r/x/exec.fifo\x0042\0runc\0start\0x\0');
     expect(encodeReply({ action: 'print', text: 'v\n', status: 0 }).toString()).toBe('print\x002\0v\n\x000\0');
   });
   it("decodes eci run's client frames: run (argv, environment), its exit with the stderr tail, signals", () => {
