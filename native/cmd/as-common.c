@@ -334,6 +334,7 @@ static int as_notif_valid(const struct as_common *o)
  * the notify fd open into P's namespaces, for that answer. as_notif_closed: it was closed on the way.
  */
 bool as_keep_notif, as_notif_closed;
+void (*as_outcome_final)(void);
 
 /* The notify fd must not come along into P's namespaces (but see as_keep_notif). */
 static void as_close_notif(const struct as_common *o)

@@ -86,6 +86,12 @@ enum { AS_OPT_PID = 1, AS_OPT_NOTIF_FD, AS_OPT_NOTIF_ID, AS_OPT_PROTECT_ID, AS_O
 
 /* Set by a performer's spare that answers the caller itself (see as-common.c). */
 extern bool as_keep_notif, as_notif_closed;
+/*
+ * Set by such a spare: called by a command once its outcome is final (the vetted call made, or refused),
+ * so that the caller is answered before the command's clean-up (closing its fds, which for an unmount
+ * ends the detached mount) and its JSON report: ~13 us less on each vetted call's path (issue 17).
+ */
+extern void (*as_outcome_final)(void);
 int as_parse_number(const char *name, const char *s, unsigned long *u, int *i);
 int as_common_opt(struct as_common *c, int opt, const char *arg, const char *dev_option);
 int as_getopt(int argc, char **argv, const struct option *longopts, const char *dev_option, struct as_common *c, int (*own)(int opt, const char *arg, void *ctx), void *ctx);

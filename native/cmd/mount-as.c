@@ -64,7 +64,7 @@ static int remount_file_mount(int tfd, unsigned long flags)
 }
 
 /* In the forked child, once it is P (as_run): judge the target and make the call. */
-static void mount_as_child(void *arg)
+static void mount_as_do(void *arg)
 {
 	const struct as_opts *o = arg;
 	/*
@@ -210,6 +210,14 @@ static void mount_as_child(void *arg)
 	if (rc < 0)
 		fail(errno, "mount", "mount %s on %s (type %s)", o->source ? o->source : "(null)", o->target,
 		     o->fstype ? o->fstype : "(null)");
+}
+
+/* The call, then its answer at once where the spare answers (as_outcome_final): the rest is clean-up. */
+static void mount_as_child(void *arg)
+{
+	mount_as_do(arg);
+	if (as_outcome_final)
+		as_outcome_final();
 }
 
 /* mount-as's own options (the common ones: as_common_opt). */

@@ -284,6 +284,25 @@ static void sf_line(void)
 #endif
 #endif
 
+/* The note of this spare's run, for perform_answer_now. */
+static struct perform_note *answer_note;
+
+/*
+ * as_outcome_final in a spare that answers the caller: the answer as the end of the run would give it
+ * (the command's rc is 0 exactly when no failure was recorded), sent as soon as the outcome is final.
+ */
+static void perform_answer_now(void)
+{
+	struct perform_note *n = answer_note;
+	if (!n || !as_keep_notif || as_notif_closed || n->answered)
+		return;
+	n->answer_err = perform_answer_errno(failure.set ? 1 : 0, failure.set ? failure.err : 0, failure.set ? failure.syscall : "");
+	n->send_err = perform_send(n->notif_id, n->answer_err);
+	n->answered_us = perform_now_us();
+	n->answered = 1;
+	spare_mark("answered");
+}
+
 /*
  * The spare: waits for the next request on fd 3 (or fd 5) and runs it; see the top of this file.
  * Its fds: 0-2, 3 and 5 with the fast path (until it has its request), 4 (the notify fd), then its note pipe.
@@ -357,6 +376,8 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 		_exit(127);
 	stdout = f;
 	as_keep_notif = (n.flags & PERFORM_ANSWER) != 0;
+	answer_note = &n;
+	as_outcome_final = perform_answer_now;
 	spare_mark("main");
 	n.rc = main(argc, args);
 	fflush(f);
@@ -365,7 +386,7 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 		memcpy(n.syscall, failure.syscall, sizeof n.syscall);
 		n.syscall[sizeof n.syscall - 1] = '\0';
 	}
-	if (as_keep_notif && !as_notif_closed) {
+	if (as_keep_notif && !as_notif_closed && !n.answered) {
 		n.answer_err = perform_answer_errno(n.rc, n.err, n.syscall);
 		n.send_err = perform_send(n.notif_id, n.answer_err);
 		n.answered_us = perform_now_us();
