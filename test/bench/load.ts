@@ -85,7 +85,8 @@ export async function loadRun(c: BenchContext, runtime: string, n: number, par: 
     const fdsLoaded = fds(pid);
     const natsLoadedKiB = natsPid ? rssKiB(natsPid) : NaN;
     const t1 = nowMs();
-    await pool(names, par, (name) => c.d.docker(['rm', '-f', name], { timeoutMs: 120_000 }).catch(async (e: Error) => {
+    // One at a time: concurrent removals can deadlock Docker 20.10.24's libnetwork (see test/integration/load.test.ts).
+    await pool(names, 1, (name) => c.d.docker(['rm', '-f', name], { timeoutMs: 120_000 }).catch(async (e: Error) => {
       // A rm -f that hangs (seen a few times at 100 at once, also with runc): say whose hang it is.
       throw new Error(`${e.message}\n${(await hangReport(c.d, c.m, name)).text}`);
     }));
