@@ -2,7 +2,7 @@
 // a second manager on the same dirs, a host user whose subordinate ids overlap eci's pool, and the
 // per-container run dirs. The attacker is an unprivileged host user created (and removed) here.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, REPO, startManager, type TestManager } from '../helpers/manager.ts';
@@ -109,6 +109,15 @@ describe.skipIf(!!skip)(`eci's control plane against a local user${skip ? ` (ski
       const ps = spawnSync('runuser', ['-u', user, '--', process.execPath, '-e',
         `require('net').connect(${JSON.stringify(m.socket)}).on('connect',()=>{console.log('connected');process.exit(0)}).on('error',e=>{console.log(e.code);process.exit(1)})`], { encoding: 'utf8' });
       expect(ps.stdout.trim()).toBe('EACCES');
+      // Nor can the user start it through the launcher (its start takes runc's exec fifo itself only on
+      // the manager's word; without the manager it is plain runc, run as the user): it stays created.
+      const launcher = join(REPO, 'bin', 'eci-runc');
+      const st2 = asUser(`ECI_SOCKET=${m.socket} ${launcher} --root ${runcRoot} start ${id}`);
+      expect(st2.status).not.toBe(0);
+      expect(st2.stderr).toMatch(/permission denied/i); // runc, as the user, cannot read its root
+      const state = JSON.parse((await eciRunc(['--root', runcRoot, 'state', id], { ECI_SOCKET: m.socket })).stdout);
+      expect(state.status).toBe('created');
+      expect(existsSync(join(runcRoot, id, 'exec.fifo'))).toBe(true);
     } finally {
       await eciRunc(['--root', runcRoot, 'delete', '--force', id], { ECI_SOCKET: m.socket });
       rmSync(dir, { recursive: true, force: true });
