@@ -72,7 +72,6 @@ export interface ProcFsAddon {
 /** The loaded eci_native.node (src/addon.cc). Failures throw SystemError-shaped errors. */
 export interface Addon {
   cloexecInherited(): void;
-  schedShortSlice(): void;
   umount2(path: string, flags: number): void;
   /** umount2 on libuv's thread pool (the event loop does not wait for it). */
   umount2Async(path: string, flags: number): Promise<void>;

@@ -43,7 +43,6 @@ export interface ContainerApi {
 export interface HelpersApi {
   helperPath(): string;
   cloexecInherited(): void;
-  schedShortSlice(): void;
 }
 
 /** The seccomp agent and the vetted calls (seccomp.ts). */

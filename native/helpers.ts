@@ -20,15 +20,6 @@ export function cloexecInherited(): void {
   callAddon((a) => a.cloexecInherited());
 }
 
-/**
- * The manager's main thread asks for a short EEVDF slice (cmd/sched-slice.h, ECI_SCHED_SLICE_US) at
- * its own nice value; call once at start, before threads and children, which inherit it. Each runtime
- * call hops into the manager and back, and on a busy host each wake-up waits for a core: a shorter
- * slice may preempt on wake-up, with the same CPU share. Best effort.
- */
-export function schedShortSlice(): void {
-  callAddon((a) => a.schedShortSlice());
-}
 
 /** Runs eci-helper; resolves on {"ok":true}, rejects with the NativeError it reports. */
 export function runHelper(args: string[]): Promise<void> {

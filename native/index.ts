@@ -21,7 +21,7 @@ export { closeFd, connectFdHolder, fdHolderPath, launchFdHolder, setFdHolderNote
 export type { FdHolderAnswer, FdHolderConnection } from './fd-holder.ts';
 export { mountProcFs, mountRwFs } from './fuse.ts';
 export type { ProcFsMount, ProcFsMountOptions, ProcFsReader, RwFsMountOptions, RwFsWriter } from './fuse.ts';
-export { cloexecInherited, helperPath, schedShortSlice } from './helpers.ts';
+export { cloexecInherited, helperPath } from './helpers.ts';
 export { launcherPath, runLauncher, setkeyPath, startLauncher } from './launcher.ts';
 export type { LauncherOptions } from './launcher.ts';
 export { bindMount, idmapBinds, idmapBindsAsync, isMountpoint, mountHostView, mountIdAt, mountInfoAt, mountOverlay, mountRootfsBind, mountRootfsOverlay, unmount, unmountAsync, unmountTopAsync } from './mounts.ts';

@@ -25,7 +25,7 @@ export {
 export type { MockMount, NativeCall, NativeFn } from './mock/mounts.ts';
 export type { HostViewOptions, IdmapBind, IdRange, OverlayOptions, RootfsBindOptions, RootfsOverlayOptions, UnmountOptions } from './mounts.ts';
 export {
-  closeFd, cloexecInherited, schedShortSlice, connectFdHolder, fdHolderPath, helperPath, launchFdHolder, launcherPath, runLauncher,
+  closeFd, cloexecInherited, connectFdHolder, fdHolderPath, helperPath, launchFdHolder, launcherPath, runLauncher,
   setFdHolderNotes, setkeyPath, startLauncher,
 } from './mock/processes.ts';
 export type { FdHolderAnswer, FdHolderConnection } from './fd-holder.ts';

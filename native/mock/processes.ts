@@ -12,7 +12,6 @@ export function helperPath(): string {
 /** No fds to mark in the mock (the real one sets FD_CLOEXEC from fd 3 up). */
 export function cloexecInherited(): void {}
 
-export function schedShortSlice(): void {}
 
 // ---------- fd-holder: no holder process in unit tests ----------
 

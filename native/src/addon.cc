@@ -1,7 +1,6 @@
 // eci_native: the node-addon-api addon. Only native/addon.ts loads it (its TypeScript type is there).
 //
 // Exports:
-//   schedShortSlice(): void   (the calling thread: cmd/sched-slice.h's slice at its own nice value)
 //   umount2(path: string, flags: number): void
 //   umount2Async(path: string, flags: number): Promise<void>   (the same on libuv's thread pool: an
 //       unmount under load can take tens of ms, and the manager's event loop must not wait for it)
@@ -32,7 +31,6 @@
 #include <vector>
 
 #include "system-error.h"
-#include "../cmd/sched-slice.h"
 
 namespace eci_idmap { void Init(Napi::Env env, Napi::Object exports); }
 namespace eci_statmount { void Init(Napi::Env env, Napi::Object exports); }
@@ -259,18 +257,8 @@ void CloexecInherited(const Napi::CallbackInfo& info) {
   }
 }
 
-// The calling thread (the manager's main thread, before it starts threads and children, which inherit
-// it) asks for cmd/sched-slice.h's short slice at its own nice value: its wake-ups on a busy host wait
-// less for a core, and its CPU share does not change.
-void SchedShortSlice(const Napi::CallbackInfo&) {
-  errno = 0;
-  const int nice = ::getpriority(PRIO_PROCESS, 0);
-  eci_sched_latency(0, errno ? 0 : nice);
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cloexecInherited", Napi::Function::New(env, CloexecInherited, "cloexecInherited"));
-  exports.Set("schedShortSlice", Napi::Function::New(env, SchedShortSlice, "schedShortSlice"));
   exports.Set("umount2", Napi::Function::New(env, Umount2, "umount2"));
   exports.Set("umount2Async", Napi::Function::New(env, Umount2Async, "umount2Async"));
   exports.Set("umountTopAsync", Napi::Function::New(env, UmountTopAsync, "umountTopAsync"));

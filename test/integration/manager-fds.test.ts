@@ -40,25 +40,19 @@ describe('fds the daemon inherited', () => {
 /** The EEVDF slice (ns) of a task, from /proc/<pid>/sched. */
 const sliceOf = (pid: number) => Number(/^se\.slice\s*:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/sched`, 'utf8'))?.[1]);
 
-describe('the short slice the daemon asks for (native/cmd/sched-slice.h)', () => {
+describe('the short slice (native/cmd/sched-slice.h) is the vetted path\'s alone', () => {
   const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 
-  it('is its main thread\'s and its children\'s (nats-server, the fd-holder); ECI_SCHED_SLICE_US=0 keeps the kernel\'s', async () => {
+  it('the daemon\'s main thread and its children (nats-server, the fd-holder) keep the kernel\'s slice', async () => {
+    // On them, a short slice let their wake-ups (audit work, SEEN notes) preempt the vetted call's path.
     const m = await startManager();
     try {
-      expect(sliceOf(m.pid())).toBe(100_000);
+      expect(sliceOf(m.pid())).toBe(sliceOf(process.pid)); // the kernel's default, as this test's own
       const kids = childrenOf(m.pid());
       expect(kids.length).toBeGreaterThanOrEqual(2);
-      expect(kids.map(sliceOf)).toEqual(kids.map(() => 100_000));
+      expect(kids.map(sliceOf)).toEqual(kids.map(() => sliceOf(process.pid)));
     } finally {
       await m.destroy();
-    }
-    const off = await startManager({ env: { ECI_SCHED_SLICE_US: '0' } });
-    try {
-      expect(sliceOf(off.pid())).not.toBe(100_000);
-      expect(sliceOf(off.pid())).toBe(sliceOf(process.pid)); // the kernel's default, as this test's own
-    } finally {
-      await off.destroy();
     }
   });
 });
