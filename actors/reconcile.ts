@@ -36,20 +36,20 @@ export function planOrphans(mountinfo: string, containersDir: string, dirIds: st
   return { ids: [...ids].sort(), mounts: [...mine, ...copies].sort((a, b) => b.id - a.id) };
 }
 
+/** The newest host view whose source is `rootfs` in `mountinfo` (undefined: none). */
+export function hostViewOf(mountinfo: string, rootfs: string): MountInfo | undefined {
+  return parseMountInfo(mountinfo).filter((m) => m.fsType === HOST_VIEW_FSTYPE && m.source === rootfs).sort((a, b) => b.id - a.id)[0];
+}
+
 /**
  * A create that was in flight when the manager stopped: its host view is mounted beside runc create,
  * so its record may not list it yet (`viewPending`). The view whose source is this container's rootfs
  * joins the mounts (its release takes it down); the wait for it is over either way.
  */
-/** Whether a host view whose source is `rootfs` is in `mountinfo`. */
-export function hasHostView(mountinfo: string, rootfs: string): boolean {
-  return parseMountInfo(mountinfo).some((m) => m.fsType === HOST_VIEW_FSTYPE && m.source === rootfs);
-}
-
 export function adoptHostView(ctx: ContainerContext, mountinfo: string, rootfs: string): ContainerContext {
   if (!ctx.viewPending && !ctx.leaving) return ctx;
   const mounts = ctx.mounts ?? [];
-  const view = parseMountInfo(mountinfo).filter((m) => m.fsType === HOST_VIEW_FSTYPE && m.source === rootfs).sort((a, b) => b.id - a.id)[0];
+  const view = hostViewOf(mountinfo, rootfs);
   const have = view && mounts.some((m) => m.id === view.id);
   const { viewPending: _p, leaving: _l, ...rest } = ctx;
   return { ...rest, mounts: view && !have ? [...mounts, { path: view.mountPoint, id: view.id }] : mounts };

@@ -99,6 +99,7 @@ export class Manager implements RuntimeHost, EventSink {
     this.files = new EmulatedFiles(config.runDir, native, this, log);
     this.inner = new InnerData(config.stateDir);
     this.server = new ControlServer(config.socket, { session: (answer) => new RuntimeSession(this, answer), control: (b) => this.control(b), run: o.run }, log);
+    this.setkeyHook = this.findSetkey();
   }
 
   procfsDir(id: string): string | undefined {
@@ -129,8 +130,6 @@ export class Manager implements RuntimeHost, EventSink {
     return this.native.setDomainname ? this.native.setDomainname(pid, name) : Promise.reject(new Error('setDomainname is not available'));
   }
 
-  private setkey?: { path: string | undefined };
-
   initPid(id: string): number | undefined {
     return this.table.initPid(id);
   }
@@ -141,17 +140,16 @@ export class Manager implements RuntimeHost, EventSink {
 
   /**
    * eci-setkey, when the config asks for it (the default) and it is built: Docker's libnetwork-setkey
-   * hook then costs ~1 ms instead of a second start of dockerd. Missing, Docker's own hook runs (warned once).
+   * hook then costs ~1 ms instead of a second start of dockerd. Missing, Docker's own hook runs (warned once, at start).
    */
-  get setkeyHook(): string | undefined {
+  readonly setkeyHook: string | undefined;
+
+  private findSetkey(): string | undefined {
     if (this.config.setkeyHook !== 'eci') return undefined;
-    if (!this.setkey) {
-      const path = setkeyPath();
-      const ok = existsSync(path);
-      if (!ok) this.log.warn({ path }, "eci-setkey is not built (npm run build): Docker's libnetwork-setkey hook runs dockerd's own");
-      this.setkey = { path: ok ? path : undefined };
-    }
-    return this.setkey.path;
+    const path = setkeyPath();
+    if (existsSync(path)) return path;
+    this.log.warn({ path }, "eci-setkey is not built (npm run build): Docker's libnetwork-setkey hook runs dockerd's own");
+    return undefined;
   }
 
   /** Where runc hands over seccomp notify fds (linux.seccomp.listenerPath). */

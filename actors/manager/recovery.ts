@@ -11,7 +11,7 @@ import type { IdRange, MountRef } from '../../statecharts/events.ts';
 import type { AllocatorActor } from '../allocator.actor.ts';
 import type { FdHolder } from '../fd-holder.ts';
 import type { NotifyFeed } from '../notify-feed.ts';
-import { adoptHostView, hasHostView, sweepOrphans } from '../reconcile.ts';
+import { adoptHostView, hostViewOf, sweepOrphans } from '../reconcile.ts';
 import { initPidOf, type StoredRecord } from '../restore.ts';
 import { procStat, readRuncState } from '../runc/state.ts';
 import { runcStateDir } from '../runc/cli.ts';
@@ -51,7 +51,7 @@ function viewAdopter(d: RecoveryDeps): (rec: StoredRecord, id: string, mount: bo
     const rootfs = join(d.runDir, 'containers', id, 'rootfs');
     table ??= readFileSync('/proc/self/mountinfo', 'utf8');
     const { uid, gid } = rec.context;
-    if (mount && rec.context.viewPending && !rec.context.leaving && rec.hostView && uid && gid && d.mountView && !hasHostView(table, rootfs)) {
+    if (mount && rec.context.viewPending && !rec.context.leaving && rec.hostView && uid && gid && d.mountView && !hostViewOf(table, rootfs)) {
       try {
         await d.mountView(id, rec.hostView, uid, gid);
         table = readFileSync('/proc/self/mountinfo', 'utf8');

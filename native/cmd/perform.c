@@ -284,6 +284,18 @@ static void sf_line(void)
 #endif
 #endif
 
+/* Answers the caller, once, where this spare is the one to (its run's outcome: rc, err, syscall). */
+static void perform_answer(struct perform_note *n, int32_t rc, int32_t err, const char *syscall)
+{
+	if (!as_keep_notif || as_notif_closed || n->answered)
+		return;
+	n->answer_err = perform_answer_errno(rc, err, syscall);
+	n->send_err = perform_send(n->notif_id, n->answer_err);
+	n->answered_us = perform_now_us();
+	n->answered = 1;
+	spare_mark("answered");
+}
+
 /* The note of this spare's run, for perform_answer_now. */
 static struct perform_note *answer_note;
 
@@ -293,14 +305,8 @@ static struct perform_note *answer_note;
  */
 static void perform_answer_now(void)
 {
-	struct perform_note *n = answer_note;
-	if (!n || !as_keep_notif || as_notif_closed || n->answered)
-		return;
-	n->answer_err = perform_answer_errno(failure.set ? 1 : 0, failure.set ? failure.err : 0, failure.set ? failure.syscall : "");
-	n->send_err = perform_send(n->notif_id, n->answer_err);
-	n->answered_us = perform_now_us();
-	n->answered = 1;
-	spare_mark("answered");
+	if (answer_note)
+		perform_answer(answer_note, failure.set ? 1 : 0, failure.set ? failure.err : 0, failure.set ? failure.syscall : "");
 }
 
 /*
@@ -386,13 +392,7 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 		memcpy(n.syscall, failure.syscall, sizeof n.syscall);
 		n.syscall[sizeof n.syscall - 1] = '\0';
 	}
-	if (as_keep_notif && !as_notif_closed && !n.answered) {
-		n.answer_err = perform_answer_errno(n.rc, n.err, n.syscall);
-		n.send_err = perform_send(n.notif_id, n.answer_err);
-		n.answered_us = perform_now_us();
-		n.answered = 1;
-		spare_mark("answered");
-	}
+	perform_answer(&n, n.rc, n.err, n.syscall); /* unless as_outcome_final did */
 #ifdef ECI_SPARE_TIMING
 	perform_timing_line(n.rc);
 #ifdef ECI_SPARE_FAULTS
