@@ -13,7 +13,7 @@
 //   seccomp.watch(notifyFd, cb) -> { close(): void }
 //       A thread per fd polls it (the event loop never blocks). Each notification is received into a
 //       zeroed buffer sized from SECCOMP_GET_NOTIF_SIZES, its pointer arguments are read through
-//       /proc/<pid>/mem bracketed by NOTIF_ID_VALID checks, and cb(notif) runs with
+//       process_vm_readv (the call is still pending after the reads: NOTIF_ID_VALID), and cb(notif) runs with
 //         { id: bigint, pid, nr, arch, args: bigint[6], syscall, strings, stringIssues, mountAttr?, valid }
 //       `strings` (name -> text, or null when the pointer is NULL, unreadable, truncated or not read;
 //       which arguments, and how, is the registry's `reads`: actors/vetter/syscalls/*.ts, vetted-syscalls.h):
@@ -76,6 +76,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -559,32 +560,51 @@ Sc Decode(uint32_t arch, int32_t snr) {
   return SC_UNKNOWN;
 }
 
-// Reads a NUL-terminated string of at most PATH_MAX bytes (NUL included) at addr.
-void ReadString(int mem, uint64_t addr, StrArg& out) {
+// Reads n bytes at addr of process pid's memory: how many were read (the first page that cannot be
+// read ends it), or -1. process_vm_readv moves whole iovecs or none, so each is one page at most.
+ssize_t ReadRemote(pid_t pid, uint64_t addr, void* to, size_t n) {
+  constexpr uint64_t kPage = 4096;
+  size_t have = 0;
+  while (have < n) {
+    const uint64_t at = addr + have;
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n - have, kPage - (at % kPage)));
+    struct iovec local = {static_cast<char*>(to) + have, chunk};
+    struct iovec remote = {reinterpret_cast<void*>(static_cast<uintptr_t>(at)), chunk};
+    const ssize_t got = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return have ? static_cast<ssize_t>(have) : -1;
+    have += static_cast<size_t>(got);
+  }
+  return static_cast<ssize_t>(have);
+}
+
+// Reads a NUL-terminated string of at most PATH_MAX bytes (NUL included) at addr of process pid, page by
+// page (most strings end in their first page: one syscall).
+void ReadString(pid_t pid, uint64_t addr, StrArg& out) {
   if (addr == 0) {
     out.issue = StrIssue::Null;
     return;
   }
-  if (mem < 0) {
+  if (pid <= 0) {
     out.issue = StrIssue::Unreadable;
     return;
   }
-  std::string buf(PATH_MAX, '\0');
+  char buf[PATH_MAX];
   size_t have = 0;
-  while (have < buf.size()) {
-    ssize_t n = ::pread(mem, &buf[have], buf.size() - have, static_cast<off_t>(addr + have));
-    if (n < 0 && errno == EINTR) continue;
+  while (have < sizeof(buf)) {
+    const uint64_t at = addr + have;
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(sizeof(buf) - have, 4096 - (at % 4096)));
+    const ssize_t n = ReadRemote(pid, at, buf + have, chunk);
     if (n <= 0) break;
-    size_t before = have;
+    const void* nul = std::memchr(buf + have, '\0', static_cast<size_t>(n));
     have += static_cast<size_t>(n);
-    if (std::memchr(&buf[before], '\0', static_cast<size_t>(n))) break;
+    if (nul) {
+      out.value.assign(buf, static_cast<const char*>(nul) - buf);
+      return;
+    }
+    if (static_cast<size_t>(n) < chunk) break;
   }
-  const void* nul = have ? std::memchr(buf.data(), '\0', have) : nullptr;
-  if (nul) {
-    out.value.assign(buf.data(), static_cast<const char*>(nul) - buf.data());
-    return;
-  }
-  out.issue = have == buf.size() ? StrIssue::Truncated : StrIssue::Unreadable;
+  out.issue = have == sizeof(buf) ? StrIssue::Truncated : StrIssue::Unreadable;
 }
 
 bool IsTextFs(const std::string& fs) {
@@ -605,21 +625,15 @@ void Inspect(int notifyFd, const struct seccomp_notif* k, Notif& n) {
   const Sc sc = Decode(k->data.arch, k->data.nr);
   n.syscall = kScNames[sc];
 
-  int mem = -1;
-  if (k->pid != 0) {
-    char p[64];
-    std::snprintf(p, sizeof(p), "/proc/%u/mem", k->pid);
-    mem = ::open(p, O_RDONLY | O_CLOEXEC);
-  }
-  // Proves the pid was not recycled between RECV and open.
-  if (mem >= 0 && !IdValid(notifyFd, k->id)) {
-    ::close(mem);
-    mem = -1;
-  }
+  // Read straight from the caller's memory by pid (process_vm_readv: no /proc/<pid>/mem to open, check
+  // and close on each call's path). Whatever is read is only trusted if the call is still pending after
+  // the last read (the ID_VALID below): a pid recycled before a read means the caller had gone, and so
+  // had its call.
+  const pid_t pid = static_cast<pid_t>(k->pid);
   auto str = [&](const char* name, uint64_t addr) -> StrArg& {
     StrArg a;
     a.name = name;
-    ReadString(mem, addr, a);
+    ReadString(pid, addr, a);
     n.strings.push_back(std::move(a));
     return n.strings.back();
   };
@@ -662,11 +676,8 @@ void Inspect(int notifyFd, const struct seccomp_notif* k, Notif& n) {
         // struct mount_attr at v, its size in the next argument: only the first 32 bytes (VER0).
         const uint64_t size = a[r.arg + 1];
         uint64_t buf[4] = {0, 0, 0, 0};
-        if (mem >= 0 && v != 0 && size >= sizeof(buf)) {
-          ssize_t got;
-          do got = ::pread(mem, buf, sizeof(buf), static_cast<off_t>(v));
-          while (got < 0 && errno == EINTR);
-          if (got == static_cast<ssize_t>(sizeof(buf))) {
+        if (pid > 0 && v != 0 && size >= sizeof(buf)) {
+          if (ReadRemote(pid, v, buf, sizeof(buf)) == static_cast<ssize_t>(sizeof(buf))) {
             n.hasAttr = true;
             std::memcpy(n.attr, buf, sizeof(buf));
           }
@@ -675,7 +686,6 @@ void Inspect(int notifyFd, const struct seccomp_notif* k, Notif& n) {
       }
     }
   }
-  if (mem >= 0) ::close(mem);
   // Every byte read above is only trusted if the syscall is still the one waiting.
   n.valid = IdValid(notifyFd, k->id);
 }

@@ -29,7 +29,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     vol = join(dir, 'vol');
     bin = join(dir, 'bin');
     mkdirSync(vol);
-    await installC(bin, 'ro_escape', 'remount_race', 'proc_self_mount');
+    await installC(bin, 'ro_escape', 'remount_race', 'proc_self_mount', 'mount_strings');
   });
   afterAll(async () => {
     await stopEciDocker({ m, d });
@@ -93,6 +93,24 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
     for (const k of ['tmpfs_self_fd', 'tmpfs_thread_self_fd', 'bind_relative_src', 'bind_fd_src', 'bind_onto_file', 'tmpfs_fd_subpath', 'tmpfs_fd_abs_symlink', 'tmpfs_self_cwd', 'bind_self_ns'])
       expect(x[k], k).toBe('ok');
     expect(x).toEqual(y);
+  });
+
+  it('reads a target string wherever it lies in the caller\'s memory, and refuses one it cannot read whole', async () => {
+    // The watcher reads strings page by page (process_vm_readv moves whole pages or nothing).
+    const probe = (runtime: string) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${runtime}`, '--cap-add', 'SYS_ADMIN',
+      '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir -p /tmp/ms && /eci-bin/mount_strings /tmp/ms']);
+    const [eci, runc] = [await probe('eci'), await probe('runc')];
+    expect(eci.code, eci.stderr).toBe(0);
+    expect(runc.code, runc.stderr).toBe(0);
+    const [x, y] = [results(eci.stdout), results(runc.stdout)];
+    console.log(`awkward target strings under eci: ${JSON.stringify(x)}; under runc: ${JSON.stringify(y)}`);
+    for (const k of ['straddle', 'page_end', 'long_path']) {
+      expect(x[k], k).toBe('ok');
+      expect(y[k], k).toBe('ok');
+    }
+    // The kernel says EFAULT and ENAMETOOLONG; eci refuses what it could not read (fail closed).
+    expect([y.unmapped, y.no_nul]).toEqual(['EFAULT', 'ENAMETOOLONG']);
+    expect([x.unmapped, x.no_nul]).toEqual(['EPERM', 'EPERM']);
   });
 
   it('handles file mounts and non-mountpoints as the kernel does under runc (runc inside an inner engine relies on it)', async () => {
