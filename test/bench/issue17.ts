@@ -11,7 +11,9 @@
 import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { replay } from '../helpers/events.ts';
 import { REPO } from '../helpers/manager.ts';
+import type { VetterDecisionData } from '../../bus/schemas/v1.ts';
 import { runCmd } from '../helpers/run.ts';
 import { importPodmanBusybox, podmanAvailable, startPodman } from '../helpers/podman.ts';
 import { timedRun, type BenchContext } from './context.ts';
@@ -121,6 +123,7 @@ const parse = (o: string, k: 'p50_us' | 'p99_us') => Number(new RegExp(`${k} ([\
 /** Vetted mount+umount p50 (eci over runc), and eci's quiet p99 for the flood row. */
 async function mountRow(c: BenchContext, bin: string): Promise<{ row: RowResult; eciP99: number[] }> {
   const o: Record<'eci' | 'runc', { p50: number[]; p99: number[] }> = { eci: { p50: [], p99: [] }, runc: { p50: [], p99: [] } };
+  const since = new Date();
   for (let i = 0; i < 3 && !c.stopping(); i++) {
     for (const [k, rt] of [['eci', 'eci'], ['runc', 'runc-plain']] as const) {
       const out = await runOut(c, rt, [...mountArgs(bin), c.image, '/b/mount_lat', '200']);
@@ -129,8 +132,21 @@ async function mountRow(c: BenchContext, bin: string): Promise<{ row: RowResult;
     }
   }
   const row = ratioRow('vetted mount+umount p50', 'us', o.eci.p50, o.runc.p50, 'runc');
-  row.note = `+${((row.eci - row.base) / 1000).toFixed(2)} ms`;
+  row.note = `+${((row.eci - row.base) / 1000).toFixed(2)} ms${await fastSpans(c, since)}`;
   return { row, eciP99: o.eci.p99 };
+}
+
+/**
+ * The manager's own account of the row's fast-path calls (audit events since `since`), p50 in us: the
+ * watcher thread's time from the kernel's hand-over to its send (inspect), the performer's from there
+ * to its answer (perform), and the two together. Not on it: the wake-ups before and after.
+ */
+async function fastSpans(c: BenchContext, since: Date): Promise<string> {
+  const ev = (await replay(c.m.natsUrl, 'eci.v1.evt.vetter.>', since)).map((e) => e.event.data as VetterDecisionData)
+    .filter((d) => d.path === 'native' && d.spansUs);
+  if (!ev.length) return '; no fast-path calls seen';
+  const p50 = (f: (d: VetterDecisionData) => number | undefined) => median(ev.flatMap((d) => { const v = f(d); return v === undefined ? [] : [v]; })).toFixed(0);
+  return `; per call, p50 of ${ev.length}: ${p50((d) => d.latencyUs)} us = inspect ${p50((d) => d.spansUs!.inspect)} + perform ${p50((d) => d.spansUs!.perform)}`;
 }
 
 /** One eci container's mount p99 while a second one floods vetted mounts, against the quiet p99. */
