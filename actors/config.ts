@@ -26,6 +26,8 @@ export interface ManagerConfig {
   setkeyHook: 'eci' | 'docker';
   /** ECI_NATIVE_START (default 1): `start` of a created container opens runc's exec fifo in the launcher instead of running runc start; 0: runc start. */
   nativeStart: boolean;
+  /** ECI_PERFORM_LANE (default 1): the performer runs fast-path calls in its lane (native/cmd/perform.c reads the variable); 0: in spares. */
+  performLane: boolean;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -75,5 +77,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ManagerConf
     schedSliceUs: schedSlice(env),
     setkeyHook: setkeyHook(env),
     nativeStart: int(env, 'ECI_NATIVE_START', 1, 0, 1) === 1,
+    performLane: int(env, 'ECI_PERFORM_LANE', 1, 0, 1) === 1,
   };
 }

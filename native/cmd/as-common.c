@@ -86,19 +86,25 @@ int as_getopt(int argc, char **argv, const struct option *longopts, const char *
 		     struct as_common *c, int (*own)(int opt, const char *arg, void *ctx), void *ctx)
 {
 	int opt;
+	/*
+	 * getopt's state is re-initialized (optind 0) on each parse: a performer's runs share it (perform.c
+	 * runs them in its own memory). argv[1], the command, stands as getopt's program name.
+	 */
+	int n = argc - 1;
+	char **v = argv + 1;
 	opterr = 0;
-	optind = 2;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	optind = 0;
+	while ((opt = getopt_long(n, v, "", longopts, NULL)) != -1) {
 		int r = as_common_opt(c, opt, optarg, dev_option);
 		if (r > 0)
 			r = own(opt, optarg, ctx);
 		if (r > 0)
-			r = usage_error("unknown or incomplete option %s", argv[optind - 1]);
+			r = usage_error("unknown or incomplete option %s", v[optind - 1]);
 		if (r < 0)
 			return -1;
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument %s", argv[optind]);
+	if (optind < n)
+		return usage_error("unexpected argument %s", v[optind]);
 	return 0;
 }
 
@@ -187,6 +193,14 @@ int as_status_numbers(const char *status, const char *key, unsigned long *out, i
 	return -1;
 }
 
+const struct as_userns *as_known_userns;
+int as_nknown_userns;
+struct as_userns as_learned_userns;
+bool as_learned;
+/* This run's read of P's maps, parsed (when they fit): as_learned_userns once proven P's. */
+static struct as_userns as_read_userns;
+static bool as_read_parsed;
+
 /* Host id -> id inside the namespace whose map (as read from the host) is map. -1 when unmapped. */
 static long long as_translate(const char *map, unsigned long host)
 {
@@ -200,6 +214,63 @@ static long long as_translate(const char *map, unsigned long host)
 	return -1;
 }
 
+/* The same through a parsed map. */
+static long long as_map_translate(const struct as_idmap *m, unsigned long host)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		if (host >= m->lower[i] && host - m->lower[i] < m->count[i])
+			return (long long)m->first[i] + (long long)(host - m->lower[i]);
+	return -1;
+}
+
+/* Parses a map as read from the host; false when it is empty (not written yet), odd, or has more than AS_MAP_MAX lines. */
+static bool as_parse_map(const char *text, struct as_idmap *m)
+{
+	m->n = 0;
+	for (const char *p = text; *p;) {
+		unsigned long v[3];
+		for (int k = 0; k < 3; k++) {
+			while (*p == ' ')
+				p++;
+			char *end;
+			errno = 0;
+			v[k] = strtoul(p, &end, 10);
+			if (end == p || errno || v[k] > UINT32_MAX)
+				return false;
+			p = end;
+		}
+		while (*p == ' ')
+			p++;
+		if (*p == '\n')
+			p++;
+		else if (*p)
+			return false;
+		if (m->n == AS_MAP_MAX)
+			return false;
+		m->first[m->n] = (uint32_t)v[0];
+		m->lower[m->n] = (uint32_t)v[1];
+		m->count[m->n] = (uint32_t)v[2];
+		m->n++;
+	}
+	return m->n > 0;
+}
+
+/*
+ * P's user namespace among those a performer knows (as_known_userns), or NULL. What it reads is P's
+ * only if NOTIF_ID_VALID later says so; a caller of the syscall cannot change namespace meanwhile.
+ */
+static const struct as_userns *as_known(int procfd, struct stat *ns)
+{
+	if (fstatat(procfd, "ns/user", ns, 0) < 0) {
+		ns->st_ino = 0;
+		return NULL;
+	}
+	for (int i = 0; i < as_nknown_userns; i++)
+		if (as_known_userns[i].dev == (uint64_t)ns->st_dev && as_known_userns[i].ino == (uint64_t)ns->st_ino)
+			return &as_known_userns[i];
+	return NULL;
+}
+
 static int as_load_creds(int procfd, struct as_creds *c)
 {
 	static char status[16384];
@@ -207,10 +278,22 @@ static int as_load_creds(int procfd, struct as_creds *c)
 	if (as_read_file(procfd, "status", status, sizeof(status)) < 0)
 		return -1;
 	spare_mark("status");
-	if (
-	    as_read_file(procfd, "uid_map", uid_map, sizeof(uid_map)) < 0 ||
-	    as_read_file(procfd, "gid_map", gid_map, sizeof(gid_map)) < 0)
-		return -1;
+	struct stat ns = { 0 };
+	const struct as_userns *known = as_known_userns ? as_known(procfd, &ns) : NULL;
+	as_read_parsed = false;
+	if (!known) {
+		if (as_read_file(procfd, "uid_map", uid_map, sizeof(uid_map)) < 0 ||
+		    as_read_file(procfd, "gid_map", gid_map, sizeof(gid_map)) < 0)
+			return -1;
+		/* A performer learns the maps of a namespace it does not know yet (only a performer: as_known_userns set). */
+		if (as_known_userns && ns.st_ino && as_parse_map(uid_map, &as_read_userns.uid) && as_parse_map(gid_map, &as_read_userns.gid)) {
+			as_read_userns.dev = (uint64_t)ns.st_dev;
+			as_read_userns.ino = (uint64_t)ns.st_ino;
+			as_read_parsed = true;
+			known = &as_read_userns;
+		}
+	}
+#define AS_TRANSLATE(which, host) (known ? as_map_translate(&known->which, host) : as_translate(which##_map, host))
 	unsigned long caps[1];
 	if (as_status_numbers(status, "Uid:", c->uid, 4, 10) != 4 || as_status_numbers(status, "Gid:", c->gid, 4, 10) != 4)
 		return fail(EPROTO, "read", "no Uid:/Gid: lines in /proc/<pid>/status");
@@ -223,23 +306,22 @@ static int as_load_creds(int procfd, struct as_creds *c)
 	if (as_status_numbers(status, "CapEff:", caps, 1, 16) != 1)
 		return fail(EPROTO, "read", "no CapEff: in /proc/<pid>/status");
 	c->cap_eff = caps[0];
+	/* Host ids, set before entering P's namespaces (as_run): unmapped ones included, as P has them. */
 	unsigned long groups[256];
 	int ng = as_status_numbers(status, "Groups:", groups, 256, 10);
-	c->ngroups = 0;
-	for (int i = 0; i < ng; i++) {
-		long long g = as_translate(gid_map, groups[i]);
-		if (g >= 0) /* unmapped groups are overflow groups to P as well: they cannot be set, skip them */
-			c->groups[c->ngroups++] = (gid_t)g;
-	}
+	c->ngroups = ng > 0 ? ng : 0;
+	for (int i = 0; i < c->ngroups; i++)
+		c->groups[i] = (gid_t)groups[i];
 	for (int i = 0; i < 4; i++) {
-		long long u = as_translate(uid_map, c->uid[i]);
-		long long g = as_translate(gid_map, c->gid[i]);
+		long long u = AS_TRANSLATE(uid, c->uid[i]);
+		long long g = AS_TRANSLATE(gid, c->gid[i]);
 		if (u < 0 || g < 0)
 			return fail(EOVERFLOW, "read", "uid %lu / gid %lu of the process are not mapped in its user namespace",
 				    c->uid[i], c->gid[i]);
 		c->uid[i] = (unsigned long)u;
 		c->gid[i] = (unsigned long)g;
 	}
+#undef AS_TRANSLATE
 	return 0;
 }
 
@@ -295,8 +377,6 @@ static int as_become(long pid, const struct as_creds *c, int rootfd, int cwdfd)
 		return fail(errno, "chroot", "chroot to the root of process %ld", pid);
 	if (fchdir(cwdfd) < 0)
 		return fail(errno, "fchdir", "fchdir to the cwd of process %ld", pid);
-	if (setgroups((size_t)c->ngroups, c->groups) < 0 && c->ngroups > 0)
-		return fail(errno, "setgroups", "setgroups (%d groups of process %ld)", c->ngroups, pid);
 	if (setresgid((gid_t)c->gid[0], (gid_t)c->gid[1], (gid_t)c->gid[2]) < 0)
 		return fail(errno, "setresgid", "setresgid %lu %lu %lu", c->gid[0], c->gid[1], c->gid[2]);
 	if (setresuid((uid_t)c->uid[0], (uid_t)c->uid[1], (uid_t)c->uid[2]) < 0)
@@ -429,9 +509,17 @@ int as_run(const struct as_common *o, int (*prepare)(int procfd, void *arg), voi
 	if (as_notif_valid(o) < 0)
 		goto out;
 	spare_mark("id_valid");
-	/* Host root's supplementary groups must not come along into the container. */
-	if (setgroups(0, NULL) < 0) {
-		fail(errno, "setgroups", "setgroups(0)");
+	if (as_read_parsed) {
+		as_learned_userns = as_read_userns;
+		as_learned = true;
+	}
+	/*
+	 * P's supplementary groups instead of host root's, set here, as host ids: in P's user namespace they
+	 * are then P's own. Set from inside, they would need that namespace to allow setgroups, which an
+	 * unprivileged one denies (/proc/P/setgroups: `unshare -r`, rootless engines in a container).
+	 */
+	if (setgroups((size_t)creds.ngroups, creds.groups) < 0) {
+		fail(errno, "setgroups", "setgroups (%d groups of process %ld)", creds.ngroups, o->pid);
 		goto out;
 	}
 	spare_mark("setgroups0");

@@ -11,17 +11,18 @@
  * as_run() does the steps, all in this single-threaded process (setns into a user namespace is refused
  * to threaded ones):
  *   1. open /proc/P (O_PATH), a pidfd of P and, relative to /proc/P, root, cwd, status, uid_map,
- *      gid_map; then the command's prepare hook, if any (still host root in the host namespaces:
+ *      gid_map (the maps not where a performer knows P's user namespace: as_known_userns); then the command's prepare hook, if any (still host root in the host namespaces:
  *      chmod-as takes P's fds there). With --notif-fd/--notif-id, check SECCOMP_IOCTL_NOTIF_ID_VALID
  *      now: it proves these fds (and what prepare took) belong to the process that made the call, not
  *      to a recycled pid. Fails with syscall "ioctl" / ENOENT otherwise.
- *   2. drop the helper's own supplementary groups (host root's), then enter P's user, mount, cgroup,
+ *   2. replace the helper's own supplementary groups (host root's) with P's (host ids: inside they are
+ *      then P's own, even where P's user namespace denies setgroups), then enter P's user, mount, cgroup,
  *      ipc, uts, net (and pid) namespaces in one atomic setns on the pidfd. Where that is refused (P
  *      shares our user namespace, an old kernel): open /proc/P/ns/{user,mnt,...}, re-check ID_VALID,
  *      and setns into user, then mnt, then the others, each only when it differs from ours.
  *   3. fork (the child is then in P's pid namespace, which matters for proc; it dies with the helper;
  *      with in_place, when the call does not depend on the pid namespace, no fork: this process does 3-5):
- *      fchdir(root) + chroot("."), fchdir(cwd); setgroups(P's groups), setresgid/setresuid + setfsgid/
+ *      fchdir(root) + chroot("."), fchdir(cwd); setresgid/setresuid + setfsgid/
  *      setfsuid to P's real/effective/saved/fs ids, translated into P's user namespace through its
  *      uid_map/gid_map (so host uid 100000 becomes 0 in a 0->100000 container).
  *   4. capabilities: after setns the process holds every capability in P's user namespace (and none
@@ -92,6 +93,26 @@ extern bool as_keep_notif, as_notif_closed;
  * ends the detached mount) and its JSON report: ~13 us less on each vetted call's path (issue 17).
  */
 extern void (*as_outcome_final)(void);
+/*
+ * A user namespace's id maps (uid_map, gid_map), parsed, as a performer keeps them (perform.c): up to
+ * AS_MAP_MAX extents each (a container's has one). The maps of a user namespace never change once
+ * written, so a namespace pinned open keeps the maps it had.
+ */
+#define AS_MAP_MAX 5
+struct as_idmap {
+	uint32_t n;
+	uint32_t first[AS_MAP_MAX], lower[AS_MAP_MAX], count[AS_MAP_MAX];
+};
+struct as_userns {
+	uint64_t dev, ino; /* its ns/user file's */
+	struct as_idmap uid, gid;
+};
+/* Set by a performer: user namespaces it holds open and whose maps it knows (as_run reads no map for P in one). */
+extern const struct as_userns *as_known_userns;
+extern int as_nknown_userns;
+/* Filled by as_run when it read P's maps and NOTIF_ID_VALID then proved them P's: for the performer to learn. */
+extern struct as_userns as_learned_userns;
+extern bool as_learned;
 int as_parse_number(const char *name, const char *s, unsigned long *u, int *i);
 int as_common_opt(struct as_common *c, int opt, const char *arg, const char *dev_option);
 int as_getopt(int argc, char **argv, const struct option *longopts, const char *dev_option, struct as_common *c, int (*own)(int opt, const char *arg, void *ctx), void *ctx);

@@ -11,6 +11,12 @@
 
 /* Whether fd 5 (the fast path's socket) was open at start (the fd layout), and is still read. */
 static bool perform_native, perform_native_open;
+/*
+ * Fast-path requests (fd 5) are read by the performer itself and each is run in a child that shares
+ * its memory (perform_lane_run), not by a forked spare; spares then read fd 3 only. ECI_PERFORM_LANE=0:
+ * spares read fd 5 too, as before.
+ */
+static bool perform_lane;
 
 #define PERFORM_FD 3
 #define PERFORM_NOTIFY_FD 4
@@ -22,6 +28,16 @@ static bool perform_native, perform_native_open;
 #define PERFORM_TIMEOUT_MS 60000
 #ifndef PERFORM_NICE
 #define PERFORM_NICE -5
+#endif
+/*
+ * A lane run's own nice value. Its run sleeps mid-call (an unmount waits for an RCU grace period); under
+ * EEVDF a task that has used more than its share since it woke is not eligible on its next wake-up and,
+ * on a core a CPU-bound task holds, waits for the scheduler's tick (4 ms at HZ=250): 58% of a busy
+ * host's lane unmounts did at nice -5. At -20 its weight is such that a short run leaves it eligible
+ * (1 in 200). Its CPU is bounded by the calls' pacing, not by this weight (see PERFORM_NICE).
+ */
+#ifndef PERFORM_LANE_NICE
+#define PERFORM_LANE_NICE -20
 #endif
 #define PERFORM_MAX_FRAME (1u << 20)
 #define PERFORM_OUT 8192
@@ -39,6 +55,8 @@ struct perform_note {
 	int32_t answer_err, send_err; /* answered: the errno answered (0: returned 0); the ioctl's own errno */
 	uint64_t answered_us;
 	char syscall[64]; /* 'D': the failure's syscall; 'F': why nothing was run */
+	uint8_t learned;          /* 'D': userns holds the maps of the caller's user namespace, which the spare entered */
+	struct as_userns userns;
 };
 
 static uint64_t perform_now_us(void)
@@ -152,7 +170,7 @@ static uint32_t perform_native_request(unsigned char *frame)
  */
 static uint32_t perform_spare_request(unsigned char *frame)
 {
-	struct pollfd p[2] = { { .fd = PERFORM_FD, .events = POLLIN }, { .fd = perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN } };
+	struct pollfd p[2] = { { .fd = PERFORM_FD, .events = POLLIN }, { .fd = perform_native_open && !perform_lane ? PERFORM_NATIVE_FD : -1, .events = POLLIN } };
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -352,6 +370,9 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 	if (perform_native)
 		close(PERFORM_NATIVE_FD);
 	spare_mark("closed");
+	/* A lane run may have been under way in the performer's memory when this spare was forked. */
+	memset(&failure, 0, sizeof failure);
+	as_learned = as_notif_closed = false;
 	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
 	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
 	perform_started(performer, &n);
@@ -393,6 +414,10 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 		n.syscall[sizeof n.syscall - 1] = '\0';
 	}
 	perform_answer(&n, n.rc, n.err, n.syscall); /* unless as_outcome_final did */
+	if (as_learned) {
+		n.learned = 1;
+		n.userns = as_learned_userns;
+	}
 #ifdef ECI_SPARE_TIMING
 	perform_timing_line(n.rc);
 #ifdef ECI_SPARE_FAULTS
@@ -529,6 +554,38 @@ static void perform_finish(const struct perform_note *s, const struct perform_no
 	perform_reply(s->id, answer ? 'A' : 'D', head, (size_t)nv * 4, out, olen);
 }
 
+/*
+ * The user namespaces whose maps the spares need not read (as_known_userns): each held open here, so
+ * its ns/user inode stays its own. A container's calls mostly come from one or two.
+ */
+#define PERFORM_KNOWN_USERNS 4
+static struct as_userns perform_known[PERFORM_KNOWN_USERNS];
+
+/*
+ * What spare `pid` learned of its caller's user namespace (its 'D' note). The spare entered that
+ * namespace and is not reaped yet (its pid cannot be another process's), so its ns/user is the
+ * namespace itself: kept if its inode is the one the maps were read for. Later spares inherit it.
+ */
+static void perform_learn(pid_t pid, const struct as_userns *u)
+{
+	if (as_nknown_userns == PERFORM_KNOWN_USERNS)
+		return;
+	for (int i = 0; i < as_nknown_userns; i++)
+		if (perform_known[i].dev == u->dev && perform_known[i].ino == u->ino)
+			return;
+	char path[64];
+	struct stat st;
+	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != u->dev || (uint64_t)st.st_ino != u->ino) {
+		close(fd);
+		return;
+	}
+	perform_known[as_nknown_userns++] = *u; /* fd stays open for good: the pin */
+}
+
 /* Run i is over (reported or ended): its slot in runs[] goes to the last one. */
 static void perform_drop(struct perform_child *runs, int *nruns, int i)
 {
@@ -549,6 +606,8 @@ static bool perform_run_event(struct perform_child *r)
 			perform_fallback(n.id, n.syscall);
 		else
 			perform_finish(&r->started, &n, 0, perform_page(r));
+		if (n.kind == 'D' && n.learned)
+			perform_learn(r->pid, &n.userns);
 		close(r->note_r);
 		perform_slot_used[r->slot] = false;
 		perform_collect(r->pid);
@@ -559,6 +618,321 @@ static bool perform_run_event(struct perform_child *r)
 	int sig = perform_kill(r);
 	perform_finish(&s, NULL, sig, "");
 	return true;
+}
+
+/*
+ * The lane. A forked spare is a fresh process: each run pays for its page tables, its copy-on-write
+ * and text faults and its cold caches (~120 us of a vetted call's ~175 us on the machines measured,
+ * issue 17). A child made with CLONE_VM shares the performer's memory instead (as posix_spawn's
+ * does): nothing to copy, everything warm. Its credentials, namespaces, root and cwd (no CLONE_FS),
+ * fd table (no CLONE_FILES: a copy) and signal handlers (no CLONE_SIGHAND) are its own, so entering
+ * P's namespaces and becoming P changes nothing of the performer's. Like a spare, it is in no
+ * namespace of the container's processes that lets them see, signal or trace it (the memory is the
+ * performer's: not dumpable).
+ *
+ * Shared memory, errno and stdio included, has one user at a time. Until the child's flag
+ * (shared_done) the performer waits in ppoll with every signal blocked (perform_lane_wait): no
+ * syscall of its can fail and so write errno, and it reads and writes nothing else. From the flag
+ * on, the child makes raw syscalls only (the answer, its one-byte note, exit: nothing written but
+ * its own slot), so the performer goes on at once: a child preempted by the caller it just answered
+ * (on a busy host, for up to a scheduler tick) holds nothing back. Its slot, stack included, is its
+ * own until it is reaped.
+ *
+ * A run before its flag for PERFORM_LANE_STALL_MS (a mount hanging on the container's own FUSE
+ * server, say) stops holding the performer: it goes on with its spares, turning the fast path's
+ * requests back to the manager (which runs them through fd 3); its own syscalls can then fail and
+ * write errno under the run, which at worst changes the errno of a failure (fails closed). A run
+ * lasts at most PERFORM_TIMEOUT_MS. A child that dies before its flag may have left the shared
+ * memory mid-change (a SIGKILL from a host user of the container's ids, say): the performer then
+ * answers, reports, and ends (the manager starts another).
+ */
+#define PERFORM_LANE_SLOTS 4
+#define PERFORM_LANE_STACK (256 * 1024)
+#define PERFORM_LANE_STALL_MS 100
+
+struct perform_lane_slot {
+	pid_t pid;                 /* 0: free; else the child's, until reaped */
+	int note_r;                /* its note pipe, -1 once read (or when it died) */
+	int note_w;                /* (the child's end, in the child) */
+	uint64_t start_ms, deadline_ms;
+	struct perform_note s;     /* the request ('S') */
+	struct perform_note n;     /* the outcome, the child's: 'D' */
+	int shared_done;           /* the child's flag (atomic) */
+	int argc;
+	char **args;
+	char *out;                 /* its output page, and the stream on it */
+	FILE *out_file;
+	char stack[PERFORM_LANE_STACK] __attribute__((aligned(64)));
+};
+static struct perform_lane_slot *perform_lane_slots; /* PERFORM_LANE_SLOTS of them */
+static struct perform_lane_slot *perform_lane_current; /* the run whose flag is awaited, if any */
+static struct perform_lane_slot *lane_self;             /* in a child: its own slot */
+
+/*
+ * The lane child's scheduling. Its run sleeps mid-call (an unmount waits for an RCU grace period), and
+ * under EEVDF a task that has used more than its share since it woke is not eligible on its next
+ * wake-up: on a core a CPU-bound task holds, it then waits for the tick (4 ms at HZ=250), as 58% of a
+ * busy host's lane unmounts did at nice -5. PERFORM_LANE_NICE's weight leaves a short run eligible.
+ * It keeps the short slice it inherits (so that it preempts on wake-up). Its CPU is bounded by the
+ * calls' pacing, not by this weight. Best effort.
+ */
+#ifndef PERFORM_LANE_NICE
+#define PERFORM_LANE_NICE -20
+#endif
+
+/* Raw syscalls for the child after its flag: glibc's wrappers write errno, which is shared. */
+static inline long lane_raw3(long nr, long a, long b, long c)
+{
+#if defined(__x86_64__)
+	long r;
+	__asm__ volatile("syscall" : "=a"(r) : "a"(nr), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+	return r;
+#else
+#error "the performer's lane needs raw syscalls for this architecture"
+#endif
+}
+
+static uint64_t lane_raw_now_us(void)
+{
+	struct timespec t = { 0, 0 };
+	lane_raw3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&t, 0);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/*
+ * The end of a lane run, in the child: the outcome into its slot, the flag, then (raw) the answer where
+ * the run is the one to give it, the note and exit. rc: the command's exit code.
+ */
+__attribute__((noreturn)) static void lane_end(int rc)
+{
+	struct perform_lane_slot *l = lane_self;
+	fflush(stdout);
+	l->n.rc = rc;
+	if (failure.set) {
+		l->n.err = failure.err;
+		memcpy(l->n.syscall, failure.syscall, sizeof l->n.syscall);
+		l->n.syscall[sizeof l->n.syscall - 1] = '\0';
+	}
+	if (as_learned) {
+		l->n.learned = 1;
+		l->n.userns = as_learned_userns;
+	}
+	const bool answer = as_keep_notif && !as_notif_closed;
+	l->n.answer_err = perform_answer_errno(l->n.rc, l->n.err, l->n.syscall);
+	const int note = l->note_w;
+	__atomic_store_n(&l->shared_done, 1, __ATOMIC_RELEASE);
+	/* From here: raw syscalls, this slot and this stack only. */
+	if (answer) {
+		struct seccomp_notif_resp resp = { .id = l->n.notif_id, .val = 0, .error = l->n.answer_err ? -l->n.answer_err : 0, .flags = 0 };
+		long r = lane_raw3(SYS_ioctl, PERFORM_NOTIFY_FD, (long)SECCOMP_IOCTL_NOTIF_SEND, (long)&resp);
+		l->n.send_err = r < 0 ? (int32_t)-r : 0;
+		l->n.answered_us = lane_raw_now_us();
+		l->n.answered = 1;
+	}
+	l->n.kind = 'D';
+	lane_raw3(SYS_write, note, (long)"D", 1);
+	for (;;)
+		lane_raw3(SYS_exit, rc, 0, 0);
+}
+
+/* as_outcome_final in a lane child: the run's report now, then its end (the command's clean-up is its exit). */
+static void lane_outcome_final(void)
+{
+	lane_end(report());
+}
+
+static int perform_lane_child(void *arg)
+{
+	struct perform_lane_slot *l = arg;
+	lane_self = l;
+	struct eci_sched_attr a = { .size = sizeof a, .policy = SCHED_OTHER, .nice = PERFORM_LANE_NICE };
+	const char *env = getenv("ECI_SCHED_SLICE_US");
+	long us = env && *env ? strtol(env, NULL, 10) : ECI_SCHED_SLICE_DEFAULT_US;
+	a.runtime = us > 0 ? (uint64_t)us * 1000u : 0;
+	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0)
+		(void)setpriority(PRIO_PROCESS, 0, PERFORM_LANE_NICE);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR ||
+	    sigprocmask(SIG_SETMASK, &perform_mask, NULL) < 0 || dup2(l->note_w, PERFORM_NATIVE_FD + 1) < 0)
+		_exit(127);
+	l->note_w = PERFORM_NATIVE_FD + 1;
+	/* Its copy of the fd table: the manager's socket, the fast path's and the performer's pipes stay behind. */
+	close(PERFORM_FD);
+	close(PERFORM_NATIVE_FD);
+	serve_close_from(PERFORM_NATIVE_FD + 2);
+	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
+	const char *stall = getenv("ECI_TEST_SPARE_STALL");
+	for (int i = 2; stall && *stall && i + 1 < l->argc; i++)
+		if (strcmp(l->args[i], "--target") == 0 && strcmp(l->args[i + 1], stall) == 0)
+			for (;;)
+				pause();
+	stdout = l->out_file;
+	as_keep_notif = (l->s.flags & PERFORM_ANSWER) != 0;
+	as_outcome_final = lane_outcome_final;
+	lane_end(main(l->argc, l->args));
+}
+
+/* The run state a lane run leaves in the shared memory, reset after its flag (later runs and spares inherit it). */
+static FILE *perform_stdout;
+static void perform_lane_reset(void)
+{
+	stdout = perform_stdout;
+	memset(&failure, 0, sizeof failure);
+	as_keep_notif = as_notif_closed = as_learned = false;
+	answer_note = NULL;
+	as_outcome_final = NULL;
+}
+
+static bool perform_lane_init(void)
+{
+	perform_lane_slots = mmap(NULL, sizeof(struct perform_lane_slot) * PERFORM_LANE_SLOTS, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (perform_lane_slots == MAP_FAILED)
+		return false;
+	for (int i = 0; i < PERFORM_LANE_SLOTS; i++) {
+		struct perform_lane_slot *l = &perform_lane_slots[i];
+		l->note_r = -1;
+		l->out = mmap(NULL, PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (l->out == MAP_FAILED || !(l->out_file = fmemopen(l->out, PERFORM_OUT - 1, "w")))
+			return false;
+	}
+	perform_stdout = stdout;
+	return true;
+}
+
+/* Reaps slot l's child if it has exited (block: wait for it); true when the slot is free. */
+static bool perform_lane_reap(struct perform_lane_slot *l, bool block)
+{
+	if (l->pid <= 0 || l->note_r >= 0)
+		return l->pid <= 0;
+	pid_t r;
+	do
+		r = waitpid(l->pid, NULL, block ? 0 : WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == l->pid || (r < 0 && errno == ECHILD))
+		l->pid = 0;
+	return l->pid <= 0;
+}
+
+/* Whether the lane has a run before its flag (the performer then touches nothing shared). */
+static bool perform_lane_held(void)
+{
+	struct perform_lane_slot *l = perform_lane_current;
+	if (!l)
+		return false;
+	if (__atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE)) {
+		perform_lane_current = NULL;
+		perform_lane_reset();
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Waits, touching nothing shared, while the current run is before its flag: until the flag, its note
+ * (or end), its deadline, or PERFORM_LANE_STALL_MS. A request on fd 5 meanwhile (another thread's call)
+ * waits for the flag, which the performer then looks for every millisecond.
+ */
+static void perform_lane_wait(void)
+{
+	static sigset_t all;
+	sigfillset(&all);
+	bool more = false;
+	for (;;) {
+		struct perform_lane_slot *l = perform_lane_current;
+		if (!l || __atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE))
+			return;
+		uint64_t now = perform_now_us() / 1000;
+		uint64_t until = l->start_ms + PERFORM_LANE_STALL_MS;
+		if (now >= until)
+			return;
+		uint64_t wait = until - now;
+		if (more && wait > 1)
+			wait = 1;
+		struct pollfd p[2] = { { .fd = l->note_r, .events = POLLIN },
+				       { .fd = !more && perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN } };
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000), .tv_nsec = (long)(wait % 1000) * 1000000L };
+		int r = ppoll(p, 2, &ts, &all);
+		if (r > 0 && p[0].revents)
+			return;
+		if (r > 0 && p[1].revents)
+			more = true;
+	}
+}
+
+/* Starts a lane run of request frame (len bytes); false when none could (the caller turns it back). */
+static bool perform_lane_start(char *argv0, unsigned char *frame, uint32_t len)
+{
+	struct perform_lane_slot *l = NULL;
+	for (int i = 0; i < PERFORM_LANE_SLOTS && !l; i++)
+		if (perform_lane_reap(&perform_lane_slots[i], false))
+			l = &perform_lane_slots[i];
+	if (!l)
+		return false;
+	struct perform_note s = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
+	s.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
+	static char *args[128];
+	int argc = 0, note[2];
+	const char *why = perform_args((char *)frame + PERFORM_HEAD, len - PERFORM_HEAD, argv0, args, 128, &argc);
+	if (why) {
+		perform_fallback(s.id, why);
+		return true;
+	}
+	if (pipe2(note, O_CLOEXEC) < 0)
+		return false;
+	memset(l->out, 0, PERFORM_OUT);
+	rewind(l->out_file);
+	perform_lane_reset();
+	l->s = s;
+	l->n = s;
+	l->n.kind = 0;
+	l->shared_done = 0;
+	l->argc = argc;
+	l->args = args;
+	l->note_w = note[1];
+	l->start_ms = perform_now_us() / 1000;
+	l->deadline_ms = l->start_ms + PERFORM_TIMEOUT_MS;
+	pid_t pid = clone(perform_lane_child, l->stack + PERFORM_LANE_STACK, CLONE_VM | SIGCHLD, l);
+	close(note[1]);
+	if (pid < 0) {
+		close(note[0]);
+		return false;
+	}
+	l->pid = pid;
+	l->note_r = note[0];
+	perform_lane_current = l;
+	return true;
+}
+
+/*
+ * Slot l's note (or end, or timeout): reports its run. A child gone before its flag leaves the shared
+ * memory in doubt: true then, and the performer ends.
+ */
+static bool perform_lane_event(struct perform_lane_slot *l, bool timed_out)
+{
+	char byte = 0;
+	ssize_t k = timed_out ? 0 : read(l->note_r, &byte, 1);
+	if (k < 0 && errno == EINTR)
+		return false;
+	close(l->note_r);
+	l->note_r = -1;
+	if (k == 1 && byte == 'D' && l->n.kind == 'D') {
+		if (l->n.learned)
+			perform_learn(l->pid, &l->n.userns); /* not reaped yet: its pid is still its own */
+		perform_finish(&l->s, &l->n, 0, l->out);
+		perform_lane_reap(l, false);
+		return false;
+	}
+	/* It died, or timed out: it may have done something, so it fails (closed). */
+	bool done = __atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE);
+	int status = 0;
+	kill(l->pid, SIGKILL);
+	while (waitpid(l->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	l->pid = 0;
+	if (perform_lane_current == l)
+		perform_lane_current = NULL;
+	perform_finish(&l->s, l->n.answered ? &l->n : NULL, WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL, "");
+	return !done;
 }
 
 /* Only interrupts ppoll (the spare's note is then looked for). */
@@ -595,6 +969,8 @@ int main_perform(int argc, char **argv)
 	if (fcntl(PERFORM_NOTIFY_FD, F_GETFD) < 0 || fcntl(PERFORM_FD, F_GETFD) < 0)
 		return 1;
 	perform_native = perform_native_open = fcntl(PERFORM_NATIVE_FD, F_GETFD) >= 0;
+	const char *lane = getenv("ECI_PERFORM_LANE");
+	perform_lane = perform_native && !(lane && strcmp(lane, "0") == 0);
 	/* Nothing else of the manager's (an fd it leaked without CLOEXEC) may reach the runs. */
 	serve_close_from(PERFORM_NATIVE_FD + 1);
 	int fl = fcntl(PERFORM_FD, F_GETFL);
@@ -609,12 +985,16 @@ int main_perform(int argc, char **argv)
 		return 1;
 	wait_mask = perform_mask;
 	sigdelset(&wait_mask, PERFORM_START_SIG);
+	as_known_userns = perform_known; /* none yet: its runs learn them */
 	perform_out = mmap(NULL, (size_t)(PERFORM_MAX_RUNS + 1) * PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	unsigned char *frame = malloc(PERFORM_MAX_FRAME);
 	if (perform_out == MAP_FAILED || !frame)
 		return 1;
 	for (int i = 0; i <= PERFORM_MAX_RUNS; i++)
 		perform_out_file[i] = fmemopen(perform_out + (size_t)i * PERFORM_OUT, PERFORM_OUT - 1, "w");
+	unsigned char *aux = perform_lane ? malloc(PERFORM_MAX_FRAME) : NULL; /* requests read while a lane run holds `frame` */
+	if (perform_lane && (!aux || !perform_lane_init()))
+		perform_lane = false;
 	struct perform_child spare = perform_fork_spare(argv[0], frame);
 	perform_reply(0, 'R', NULL, 0, NULL, 0);
 	struct perform_child runs[PERFORM_MAX_RUNS];
@@ -623,7 +1003,16 @@ int main_perform(int argc, char **argv)
 	bool manager_gone = false, draining = false, fork_failed = spare.pid < 0;
 	uint64_t drain_deadline = 0;
 	for (;;) {
-		if (manager_gone && nruns == 0) {
+		/* A lane run before its flag: nothing shared is touched until it is past it (or stalled). */
+		perform_lane_wait();
+		const bool held = perform_lane_held();
+		unsigned char *buf = held ? aux : frame;
+		int nlane = 0;
+		struct perform_lane_slot *lanes[PERFORM_LANE_SLOTS];
+		for (int i = 0; perform_lane && i < PERFORM_LANE_SLOTS; i++)
+			if (perform_lane_slots[i].note_r >= 0)
+				lanes[nlane++] = &perform_lane_slots[i];
+		if (manager_gone && nruns == 0 && nlane == 0) {
 			/*
 			 * The manager closed the notify fd, or is gone. The spare reads fd 3 itself: it may have
 			 * taken a request written just before the close and not reported it ('S') yet. Killing it
@@ -652,39 +1041,65 @@ int main_perform(int argc, char **argv)
 		 * At the cap (no spare, no failure), requests wait in fd 3 and fd 5 for the next spare.
 		 */
 		/* A waiting spare's pipe only for its end (its 'S' note comes with a signal: perform_started). */
-		struct pollfd p[2 + PERFORM_MAX_RUNS] = {
+		struct pollfd p[3 + PERFORM_MAX_RUNS + PERFORM_LANE_SLOTS] = {
 			{ .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (turn_back ? POLLIN : 0) },
 			{ .fd = spare.pid > 0 ? spare.note_r : -1, .events = 0 },
+			/* The lane's requests: read here, whether or not a spare waits. */
+			{ .fd = perform_lane && perform_native_open && !manager_gone ? PERFORM_NATIVE_FD : -1, .events = POLLIN },
 		};
-		if (turn_back) /* no spare: fast-path requests are turned back here too */
+		if (turn_back && !perform_lane) /* no spare: fast-path requests are turned back here too */
 			p[1] = (struct pollfd){ .fd = perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN };
 		for (int i = 0; i < nruns; i++)
-			p[2 + i] = (struct pollfd){ .fd = runs[i].note_r, .events = POLLIN };
+			p[3 + i] = (struct pollfd){ .fd = runs[i].note_r, .events = POLLIN };
+		for (int i = 0; i < nlane; i++)
+			p[3 + nruns + i] = (struct pollfd){ .fd = lanes[i]->note_r, .events = POLLIN };
 		uint64_t now = perform_now_us() / 1000;
 		int timeout = -1;
 		for (int i = 0; i < nruns; i++) {
 			int t = runs[i].deadline > now ? (int)(runs[i].deadline - now) : 0;
 			timeout = timeout < 0 || t < timeout ? t : timeout;
 		}
+		for (int i = 0; i < nlane; i++) {
+			int t = lanes[i]->deadline_ms > now ? (int)(lanes[i]->deadline_ms - now) : 0;
+			timeout = timeout < 0 || t < timeout ? t : timeout;
+		}
+		if (held && (timeout < 0 || timeout > 10))
+			timeout = 10; /* a stalled lane run: look for its flag now and then */
 		if (draining && nruns == 0)
 			timeout = drain_deadline > now ? (int)(drain_deadline - now) : 0;
 		if (turn_back && (timeout < 0 || timeout > 100))
 			timeout = 100; /* fork failed: try again soon */
 		struct timespec ts = { .tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000L };
-		int r = ppoll(p, (nfds_t)(2 + nruns), timeout < 0 ? NULL : &ts, &wait_mask);
+		int r = ppoll(p, (nfds_t)(3 + nruns + nlane), timeout < 0 ? NULL : &ts, &wait_mask);
 		if (r < 0 && errno != EINTR)
 			return 1;
 		if (r < 0) /* a spare's 'S' (or another signal): nothing polled is reported */
-			for (int i = 0; i < 2 + nruns; i++)
+			for (int i = 0; i < 3 + nruns + nlane; i++)
 				p[i].revents = 0;
 		if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 			manager_gone = true;
 			continue;
 		}
+		/* The lane's requests first: a call waits on each. While a run is stalled, they go back to the manager. */
+		if (p[2].revents & POLLIN) {
+			uint32_t len = perform_native_request(buf);
+			if (len == UINT32_MAX)
+				perform_native_open = false; /* closed: no more fast-path requests */
+			else if (len && (held || !perform_lane_start(argv[0], buf, len)))
+				perform_fallback(serve_get32(buf), held ? "the performer's lane is busy" : "no lane slot");
+			continue; /* what else was polled is looked at again */
+		} else if (p[2].revents) {
+			perform_native_open = false;
+		}
+		now = perform_now_us() / 1000;
+		for (int i = 0; i < nlane; i++)
+			if ((p[3 + nruns + i].revents & (POLLIN | POLLHUP | POLLERR)) || now >= lanes[i]->deadline_ms)
+				if (perform_lane_event(lanes[i], !(p[3 + nruns + i].revents & (POLLIN | POLLHUP | POLLERR))))
+					return 1; /* a lane run died mid-change: this memory is in doubt */
 		/* Runs first (from the last, so that dropping one keeps the others' poll entries in place). */
 		now = perform_now_us() / 1000;
 		for (int i = nruns - 1; i >= 0; i--) {
-			if (p[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (p[3 + i].revents & (POLLIN | POLLHUP | POLLERR)) {
 				if (perform_run_event(&runs[i]))
 					perform_drop(runs, &nruns, i);
 			} else if (now >= runs[i].deadline) {
@@ -701,14 +1116,14 @@ int main_perform(int argc, char **argv)
 				unsigned char lenb[4];
 				uint32_t len;
 				if (!perform_read(PERFORM_FD, lenb, 4) || (len = serve_get32(lenb)) < PERFORM_HEAD ||
-				    len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
+				    len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, buf, len))
 					return 1;
-				perform_fallback(serve_get32(frame), "fork failed");
+				perform_fallback(serve_get32(buf), "fork failed");
 			}
 			if (p[1].revents & POLLIN) {
-				uint32_t len = perform_native_request(frame);
+				uint32_t len = perform_native_request(buf);
 				if (len && len != UINT32_MAX)
-					perform_fallback(serve_get32(frame), "fork failed");
+					perform_fallback(serve_get32(buf), "fork failed");
 				else if (len == UINT32_MAX)
 					perform_native_open = false; /* closed: no more fast-path requests */
 			} else if (p[1].revents) {

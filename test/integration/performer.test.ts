@@ -42,16 +42,22 @@ async function performerFor(not: number[]): Promise<number> {
   return p!;
 }
 
-/** A busybox bundle under `dir` whose script runs with `caps`, `notify` sent to agent<name>.sock. */
+/**
+ * A busybox bundle under `dir` whose script runs with `caps` (as `uid`, then ambient too, so that they
+ * survive its exec), `notify` sent to agent<name>.sock.
+ */
 let dir: string;
-async function bundle(name: string, script: string, notify: string[], caps = ['CAP_SYS_ADMIN']): Promise<{ sock: string; b: string }> {
+async function bundle(name: string, script: string, notify: string[], caps = ['CAP_SYS_ADMIN'], uid = 0, additionalGids: number[] = []): Promise<{ sock: string; b: string }> {
   const sock = join(dir, `agent${name}.sock`);
   const b = join(dir, `bundle${name}`);
   await makeBusyboxRootfs(join(b, 'rootfs'));
   mkdirSync(join(b, 'rootfs', 'mnt'));
   writeFileSync(join(b, 'config.json'), JSON.stringify({
     ociVersion: '1.0.2',
-    process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', script], env: ['PATH=/bin:/'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps } },
+    process: {
+      terminal: false, user: { uid, gid: uid, additionalGids }, args: ['/bin/sh', '-c', script], env: ['PATH=/bin:/'], cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps, ...(uid ? { inheritable: caps, ambient: caps } : {}) },
+    },
     root: { path: 'rootfs', readonly: false },
     mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755', 'size=65536k'] }],
     linux: {
@@ -208,9 +214,10 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
     expect(r.stdout).toContain('mounts=6');
   });
 
-  it('holds the notify fd and nothing else of the manager; its spare run waits on the manager socket with the notify fd and its note pipe only', async () => {
+  it('holds the notify fd and nothing else of the manager (and the user namespace its calls came from); its spare run waits on the manager socket with the notify fd and its note pipe only', async () => {
     const { sock, b } = await bundle('2', 'mount -t tmpfs tmpfs /mnt; echo "m=$?"; sleep 1', ['mount']);
     let shape: { fds: Record<string, string>; spare: Record<string, string> } | undefined;
+    let userns = '';
     const listeners: SeccompListener[] = [];
     const agent = serveSeccompAgent(sock, (c) => {
       if (c.notifyFd === null) return;
@@ -218,6 +225,7 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       listeners.push(l);
       void (async () => {
         for await (const n of l) {
+          userns = readlinkSync(`/proc/${n.pid}/ns/user`);
           await mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, notify: { fd: l.fd, id: n.id } })
             .then(() => l.respond(n.id, { kind: 'value', val: 0 }), () => l.respond(n.id, { kind: 'errno', errno: EPERM }));
           const [p] = performers({ zombies: true });
@@ -240,10 +248,12 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       for (const fd of ['0', '1', '2']) expect(fds[fd]).toBe('/dev/null');
       expect(fds['3']).toMatch(/^socket:/);
       expect(fds['4']).toMatch(/seccomp/);
-      // Beyond those: the spare's note pipe, nothing else.
-      const extra = Object.keys(fds).filter((fd) => Number(fd) > 4);
-      expect(extra).toHaveLength(1);
-      expect(fds[extra[0]!]).toMatch(/^pipe:/);
+      // Beyond those: the spare's note pipe and the caller's user namespace (whose maps its spares no
+      // longer read: perform.c's perform_learn), nothing else.
+      const extra = Object.keys(fds).filter((fd) => Number(fd) > 4).map((fd) => fds[fd]!).sort();
+      expect(extra).toHaveLength(2);
+      expect(extra[0]).toMatch(/^pipe:/);
+      expect(extra[1]).toBe(userns);
       // The spare waits on the manager's socket itself (the performer does not relay requests).
       expect(Object.keys(spare).sort()).toEqual(['0', '1', '2', '3', '4', '5']);
       expect(spare['3']).toBe(fds['3']);
@@ -254,6 +264,39 @@ describe.skipIf(skip !== null)(`performer with runc${skip ? ` (skipped: ${skip})
       for (const l of listeners) await l.close();
       await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-performer2'], undefined, undefined, 60_000);
     }
+  });
+
+  it('learns the id maps of a user namespace its calls come from; a nested namespace\'s calls get that namespace\'s own maps', async () => {
+    // uid 1000 in the container (ambient CAP_SYS_ADMIN) is host uid 101000; in a user namespace of its own
+    // (unshare -r) it is 0. Translated through the container's maps instead, the nested calls would run
+    // as uid 1000, which that namespace does not map: setresuid fails and the call is refused.
+    // Its supplementary groups (1000, and 1, which the nested namespace does not map) cannot be set from
+    // inside that namespace (unshare -r denies setgroups): the performer sets them before entering it.
+    const script = [
+      'for i in 1 2 3; do mount -t tmpfs t /mnt; echo "m$i=$?"; umount /mnt; echo "u$i=$?"; done',
+      `unshare -U -r -m sh -c 'for i in 1 2 3; do mount -t tmpfs t /mnt; echo "n$i=$?"; umount /mnt; echo "nu$i=$?"; done; cat /proc/self/uid_map'`,
+    ].join('\n');
+    const { sock, b } = await bundle('learn', script, ['mount', 'umount2'], ['CAP_SYS_ADMIN'], 1000, [1000, 1]);
+    const callers = new Set<string>();
+    const pinned = new Set<string>();
+    const r = await runWithAgent(sock, b, 'eci-performer-learn', async (n, l) => {
+      callers.add(readlinkSync(`/proc/${n.pid}/ns/user`));
+      const notify = { fd: l.fd, id: n.id, answer: true };
+      const run = n.syscall === 'mount'
+        ? mountAs({ pid: n.pid, source: n.strings.source, target: n.strings.target!, fstype: n.strings.fstype, flags: n.args[3], notify })
+        : umountAs({ pid: n.pid, target: n.strings.target!, flags: n.args[1], notify });
+      const o = await run.then((x) => x, (e: unknown) => ({ answered: answeredOf(e) }));
+      if (!o.answered) await l.respond(n.id, { kind: 'errno', errno: EPERM });
+      for (const p of performers({ zombies: false }))
+        for (const fd of readdirSync(`/proc/${p}/fd`)) {
+          try { const t = readlinkSync(`/proc/${p}/fd/${fd}`); if (t.startsWith('user:')) pinned.add(t); } catch { /* closed meanwhile */ }
+        }
+    });
+    expect(r.code, r.stderr).toBe(0);
+    for (const k of ['m', 'u', 'n', 'nu']) for (const i of [1, 2, 3]) expect(r.stdout).toContain(`${k}${i}=0`);
+    expect(r.stdout).toMatch(/^\s*0\s+1000\s+1\s*$/m); // the nested namespace's map, seen from the container
+    expect(callers.size).toBe(2);
+    expect([...pinned].sort()).toEqual([...callers].sort());
   });
 
   it('answers the caller itself when asked: 0, or the call\'s own errno, and the manager only learns the outcome', async () => {

@@ -14,6 +14,11 @@ describe('configFromEnv', () => {
     expect(configFromEnv({ ECI_SCHED_SLICE_US: '100000' }).schedSliceUs).toBe(100_000);
   });
 
+  it('runs fast-path calls in the performer\'s lane unless ECI_PERFORM_LANE=0', () => {
+    expect(configFromEnv({}).performLane).toBe(true);
+    expect(configFromEnv({ ECI_PERFORM_LANE: '0' }).performLane).toBe(false);
+  });
+
   it("lets Docker's own libnetwork-setkey hook run with ECI_SETKEY_HOOK=docker", () => {
     expect(configFromEnv({ ECI_SETKEY_HOOK: 'docker' }).setkeyHook).toBe('docker');
     expect(configFromEnv({ ECI_SETKEY_HOOK: 'eci' }).setkeyHook).toBe('eci');
@@ -21,6 +26,7 @@ describe('configFromEnv', () => {
 
   it.each([
     ['ECI_NATIVE_START', 'yes', 'ECI_NATIVE_START=yes: expected an integer from 0 to 1'],
+    ['ECI_PERFORM_LANE', '2', 'ECI_PERFORM_LANE=2: expected an integer from 0 to 1'],
     ['ECI_SETKEY_HOOK', 'dockerd', 'ECI_SETKEY_HOOK=dockerd: expected eci or docker'],
     ['ECI_SCHED_SLICE_US', '50', 'ECI_SCHED_SLICE_US=50: expected 0 (the kernel\'s slice) or 100 to 100000'],
     ['ECI_SCHED_SLICE_US', 'fast', 'ECI_SCHED_SLICE_US=fast: expected an integer from 0 to 100000'],
