@@ -879,7 +879,7 @@ static bool perform_lane_start(char *argv0, unsigned char *frame, uint32_t len)
 	}
 	if (pipe2(note, O_CLOEXEC) < 0)
 		return false;
-	memset(l->out, 0, PERFORM_OUT);
+	l->out[0] = '\0'; /* the stream writes its own NUL after what it writes */
 	rewind(l->out_file);
 	perform_lane_reset();
 	l->s = s;
