@@ -8,6 +8,7 @@
 #include "sched-slice.h"
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <linux/futex.h>
 
 /* Whether fd 5 (the fast path's socket) was open at start (the fd layout), and is still read. */
 static bool perform_native, perform_native_open;
@@ -623,85 +624,128 @@ static bool perform_run_event(struct perform_child *r)
 /*
  * The lane. A forked spare is a fresh process: each run pays for its page tables, its copy-on-write
  * and text faults and its cold caches (~120 us of a vetted call's ~175 us on the machines measured,
- * issue 17). A child made with CLONE_VM shares the performer's memory instead (as posix_spawn's
- * does): nothing to copy, everything warm. Its credentials, namespaces, root and cwd (no CLONE_FS),
- * fd table (no CLONE_FILES: a copy) and signal handlers (no CLONE_SIGHAND) are its own, so entering
- * P's namespaces and becoming P changes nothing of the performer's. Like a spare, it is in no
- * namespace of the container's processes that lets them see, signal or trace it (the memory is the
- * performer's: not dumpable).
+ * issue 17). A lane child, made with CLONE_VM, shares the performer's memory instead (as
+ * posix_spawn's does): nothing to copy, everything warm. Its credentials, namespaces, root and cwd
+ * (no CLONE_FS), fd table (no CLONE_FILES: a copy) and signal handlers (no CLONE_SIGHAND) are its
+ * own, so entering P's namespaces and becoming P changes nothing of the performer's. Like a spare, it
+ * is in no namespace of the container's processes that lets them see, signal or trace it (the
+ * memory is the performer's: not dumpable).
  *
- * Shared memory, errno and stdio included, has one user at a time. Until the child's flag
- * (shared_done) the performer waits in ppoll with every signal blocked (perform_lane_wait): no
- * syscall of its can fail and so write errno, and it reads and writes nothing else. From the flag
- * on, the child makes raw syscalls only (the answer, its one-byte note, exit: nothing written but
- * its own slot), so the performer goes on at once: a child preempted by the caller it just answered
- * (on a busy host, for up to a scheduler tick) holds nothing back. Its slot, stack included, is its
- * own until it is reaped.
+ * One lane child at a time waits for the next fast-path request itself, on fd 5 (the performer does
+ * not read fd 5 then): the watcher's datagram wakes it, not the performer. The shared memory
+ * (errno and stdio included) has one user at a time, by a lock (lane_lock: a futex word holding
+ * the holder's pid, taken with raw syscalls): the performer holds it but while it sleeps in ppoll;
+ * the child takes it for its setup and again once it has its request, and gives it up at its flag
+ * (shared_done), after which it makes raw syscalls only (the answer, its one-byte note, exit) and
+ * writes its own slot only. So a child preempted by the caller it just answered holds nothing back,
+ * and the performer makes the next waiting child while that call's caller makes its next call.
  *
- * A run before its flag for PERFORM_LANE_STALL_MS (a mount hanging on the container's own FUSE
- * server, say) stops holding the performer: it goes on with its spares, turning the fast path's
- * requests back to the manager (which runs them through fd 3); its own syscalls can then fail and
- * write errno under the run, which at worst changes the errno of a failure (fails closed). A run
- * lasts at most PERFORM_TIMEOUT_MS. A child that dies before its flag may have left the shared
- * memory mid-change (a SIGKILL from a host user of the container's ids, say): the performer then
- * answers, reports, and ends (the manager starts another).
+ * A run that holds the lock for PERFORM_LANE_STALL_MS (a mount hanging on the container's own FUSE
+ * server, say) is stalled: the performer goes on without the lock, reads fd 5 and turns the fast
+ * path's requests back to the manager (which runs them through fd 3 and the spares); its syscalls
+ * can then fail and write errno under the run, which at worst changes the errno of a failure (fails
+ * closed). A run lasts at most PERFORM_TIMEOUT_MS. A child that dies holding the lock may have left
+ * the shared memory mid-change (a SIGKILL from a host user of the container's ids, say): the
+ * performer then answers its caller (EPERM), reports, and ends (the manager starts another).
  */
 #define PERFORM_LANE_SLOTS 4
 #define PERFORM_LANE_STACK (256 * 1024)
 #define PERFORM_LANE_STALL_MS 100
 
+enum { LANE_FREE, LANE_WAITING, LANE_RUNNING };
+
 struct perform_lane_slot {
 	pid_t pid;                 /* 0: free; else the child's, until reaped */
+	int state;                 /* LANE_*: WAITING until it has a request (the child sets RUNNING) */
 	int note_r;                /* its note pipe, -1 once read (or when it died) */
 	int note_w;                /* (the child's end, in the child) */
-	uint64_t start_ms, deadline_ms;
+	uint64_t start_ms;         /* RUNNING since */
 	struct perform_note s;     /* the request ('S') */
-	struct perform_note n;     /* the outcome, the child's: 'D' */
+	struct perform_note n;     /* the outcome, the child's: 'D', or 'F' (nothing run: why), 'C' (fd 5 closed) */
 	int shared_done;           /* the child's flag (atomic) */
-	int argc;
-	char **args;
+	char *argv0;
+	char *args[128];
 	char *out;                 /* its output page, and the stream on it */
 	FILE *out_file;
+	unsigned char frame[PERFORM_MAX_FRAME];
 	char stack[PERFORM_LANE_STACK] __attribute__((aligned(64)));
 };
 static struct perform_lane_slot *perform_lane_slots; /* PERFORM_LANE_SLOTS of them */
-static struct perform_lane_slot *perform_lane_current; /* the run whose flag is awaited, if any */
 static struct perform_lane_slot *lane_self;             /* in a child: its own slot */
+static bool perform_lane_broken;                         /* a child could not set itself up: none made any more */
 
 /*
  * The lane child's scheduling. Its run sleeps mid-call (an unmount waits for an RCU grace period), and
  * under EEVDF a task that has used more than its share since it woke is not eligible on its next
  * wake-up: on a core a CPU-bound task holds, it then waits for the tick (4 ms at HZ=250), as 58% of a
  * busy host's lane unmounts did at nice -5. PERFORM_LANE_NICE's weight leaves a short run eligible.
- * It keeps the short slice it inherits (so that it preempts on wake-up). Its CPU is bounded by the
- * calls' pacing, not by this weight. Best effort.
+ * It keeps the short slice (so that it preempts on wake-up). Its CPU is bounded by the calls' pacing,
+ * not by this weight. Best effort.
  */
 #ifndef PERFORM_LANE_NICE
 #define PERFORM_LANE_NICE -20
 #endif
 
-/* Raw syscalls for the child after its flag: glibc's wrappers write errno, which is shared. */
-static inline long lane_raw3(long nr, long a, long b, long c)
+/* Raw syscalls: glibc's wrappers write errno, which is shared. */
+static inline long lane_raw(long nr, long a, long b, long c, long d)
 {
 #if defined(__x86_64__)
 	long r;
-	__asm__ volatile("syscall" : "=a"(r) : "a"(nr), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+	register long r10 __asm__("r10") = d;
+	__asm__ volatile("syscall" : "=a"(r) : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
 	return r;
 #else
 #error "the performer's lane needs raw syscalls for this architecture"
 #endif
 }
 
-static uint64_t lane_raw_now_us(void)
+static uint64_t lane_raw_now_ms(void)
 {
 	struct timespec t = { 0, 0 };
-	lane_raw3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&t, 0);
-	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+	lane_raw(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&t, 0, 0);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* The lock on the shared memory: 0, or the holder's pid. */
+static int lane_lock_word;
+
+/* Takes the lock as `self`; with a deadline (ms, 0: none), false once it has passed. */
+static bool lane_lock(int self, uint64_t deadline_ms)
+{
+	for (;;) {
+		int free_ = 0;
+		if (__atomic_compare_exchange_n(&lane_lock_word, &free_, self, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return true;
+		struct timespec ts, *tp = NULL;
+		if (deadline_ms) {
+			uint64_t now = lane_raw_now_ms();
+			if (now >= deadline_ms)
+				return false;
+			ts.tv_sec = (time_t)((deadline_ms - now) / 1000);
+			ts.tv_nsec = (long)((deadline_ms - now) % 1000) * 1000000L;
+			tp = &ts;
+		}
+		lane_raw(SYS_futex, (long)&lane_lock_word, FUTEX_WAIT_PRIVATE, free_, (long)tp);
+	}
+}
+
+static void lane_unlock(void)
+{
+	__atomic_store_n(&lane_lock_word, 0, __ATOMIC_RELEASE);
+	lane_raw(SYS_futex, (long)&lane_lock_word, FUTEX_WAKE_PRIVATE, 1, 0);
+}
+
+/* The child's one-byte note ('D', 'F', 'C'), then exit: raw, after the lock is given up. */
+__attribute__((noreturn)) static void lane_note_exit(int note, char kind, int rc)
+{
+	lane_raw(SYS_write, note, (long)&kind, 1, 0);
+	for (;;)
+		lane_raw(SYS_exit, rc, 0, 0, 0);
 }
 
 /*
- * The end of a lane run, in the child: the outcome into its slot, the flag, then (raw) the answer where
- * the run is the one to give it, the note and exit. rc: the command's exit code.
+ * The end of a lane run, in the child: the outcome into its slot, the flag and the lock given up, then
+ * (raw) the answer where the run is the one to give it, the note and exit. rc: the command's exit code.
  */
 __attribute__((noreturn)) static void lane_end(int rc)
 {
@@ -720,19 +764,20 @@ __attribute__((noreturn)) static void lane_end(int rc)
 	const bool answer = as_keep_notif && !as_notif_closed;
 	l->n.answer_err = perform_answer_errno(l->n.rc, l->n.err, l->n.syscall);
 	const int note = l->note_w;
+	l->n.kind = 'D';
 	__atomic_store_n(&l->shared_done, 1, __ATOMIC_RELEASE);
+	lane_unlock();
 	/* From here: raw syscalls, this slot and this stack only. */
 	if (answer) {
 		struct seccomp_notif_resp resp = { .id = l->n.notif_id, .val = 0, .error = l->n.answer_err ? -l->n.answer_err : 0, .flags = 0 };
-		long r = lane_raw3(SYS_ioctl, PERFORM_NOTIFY_FD, (long)SECCOMP_IOCTL_NOTIF_SEND, (long)&resp);
+		long r = lane_raw(SYS_ioctl, PERFORM_NOTIFY_FD, (long)SECCOMP_IOCTL_NOTIF_SEND, (long)&resp, 0);
 		l->n.send_err = r < 0 ? (int32_t)-r : 0;
-		l->n.answered_us = lane_raw_now_us();
+		struct timespec t = { 0, 0 };
+		lane_raw(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&t, 0, 0);
+		l->n.answered_us = (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 		l->n.answered = 1;
 	}
-	l->n.kind = 'D';
-	lane_raw3(SYS_write, note, (long)"D", 1);
-	for (;;)
-		lane_raw3(SYS_exit, rc, 0, 0);
+	lane_note_exit(note, 'D', rc);
 }
 
 /* as_outcome_final in a lane child: the run's report now, then its end (the command's clean-up is its exit). */
@@ -741,37 +786,7 @@ static void lane_outcome_final(void)
 	lane_end(report());
 }
 
-static int perform_lane_child(void *arg)
-{
-	struct perform_lane_slot *l = arg;
-	lane_self = l;
-	struct eci_sched_attr a = { .size = sizeof a, .policy = SCHED_OTHER, .nice = PERFORM_LANE_NICE };
-	const char *env = getenv("ECI_SCHED_SLICE_US");
-	long us = env && *env ? strtol(env, NULL, 10) : ECI_SCHED_SLICE_DEFAULT_US;
-	a.runtime = us > 0 ? (uint64_t)us * 1000u : 0;
-	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0)
-		(void)setpriority(PRIO_PROCESS, 0, PERFORM_LANE_NICE);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR ||
-	    sigprocmask(SIG_SETMASK, &perform_mask, NULL) < 0 || dup2(l->note_w, PERFORM_NATIVE_FD + 1) < 0)
-		_exit(127);
-	l->note_w = PERFORM_NATIVE_FD + 1;
-	/* Its copy of the fd table: the manager's socket, the fast path's and the performer's pipes stay behind. */
-	close(PERFORM_FD);
-	close(PERFORM_NATIVE_FD);
-	serve_close_from(PERFORM_NATIVE_FD + 2);
-	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
-	const char *stall = getenv("ECI_TEST_SPARE_STALL");
-	for (int i = 2; stall && *stall && i + 1 < l->argc; i++)
-		if (strcmp(l->args[i], "--target") == 0 && strcmp(l->args[i + 1], stall) == 0)
-			for (;;)
-				pause();
-	stdout = l->out_file;
-	as_keep_notif = (l->s.flags & PERFORM_ANSWER) != 0;
-	as_outcome_final = lane_outcome_final;
-	lane_end(main(l->argc, l->args));
-}
-
-/* The run state a lane run leaves in the shared memory, reset after its flag (later runs and spares inherit it). */
+/* The run state a run leaves in the shared memory, reset before the next (the lock held). */
 static FILE *perform_stdout;
 static void perform_lane_reset(void)
 {
@@ -782,7 +797,73 @@ static void perform_lane_reset(void)
 	as_outcome_final = NULL;
 }
 
-static bool perform_lane_init(void)
+static int perform_lane_child(void *arg)
+{
+	struct perform_lane_slot *l = arg;
+	const int self = (int)lane_raw(SYS_getpid, 0, 0, 0, 0);
+	lane_lock(self, 0);
+	lane_self = l;
+	struct eci_sched_attr a = { .size = sizeof a, .policy = SCHED_OTHER, .nice = PERFORM_LANE_NICE };
+	const char *env = getenv("ECI_SCHED_SLICE_US");
+	long us = env && *env ? strtol(env, NULL, 10) : ECI_SCHED_SLICE_DEFAULT_US;
+	a.runtime = us > 0 ? (uint64_t)us * 1000u : 0;
+	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0)
+		(void)setpriority(PRIO_PROCESS, 0, PERFORM_LANE_NICE);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR ||
+	    sigprocmask(SIG_SETMASK, &perform_mask, NULL) < 0 || dup2(l->note_w, PERFORM_NATIVE_FD + 1) < 0) {
+		lane_unlock();
+		lane_note_exit(l->note_w, 'E', 127);
+	}
+	const int note = l->note_w = PERFORM_NATIVE_FD + 1;
+	/* Its copy of the fd table: the manager's socket and the performer's pipes stay behind. */
+	close(PERFORM_FD);
+	serve_close_from(PERFORM_NATIVE_FD + 2);
+	lane_unlock();
+
+	/* The next fast-path request, straight from the watcher (raw, without the lock). */
+	unsigned char lenb[4];
+	struct iovec iov[2] = { { lenb, 4 }, { l->frame, PERFORM_MAX_FRAME } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	long n;
+	do
+		n = lane_raw(SYS_recvmsg, PERFORM_NATIVE_FD, (long)&mh, 0, 0);
+	while (n == -EINTR);
+	if (n < 4 + PERFORM_HEAD || (mh.msg_flags & MSG_TRUNC) || serve_get32(lenb) != (uint32_t)n - 4)
+		lane_note_exit(note, 'C', 0); /* closed, or not our protocol: no more requests on fd 5 */
+	lane_lock(self, 0);
+	lane_raw(SYS_close, PERFORM_NATIVE_FD, 0, 0, 0);
+	const uint32_t len = (uint32_t)n - 4;
+	l->s = (struct perform_note){ .kind = 'S', .flags = l->frame[4], .id = serve_get32(l->frame) };
+	l->s.notif_id = (uint64_t)serve_get32(l->frame + 5) | ((uint64_t)serve_get32(l->frame + 9) << 32);
+	l->n = l->s;
+	l->n.kind = 0;
+	l->start_ms = lane_raw_now_ms();
+	__atomic_store_n(&l->state, LANE_RUNNING, __ATOMIC_RELEASE);
+	perform_lane_reset();
+	int argc = 0;
+	const char *why = perform_args((char *)l->frame + PERFORM_HEAD, len - PERFORM_HEAD, l->argv0, l->args, 128, &argc);
+	if (why) {
+		snprintf(l->n.syscall, sizeof l->n.syscall, "%s", why);
+		l->n.kind = 'F';
+		__atomic_store_n(&l->shared_done, 1, __ATOMIC_RELEASE);
+		lane_unlock();
+		lane_note_exit(note, 'F', 0);
+	}
+	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
+	const char *stall = getenv("ECI_TEST_SPARE_STALL");
+	for (int i = 2; stall && *stall && i + 1 < argc; i++)
+		if (strcmp(l->args[i], "--target") == 0 && strcmp(l->args[i + 1], stall) == 0)
+			for (;;)
+				pause();
+	l->out[0] = '\0'; /* the stream writes its own NUL after what it writes */
+	rewind(l->out_file);
+	stdout = l->out_file;
+	as_keep_notif = (l->s.flags & PERFORM_ANSWER) != 0;
+	as_outcome_final = lane_outcome_final;
+	lane_end(main(argc, l->args));
+}
+
+static bool perform_lane_init(char *argv0)
 {
 	perform_lane_slots = mmap(NULL, sizeof(struct perform_lane_slot) * PERFORM_LANE_SLOTS, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -791,6 +872,7 @@ static bool perform_lane_init(void)
 	for (int i = 0; i < PERFORM_LANE_SLOTS; i++) {
 		struct perform_lane_slot *l = &perform_lane_slots[i];
 		l->note_r = -1;
+		l->argv0 = argv0;
 		l->out = mmap(NULL, PERFORM_OUT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (l->out == MAP_FAILED || !(l->out_file = fmemopen(l->out, PERFORM_OUT - 1, "w")))
 			return false;
@@ -799,7 +881,7 @@ static bool perform_lane_init(void)
 	return true;
 }
 
-/* Reaps slot l's child if it has exited (block: wait for it); true when the slot is free. */
+/* Reaps slot l's child once it has noted (or died); true when the slot is free. */
 static bool perform_lane_reap(struct perform_lane_slot *l, bool block)
 {
 	if (l->pid <= 0 || l->note_r >= 0)
@@ -808,131 +890,93 @@ static bool perform_lane_reap(struct perform_lane_slot *l, bool block)
 	do
 		r = waitpid(l->pid, NULL, block ? 0 : WNOHANG);
 	while (r < 0 && errno == EINTR);
-	if (r == l->pid || (r < 0 && errno == ECHILD))
+	if (r == l->pid || (r < 0 && errno == ECHILD)) {
 		l->pid = 0;
+		l->state = LANE_FREE;
+	}
 	return l->pid <= 0;
 }
 
-/* Whether the lane has a run before its flag (the performer then touches nothing shared). */
-static bool perform_lane_held(void)
+/* The slot whose child waits for a request (or has one, and holds or held the lock for it), if any. */
+static struct perform_lane_slot *perform_lane_waiting(void)
 {
-	struct perform_lane_slot *l = perform_lane_current;
-	if (!l)
-		return false;
-	if (__atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE)) {
-		perform_lane_current = NULL;
-		perform_lane_reset();
-		return false;
+	for (int i = 0; i < PERFORM_LANE_SLOTS; i++) {
+		struct perform_lane_slot *l = &perform_lane_slots[i];
+		if (l->pid > 0 && l->note_r >= 0 && !__atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE))
+			return l;
 	}
-	return true;
+	return NULL;
 }
 
-/*
- * Waits, touching nothing shared, while the current run is before its flag: until the flag, its note
- * (or end), its deadline, or PERFORM_LANE_STALL_MS. A request on fd 5 meanwhile (another thread's call)
- * waits for the flag, which the performer then looks for every millisecond.
- */
-static void perform_lane_wait(void)
-{
-	static sigset_t all;
-	sigfillset(&all);
-	bool more = false;
-	for (;;) {
-		struct perform_lane_slot *l = perform_lane_current;
-		if (!l || __atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE))
-			return;
-		uint64_t now = perform_now_us() / 1000;
-		uint64_t until = l->start_ms + PERFORM_LANE_STALL_MS;
-		if (now >= until)
-			return;
-		uint64_t wait = until - now;
-		if (more && wait > 1)
-			wait = 1;
-		struct pollfd p[2] = { { .fd = l->note_r, .events = POLLIN },
-				       { .fd = !more && perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN } };
-		struct timespec ts = { .tv_sec = (time_t)(wait / 1000), .tv_nsec = (long)(wait % 1000) * 1000000L };
-		int r = ppoll(p, 2, &ts, &all);
-		if (r > 0 && p[0].revents)
-			return;
-		if (r > 0 && p[1].revents)
-			more = true;
-	}
-}
-
-/* Starts a lane run of request frame (len bytes); false when none could (the caller turns it back). */
-static bool perform_lane_start(char *argv0, unsigned char *frame, uint32_t len)
+/* Makes the next waiting child (the lock held: it waits for it). false: none could be made. */
+static bool perform_lane_spawn(void)
 {
 	struct perform_lane_slot *l = NULL;
 	for (int i = 0; i < PERFORM_LANE_SLOTS && !l; i++)
 		if (perform_lane_reap(&perform_lane_slots[i], false))
 			l = &perform_lane_slots[i];
-	if (!l)
+	int note[2];
+	if (!l || pipe2(note, O_CLOEXEC) < 0)
 		return false;
-	struct perform_note s = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
-	s.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
-	static char *args[128];
-	int argc = 0, note[2];
-	const char *why = perform_args((char *)frame + PERFORM_HEAD, len - PERFORM_HEAD, argv0, args, 128, &argc);
-	if (why) {
-		perform_fallback(s.id, why);
-		return true;
-	}
-	if (pipe2(note, O_CLOEXEC) < 0)
-		return false;
-	l->out[0] = '\0'; /* the stream writes its own NUL after what it writes */
-	rewind(l->out_file);
-	perform_lane_reset();
-	l->s = s;
-	l->n = s;
-	l->n.kind = 0;
+	l->state = LANE_WAITING;
 	l->shared_done = 0;
-	l->argc = argc;
-	l->args = args;
 	l->note_w = note[1];
-	l->start_ms = perform_now_us() / 1000;
-	l->deadline_ms = l->start_ms + PERFORM_TIMEOUT_MS;
 	pid_t pid = clone(perform_lane_child, l->stack + PERFORM_LANE_STACK, CLONE_VM | SIGCHLD, l);
 	close(note[1]);
 	if (pid < 0) {
 		close(note[0]);
+		l->state = LANE_FREE;
 		return false;
 	}
 	l->pid = pid;
 	l->note_r = note[0];
-	perform_lane_current = l;
 	return true;
 }
 
 /*
- * Slot l's note (or end, or timeout): reports its run. A child gone before its flag leaves the shared
- * memory in doubt: true then, and the performer ends.
+ * Slot l's note (or end, or timeout): reports its run. A child gone while it held the lock leaves the
+ * shared memory in doubt: true then, and the performer ends.
  */
 static bool perform_lane_event(struct perform_lane_slot *l, bool timed_out)
 {
-	char byte = 0;
-	ssize_t k = timed_out ? 0 : read(l->note_r, &byte, 1);
+	char kind = 0;
+	ssize_t k = timed_out ? 0 : read(l->note_r, &kind, 1);
 	if (k < 0 && errno == EINTR)
 		return false;
 	close(l->note_r);
 	l->note_r = -1;
-	if (k == 1 && byte == 'D' && l->n.kind == 'D') {
+	if (k == 1 && kind == 'D' && l->n.kind == 'D') {
 		if (l->n.learned)
 			perform_learn(l->pid, &l->n.userns); /* not reaped yet: its pid is still its own */
 		perform_finish(&l->s, &l->n, 0, l->out);
 		perform_lane_reap(l, false);
 		return false;
 	}
-	/* It died, or timed out: it may have done something, so it fails (closed). */
-	bool done = __atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE);
+	if (k == 1 && kind == 'F') {
+		perform_fallback(l->s.id, l->n.syscall);
+		perform_lane_reap(l, false);
+		return false;
+	}
+	if (k == 1 && kind == 'C') {
+		perform_native_open = false; /* the manager closed the fast path (or it spoke another protocol) */
+		perform_lane_reap(l, false);
+		return false;
+	}
+	if (k == 1 && kind == 'E')
+		perform_lane_broken = true; /* it could not set itself up: no more lane children (fd 5 goes back) */
+	/* It died, failed to start, or timed out. */
+	const int state = __atomic_load_n(&l->state, __ATOMIC_ACQUIRE);
+	const bool done = __atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE);
 	int status = 0;
 	kill(l->pid, SIGKILL);
 	while (waitpid(l->pid, &status, 0) < 0 && errno == EINTR)
 		;
+	const bool held = __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE) == l->pid;
 	l->pid = 0;
-	if (perform_lane_current == l)
-		perform_lane_current = NULL;
-	perform_finish(&l->s, l->n.answered ? &l->n : NULL, WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL, "");
-	return !done;
+	l->state = LANE_FREE;
+	if (state == LANE_RUNNING) /* it may have done something, so it fails (closed) */
+		perform_finish(&l->s, l->n.answered ? &l->n : NULL, WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL, "");
+	return held || (state == LANE_RUNNING && !done);
 }
 
 /* Only interrupts ppoll (the spare's note is then looked for). */
@@ -992,9 +1036,12 @@ int main_perform(int argc, char **argv)
 		return 1;
 	for (int i = 0; i <= PERFORM_MAX_RUNS; i++)
 		perform_out_file[i] = fmemopen(perform_out + (size_t)i * PERFORM_OUT, PERFORM_OUT - 1, "w");
-	unsigned char *aux = perform_lane ? malloc(PERFORM_MAX_FRAME) : NULL; /* requests read while a lane run holds `frame` */
-	if (perform_lane && (!aux || !perform_lane_init()))
+	if (perform_lane && !perform_lane_init(argv[0]))
 		perform_lane = false;
+	const int self = getpid();
+	if (perform_lane) /* the performer holds the shared memory but while it sleeps */
+		lane_lock(self, 0);
+	int stalled = 0; /* the pid of a lane child that has held the lock past PERFORM_LANE_STALL_MS */
 	struct perform_child spare = perform_fork_spare(argv[0], frame);
 	perform_reply(0, 'R', NULL, 0, NULL, 0);
 	struct perform_child runs[PERFORM_MAX_RUNS];
@@ -1003,10 +1050,14 @@ int main_perform(int argc, char **argv)
 	bool manager_gone = false, draining = false, fork_failed = spare.pid < 0;
 	uint64_t drain_deadline = 0;
 	for (;;) {
-		/* A lane run before its flag: nothing shared is touched until it is past it (or stalled). */
-		perform_lane_wait();
-		const bool held = perform_lane_held();
-		unsigned char *buf = held ? aux : frame;
+		/* The lock is the performer's here, unless a lane child stalled holding it (then it goes on without). */
+		const bool held = stalled != 0;
+		unsigned char *buf = frame;
+		struct perform_lane_slot *waiting = perform_lane ? perform_lane_waiting() : NULL;
+		if (waiting && manager_gone && __atomic_load_n(&waiting->state, __ATOMIC_ACQUIRE) == LANE_WAITING)
+			kill(waiting->pid, SIGKILL); /* no request of a manager that is done will come: its end is the note's EOF */
+		else if (!waiting && perform_lane && !perform_lane_broken && perform_native_open && !manager_gone && !held)
+			waiting = perform_lane_spawn() ? perform_lane_waiting() : NULL;
 		int nlane = 0;
 		struct perform_lane_slot *lanes[PERFORM_LANE_SLOTS];
 		for (int i = 0; perform_lane && i < PERFORM_LANE_SLOTS; i++)
@@ -1044,8 +1095,8 @@ int main_perform(int argc, char **argv)
 		struct pollfd p[3 + PERFORM_MAX_RUNS + PERFORM_LANE_SLOTS] = {
 			{ .fd = manager_gone ? -1 : PERFORM_FD, .events = POLLRDHUP | (turn_back ? POLLIN : 0) },
 			{ .fd = spare.pid > 0 ? spare.note_r : -1, .events = 0 },
-			/* The lane's requests: read here, whether or not a spare waits. */
-			{ .fd = perform_lane && perform_native_open && !manager_gone ? PERFORM_NATIVE_FD : -1, .events = POLLIN },
+			/* The lane's requests: read here only while no lane child can (a stalled run, or none made). */
+			{ .fd = perform_lane && perform_native_open && !manager_gone && (held || !waiting) ? PERFORM_NATIVE_FD : -1, .events = POLLIN },
 		};
 		if (turn_back && !perform_lane) /* no spare: fast-path requests are turned back here too */
 			p[1] = (struct pollfd){ .fd = perform_native_open ? PERFORM_NATIVE_FD : -1, .events = POLLIN };
@@ -1060,18 +1111,34 @@ int main_perform(int argc, char **argv)
 			timeout = timeout < 0 || t < timeout ? t : timeout;
 		}
 		for (int i = 0; i < nlane; i++) {
-			int t = lanes[i]->deadline_ms > now ? (int)(lanes[i]->deadline_ms - now) : 0;
+			if (__atomic_load_n(&lanes[i]->state, __ATOMIC_ACQUIRE) != LANE_RUNNING)
+				continue;
+			uint64_t end = __atomic_load_n(&lanes[i]->start_ms, __ATOMIC_ACQUIRE) + PERFORM_TIMEOUT_MS;
+			int t = end > now ? (int)(end - now) : 0;
 			timeout = timeout < 0 || t < timeout ? t : timeout;
 		}
+		/* A run may start while the performer sleeps: its deadline is looked for every second. */
+		if (waiting && (timeout < 0 || timeout > 1000))
+			timeout = 1000;
 		if (held && (timeout < 0 || timeout > 10))
-			timeout = 10; /* a stalled lane run: look for its flag now and then */
+			timeout = 10; /* a stalled lane run: look for its end now and then */
 		if (draining && nruns == 0)
 			timeout = drain_deadline > now ? (int)(drain_deadline - now) : 0;
 		if (turn_back && (timeout < 0 || timeout > 100))
 			timeout = 100; /* fork failed: try again soon */
 		struct timespec ts = { .tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000L };
+		if (perform_lane && !held)
+			lane_unlock();
 		int r = ppoll(p, (nfds_t)(3 + nruns + nlane), timeout < 0 ? NULL : &ts, &wait_mask);
-		if (r < 0 && errno != EINTR)
+		int ppoll_err = r < 0 ? errno : 0; /* read before the lock: a lane child may be using errno */
+		if (perform_lane) {
+			/* The lock again; a child holding it past PERFORM_LANE_STALL_MS is stalled (gone on without it). */
+			if (!stalled && !lane_lock(self, lane_raw_now_ms() + PERFORM_LANE_STALL_MS))
+				stalled = __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE);
+			else if (stalled && lane_lock(self, lane_raw_now_ms() + 1))
+				stalled = 0;
+		}
+		if (r < 0 && ppoll_err != EINTR)
 			return 1;
 		if (r < 0) /* a spare's 'S' (or another signal): nothing polled is reported */
 			for (int i = 0; i < 3 + nruns + nlane; i++)
@@ -1080,22 +1147,31 @@ int main_perform(int argc, char **argv)
 			manager_gone = true;
 			continue;
 		}
-		/* The lane's requests first: a call waits on each. While a run is stalled, they go back to the manager. */
+		/* fd 5 here: no lane child could take it (stalled, or none made). The manager runs it the usual way. */
 		if (p[2].revents & POLLIN) {
 			uint32_t len = perform_native_request(buf);
 			if (len == UINT32_MAX)
 				perform_native_open = false; /* closed: no more fast-path requests */
-			else if (len && (held || !perform_lane_start(argv[0], buf, len)))
-				perform_fallback(serve_get32(buf), held ? "the performer's lane is busy" : "no lane slot");
-			continue; /* what else was polled is looked at again */
+			else if (len)
+				perform_fallback(serve_get32(buf), held ? "the performer's lane is busy" : "no lane child");
 		} else if (p[2].revents) {
 			perform_native_open = false;
 		}
 		now = perform_now_us() / 1000;
-		for (int i = 0; i < nlane; i++)
-			if ((p[3 + nruns + i].revents & (POLLIN | POLLHUP | POLLERR)) || now >= lanes[i]->deadline_ms)
-				if (perform_lane_event(lanes[i], !(p[3 + nruns + i].revents & (POLLIN | POLLHUP | POLLERR))))
-					return 1; /* a lane run died mid-change: this memory is in doubt */
+		for (int i = 0; i < nlane; i++) {
+			bool ev = (p[3 + nruns + i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+			bool late = __atomic_load_n(&lanes[i]->state, __ATOMIC_ACQUIRE) == LANE_RUNNING &&
+				    now >= __atomic_load_n(&lanes[i]->start_ms, __ATOMIC_ACQUIRE) + PERFORM_TIMEOUT_MS;
+			if (!ev && !late)
+				continue;
+			if (lanes[i]->pid == stalled)
+				stalled = 0; /* its end: the lock is looked at again below */
+			if (perform_lane_event(lanes[i], !ev))
+				return 1; /* a lane child died holding the lock: this memory is in doubt */
+		}
+		if (perform_lane && !stalled && __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE) != self &&
+		    !lane_lock(self, lane_raw_now_ms() + PERFORM_LANE_STALL_MS))
+			stalled = __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE);
 		/* Runs first (from the last, so that dropping one keeps the others' poll entries in place). */
 		now = perform_now_us() / 1000;
 		for (int i = nruns - 1; i >= 0; i--) {

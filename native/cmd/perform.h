@@ -22,11 +22,11 @@
  *
  * Who does what. Every hand-over between processes is a wake-up, ~40-50 us each on the machines
  * measured (bench mountlat), so a call's path has as few as can be:
- *   - fast-path requests (fd 5) are the performer's own: it reads each and runs it in its lane, a
- *     child made with CLONE_VM that shares its memory, warm, instead of a forked spare (perform.c,
- *     "The lane": what is shared when, and what happens when a run stalls or dies); the child
- *     answers the caller, and the performer reports the outcome. ECI_PERFORM_LANE=0: spares take
- *     fd 5's requests too, as below;
+ *   - fast-path requests (fd 5) go to the performer's lane: a child made ahead of time with CLONE_VM,
+ *     sharing its memory (warm), waits on fd 5 itself and runs the request, instead of a forked
+ *     spare (perform.c, "The lane": the lock on the shared memory, and what happens when a run
+ *     stalls or dies); it answers the caller, and the performer reports the outcome and makes the
+ *     next waiting child. ECI_PERFORM_LANE=0: spares take fd 5's requests too, as below;
  *   - the spare, a child forked ahead of time (perform_spare_child), reads the next request itself,
  *     straight from fd 3: the performer never reads fd 3 while a spare waits (so exactly one
  *     process reads it at a time). The spare closes fd 3 once it has its request (the manager's

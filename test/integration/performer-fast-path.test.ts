@@ -1,5 +1,5 @@
 // The performer's fast path against a real runc container: once the table is pushed, the watcher
-// thread sends matching calls to the performer's fd 5 itself and the spare answers them (the listener
+// thread sends matching calls to the performer's fd 5 itself and its lane answers them (the listener
 // only learns the outcome); the performer then holds that socket and nothing more; a killed performer
 // means the next call goes the usual way (a new performer), and the table is pushed to the new one.
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +23,12 @@ function skipReason(): string | null {
 const skip = skipReason();
 
 const fdsOf = (pid: number) => Object.fromEntries(readdirSync(`/proc/${pid}/fd`).map((fd) => [fd, readlinkSync(`/proc/${pid}/fd/${fd}`)]));
+const niceOf = (pid: number) => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]); };
+/** A performer's live children: its spares (at its nice value) and its lane's (at -20: perform.c's PERFORM_LANE_NICE). */
+const kidsOf = (p: number) => {
+  const all = childrenOf(p, { zombies: false }).filter((k) => { try { niceOf(k); return true; } catch { return false; } });
+  return { spares: all.filter((k) => niceOf(k) !== -20), lane: all.filter((k) => niceOf(k) === -20) };
+};
 
 let dir: string;
 async function bundle(name: string, script: string, user: { uid: number; gid: number; additionalGids?: number[] } = { uid: 0, gid: 0 }): Promise<{ sock: string; b: string }> {
@@ -71,7 +77,7 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
     const { sock, b } = await bundle('1', script);
     const table = compileFastTable({ ids: [], roDevs: [], volumes: null }, { ratePerSecond: 200, burst: 400 });
     const seen: { syscall: string; target: string | null; fastRule?: string; fastGen?: number; outcome?: unknown }[] = [];
-    let layout: { perf: Record<string, string>; spare: Record<string, string> } | undefined;
+    let layout: { perf: Record<string, string>; spare: Record<string, string>; lane: Record<string, string> } | undefined;
     const pushed: boolean[] = [];
     const listeners: SeccompListener[] = [];
     const agent = serveSeccompAgent(sock, (c) => {
@@ -87,8 +93,8 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
             if (seen.length === 2) {
               const [p] = performers({ zombies: false });
               // The next spare is forked after the answer.
-              for (const end = Date.now() + 5000; childrenOf(p!, { zombies: false }).length !== 1 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
-              layout = { perf: fdsOf(p!), spare: fdsOf(childrenOf(p!, { zombies: false })[0]!) };
+              for (const end = Date.now() + 5000; (kidsOf(p!).spares.length !== 1 || kidsOf(p!).lane.length !== 1) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+              layout = { perf: fdsOf(p!), spare: fdsOf(kidsOf(p!).spares[0]!), lane: fdsOf(kidsOf(p!).lane[0]!) };
               process.kill(p!, 'SIGKILL');
               for (const end = Date.now() + 5000; alive(p!) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
               writeFileSync(join(b, 'rootfs', 'killed'), '');
@@ -116,20 +122,24 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
       for (const s of seen) expect(s.outcome, JSON.stringify(s)).toMatchObject({ answered: { errno: 0, sendErrno: 0 } });
       expect(pushed).toEqual([true, true]);
       // The performer holds the fast path's socket (fd 5) besides what it held before; the spare holds it too
-      // (its fd layout), but reads fd 3 only: the performer's lane takes fd 5's requests.
-      const { perf, spare } = layout!;
+      // (its fd layout), but reads fd 3 only: the lane's waiting child takes fd 5's requests.
+      const { perf, spare, lane } = layout!;
       for (const fd of ['0', '1', '2']) expect(perf[fd]).toBe('/dev/null');
       expect(perf['3']).toMatch(/^socket:/);
       expect(perf['4']).toMatch(/seccomp/);
       expect(perf['5']).toMatch(/^socket:/);
-      // Beyond those: the spare's note pipe and, once a run has reported, the container's user namespace
-      // (perform.c's perform_learn; performer.test.ts checks which one).
+      // Beyond those: the spare's and the lane child's note pipes and, once a run has reported, the
+      // container's user namespace (perform.c's perform_learn; performer.test.ts checks which one).
       const extra = Object.keys(perf).filter((fd) => Number(fd) > 5).map((fd) => perf[fd]!);
-      expect(extra.filter((t) => !t.startsWith('user:'))).toEqual([expect.stringMatching(/^pipe:/)]);
+      expect(extra.filter((t) => !t.startsWith('user:'))).toEqual([expect.stringMatching(/^pipe:/), expect.stringMatching(/^pipe:/)]);
       expect(extra.filter((t) => t.startsWith('user:')).length).toBeLessThanOrEqual(1);
       expect(Object.keys(spare).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6']);
       expect([spare['3'], spare['5']]).toEqual([perf['3'], perf['5']]);
       expect(spare['6']).toMatch(/^pipe:/);
+      // The lane's waiting child: the notify fd, the fast path's socket and its note pipe; not the manager's socket.
+      expect(Object.keys(lane).sort()).toEqual(['0', '1', '2', '4', '5', '6']);
+      expect([lane['4'], lane['5']]).toEqual([perf['4'], perf['5']]);
+      expect(lane['6']).toMatch(/^pipe:/);
     } finally {
       await agent.close();
       for (const l of listeners) await l.close();
@@ -151,7 +161,7 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
     let spares: number[][] = [];
     const liveKids = async () => {
       await new Promise((r) => setTimeout(r, 100)); // a lane child exits right after its note
-      return childrenOf(performer, { zombies: false });
+      return kidsOf(performer).spares;
     };
     const listeners: SeccompListener[] = [];
     const agent = serveSeccompAgent(sock, (c) => {
@@ -244,9 +254,9 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
           seen.push(`${n.strings.target} ${o}`);
           if (o === 'turned back') await usual(n); // as the feed does
           if (n.strings.target === '/m2') {
-            // The stalled lane child: the performer's child at the lane's nice value (its spare keeps the performer's).
-            const niceOf = (pid: number) => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]); };
-            const lane = childrenOf(performer, { zombies: false }).filter((p) => niceOf(p) === -20);
+            // The stalled lane child: the performer's one child at the lane's nice value (no next one is made
+            // to wait for requests while a run is stalled).
+            const lane = kidsOf(performer).lane;
             expect(lane).toHaveLength(1);
             process.kill(lane[0]!, 'SIGKILL');
             for (const end = Date.now() + 5000; alive(performer) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
