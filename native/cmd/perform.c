@@ -642,7 +642,8 @@ static bool perform_run_event(struct perform_child *r)
  *
  * A run that holds the lock for PERFORM_LANE_STALL_MS (a mount hanging on the container's own FUSE
  * server, say) is stalled: the performer goes on without the lock, reads fd 5 and turns the fast
- * path's requests back to the manager (which runs them through fd 3 and the spares); its syscalls
+ * path's requests back to the manager (which runs them through fd 3 and the spares), as does a
+ * waiting child whose request finds the lock held that long ('B'); the performer's syscalls
  * can then fail and write errno under the run, which at worst changes the errno of a failure (fails
  * closed). A run lasts at most PERFORM_TIMEOUT_MS. A child that dies holding the lock may have left
  * the shared memory mid-change (a SIGKILL from a host user of the container's ids, say): the
@@ -802,7 +803,6 @@ static int perform_lane_child(void *arg)
 	struct perform_lane_slot *l = arg;
 	const int self = (int)lane_raw(SYS_getpid, 0, 0, 0, 0);
 	lane_lock(self, 0);
-	lane_self = l;
 	struct eci_sched_attr a = { .size = sizeof a, .policy = SCHED_OTHER, .nice = PERFORM_LANE_NICE };
 	const char *env = getenv("ECI_SCHED_SLICE_US");
 	long us = env && *env ? strtol(env, NULL, 10) : ECI_SCHED_SLICE_DEFAULT_US;
@@ -830,7 +830,12 @@ static int perform_lane_child(void *arg)
 	while (n == -EINTR);
 	if (n < 4 + PERFORM_HEAD || (mh.msg_flags & MSG_TRUNC) || serve_get32(lenb) != (uint32_t)n - 4)
 		lane_note_exit(note, 'C', 0); /* closed, or not our protocol: no more requests on fd 5 */
-	lane_lock(self, 0);
+	if (!lane_lock(self, lane_raw_now_ms() + PERFORM_LANE_STALL_MS)) {
+		/* Another child's run holds the memory (stalled): this request goes back ('B': its id in this slot, private). */
+		l->s.id = serve_get32(l->frame);
+		lane_note_exit(note, 'B', 0);
+	}
+	lane_self = l; /* shared: set by whichever child holds the lock for its run */
 	lane_raw(SYS_close, PERFORM_NATIVE_FD, 0, 0, 0);
 	const uint32_t len = (uint32_t)n - 4;
 	l->s = (struct perform_note){ .kind = 'S', .flags = l->frame[4], .id = serve_get32(l->frame) };
@@ -897,15 +902,26 @@ static bool perform_lane_reap(struct perform_lane_slot *l, bool block)
 	return l->pid <= 0;
 }
 
-/* The slot whose child waits for a request (or has one, and holds or held the lock for it), if any. */
-static struct perform_lane_slot *perform_lane_waiting(void)
+/*
+ * Lane children waiting for a request (at most PERFORM_LANE_WAITING: while one runs a call, the next
+ * waits for the caller's next call; the kernel gives each datagram to one of them), into kids[], and
+ * whether one is running a request (before its flag).
+ */
+#define PERFORM_LANE_WAITING 2
+static int perform_lane_waiting(struct perform_lane_slot *kids[PERFORM_LANE_SLOTS], bool *running)
 {
+	int n = 0;
+	*running = false;
 	for (int i = 0; i < PERFORM_LANE_SLOTS; i++) {
 		struct perform_lane_slot *l = &perform_lane_slots[i];
-		if (l->pid > 0 && l->note_r >= 0 && !__atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE))
-			return l;
+		if (l->pid <= 0 || l->note_r < 0 || __atomic_load_n(&l->shared_done, __ATOMIC_ACQUIRE))
+			continue;
+		if (__atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == LANE_WAITING)
+			kids[n++] = l;
+		else
+			*running = true;
 	}
-	return NULL;
+	return n;
 }
 
 /* Makes the next waiting child (the lock held: it waits for it). false: none could be made. */
@@ -954,6 +970,11 @@ static bool perform_lane_event(struct perform_lane_slot *l, bool timed_out)
 	}
 	if (k == 1 && kind == 'F') {
 		perform_fallback(l->s.id, l->n.syscall);
+		perform_lane_reap(l, false);
+		return false;
+	}
+	if (k == 1 && kind == 'B') {
+		perform_fallback(l->s.id, "the performer's lane is busy");
 		perform_lane_reap(l, false);
 		return false;
 	}
@@ -1053,11 +1074,16 @@ int main_perform(int argc, char **argv)
 		/* The lock is the performer's here, unless a lane child stalled holding it (then it goes on without). */
 		const bool held = stalled != 0;
 		unsigned char *buf = frame;
-		struct perform_lane_slot *waiting = perform_lane ? perform_lane_waiting() : NULL;
-		if (waiting && manager_gone && __atomic_load_n(&waiting->state, __ATOMIC_ACQUIRE) == LANE_WAITING)
-			kill(waiting->pid, SIGKILL); /* no request of a manager that is done will come: its end is the note's EOF */
-		else if (!waiting && perform_lane && !perform_lane_broken && perform_native_open && !manager_gone && !held)
-			waiting = perform_lane_spawn() ? perform_lane_waiting() : NULL;
+		struct perform_lane_slot *kids[PERFORM_LANE_SLOTS];
+		bool lane_running = false;
+		int waiting = perform_lane ? perform_lane_waiting(kids, &lane_running) : 0;
+		if (manager_gone)
+			for (int i = 0; i < waiting; i++)
+				kill(kids[i]->pid, SIGKILL); /* no request of a manager that is done will come: its end is the note's EOF */
+		else
+			while (waiting < PERFORM_LANE_WAITING && perform_lane && !perform_lane_broken && perform_native_open && !held &&
+			       perform_lane_spawn())
+				waiting++;
 		int nlane = 0;
 		struct perform_lane_slot *lanes[PERFORM_LANE_SLOTS];
 		for (int i = 0; perform_lane && i < PERFORM_LANE_SLOTS; i++)
@@ -1118,7 +1144,7 @@ int main_perform(int argc, char **argv)
 			timeout = timeout < 0 || t < timeout ? t : timeout;
 		}
 		/* A run may start while the performer sleeps: its deadline is looked for every second. */
-		if (waiting && (timeout < 0 || timeout > 1000))
+		if ((waiting || lane_running) && (timeout < 0 || timeout > 1000))
 			timeout = 1000;
 		if (held && (timeout < 0 || timeout > 10))
 			timeout = 10; /* a stalled lane run: look for its end now and then */
