@@ -631,8 +631,9 @@ static bool perform_run_event(struct perform_child *r)
  * is in no namespace of the container's processes that lets them see, signal or trace it (the
  * memory is the performer's: not dumpable).
  *
- * One lane child at a time waits for the next fast-path request itself, on fd 5 (the performer does
- * not read fd 5 then): the watcher's datagram wakes it, not the performer. The shared memory
+ * Lane children wait for the next fast-path request themselves, on fd 5, two at a time (the performer
+ * does not read fd 5 then): the watcher's datagram wakes one of them, not the performer, and while it
+ * runs the call the other waits for the caller's next. The shared memory
  * (errno and stdio included) has one user at a time, by a lock (lane_lock: a futex word holding
  * the holder's pid, taken with raw syscalls): the performer holds it but while it sleeps in ppoll;
  * the child takes it for its setup and again once it has its request, and gives it up at its flag
@@ -657,6 +658,7 @@ enum { LANE_FREE, LANE_WAITING, LANE_RUNNING };
 
 struct perform_lane_slot {
 	pid_t pid;                 /* 0: free; else the child's, until reaped */
+	pid_t performer;           /* its parent's */
 	int state;                 /* LANE_*: WAITING until it has a request (the child sets RUNNING) */
 	int note_r;                /* its note pipe, -1 once read (or when it died) */
 	int note_w;                /* (the child's end, in the child) */
@@ -802,6 +804,9 @@ static int perform_lane_child(void *arg)
 {
 	struct perform_lane_slot *l = arg;
 	const int self = (int)lane_raw(SYS_getpid, 0, 0, 0, 0);
+	/* Before it waits for the lock: a performer gone meanwhile would hold it for ever. */
+	if (lane_raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0) < 0 || lane_raw(SYS_getppid, 0, 0, 0, 0) != l->performer)
+		lane_note_exit(l->note_w, 'E', 127);
 	lane_lock(self, 0);
 	struct eci_sched_attr a = { .size = sizeof a, .policy = SCHED_OTHER, .nice = PERFORM_LANE_NICE };
 	const char *env = getenv("ECI_SCHED_SLICE_US");
@@ -809,7 +814,7 @@ static int perform_lane_child(void *arg)
 	a.runtime = us > 0 ? (uint64_t)us * 1000u : 0;
 	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0)
 		(void)setpriority(PRIO_PROCESS, 0, PERFORM_LANE_NICE);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR ||
+	if (signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR ||
 	    sigprocmask(SIG_SETMASK, &perform_mask, NULL) < 0 || dup2(l->note_w, PERFORM_NATIVE_FD + 1) < 0) {
 		lane_unlock();
 		lane_note_exit(l->note_w, 'E', 127);
@@ -937,6 +942,7 @@ static bool perform_lane_spawn(void)
 	l->state = LANE_WAITING;
 	l->shared_done = 0;
 	l->note_w = note[1];
+	l->performer = getpid();
 	pid_t pid = clone(perform_lane_child, l->stack + PERFORM_LANE_STACK, CLONE_VM | SIGCHLD, l);
 	close(note[1]);
 	if (pid < 0) {
