@@ -808,12 +808,7 @@ static int perform_lane_child(void *arg)
 	if (lane_raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0) < 0 || lane_raw(SYS_getppid, 0, 0, 0, 0) != l->performer)
 		lane_note_exit(l->note_w, 'E', 127);
 	lane_lock(self, 0);
-	struct eci_sched_attr a = { .size = sizeof a, .policy = SCHED_OTHER, .nice = PERFORM_LANE_NICE };
-	const char *env = getenv("ECI_SCHED_SLICE_US");
-	long us = env && *env ? strtol(env, NULL, 10) : ECI_SCHED_SLICE_DEFAULT_US;
-	a.runtime = us > 0 ? (uint64_t)us * 1000u : 0;
-	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0)
-		(void)setpriority(PRIO_PROCESS, 0, PERFORM_LANE_NICE);
+	eci_sched_latency(0, PERFORM_LANE_NICE);
 	if (signal(PERFORM_START_SIG, SIG_DFL) == SIG_ERR ||
 	    sigprocmask(SIG_SETMASK, &perform_mask, NULL) < 0 || dup2(l->note_w, PERFORM_NATIVE_FD + 1) < 0) {
 		lane_unlock();
