@@ -78,6 +78,7 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
     const table = compileFastTable({ ids: [], roDevs: [], volumes: null }, { ratePerSecond: 200, burst: 400 });
     const seen: { syscall: string; target: string | null; fastRule?: string; fastGen?: number; outcome?: unknown }[] = [];
     let layout: { perf: Record<string, string>; spare: Record<string, string>; lane: Record<string, string> } | undefined;
+    let laneLeft: number[] = [-1];
     const pushed: boolean[] = [];
     const listeners: SeccompListener[] = [];
     const agent = serveSeccompAgent(sock, (c) => {
@@ -95,8 +96,12 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
               // The next spare is forked after the answer.
               for (const end = Date.now() + 5000; (kidsOf(p!).spares.length !== 1 || kidsOf(p!).lane.length !== 2) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
               layout = { perf: fdsOf(p!), spare: fdsOf(kidsOf(p!).spares[0]!), lane: fdsOf(kidsOf(p!).lane[0]!) };
+              const lane = kidsOf(p!).lane;
               process.kill(p!, 'SIGKILL');
               for (const end = Date.now() + 5000; alive(p!) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+              // Its lane's waiting children die with it (PR_SET_PDEATHSIG, set before they wait for the lock).
+              for (const end = Date.now() + 5000; lane.some(alive) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+              laneLeft = lane.filter(alive);
               writeFileSync(join(b, 'rootfs', 'killed'), '');
             }
             continue;
@@ -121,6 +126,7 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
       ]);
       for (const s of seen) expect(s.outcome, JSON.stringify(s)).toMatchObject({ answered: { errno: 0, sendErrno: 0 } });
       expect(pushed).toEqual([true, true]);
+      expect(laneLeft).toEqual([]);
       // The performer holds the fast path's socket (fd 5) besides what it held before; the spare holds it too
       // (its fd layout), but reads fd 3 only: the lane's waiting child takes fd 5's requests.
       const { perf, spare, lane } = layout!;
