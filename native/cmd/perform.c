@@ -738,7 +738,7 @@ static void lane_unlock(void)
 	lane_raw(SYS_futex, (long)&lane_lock_word, FUTEX_WAKE_PRIVATE, 1, 0);
 }
 
-/* The child's one-byte note ('D', 'F', 'C'), then exit: raw, after the lock is given up. */
+/* The child's one-byte note ('D' done, 'F' nothing run, 'B' the lock busy, 'C' fd 5 closed, 'E' no set-up), then exit: raw, without the lock. */
 __attribute__((noreturn)) static void lane_note_exit(int note, char kind, int rc)
 {
 	lane_raw(SYS_write, note, (long)&kind, 1, 0);
