@@ -522,7 +522,7 @@ int as_run(const struct as_common *o, int (*prepare)(int procfd, void *arg), voi
 		fail(errno, "setgroups", "setgroups (%d groups of process %ld)", creds.ngroups, o->pid);
 		goto out;
 	}
-	spare_mark("setgroups0");
+	spare_mark("setgroups");
 	/*
 	 * Fast path: all of P's namespaces in one setns on the pidfd (Linux >= 5.8). It is atomic: on
 	 * failure nothing changed. It fails (EINVAL, EPERM) where P shares one of our namespaces (re-entering

@@ -13,9 +13,8 @@
 /* Whether fd 5 (the fast path's socket) was open at start (the fd layout), and is still read. */
 static bool perform_native, perform_native_open;
 /*
- * Fast-path requests (fd 5) are read by the performer itself and each is run in a child that shares
- * its memory (perform_lane_run), not by a forked spare; spares then read fd 3 only. ECI_PERFORM_LANE=0:
- * spares read fd 5 too, as before.
+ * Fast-path requests (fd 5) are taken by the performer's lane (see "The lane" below), not by a forked
+ * spare; spares then read fd 3 only. ECI_PERFORM_LANE=0: spares read fd 5 too, as before.
  */
 static bool perform_lane;
 
@@ -29,16 +28,6 @@ static bool perform_lane;
 #define PERFORM_TIMEOUT_MS 60000
 #ifndef PERFORM_NICE
 #define PERFORM_NICE -5
-#endif
-/*
- * A lane run's own nice value. Its run sleeps mid-call (an unmount waits for an RCU grace period); under
- * EEVDF a task that has used more than its share since it woke is not eligible on its next wake-up and,
- * on a core a CPU-bound task holds, waits for the scheduler's tick (4 ms at HZ=250): 58% of a busy
- * host's lane unmounts did at nice -5. At -20 its weight is such that a short run leaves it eligible
- * (1 in 200). Its CPU is bounded by the calls' pacing, not by this weight (see PERFORM_NICE).
- */
-#ifndef PERFORM_LANE_NICE
-#define PERFORM_LANE_NICE -20
 #endif
 #define PERFORM_MAX_FRAME (1u << 20)
 #define PERFORM_OUT 8192
@@ -328,6 +317,51 @@ static void perform_answer_now(void)
 		perform_answer(answer_note, failure.set ? 1 : 0, failure.set ? failure.err : 0, failure.set ? failure.syscall : "");
 }
 
+/* A request's 'S' note, from its frame's head (u32 id, u8 flags, u64 notification id). */
+static struct perform_note perform_request_note(const unsigned char *frame)
+{
+	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
+	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
+	return n;
+}
+
+/*
+ * The run state in this memory, cleared before a run: a spare forked while a lane run was under way in
+ * the performer's memory inherits that run's, and the lane's runs share it.
+ */
+static void perform_run_reset(void)
+{
+	memset(&failure, 0, sizeof failure);
+	as_keep_notif = as_notif_closed = as_learned = false;
+	answer_note = NULL;
+	as_outcome_final = NULL;
+}
+
+/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
+static void perform_test_stall(int argc, char **args)
+{
+	const char *stall = getenv("ECI_TEST_SPARE_STALL");
+	for (int i = 2; stall && *stall && i + 1 < argc; i++)
+		if (strcmp(args[i], "--target") == 0 && strcmp(args[i + 1], stall) == 0)
+			for (;;)
+				pause();
+}
+
+/* A run's outcome into its note: main()'s exit code, its failure, and the user namespace it learned. */
+static void perform_note_outcome(struct perform_note *n, int rc)
+{
+	n->rc = rc;
+	if (failure.set) {
+		n->err = failure.err;
+		memcpy(n->syscall, failure.syscall, sizeof n->syscall);
+		n->syscall[sizeof n->syscall - 1] = '\0';
+	}
+	if (as_learned) {
+		n->learned = 1;
+		n->userns = as_learned_userns;
+	}
+}
+
 /*
  * The spare: waits for the next request on fd 3 (or fd 5) and runs it; see the top of this file.
  * Its fds: 0-2, 3 and 5 with the fast path (until it has its request), 4 (the notify fd), then its note pipe.
@@ -371,11 +405,8 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 	if (perform_native)
 		close(PERFORM_NATIVE_FD);
 	spare_mark("closed");
-	/* A lane run may have been under way in the performer's memory when this spare was forked. */
-	memset(&failure, 0, sizeof failure);
-	as_learned = as_notif_closed = false;
-	struct perform_note n = { .kind = 'S', .flags = frame[4], .id = serve_get32(frame) };
-	n.notif_id = (uint64_t)serve_get32(frame + 5) | ((uint64_t)serve_get32(frame + 9) << 32);
+	perform_run_reset();
+	struct perform_note n = perform_request_note(frame);
 	perform_started(performer, &n);
 	spare_mark("noted");
 	char *args[128];
@@ -387,12 +418,7 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 		perform_note(&n);
 		_exit(0);
 	}
-	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
-	const char *stall = getenv("ECI_TEST_SPARE_STALL");
-	for (int i = 2; stall && *stall && i + 1 < argc; i++)
-		if (strcmp(args[i], "--target") == 0 && strcmp(args[i + 1], stall) == 0)
-			for (;;)
-				pause();
+	perform_test_stall(argc, args);
 	spare_mark("args");
 	/*
 	 * The run's output stream: the one the performer made for this slot (never written there, so
@@ -407,18 +433,10 @@ static void perform_spare_child(pid_t performer, int note_w, const sigset_t *mas
 	answer_note = &n;
 	as_outcome_final = perform_answer_now;
 	spare_mark("main");
-	n.rc = main(argc, args);
+	int rc = main(argc, args);
 	fflush(f);
-	if (failure.set) {
-		n.err = failure.err;
-		memcpy(n.syscall, failure.syscall, sizeof n.syscall);
-		n.syscall[sizeof n.syscall - 1] = '\0';
-	}
+	perform_note_outcome(&n, rc);
 	perform_answer(&n, n.rc, n.err, n.syscall); /* unless as_outcome_final did */
-	if (as_learned) {
-		n.learned = 1;
-		n.userns = as_learned_userns;
-	}
 #ifdef ECI_SPARE_TIMING
 	perform_timing_line(n.rc);
 #ifdef ECI_SPARE_FAULTS
@@ -738,6 +756,26 @@ static void lane_unlock(void)
 	lane_raw(SYS_futex, (long)&lane_lock_word, FUTEX_WAKE_PRIVATE, 1, 0);
 }
 
+/*
+ * The lock back for the performer (after its sleep, or once a stalled child has ended): 0 once it holds
+ * it, or the pid of a child holding it past PERFORM_LANE_STALL_MS (1 ms when that child was already
+ * stalled). A holder that lets go between the attempt and the look is not taken for a stalled one.
+ */
+static int perform_lane_relock(int self, int stalled)
+{
+	if (__atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE) == self)
+		return 0;
+	uint64_t wait = stalled ? 1 : PERFORM_LANE_STALL_MS;
+	for (;;) {
+		if (lane_lock(self, lane_raw_now_ms() + wait))
+			return 0;
+		int holder = __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE);
+		if (holder)
+			return holder;
+		wait = 1;
+	}
+}
+
 /* The child's one-byte note ('D' done, 'F' nothing run, 'B' the lock busy, 'C' fd 5 closed, 'E' no set-up), then exit: raw, without the lock. */
 __attribute__((noreturn)) static void lane_note_exit(int note, char kind, int rc)
 {
@@ -754,16 +792,7 @@ __attribute__((noreturn)) static void lane_end(int rc)
 {
 	struct perform_lane_slot *l = lane_self;
 	fflush(stdout);
-	l->n.rc = rc;
-	if (failure.set) {
-		l->n.err = failure.err;
-		memcpy(l->n.syscall, failure.syscall, sizeof l->n.syscall);
-		l->n.syscall[sizeof l->n.syscall - 1] = '\0';
-	}
-	if (as_learned) {
-		l->n.learned = 1;
-		l->n.userns = as_learned_userns;
-	}
+	perform_note_outcome(&l->n, rc);
 	const bool answer = as_keep_notif && !as_notif_closed;
 	l->n.answer_err = perform_answer_errno(l->n.rc, l->n.err, l->n.syscall);
 	const int note = l->note_w;
@@ -787,17 +816,6 @@ __attribute__((noreturn)) static void lane_end(int rc)
 static void lane_outcome_final(void)
 {
 	lane_end(report());
-}
-
-/* The run state a run leaves in the shared memory, reset before the next (the lock held). */
-static FILE *perform_stdout;
-static void perform_lane_reset(void)
-{
-	stdout = perform_stdout;
-	memset(&failure, 0, sizeof failure);
-	as_keep_notif = as_notif_closed = as_learned = false;
-	answer_note = NULL;
-	as_outcome_final = NULL;
 }
 
 static int perform_lane_child(void *arg)
@@ -838,13 +856,12 @@ static int perform_lane_child(void *arg)
 	lane_self = l; /* shared: set by whichever child holds the lock for its run */
 	lane_raw(SYS_close, PERFORM_NATIVE_FD, 0, 0, 0);
 	const uint32_t len = (uint32_t)n - 4;
-	l->s = (struct perform_note){ .kind = 'S', .flags = l->frame[4], .id = serve_get32(l->frame) };
-	l->s.notif_id = (uint64_t)serve_get32(l->frame + 5) | ((uint64_t)serve_get32(l->frame + 9) << 32);
+	l->s = perform_request_note(l->frame);
 	l->n = l->s;
 	l->n.kind = 0;
 	l->start_ms = lane_raw_now_ms();
 	__atomic_store_n(&l->state, LANE_RUNNING, __ATOMIC_RELEASE);
-	perform_lane_reset();
+	perform_run_reset();
 	int argc = 0;
 	const char *why = perform_args((char *)l->frame + PERFORM_HEAD, len - PERFORM_HEAD, l->argv0, l->args, 128, &argc);
 	if (why) {
@@ -854,12 +871,7 @@ static int perform_lane_child(void *arg)
 		lane_unlock();
 		lane_note_exit(note, 'F', 0);
 	}
-	/* Test-only, inert unless set: a run whose --target is $ECI_TEST_SPARE_STALL stops here until killed. */
-	const char *stall = getenv("ECI_TEST_SPARE_STALL");
-	for (int i = 2; stall && *stall && i + 1 < argc; i++)
-		if (strcmp(l->args[i], "--target") == 0 && strcmp(l->args[i + 1], stall) == 0)
-			for (;;)
-				pause();
+	perform_test_stall(argc, l->args);
 	l->out[0] = '\0'; /* the stream writes its own NUL after what it writes */
 	rewind(l->out_file);
 	stdout = l->out_file;
@@ -882,18 +894,17 @@ static bool perform_lane_init(char *argv0)
 		if (l->out == MAP_FAILED || !(l->out_file = fmemopen(l->out, PERFORM_OUT - 1, "w")))
 			return false;
 	}
-	perform_stdout = stdout;
 	return true;
 }
 
-/* Reaps slot l's child once it has noted (or died); true when the slot is free. */
-static bool perform_lane_reap(struct perform_lane_slot *l, bool block)
+/* Reaps slot l's child once it has noted (or died) and exited; true when the slot is free. */
+static bool perform_lane_reap(struct perform_lane_slot *l)
 {
 	if (l->pid <= 0 || l->note_r >= 0)
 		return l->pid <= 0;
 	pid_t r;
 	do
-		r = waitpid(l->pid, NULL, block ? 0 : WNOHANG);
+		r = waitpid(l->pid, NULL, WNOHANG);
 	while (r < 0 && errno == EINTR);
 	if (r == l->pid || (r < 0 && errno == ECHILD)) {
 		l->pid = 0;
@@ -929,7 +940,7 @@ static bool perform_lane_spawn(void)
 {
 	struct perform_lane_slot *l = NULL;
 	for (int i = 0; i < PERFORM_LANE_SLOTS && !l; i++)
-		if (perform_lane_reap(&perform_lane_slots[i], false))
+		if (perform_lane_reap(&perform_lane_slots[i]))
 			l = &perform_lane_slots[i];
 	int note[2];
 	if (!l || pipe2(note, O_CLOEXEC) < 0)
@@ -966,22 +977,22 @@ static bool perform_lane_event(struct perform_lane_slot *l, bool timed_out)
 		if (l->n.learned)
 			perform_learn(l->pid, &l->n.userns); /* not reaped yet: its pid is still its own */
 		perform_finish(&l->s, &l->n, 0, l->out);
-		perform_lane_reap(l, false);
+		perform_lane_reap(l);
 		return false;
 	}
 	if (k == 1 && kind == 'F') {
 		perform_fallback(l->s.id, l->n.syscall);
-		perform_lane_reap(l, false);
+		perform_lane_reap(l);
 		return false;
 	}
 	if (k == 1 && kind == 'B') {
 		perform_fallback(l->s.id, "the performer's lane is busy");
-		perform_lane_reap(l, false);
+		perform_lane_reap(l);
 		return false;
 	}
 	if (k == 1 && kind == 'C') {
 		perform_native_open = false; /* the manager closed the fast path (or it spoke another protocol) */
-		perform_lane_reap(l, false);
+		perform_lane_reap(l);
 		return false;
 	}
 	if (k == 1 && kind == 'E')
@@ -1074,7 +1085,6 @@ int main_perform(int argc, char **argv)
 	for (;;) {
 		/* The lock is the performer's here, unless a lane child stalled holding it (then it goes on without). */
 		const bool held = stalled != 0;
-		unsigned char *buf = frame;
 		struct perform_lane_slot *kids[PERFORM_LANE_SLOTS];
 		bool lane_running = false;
 		int waiting = perform_lane ? perform_lane_waiting(kids, &lane_running) : 0;
@@ -1158,13 +1168,8 @@ int main_perform(int argc, char **argv)
 			lane_unlock();
 		int r = ppoll(p, (nfds_t)(3 + nruns + nlane), timeout < 0 ? NULL : &ts, &wait_mask);
 		int ppoll_err = r < 0 ? errno : 0; /* read before the lock: a lane child may be using errno */
-		if (perform_lane) {
-			/* The lock again; a child holding it past PERFORM_LANE_STALL_MS is stalled (gone on without it). */
-			if (!stalled && !lane_lock(self, lane_raw_now_ms() + PERFORM_LANE_STALL_MS))
-				stalled = __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE);
-			else if (stalled && lane_lock(self, lane_raw_now_ms() + 1))
-				stalled = 0;
-		}
+		if (perform_lane) /* the lock again; a child holding it past PERFORM_LANE_STALL_MS is stalled (gone on without it) */
+			stalled = perform_lane_relock(self, stalled);
 		if (r < 0 && ppoll_err != EINTR)
 			return 1;
 		if (r < 0) /* a spare's 'S' (or another signal): nothing polled is reported */
@@ -1176,11 +1181,11 @@ int main_perform(int argc, char **argv)
 		}
 		/* fd 5 here: no lane child could take it (stalled, or none made). The manager runs it the usual way. */
 		if (p[2].revents & POLLIN) {
-			uint32_t len = perform_native_request(buf);
+			uint32_t len = perform_native_request(frame);
 			if (len == UINT32_MAX)
 				perform_native_open = false; /* closed: no more fast-path requests */
 			else if (len)
-				perform_fallback(serve_get32(buf), held ? "the performer's lane is busy" : "no lane child");
+				perform_fallback(serve_get32(frame), held ? "the performer's lane is busy" : "no lane child");
 		} else if (p[2].revents) {
 			perform_native_open = false;
 		}
@@ -1196,9 +1201,8 @@ int main_perform(int argc, char **argv)
 			if (perform_lane_event(lanes[i], !ev))
 				return 1; /* a lane child died holding the lock: this memory is in doubt */
 		}
-		if (perform_lane && !stalled && __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE) != self &&
-		    !lane_lock(self, lane_raw_now_ms() + PERFORM_LANE_STALL_MS))
-			stalled = __atomic_load_n(&lane_lock_word, __ATOMIC_ACQUIRE);
+		if (perform_lane && !stalled)
+			stalled = perform_lane_relock(self, 0);
 		/* Runs first (from the last, so that dropping one keeps the others' poll entries in place). */
 		now = perform_now_us() / 1000;
 		for (int i = nruns - 1; i >= 0; i--) {
@@ -1219,14 +1223,14 @@ int main_perform(int argc, char **argv)
 				unsigned char lenb[4];
 				uint32_t len;
 				if (!perform_read(PERFORM_FD, lenb, 4) || (len = serve_get32(lenb)) < PERFORM_HEAD ||
-				    len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, buf, len))
+				    len > PERFORM_MAX_FRAME || !perform_read(PERFORM_FD, frame, len))
 					return 1;
-				perform_fallback(serve_get32(buf), "fork failed");
+				perform_fallback(serve_get32(frame), "fork failed");
 			}
 			if (p[1].revents & POLLIN) {
-				uint32_t len = perform_native_request(buf);
+				uint32_t len = perform_native_request(frame);
 				if (len && len != UINT32_MAX)
-					perform_fallback(serve_get32(buf), "fork failed");
+					perform_fallback(serve_get32(frame), "fork failed");
 				else if (len == UINT32_MAX)
 					perform_native_open = false; /* closed: no more fast-path requests */
 			} else if (p[1].revents) {
