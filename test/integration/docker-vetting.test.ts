@@ -21,6 +21,15 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
   let bin: string;
   const run = (...args: string[]) => d.docker(['run', '--rm', ...RUN_FLAGS, '--runtime=eci', '--cap-add', 'SYS_ADMIN', ...args]);
   const results = (out: string) => Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ')));
+  /** A probe of bin/ run under eci and under plain runc with SYS_ADMIN (both must exit 0): each one's results. */
+  const underBoth = async (script: string) => {
+    const probe = (runtime: string) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${runtime}`, '--cap-add', 'SYS_ADMIN',
+      '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', script]);
+    const [eci, runc] = [await probe('eci'), await probe('runc')];
+    expect(eci.code, eci.stderr).toBe(0);
+    expect(runc.code, runc.stderr).toBe(0);
+    return [results(eci.stdout), results(runc.stdout)] as const;
+  };
 
   beforeAll(async () => {
     ({ m, d, img } = await startEciDocker());
@@ -83,12 +92,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
   it('resolves /proc/self/fd/N and /proc/thread-self/fd/N targets and sources as the caller does, like runc (issue 14)', async () => {
     // runc and systemd mount onto O_PATH fds through /proc/self/fd/N; inside eci's helper /proc/self
     // would be the helper itself (ENOENT, or "only bind mounts onto files").
-    const probe = (runtime: string) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${runtime}`, '--cap-add', 'SYS_ADMIN',
-      '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir -p /tmp/ps && /eci-bin/proc_self_mount /tmp/ps']);
-    const [eci, runc] = [await probe('eci'), await probe('runc')];
-    expect(eci.code, eci.stderr).toBe(0);
-    expect(runc.code, runc.stderr).toBe(0);
-    const [x, y] = [results(eci.stdout), results(runc.stdout)];
+    const [x, y] = await underBoth('mkdir -p /tmp/ps && /eci-bin/proc_self_mount /tmp/ps');
     console.log(`/proc/self/fd mounts under eci: ${JSON.stringify(x)}; under runc: ${JSON.stringify(y)}`);
     for (const k of ['tmpfs_self_fd', 'tmpfs_thread_self_fd', 'bind_relative_src', 'bind_fd_src', 'bind_onto_file', 'tmpfs_fd_subpath', 'tmpfs_fd_abs_symlink', 'tmpfs_self_cwd', 'bind_self_ns'])
       expect(x[k], k).toBe('ok');
@@ -97,12 +101,7 @@ describe.skipIf(!avail.ok)(`vetted mount syscalls through Docker${avail.ok ? '' 
 
   it('reads a target string wherever it lies in the caller\'s memory, and refuses one it cannot read whole', async () => {
     // The watcher reads strings page by page (process_vm_readv moves whole pages or nothing).
-    const probe = (runtime: string) => d.docker(['run', '--rm', ...RUN_FLAGS, `--runtime=${runtime}`, '--cap-add', 'SYS_ADMIN',
-      '-v', `${bin}:/eci-bin:ro`, img, 'sh', '-c', 'mkdir -p /tmp/ms && /eci-bin/mount_strings /tmp/ms']);
-    const [eci, runc] = [await probe('eci'), await probe('runc')];
-    expect(eci.code, eci.stderr).toBe(0);
-    expect(runc.code, runc.stderr).toBe(0);
-    const [x, y] = [results(eci.stdout), results(runc.stdout)];
+    const [x, y] = await underBoth('mkdir -p /tmp/ms && /eci-bin/mount_strings /tmp/ms');
     console.log(`awkward target strings under eci: ${JSON.stringify(x)}; under runc: ${JSON.stringify(y)}`);
     for (const k of ['straddle', 'page_end', 'long_path']) {
       expect(x[k], k).toBe('ok');

@@ -30,6 +30,16 @@ const kidsOf = (p: number) => {
   return { spares: all.filter((k) => niceOf(k) !== -20), lane: all.filter((k) => niceOf(k) === -20) };
 };
 
+/** A shell loop waiting for the agent's marker file /<f> (created in the rootfs), at most 20 s. */
+const waitFor = (f: string) => `i=0; while [ ! -e /${f} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`;
+
+/** A test's end: its agent and listeners closed, its runc container deleted. */
+async function stop(agent: { close(): Promise<void> }, listeners: SeccompListener[], id: string): Promise<void> {
+  await agent.close();
+  for (const l of listeners) await l.close();
+  await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', id], undefined, undefined, 60_000);
+}
+
 let dir: string;
 async function bundle(name: string, script: string, user: { uid: number; gid: number; additionalGids?: number[] } = { uid: 0, gid: 0 }): Promise<{ sock: string; b: string }> {
   const sock = join(dir, `agent${name}.sock`);
@@ -67,7 +77,6 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
 
   it('sends matching calls to the performer from the watcher thread; a killed performer is replaced and gets the table again', async () => {
     // The script waits for the agent's marker files (created in its rootfs), for at most 20 s each.
-    const waitFor = (f: string) => `i=0; while [ ! -e /${f} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`;
     const script = [
       'mount -t tmpfs tmpfs /m1; echo "a=$?"', waitFor('pushed1'), // the usual way: then the table is pushed
       'mount -t tmpfs tmpfs /m2; echo "b=$?"', waitFor('killed'), // fast; the agent then kills the performer
@@ -147,16 +156,13 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
       expect([lane['4'], lane['5']]).toEqual([perf['4'], perf['5']]);
       expect(lane['6']).toMatch(/^pipe:/);
     } finally {
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-fastpath1'], undefined, undefined, 60_000);
+      await stop(agent, listeners, 'eci-fastpath1');
     }
   });
 
   it('runs fast-path calls in its lane, not in spares, and a nested user namespace\'s with that namespace\'s own ids and groups', async () => {
     // uid 1000 (groups 1000 and 1) with CAP_SYS_ADMIN; then in a user namespace of its own (unshare -r:
     // it is 0 there, and setgroups is denied there), whose calls take that namespace's maps.
-    const waitFor = (f: string) => `i=0; while [ ! -e /${f} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`;
     const calls = (tag: string) => `for i in 1 2 3; do mount -t tmpfs t /m2; echo "${tag}m$i=$?"; umount /m2; echo "${tag}u$i=$?"; done`;
     const script = ['mount -t tmpfs tmpfs /m1; echo "a=$?"', waitFor('pushed1'), calls('c'), `unshare -U -r -m sh -c '${calls('n')}'`, waitFor('seen')].join('; ');
     const { sock, b } = await bundle('3', script, { uid: 1000, gid: 1000, additionalGids: [1000, 1] });
@@ -209,14 +215,11 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
       expect(spares[1]).toEqual(spares[0]);
       expect(spares[2]).toHaveLength(1);
     } finally {
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-fastpath3'], undefined, undefined, 60_000);
+      await stop(agent, listeners, 'eci-fastpath3');
     }
   });
 
   it('turns fast-path calls back while a lane run stalls, and ends once that run is killed before its outcome (the caller gets EPERM)', async () => {
-    const waitFor = (f: string) => `i=0; while [ ! -e /${f} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`;
     const script = [
       'mkdir -p /stall; mount -t tmpfs tmpfs /m1', waitFor('pushed1'),
       '(mount -t tmpfs t /stall; echo "s=$?") &', 'sleep 0.5', // the lane stalls on it (test hook), past PERFORM_LANE_STALL_MS
@@ -282,14 +285,11 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
       expect(seen).toEqual(['/m1 usual', '/stall fast', '/m2 turned back', `/stall failed ${constants.errno.EPERM}`, 'performer ended', '/m3 usual']);
     } finally {
       delete process.env.ECI_TEST_SPARE_STALL;
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-fastpath4'], undefined, undefined, 60_000);
+      await stop(agent, listeners, 'eci-fastpath4');
     }
   });
 
   it('keeps one budget for both paths: past it (calls of the usual path charged too) calls go the usual way', async () => {
-    const waitFor = (f: string) => `i=0; while [ ! -e /${f} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`;
     const script = ['mount -t tmpfs tmpfs /m1', waitFor('pushed1'), ...['m2', 'm3', 'm4', 'm1'].map((m) => `umount /${m} 2>/dev/null; mount -t tmpfs tmpfs /${m}`), 'echo done'].join('; ');
     const { sock, b } = await bundle('2', script);
     // A burst of 3, then one call every 100 s: nothing is refilled while the test runs.
@@ -331,9 +331,7 @@ describe.skipIf(skip !== null)(`the performer's fast path with runc${skip ? ` (s
         'umount2 /m3 usual', 'mount /m3 usual', 'umount2 /m4 usual', 'mount /m4 usual', 'umount2 /m1 usual', 'mount /m1 usual',
       ]);
     } finally {
-      await agent.close();
-      for (const l of listeners) await l.close();
-      await runCmd('runc', ['--root', join(dir, 'runc'), 'delete', '--force', 'eci-fastpath2'], undefined, undefined, 60_000);
+      await stop(agent, listeners, 'eci-fastpath2');
     }
   });
 });
